@@ -1,0 +1,649 @@
+//! The cloud-mixer JSON (DESIGN §3) → a validated [`MixerConfig`] and [`Layout`].
+//!
+//! Validation walks the JSON by hand rather than through serde derive so that every error names
+//! the JSON path of the bad field and the rule it broke:
+//! `videoFileCfg.layoutConfig[1].width: must be > 0, got -5`.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::color::{parse_hex_color, rgb_to_yuv709_limited};
+use crate::layout::{FitMode, Item, ItemKind, Layout, Rect};
+
+/// Largest canvas side.
+pub const MAX_CANVAS: u32 = 8192;
+/// Largest item side.
+pub const MAX_ITEM: i64 = 16384;
+/// Default output frame rate when `vFps` is 0 or absent.
+pub const DEFAULT_FPS: u32 = 12;
+/// Default quantiser.
+pub const DEFAULT_QP: u8 = 19;
+
+/// A config that cannot be used. Nothing was changed.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum ConfigError {
+    /// Not parseable as JSON.
+    #[error("config is not valid JSON: {0}")]
+    Json(String),
+    /// A field breaks a rule.
+    #[error("{path}: {rule}")]
+    Invalid {
+        /// JSON path of the field, e.g. `videoFileCfg.layoutConfig[1].width`.
+        path: String,
+        /// What is wrong.
+        rule: String,
+    },
+    /// A live update tried to change something other than `layoutConfig`.
+    #[error("{path}: cannot be changed while recording (update_content may change videoFileCfg.layoutConfig only)")]
+    NotUpdatable {
+        /// JSON path of the field.
+        path: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(path: &str, rule: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            path: path.to_string(),
+            rule: rule.into(),
+        }
+    }
+    /// The JSON path the error is about, if any.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            ConfigError::Json(_) => None,
+            ConfigError::Invalid { path, .. } | ConfigError::NotUpdatable { path } => Some(path),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// Container chosen from a target's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Container {
+    /// Fragmented MP4 (default).
+    Mp4,
+    /// FLV.
+    Flv,
+    /// MPEG-TS.
+    Ts,
+    /// Matroska.
+    Mkv,
+}
+
+/// One output target of `svrPathName`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Target {
+    /// A file, relative to the mixer's storage root (normalised, no `..`).
+    File {
+        /// Relative path under the storage root.
+        path: PathBuf,
+        /// Container from the extension.
+        container: Container,
+    },
+    /// A live `rtmp://` or `rtsp://` target.
+    Url {
+        /// The URL as given.
+        url: String,
+    },
+}
+
+/// Output settings that are fixed for a mixer's life.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OutputSettings {
+    /// Targets written from one encode.
+    pub targets: Vec<Target>,
+    /// The raw `svrPathName`.
+    pub svr_path_name: String,
+    /// Canvas width (even).
+    pub width: u32,
+    /// Canvas height (even).
+    pub height: u32,
+    /// Frames per second (1–30).
+    pub fps: u32,
+    /// Forced bitrate in bit/s (`vBps`), if any.
+    pub bitrate: Option<u32>,
+    /// Quantiser when no bitrate is forced.
+    pub qp: u8,
+}
+
+impl OutputSettings {
+    /// `vBps` when forced, else the resolution table's bitrate (720p: 1 Mbit/s).
+    pub fn effective_bitrate(&self) -> u32 {
+        self.bitrate.unwrap_or_else(|| default_bitrate(self.width, self.height))
+    }
+}
+
+/// Default bitrate by output size.
+pub fn default_bitrate(w: u32, h: u32) -> u32 {
+    let px = w as u64 * h as u64;
+    match px {
+        0..=76_800 => 200_000,          // ≤ 320x240
+        76_801..=307_200 => 500_000,    // ≤ 640x480
+        307_201..=921_600 => 1_000_000, // ≤ 1280x720
+        921_601..=2_073_600 => 2_000_000, // ≤ 1920x1080
+        _ => 4_000_000,
+    }
+}
+
+/// A validated mixer configuration.
+///
+/// ```
+/// use cloudmixer::config::MixerConfig;
+/// let cfg = MixerConfig::from_json(r#"{"mode":0,"videoFileCfg":{"svrPathName":"/a/rec.mp4",
+///   "vWidth":1280,"vHeight":720,"vFps":15,"layoutConfig":[{"type":0,"left":0,"top":180,
+///   "width":640,"height":360,"keepAspectRatio":1,"param":{"camid":"Usr1.-1"}}]}}"#).unwrap();
+/// assert_eq!(cfg.output.fps, 15);
+/// assert_eq!(cfg.layout.items.len(), 1);
+/// let err = MixerConfig::from_json(r#"{"videoFileCfg":{"svrPathName":"a.mp4","vWidth":1281,"vHeight":720,"layoutConfig":[]}}"#).unwrap_err();
+/// assert_eq!(err.to_string(), "videoFileCfg.vWidth: must be even, got 1281");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct MixerConfig {
+    /// 0 = composite.
+    pub mode: u32,
+    /// Fixed output settings.
+    pub output: OutputSettings,
+    /// The initial layout.
+    pub layout: Arc<Layout>,
+    raw: Value,
+}
+
+fn parse_json(text: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| ConfigError::Json(e.to_string()))
+}
+
+fn describe(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 40 {
+        format!("{}…", &s[..s.char_indices().nth(40).map(|c| c.0).unwrap_or(s.len())])
+    } else {
+        s
+    }
+}
+
+fn obj<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>> {
+    v.as_object()
+        .ok_or_else(|| ConfigError::invalid(path, format!("must be an object, got {}", describe(v))))
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// An integer field: absent → `None`; present but not an integer → error.
+fn opt_int(m: &Map<String, Value>, path: &str, key: &str) -> Result<Option<i64>> {
+    let p = join(path, key);
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Number(n)) => match n.as_i64() {
+            Some(i) => Ok(Some(i)),
+            None => Err(ConfigError::invalid(
+                &p,
+                format!("must be an integer, got {}", describe(v)),
+            )),
+        },
+        Some(v) => Err(ConfigError::invalid(
+            &p,
+            format!("must be an integer, got {}", describe(v)),
+        )),
+    }
+}
+
+fn req_int(m: &Map<String, Value>, path: &str, key: &str) -> Result<i64> {
+    opt_int(m, path, key)?.ok_or_else(|| ConfigError::invalid(&join(path, key), "is required"))
+}
+
+fn int_in(p: &str, v: i64, lo: i64, hi: i64) -> Result<i64> {
+    if v < lo {
+        let rule = if lo == 1 {
+            format!("must be > 0, got {v}")
+        } else {
+            format!("must be >= {lo}, got {v}")
+        };
+        return Err(ConfigError::invalid(p, rule));
+    }
+    if v > hi {
+        return Err(ConfigError::invalid(p, format!("must be <= {hi}, got {v}")));
+    }
+    Ok(v)
+}
+
+fn opt_str<'a>(m: &'a Map<String, Value>, path: &str, key: &str) -> Result<Option<&'a str>> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(ConfigError::invalid(
+            &join(path, key),
+            format!("must be a string, got {}", describe(v)),
+        )),
+    }
+}
+
+fn opt_color(m: &Map<String, Value>, path: &str, key: &str) -> Result<Option<[u8; 4]>> {
+    match opt_str(m, path, key)? {
+        None => Ok(None),
+        Some(s) => parse_hex_color(s).map(Some).ok_or_else(|| {
+            ConfigError::invalid(
+                &join(path, key),
+                format!("must be a colour #RRGGBB or #RRGGBBAA, got \"{s}\""),
+            )
+        }),
+    }
+}
+
+/// Splits and checks `svrPathName`.
+pub fn parse_targets(s: &str, path: &str) -> Result<Vec<Target>> {
+    let mut out = Vec::new();
+    for part in s.split(';') {
+        let t = part.trim();
+        if t.is_empty() {
+            if s.trim().is_empty() {
+                return Err(ConfigError::invalid(path, "must name at least one target"));
+            }
+            continue;
+        }
+        let lower = t.to_ascii_lowercase();
+        if lower.starts_with("rtmp://") || lower.starts_with("rtmps://") || lower.starts_with("rtsp://") {
+            out.push(Target::Url { url: t.to_string() });
+            continue;
+        }
+        if lower.contains("://") {
+            return Err(ConfigError::invalid(
+                path,
+                format!("\"{t}\": only file paths and rtmp:// or rtsp:// URLs are supported"),
+            ));
+        }
+        out.push(Target::File {
+            path: confine(t).map_err(|rule| ConfigError::invalid(path, format!("\"{t}\": {rule}")))?,
+            container: container_of(t).ok_or_else(|| {
+                ConfigError::invalid(
+                    path,
+                    format!("\"{t}\": extension must be .mp4, .flv, .ts or .mkv"),
+                )
+            })?,
+        });
+    }
+    Ok(out)
+}
+
+fn container_of(p: &str) -> Option<Container> {
+    let ext = Path::new(p).extension()?.to_str()?.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "mp4" => Container::Mp4,
+        "flv" => Container::Flv,
+        "ts" => Container::Ts,
+        "mkv" => Container::Mkv,
+        _ => return None,
+    })
+}
+
+/// Turns a `svrPathName` file path into a relative path under the storage root.
+/// A leading `/` means the storage root. `..`, `~`, backslashes, drive prefixes and control
+/// characters are refused (symlink escapes are checked when the file is opened).
+pub fn confine(p: &str) -> std::result::Result<PathBuf, String> {
+    if p.chars().any(|c| c.is_control()) {
+        return Err("path contains control characters".into());
+    }
+    if p.contains('\\') {
+        return Err("path must use '/' separators".into());
+    }
+    if p.starts_with('~') {
+        return Err("'~' paths escape the storage root".into());
+    }
+    if p.len() >= 2 && p.as_bytes()[1] == b':' {
+        return Err("drive-letter paths escape the storage root".into());
+    }
+    let mut rel = PathBuf::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(s) => rel.push(s),
+            Component::ParentDir => return Err("'..' escapes the storage root".into()),
+            Component::Prefix(_) => return Err("path prefix escapes the storage root".into()),
+        }
+    }
+    if rel.as_os_str().is_empty() || p.ends_with('/') {
+        return Err("must name a file".into());
+    }
+    Ok(rel)
+}
+
+fn parse_item(v: &Value, path: &str, cw: u32, ch: u32, index: usize) -> Result<Item> {
+    let m = obj(v, path)?;
+    let ty = req_int(m, path, "type")?;
+    let left = int_in(&join(path, "left"), req_int(m, path, "left")?, -MAX_ITEM, MAX_ITEM)?;
+    let top = int_in(&join(path, "top"), req_int(m, path, "top")?, -MAX_ITEM, MAX_ITEM)?;
+    let width = int_in(&join(path, "width"), req_int(m, path, "width")?, 1, MAX_ITEM)?;
+    let height = int_in(&join(path, "height"), req_int(m, path, "height")?, 1, MAX_ITEM)?;
+    let rect = Rect::new(left as i32, top as i32, width as u32, height as u32);
+    if rect.clip(cw, ch).is_none() {
+        return Err(ConfigError::invalid(
+            path,
+            format!(
+                "rect {}x{} at ({left},{top}) lies wholly outside the {cw}x{ch} canvas",
+                width, height
+            ),
+        ));
+    }
+    let keep = opt_int(m, path, "keepAspectRatio")?.unwrap_or(1);
+    let keep = int_in(&join(path, "keepAspectRatio"), keep, 0, 1)?;
+    let mut fit = if keep == 1 { FitMode::Fit } else { FitMode::Stretch };
+    if let Some(f) = opt_str(m, path, "fit")? {
+        fit = match f {
+            "fit" => FitMode::Fit,
+            "fill" => FitMode::Fill,
+            "stretch" => FitMode::Stretch,
+            other => {
+                return Err(ConfigError::invalid(
+                    &join(path, "fit"),
+                    format!("must be \"fit\", \"fill\" or \"stretch\", got \"{other}\""),
+                ))
+            }
+        };
+    }
+    let zorder = opt_int(m, path, "zorder")?.unwrap_or(0);
+    let zorder = int_in(&join(path, "zorder"), zorder, -1000, 1000)? as i32;
+    let alpha = match m.get("alpha") {
+        None | Some(Value::Null) => 1.0,
+        Some(Value::Number(n)) => {
+            let a = n.as_f64().unwrap_or(f64::NAN);
+            if !(0.0..=1.0).contains(&a) {
+                return Err(ConfigError::invalid(
+                    &join(path, "alpha"),
+                    format!("must be between 0 and 1, got {a}"),
+                ));
+            }
+            a as f32
+        }
+        Some(v) => {
+            return Err(ConfigError::invalid(
+                &join(path, "alpha"),
+                format!("must be a number between 0 and 1, got {}", describe(v)),
+            ))
+        }
+    };
+    let ppath = join(path, "param");
+    let empty = Map::new();
+    let param = match m.get("param") {
+        None | Some(Value::Null) => &empty,
+        Some(p) => obj(p, &ppath)?,
+    };
+    let need_str = |key: &str| -> Result<String> {
+        match opt_str(param, &ppath, key)? {
+            Some(s) if !s.trim().is_empty() => Ok(s.to_string()),
+            Some(_) => Err(ConfigError::invalid(&join(&ppath, key), "must not be empty")),
+            None => Err(ConfigError::invalid(
+                &join(&ppath, key),
+                format!("is required for an item of type {ty}"),
+            )),
+        }
+    };
+    let kind = match ty {
+        0 => ItemKind::Camera {
+            camid: need_str("camid")?,
+        },
+        1 => ItemKind::Picture {
+            resource_id: need_str("resourceid")?,
+        },
+        3 => ItemKind::MediaShare {
+            camid: need_str("camid")?,
+        },
+        5 => ItemKind::ScreenShare {
+            camid: need_str("camid")?,
+        },
+        10 => {
+            let text = match opt_str(param, &ppath, "text")? {
+                Some(s) => s.to_string(),
+                None => return Err(ConfigError::invalid(&join(&ppath, "text"), "is required for an item of type 10")),
+            };
+            let font = opt_int(param, &ppath, "font-size")?.unwrap_or(18);
+            let margin = opt_int(param, &ppath, "text-margin")?.unwrap_or(5);
+            ItemKind::Text {
+                text,
+                color: opt_color(param, &ppath, "color")?.unwrap_or([255, 255, 255, 255]),
+                background: opt_color(param, &ppath, "background")?.unwrap_or([0, 0, 0, 0x7d]),
+                font_size: int_in(&join(&ppath, "font-size"), font, 1, 512)? as u32,
+                margin: int_in(&join(&ppath, "text-margin"), margin, 0, 512)? as u32,
+            }
+        }
+        2 | 4 | 6..=9 => {
+            return Err(ConfigError::invalid(
+                &join(path, "type"),
+                format!("item type {ty} is deprecated and not supported (use 0 camera, 1 picture, 3 media share, 5 screen share, 10 text)"),
+            ))
+        }
+        _ => {
+            return Err(ConfigError::invalid(
+                &join(path, "type"),
+                format!("unknown item type {ty} (use 0 camera, 1 picture, 3 media share, 5 screen share, 10 text)"),
+            ))
+        }
+    };
+    Ok(Item {
+        kind,
+        rect,
+        fit,
+        alpha,
+        zorder,
+        index,
+    })
+}
+
+fn parse_layout(vfc: &Map<String, Value>, cw: u32, ch: u32) -> Result<Layout> {
+    let path = "videoFileCfg.layoutConfig";
+    let arr = match vfc.get("layoutConfig") {
+        None | Some(Value::Null) => return Err(ConfigError::invalid(path, "is required")),
+        Some(Value::Array(a)) => a,
+        Some(v) => {
+            return Err(ConfigError::invalid(
+                path,
+                format!("must be an array, got {}", describe(v)),
+            ))
+        }
+    };
+    if arr.len() > 64 {
+        return Err(ConfigError::invalid(path, format!("at most 64 items, got {}", arr.len())));
+    }
+    let items = arr
+        .iter()
+        .enumerate()
+        .map(|(i, v)| parse_item(v, &format!("{path}[{i}]"), cw, ch, i))
+        .collect::<Result<Vec<_>>>()?;
+    let bg = opt_color(vfc, "videoFileCfg", "backgroundColor")?.unwrap_or([0, 0, 0, 255]);
+    let bg = rgb_to_yuv709_limited([bg[0], bg[1], bg[2]]);
+    let mut layout = Layout::new(cw, ch, bg, items);
+    if let Some(p) = opt_color(vfc, "videoFileCfg", "placeholder")? {
+        layout.placeholder = rgb_to_yuv709_limited([p[0], p[1], p[2]]);
+    }
+    Ok(layout)
+}
+
+impl MixerConfig {
+    /// Parses and validates a create config.
+    pub fn from_json(text: &str) -> Result<Self> {
+        Self::from_value(parse_json(text)?)
+    }
+
+    /// Validates an already-parsed JSON value.
+    pub fn from_value(root: Value) -> Result<Self> {
+        let m = obj(&root, "(root)")?;
+        let mode = opt_int(m, "", "mode")?.unwrap_or(0);
+        match mode {
+            0 => {}
+            1 => {
+                return Err(ConfigError::invalid(
+                    "mode",
+                    "mode 1 (one file per stream) is not supported yet; use 0 (composite)",
+                ))
+            }
+            other => {
+                return Err(ConfigError::invalid(
+                    "mode",
+                    format!("must be 0 (composite), got {other}"),
+                ))
+            }
+        }
+        let vp = "videoFileCfg";
+        let vfc = match m.get(vp) {
+            None | Some(Value::Null) => return Err(ConfigError::invalid(vp, "is required")),
+            Some(v) => obj(v, vp)?,
+        };
+        let svr = opt_str(vfc, vp, "svrPathName")?
+            .ok_or_else(|| ConfigError::invalid("videoFileCfg.svrPathName", "is required"))?;
+        let targets = parse_targets(svr, "videoFileCfg.svrPathName")?;
+        let mut dims = [0u32; 2];
+        for (i, key) in ["vWidth", "vHeight"].iter().enumerate() {
+            let p = join(vp, key);
+            let v = int_in(&p, req_int(vfc, vp, key)?, 1, MAX_CANVAS as i64)?;
+            if v % 2 != 0 {
+                return Err(ConfigError::invalid(&p, format!("must be even, got {v}")));
+            }
+            dims[i] = v as u32;
+        }
+        let fps = match opt_int(vfc, vp, "vFps")?.unwrap_or(0) {
+            0 => DEFAULT_FPS,
+            f => int_in("videoFileCfg.vFps", f, 1, 30)? as u32,
+        };
+        let bitrate = match opt_int(vfc, vp, "vBps")? {
+            None | Some(0) => None,
+            Some(b) => Some(int_in("videoFileCfg.vBps", b, 10_000, 100_000_000)? as u32),
+        };
+        let qp = match opt_int(vfc, vp, "vQP")? {
+            None => DEFAULT_QP,
+            Some(q) => int_in("videoFileCfg.vQP", q, 0, 51)? as u8,
+        };
+        // audio fields are accepted (audio mixing is not implemented) but must be well-typed
+        opt_int(vfc, vp, "aChannelType")?;
+        if let Some(v) = vfc.get("aChannelContent") {
+            if !v.is_array() && !v.is_null() {
+                return Err(ConfigError::invalid(
+                    "videoFileCfg.aChannelContent",
+                    format!("must be an array, got {}", describe(v)),
+                ));
+            }
+        }
+        let layout = parse_layout(vfc, dims[0], dims[1])?;
+        Ok(MixerConfig {
+            mode: mode as u32,
+            output: OutputSettings {
+                targets,
+                svr_path_name: svr.to_string(),
+                width: dims[0],
+                height: dims[1],
+                fps,
+                bitrate,
+                qp,
+            },
+            layout: Arc::new(layout),
+            raw: root,
+        })
+    }
+
+    /// Validates a live update (`{"videoFileCfg":{"layoutConfig":[…]}}`) against this config
+    /// and returns the new layout. Fields other than `layoutConfig` may be repeated only with
+    /// their current values.
+    pub fn parse_update(&self, text: &str) -> Result<Layout> {
+        self.parse_update_value(&parse_json(text)?)
+    }
+
+    /// As [`MixerConfig::parse_update`], from a parsed value.
+    pub fn parse_update_value(&self, root: &Value) -> Result<Layout> {
+        let m = obj(root, "(root)")?;
+        for (k, v) in m {
+            if k != "videoFileCfg" && self.raw.get(k) != Some(v) {
+                return Err(ConfigError::NotUpdatable { path: k.clone() });
+            }
+        }
+        let vfc = match m.get("videoFileCfg") {
+            None => return Err(ConfigError::invalid("videoFileCfg", "is required")),
+            Some(v) => obj(v, "videoFileCfg")?,
+        };
+        let cur = self.raw.get("videoFileCfg");
+        for (k, v) in vfc {
+            if k != "layoutConfig" && cur.and_then(|c| c.get(k)) != Some(v) {
+                return Err(ConfigError::NotUpdatable {
+                    path: format!("videoFileCfg.{k}"),
+                });
+            }
+        }
+        // background/placeholder stay those of the create config
+        let mut merged = cur.and_then(|c| c.as_object()).cloned().unwrap_or_default();
+        merged.insert(
+            "layoutConfig".into(),
+            vfc.get("layoutConfig").cloned().unwrap_or(Value::Null),
+        );
+        parse_layout(&merged, self.output.width, self.output.height)
+    }
+
+    /// The layout as resolved JSON: each item's source and its draw rect for a source of
+    /// `source_size(camid)` (or the item rect when unknown).
+    pub fn resolved_json(&self) -> Value {
+        resolved_layout_json(&self.layout, &self.output)
+    }
+}
+
+/// Resolved layout JSON (used by `cloudmixer validate`).
+pub fn resolved_layout_json(layout: &Layout, out: &OutputSettings) -> Value {
+    let items: Vec<Value> = layout
+        .items
+        .iter()
+        .map(|it| {
+            let mut o = serde_json::json!({
+                "index": it.index,
+                "rect": it.rect,
+                "visible": it.rect.clip(layout.width, layout.height),
+                "fit": it.fit,
+                "alpha": it.alpha,
+                "zorder": it.zorder,
+            });
+            match &it.kind {
+                ItemKind::Camera { camid } => {
+                    o["type"] = "camera".into();
+                    o["camid"] = camid.clone().into();
+                }
+                ItemKind::MediaShare { camid } => {
+                    o["type"] = "media_share".into();
+                    o["camid"] = camid.clone().into();
+                }
+                ItemKind::ScreenShare { camid } => {
+                    o["type"] = "screen_share".into();
+                    o["camid"] = camid.clone().into();
+                }
+                ItemKind::Picture { resource_id } => {
+                    o["type"] = "picture".into();
+                    o["resourceid"] = resource_id.clone().into();
+                }
+                ItemKind::Text { text, .. } => {
+                    o["type"] = "text".into();
+                    o["text"] = text.clone().into();
+                }
+            }
+            o
+        })
+        .collect();
+    serde_json::json!({
+        "width": out.width,
+        "height": out.height,
+        "fps": out.fps,
+        "bitrate": out.effective_bitrate(),
+        "bitrateForced": out.bitrate.is_some(),
+        "qp": out.qp,
+        "targets": out.targets,
+        "background": layout.background,
+        "items": items,
+    })
+}
+
+#[cfg(test)]
+mod tests;

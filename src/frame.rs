@@ -1,0 +1,480 @@
+//! Decoded video frames: planes, strides, pixel format, colour space, timestamp.
+//!
+//! A [`VideoFrame`] owns its planes. Constructors check every plane against the format, the
+//! size and the stride, so a short buffer is a [`FrameError`], never a panic later on the frame
+//! path.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// Pixel layouts accepted from sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PixelFormat {
+    /// Planar 4:2:0: Y, U, V planes (U and V at half width and half height, rounded up).
+    I420,
+    /// Semi-planar 4:2:0: Y plane, then one interleaved UV plane.
+    Nv12,
+    /// Packed 8-bit R, G, B, A (non-premultiplied).
+    Rgba,
+}
+
+impl PixelFormat {
+    /// Number of planes.
+    pub fn plane_count(self) -> usize {
+        match self {
+            PixelFormat::I420 => 3,
+            PixelFormat::Nv12 => 2,
+            PixelFormat::Rgba => 1,
+        }
+    }
+
+    /// (width in bytes, height in rows) of plane `i` for a `w`x`h` frame.
+    pub fn plane_size(self, i: usize, w: u32, h: u32) -> (usize, usize) {
+        let (w, h) = (w as usize, h as usize);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        match (self, i) {
+            (PixelFormat::I420, 0) | (PixelFormat::Nv12, 0) => (w, h),
+            (PixelFormat::I420, _) => (cw, ch),
+            (PixelFormat::Nv12, _) => (cw * 2, ch),
+            (PixelFormat::Rgba, _) => (w * 4, h),
+        }
+    }
+}
+
+/// YUV matrix coefficients of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Matrix {
+    /// ITU-R BT.601 (SD cameras, most webcams and JPEG).
+    Bt601,
+    /// ITU-R BT.709 (HD).
+    #[default]
+    Bt709,
+}
+
+/// Quantisation range of a YUV source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Range {
+    /// Y 16–235, UV 16–240 ("TV", "MPEG").
+    #[default]
+    Limited,
+    /// 0–255 ("PC", "JPEG").
+    Full,
+}
+
+/// Colour space tag of a YUV frame (ignored for RGBA, which is full-range RGB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ColorSpace {
+    /// Matrix coefficients.
+    pub matrix: Matrix,
+    /// Quantisation range.
+    pub range: Range,
+}
+
+impl ColorSpace {
+    /// BT.709 limited range: the output colour space and the default input tag.
+    pub const BT709_LIMITED: ColorSpace = ColorSpace {
+        matrix: Matrix::Bt709,
+        range: Range::Limited,
+    };
+    /// BT.601 limited range (SD cameras).
+    pub const BT601_LIMITED: ColorSpace = ColorSpace {
+        matrix: Matrix::Bt601,
+        range: Range::Limited,
+    };
+    /// BT.601 full range (JPEG).
+    pub const BT601_FULL: ColorSpace = ColorSpace {
+        matrix: Matrix::Bt601,
+        range: Range::Full,
+    };
+}
+
+/// Bad frame data given to a constructor.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FrameError {
+    /// Width or height is zero or above the supported maximum.
+    #[error("frame size {width}x{height} is not supported (1..={max} per side)")]
+    BadSize {
+        /// Width given.
+        width: u32,
+        /// Height given.
+        height: u32,
+        /// Largest side accepted.
+        max: u32,
+    },
+    /// Wrong number of planes for the format.
+    #[error("{format:?} needs {expected} planes, got {got}")]
+    PlaneCount {
+        /// Format given.
+        format: PixelFormat,
+        /// Planes the format has.
+        expected: usize,
+        /// Planes passed.
+        got: usize,
+    },
+    /// A stride shorter than one row of the plane.
+    #[error("plane {plane}: stride {stride} is shorter than a row ({row} bytes)")]
+    StrideTooSmall {
+        /// Plane index.
+        plane: usize,
+        /// Stride given.
+        stride: usize,
+        /// Bytes in one row.
+        row: usize,
+    },
+    /// A buffer shorter than `stride * (rows - 1) + row`.
+    #[error("plane {plane}: buffer has {got} bytes, needs at least {needed}")]
+    ShortBuffer {
+        /// Plane index.
+        plane: usize,
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes given.
+        got: usize,
+    },
+}
+
+/// Largest frame side accepted (16K).
+pub const MAX_SIDE: u32 = 16384;
+
+/// One plane: bytes and the distance between row starts.
+#[derive(Debug, Clone)]
+pub struct Plane {
+    /// Pixel bytes; row `r` starts at `r * stride`.
+    pub data: Vec<u8>,
+    /// Bytes from one row start to the next (≥ the row's width in bytes).
+    pub stride: usize,
+}
+
+impl Plane {
+    /// Row `r` of a plane whose rows are `row_bytes` long.
+    #[inline]
+    pub fn row(&self, r: usize, row_bytes: usize) -> &[u8] {
+        &self.data[r * self.stride..r * self.stride + row_bytes]
+    }
+}
+
+/// A decoded picture from a source.
+///
+/// ```
+/// use cloudmixer::frame::{VideoFrame, ColorSpace};
+/// // a 4x2 mid-grey I420 frame
+/// let f = VideoFrame::i420(4, 2, vec![128; 8], vec![128; 2], vec![128; 2]).unwrap();
+/// assert_eq!(f.width(), 4);
+/// assert!(VideoFrame::i420(4, 2, vec![0; 7], vec![0; 2], vec![0; 2]).is_err());
+/// # let _ = ColorSpace::BT709_LIMITED;
+/// ```
+#[derive(Debug, Clone)]
+pub struct VideoFrame {
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    planes: Vec<Plane>,
+    /// Colour space of YUV data.
+    pub color: ColorSpace,
+    /// Presentation time relative to the source's start.
+    pub pts: Duration,
+    /// Sample (pixel) aspect ratio, numerator and denominator; (1, 1) for square pixels.
+    pub sar: (u32, u32),
+    id: u64,
+}
+
+static NEXT_FRAME_ID: AtomicU64 = AtomicU64::new(1);
+fn next_id() -> u64 {
+    NEXT_FRAME_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+impl VideoFrame {
+    /// Builds a frame from planes, checking sizes and strides.
+    pub fn new(
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        planes: Vec<Plane>,
+    ) -> Result<Self, FrameError> {
+        if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
+            return Err(FrameError::BadSize {
+                width,
+                height,
+                max: MAX_SIDE,
+            });
+        }
+        if planes.len() != format.plane_count() {
+            return Err(FrameError::PlaneCount {
+                format,
+                expected: format.plane_count(),
+                got: planes.len(),
+            });
+        }
+        for (i, p) in planes.iter().enumerate() {
+            let (row, rows) = format.plane_size(i, width, height);
+            if p.stride < row {
+                return Err(FrameError::StrideTooSmall {
+                    plane: i,
+                    stride: p.stride,
+                    row,
+                });
+            }
+            let needed = p.stride * (rows - 1) + row;
+            if p.data.len() < needed {
+                return Err(FrameError::ShortBuffer {
+                    plane: i,
+                    needed,
+                    got: p.data.len(),
+                });
+            }
+        }
+        Ok(VideoFrame {
+            format,
+            width,
+            height,
+            planes,
+            color: ColorSpace::BT709_LIMITED,
+            pts: Duration::ZERO,
+            sar: (1, 1),
+            id: next_id(),
+        })
+    }
+
+    /// Tightly packed I420 (strides = plane widths).
+    pub fn i420(
+        width: u32,
+        height: u32,
+        y: Vec<u8>,
+        u: Vec<u8>,
+        v: Vec<u8>,
+    ) -> Result<Self, FrameError> {
+        let cw = width.div_ceil(2) as usize;
+        Self::new(
+            PixelFormat::I420,
+            width,
+            height,
+            vec![
+                Plane {
+                    data: y,
+                    stride: width as usize,
+                },
+                Plane { data: u, stride: cw },
+                Plane { data: v, stride: cw },
+            ],
+        )
+    }
+
+    /// Tightly packed NV12.
+    pub fn nv12(width: u32, height: u32, y: Vec<u8>, uv: Vec<u8>) -> Result<Self, FrameError> {
+        let cw = width.div_ceil(2) as usize * 2;
+        Self::new(
+            PixelFormat::Nv12,
+            width,
+            height,
+            vec![
+                Plane {
+                    data: y,
+                    stride: width as usize,
+                },
+                Plane {
+                    data: uv,
+                    stride: cw,
+                },
+            ],
+        )
+    }
+
+    /// Tightly packed RGBA.
+    pub fn rgba(width: u32, height: u32, data: Vec<u8>) -> Result<Self, FrameError> {
+        Self::new(
+            PixelFormat::Rgba,
+            width,
+            height,
+            vec![Plane {
+                data,
+                stride: width as usize * 4,
+            }],
+        )
+    }
+
+    /// A frame of one YUV colour (BT.709 limited range unless `color` says otherwise).
+    pub fn solid_i420(width: u32, height: u32, yuv: [u8; 3]) -> Result<Self, FrameError> {
+        let cw = width.div_ceil(2) as usize;
+        let ch = height.div_ceil(2) as usize;
+        Self::i420(
+            width,
+            height,
+            vec![yuv[0]; width as usize * height as usize],
+            vec![yuv[1]; cw * ch],
+            vec![yuv[2]; cw * ch],
+        )
+    }
+
+    /// Sets the colour space tag (builder style).
+    pub fn with_color(mut self, color: ColorSpace) -> Self {
+        self.color = color;
+        self.id = next_id();
+        self
+    }
+
+    /// Sets the presentation time (builder style).
+    pub fn with_pts(mut self, pts: Duration) -> Self {
+        self.pts = pts;
+        self
+    }
+
+    /// Process-unique id of this picture's content (clones share it); compositors use it to
+    /// skip sources that did not change since the last frame.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    /// Pixel format.
+    pub fn format(&self) -> PixelFormat {
+        self.format
+    }
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+    /// The planes, in format order.
+    pub fn planes(&self) -> &[Plane] {
+        &self.planes
+    }
+    /// Tight copy of plane `i` (no row padding), e.g. for GPU upload or tests.
+    pub fn packed_plane(&self, i: usize) -> Vec<u8> {
+        let (row, rows) = self.format.plane_size(i, self.width, self.height);
+        let p = &self.planes[i];
+        let mut out = Vec::with_capacity(row * rows);
+        for r in 0..rows {
+            out.extend_from_slice(p.row(r, row));
+        }
+        out
+    }
+}
+
+/// A shared, immutable frame as held by source slots and compositors.
+pub type SharedFrame = Arc<VideoFrame>;
+
+/// An output picture in I420, BT.709 limited range, tightly packed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct I420Image {
+    /// Width (even).
+    pub width: u32,
+    /// Height (even).
+    pub height: u32,
+    /// Y plane, `width * height` bytes.
+    pub y: Vec<u8>,
+    /// U plane, `width/2 * height/2` bytes.
+    pub u: Vec<u8>,
+    /// V plane, same size as U.
+    pub v: Vec<u8>,
+}
+
+impl I420Image {
+    /// A black (Y=16, U=V=128) image.
+    pub fn new(width: u32, height: u32) -> Self {
+        let n = width as usize * height as usize;
+        let c = (width as usize / 2) * (height as usize / 2);
+        I420Image {
+            width,
+            height,
+            y: vec![16; n],
+            u: vec![128; c],
+            v: vec![128; c],
+        }
+    }
+
+    /// (Y, U, V) at luma pixel (x, y); chroma from the 2x2 block that holds it.
+    pub fn yuv_at(&self, x: u32, y: u32) -> [u8; 3] {
+        let cw = self.width as usize / 2;
+        let ci = (y as usize / 2) * cw + x as usize / 2;
+        [
+            self.y[y as usize * self.width as usize + x as usize],
+            self.u[ci],
+            self.v[ci],
+        ]
+    }
+
+    /// Converts to RGB8 (BT.709 limited range → full-range RGB) for PNG output.
+    pub fn to_rgb(&self) -> Vec<u8> {
+        let (w, h) = (self.width as usize, self.height as usize);
+        let mut out = vec![0u8; w * h * 3];
+        for yy in 0..h {
+            for xx in 0..w {
+                let p = self.yuv_at(xx as u32, yy as u32);
+                let rgb = crate::color::yuv709_limited_to_rgb(p);
+                out[(yy * w + xx) * 3..(yy * w + xx) * 3 + 3].copy_from_slice(&rgb);
+            }
+        }
+        out
+    }
+
+    /// Interleaves U and V into an NV12 UV plane.
+    pub fn uv_interleaved(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.u.len() * 2);
+        for (u, v) in self.u.iter().zip(&self.v) {
+            out.push(*u);
+            out.push(*v);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_buffers_are_errors() {
+        assert_eq!(
+            VideoFrame::i420(4, 4, vec![0; 15], vec![0; 4], vec![0; 4]).unwrap_err(),
+            FrameError::ShortBuffer {
+                plane: 0,
+                needed: 16,
+                got: 15
+            }
+        );
+        assert!(matches!(
+            VideoFrame::i420(5, 5, vec![0; 25], vec![0; 8], vec![0; 9]),
+            Err(FrameError::ShortBuffer { plane: 1, .. })
+        ));
+        assert!(matches!(
+            VideoFrame::nv12(4, 4, vec![0; 16], vec![0; 7]),
+            Err(FrameError::ShortBuffer { plane: 1, .. })
+        ));
+        assert!(VideoFrame::rgba(2, 2, vec![0; 15]).is_err());
+        assert!(matches!(
+            VideoFrame::rgba(0, 2, vec![]),
+            Err(FrameError::BadSize { .. })
+        ));
+    }
+
+    #[test]
+    fn strides_are_checked_and_padding_is_allowed() {
+        let p = |len, stride| Plane {
+            data: vec![0; len],
+            stride,
+        };
+        assert!(matches!(
+            VideoFrame::new(PixelFormat::Rgba, 4, 2, vec![p(32, 15)]),
+            Err(FrameError::StrideTooSmall { .. })
+        ));
+        // padded rows, last row need not be padded
+        let f = VideoFrame::new(PixelFormat::Rgba, 4, 2, vec![p(64 + 16, 64)]).unwrap();
+        assert_eq!(f.packed_plane(0).len(), 32);
+        assert!(matches!(
+            VideoFrame::new(PixelFormat::I420, 4, 2, vec![p(8, 4)]),
+            Err(FrameError::PlaneCount { .. })
+        ));
+    }
+
+    #[test]
+    fn odd_sizes_round_chroma_up() {
+        assert_eq!(PixelFormat::I420.plane_size(1, 5, 3), (3, 2));
+        assert_eq!(PixelFormat::Nv12.plane_size(1, 5, 3), (6, 2));
+        let f = VideoFrame::solid_i420(1, 1, [16, 128, 128]).unwrap();
+        assert_eq!(f.planes()[1].data.len(), 1);
+    }
+}

@@ -1,0 +1,16 @@
+//! cloudmixer: server-side cloud recording.
+//!
+//! A recording server feeds decoded camera frames of everyone in a room; cloudmixer composites
+//! them per a live layout (on the GPU, or on the CPU), and encodes a fixed-rate recording.
+//! See `DESIGN.md` for the architecture.
+#![warn(missing_docs)]
+
+pub mod color;
+pub mod compose;
+pub mod config;
+pub mod frame;
+pub mod layout;
+pub mod snapshot;
+#[doc(hidden)]
+pub mod testutil;
+pub mod workloads;
