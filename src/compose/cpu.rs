@@ -207,7 +207,14 @@ thread_local! {
 
 /// Draws plane component `comp` of one item into a band of output rows.
 /// `band` holds plane rows `r0..r0 + band.len() / pw`.
-fn draw_band(plan: &ItemPlan, frame: Option<&VideoFrame>, comp: usize, band: &mut [u8], pw: usize, r0: usize) {
+fn draw_band(
+    plan: &ItemPlan,
+    frame: Option<&VideoFrame>,
+    comp: usize,
+    band: &mut [u8],
+    pw: usize,
+    r0: usize,
+) {
     let k = (comp > 0) as usize;
     let Some(rect) = plan.rect[k] else { return };
     let r1 = r0 + band.len() / pw;
@@ -290,7 +297,13 @@ fn draw_band(plan: &ItemPlan, frame: Option<&VideoFrame>, comp: usize, band: &mu
     // general path: colour conversion and/or alpha
     let m = &plan.matrix;
     let rgba = frame.format() == PixelFormat::Rgba;
-    let planes = [0, 1, 2, 3].map(|c| if c < 3 || rgba { Some(SrcPlane::of(frame, c)) } else { None });
+    let planes = [0, 1, 2, 3].map(|c| {
+        if c < 3 || rgba {
+            Some(SrcPlane::of(frame, c))
+        } else {
+            None
+        }
+    });
     let full = &plan.tabs[k][0];
     let sub = &plan.tabs[k][if rgba { 0 } else { 1 }];
     const S: f32 = 1.0 / 65536.0;
@@ -303,7 +316,9 @@ fn draw_band(plan: &ItemPlan, frame: Option<&VideoFrame>, comp: usize, band: &mu
             let c = planes[2].unwrap().sample(sub.xs[xo], sub.ys[yo]) as f32 * S;
             let v = color::apply(m, a0, b, c)[comp];
             let cov = match planes[3] {
-                Some(ap) => (ap.sample(full.xs[xo], full.ys[yo]) as f32 * S).round() as u32 * a / 255,
+                Some(ap) => {
+                    (ap.sample(full.xs[xo], full.ys[yo]) as f32 * S).round() as u32 * a / 255
+                }
                 None => a,
             };
             *o = if cov >= 255 { v } else { blend(*o, v, cov) };
@@ -347,7 +362,10 @@ impl CpuCompositor {
     /// A compositor that runs on its own pool of `threads` threads (1 = no parallelism).
     pub fn with_threads(width: u32, height: u32, threads: usize) -> Self {
         let mut c = Self::new(width, height);
-        c.pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().ok();
+        c.pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .build()
+            .ok();
         c
     }
 
@@ -374,7 +392,12 @@ impl CpuCompositor {
         let sources: Vec<Option<&VideoFrame>> = layout
             .items
             .iter()
-            .map(|it| it.kind.source_id().and_then(|id| frames.get(id)).map(|f| &**f))
+            .map(|it| {
+                it.kind
+                    .source_id()
+                    .and_then(|id| frames.get(id))
+                    .map(|f| &**f)
+            })
             .collect();
         // (re)build plans whose source geometry changed
         for (i, (item, f)) in layout.items.iter().zip(&sources).enumerate() {
@@ -393,14 +416,21 @@ impl CpuCompositor {
             }
         }
         let ids: Vec<u64> = sources.iter().map(|f| f.map_or(0, |f| f.id())).collect();
-        let mut dirty: Vec<bool> = self.plans.iter().zip(&ids).map(|(p, id)| p.drawn != Some(*id)).collect();
+        let mut dirty: Vec<bool> = self
+            .plans
+            .iter()
+            .zip(&ids)
+            .map(|(p, id)| p.drawn != Some(*id))
+            .collect();
         if !full {
             // partial redraw is exact only for opaque items that overlap nothing
             for i in 0..self.plans.len() {
                 if !dirty[i] {
                     continue;
                 }
-                if self.plans[i].alpha < 255 || matches!(sources[i], Some(f) if f.format() == PixelFormat::Rgba) {
+                if self.plans[i].alpha < 255
+                    || matches!(sources[i], Some(f) if f.format() == PixelFormat::Rgba)
+                {
                     full = true;
                     break;
                 }
@@ -459,7 +489,10 @@ impl Compositor for CpuCompositor {
     }
 
     fn describe(&self) -> String {
-        let n = self.pool.as_ref().map_or_else(rayon::current_num_threads, |p| p.current_num_threads());
+        let n = self
+            .pool
+            .as_ref()
+            .map_or_else(rayon::current_num_threads, |p| p.current_num_threads());
         format!("cpu (rayon, {n} threads)")
     }
 }
