@@ -5,6 +5,7 @@
 //! See `DESIGN.md` for the architecture.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod color;
 pub mod compose;
 pub mod config;

@@ -1,0 +1,908 @@
+//! `cloudmixer bench`: how many rooms a machine can mix, side by side with FFmpeg.
+//!
+//! A configuration is (workload, backend, number of concurrent mixers). Each mixer composes the
+//! workload's layout from synthetic decoded frames (sources change at their own frame rate) on
+//! its own thread, offline (as fast as possible) or in real time (ticks at `n / fps`). The run
+//! reports output fps, per-frame latency p50/p99, CPU time per frame, peak RSS and, in real time,
+//! how many mixers kept their rate (p99 under one frame interval): the capacity figure.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::compose::{self, Backend, Frames};
+use crate::frame::VideoFrame;
+use crate::testutil::pattern_frame;
+use crate::workloads::Workload;
+
+/// Statistics of a set of per-frame latencies (ms).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct LatencyStats {
+    /// Samples.
+    pub n: usize,
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile (nearest rank).
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// Nearest-rank percentile of sorted samples (`p` in 0..=100); 0 for no samples.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+impl LatencyStats {
+    /// Statistics of unsorted samples.
+    pub fn of(samples: &[f64]) -> Self {
+        let mut s: Vec<f64> = samples.iter().copied().filter(|v| v.is_finite()).collect();
+        s.sort_by(|a, b| a.total_cmp(b));
+        LatencyStats {
+            n: s.len(),
+            p50: percentile(&s, 50.0),
+            p99: percentile(&s, 99.0),
+            max: s.last().copied().unwrap_or(0.0),
+            mean: if s.is_empty() {
+                0.0
+            } else {
+                s.iter().sum::<f64>() / s.len() as f64
+            },
+        }
+    }
+}
+
+/// Parses `--mixers 1,8,32` (also a single number). Each count must be 1..=4096.
+pub fn parse_sweep(s: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let p = part.trim();
+        let n: usize = p
+            .parse()
+            .map_err(|_| format!("--mixers: '{p}' is not a number"))?;
+        if !(1..=4096).contains(&n) {
+            return Err(format!("--mixers: {n} is out of range (1..=4096)"));
+        }
+        out.push(n);
+    }
+    if out.is_empty() {
+        return Err("--mixers: empty list".into());
+    }
+    Ok(out)
+}
+
+/// FFmpeg's figures for a workload, measured in the same run.
+#[derive(Debug, Clone, Serialize)]
+pub struct FfmpegResult {
+    /// The compose command (null sink).
+    pub command: String,
+    /// Wall seconds of the compose command (median of runs).
+    pub wall_s: f64,
+    /// CPU seconds (user + sys) of the compose command (median).
+    pub cpu_s: f64,
+    /// CPU seconds of decoding alone (median).
+    pub decode_cpu_s: f64,
+    /// (cpu − decode cpu) / frames, in ms: FFmpeg's compose cost per frame.
+    pub comp_cpu_ms_per_frame: f64,
+    /// Output frames per second of the compose command.
+    pub out_fps: f64,
+}
+
+/// One measured configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigResult {
+    /// Workload name.
+    pub workload: String,
+    /// `cpu` or `gpu`.
+    pub backend: String,
+    /// Compositor description (adapter name for the GPU).
+    pub adapter: String,
+    /// Encoder (none while `--encode none`).
+    pub encoder: String,
+    /// Concurrent mixers.
+    pub mixers: usize,
+    /// Real time (true) or offline.
+    pub realtime: bool,
+    /// Target output fps of one mixer.
+    pub target_fps: u32,
+    /// Frames composed per mixer.
+    pub frames_per_mixer: u64,
+    /// Output frames per second, all mixers together.
+    pub output_fps: f64,
+    /// Output fps of the slowest mixer.
+    pub min_mixer_fps: f64,
+    /// Per-frame compose latency over all mixers, ms.
+    pub latency_ms: LatencyStats,
+    /// CPU time (user + sys, all threads) per output frame, ms.
+    pub cpu_ms_per_frame: f64,
+    /// Peak resident memory during the configuration, MiB.
+    pub peak_rss_mib: f64,
+    /// Mixers whose p99 stayed under one frame interval (and, in real time, kept the rate).
+    pub mixers_kept_up: usize,
+    /// FFmpeg in the same run, when asked.
+    pub ffmpeg: Option<FfmpegResult>,
+}
+
+impl ConfigResult {
+    /// Our CPU ms per frame over FFmpeg's compose CPU ms per frame.
+    pub fn cpu_ratio_vs_ffmpeg(&self) -> Option<f64> {
+        self.ffmpeg
+            .as_ref()
+            .filter(|f| f.comp_cpu_ms_per_frame > 0.0)
+            .map(|f| self.cpu_ms_per_frame / f.comp_cpu_ms_per_frame)
+    }
+}
+
+/// The whole report (`--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Report format version.
+    pub version: u32,
+    /// When it ran (RFC 3339-ish, UTC seconds since epoch).
+    pub unix_time: u64,
+    /// `nproc`.
+    pub cpus: usize,
+    /// CPU model.
+    pub cpu_model: String,
+    /// The capacity figure per (workload, backend) in real-time sweeps: the largest mixer count
+    /// at which every mixer kept up.
+    pub capacity: Vec<Capacity>,
+    /// Every configuration.
+    pub results: Vec<ConfigResult>,
+}
+
+/// Capacity of one (workload, backend) real-time sweep.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Capacity {
+    /// Workload.
+    pub workload: String,
+    /// Backend.
+    pub backend: String,
+    /// Largest swept mixer count at which all mixers kept up (0 if none did).
+    pub mixers: usize,
+}
+
+/// Computes the capacity figures from real-time results.
+pub fn capacities(results: &[ConfigResult]) -> Vec<Capacity> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in results.iter().filter(|r| r.realtime) {
+        let k = (r.workload.clone(), r.backend.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys.into_iter()
+        .map(|(w, b)| {
+            let mixers = results
+                .iter()
+                .filter(|r| {
+                    r.realtime && r.workload == w && r.backend == b && r.mixers_kept_up == r.mixers
+                })
+                .map(|r| r.mixers)
+                .max()
+                .unwrap_or(0);
+            Capacity {
+                workload: w,
+                backend: b,
+                mixers,
+            }
+        })
+        .collect()
+}
+
+/// Peak-RSS sampler: reads VmRSS every 20 ms while alive.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    peak_kib: Arc<AtomicU64>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+impl RssSampler {
+    fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak_kib = Arc::new(AtomicU64::new(rss_kib()));
+        let (s, p) = (stop.clone(), peak_kib.clone());
+        let handle = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(rss_kib(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        RssSampler {
+            stop,
+            peak_kib,
+            handle: Some(handle),
+        }
+    }
+    fn finish(mut self) -> f64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        self.peak_kib.load(Ordering::Relaxed).max(rss_kib()) as f64 / 1024.0
+    }
+}
+
+/// CPU seconds (user + sys) of this process, or of its waited-for children.
+pub fn cpu_seconds(children: bool) -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we pass; no other invariants
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        let who = if children {
+            libc::RUSAGE_CHILDREN
+        } else {
+            libc::RUSAGE_SELF
+        };
+        if libc::getrusage(who, &mut ru) != 0 {
+            return 0.0;
+        }
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    }
+}
+
+/// Synthetic sources of a workload: three decoded pictures per source, alternated as the
+/// source's own clock advances (a 15 fps camera in a 30 fps output changes every other tick).
+pub struct SyntheticSources {
+    pics: Vec<(String, u32, [Arc<VideoFrame>; 3])>,
+    out_fps: u32,
+}
+
+impl SyntheticSources {
+    /// Builds the pictures (once; shared by every mixer of a run).
+    pub fn new(w: &Workload) -> Self {
+        let pics = w
+            .cells
+            .iter()
+            .enumerate()
+            .map(|(i, (s, _))| {
+                let p = [0u32, 1, 2]
+                    .map(|k| Arc::new(pattern_frame(s.width, s.height, i as u32 * 3 + k)));
+                (s.camid.to_string(), s.fps, p)
+            })
+            .collect();
+        SyntheticSources {
+            pics,
+            out_fps: w.fps,
+        }
+    }
+    /// Sets each source's current picture for output tick `tick`.
+    pub fn frames_at(&self, tick: u64, frames: &mut Frames) {
+        for (id, fps, p) in &self.pics {
+            let n = tick * *fps as u64 / self.out_fps as u64;
+            frames.insert(id.clone(), p[(n % 3) as usize].clone());
+        }
+    }
+}
+
+/// Runs one configuration (compose only).
+pub fn run_config(
+    w: &Workload,
+    sources: &Arc<SyntheticSources>,
+    backend: Backend,
+    mixers: usize,
+    frames: u64,
+    realtime: bool,
+) -> Result<ConfigResult, String> {
+    let layout = Arc::new(w.layout());
+    // create every compositor before starting the clock (GPU setup is not per frame)
+    let mut comps = Vec::with_capacity(mixers);
+    for _ in 0..mixers {
+        comps.push(compose::create(backend, w.width, w.height).map_err(|e| e.to_string())?);
+    }
+    let adapter = comps.first().map(|c| c.describe()).unwrap_or_default();
+    let interval = Duration::from_secs_f64(1.0 / w.fps as f64);
+    let barrier = Arc::new(Barrier::new(mixers + 1));
+    let rss = RssSampler::start();
+    let cpu0 = cpu_seconds(false);
+    let mut handles = Vec::with_capacity(mixers);
+    for mut comp in comps {
+        let (layout, sources, barrier) = (layout.clone(), sources.clone(), barrier.clone());
+        handles.push(std::thread::spawn(
+            move || -> Result<(Vec<f64>, Duration, u64), String> {
+                let mut fr: Frames = HashMap::new();
+                let mut lat = Vec::with_capacity(frames as usize);
+                let mut late_ticks = 0u64;
+                barrier.wait();
+                let start = Instant::now();
+                for n in 0..frames {
+                    if realtime {
+                        let due = start + interval.mul_f64(n as f64);
+                        let now = Instant::now();
+                        if due > now {
+                            std::thread::sleep(due - now);
+                        } else if now - due > interval {
+                            late_ticks += 1;
+                        }
+                    }
+                    sources.frames_at(n, &mut fr);
+                    let t = Instant::now();
+                    comp.compose(&layout, &fr).map_err(|e| e.to_string())?;
+                    lat.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+                Ok((lat, start.elapsed(), late_ticks))
+            },
+        ));
+    }
+    barrier.wait();
+    let wall0 = Instant::now();
+    let mut all = Vec::new();
+    let mut min_fps = f64::INFINITY;
+    let mut kept = 0;
+    let mut err = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok((lat, el, late))) => {
+                let fps = frames as f64 / el.as_secs_f64().max(1e-9);
+                min_fps = min_fps.min(fps);
+                let st = LatencyStats::of(&lat);
+                let rate_ok = !realtime || (late == 0 && fps >= w.fps as f64 * 0.99);
+                if st.p99 < interval.as_secs_f64() * 1e3 && rate_ok {
+                    kept += 1;
+                }
+                all.extend(lat);
+            }
+            Ok(Err(e)) => err = Some(e),
+            Err(_) => err = Some("a mixer thread panicked".into()),
+        }
+    }
+    let wall = wall0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(false) - cpu0;
+    let peak = rss.finish();
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let total = frames * mixers as u64;
+    Ok(ConfigResult {
+        workload: w.name.to_string(),
+        backend: if adapter.starts_with("cpu") {
+            "cpu".into()
+        } else {
+            "gpu".into()
+        },
+        adapter,
+        encoder: "none".into(),
+        mixers,
+        realtime,
+        target_fps: w.fps,
+        frames_per_mixer: frames,
+        output_fps: total as f64 / wall.max(1e-9),
+        min_mixer_fps: if min_fps.is_finite() { min_fps } else { 0.0 },
+        latency_ms: LatencyStats::of(&all),
+        cpu_ms_per_frame: cpu * 1e3 / total.max(1) as f64,
+        peak_rss_mib: peak,
+        mixers_kept_up: kept,
+        ffmpeg: None,
+    })
+}
+
+/// The FFmpeg compose command of a workload, as a skilled FFmpeg user writes it (the graphs of
+/// the peer baseline): `variant` is `null` (discard raw frames), `decode` (demux + decode only)
+/// or `ultrafast` (libx264 into `out`).
+pub fn ffmpeg_args(w: &Workload, clips: &Path, variant: &str, out: &Path) -> Vec<String> {
+    let mut a: Vec<String> = ["-hide_banner", "-nostats", "-loglevel", "error", "-y"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for (s, _) in &w.cells {
+        a.push("-i".into());
+        a.push(clips.join(s.clip).display().to_string());
+    }
+    if variant == "decode" {
+        for i in 0..w.cells.len() {
+            a.push("-map".into());
+            a.push(format!("{i}:v"));
+        }
+        a.extend(["-f", "null", "-"].map(String::from));
+        return a;
+    }
+    let fit = |i: usize, cw: u32, ch: u32, pw: u32, ph: u32, py: &str, fps: bool| {
+        format!(
+            "[{i}:v]{}scale={cw}:{ch}:force_original_aspect_ratio=decrease:force_divisible_by=2,pad={pw}:{ph}:(ow-iw)/2:{py}",
+            if fps { format!("fps={},", w.fps) } else { String::new() }
+        )
+    };
+    let (graph, cfr) = match w.name {
+        "W1" => (
+            format!(
+                "{}[a];{}[b];[a][b]hstack=inputs=2[out]",
+                fit(0, 640, 360, 640, 720, "180+(360-ih)/2", true),
+                fit(1, 640, 360, 640, 720, "180+(360-ih)/2", true)
+            ),
+            false,
+        ),
+        "W2" => (
+            format!(
+                "{}[a];{}[b];[a][b]overlay=x=880:y=495:eval=init[out]",
+                fit(0, 1280, 720, 1280, 720, "(oh-ih)/2", true),
+                fit(1, 400, 225, 400, 225, "(oh-ih)/2", true)
+            ),
+            false,
+        ),
+        _ => {
+            // generic: every cell padded to its rect, then one xstack with explicit positions
+            let mut g = String::new();
+            let mut lay = Vec::new();
+            for (i, (_, r)) in w.cells.iter().enumerate() {
+                g.push_str(&fit(i, r.w, r.h, r.w, r.h, "(oh-ih)/2", false));
+                g.push_str(&format!("[v{i}];"));
+                lay.push(format!("{}_{}", r.x, r.y));
+            }
+            for i in 0..w.cells.len() {
+                g.push_str(&format!("[v{i}]"));
+            }
+            g.push_str(&format!(
+                "xstack=inputs={}:layout={}[out]",
+                w.cells.len(),
+                lay.join("|")
+            ));
+            (g, true)
+        }
+    };
+    a.push("-filter_complex".into());
+    a.push(graph);
+    a.extend(["-map", "[out]"].map(String::from));
+    if cfr {
+        a.extend(["-fps_mode", "cfr", "-r"].map(String::from));
+        a.push(w.fps.to_string());
+    }
+    a.extend(["-frames:v".to_string(), w.frames.to_string()]);
+    match variant {
+        "ultrafast" => {
+            a.extend(
+                [
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-crf",
+                    "23",
+                    "-pix_fmt",
+                    "yuv420p",
+                ]
+                .map(String::from),
+            );
+            a.push(out.display().to_string());
+        }
+        _ => a.extend(["-c:v", "rawvideo", "-f", "null", "-"].map(String::from)),
+    }
+    a
+}
+
+fn time_ffmpeg(args: &[String], runs: usize) -> Result<(f64, f64), String> {
+    let mut walls = Vec::new();
+    let mut cpus = Vec::new();
+    for _ in 0..runs {
+        let c0 = cpu_seconds(true);
+        let t = Instant::now();
+        let st = Command::new("ffmpeg")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run ffmpeg: {e}"))?;
+        if !st.success() {
+            return Err(format!("ffmpeg failed ({st}): ffmpeg {}", args.join(" ")));
+        }
+        walls.push(t.elapsed().as_secs_f64());
+        cpus.push(cpu_seconds(true) - c0);
+    }
+    Ok((LatencyStats::of(&walls).p50, LatencyStats::of(&cpus).p50))
+}
+
+/// Runs FFmpeg's compose (null) and decode commands `runs` times each for a workload.
+pub fn run_ffmpeg(w: &Workload, clips: &Path, runs: usize) -> Result<FfmpegResult, String> {
+    for (s, _) in &w.cells {
+        if !clips.join(s.clip).exists() {
+            return Err(format!(
+                "{}: missing (the FFmpeg comparison decodes the workload's clips; pass --clips DIR)",
+                clips.join(s.clip).display()
+            ));
+        }
+    }
+    let null = ffmpeg_args(w, clips, "null", Path::new("-"));
+    let dec = ffmpeg_args(w, clips, "decode", Path::new("-"));
+    let (wall, cpu) = time_ffmpeg(&null, runs)?;
+    let (_, dcpu) = time_ffmpeg(&dec, runs)?;
+    Ok(FfmpegResult {
+        command: format!(
+            "ffmpeg {}",
+            null.iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        wall_s: wall,
+        cpu_s: cpu,
+        decode_cpu_s: dcpu,
+        comp_cpu_ms_per_frame: ((cpu - dcpu) * 1e3 / w.frames as f64).max(0.0),
+        out_fps: w.frames as f64 / wall.max(1e-9),
+    })
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./:=".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The table printed on stdout.
+pub fn table(results: &[ConfigResult]) -> String {
+    let mut s = format!(
+        "{:<4} {:<4} {:>6} {:<8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>6} {:>9}\n",
+        "work",
+        "back",
+        "mixers",
+        "mode",
+        "out_fps",
+        "min_fps",
+        "p50_ms",
+        "p99_ms",
+        "cpu_ms/f",
+        "rss_MiB",
+        "kept",
+        "vs_ffmpeg"
+    );
+    for r in results {
+        s.push_str(&format!(
+            "{:<4} {:<4} {:>6} {:<8} {:>9.1} {:>8.1} {:>8.2} {:>8.2} {:>9.3} {:>8.0} {:>6} {:>9}\n",
+            r.workload,
+            r.backend,
+            r.mixers,
+            if r.realtime { "realtime" } else { "offline" },
+            r.output_fps,
+            r.min_mixer_fps,
+            r.latency_ms.p50,
+            r.latency_ms.p99,
+            r.cpu_ms_per_frame,
+            r.peak_rss_mib,
+            format!("{}/{}", r.mixers_kept_up, r.mixers),
+            r.cpu_ratio_vs_ffmpeg()
+                .map_or("-".to_string(), |x| format!("{x:.2}x")),
+        ));
+        if let Some(f) = &r.ffmpeg {
+            s.push_str(&format!(
+                "     ffmpeg: {:.2} s wall, {:.2} s cpu, decode {:.2} s cpu -> compose {:.3} cpu_ms/f, {:.1} fps\n",
+                f.wall_s, f.cpu_s, f.decode_cpu_s, f.comp_cpu_ms_per_frame, f.out_fps
+            ));
+        }
+    }
+    s
+}
+
+/// Writes a PNG plot: output fps and p99 latency against the number of mixers, one line per
+/// (workload, backend).
+pub fn plot(results: &[ConfigResult], path: &Path) -> Result<(), String> {
+    use plotters::prelude::*;
+    ensure_font()?;
+    let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (left, right) = root.split_horizontally(600);
+    let mut series: Vec<(String, Vec<&ConfigResult>)> = Vec::new();
+    for r in results {
+        let k = format!("{} {}", r.workload, r.backend);
+        match series.iter_mut().find(|(n, _)| *n == k) {
+            Some((_, v)) => v.push(r),
+            None => series.push((k, vec![r])),
+        }
+    }
+    let max_m = results.iter().map(|r| r.mixers).max().unwrap_or(1) as f64;
+    type Metric = fn(&ConfigResult) -> f64;
+    let charts: [(&str, &str, Metric, _); 2] = [
+        (
+            "Output frames/s (all mixers)",
+            "frames/s",
+            |r| r.output_fps,
+            &left,
+        ),
+        ("p99 compose latency", "ms", |r| r.latency_ms.p99, &right),
+    ];
+    for (title, unit, f, area) in charts {
+        let max_y = results.iter().map(f).fold(0.0, f64::max).max(1e-3) * 1.1;
+        let mut ch = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..max_m * 1.05, 0.0..max_y)
+            .map_err(|e| e.to_string())?;
+        ch.configure_mesh()
+            .x_desc("concurrent mixers")
+            .y_desc(unit)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        if unit == "ms" {
+            // one frame interval per workload rate
+            for fps in results
+                .iter()
+                .map(|r| r.target_fps)
+                .collect::<std::collections::BTreeSet<_>>()
+            {
+                let y = 1000.0 / fps as f64;
+                if y <= max_y {
+                    ch.draw_series(LineSeries::new([(0.0, y), (max_m * 1.05, y)], RED.mix(0.4)))
+                        .map_err(|e| e.to_string())?
+                        .label(format!("{fps} fps budget"))
+                        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED.mix(0.4)));
+                }
+            }
+        }
+        for (i, (name, rs)) in series.iter().enumerate() {
+            const COLORS: [RGBColor; 6] = [
+                RGBColor(31, 119, 180),
+                RGBColor(214, 39, 40),
+                RGBColor(44, 160, 44),
+                RGBColor(255, 127, 14),
+                RGBColor(148, 103, 189),
+                RGBColor(23, 190, 207),
+            ];
+            let color = COLORS[i % COLORS.len()].to_rgba();
+            let pts: Vec<(f64, f64)> = rs.iter().map(|r| (r.mixers as f64, f(r))).collect();
+            ch.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .map_err(|e| e.to_string())?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+            ch.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))
+                .map_err(|e| e.to_string())?;
+        }
+        ch.configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(|e| e.to_string())?;
+    }
+    root.present().map_err(|e| e.to_string())
+}
+
+fn ensure_font() -> Result<(), String> {
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let candidates = [
+            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+            "/usr/share/fonts/TTF/DejaVuSans.ttf",
+            "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+        ];
+        let bytes = candidates
+            .iter()
+            .find_map(|p| std::fs::read(p).ok())
+            .ok_or("no DejaVuSans.ttf found for plot labels (install fonts-dejavu-core)")?;
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, bytes)
+            .map_err(|_| "DejaVuSans.ttf is not a usable font".to_string())
+    })
+    .clone()
+}
+
+/// Resolves `--workload`: W1, W2, W3, `all`, or a config JSON file (its sources are synthesised
+/// at 1280x720 @30 unless the camid names a peer camera).
+pub fn workloads(arg: &str) -> Result<Vec<Workload>, String> {
+    if arg.eq_ignore_ascii_case("all") {
+        return Ok(Workload::all());
+    }
+    if let Some(w) = Workload::by_name(arg) {
+        return Ok(vec![w]);
+    }
+    let p = PathBuf::from(arg);
+    if !p.exists() {
+        return Err(format!(
+            "--workload {arg}: not W1, W2, W3, all, or an existing config file"
+        ));
+    }
+    let text = std::fs::read_to_string(&p).map_err(|e| format!("{arg}: {e}"))?;
+    let cfg = crate::config::MixerConfig::from_json(&text).map_err(|e| format!("{arg}: {e}"))?;
+    let cells = cfg
+        .layout
+        .items
+        .iter()
+        .filter_map(|it| {
+            let id = it.kind.source_id()?;
+            let spec = crate::workloads::CAMS
+                .iter()
+                .find(|c| c.camid == id)
+                .copied()
+                .unwrap_or(crate::workloads::SourceSpec {
+                    camid: Box::leak(id.to_string().into_boxed_str()),
+                    width: 1280,
+                    height: 720,
+                    fps: 30,
+                    clip: "cam4_1280x720_30.mp4",
+                });
+            Some((spec, it.rect))
+        })
+        .collect();
+    Ok(vec![Workload {
+        name: Box::leak(
+            p.file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default()
+                .into_boxed_str(),
+        ),
+        width: cfg.output.width,
+        height: cfg.output.height,
+        fps: cfg.output.fps,
+        frames: cfg.output.fps * 10,
+        cells,
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(|i| i as f64).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&v, 100.0), 100.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        let s = LatencyStats::of(&[3.0, 1.0, 2.0, f64::NAN]);
+        assert_eq!((s.n, s.p50, s.max, s.mean), (3, 2.0, 3.0, 2.0));
+    }
+
+    #[test]
+    fn sweep_parsing() {
+        assert_eq!(parse_sweep("1,8, 32").unwrap(), vec![1, 8, 32]);
+        assert_eq!(parse_sweep("4").unwrap(), vec![4]);
+        assert_eq!(
+            parse_sweep("1,x").unwrap_err(),
+            "--mixers: 'x' is not a number"
+        );
+        assert_eq!(
+            parse_sweep("0").unwrap_err(),
+            "--mixers: 0 is out of range (1..=4096)"
+        );
+    }
+
+    fn result(backend: &str, mixers: usize, kept: usize, realtime: bool) -> ConfigResult {
+        ConfigResult {
+            workload: "W3".into(),
+            backend: backend.into(),
+            adapter: "x".into(),
+            encoder: "none".into(),
+            mixers,
+            realtime,
+            target_fps: 30,
+            frames_per_mixer: 10,
+            output_fps: 30.0 * mixers as f64,
+            min_mixer_fps: 30.0,
+            latency_ms: LatencyStats::of(&[1.0, 2.0]),
+            cpu_ms_per_frame: 2.0,
+            peak_rss_mib: 10.0,
+            mixers_kept_up: kept,
+            ffmpeg: None,
+        }
+    }
+
+    #[test]
+    fn capacity_is_the_largest_count_where_all_kept_up() {
+        let rs = vec![
+            result("gpu", 1, 1, true),
+            result("gpu", 8, 8, true),
+            result("gpu", 32, 31, true),
+            result("cpu", 1, 0, true),
+            result("cpu", 1, 1, false),
+        ];
+        assert_eq!(
+            capacities(&rs),
+            vec![
+                Capacity {
+                    workload: "W3".into(),
+                    backend: "gpu".into(),
+                    mixers: 8
+                },
+                Capacity {
+                    workload: "W3".into(),
+                    backend: "cpu".into(),
+                    mixers: 0
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn json_shape() {
+        let mut r = result("cpu", 2, 2, false);
+        r.ffmpeg = Some(FfmpegResult {
+            command: "ffmpeg ...".into(),
+            wall_s: 1.0,
+            cpu_s: 2.0,
+            decode_cpu_s: 1.0,
+            comp_cpu_ms_per_frame: 4.0,
+            out_fps: 300.0,
+        });
+        assert_eq!(r.cpu_ratio_vs_ffmpeg(), Some(0.5));
+        let rep = Report {
+            version: 1,
+            unix_time: 0,
+            cpus: 2,
+            cpu_model: "m".into(),
+            capacity: capacities(&[r.clone()]),
+            results: vec![r],
+        };
+        let v = serde_json::to_value(&rep).unwrap();
+        for key in ["version", "cpus", "cpu_model", "capacity", "results"] {
+            assert!(v.get(key).is_some(), "{key}");
+        }
+        let r0 = &v["results"][0];
+        for key in [
+            "workload",
+            "backend",
+            "adapter",
+            "encoder",
+            "mixers",
+            "realtime",
+            "output_fps",
+            "latency_ms",
+            "cpu_ms_per_frame",
+            "peak_rss_mib",
+            "mixers_kept_up",
+            "ffmpeg",
+        ] {
+            assert!(r0.get(key).is_some(), "{key}");
+        }
+        assert_eq!(r0["latency_ms"]["p99"], 2.0);
+        assert_eq!(r0["ffmpeg"]["comp_cpu_ms_per_frame"], 4.0);
+    }
+
+    #[test]
+    fn ffmpeg_commands_follow_the_peer_graphs() {
+        let clips = Path::new("/c");
+        let a = ffmpeg_args(&Workload::w1(), clips, "null", Path::new("-")).join(" ");
+        assert!(a.contains("[0:v]fps=15,scale=640:360:force_original_aspect_ratio=decrease:force_divisible_by=2,pad=640:720:(ow-iw)/2:180+(360-ih)/2[a]"), "{a}");
+        assert!(
+            a.contains("hstack=inputs=2[out]") && a.ends_with("-c:v rawvideo -f null -"),
+            "{a}"
+        );
+        let a = ffmpeg_args(&Workload::w3(), clips, "null", Path::new("-")).join(" ");
+        assert!(a.contains("xstack=inputs=9:layout=0_0|640_0|1280_0|0_360|640_360|1280_360|0_720|640_720|1280_720[out]"), "{a}");
+        assert!(a.contains("-fps_mode cfr -r 30"), "{a}");
+        let a = ffmpeg_args(&Workload::w2(), clips, "decode", Path::new("-")).join(" ");
+        assert!(a.ends_with("-i /c/cam8_1920x1080_30.mp4 -i /c/cam7_720x1280_30.mp4 -map 0:v -map 1:v -f null -"), "{a}");
+    }
+
+    #[test]
+    fn ten_frame_smoke_run() {
+        let w = Workload::w1();
+        let s = Arc::new(SyntheticSources::new(&w));
+        let r = run_config(&w, &s, Backend::Cpu, 2, 10, false).unwrap();
+        assert_eq!(r.latency_ms.n, 20);
+        assert!(r.output_fps > 0.0 && r.cpu_ms_per_frame > 0.0 && r.peak_rss_mib > 1.0);
+        assert!(table(std::slice::from_ref(&r)).contains("W1   cpu       2 offline"));
+        let dir = std::env::temp_dir().join(format!("cm-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let png = dir.join("p.png");
+        plot(&[r], &png).unwrap();
+        assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+    }
+}
