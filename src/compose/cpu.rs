@@ -59,6 +59,8 @@ struct Tabs {
     span: usize,
     /// `i0 = start + step·x` with one weight for all x (integer ratios): (start, step, weight).
     uniform: Option<(usize, usize, u16)>,
+    /// Group tables of the SIMD general horizontal pass (None: scalar only).
+    blocks: Option<simd::HBlocks>,
 }
 
 impl Tabs {
@@ -83,6 +85,10 @@ impl Tabs {
                 self.uniform = Some((a.0 as usize, step, a.1));
             }
         }
+        self.blocks = match self.uniform {
+            Some(_) => None,
+            None => simd::HBlocks::build(&self.hx),
+        };
     }
 }
 
@@ -157,29 +163,6 @@ unsafe fn box2_ssse3(r0: &[u8], r1: &[u8], out: &mut [u8]) -> usize {
         x += 8;
     }
     x
-}
-
-/// One output row of the horizontal pass, general ratios.
-#[inline]
-fn hpass(tmp: &[u16], hx: &[(u32, u16)], out: &mut [u8]) {
-    // taps are monotonic (the sampling map has a positive scale), so the last is the largest
-    debug_assert!(hx.windows(2).all(|p| p[0].0 <= p[1].0));
-    let Some(&(last, _)) = hx.last() else { return };
-    assert!(
-        (last as usize) + 1 < tmp.len(),
-        "tap table exceeds the scratch row"
-    );
-    for (o, &(i, w)) in out.iter_mut().zip(hx) {
-        let i = i as usize;
-        // SAFETY: i <= last and last + 1 < tmp.len() (checked above)
-        let (p, q) = unsafe {
-            (
-                *tmp.get_unchecked(i) as i32,
-                *tmp.get_unchecked(i + 1) as i32,
-            )
-        };
-        *o = ((p * WEIGHT_ONE as i32 + (q - p) * w as i32 + 32768) >> 16) as u8;
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -396,7 +379,8 @@ fn draw_band(
         let (lo, span) = (t.lo, t.span);
         SCRATCH.with(|s| {
             let mut tmp = s.borrow_mut();
-            tmp.resize(span, 0);
+            // the span plus room for the SIMD pass's whole-window loads
+            tmp.resize(span.max(t.blocks.as_ref().map_or(0, |b| b.reach())), 0);
             let hi = lo + span - 1; // needed columns lo..hi, then one padding element
             for y in ia..ib {
                 let ty = t.ys[y - img.y0 as usize];
@@ -429,10 +413,7 @@ fn draw_band(
                 }
                 let n = hi - lo;
                 if sp.step == 1 {
-                    let (a0, a1) = (&row0[lo..hi], &row1[lo..hi]);
-                    for ((d, &p), &q) in tmp[..n].iter_mut().zip(a0).zip(a1) {
-                        *d = p as u16 * w0 + q as u16 * w1;
-                    }
+                    simd::vpass(&row0[lo..hi], &row1[lo..hi], w0, w1, &mut tmp[..n]);
                 } else {
                     for (j, d) in tmp[..n].iter_mut().enumerate() {
                         let i = (lo + j) * sp.step + sp.off;
@@ -440,13 +421,13 @@ fn draw_band(
                     }
                 }
                 let last = tmp[n - 1];
-                tmp[n..].iter_mut().for_each(|d| *d = last);
+                tmp[n..span].iter_mut().for_each(|d| *d = last);
                 match t.uniform {
                     Some((st, 1, w)) => hpass_uniform::<1>(&tmp, st, w, out),
                     Some((st, 2, w)) => hpass_uniform::<2>(&tmp, st, w, out),
                     Some((st, 3, w)) => hpass_uniform::<3>(&tmp, st, w, out),
                     Some((st, 4, w)) => hpass_uniform::<4>(&tmp, st, w, out),
-                    _ => hpass(&tmp, &t.hx, out),
+                    _ => simd::hpass(&tmp, &t.hx, t.blocks.as_ref(), out),
                 }
             }
         });
@@ -654,6 +635,8 @@ impl Compositor for CpuCompositor {
         format!("cpu (rayon, {n} threads)")
     }
 }
+
+mod simd;
 
 #[cfg(test)]
 mod tests;
