@@ -465,6 +465,36 @@ fn draw_band(
     }
 }
 
+/// Whether the rects (plane kind `k`) of the plans for which `opaque` holds cover every column
+/// `0..pw` of plane rows `r0..r1`. Every pixel of such a rect is written when its plan is
+/// drawn (image, bars or placeholder, at full coverage), so the background fill can be skipped.
+fn covered(
+    plans: &[ItemPlan],
+    opaque: &impl Fn(usize) -> bool,
+    k: usize,
+    r0: usize,
+    r1: usize,
+    pw: usize,
+) -> bool {
+    let (r0, r1) = (r0 as i64, r1 as i64);
+    let mut c = 0i64; // columns 0..c are covered
+    while c < pw as i64 {
+        let next = plans
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| opaque(i))
+            .filter_map(|(_, p)| p.rect[k])
+            .filter(|s| s.y0 <= r0 && s.y1 >= r1 && s.x0 <= c && s.x1 > c)
+            .map(|s| s.x1)
+            .max();
+        match next {
+            Some(x) => c = x,
+            None => return false,
+        }
+    }
+    true
+}
+
 /// The CPU reference compositor.
 ///
 /// ```
@@ -591,9 +621,24 @@ impl CpuCompositor {
         let c = &mut self.canvas;
         let work = |((yb, ub), vb): ((&mut [u8], &mut [u8]), &mut [u8]), band: usize| {
             if full {
-                yb.fill(bg[0]);
-                ub.fill(bg[1]);
-                vb.fill(bg[2]);
+                // the background shows only where no opaque item covers the band
+                let opaque = |i: usize| {
+                    plans[i].alpha == 255
+                        && !matches!(sources[i], Some(f) if f.format() == PixelFormat::Rgba)
+                };
+                for (k, (buf, pw, r0)) in [
+                    (&mut *yb, w, band * BAND),
+                    (&mut *ub, cw, band * BAND / 2),
+                    (&mut *vb, cw, band * BAND / 2),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    let r1 = r0 + buf.len() / pw;
+                    if !covered(plans, &opaque, (k > 0) as usize, r0, r1, pw) {
+                        buf.fill(bg[k]);
+                    }
+                }
             }
             for (i, plan) in plans.iter().enumerate() {
                 if dirty[i] {
