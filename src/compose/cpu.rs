@@ -128,9 +128,15 @@ fn box2(r0: &[u8], r1: &[u8], out: &mut [u8]) {
     assert!(r0.len() >= 2 * n && r1.len() >= 2 * n);
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
+    if simd::has_avx2() {
+        // SAFETY: the CPU has AVX2 and the assert above bounds every access
+        done = unsafe { simd::box2_avx2(r0, r1, out) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("ssse3") {
-        // SAFETY: the CPU has SSSE3 and the assert above bounds every access
-        done = unsafe { box2_ssse3(r0, r1, out) };
+        let (a, b) = (&r0[2 * done..], &r1[2 * done..]);
+        // SAFETY: the CPU has SSSE3, and a, b hold 2 · (n - done) bytes (assert above)
+        done += unsafe { box2_ssse3(a, b, &mut out[done..]) };
     }
     for ((o, a), b) in out[done..]
         .iter_mut()
@@ -403,9 +409,7 @@ fn draw_band(
                         }
                         // texel hits on both axes: a strided copy
                         Some((st, step, 0)) if ty.w == 0 => {
-                            for (o, v) in out.iter_mut().zip(row0[lo + st..].iter().step_by(step)) {
-                                *o = *v;
-                            }
+                            simd::copy_strided(&row0[lo + st..], step, out);
                             continue;
                         }
                         _ => {}

@@ -218,3 +218,87 @@ unsafe fn vpass_avx2(a0: &[u8], a1: &[u8], w0: u16, w1: u16, d: &mut [u16]) -> u
     }
     j
 }
+
+/// [`super::box2`] 32 outputs at a time; returns how many it wrote.
+/// Caller guarantees AVX2 and `r0.len(), r1.len() >= 2 * out.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn box2_avx2(r0: &[u8], r1: &[u8], out: &mut [u8]) -> usize {
+    use std::arch::x86_64::*;
+    let ones = _mm256_set1_epi8(1);
+    let two = _mm256_set1_epi16(2);
+    let (p0, p1) = (r0.as_ptr(), r1.as_ptr());
+    let mut x = 0;
+    while x + 32 <= out.len() {
+        // 16 outputs from 32 bytes of each row: pairwise sums of adjacent bytes, as u16
+        macro_rules! half {
+            ($o:expr) => {{
+                let a = _mm256_loadu_si256(p0.add(2 * x + $o) as *const __m256i);
+                let b = _mm256_loadu_si256(p1.add(2 * x + $o) as *const __m256i);
+                let s =
+                    _mm256_add_epi16(_mm256_maddubs_epi16(a, ones), _mm256_maddubs_epi16(b, ones));
+                _mm256_srli_epi16(_mm256_add_epi16(s, two), 2)
+            }};
+        }
+        let (lo, hi) = (half!(0), half!(32));
+        // packus interleaves the lanes: 0..8 16..24 | 8..16 24..32
+        let v = _mm256_permute4x64_epi64(_mm256_packus_epi16(lo, hi), 0b11_01_10_00);
+        _mm256_storeu_si256(out.as_mut_ptr().add(x) as *mut __m256i, v);
+        x += 32;
+    }
+    x
+}
+
+/// `out[x] = src[step·x]` (texel hits on both axes).
+#[inline]
+pub(super) fn copy_strided(src: &[u8], step: usize, out: &mut [u8]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if (2..=4).contains(&step) && std::is_x86_feature_detected!("ssse3") {
+        // SAFETY: SSSE3 is present; copy_strided_ssse3 reads src[..step · 16 · blocks] and
+        // writes out[..16 · blocks] only for blocks with 16·step·(b+1) <= src.len() and
+        // 16·(b+1) <= out.len(), which it checks itself
+        done = unsafe {
+            match step {
+                2 => copy_strided_ssse3::<2>(src, out),
+                3 => copy_strided_ssse3::<3>(src, out),
+                _ => copy_strided_ssse3::<4>(src, out),
+            }
+        };
+    }
+    for (o, v) in out[done..]
+        .iter_mut()
+        .zip(src[done * step..].iter().step_by(step))
+    {
+        *o = *v;
+    }
+}
+
+/// [`copy_strided`] 16 outputs at a time (`S` 2..=4); returns how many it wrote.
+/// Caller guarantees SSSE3.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+unsafe fn copy_strided_ssse3<const S: usize>(src: &[u8], out: &mut [u8]) -> usize {
+    use std::arch::x86_64::*;
+    let step = S;
+    assert!((2..=4).contains(&step));
+    // mask k picks, from the k-th 16 input bytes, output bytes j with step·j in that block
+    let mut masks = [[0x80u8; 16]; 4];
+    for j in 0..16 {
+        let b = step * j;
+        masks[b / 16][j] = (b % 16) as u8;
+    }
+    let m = masks.map(|m| _mm_loadu_si128(m.as_ptr() as *const __m128i));
+    let mut x = 0;
+    while x + 16 <= out.len() && (x + 16) * step <= src.len() {
+        let p = src.as_ptr().add(x * step);
+        let mut v = _mm_shuffle_epi8(_mm_loadu_si128(p as *const __m128i), m[0]);
+        for k in 1..S {
+            let w = _mm_loadu_si128(p.add(16 * k) as *const __m128i);
+            v = _mm_or_si128(v, _mm_shuffle_epi8(w, m[k]));
+        }
+        _mm_storeu_si128(out.as_mut_ptr().add(x) as *mut __m128i, v);
+        x += 16;
+    }
+    x
+}
