@@ -9,6 +9,9 @@
 //! weights `(256 - w, w)`. `pmaddwd` multiplies signed 16-bit values, so the scratch values
 //! (0..=65280) are biased by −32768 first (`xor 0x8000`), and the bias is added back to the
 //! 32-bit sum: `p·(256−w) + q·w = p'·(256−w) + q'·w + 32768·256` with `p' = p − 32768`.
+//! Groups whose taps span up to 16 elements (downscales up to about 4.6:1) use two windows
+//! and two shuffles per group, OR-ed together (`pshufb` zeroes bytes whose control has the high
+//! bit set).
 
 use super::WEIGHT_ONE;
 
@@ -18,14 +21,19 @@ const G: usize = 4;
 pub(super) const BLOCK: usize = 16;
 /// Scratch elements one group load reads (`base..base + WINDOW`).
 pub(super) const WINDOW: usize = 8;
+/// `pshufb` control byte that yields zero.
+const ZERO: u8 = 0x80;
 
 /// Per-group tables for the SIMD horizontal pass over the first `n` outputs of a row.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(super) struct HBlocks {
     /// First scratch element each group loads.
     base: Vec<u32>,
-    /// `pshufb` control per group: bytes of `(tmp[i0], tmp[i0 + 1])` for its 4 outputs.
+    /// `pshufb` control per group: bytes of `(tmp[i0], tmp[i0 + 1])` for its 4 outputs, from
+    /// the window at `base`.
     mask: Vec<[u8; 16]>,
+    /// Two-window tables: the bytes from the window at `base + WINDOW` (empty: one window).
+    mask2: Vec<[u8; 16]>,
     /// `(256 − w, w)` per output, 4 outputs per group.
     wts: Vec<[i16; 8]>,
     /// Outputs covered: a multiple of [`BLOCK`].
@@ -35,9 +43,14 @@ pub(super) struct HBlocks {
 }
 
 impl HBlocks {
-    /// Tables for the horizontal taps `hx` (first tap relative to the scratch row, weight), or
-    /// None when some group's taps do not fit one window or the row is shorter than a block.
+    /// Tables for the horizontal taps `hx` (first tap relative to the scratch row, weight):
+    /// one window per group where every group fits one, else two, else None (also when the row
+    /// is shorter than a block).
     pub(super) fn build(hx: &[(u32, u16)]) -> Option<HBlocks> {
+        Self::build_with(hx, 1).or_else(|| Self::build_with(hx, 2))
+    }
+
+    fn build_with(hx: &[(u32, u16)], windows: usize) -> Option<HBlocks> {
         let n = hx.len() / BLOCK * BLOCK;
         if n == 0 {
             return None;
@@ -46,39 +59,51 @@ impl HBlocks {
         let mut b = HBlocks {
             base: Vec::with_capacity(groups),
             mask: Vec::with_capacity(groups),
+            mask2: Vec::with_capacity(if windows == 2 { groups } else { 0 }),
             wts: Vec::with_capacity(groups),
             n,
             max_base: 0,
         };
         for g in hx[..n].chunks_exact(G) {
             let base = g[0].0;
-            let mut mask = [0u8; 16];
+            let mut mask = [[ZERO; 16]; 2];
             let mut wts = [0i16; 8];
             for (k, &(i, w)) in g.iter().enumerate() {
                 let d = i.checked_sub(base)? as usize;
-                if d + 1 >= WINDOW {
+                if d + 1 >= windows * WINDOW {
                     return None;
                 }
-                mask[4 * k..4 * k + 4].copy_from_slice(&[
-                    2 * d as u8,
-                    2 * d as u8 + 1,
-                    2 * d as u8 + 2,
-                    2 * d as u8 + 3,
-                ]);
+                // byte j of the pair sits at byte 2d + j of the windows
+                for j in 0..4 {
+                    let at = 2 * d + j;
+                    mask[at / 16][4 * k + j] = (at % 16) as u8;
+                }
                 wts[2 * k] = (WEIGHT_ONE - w as u32) as i16;
                 wts[2 * k + 1] = w as i16;
             }
             b.base.push(base);
-            b.mask.push(mask);
+            b.mask.push(mask[0]);
+            if windows == 2 {
+                b.mask2.push(mask[1]);
+            }
             b.wts.push(wts);
             b.max_base = b.max_base.max(base as usize);
         }
         Some(b)
     }
 
+    /// Windows per group (1 or 2).
+    fn windows(&self) -> usize {
+        if self.mask2.is_empty() {
+            1
+        } else {
+            2
+        }
+    }
+
     /// Scratch elements the SIMD pass may read (`tmp` must be at least this long).
     pub(super) fn reach(&self) -> usize {
-        self.max_base + WINDOW
+        self.max_base + self.windows() * WINDOW
     }
 }
 
@@ -109,8 +134,13 @@ pub(super) fn hpass(tmp: &[u16], hx: &[(u32, u16)], blocks: Option<&HBlocks>, ou
             );
             // SAFETY: AVX2 is present; b.n <= out.len() and every load reads
             // tmp[base..base + WINDOW] with base <= max_base, max_base + WINDOW <= tmp.len()
-            // (asserted above)
-            unsafe { hpass_avx2(tmp, b, out) };
+            // (asserted above); mask2 is empty or as long as mask (built so)
+            unsafe {
+                match b.windows() {
+                    1 => hpass_avx2::<false>(tmp, b, out),
+                    _ => hpass_avx2::<true>(tmp, b, out),
+                }
+            };
             done = b.n;
         }
     }
@@ -142,11 +172,12 @@ pub(super) fn hpass_scalar(tmp: &[u16], hx: &[(u32, u16)], out: &mut [u8]) {
     }
 }
 
-/// [`hpass`] for the first `b.n` outputs.
-/// Caller guarantees AVX2, `out.len() >= b.n` and `tmp.len() >= b.reach()`.
+/// [`hpass`] for the first `b.n` outputs, with two windows per group when `TWO`.
+/// Caller guarantees AVX2, `out.len() >= b.n`, `tmp.len() >= b.reach()`, and `TWO` exactly when
+/// `b.mask2` is not empty.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn hpass_avx2(tmp: &[u16], b: &HBlocks, out: &mut [u8]) {
+unsafe fn hpass_avx2<const TWO: bool>(tmp: &[u16], b: &HBlocks, out: &mut [u8]) {
     use std::arch::x86_64::*;
     let bias = _mm256_set1_epi16(-32768);
     let round = _mm256_set1_epi32(32768 * 256 + 32768);
@@ -167,7 +198,16 @@ unsafe fn hpass_avx2(tmp: &[u16], b: &HBlocks, out: &mut [u8]) {
                 );
                 let m = _mm256_loadu_si256(b.mask.as_ptr().add(g) as *const __m256i);
                 let w = _mm256_loadu_si256(b.wts.as_ptr().add(g) as *const __m256i);
-                let pq = _mm256_xor_si256(_mm256_shuffle_epi8(win, m), bias);
+                let mut pq = _mm256_shuffle_epi8(win, m);
+                if TWO {
+                    let win2 = _mm256_loadu2_m128i(
+                        t.add(b1 as usize + WINDOW) as *const __m128i,
+                        t.add(b0 as usize + WINDOW) as *const __m128i,
+                    );
+                    let m2 = _mm256_loadu_si256(b.mask2.as_ptr().add(g) as *const __m256i);
+                    pq = _mm256_or_si256(pq, _mm256_shuffle_epi8(win2, m2));
+                }
+                let pq = _mm256_xor_si256(pq, bias);
                 _mm256_srli_epi32(_mm256_add_epi32(_mm256_madd_epi16(pq, w), round), 16)
             }};
         }
