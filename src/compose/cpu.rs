@@ -325,7 +325,8 @@ thread_local! {
 }
 
 /// Draws plane component `comp` of one item into a band of output rows.
-/// `band` holds plane rows `r0..r0 + band.len() / pw`.
+/// `band` holds plane rows `r0..r0 + band.len() / pw`. `keep_bars`: the bars around the image
+/// are on the canvas already (an incremental redraw of an item drawn before with this plan).
 fn draw_band(
     plan: &ItemPlan,
     frame: Option<&VideoFrame>,
@@ -333,6 +334,7 @@ fn draw_band(
     band: &mut [u8],
     pw: usize,
     r0: usize,
+    keep_bars: bool,
 ) {
     let k = (comp > 0) as usize;
     let Some(rect) = plan.rect[k] else { return };
@@ -361,8 +363,8 @@ fn draw_band(
             return;
         }
     };
-    // bars: the item rect minus the image
-    for y in ya..yb {
+    // bars: the item rect minus the image (unless still on the canvas from the last draw)
+    for y in (ya..yb).filter(|_| !keep_bars) {
         let row = &mut band[(y - r0) * pw..(y - r0 + 1) * pw];
         let yi = y as i64;
         if yi < img.y0 || yi >= img.y1 {
@@ -646,9 +648,12 @@ impl CpuCompositor {
             }
             for (i, plan) in plans.iter().enumerate() {
                 if dirty[i] {
-                    draw_band(plan, sources[i], 0, yb, w, band * BAND);
-                    draw_band(plan, sources[i], 1, ub, cw, band * BAND / 2);
-                    draw_band(plan, sources[i], 2, vb, cw, band * BAND / 2);
+                    // an incremental redraw touches only opaque items that overlap nothing, and
+                    // their plans (so their bars) are unchanged since they were last drawn
+                    let keep = !full && plan.drawn.is_some();
+                    draw_band(plan, sources[i], 0, yb, w, band * BAND, keep);
+                    draw_band(plan, sources[i], 1, ub, cw, band * BAND / 2, keep);
+                    draw_band(plan, sources[i], 2, vb, cw, band * BAND / 2, keep);
                 }
             }
         };

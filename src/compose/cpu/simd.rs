@@ -9,9 +9,9 @@
 //! weights `(256 - w, w)`. `pmaddwd` multiplies signed 16-bit values, so the scratch values
 //! (0..=65280) are biased by −32768 first (`xor 0x8000`), and the bias is added back to the
 //! 32-bit sum: `p·(256−w) + q·w = p'·(256−w) + q'·w + 32768·256` with `p' = p − 32768`.
-//! Groups whose taps span up to 16 elements (downscales up to about 4.6:1) use two windows
-//! and two shuffles per group, OR-ed together (`pshufb` zeroes bytes whose control has the high
-//! bit set).
+//! Groups whose taps span more elements (downscales beyond 2:1) use two or three windows
+//! and as many shuffles per group, OR-ed together (`pshufb` zeroes bytes whose control has the
+//! high bit set).
 
 use super::WEIGHT_ONE;
 
@@ -24,56 +24,59 @@ pub(super) const WINDOW: usize = 8;
 /// `pshufb` control byte that yields zero.
 const ZERO: u8 = 0x80;
 
+/// Most windows per group: taps spanning up to 24 scratch elements (downscales to ~7:1).
+pub(super) const MAX_WINDOWS: usize = 3;
+
 /// Per-group tables for the SIMD horizontal pass over the first `n` outputs of a row.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(super) struct HBlocks {
     /// First scratch element each group loads.
     base: Vec<u32>,
-    /// `pshufb` control per group: bytes of `(tmp[i0], tmp[i0 + 1])` for its 4 outputs, from
-    /// the window at `base`.
-    mask: Vec<[u8; 16]>,
-    /// Two-window tables: the bytes from the window at `base + WINDOW` (empty: one window).
-    mask2: Vec<[u8; 16]>,
+    /// `pshufb` control per window and group: the bytes of `(tmp[i0], tmp[i0 + 1])` for the
+    /// group's 4 outputs that lie in the window at `base + k·WINDOW` (others zero). Only the
+    /// first `windows` vectors are used (the others are empty).
+    mask: [Vec<[u8; 16]>; MAX_WINDOWS],
     /// `(256 − w, w)` per output, 4 outputs per group.
     wts: Vec<[i16; 8]>,
     /// Outputs covered: a multiple of [`BLOCK`].
     n: usize,
-    /// Largest `base`: loads read up to `max_base + WINDOW`.
+    /// Windows per group, 1..=MAX_WINDOWS.
+    windows: usize,
+    /// Largest `base`: loads read up to `max_base + windows·WINDOW`.
     max_base: usize,
 }
 
 impl HBlocks {
-    /// Tables for the horizontal taps `hx` (first tap relative to the scratch row, weight):
-    /// one window per group where every group fits one, else two, else None (also when the row
-    /// is shorter than a block).
+    /// Tables for the horizontal taps `hx` (first tap relative to the scratch row, weight),
+    /// with the fewest windows per group that hold every group's taps; None when more than
+    /// [`MAX_WINDOWS`] would be needed or the row is shorter than a block.
     pub(super) fn build(hx: &[(u32, u16)]) -> Option<HBlocks> {
-        Self::build_with(hx, 1).or_else(|| Self::build_with(hx, 2))
-    }
-
-    fn build_with(hx: &[(u32, u16)], windows: usize) -> Option<HBlocks> {
         let n = hx.len() / BLOCK * BLOCK;
-        if n == 0 {
+        // taps are monotonic: a group's span is its last tap minus its first
+        let span = hx[..n]
+            .chunks_exact(G)
+            .map(|g| g[G - 1].0.checked_sub(g[0].0).map(|d| d as usize + 2))
+            .try_fold(0, |m, d| d.map(|d| d.max(m)))?;
+        let windows = span.div_ceil(WINDOW).max(1);
+        if n == 0 || windows > MAX_WINDOWS {
             return None;
         }
         let groups = n / G;
         let mut b = HBlocks {
             base: Vec::with_capacity(groups),
-            mask: Vec::with_capacity(groups),
-            mask2: Vec::with_capacity(if windows == 2 { groups } else { 0 }),
+            mask: Default::default(),
             wts: Vec::with_capacity(groups),
             n,
+            windows,
             max_base: 0,
         };
         for g in hx[..n].chunks_exact(G) {
             let base = g[0].0;
-            let mut mask = [[ZERO; 16]; 2];
+            let mut mask = [[ZERO; 16]; MAX_WINDOWS];
             let mut wts = [0i16; 8];
             for (k, &(i, w)) in g.iter().enumerate() {
-                let d = i.checked_sub(base)? as usize;
-                if d + 1 >= windows * WINDOW {
-                    return None;
-                }
-                // byte j of the pair sits at byte 2d + j of the windows
+                let d = (i - base) as usize; // < span - 1 (checked above)
+                                             // byte j of the pair sits at byte 2d + j of the windows
                 for j in 0..4 {
                     let at = 2 * d + j;
                     mask[at / 16][4 * k + j] = (at % 16) as u8;
@@ -82,9 +85,8 @@ impl HBlocks {
                 wts[2 * k + 1] = w as i16;
             }
             b.base.push(base);
-            b.mask.push(mask[0]);
-            if windows == 2 {
-                b.mask2.push(mask[1]);
+            for (v, m) in b.mask.iter_mut().zip(mask).take(windows) {
+                v.push(m);
             }
             b.wts.push(wts);
             b.max_base = b.max_base.max(base as usize);
@@ -92,18 +94,9 @@ impl HBlocks {
         Some(b)
     }
 
-    /// Windows per group (1 or 2).
-    fn windows(&self) -> usize {
-        if self.mask2.is_empty() {
-            1
-        } else {
-            2
-        }
-    }
-
     /// Scratch elements the SIMD pass may read (`tmp` must be at least this long).
     pub(super) fn reach(&self) -> usize {
-        self.max_base + self.windows() * WINDOW
+        self.max_base + self.windows * WINDOW
     }
 }
 
@@ -128,17 +121,25 @@ pub(super) fn hpass(tmp: &[u16], hx: &[(u32, u16)], blocks: Option<&HBlocks>, ou
     #[cfg(target_arch = "x86_64")]
     if let Some(b) = blocks {
         if has_avx2() {
+            let groups = b.n / G;
             assert!(
-                b.n <= out.len() && b.n <= hx.len() && b.reach() <= tmp.len(),
-                "SIMD tap tables exceed the row or the scratch"
+                b.n <= out.len()
+                    && b.n <= hx.len()
+                    && b.reach() <= tmp.len()
+                    && b.base.len() == groups
+                    && b.wts.len() == groups
+                    && b.mask[..b.windows].iter().all(|m| m.len() == groups),
+                "SIMD tap tables do not match the row or the scratch"
             );
-            // SAFETY: AVX2 is present; b.n <= out.len() and every load reads
-            // tmp[base..base + WINDOW] with base <= max_base, max_base + WINDOW <= tmp.len()
-            // (asserted above); mask2 is empty or as long as mask (built so)
+            // SAFETY: AVX2 is present; the kernel writes out[..b.n] (b.n <= out.len()), reads
+            // the tables at groups < b.n / G (their length, asserted) and tmp[base..base +
+            // windows·WINDOW] with base <= max_base, max_base + windows·WINDOW <= tmp.len()
+            // (asserted above)
             unsafe {
-                match b.windows() {
-                    1 => hpass_avx2::<false>(tmp, b, out),
-                    _ => hpass_avx2::<true>(tmp, b, out),
+                match b.windows {
+                    1 => hpass_avx2::<1>(tmp, b, out),
+                    2 => hpass_avx2::<2>(tmp, b, out),
+                    _ => hpass_avx2::<3>(tmp, b, out),
                 }
             };
             done = b.n;
@@ -172,56 +173,60 @@ pub(super) fn hpass_scalar(tmp: &[u16], hx: &[(u32, u16)], out: &mut [u8]) {
     }
 }
 
-/// [`hpass`] for the first `b.n` outputs, with two windows per group when `TWO`.
-/// Caller guarantees AVX2, `out.len() >= b.n`, `tmp.len() >= b.reach()`, and `TWO` exactly when
-/// `b.mask2` is not empty.
+/// [`hpass`] for the first `b.n` outputs, `W == b.windows` windows per group.
+/// Caller guarantees AVX2, `out.len() >= b.n`, `tmp.len() >= b.reach()` and tables of
+/// `b.n / G` groups.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn hpass_avx2<const TWO: bool>(tmp: &[u16], b: &HBlocks, out: &mut [u8]) {
+unsafe fn hpass_avx2<const W: usize>(tmp: &[u16], b: &HBlocks, out: &mut [u8]) {
     use std::arch::x86_64::*;
     let bias = _mm256_set1_epi16(-32768);
     let round = _mm256_set1_epi32(32768 * 256 + 32768);
     let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     let t = tmp.as_ptr();
-    let mut g = 0;
-    let mut x = 0;
-    while x < b.n {
-        // two groups per 256-bit register, one per lane (a macro, not a closure, so that
-        // the intrinsics inline under this function's target features)
-        macro_rules! pair {
-            ($g:expr) => {{
-                let g = $g;
-                let (b0, b1) = (*b.base.get_unchecked(g), *b.base.get_unchecked(g + 1));
+    // outputs of groups g, g + 1 (one per lane) as i32 (a macro, not a closure, so that the
+    // intrinsics inline under this function's target features)
+    macro_rules! pair {
+        ($g:expr) => {{
+            let g = $g;
+            let (b0, b1) = (
+                *b.base.get_unchecked(g) as usize,
+                *b.base.get_unchecked(g + 1) as usize,
+            );
+            let mut pq = _mm256_setzero_si256();
+            for k in 0..W {
                 let win = _mm256_loadu2_m128i(
-                    t.add(b1 as usize) as *const __m128i,
-                    t.add(b0 as usize) as *const __m128i,
+                    t.add(b1 + k * WINDOW) as *const __m128i,
+                    t.add(b0 + k * WINDOW) as *const __m128i,
                 );
-                let m = _mm256_loadu_si256(b.mask.as_ptr().add(g) as *const __m256i);
-                let w = _mm256_loadu_si256(b.wts.as_ptr().add(g) as *const __m256i);
-                let mut pq = _mm256_shuffle_epi8(win, m);
-                if TWO {
-                    let win2 = _mm256_loadu2_m128i(
-                        t.add(b1 as usize + WINDOW) as *const __m128i,
-                        t.add(b0 as usize + WINDOW) as *const __m128i,
-                    );
-                    let m2 = _mm256_loadu_si256(b.mask2.as_ptr().add(g) as *const __m256i);
-                    pq = _mm256_or_si256(pq, _mm256_shuffle_epi8(win2, m2));
-                }
-                let pq = _mm256_xor_si256(pq, bias);
-                _mm256_srli_epi32(_mm256_add_epi32(_mm256_madd_epi16(pq, w), round), 16)
-            }};
-        }
-        let lo = pair!(g); // outputs 0..4 | 4..8
-        let hi = pair!(g + 2); // outputs 8..12 | 12..16
-        let s16 = _mm256_packs_epi32(lo, hi); // 0..4 8..12 | 4..8 12..16
-        let s8 = _mm256_packus_epi16(s16, s16); // dwords: 0..4 8..12 0..4 8..12 | 4..8 12..16 ..
-        let s8 = _mm256_permutevar8x32_epi32(s8, order);
+                let m = _mm256_loadu_si256(b.mask[k].as_ptr().add(g) as *const __m256i);
+                pq = _mm256_or_si256(pq, _mm256_shuffle_epi8(win, m));
+            }
+            let w = _mm256_loadu_si256(b.wts.as_ptr().add(g) as *const __m256i);
+            let pq = _mm256_xor_si256(pq, bias);
+            _mm256_srli_epi32(_mm256_add_epi32(_mm256_madd_epi16(pq, w), round), 16)
+        }};
+    }
+    let mut x = 0;
+    while x + 32 <= b.n {
+        let g = x / G;
+        // packs/packus work per lane: dwords end up as outputs 0..4 8..12 16..20 24..28 |
+        // 4..8 12..16 20..24 28..32
+        let a = _mm256_packs_epi32(pair!(g), pair!(g + 2));
+        let c = _mm256_packs_epi32(pair!(g + 4), pair!(g + 6));
+        let v = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, c), order);
+        _mm256_storeu_si256(out.as_mut_ptr().add(x) as *mut __m256i, v);
+        x += 32;
+    }
+    if x < b.n {
+        // one block of 16
+        let g = x / G;
+        let a = _mm256_packs_epi32(pair!(g), pair!(g + 2));
+        let v = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, a), order);
         _mm_storeu_si128(
             out.as_mut_ptr().add(x) as *mut __m128i,
-            _mm256_castsi256_si128(s8),
+            _mm256_castsi256_si128(v),
         );
-        g += 4;
-        x += BLOCK;
     }
 }
 
