@@ -561,3 +561,24 @@ fn background_is_skipped_only_where_opaque_items_cover_it() {
         assert!(got == compose_once(l, &f), "layout {i}");
     }
 }
+
+#[test]
+fn bars_are_redrawn_over_items_below() {
+    // "a" is letterboxed on top of "b": every full redraw must paint its bars over "b" again
+    let l = Layout::cameras(
+        64,
+        48,
+        &[
+            ("b", Rect::new(0, 0, 64, 48)),
+            ("a", Rect::new(8, 8, 40, 30)),
+        ],
+    );
+    let mut c = CpuCompositor::new(64, 48);
+    for step in 0..3u32 {
+        let mut f: Frames = HashMap::new();
+        f.insert("a".into(), Arc::new(pattern_frame(16, 16, step)));
+        f.insert("b".into(), Arc::new(pattern_frame(32, 24, 10 + step)));
+        let got = c.compose(&l, &f).unwrap().clone();
+        assert!(got == compose_once(&l, &f), "step {step}");
+    }
+}
