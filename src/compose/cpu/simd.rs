@@ -329,8 +329,7 @@ unsafe fn copy_strided_ssse3<const S: usize>(src: &[u8], out: &mut [u8]) -> usiz
     assert!((2..=4).contains(&step));
     // mask k picks, from the k-th 16 input bytes, output bytes j with step·j in that block
     let mut masks = [[0x80u8; 16]; 4];
-    for j in 0..16 {
-        let b = step * j;
+    for (j, b) in (0..16).zip((0..).step_by(step)) {
         masks[b / 16][j] = (b % 16) as u8;
     }
     let m = masks.map(|m| _mm_loadu_si128(m.as_ptr() as *const __m128i));
@@ -338,9 +337,9 @@ unsafe fn copy_strided_ssse3<const S: usize>(src: &[u8], out: &mut [u8]) -> usiz
     while x + 16 <= out.len() && (x + 16) * step <= src.len() {
         let p = src.as_ptr().add(x * step);
         let mut v = _mm_shuffle_epi8(_mm_loadu_si128(p as *const __m128i), m[0]);
-        for k in 1..S {
-            let w = _mm_loadu_si128(p.add(16 * k) as *const __m128i);
-            v = _mm_or_si128(v, _mm_shuffle_epi8(w, m[k]));
+        for (k, mk) in m[1..S].iter().enumerate() {
+            let w = _mm_loadu_si128(p.add(16 * (k + 1)) as *const __m128i);
+            v = _mm_or_si128(v, _mm_shuffle_epi8(w, *mk));
         }
         _mm_storeu_si128(out.as_mut_ptr().add(x) as *mut __m128i, v);
         x += 16;
