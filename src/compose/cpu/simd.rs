@@ -207,9 +207,8 @@ unsafe fn hpass_avx2<const W: usize>(tmp: &[u16], b: &HBlocks, out: &mut [u8]) {
             _mm256_srli_epi32(_mm256_add_epi32(_mm256_madd_epi16(pq, w), round), 16)
         }};
     }
-    let mut x = 0;
+    let (mut x, mut g) = (0, 0);
     while x + 32 <= b.n {
-        let g = x / G;
         // packs/packus work per lane: dwords end up as outputs 0..4 8..12 16..20 24..28 |
         // 4..8 12..16 20..24 28..32
         let a = _mm256_packs_epi32(pair!(g), pair!(g + 2));
@@ -217,10 +216,10 @@ unsafe fn hpass_avx2<const W: usize>(tmp: &[u16], b: &HBlocks, out: &mut [u8]) {
         let v = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, c), order);
         _mm256_storeu_si256(out.as_mut_ptr().add(x) as *mut __m256i, v);
         x += 32;
+        g += 32 / G;
     }
     if x < b.n {
         // one block of 16
-        let g = x / G;
         let a = _mm256_packs_epi32(pair!(g), pair!(g + 2));
         let v = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, a), order);
         _mm_storeu_si128(
