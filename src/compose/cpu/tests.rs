@@ -372,6 +372,20 @@ fn every_kernel_equals_the_plain_formula() {
         ((320, 180), Rect::new(0, 0, 640, 360)),
         ((333, 201), Rect::new(1, 1, 333, 201)),
         ((1281, 721), Rect::new(5, 3, 640, 360)),
+        // 8:3, 3.55:1 (W3's portrait cell), 5:3 and 7:5 (odd periods), 1.9:1, 2.1:1
+        ((1280, 720), Rect::new(0, 0, 480, 270)),
+        ((720, 1280), Rect::new(640, 0, 640, 360)),
+        ((1000, 600), Rect::new(2, 0, 600, 360)),
+        ((700, 500), Rect::new(1, 1, 500, 358)),
+        ((1216, 684), Rect::new(0, 0, 640, 360)),
+        ((1344, 756), Rect::new(0, 0, 640, 360)),
+        // rows shorter than one SIMD block, and a little longer
+        ((40, 30), Rect::new(7, 5, 24, 18)),
+        ((57, 33), Rect::new(0, 0, 38, 22)),
+        ((99, 61), Rect::new(1, 0, 66, 40)),
+        // right edge of the canvas and clamped taps at the source's right edge
+        ((1920, 1080), Rect::new(1100, 600, 180, 120)),
+        ((301, 170), Rect::new(1079, 2, 201, 113)),
     ];
     for (i, ((sw, sh), rect)) in cases.into_iter().enumerate() {
         let layout = Layout::cameras(1280, 720, &[("a", rect)]);
@@ -391,5 +405,180 @@ fn every_kernel_equals_the_plain_formula() {
                 "case {i} ({sw}x{sh} in {rect:?}) plane {name}: first difference at index {diff:?}"
             );
         }
+    }
+}
+
+/// Deterministic pseudo-random numbers (xorshift).
+fn rng(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed | 1;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+#[test]
+fn simd_passes_equal_scalar() {
+    use super::simd::{hpass, hpass_scalar, vpass, HBlocks};
+    use crate::compose::sampling::taps;
+    let mut r = rng(7);
+    // ratios (source / output) from upscales through 2:1 to beyond what one window holds
+    let ratios = [
+        0.3,
+        0.5,
+        0.75,
+        1.0,
+        1.25,
+        4.0 / 3.0,
+        1.5,
+        5.0 / 3.0,
+        1.9,
+        2.0,
+        2.1,
+        3.0,
+        3.55,
+        4.5,
+        5.67,
+        7.0,
+        8.0,
+    ];
+    for (ri, &ratio) in ratios.iter().enumerate() {
+        for len in [0usize, 1, 7, 15, 16, 17, 31, 32, 33, 100, 202, 640] {
+            for off in [0.0, 0.37] {
+                let n = ((len as f64 * ratio).ceil() as u32).max(1) + 1;
+                let mut t = Vec::new();
+                // output samples 3..3 + len, map x -> x·ratio + off
+                taps(3, 3 + len as i64, 1, (ratio, off), 1, n, &mut t);
+                let lo = t.first().map_or(0, |t| t.i0);
+                let hx: Vec<(u32, u16)> = t.iter().map(|t| (t.i0 - lo, t.w)).collect();
+                let b = HBlocks::build(&hx);
+                if ratio <= 7.0 && len >= 16 {
+                    assert!(b.is_some(), "ratio {ratio} len {len}: no SIMD tables");
+                }
+                let span = (n - lo) as usize + 1;
+                let m = span.max(b.as_ref().map_or(0, |b| b.reach()));
+                let tmp: Vec<u16> = (0..m)
+                    .map(|_| match r() % 4 {
+                        0 => 0,
+                        1 => 65280,
+                        _ => (r() % 65281) as u16,
+                    })
+                    .collect();
+                let mut want = vec![0u8; len];
+                hpass_scalar(&tmp, &hx, &mut want);
+                let mut got = vec![0u8; len];
+                hpass(&tmp, &hx, b.as_ref(), &mut got);
+                assert_eq!(got, want, "case {ri}: ratio {ratio} len {len} off {off}");
+                // the plain formula
+                for (x, &(i, w)) in hx.iter().enumerate() {
+                    let (p, q) = (tmp[i as usize] as u32, tmp[i as usize + 1] as u32);
+                    let v = (p * (256 - w as u32) + q * w as u32 + 32768) >> 16;
+                    assert_eq!(want[x] as u32, v);
+                }
+            }
+        }
+    }
+    for len in 0..70 {
+        for w1 in [0u16, 1, 64, 128, 192, 255] {
+            let a0: Vec<u8> = (0..len).map(|_| r() as u8).collect();
+            let a1: Vec<u8> = (0..len).map(|_| r() as u8).collect();
+            let mut d = vec![0u16; len];
+            vpass(&a0, &a1, 256 - w1, w1, &mut d);
+            for j in 0..len {
+                assert_eq!(d[j], a0[j] as u16 * (256 - w1) + a1[j] as u16 * w1);
+            }
+        }
+    }
+}
+
+#[test]
+fn background_is_skipped_only_where_opaque_items_cover_it() {
+    // a persistent compositor (stale pixels from the previous layout) against a fresh one
+    let bright = |w, h| {
+        let mut f = HashMap::new();
+        for id in ["a", "b", "c"] {
+            f.insert(
+                id.to_string(),
+                Arc::new(VideoFrame::solid_i420(w, h, [230, 30, 220]).unwrap()),
+            );
+        }
+        f
+    };
+    let full = Layout::cameras(
+        64,
+        48,
+        &[
+            ("a", Rect::new(0, 0, 64, 48)),
+            ("b", Rect::new(40, 30, 20, 14)),
+        ],
+    );
+    let layouts = [
+        // split at an odd column: the chroma column of the seam belongs to "b" only
+        Layout::cameras(
+            64,
+            48,
+            &[
+                ("a", Rect::new(0, 0, 33, 48)),
+                ("b", Rect::new(33, 0, 31, 48)),
+            ],
+        ),
+        // a one-pixel gap at the bottom, an overlapping third item
+        Layout::cameras(
+            64,
+            48,
+            &[
+                ("a", Rect::new(0, 0, 64, 47)),
+                ("c", Rect::new(10, 10, 20, 20)),
+            ],
+        ),
+        // covering but translucent
+        {
+            let mut l = Layout::cameras(
+                64,
+                48,
+                &[("a", Rect::new(0, 0, 64, 48)), ("b", Rect::new(1, 1, 9, 9))],
+            );
+            l.items[0].alpha = 0.5;
+            l
+        },
+        // covering with a placeholder (missing source) and a letterboxed image
+        Layout::cameras(
+            64,
+            48,
+            &[
+                ("gone", Rect::new(0, 0, 64, 48)),
+                ("a", Rect::new(5, 5, 50, 20)),
+            ],
+        ),
+    ];
+    for (i, l) in layouts.iter().enumerate() {
+        let mut c = CpuCompositor::new(64, 48);
+        c.compose(&full, &bright(64, 48)).unwrap();
+        let f = bright(16, 16);
+        let got = c.compose(l, &f).unwrap().clone();
+        assert!(got == compose_once(l, &f), "layout {i}");
+    }
+}
+
+#[test]
+fn bars_are_redrawn_over_items_below() {
+    // "a" is letterboxed on top of "b": every full redraw must paint its bars over "b" again
+    let l = Layout::cameras(
+        64,
+        48,
+        &[
+            ("b", Rect::new(0, 0, 64, 48)),
+            ("a", Rect::new(8, 8, 40, 30)),
+        ],
+    );
+    let mut c = CpuCompositor::new(64, 48);
+    for step in 0..3u32 {
+        let mut f: Frames = HashMap::new();
+        f.insert("a".into(), Arc::new(pattern_frame(16, 16, step)));
+        f.insert("b".into(), Arc::new(pattern_frame(32, 24, 10 + step)));
+        let got = c.compose(&l, &f).unwrap().clone();
+        assert!(got == compose_once(&l, &f), "step {step}");
     }
 }
