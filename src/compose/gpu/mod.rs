@@ -33,6 +33,8 @@
 pub mod device;
 pub mod pipeline;
 pub mod readback;
+#[doc(hidden)]
+pub mod synth;
 pub mod upload;
 
 use std::collections::{HashMap, VecDeque};
@@ -44,7 +46,7 @@ pub use readback::{Nv12Image, OutputFormat, OutputFrame};
 
 use self::pipeline::{item_uniforms, ItemUniform, UNIFORM_STRIDE};
 use self::readback::Ring;
-use self::upload::SourceTextures;
+use self::upload::{PlaneJob, SourceTextures, UploadStaging};
 use super::{ComposeError, Compositor, Frames};
 use crate::frame::{ColorSpace, I420Image, PixelFormat, VideoFrame};
 use crate::layout::Layout;
@@ -84,7 +86,7 @@ pub struct GpuStats {
     pub frames: u64,
     /// Source planes uploaded (bytes).
     pub upload_bytes: u64,
-    /// Time in `write_texture` (copying source planes into wgpu's staging memory).
+    /// Time preparing uploads: texture (re)creation and copying source planes into staging memory.
     pub upload_s: f64,
     /// Time building and submitting the command buffer (uniforms, passes, copies).
     pub submit_s: f64,
@@ -142,6 +144,7 @@ pub struct GpuCompositor {
     draws: Vec<Draw>,
     plan_key: Option<(u64, Vec<Option<SourceKey>>)>,
     ring: Ring,
+    uploads: Vec<UploadStaging>,
     in_flight: VecDeque<(Ticket, usize)>,
     ready: VecDeque<(Ticket, OutputFrame)>,
     next_ticket: u64,
@@ -217,6 +220,7 @@ impl GpuCompositor {
                 sources: HashMap::new(),
                 draws: Vec::new(),
                 plan_key: None,
+                uploads: (0..ring.slots.len()).map(|_| UploadStaging::new()).collect(),
                 ring,
                 in_flight: VecDeque::new(),
                 ready: VecDeque::new(),
@@ -275,23 +279,15 @@ impl GpuCompositor {
         self.stats
     }
 
-    /// Uploads changed sources and rebuilds the item uniforms when the layout or a source's
-    /// geometry changed.
-    fn prepare(&mut self, layout: &Layout, frames: &Frames) -> Result<(), GpuError> {
-        let t0 = Instant::now();
+    /// Creates / re-creates source textures and lists the plane uploads this frame needs.
+    fn source_jobs<'f>(&mut self, layout: &Layout, frames: &'f Frames) -> Result<Vec<PlaneJob<'f>>, GpuError> {
         let frame_no = self.stats.frames + 1;
-        let items: Vec<(Option<&str>, Option<&VideoFrame>)> = layout
-            .items
-            .iter()
-            .map(|it| {
-                let id = it.kind.source_id();
-                (id, id.and_then(|id| frames.get(id)).map(|f| &**f))
-            })
-            .collect();
         let p = self.ctx.pipelines();
-        for (id, f) in &items {
-            let (Some(id), Some(f)) = (id, f) else { continue };
-            let st = match self.sources.get_mut(*id) {
+        let mut jobs = Vec::new();
+        for it in &layout.items {
+            let Some(id) = it.kind.source_id() else { continue };
+            let Some(f) = frames.get(id) else { continue };
+            let st = match self.sources.get_mut(id) {
                 Some(st) if st.fits(f) => st,
                 _ => {
                     let st = SourceTextures::new(&self.ctx.device, p, f).map_err(|e| match e {
@@ -302,15 +298,29 @@ impl GpuCompositor {
                         e => e,
                     })?;
                     self.sources.insert(id.to_string(), st);
-                    self.sources.get_mut(*id).expect("just inserted")
+                    self.sources.get_mut(id).expect("just inserted")
                 }
             };
             st.last_used = frame_no;
-            self.stats.upload_bytes += st.upload(&self.ctx.queue, f) as u64;
+            if let Some(j) = st.jobs(f) {
+                jobs.extend(j);
+            }
         }
         self.sources.retain(|_, s| frame_no - s.last_used < EVICT_AFTER);
-        self.stats.upload_s += t0.elapsed().as_secs_f64();
+        Ok(jobs)
+    }
 
+    /// Rebuilds the item uniforms when the layout or a source's geometry changed.
+    fn prepare_uniforms(&mut self, layout: &Layout, frames: &Frames) {
+        let p = self.ctx.pipelines();
+        let items: Vec<(Option<&str>, Option<&VideoFrame>)> = layout
+            .items
+            .iter()
+            .map(|it| {
+                let id = it.kind.source_id();
+                (id, id.and_then(|id| frames.get(id)).map(|f| &**f))
+            })
+            .collect();
         let key = (
             layout.generation,
             items.iter().map(|(_, f)| f.map(SourceKey::of)).collect::<Vec<_>>(),
@@ -346,17 +356,24 @@ impl GpuCompositor {
             }
             self.plan_key = Some(key);
         }
-        Ok(())
     }
 
     /// Records the two passes and the readback copy into slot `slot`, and submits.
-    fn encode_and_submit(&mut self, layout: &Layout, slot: usize) -> wgpu::SubmissionIndex {
+    fn encode_and_submit(
+        &mut self,
+        layout: &Layout,
+        slot: usize,
+        uploads: Option<(&wgpu::Buffer, &[PlaneJob<'_>])>,
+    ) -> wgpu::SubmissionIndex {
         let p = self.ctx.pipelines();
         let bg = layout.background;
         let mut enc = self
             .ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("compose") });
+        if let Some((buf, jobs)) = uploads {
+            upload::encode_copies(&mut enc, buf, jobs);
+        }
         let clear = |v: [u8; 2]| wgpu::Operations {
             load: wgpu::LoadOp::Clear(wgpu::Color {
                 r: v[0] as f64 / 255.0,
@@ -462,14 +479,27 @@ impl GpuCompositor {
         let ticket = Ticket(self.next_ticket);
         let slot = (self.next_ticket % self.ring.slots.len() as u64) as usize;
         let ctx = self.ctx.clone();
-        ctx.scoped(|| {
-            self.prepare(layout, frames)?;
+        let r = ctx.scoped(|| {
             let t0 = Instant::now();
-            let sub = self.encode_and_submit(layout, slot);
+            let mut jobs = self.source_jobs(layout, frames)?;
+            let staging = self.uploads[slot].write(&ctx, &mut jobs, self.opts.timeout)?;
+            self.stats.upload_bytes += jobs.iter().map(|j| (j.row * j.rows) as u64).sum::<u64>();
+            let t1 = Instant::now();
+            self.stats.upload_s += (t1 - t0).as_secs_f64();
+            self.prepare_uniforms(layout, frames);
+            let sub = self.encode_and_submit(layout, slot, staging.as_ref().map(|b| (b, &jobs[..])));
+            if staging.is_some() {
+                self.uploads[slot].remap_after(sub.clone());
+            }
             self.ring.start_map(slot, sub);
-            self.stats.submit_s += t0.elapsed().as_secs_f64();
+            self.stats.submit_s += t1.elapsed().as_secs_f64();
             Ok(())
-        })?;
+        });
+        if let Err(e) = r {
+            // whatever was half-done, upload everything again next time
+            self.sources.values_mut().for_each(SourceTextures::invalidate);
+            return Err(e.into());
+        }
         self.stats.frames += 1;
         self.next_ticket += 1;
         self.in_flight.push_back((ticket, slot));

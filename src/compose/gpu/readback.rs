@@ -142,7 +142,40 @@ pub(crate) fn plane_copies(format: OutputFormat, w: u32, h: u32) -> (Vec<PlaneCo
     (planes, off)
 }
 
-type MapState = Arc<Mutex<Option<Result<(), String>>>>;
+/// Result of a `map_async`, set by its callback (`None` while pending).
+pub(crate) type MapState = Arc<Mutex<Option<Result<(), String>>>>;
+
+/// Waits until `state` is set, polling the device for `submission`.
+pub(crate) fn wait_mapped(
+    ctx: &GpuContext,
+    state: &MapState,
+    submission: Option<wgpu::SubmissionIndex>,
+    timeout: Duration,
+) -> Result<(), GpuError> {
+    let deadline = Instant::now() + timeout;
+    let err = |reason: String| GpuError::Readback {
+        adapter: ctx.adapter.to_string(),
+        reason,
+    };
+    loop {
+        if let Some(r) = state.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return r.map_err(err);
+        }
+        ctx.check()?;
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(err(format!("timed out after {timeout:?}")));
+        }
+        match ctx.device.poll(wgpu::PollType::Wait {
+            submission_index: submission.clone(),
+            timeout: Some(deadline - now),
+        }) {
+            Ok(_) => {}
+            Err(wgpu::PollError::Timeout) => return Err(err(format!("timed out after {timeout:?}"))),
+            Err(e) => return Err(err(e.to_string())),
+        }
+    }
+}
 
 /// One staging buffer and the state of its frame.
 pub(crate) struct Slot {
@@ -188,30 +221,8 @@ impl Ring {
 
     /// Waits until slot `i` is mapped, polling the device for its submission.
     pub fn wait(&mut self, ctx: &GpuContext, i: usize, timeout: Duration) -> Result<(), GpuError> {
-        let deadline = Instant::now() + timeout;
-        let err = |reason: String| GpuError::Readback {
-            adapter: ctx.adapter.to_string(),
-            reason,
-        };
-        loop {
-            if let Some(r) = self.slots[i].state.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-                return r.map_err(err);
-            }
-            ctx.check()?;
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(err(format!("timed out after {timeout:?}")));
-            }
-            let sub = self.slots[i].submission.clone();
-            match ctx.device.poll(wgpu::PollType::Wait {
-                submission_index: sub,
-                timeout: Some(deadline - now),
-            }) {
-                Ok(_) => {}
-                Err(wgpu::PollError::Timeout) => return Err(err(format!("timed out after {timeout:?}"))),
-                Err(e) => return Err(err(e.to_string())),
-            }
-        }
+        let slot = &self.slots[i];
+        wait_mapped(ctx, &slot.state, slot.submission.clone(), timeout)
     }
 
     /// Copies mapped slot `i` into `out` (stripping the row padding) and unmaps it.

@@ -2,10 +2,17 @@
 //!
 //! I420 → three R8Unorm textures; NV12 → R8Unorm + Rg8Unorm; RGBA → one Rgba8Unorm. The
 //! textures are re-created only when the source's size or format changes, and a frame whose
-//! [`VideoFrame::id`] was uploaded already is not uploaded again.
+//! [`VideoFrame::id`] was uploaded already is not uploaded again. Uploads go through per-frame
+//! MAP_WRITE staging buffers ([`UploadStaging`]) written from the compositor's own thread.
 
-use super::device::GpuError;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rayon::prelude::*;
+
+use super::device::{GpuContext, GpuError};
 use super::pipeline::Pipelines;
+use super::readback::{padded, wait_mapped, MapState};
 use crate::frame::{PixelFormat, VideoFrame};
 
 /// The GPU copy of one source.
@@ -92,40 +99,173 @@ impl SourceTextures {
         self.key == (frame.width(), frame.height(), frame.format())
     }
 
-    /// Uploads `frame` unless it is the frame uploaded last; returns the bytes written.
-    pub fn upload(&mut self, queue: &wgpu::Queue, frame: &VideoFrame) -> usize {
+    /// The plane copies `frame` needs, unless it is the frame uploaded last (then `None`).
+    /// Marks the frame as uploaded: the caller must carry the jobs out in this submission.
+    pub fn jobs<'f>(&mut self, frame: &'f VideoFrame) -> Option<Vec<PlaneJob<'f>>> {
         if self.last_id == Some(frame.id()) {
-            return 0;
-        }
-        let (w, h, fmt) = self.key;
-        let mut bytes = 0;
-        for (i, (tex, plane)) in self.textures.iter().zip(frame.planes()).enumerate() {
-            let (tw, th) = plane_texels(fmt, i, w, h);
-            let (row, rows) = fmt.plane_size(i, w, h);
-            // the frame was validated: stride >= row, data >= stride * (rows - 1) + row
-            let len = plane.stride * (rows - 1) + row;
-            queue.write_texture(
-                wgpu::TexelCopyTextureInfo {
-                    texture: tex,
-                    mip_level: 0,
-                    origin: wgpu::Origin3d::ZERO,
-                    aspect: wgpu::TextureAspect::All,
-                },
-                &plane.data[..len],
-                wgpu::TexelCopyBufferLayout {
-                    offset: 0,
-                    bytes_per_row: Some(plane.stride as u32),
-                    rows_per_image: None,
-                },
-                wgpu::Extent3d {
-                    width: tw,
-                    height: th,
-                    depth_or_array_layers: 1,
-                },
-            );
-            bytes += len;
+            return None;
         }
         self.last_id = Some(frame.id());
-        bytes
+        let (w, h, fmt) = self.key;
+        let jobs = self.textures.iter().zip(frame.planes()).enumerate().map(|(i, (tex, plane))| {
+            let (tw, th) = plane_texels(fmt, i, w, h);
+            let (row, rows) = fmt.plane_size(i, w, h);
+            PlaneJob {
+                texture: tex.clone(),
+                width: tw,
+                height: th,
+                row,
+                rows,
+                src: &plane.data,
+                stride: plane.stride,
+                offset: 0,
+                padded_row: padded(row as u32),
+            }
+        });
+        Some(jobs.collect())
+    }
+
+    /// Forgets the uploaded frame (after a failed submission).
+    pub fn invalidate(&mut self) {
+        self.last_id = None;
+    }
+}
+
+/// One source plane to copy: CPU rows → staging buffer (rows padded to 256 bytes) → texture.
+pub(crate) struct PlaneJob<'f> {
+    pub texture: wgpu::Texture,
+    pub width: u32,
+    pub height: u32,
+    /// Bytes per row of the plane.
+    pub row: usize,
+    /// Rows.
+    pub rows: usize,
+    /// The frame's plane bytes and stride.
+    pub src: &'f [u8],
+    pub stride: usize,
+    /// Offset in the staging buffer (set by [`UploadStaging::write`]).
+    pub offset: u64,
+    /// Bytes per row in the staging buffer.
+    pub padded_row: u32,
+}
+
+/// Staging memory for one in-flight frame's uploads: a MAP_WRITE buffer written directly from
+/// the compositor's thread (no device-wide lock held during the copy, unlike
+/// `Queue::write_texture`), then copied into the textures by the frame's command buffer.
+pub(crate) struct UploadStaging {
+    buffer: Option<wgpu::Buffer>,
+    state: MapState,
+    submission: Option<wgpu::SubmissionIndex>,
+}
+
+impl UploadStaging {
+    pub fn new() -> Self {
+        UploadStaging {
+            buffer: None,
+            state: Arc::new(Mutex::new(None)),
+            submission: None,
+        }
+    }
+
+    /// Lays the jobs out, waits for the buffer to be mapped (it normally is: its last frame was
+    /// read back already), copies the rows in (in parallel for large uploads) and unmaps.
+    /// Returns the buffer to copy from, or `None` when there is nothing to upload.
+    pub fn write(
+        &mut self,
+        ctx: &GpuContext,
+        jobs: &mut [PlaneJob<'_>],
+        timeout: Duration,
+    ) -> Result<Option<wgpu::Buffer>, GpuError> {
+        if jobs.is_empty() {
+            return Ok(None);
+        }
+        let mut size = 0u64;
+        for j in jobs.iter_mut() {
+            j.offset = size;
+            size += j.padded_row as u64 * j.rows as u64;
+        }
+        let fits = self.buffer.as_ref().is_some_and(|b| b.size() >= size);
+        if !fits {
+            // grow with headroom, so that a source switching size does not re-allocate every frame
+            let cap = (size + size / 4).div_ceil(256) * 256;
+            self.buffer = Some(ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("upload staging"),
+                size: cap,
+                usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: true,
+            }));
+            self.state = Arc::new(Mutex::new(Some(Ok(()))));
+            self.submission = None;
+        }
+        wait_mapped(ctx, &self.state, self.submission.clone(), timeout)?;
+        let buffer = self.buffer.clone().expect("allocated above");
+        let views = jobs
+            .iter()
+            .map(|j| {
+                let len = j.padded_row as u64 * j.rows as u64;
+                buffer.slice(j.offset..j.offset + len).get_mapped_range_mut()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| GpuError::Validation {
+                adapter: ctx.adapter.to_string(),
+                message: format!("upload staging: {e}"),
+            })?;
+        let copy = |(mut view, j): (wgpu::BufferViewMut, &PlaneJob<'_>)| {
+            let pr = j.padded_row as usize;
+            let mut dst = view.slice(..);
+            for r in 0..j.rows {
+                dst.slice(r * pr..r * pr + j.row)
+                    .copy_from_slice(&j.src[r * j.stride..r * j.stride + j.row]);
+            }
+        };
+        let parts: Vec<_> = views.into_iter().zip(jobs.iter()).collect();
+        if size > PARALLEL_UPLOAD_BYTES && parts.len() > 1 {
+            parts.into_par_iter().for_each(copy);
+        } else {
+            parts.into_iter().for_each(copy);
+        }
+        buffer.unmap();
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(Some(buffer))
+    }
+
+    /// Re-maps the buffer for the next use once `submission` (which read it) completes.
+    pub fn remap_after(&mut self, submission: wgpu::SubmissionIndex) {
+        let Some(b) = &self.buffer else { return };
+        self.submission = Some(submission);
+        let state = self.state.clone();
+        b.map_async(wgpu::MapMode::Write, .., move |r| {
+            *state.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.map_err(|e| e.to_string()));
+        });
+    }
+}
+
+/// Uploads above this many bytes copy their planes on rayon's pool.
+const PARALLEL_UPLOAD_BYTES: u64 = 1 << 20;
+
+/// Records the staging → texture copies.
+pub(crate) fn encode_copies(enc: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer, jobs: &[PlaneJob<'_>]) {
+    for j in jobs {
+        enc.copy_buffer_to_texture(
+            wgpu::TexelCopyBufferInfo {
+                buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: j.offset,
+                    bytes_per_row: Some(j.padded_row),
+                    rows_per_image: None,
+                },
+            },
+            wgpu::TexelCopyTextureInfo {
+                texture: &j.texture,
+                mip_level: 0,
+                origin: wgpu::Origin3d::ZERO,
+                aspect: wgpu::TextureAspect::All,
+            },
+            wgpu::Extent3d {
+                width: j.width,
+                height: j.height,
+                depth_or_array_layers: 1,
+            },
+        );
     }
 }
