@@ -47,6 +47,9 @@ enum Mode {
         /// Frames in flight (readback ring size).
         #[arg(long, default_value_t = 3)]
         inflight: usize,
+        /// Copy each frame's source planes in parallel (rayon).
+        #[arg(long)]
+        parallel_upload: bool,
     },
     /// M compositors at the workload's fps in real time.
     Realtime {
@@ -97,14 +100,22 @@ fn main() {
     };
     let layout = w.layout();
     match args.mode {
-        Mode::Offline { frames, inflight } => {
-            let opts = GpuOptions { ring: inflight.max(1), ..opts };
+        Mode::Offline {
+            frames,
+            inflight,
+            parallel_upload,
+        } => {
+            let opts = GpuOptions {
+                ring: inflight.max(1),
+                parallel_upload,
+                ..opts
+            };
             let mut c = GpuCompositor::new(w.width, w.height, opts).unwrap_or_else(|e| {
                 eprintln!("no GPU compositor: {e}");
                 std::process::exit(1)
             });
             println!(
-                "gpu_bench offline: {} {}x{} ({} sources), {} frames, {} in flight, {:?} readback, adapter {}",
+                "gpu_bench offline: {} {}x{} ({} sources), {} frames, {} in flight, {:?} readback, parallel upload {}, adapter {}",
                 w.name,
                 w.width,
                 w.height,
@@ -112,6 +123,7 @@ fn main() {
                 frames,
                 inflight,
                 opts.output,
+                parallel_upload,
                 c.adapter()
             );
             let mut src = SyntheticSources::new(&w);

@@ -62,6 +62,10 @@ pub struct GpuOptions {
     pub policy: AdapterPolicy,
     /// Longest wait for one readback before it is reported as an error.
     pub timeout: Duration,
+    /// Copy large uploads (> 4 MiB) plane by plane on rayon's pool. Helps one compositor on a
+    /// many-core machine; leave it off with many compositors (each already has its own thread)
+    /// or few cores.
+    pub parallel_upload: bool,
 }
 
 impl Default for GpuOptions {
@@ -71,6 +75,7 @@ impl Default for GpuOptions {
             ring: 3,
             policy: AdapterPolicy::AllowSoftware,
             timeout: Duration::from_secs(20),
+            parallel_upload: false,
         }
     }
 }
@@ -482,7 +487,7 @@ impl GpuCompositor {
         let r = ctx.scoped(|| {
             let t0 = Instant::now();
             let mut jobs = self.source_jobs(layout, frames)?;
-            let staging = self.uploads[slot].write(&ctx, &mut jobs, self.opts.timeout)?;
+            let staging = self.uploads[slot].write(&ctx, &mut jobs, self.opts.timeout, self.opts.parallel_upload)?;
             self.stats.upload_bytes += jobs.iter().map(|j| (j.row * j.rows) as u64).sum::<u64>();
             let t1 = Instant::now();
             self.stats.upload_s += (t1 - t0).as_secs_f64();

@@ -12,7 +12,8 @@ use crate::workloads::Workload;
 /// The sources of a workload, ready to feed tick by tick.
 pub struct SyntheticSources {
     out_fps: u32,
-    sources: Vec<(String, u32, [Arc<VideoFrame>; 2])>,
+    /// (id, fps, two frames, last source frame index shown, which of the two is current)
+    sources: Vec<(String, u32, [Arc<VideoFrame>; 2], Option<u64>, usize)>,
     frames: Frames,
 }
 
@@ -25,7 +26,7 @@ impl SyntheticSources {
             .enumerate()
             .map(|(i, (s, _))| {
                 let mk = |k: u32| Arc::new(pattern_frame(s.width, s.height, i as u32 * 2 + k));
-                (s.camid.to_string(), s.fps, [mk(0), mk(1)])
+                (s.camid.to_string(), s.fps, [mk(0), mk(1)], None, 0)
             })
             .collect();
         SyntheticSources {
@@ -37,10 +38,14 @@ impl SyntheticSources {
 
     /// The latest frame of every source at output tick `n`.
     pub fn at(&mut self, n: u64) -> &Frames {
-        for (id, fps, pair) in &self.sources {
-            // source frame index shown at output tick n
+        for (id, fps, pair, last_k, cur) in &mut self.sources {
+            // source frame index shown at output tick n; a new index is a new picture
             let k = n * *fps as u64 / self.out_fps.max(1) as u64;
-            let f = &pair[(k % 2) as usize];
+            if *last_k != Some(k) {
+                *last_k = Some(k);
+                *cur ^= 1;
+            }
+            let f = &pair[*cur];
             match self.frames.get_mut(id) {
                 Some(cur) if Arc::ptr_eq(cur, f) => {}
                 Some(cur) => *cur = f.clone(),

@@ -151,7 +151,7 @@ pub(crate) struct PlaneJob<'f> {
 
 /// Staging memory for one in-flight frame's uploads: a MAP_WRITE buffer written directly from
 /// the compositor's thread (no device-wide lock held during the copy, unlike
-/// `Queue::write_texture`), then copied into the textures by the frame's command buffer.
+/// `Queue::write_texture`, so many compositors upload concurrently), then copied into the textures by the frame's command buffer.
 pub(crate) struct UploadStaging {
     buffer: Option<wgpu::Buffer>,
     state: MapState,
@@ -168,13 +168,15 @@ impl UploadStaging {
     }
 
     /// Lays the jobs out, waits for the buffer to be mapped (it normally is: its last frame was
-    /// read back already), copies the rows in (in parallel for large uploads) and unmaps.
+    /// read back already), copies the rows in (plane by plane on rayon's pool when `parallel`
+    /// and the upload is large) and unmaps.
     /// Returns the buffer to copy from, or `None` when there is nothing to upload.
     pub fn write(
         &mut self,
         ctx: &GpuContext,
         jobs: &mut [PlaneJob<'_>],
         timeout: Duration,
+        parallel: bool,
     ) -> Result<Option<wgpu::Buffer>, GpuError> {
         if jobs.is_empty() {
             return Ok(None);
@@ -219,7 +221,7 @@ impl UploadStaging {
             }
         };
         let parts: Vec<_> = views.into_iter().zip(jobs.iter()).collect();
-        if size > PARALLEL_UPLOAD_BYTES && parts.len() > 1 {
+        if parallel && size > PARALLEL_UPLOAD_BYTES && parts.len() > 1 {
             parts.into_par_iter().for_each(copy);
         } else {
             parts.into_iter().for_each(copy);
@@ -240,8 +242,8 @@ impl UploadStaging {
     }
 }
 
-/// Uploads above this many bytes copy their planes on rayon's pool.
-const PARALLEL_UPLOAD_BYTES: u64 = 1 << 20;
+/// Uploads above this many bytes may copy their planes on rayon's pool.
+const PARALLEL_UPLOAD_BYTES: u64 = 4 << 20;
 
 /// Records the staging → texture copies.
 pub(crate) fn encode_copies(enc: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer, jobs: &[PlaneJob<'_>]) {
