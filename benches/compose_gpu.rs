@@ -16,10 +16,16 @@ const IN_FLIGHT: usize = 3;
 fn bench(c: &mut Criterion) {
     let wanted = std::env::var("CLOUDMIXER_BENCH_WORKLOADS").unwrap_or_else(|_| "W1,W2,W3".into());
     let mut group = c.benchmark_group("gpu_pipelined");
-    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
     group.throughput(Throughput::Elements(1));
     for w in Workload::all() {
-        if !wanted.split(',').any(|n| n.trim().eq_ignore_ascii_case(w.name)) {
+        if !wanted
+            .split(',')
+            .any(|n| n.trim().eq_ignore_ascii_case(w.name))
+        {
             continue;
         }
         for output in [OutputFormat::Nv12, OutputFormat::I420] {
@@ -42,7 +48,12 @@ fn bench(c: &mut Criterion) {
             let mut src = SyntheticSources::new(&w);
             let mut out = OutputFrame::empty(output);
             let mut tick = 0u64;
-            let name = format!("{}_{:?}_{}", w.name, output, comp.adapter().name.split(' ').next().unwrap_or("gpu"));
+            let name = format!(
+                "{}_{:?}_{}",
+                w.name,
+                output,
+                comp.adapter().name.split(' ').next().unwrap_or("gpu")
+            );
             group.bench_function(name, |b| {
                 b.iter_custom(|iters| {
                     let t0 = Instant::now();

@@ -2,8 +2,8 @@
 //!
 //! Textured sources must match at PSNR ≥ 45 dB per plane; solid sources must pass
 //! `testutil::check_edges` exactly (bars exactly Y=16, U=V=128). On failure the actual,
-//! expected and diff pictures are written under `target/gpu-parity/`, and the message names
-//! the adapter.
+//! expected and diff pictures are written under `target/gpu-parity/` (or
+//! `$CLOUDMIXER_PARITY_OUT`), and the message names the adapter.
 //!
 //! Without an adapter these tests print a note and pass, unless `CLOUDMIXER_REQUIRE_GPU=1`.
 
@@ -12,10 +12,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cloudmixer::compose::cpu::CpuCompositor;
-use cloudmixer::compose::gpu::{AdapterPolicy, GpuCompositor, GpuContext, GpuOptions, OutputFormat, OutputFrame};
+use cloudmixer::compose::gpu::{
+    AdapterPolicy, GpuCompositor, GpuContext, GpuOptions, OutputFormat, OutputFrame,
+};
 use cloudmixer::compose::{ComposeError, Compositor, Frames};
 use cloudmixer::config::MixerConfig;
-use cloudmixer::frame::{ColorSpace, I420Image, Plane, PixelFormat, VideoFrame};
+use cloudmixer::frame::{ColorSpace, I420Image, PixelFormat, Plane, VideoFrame};
 use cloudmixer::layout::{FitMode, Item, ItemKind, Layout, Rect};
 use cloudmixer::testutil::{check_edges, pattern_frame, psnr, solid_frames, write_png};
 use cloudmixer::workloads::Workload;
@@ -50,12 +52,22 @@ fn gpu(w: u32, h: u32) -> Option<GpuCompositor> {
 }
 
 fn cpu_ref(layout: &Layout, frames: &Frames) -> I420Image {
-    CpuCompositor::new(layout.width, layout.height).compose(layout, frames).unwrap().clone()
+    CpuCompositor::new(layout.width, layout.height)
+        .compose(layout, frames)
+        .unwrap()
+        .clone()
 }
 
 fn out_dir() -> PathBuf {
-    // CARGO_TARGET_TMPDIR is <target>/tmp
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("gpu-parity");
+    // CARGO_TARGET_TMPDIR is <target>/tmp; CLOUDMIXER_PARITY_OUT overrides (device runs)
+    let d = std::env::var_os("CLOUDMIXER_PARITY_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .parent()
+                .unwrap()
+                .join("gpu-parity")
+        });
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -78,18 +90,48 @@ fn dump(name: &str, got: &I420Image, want: &I420Image) -> String {
     let d = out_dir();
     let (w, h) = (got.width, got.height);
     let _ = write_png(&d.join(format!("{name}_actual.png")), w, h, &got.to_rgb());
-    let _ = write_png(&d.join(format!("{name}_expected.png")), w, h, &want.to_rgb());
-    let _ = write_png(&d.join(format!("{name}_diff.png")), w, h, &diff_image(got, want));
+    let _ = write_png(
+        &d.join(format!("{name}_expected.png")),
+        w,
+        h,
+        &want.to_rgb(),
+    );
+    let _ = write_png(
+        &d.join(format!("{name}_diff.png")),
+        w,
+        h,
+        &diff_image(got, want),
+    );
     format!("see {}/{name}_{{actual,expected,diff}}.png", d.display())
 }
 
 /// PSNR per plane ≥ 45 dB, else PNGs and a panic naming the adapter.
 fn assert_close(name: &str, c: &GpuCompositor, got: &I420Image, want: &I420Image) {
-    assert_eq!((got.width, got.height), (want.width, want.height), "{name}: size");
-    let p = [psnr(&got.y, &want.y), psnr(&got.u, &want.u), psnr(&got.v, &want.v)];
-    eprintln!("{name} on {}: PSNR Y/U/V = {:.2}/{:.2}/{:.2} dB", c.adapter(), p[0], p[1], p[2]);
+    assert_eq!(
+        (got.width, got.height),
+        (want.width, want.height),
+        "{name}: size"
+    );
+    let p = [
+        psnr(&got.y, &want.y),
+        psnr(&got.u, &want.u),
+        psnr(&got.v, &want.v),
+    ];
+    eprintln!(
+        "{name} on {}: PSNR Y/U/V = {:.2}/{:.2}/{:.2} dB",
+        c.adapter(),
+        p[0],
+        p[1],
+        p[2]
+    );
     if p.iter().any(|&v| v < MIN_PSNR) {
-        let maxd = |a: &[u8], b: &[u8]| a.iter().zip(b).map(|(x, y)| (*x as i32 - *y as i32).abs()).max().unwrap_or(0);
+        let maxd = |a: &[u8], b: &[u8]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (*x as i32 - *y as i32).abs())
+                .max()
+                .unwrap_or(0)
+        };
         panic!(
             "{name} on {}: PSNR Y/U/V = {:.2}/{:.2}/{:.2} dB (< {MIN_PSNR}), max diff {}/{}/{}; {}",
             c.adapter(),
@@ -106,14 +148,18 @@ fn assert_close(name: &str, c: &GpuCompositor, got: &I420Image, want: &I420Image
 
 /// Composes `frames` on both backends and compares.
 fn parity(name: &str, layout: &Layout, frames: &Frames) {
-    let Some(mut g) = gpu(layout.width, layout.height) else { return };
+    let Some(mut g) = gpu(layout.width, layout.height) else {
+        return;
+    };
     let got = g.compose(layout, frames).unwrap().clone();
     assert_close(name, &g, &got, &cpu_ref(layout, frames));
 }
 
 /// Solid sources: exact edges (check_edges) and parity.
 fn edges(name: &str, layout: &Layout, sources: &[(&str, u32, u32)]) {
-    let Some(mut g) = gpu(layout.width, layout.height) else { return };
+    let Some(mut g) = gpu(layout.width, layout.height) else {
+        return;
+    };
     let (frames, colours) = solid_frames(sources);
     let got = g.compose(layout, &frames).unwrap().clone();
     let want = cpu_ref(layout, &frames);
@@ -134,7 +180,12 @@ fn patterns(sources: &[(&str, u32, u32)]) -> Frames {
     sources
         .iter()
         .enumerate()
-        .map(|(i, (id, w, h))| (id.to_string(), Arc::new(pattern_frame(*w, *h, i as u32 * 3 + 1))))
+        .map(|(i, (id, w, h))| {
+            (
+                id.to_string(),
+                Arc::new(pattern_frame(*w, *h, i as u32 * 3 + 1)),
+            )
+        })
         .collect()
 }
 
@@ -148,7 +199,11 @@ fn rgba_pattern(w: u32, h: u32, seed: u32, alpha: bool) -> VideoFrame {
     let mut d = Vec::with_capacity((w * h * 4) as usize);
     for y in 0..h {
         for x in 0..w {
-            let a = if alpha { ((x * 9 + y * 5 + seed) % 256) as u8 } else { 255 };
+            let a = if alpha {
+                ((x * 9 + y * 5 + seed) % 256) as u8
+            } else {
+                255
+            };
             d.extend_from_slice(&[
                 ((x * 7 + seed * 13) % 256) as u8,
                 ((y * 5 + x / 8 * 40) % 256) as u8,
@@ -200,14 +255,21 @@ fn seed_side_by_side() {
 fn seed_pip_update() {
     let cfg = MixerConfig::from_json(SEED_CREATE).unwrap();
     let l = cfg.parse_update(SEED_UPDATE).unwrap();
-    edges("seed_pip_solid", &l, &[("Usr1.-1", 640, 480), ("Usr2.-1", 1280, 720)]);
+    edges(
+        "seed_pip_solid",
+        &l,
+        &[("Usr1.-1", 640, 480), ("Usr2.-1", 1280, 720)],
+    );
     let src = [("Usr1.-1", 1280, 720), ("Usr2.-1", 720, 1280)];
     edges("seed_pip_portrait_solid", &l, &src);
     parity("seed_pip_portrait", &l, &patterns(&src));
 }
 
 fn workload_sources(w: &Workload) -> Vec<(&'static str, u32, u32)> {
-    w.cells.iter().map(|(s, _)| (s.camid, s.width, s.height)).collect()
+    w.cells
+        .iter()
+        .map(|(s, _)| (s.camid, s.width, s.height))
+        .collect()
 }
 
 #[test]
@@ -223,7 +285,9 @@ fn workloads_w1_w2() {
 fn workload_w3_full_size() {
     let w = Workload::w3();
     let src = workload_sources(&w);
-    let Some(mut g) = gpu(w.width, w.height) else { return };
+    let Some(mut g) = gpu(w.width, w.height) else {
+        return;
+    };
     let layout = w.layout();
     // textured
     let frames = patterns(&src);
@@ -233,7 +297,13 @@ fn workload_w3_full_size() {
     let (frames, colours) = solid_frames(&src);
     let got = g.compose(&layout, &frames).unwrap().clone();
     let bad = check_edges(&got, &layout, &frames, &colours);
-    assert!(bad.is_empty(), "W3 on {}: {} edge mismatches, first: {:?}", g.adapter(), bad.len(), &bad[..bad.len().min(8)]);
+    assert!(
+        bad.is_empty(),
+        "W3 on {}: {} edge mismatches, first: {:?}",
+        g.adapter(),
+        bad.len(),
+        &bad[..bad.len().min(8)]
+    );
 }
 
 /// W3's layout scaled to a small canvas: every cell, all nine source shapes.
@@ -244,7 +314,12 @@ fn workload_w3_small() {
         .cells
         .iter()
         .enumerate()
-        .map(|(i, (s, _))| (s.camid, Rect::new((i % 3) as i32 * 106, (i / 3) as i32 * 60, 106, 60)))
+        .map(|(i, (s, _))| {
+            (
+                s.camid,
+                Rect::new((i % 3) as i32 * 106, (i / 3) as i32 * 60, 106, 60),
+            )
+        })
         .collect();
     let l = Layout::cameras(320, 180, &cells);
     let src = workload_sources(&w);
@@ -294,8 +369,21 @@ fn fill_and_stretch() {
             ("d", Rect::new(131, 75, 95, 61)),
         ],
     );
-    let l = with_fit(base, &[FitMode::Fill, FitMode::Stretch, FitMode::Fill, FitMode::Stretch]);
-    let src = [("a", 640, 480), ("b", 720, 1280), ("c", 1280, 720), ("d", 3, 7)];
+    let l = with_fit(
+        base,
+        &[
+            FitMode::Fill,
+            FitMode::Stretch,
+            FitMode::Fill,
+            FitMode::Stretch,
+        ],
+    );
+    let src = [
+        ("a", 640, 480),
+        ("b", 720, 1280),
+        ("c", 1280, 720),
+        ("d", 3, 7),
+    ];
     edges("fill_stretch_solid", &l, &src);
     parity("fill_stretch", &l, &patterns(&src));
 }
@@ -322,7 +410,11 @@ fn alpha_and_overlaps() {
     let l2 = Layout::cameras(
         200,
         120,
-        &[("a", Rect::new(0, 0, 120, 100)), ("b", Rect::new(50, 30, 101, 61)), ("c", Rect::new(99, 1, 51, 117))],
+        &[
+            ("a", Rect::new(0, 0, 120, 100)),
+            ("b", Rect::new(50, 30, 101, 61)),
+            ("c", Rect::new(99, 1, 51, 117)),
+        ],
     );
     edges("overlaps_solid", &l2, &src);
 }
@@ -344,8 +436,16 @@ fn nv12_rgba_and_bt601_full_sources() {
     insert(&mut frames, "nv12", nv12_of(&pattern_frame(321, 181, 5)));
     insert(&mut frames, "rgba", rgba_pattern(160, 90, 2, false));
     insert(&mut frames, "rgba_alpha", rgba_pattern(97, 55, 9, true));
-    insert(&mut frames, "601", pattern_frame(176, 144, 4).with_color(ColorSpace::BT601_FULL));
-    insert(&mut frames, "padded", padded_i420(&pattern_frame(99, 57, 6), 13));
+    insert(
+        &mut frames,
+        "601",
+        pattern_frame(176, 144, 4).with_color(ColorSpace::BT601_FULL),
+    );
+    insert(
+        &mut frames,
+        "padded",
+        padded_i420(&pattern_frame(99, 57, 6), 13),
+    );
     parity("nv12_rgba_601", &l, &frames);
     // an NV12 solid source gets exact edges like I420
     let l = Layout::cameras(96, 64, &[("a", Rect::new(3, 5, 60, 41))]);
@@ -355,12 +455,24 @@ fn nv12_rgba_and_bt601_full_sources() {
     let Some(mut g) = gpu(96, 64) else { return };
     let got = g.compose(&l, &frames).unwrap().clone();
     let bad = check_edges(&got, &l, &frames, &colours);
-    assert!(bad.is_empty(), "nv12 solid on {}: {:?}", g.adapter(), &bad[..bad.len().min(8)]);
+    assert!(
+        bad.is_empty(),
+        "nv12 solid on {}: {:?}",
+        g.adapter(),
+        &bad[..bad.len().min(8)]
+    );
 }
 
 #[test]
 fn missing_source_text_item_and_background() {
-    let mut l = Layout::cameras(64, 48, &[("a", Rect::new(0, 0, 32, 32)), ("gone", Rect::new(32, 16, 32, 32))]);
+    let mut l = Layout::cameras(
+        64,
+        48,
+        &[
+            ("a", Rect::new(0, 0, 32, 32)),
+            ("gone", Rect::new(32, 16, 32, 32)),
+        ],
+    );
     l.placeholder = [100, 110, 120];
     l.background = [30, 140, 120];
     l.items.push(Item {
@@ -382,18 +494,32 @@ fn missing_source_text_item_and_background() {
     let got = g.compose(&l, &frames).unwrap().clone();
     assert_eq!(got.yuv_at(40, 40), [100, 110, 120], "placeholder");
     assert_eq!(got.yuv_at(60, 2), [30, 140, 120], "background");
-    assert_eq!(got.yuv_at(5, 30), [30, 140, 120], "letterbox bar in background colour");
+    assert_eq!(
+        got.yuv_at(5, 30),
+        [30, 140, 120],
+        "letterbox bar in background colour"
+    );
     assert_close("missing_source", &g, &got, &cpu_ref(&l, &frames));
 }
 
 #[test]
 fn source_size_and_format_change_between_frames() {
-    let l = Layout::cameras(160, 96, &[("a", Rect::new(0, 0, 100, 96)), ("b", Rect::new(90, 10, 70, 50))]);
+    let l = Layout::cameras(
+        160,
+        96,
+        &[
+            ("a", Rect::new(0, 0, 100, 96)),
+            ("b", Rect::new(90, 10, 70, 50)),
+        ],
+    );
     let Some(mut g) = gpu(160, 96) else { return };
     let steps: Vec<(VideoFrame, VideoFrame)> = vec![
         (pattern_frame(64, 48, 1), pattern_frame(32, 32, 2)),
         (pattern_frame(48, 64, 3), pattern_frame(32, 32, 2)),
-        (nv12_of(&pattern_frame(100, 30, 4)), rgba_pattern(20, 40, 5, true)),
+        (
+            nv12_of(&pattern_frame(100, 30, 4)),
+            rgba_pattern(20, 40, 5, true),
+        ),
         (pattern_frame(1, 1, 6), pattern_frame(640, 360, 7)),
         (pattern_frame(64, 48, 8), pattern_frame(33, 31, 9)),
     ];
@@ -416,18 +542,33 @@ fn source_size_and_format_change_between_frames() {
 fn pipelined_hundred_frames_in_order() {
     let (w, h) = (160, 96);
     let Some(mut g) = gpu(w, h) else { return };
-    let l1 = Layout::cameras(w, h, &[("a", Rect::new(0, 0, 80, 96)), ("b", Rect::new(80, 0, 80, 96))]);
-    let l2 = Layout::cameras(w, h, &[("a", Rect::new(0, 0, 160, 96)), ("b", Rect::new(100, 56, 60, 40))]);
+    let l1 = Layout::cameras(
+        w,
+        h,
+        &[
+            ("a", Rect::new(0, 0, 80, 96)),
+            ("b", Rect::new(80, 0, 80, 96)),
+        ],
+    );
+    let l2 = Layout::cameras(
+        w,
+        h,
+        &[
+            ("a", Rect::new(0, 0, 160, 96)),
+            ("b", Rect::new(100, 56, 60, 40)),
+        ],
+    );
     let mut cpu = CpuCompositor::new(w, h);
     let mut expected: HashMap<u64, I420Image> = HashMap::new();
     let mut frames = Frames::new();
     let mut received = 0u64;
-    let mut check = |t: u64, img: &I420Image, expected: &mut HashMap<u64, I420Image>, g: &GpuCompositor| {
-        let want = expected.remove(&t).expect("ticket known");
-        assert_eq!(t, received, "frames out of order");
-        assert_close(&format!("pipelined_{t}"), g, img, &want);
-        received += 1;
-    };
+    let mut check =
+        |t: u64, img: &I420Image, expected: &mut HashMap<u64, I420Image>, g: &GpuCompositor| {
+            let want = expected.remove(&t).expect("ticket known");
+            assert_eq!(t, received, "frames out of order");
+            assert_close(&format!("pipelined_{t}"), g, img, &want);
+            received += 1;
+        };
     for n in 0..100u32 {
         // "a" changes every frame, "b" every third frame (15 fps source in a 30 fps output)
         insert(&mut frames, "a", pattern_frame(64 + n % 3, 48, n));
@@ -453,7 +594,10 @@ fn pipelined_hundred_frames_in_order() {
     }
     let tickets: Vec<u64> = (0..7).map(|_| g.receive().unwrap().0 .0).collect();
     assert_eq!(tickets, (100..107).collect::<Vec<_>>());
-    assert!(matches!(g.receive(), Err(ComposeError::Gpu(_))), "nothing in flight is an error");
+    assert!(
+        matches!(g.receive(), Err(ComposeError::Gpu(_))),
+        "nothing in flight is an error"
+    );
 }
 
 #[test]
@@ -461,13 +605,16 @@ fn nv12_output_equals_i420_output() {
     let cfg = MixerConfig::from_json(SEED_CREATE).unwrap();
     let l = cfg.layout;
     let frames = patterns(&[("Usr1.-1", 640, 480), ("Usr2.-1", 1280, 720)]);
-    let (Some(mut a), Some(mut b)) = (gpu(1280, 720), gpu_with(1280, 720, OutputFormat::Nv12)) else {
+    let (Some(mut a), Some(mut b)) = (gpu(1280, 720), gpu_with(1280, 720, OutputFormat::Nv12))
+    else {
         return;
     };
     let i420 = a.compose(&l, &frames).unwrap().clone();
     b.submit(&l, &frames).unwrap();
     let (_, out) = b.receive().unwrap();
-    let OutputFrame::Nv12(nv12) = &out else { panic!("wanted NV12") };
+    let OutputFrame::Nv12(nv12) = &out else {
+        panic!("wanted NV12")
+    };
     assert_eq!(nv12.uv.len(), i420.u.len() * 2);
     assert_eq!(nv12.to_i420(), i420);
     assert_eq!(b.compose(&l, &frames).unwrap(), &i420);
@@ -477,10 +624,16 @@ fn nv12_output_equals_i420_output() {
 fn errors_are_reported_not_panics() {
     let Some(mut g) = gpu(64, 48) else { return };
     let l = Layout::cameras(32, 32, &[]);
-    assert!(matches!(g.compose(&l, &Frames::new()), Err(ComposeError::CanvasMismatch { .. })));
+    assert!(matches!(
+        g.compose(&l, &Frames::new()),
+        Err(ComposeError::CanvasMismatch { .. })
+    ));
     let l = Layout::cameras(64, 48, &[("a", Rect::new(0, 0, 32, 32))]);
     g.submit(&l, &Frames::new()).unwrap();
-    assert!(matches!(g.compose(&l, &Frames::new()), Err(ComposeError::Gpu(_))), "compose with frames in flight");
+    assert!(
+        matches!(g.compose(&l, &Frames::new()), Err(ComposeError::Gpu(_))),
+        "compose with frames in flight"
+    );
     g.receive().unwrap();
     assert!(g.compose(&l, &Frames::new()).is_ok());
     assert!(g.describe().starts_with("gpu (wgpu "), "{}", g.describe());
@@ -500,7 +653,11 @@ fn device_loss_is_an_error() {
     ctx.device.destroy();
     let _ = ctx.device.poll(wgpu::PollType::Poll);
     let r = g.compose(&l, &frames);
-    assert!(matches!(r, Err(ComposeError::Gpu(_))), "{:?}", r.map(|_| ()));
+    assert!(
+        matches!(r, Err(ComposeError::Gpu(_))),
+        "{:?}",
+        r.map(|_| ())
+    );
 }
 
 #[test]
@@ -510,9 +667,16 @@ fn create_picks_backends() {
     assert!(c.describe().starts_with("cpu"));
     // Auto: a hardware GPU when present, else the CPU; never lavapipe unless named
     let auto = create(Backend::Auto, 64, 48).unwrap();
-    let hw = cloudmixer::compose::gpu::adapters().iter().any(|a| !a.software);
+    let hw = cloudmixer::compose::gpu::adapters()
+        .iter()
+        .any(|a| !a.software);
     if std::env::var("CLOUDMIXER_ADAPTER").map_or(true, |s| s.is_empty()) {
-        assert_eq!(auto.describe().starts_with("gpu"), hw, "{}", auto.describe());
+        assert_eq!(
+            auto.describe().starts_with("gpu"),
+            hw,
+            "{}",
+            auto.describe()
+        );
     }
     match create(Backend::Gpu, 64, 48) {
         Ok(g) => assert!(g.describe().starts_with("gpu"), "{}", g.describe()),

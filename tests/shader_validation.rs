@@ -35,8 +35,15 @@ fn every_shader_parses_and_validates() {
 fn compose_shader_has_the_entry_points_the_pipelines_use() {
     let src = include_str!("../shaders/compose.wgsl");
     let module = naga::front::wgsl::parse_str(src).unwrap();
-    let names: Vec<&str> = module.entry_points.iter().map(|e| e.name.as_str()).collect();
+    let names: Vec<&str> = module
+        .entry_points
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
     for want in ["vs_main", "fs_y", "fs_uv", "fs_u_v"] {
-        assert!(names.contains(&want), "missing entry point {want}: {names:?}");
+        assert!(
+            names.contains(&want),
+            "missing entry point {want}: {names:?}"
+        );
     }
 }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use cloudmixer::compose::gpu::synth::SyntheticSources;
-use cloudmixer::compose::gpu::{AdapterPolicy, GpuCompositor, GpuOptions, OutputFormat, OutputFrame};
+use cloudmixer::compose::gpu::{
+    AdapterPolicy, GpuCompositor, GpuOptions, OutputFormat, OutputFrame,
+};
 use cloudmixer::workloads::Workload;
 
 #[derive(Parser)]
@@ -66,9 +68,11 @@ fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -150,7 +154,12 @@ fn main() {
             let wall = t0.elapsed().as_secs_f64();
             let s = c.stats();
             let ms = |v: f64| v * 1e3 / frames as f64;
-            println!("frames/s: {:.1} ({} frames in {:.3} s)", received as f64 / wall, received, wall);
+            println!(
+                "frames/s: {:.1} ({} frames in {:.3} s)",
+                received as f64 / wall,
+                received,
+                wall
+            );
             println!(
                 "per frame: upload {:.3} ms ({:.2} MB/frame), encode+submit {:.3} ms, readback wait {:.3} ms, readback copy {:.3} ms, other {:.3} ms",
                 ms(s.upload_s - s0.upload_s),
@@ -178,15 +187,22 @@ fn main() {
                     })
                 })
                 .collect();
-            println!("adapter {}; {} compositors created in {:.2} s", comps[0].adapter(), mixers, t_setup.elapsed().as_secs_f64());
+            println!(
+                "adapter {}; {} compositors created in {:.2} s",
+                comps[0].adapter(),
+                mixers,
+                t_setup.elapsed().as_secs_f64()
+            );
+            // one set of synthetic pictures shared by all mixers (each still uploads its own)
+            let shared_src = SyntheticSources::new(&w);
             let barrier = Arc::new(Barrier::new(mixers));
             let handles: Vec<_> = comps
                 .into_iter()
                 .enumerate()
                 .map(|(i, mut c)| {
-                    let (w, layout, barrier) = (w.clone(), layout.clone(), barrier.clone());
+                    let (layout, barrier, mut src) =
+                        (layout.clone(), barrier.clone(), shared_src.clone());
                     std::thread::spawn(move || {
-                        let mut src = SyntheticSources::new(&w);
                         let mut out = OutputFrame::empty(c.options().output);
                         // warm-up (uploads, first submit), then start together, staggered in the period
                         c.submit(&layout, src.at(0)).expect("submit");
@@ -238,7 +254,11 @@ fn main() {
                 period.as_secs_f64() * 1e3,
                 pct(&all, 0.99) < period.as_secs_f64() * 1e3
             );
-            println!("RSS: {:.1} MiB ({:.1} MiB per mixer)", rss_mib(), rss_mib() / mixers as f64);
+            println!(
+                "RSS: {:.1} MiB ({:.1} MiB per mixer; the synthetic source pictures are shared)",
+                rss_mib(),
+                rss_mib() / mixers as f64
+            );
         }
     }
 }

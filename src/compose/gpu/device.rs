@@ -105,7 +105,9 @@ impl AdapterSummary {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
             device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
             software: info.device_type == wgpu::DeviceType::Cpu,
         }
     }
@@ -132,7 +134,9 @@ pub struct GpuContext {
 
 impl std::fmt::Debug for GpuContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GpuContext").field("adapter", &self.adapter).finish_non_exhaustive()
+        f.debug_struct("GpuContext")
+            .field("adapter", &self.adapter)
+            .finish_non_exhaustive()
     }
 }
 
@@ -145,7 +149,8 @@ fn enumerated() -> &'static Enumerated {
     static E: OnceLock<Enumerated> = OnceLock::new();
     E.get_or_init(|| {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY | wgpu::Backends::GL);
+        desc.backends =
+            wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY | wgpu::Backends::GL);
         desc.flags = wgpu::InstanceFlags::empty().with_env();
         let instance = wgpu::Instance::new(desc);
         let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
@@ -178,10 +183,15 @@ pub fn adapters() -> Vec<AdapterSummary> {
 /// Picks the adapter for `policy` (see the module docs).
 fn choose(policy: AdapterPolicy) -> Result<wgpu::Adapter, GpuError> {
     let e = enumerated();
-    let wanted = std::env::var("CLOUDMIXER_ADAPTER").ok().filter(|s| !s.is_empty());
+    let wanted = std::env::var("CLOUDMIXER_ADAPTER")
+        .ok()
+        .filter(|s| !s.is_empty());
     let mut cands: Vec<(wgpu::AdapterInfo, &wgpu::Adapter)> =
         e.adapters.iter().map(|a| (a.get_info(), a)).collect();
-    let all: Vec<String> = cands.iter().map(|(i, _)| AdapterSummary::of(i).to_string()).collect();
+    let all: Vec<String> = cands
+        .iter()
+        .map(|(i, _)| AdapterSummary::of(i).to_string())
+        .collect();
     if let Some(w) = &wanted {
         let w = w.to_lowercase();
         cands.retain(|(i, _)| i.name.to_lowercase().contains(&w));
@@ -196,7 +206,8 @@ fn choose(policy: AdapterPolicy) -> Result<wgpu::Adapter, GpuError> {
             match (&wanted, policy) {
                 (Some(w), _) => format!("none matches CLOUDMIXER_ADAPTER={w:?}"),
                 (None, AdapterPolicy::HardwareOnly) => "no hardware GPU".to_string(),
-                (None, AdapterPolicy::AllowSoftware) => "no adapter at all (is mesa-vulkan-drivers installed?)".to_string(),
+                (None, AdapterPolicy::AllowSoftware) =>
+                    "no adapter at all (is mesa-vulkan-drivers installed?)".to_string(),
             },
             all.join(", ")
         ))),
@@ -220,10 +231,13 @@ impl GpuContext {
             Ok(dq) => dq,
             Err(_) => {
                 // small iGPUs / GL: the downlevel defaults are enough for this compositor
-                desc.required_limits = wgpu::Limits::downlevel_defaults().using_resolution(adapter.limits());
-                pollster::block_on(adapter.request_device(&desc)).map_err(|e| GpuError::RequestDevice {
-                    adapter: summary.to_string(),
-                    reason: e.to_string(),
+                desc.required_limits =
+                    wgpu::Limits::downlevel_defaults().using_resolution(adapter.limits());
+                pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+                    GpuError::RequestDevice {
+                        adapter: summary.to_string(),
+                        reason: e.to_string(),
+                    }
                 })?
             }
         };
@@ -233,7 +247,8 @@ impl GpuContext {
             let lost = lost.clone();
             device.set_device_lost_callback(move |reason, msg| {
                 tracing::error!(?reason, %msg, "GPU device lost");
-                *lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{reason:?}: {msg}"));
+                *lost.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(format!("{reason:?}: {msg}"));
             });
             let uncaptured = uncaptured.clone();
             device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -268,7 +283,12 @@ impl GpuContext {
                 reason: r,
             });
         }
-        if let Some(m) = self.uncaptured.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(m) = self
+            .uncaptured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             return Err(GpuError::Validation {
                 adapter: self.adapter.to_string(),
                 message: m,
@@ -279,7 +299,10 @@ impl GpuContext {
 
     /// Whether the device was lost.
     pub fn is_lost(&self) -> bool {
-        self.lost.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        self.lost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes and turns a captured error
@@ -321,7 +344,9 @@ pub fn shared(policy: AdapterPolicy) -> Result<Arc<GpuContext>, GpuError> {
                 && std::env::var("CLOUDMIXER_ADAPTER").map_or(true, |s| s.is_empty())
             {
                 // the shared device is software: a hardware GPU does not exist (or was filtered)
-                return Err(choose(policy).err().unwrap_or_else(|| GpuError::NoAdapter("no hardware GPU".into())));
+                return Err(choose(policy)
+                    .err()
+                    .unwrap_or_else(|| GpuError::NoAdapter("no hardware GPU".into())));
             }
             return Ok(c.clone());
         }

@@ -169,7 +169,12 @@ impl GpuCompositor {
     }
 
     /// A compositor on a given device context.
-    pub fn with_context(ctx: Arc<GpuContext>, width: u32, height: u32, opts: GpuOptions) -> Result<Self, GpuError> {
+    pub fn with_context(
+        ctx: Arc<GpuContext>,
+        width: u32,
+        height: u32,
+        opts: GpuOptions,
+    ) -> Result<Self, GpuError> {
         if width < 2 || height < 2 {
             return Err(GpuError::Validation {
                 adapter: ctx.adapter.to_string(),
@@ -203,11 +208,19 @@ impl GpuCompositor {
                     tex("out U", width / 2, height / 2, r8),
                     tex("out V", width / 2, height / 2, r8),
                 ],
-                OutputFormat::Nv12 => vec![tex("out UV", width / 2, height / 2, wgpu::TextureFormat::Rg8Unorm)],
+                OutputFormat::Nv12 => vec![tex(
+                    "out UV",
+                    width / 2,
+                    height / 2,
+                    wgpu::TextureFormat::Rg8Unorm,
+                )],
             };
             let targets = Targets {
                 y_view: y.create_view(&Default::default()),
-                chroma_views: chroma.iter().map(|t| t.create_view(&Default::default())).collect(),
+                chroma_views: chroma
+                    .iter()
+                    .map(|t| t.create_view(&Default::default()))
+                    .collect(),
                 y,
                 chroma,
             };
@@ -225,7 +238,9 @@ impl GpuCompositor {
                 sources: HashMap::new(),
                 draws: Vec::new(),
                 plan_key: None,
-                uploads: (0..ring.slots.len()).map(|_| UploadStaging::new()).collect(),
+                uploads: (0..ring.slots.len())
+                    .map(|_| UploadStaging::new())
+                    .collect(),
                 ring,
                 in_flight: VecDeque::new(),
                 ready: VecDeque::new(),
@@ -237,7 +252,11 @@ impl GpuCompositor {
         })
     }
 
-    fn uniform_buffer(ctx: &GpuContext, p: &pipeline::Pipelines, slots: usize) -> (wgpu::Buffer, wgpu::BindGroup) {
+    fn uniform_buffer(
+        ctx: &GpuContext,
+        p: &pipeline::Pipelines,
+        slots: usize,
+    ) -> (wgpu::Buffer, wgpu::BindGroup) {
         let buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("item uniforms"),
             size: slots as u64 * UNIFORM_STRIDE,
@@ -285,12 +304,18 @@ impl GpuCompositor {
     }
 
     /// Creates / re-creates source textures and lists the plane uploads this frame needs.
-    fn source_jobs<'f>(&mut self, layout: &Layout, frames: &'f Frames) -> Result<Vec<PlaneJob<'f>>, GpuError> {
+    fn source_jobs<'f>(
+        &mut self,
+        layout: &Layout,
+        frames: &'f Frames,
+    ) -> Result<Vec<PlaneJob<'f>>, GpuError> {
         let frame_no = self.stats.frames + 1;
         let p = self.ctx.pipelines();
         let mut jobs = Vec::new();
         for it in &layout.items {
-            let Some(id) = it.kind.source_id() else { continue };
+            let Some(id) = it.kind.source_id() else {
+                continue;
+            };
             let Some(f) = frames.get(id) else { continue };
             let st = match self.sources.get_mut(id) {
                 Some(st) if st.fits(f) => st,
@@ -311,7 +336,8 @@ impl GpuCompositor {
                 jobs.extend(j);
             }
         }
-        self.sources.retain(|_, s| frame_no - s.last_used < EVICT_AFTER);
+        self.sources
+            .retain(|_, s| frame_no - s.last_used < EVICT_AFTER);
         Ok(jobs)
     }
 
@@ -328,7 +354,10 @@ impl GpuCompositor {
             .collect();
         let key = (
             layout.generation,
-            items.iter().map(|(_, f)| f.map(SourceKey::of)).collect::<Vec<_>>(),
+            items
+                .iter()
+                .map(|(_, f)| f.map(SourceKey::of))
+                .collect::<Vec<_>>(),
         );
         if self.plan_key.as_ref() != Some(&key) {
             let mut data: Vec<u8> = Vec::new();
@@ -340,7 +369,11 @@ impl GpuCompositor {
                     if let Some(u) = u {
                         offsets[k] = Some(data.len() as u32);
                         data.extend_from_slice(bytemuck::bytes_of(u));
-                        data.resize(data.len() + UNIFORM_STRIDE as usize - std::mem::size_of::<ItemUniform>(), 0);
+                        data.resize(
+                            data.len() + UNIFORM_STRIDE as usize
+                                - std::mem::size_of::<ItemUniform>(),
+                            0,
+                        );
                     }
                 }
                 self.draws.push(Draw {
@@ -375,7 +408,9 @@ impl GpuCompositor {
         let mut enc = self
             .ctx
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("compose") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("compose"),
+            });
         if let Some((buf, jobs)) = uploads {
             upload::encode_copies(&mut enc, buf, jobs);
         }
@@ -403,7 +438,11 @@ impl GpuCompositor {
             ],
             OutputFormat::Nv12 => vec![att(&self.targets.chroma_views[0], [bg[1], bg[2]])],
         };
-        let passes: [(&[Option<wgpu::RenderPassColorAttachment>], &wgpu::RenderPipeline, usize); 2] = [
+        let passes: [(
+            &[Option<wgpu::RenderPassColorAttachment>],
+            &wgpu::RenderPipeline,
+            usize,
+        ); 2] = [
             (&[att(&self.targets.y_view, [bg[0], 0])], &p.y, 0),
             (
                 &chroma_atts,
@@ -437,7 +476,9 @@ impl GpuCompositor {
             }
         }
         let buf = &self.ring.slots[slot].buffer;
-        let textures: Vec<&wgpu::Texture> = std::iter::once(&self.targets.y).chain(&self.targets.chroma).collect();
+        let textures: Vec<&wgpu::Texture> = std::iter::once(&self.targets.y)
+            .chain(&self.targets.chroma)
+            .collect();
         for (tex, pc) in textures.into_iter().zip(&self.ring.planes) {
             enc.copy_texture_to_buffer(
                 wgpu::TexelCopyTextureInfo {
@@ -487,12 +528,18 @@ impl GpuCompositor {
         let r = ctx.scoped(|| {
             let t0 = Instant::now();
             let mut jobs = self.source_jobs(layout, frames)?;
-            let staging = self.uploads[slot].write(&ctx, &mut jobs, self.opts.timeout, self.opts.parallel_upload)?;
+            let staging = self.uploads[slot].write(
+                &ctx,
+                &mut jobs,
+                self.opts.timeout,
+                self.opts.parallel_upload,
+            )?;
             self.stats.upload_bytes += jobs.iter().map(|j| (j.row * j.rows) as u64).sum::<u64>();
             let t1 = Instant::now();
             self.stats.upload_s += (t1 - t0).as_secs_f64();
             self.prepare_uniforms(layout, frames);
-            let sub = self.encode_and_submit(layout, slot, staging.as_ref().map(|b| (b, &jobs[..])));
+            let sub =
+                self.encode_and_submit(layout, slot, staging.as_ref().map(|b| (b, &jobs[..])));
             if staging.is_some() {
                 self.uploads[slot].remap_after(sub.clone());
             }
@@ -502,7 +549,9 @@ impl GpuCompositor {
         });
         if let Err(e) = r {
             // whatever was half-done, upload everything again next time
-            self.sources.values_mut().for_each(SourceTextures::invalidate);
+            self.sources
+                .values_mut()
+                .for_each(SourceTextures::invalidate);
             return Err(e.into());
         }
         self.stats.frames += 1;
@@ -567,7 +616,8 @@ impl Compositor for GpuCompositor {
         self.submit(layout, frames)?;
         match self.opts.output {
             OutputFormat::I420 => {
-                let mut out = OutputFrame::I420(std::mem::replace(&mut self.last, I420Image::new(0, 0)));
+                let mut out =
+                    OutputFrame::I420(std::mem::replace(&mut self.last, I420Image::new(0, 0)));
                 let r = self.receive_into(&mut out);
                 if let OutputFrame::I420(img) = out {
                     self.last = img;
@@ -575,7 +625,8 @@ impl Compositor for GpuCompositor {
                 r?;
             }
             OutputFormat::Nv12 => {
-                let mut out = std::mem::replace(&mut self.scratch, OutputFrame::empty(OutputFormat::Nv12));
+                let mut out =
+                    std::mem::replace(&mut self.scratch, OutputFrame::empty(OutputFormat::Nv12));
                 let r = self.receive_into(&mut out);
                 if r.is_ok() {
                     self.last = out.to_i420();

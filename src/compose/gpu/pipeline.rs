@@ -66,7 +66,11 @@ fn span(x0: i64, x1: i64, y0: i64, y1: i64, sub: u32, pw: u32, ph: u32) -> Optio
 
 /// The uniforms of one item for the luma plane (`[0]`) and the chroma plane(s) (`[1]`);
 /// `None` where the item is not visible in that plane.
-pub fn item_uniforms(item: &Item, layout: &Layout, frame: Option<&VideoFrame>) -> [Option<ItemUniform>; 2] {
+pub fn item_uniforms(
+    item: &Item,
+    layout: &Layout,
+    frame: Option<&VideoFrame>,
+) -> [Option<ItemUniform>; 2] {
     let (cw, ch) = (layout.width, layout.height);
     let r = item.rect;
     let alpha = (item.alpha * 255.0).round().clamp(0.0, 255.0) as u32;
@@ -103,7 +107,12 @@ pub fn item_uniforms(item: &Item, layout: &Layout, frame: Option<&VideoFrame>) -
                     u.map = [sx as f32, p.src.x as f32, sy as f32, p.src.y as f32];
                     u.origin[0] = d.x as f32;
                     u.origin[1] = d.y as f32;
-                    u.src_size = [f.width(), f.height(), f.width().div_ceil(2), f.height().div_ceil(2)];
+                    u.src_size = [
+                        f.width(),
+                        f.height(),
+                        f.width().div_ceil(2),
+                        f.height().div_ceil(2),
+                    ];
                     let (mode, m): (Mode, Affine) = match f.format() {
                         PixelFormat::I420 => (Mode::I420, color::yuv_to_output(f.color)),
                         PixelFormat::Nv12 => (Mode::Nv12, color::yuv_to_output(f.color)),
@@ -157,7 +166,9 @@ impl Pipelines {
             // textures, in the same `submit`); the dummy 1x1 planes are never loaded (their
             // modes do not read them); there are no loops and no arrays. So wgpu's injected
             // bounds checks (a size query per load) never fire and can be left out.
-            unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+            unsafe {
+                device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
         };
         let item_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("item uniform"),
@@ -234,7 +245,11 @@ impl Pipelines {
         };
         let r8 = wgpu::TextureFormat::R8Unorm;
         let y = pipeline("compose Y", "fs_y", &[target(r8)]);
-        let uv = pipeline("compose UV (NV12)", "fs_uv", &[target(wgpu::TextureFormat::Rg8Unorm)]);
+        let uv = pipeline(
+            "compose UV (NV12)",
+            "fs_uv",
+            &[target(wgpu::TextureFormat::Rg8Unorm)],
+        );
         let u_v = pipeline("compose U+V (I420)", "fs_u_v", &[target(r8), target(r8)]);
         let dummy = device.create_texture(&wgpu::TextureDescriptor {
             label: Some("dummy plane"),

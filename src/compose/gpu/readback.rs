@@ -171,7 +171,9 @@ pub(crate) fn wait_mapped(
             timeout: Some(deadline - now),
         }) {
             Ok(_) => {}
-            Err(wgpu::PollError::Timeout) => return Err(err(format!("timed out after {timeout:?}"))),
+            Err(wgpu::PollError::Timeout) => {
+                return Err(err(format!("timed out after {timeout:?}")))
+            }
             Err(e) => return Err(err(e.to_string())),
         }
     }
@@ -229,7 +231,11 @@ impl Ring {
     pub fn read(&mut self, i: usize, w: u32, h: u32, out: &mut OutputFrame) -> Result<(), String> {
         let slot = &mut self.slots[i];
         {
-            let view = slot.buffer.slice(..).get_mapped_range().map_err(|e| e.to_string())?;
+            let view = slot
+                .buffer
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| e.to_string())?;
             let data: &[u8] = &view;
             let strip = |p: &PlaneCopy, dst: &mut Vec<u8>| {
                 let n = p.row_bytes as usize * p.rows as usize;
@@ -277,7 +283,10 @@ mod tests {
         assert_eq!(p[1].padded_row, 1024);
         assert_eq!(size, 2048 * 1080 + 2 * 1024 * 540);
         let (p, _) = plane_copies(OutputFormat::Nv12, 322, 242);
-        assert_eq!((p[1].row_bytes, p[1].padded_row, p[1].rows), (322, 512, 121));
+        assert_eq!(
+            (p[1].row_bytes, p[1].padded_row, p[1].rows),
+            (322, 512, 121)
+        );
         assert!(p.iter().all(|p| p.offset % 256 == 0));
     }
 }

@@ -9,11 +9,21 @@ use crate::frame::VideoFrame;
 use crate::testutil::pattern_frame;
 use crate::workloads::Workload;
 
-/// The sources of a workload, ready to feed tick by tick.
+/// One source: id, fps, two pictures, the last source frame index shown, the current picture.
+#[derive(Clone)]
+struct Source {
+    id: String,
+    fps: u32,
+    pair: [Arc<VideoFrame>; 2],
+    last_k: Option<u64>,
+    cur: usize,
+}
+
+/// The sources of a workload, ready to feed tick by tick (clones share the pictures).
+#[derive(Clone)]
 pub struct SyntheticSources {
     out_fps: u32,
-    /// (id, fps, two frames, last source frame index shown, which of the two is current)
-    sources: Vec<(String, u32, [Arc<VideoFrame>; 2], Option<u64>, usize)>,
+    sources: Vec<Source>,
     frames: Frames,
 }
 
@@ -26,7 +36,13 @@ impl SyntheticSources {
             .enumerate()
             .map(|(i, (s, _))| {
                 let mk = |k: u32| Arc::new(pattern_frame(s.width, s.height, i as u32 * 2 + k));
-                (s.camid.to_string(), s.fps, [mk(0), mk(1)], None, 0)
+                Source {
+                    id: s.camid.to_string(),
+                    fps: s.fps,
+                    pair: [mk(0), mk(1)],
+                    last_k: None,
+                    cur: 0,
+                }
             })
             .collect();
         SyntheticSources {
@@ -38,7 +54,14 @@ impl SyntheticSources {
 
     /// The latest frame of every source at output tick `n`.
     pub fn at(&mut self, n: u64) -> &Frames {
-        for (id, fps, pair, last_k, cur) in &mut self.sources {
+        for Source {
+            id,
+            fps,
+            pair,
+            last_k,
+            cur,
+        } in &mut self.sources
+        {
             // source frame index shown at output tick n; a new index is a new picture
             let k = n * *fps as u64 / self.out_fps.max(1) as u64;
             if *last_k != Some(k) {

@@ -51,7 +51,9 @@ impl SourceTextures {
         if w > max || h > max {
             return Err(GpuError::Validation {
                 adapter: String::new(),
-                message: format!("source frame {w}x{h} exceeds the device's {max} px texture limit"),
+                message: format!(
+                    "source frame {w}x{h} exceeds the device's {max} px texture limit"
+                ),
             });
         }
         let textures: Vec<wgpu::Texture> = plane_formats(fmt)
@@ -75,7 +77,10 @@ impl SourceTextures {
                 })
             })
             .collect();
-        let views: Vec<wgpu::TextureView> = textures.iter().map(|t| t.create_view(&Default::default())).collect();
+        let views: Vec<wgpu::TextureView> = textures
+            .iter()
+            .map(|t| t.create_view(&Default::default()))
+            .collect();
         let view = |i: usize| views.get(i).unwrap_or(&p.dummy_view);
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("source planes"),
@@ -107,21 +112,26 @@ impl SourceTextures {
         }
         self.last_id = Some(frame.id());
         let (w, h, fmt) = self.key;
-        let jobs = self.textures.iter().zip(frame.planes()).enumerate().map(|(i, (tex, plane))| {
-            let (tw, th) = plane_texels(fmt, i, w, h);
-            let (row, rows) = fmt.plane_size(i, w, h);
-            PlaneJob {
-                texture: tex.clone(),
-                width: tw,
-                height: th,
-                row,
-                rows,
-                src: &plane.data,
-                stride: plane.stride,
-                offset: 0,
-                padded_row: padded(row as u32),
-            }
-        });
+        let jobs = self
+            .textures
+            .iter()
+            .zip(frame.planes())
+            .enumerate()
+            .map(|(i, (tex, plane))| {
+                let (tw, th) = plane_texels(fmt, i, w, h);
+                let (row, rows) = fmt.plane_size(i, w, h);
+                PlaneJob {
+                    texture: tex.clone(),
+                    width: tw,
+                    height: th,
+                    row,
+                    rows,
+                    src: &plane.data,
+                    stride: plane.stride,
+                    offset: 0,
+                    padded_row: padded(row as u32),
+                }
+            });
         Some(jobs.collect())
     }
 
@@ -205,7 +215,9 @@ impl UploadStaging {
             .iter()
             .map(|j| {
                 let len = j.padded_row as u64 * j.rows as u64;
-                buffer.slice(j.offset..j.offset + len).get_mapped_range_mut()
+                buffer
+                    .slice(j.offset..j.offset + len)
+                    .get_mapped_range_mut()
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| GpuError::Validation {
@@ -246,7 +258,11 @@ impl UploadStaging {
 const PARALLEL_UPLOAD_BYTES: u64 = 4 << 20;
 
 /// Records the staging → texture copies.
-pub(crate) fn encode_copies(enc: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer, jobs: &[PlaneJob<'_>]) {
+pub(crate) fn encode_copies(
+    enc: &mut wgpu::CommandEncoder,
+    buffer: &wgpu::Buffer,
+    jobs: &[PlaneJob<'_>],
+) {
     for j in jobs {
         enc.copy_buffer_to_texture(
             wgpu::TexelCopyBufferInfo {
