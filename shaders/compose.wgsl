@@ -86,17 +86,45 @@ fn tap(pos: f32, origin: f32, scale: f32, src0: f32, sub: f32, n: u32) -> Tap {
     return Tap(i0, min(i0 + 1u, n - 1u), w);
 }
 
-// unorm texel -> 8-bit code values
-fn codes(v: vec4<f32>) -> vec4<u32> {
-    return vec4<u32>(floor(v * 255.0 + 0.5));
+// unorm texel -> 8-bit code value
+fn code(v: f32) -> u32 {
+    return u32(floor(v * 255.0 + 0.5));
 }
 
-// Bilinear sample of all channels in 1/65536 units (same integer maths as the CPU).
-fn bilinear(t: texture_2d<f32>, tx: Tap, ty: Tap) -> vec4<u32> {
-    let p00 = codes(textureLoad(t, vec2<u32>(tx.i0, ty.i0), 0));
-    let p10 = codes(textureLoad(t, vec2<u32>(tx.i1, ty.i0), 0));
-    let p01 = codes(textureLoad(t, vec2<u32>(tx.i0, ty.i1), 0));
-    let p11 = codes(textureLoad(t, vec2<u32>(tx.i1, ty.i1), 0));
+// Bilinear sample of one channel (R8 planes) in 1/65536 units (same integer maths as the CPU).
+// Specialised per channel count: GPUs (and llvmpipe) run vector maths lane by lane, so
+// unused channels would cost real ALU time.
+fn bilinear1(t: texture_2d<f32>, tx: Tap, ty: Tap) -> u32 {
+    let p00 = code(textureLoad(t, vec2<u32>(tx.i0, ty.i0), 0).x);
+    let p10 = code(textureLoad(t, vec2<u32>(tx.i1, ty.i0), 0).x);
+    let p01 = code(textureLoad(t, vec2<u32>(tx.i0, ty.i1), 0).x);
+    let p11 = code(textureLoad(t, vec2<u32>(tx.i1, ty.i1), 0).x);
+    let top = p00 * (256u - tx.w) + p10 * tx.w;
+    let bot = p01 * (256u - tx.w) + p11 * tx.w;
+    return top * (256u - ty.w) + bot * ty.w;
+}
+
+// As bilinear1, two channels (Rg8 NV12 chroma).
+fn bilinear2(t: texture_2d<f32>, tx: Tap, ty: Tap) -> vec2<u32> {
+    let k = vec2<f32>(255.0);
+    let h = vec2<f32>(0.5);
+    let p00 = vec2<u32>(floor(textureLoad(t, vec2<u32>(tx.i0, ty.i0), 0).xy * k + h));
+    let p10 = vec2<u32>(floor(textureLoad(t, vec2<u32>(tx.i1, ty.i0), 0).xy * k + h));
+    let p01 = vec2<u32>(floor(textureLoad(t, vec2<u32>(tx.i0, ty.i1), 0).xy * k + h));
+    let p11 = vec2<u32>(floor(textureLoad(t, vec2<u32>(tx.i1, ty.i1), 0).xy * k + h));
+    let top = p00 * (256u - tx.w) + p10 * tx.w;
+    let bot = p01 * (256u - tx.w) + p11 * tx.w;
+    return top * (256u - ty.w) + bot * ty.w;
+}
+
+// As bilinear1, four channels (RGBA).
+fn bilinear4(t: texture_2d<f32>, tx: Tap, ty: Tap) -> vec4<u32> {
+    let k = vec4<f32>(255.0);
+    let h = vec4<f32>(0.5);
+    let p00 = vec4<u32>(floor(textureLoad(t, vec2<u32>(tx.i0, ty.i0), 0) * k + h));
+    let p10 = vec4<u32>(floor(textureLoad(t, vec2<u32>(tx.i1, ty.i0), 0) * k + h));
+    let p01 = vec4<u32>(floor(textureLoad(t, vec2<u32>(tx.i0, ty.i1), 0) * k + h));
+    let p11 = vec4<u32>(floor(textureLoad(t, vec2<u32>(tx.i1, ty.i1), 0) * k + h));
     let top = p00 * (256u - tx.w) + p10 * tx.w;
     let bot = p01 * (256u - tx.w) + p11 * tx.w;
     return top * (256u - ty.w) + bot * ty.w;
@@ -122,30 +150,32 @@ fn shade(frag: vec4<f32>, luma: bool) -> vec4<u32> {
     }
     // centre of this output sample in output luma units: c + 0.5 (luma) or 2c + 1 (chroma)
     let pos = (vec2<f32>(c) + 0.5) * f32(item.params.z);
-    let fx = tap(pos.x, item.origin.x, item.map.x, item.map.y, 1.0, item.src_size.x);
-    let fy = tap(pos.y, item.origin.y, item.map.z, item.map.w, 1.0, item.src_size.y);
     let k = 1.0 / 65536.0;
+    let identity = item.params.w == 1u;
     if (mode == MODE_RGBA) {
-        let s = bilinear(tex0, fx, fy);
+        let fx = tap(pos.x, item.origin.x, item.map.x, item.map.y, 1.0, item.src_size.x);
+        let fy = tap(pos.y, item.origin.y, item.map.z, item.map.w, 1.0, item.src_size.y);
+        let s = bilinear4(tex0, fx, fy);
         let yuv = apply(f32(s.x) * k, f32(s.y) * k, f32(s.z) * k);
         let a_code = (s.w + 32768u) >> 16u;
         return vec4<u32>(yuv, a_code * alpha / 255u);
     }
-    let cx = tap(pos.x, item.origin.x, item.map.x, item.map.y, 2.0, item.src_size.z);
-    let cy = tap(pos.y, item.origin.y, item.map.z, item.map.w, 2.0, item.src_size.w);
-    let identity = item.params.w == 1u;
     var ys = 0u;
     var us = 0u;
     var vs = 0u;
     if (!identity || luma) {
-        ys = bilinear(tex0, fx, fy).x;
+        let fx = tap(pos.x, item.origin.x, item.map.x, item.map.y, 1.0, item.src_size.x);
+        let fy = tap(pos.y, item.origin.y, item.map.z, item.map.w, 1.0, item.src_size.y);
+        ys = bilinear1(tex0, fx, fy);
     }
     if (!identity || !luma) {
+        let cx = tap(pos.x, item.origin.x, item.map.x, item.map.y, 2.0, item.src_size.z);
+        let cy = tap(pos.y, item.origin.y, item.map.z, item.map.w, 2.0, item.src_size.w);
         if (mode == MODE_I420) {
-            us = bilinear(tex1, cx, cy).x;
-            vs = bilinear(tex2, cx, cy).x;
+            us = bilinear1(tex1, cx, cy);
+            vs = bilinear1(tex2, cx, cy);
         } else {
-            let uv = bilinear(tex1, cx, cy);
+            let uv = bilinear2(tex1, cx, cy);
             us = uv.x;
             vs = uv.y;
         }

@@ -5,7 +5,8 @@
 //!
 //! - `CLOUDMIXER_ADAPTER=<substring>` keeps only adapters whose name contains it
 //!   (case-insensitive); naming an adapter also allows a software one.
-//! - `WGPU_BACKEND=vulkan,gl,…` restricts the backends (wgpu's own syntax).
+//! - `WGPU_BACKEND=vulkan,gl,…` restricts the backends (wgpu's own syntax); without it GL is
+//!   only tried when no Vulkan / Metal / DX12 adapter exists.
 //! - Otherwise the best hardware adapter wins (discrete > integrated > virtual > other, Vulkan
 //!   before GL); a CPU adapter (lavapipe, llvmpipe) only under [`AdapterPolicy::AllowSoftware`].
 //!
@@ -141,6 +142,8 @@ impl std::fmt::Debug for GpuContext {
 }
 
 struct Enumerated {
+    /// Kept alive for the adapters' sake.
+    #[allow(dead_code)]
     instance: wgpu::Instance,
     adapters: Vec<wgpu::Adapter>,
 }
@@ -148,13 +151,27 @@ struct Enumerated {
 fn enumerated() -> &'static Enumerated {
     static E: OnceLock<Enumerated> = OnceLock::new();
     E.get_or_init(|| {
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends =
-            wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY | wgpu::Backends::GL);
-        desc.flags = wgpu::InstanceFlags::empty().with_env();
-        let instance = wgpu::Instance::new(desc);
-        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
-        Enumerated { instance, adapters }
+        let make = |backends| {
+            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+            desc.backends = backends;
+            desc.flags = wgpu::InstanceFlags::empty().with_env();
+            let instance = wgpu::Instance::new(desc);
+            let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+            Enumerated { instance, adapters }
+        };
+        match wgpu::Backends::from_env() {
+            Some(b) => make(b),
+            None => {
+                // GL only when no Vulkan / Metal / DX12 adapter exists (it is the slowest path,
+                // and probing it prints EGL noise on headless servers)
+                let e = make(wgpu::Backends::PRIMARY);
+                if e.adapters.is_empty() {
+                    make(wgpu::Backends::GL)
+                } else {
+                    e
+                }
+            }
+        }
     })
 }
 
@@ -356,10 +373,4 @@ pub fn shared(policy: AdapterPolicy) -> Result<Arc<GpuContext>, GpuError> {
     let c = GpuContext::new(policy)?;
     *g = Some(c.clone());
     Ok(c)
-}
-
-/// Keeps the instance alive for the process (adapters borrow from it).
-#[allow(dead_code)]
-pub(crate) fn instance() -> &'static wgpu::Instance {
-    &enumerated().instance
 }
