@@ -6,6 +6,7 @@
 //! [`sampling`].
 
 pub mod cpu;
+pub mod gpu;
 pub mod sampling;
 
 use std::collections::HashMap;
@@ -64,16 +65,38 @@ pub trait Compositor: Send {
 }
 
 /// Creates a compositor of the given backend for a `width`x`height` canvas.
-/// `Auto` and `Gpu` fall back to / fail with a clear error until the GPU backend is built in.
+///
+/// - `Cpu`: the rayon compositor.
+/// - `Gpu`: the wgpu compositor on any adapter, a software one (lavapipe) included; a clear
+///   [`ComposeError::Unavailable`] when there is none.
+/// - `Auto`: the wgpu compositor when a hardware GPU exists (or `CLOUDMIXER_ADAPTER` names an
+///   adapter), else the CPU compositor (wgpu on lavapipe is far slower than the CPU path).
+///
+/// `describe()` on the result names the backend and, for the GPU, the adapter.
 pub fn create(
     backend: Backend,
     width: u32,
     height: u32,
 ) -> Result<Box<dyn Compositor>, ComposeError> {
+    let gpu = |policy| {
+        gpu::GpuCompositor::new(
+            width,
+            height,
+            gpu::GpuOptions {
+                policy,
+                ..Default::default()
+            },
+        )
+    };
     match backend {
-        Backend::Cpu | Backend::Auto => Ok(Box::new(cpu::CpuCompositor::new(width, height))),
-        Backend::Gpu => Err(ComposeError::Unavailable(
-            "the GPU backend is not built yet; use --backend cpu or auto".into(),
-        )),
+        Backend::Cpu => Ok(Box::new(cpu::CpuCompositor::new(width, height))),
+        Backend::Gpu => Ok(Box::new(gpu(gpu::AdapterPolicy::AllowSoftware)?)),
+        Backend::Auto => match gpu(gpu::AdapterPolicy::HardwareOnly) {
+            Ok(g) => Ok(Box::new(g)),
+            Err(e) => {
+                tracing::info!(reason = %e, "no usable hardware GPU, compositing on the CPU");
+                Ok(Box::new(cpu::CpuCompositor::new(width, height)))
+            }
+        },
     }
 }
