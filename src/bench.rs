@@ -269,6 +269,8 @@ pub fn cpu_seconds(children: bool) -> f64 {
 pub struct SyntheticSources {
     pics: Vec<(String, u32, [Arc<VideoFrame>; 3])>,
     out_fps: u32,
+    /// Never change the pictures (isolates compose + readback from source uploads).
+    pub frozen: bool,
 }
 
 impl SyntheticSources {
@@ -287,12 +289,13 @@ impl SyntheticSources {
         SyntheticSources {
             pics,
             out_fps: w.fps,
+            frozen: false,
         }
     }
     /// Sets each source's current picture for output tick `tick`.
     pub fn frames_at(&self, tick: u64, frames: &mut Frames) {
         for (id, fps, p) in &self.pics {
-            let n = tick * *fps as u64 / self.out_fps as u64;
+            let n = if self.frozen { 0 } else { tick * *fps as u64 / self.out_fps as u64 };
             frames.insert(id.clone(), p[(n % 3) as usize].clone());
         }
     }
@@ -686,7 +689,9 @@ pub fn plot(results: &[ConfigResult], path: &Path) -> Result<(), String> {
 fn ensure_font() -> Result<(), String> {
     static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
+        let env = std::env::var("CLOUDMIXER_FONT").unwrap_or_default();
         let candidates = [
+            env.as_str(),
             "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
             "/usr/share/fonts/TTF/DejaVuSans.ttf",
             "/usr/share/fonts/dejavu/DejaVuSans.ttf",
@@ -752,6 +757,143 @@ pub fn workloads(arg: &str) -> Result<Vec<Workload>, String> {
         frames: cfg.output.fps * 10,
         cells,
     }])
+}
+
+/// Flags of `cloudmixer bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// W1, W2, W3, all, or a config JSON file.
+    #[arg(long, default_value = "all")]
+    pub workload: String,
+    /// cpu, gpu or both.
+    #[arg(long, default_value = "cpu")]
+    pub backend: String,
+    /// Concurrent mixers: N or a sweep N,N,...
+    #[arg(long, default_value = "1")]
+    pub mixers: String,
+    /// Frames per mixer (default: the workload's 10 s).
+    #[arg(long)]
+    pub frames: Option<u64>,
+    /// Tick at the output rate instead of as fast as possible; reports the capacity.
+    #[arg(long)]
+    pub realtime: bool,
+    /// none (compose only) — encoding through the recording pipeline is not wired yet.
+    #[arg(long, default_value = "none")]
+    pub encode: String,
+    /// Decode the workload's real clips (from --clips) instead of synthetic frames.
+    #[arg(long)]
+    pub decode: bool,
+    /// Folder with the workload clips (cam1_640x480_15.mp4 …), for --decode and --vs-ffmpeg.
+    #[arg(long, default_value = "/tmp/cloudmixer-peers/fixtures")]
+    pub clips: PathBuf,
+    /// Write the report as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write a PNG plot (fps and p99 against mixers).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Run the equivalent FFmpeg commands in the same run and print our/FFmpeg ratios.
+    #[arg(long)]
+    pub vs_ffmpeg: bool,
+    /// Sources never change after the first frame (measures compose + readback without the
+    /// per-frame source uploads).
+    #[arg(long)]
+    pub frozen_sources: bool,
+    /// Runs of each FFmpeg command (median taken).
+    #[arg(long, default_value_t = 3)]
+    pub ffmpeg_runs: usize,
+}
+
+/// Runs `cloudmixer bench` with parsed flags: prints the table, writes JSON and plot.
+pub fn run(a: BenchArgs) -> Result<(), String> {
+    let workloads = workloads(&a.workload)?;
+    let backends: Vec<Backend> = match a.backend.as_str() {
+        "cpu" => vec![Backend::Cpu],
+        "gpu" => vec![Backend::Gpu],
+        "both" => vec![Backend::Cpu, Backend::Gpu],
+        o => return Err(format!("--backend {o}: use cpu, gpu or both")),
+    };
+    let sweep = parse_sweep(&a.mixers)?;
+    if a.encode != "none" {
+        return Err(format!(
+            "--encode {}: only 'none' is available until the recording pipeline lands",
+            a.encode
+        ));
+    }
+    if a.decode {
+        return Err("--decode: not available yet (synthetic decoded frames only)".into());
+    }
+    let mut results = Vec::new();
+    for w in &workloads {
+        let mut src = SyntheticSources::new(w);
+        src.frozen = a.frozen_sources;
+        let sources = Arc::new(src);
+        let ff = if a.vs_ffmpeg {
+            eprintln!(
+                "{}: timing ffmpeg ({} runs each of compose and decode)…",
+                w.name, a.ffmpeg_runs
+            );
+            Some(run_ffmpeg(w, &a.clips, a.ffmpeg_runs.max(1))?)
+        } else {
+            None
+        };
+        for &b in &backends {
+            for &m in &sweep {
+                let frames = a.frames.unwrap_or(w.frames as u64);
+                eprintln!(
+                    "{} {:?} x{m} {}: {frames} frames…",
+                    w.name,
+                    b,
+                    if a.realtime { "realtime" } else { "offline" }
+                );
+                let mut r = run_config(w, &sources, b, m, frames, a.realtime)?;
+                r.ffmpeg = ff.clone();
+                results.push(r);
+            }
+        }
+    }
+    print!("{}", table(&results));
+    let report = Report {
+        version: 1,
+        unix_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu_model: std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|s| s.trim().to_string())
+            })
+            .unwrap_or_default(),
+        capacity: capacities(&results),
+        results,
+    };
+    for c in &report.capacity {
+        println!(
+            "capacity {} {}: {} mixers keep {} fps",
+            c.workload,
+            c.backend,
+            c.mixers,
+            report
+                .results
+                .iter()
+                .find(|r| r.workload == c.workload)
+                .map_or(0, |r| r.target_fps)
+        );
+    }
+    if let Some(p) = &a.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+        eprintln!("wrote {}", p.display());
+    }
+    if let Some(p) = &a.plot {
+        plot(&report.results, p).map_err(|e| format!("{}: {e}", p.display()))?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
