@@ -8,9 +8,15 @@
 pub mod color;
 pub mod compose;
 pub mod config;
+pub mod encode;
+pub mod events;
 pub mod frame;
 pub mod layout;
+pub mod mixer;
+pub mod mux;
+pub mod pacer;
 pub mod snapshot;
+pub mod source;
 #[doc(hidden)]
 pub mod testutil;
 pub mod workloads;
