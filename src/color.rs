@@ -84,11 +84,7 @@ pub fn yuv_to_output(cs: ColorSpace) -> Affine {
 /// The map from 8-bit RGB (0..255) to output BT.709 limited range.
 pub fn rgb_to_output() -> Affine {
     let s = 1.0 / 255.0;
-    let scale = [
-        [s, 0.0, 0.0, 0.0],
-        [0.0, s, 0.0, 0.0],
-        [0.0, 0.0, s, 0.0],
-    ];
+    let scale = [[s, 0.0, 0.0, 0.0], [0.0, s, 0.0, 0.0], [0.0, 0.0, s, 0.0]];
     compose(&rgb_to_out(), &scale)
 }
 
@@ -116,7 +112,8 @@ pub fn rgb_to_yuv709_limited(rgb: [u8; 3]) -> [u8; 3] {
 pub fn yuv709_limited_to_rgb(yuv: [u8; 3]) -> [u8; 3] {
     let m = yuv_to_rgb(ColorSpace::BT709_LIMITED);
     let f = |r: usize| {
-        let v = m[r][0] * yuv[0] as f64 + m[r][1] * yuv[1] as f64 + m[r][2] * yuv[2] as f64 + m[r][3];
+        let v =
+            m[r][0] * yuv[0] as f64 + m[r][1] * yuv[1] as f64 + m[r][2] * yuv[2] as f64 + m[r][3];
         (v * 255.0 + 0.5).clamp(0.0, 255.0) as u8
     };
     [f(0), f(1), f(2)]
@@ -150,7 +147,10 @@ mod tests {
         for rgb in [[255, 0, 0], [0, 255, 0], [0, 0, 255], [200, 100, 50]] {
             let back = yuv709_limited_to_rgb(rgb_to_yuv709_limited(rgb));
             for c in 0..3 {
-                assert!((back[c] as i32 - rgb[c] as i32).abs() <= 2, "{rgb:?} -> {back:?}");
+                assert!(
+                    (back[c] as i32 - rgb[c] as i32).abs() <= 2,
+                    "{rgb:?} -> {back:?}"
+                );
             }
         }
         // known BT.709 limited red
@@ -166,7 +166,10 @@ mod tests {
         let m = yuv_to_output(ColorSpace::BT601_LIMITED);
         let red601 = [81.0, 90.0, 240.0];
         let out = apply(&m, red601[0], red601[1], red601[2]);
-        assert!((out[0] as i32 - 63).abs() <= 1 && (out[2] as i32 - 240).abs() <= 1, "{out:?}");
+        assert!(
+            (out[0] as i32 - 63).abs() <= 1 && (out[2] as i32 - 240).abs() <= 1,
+            "{out:?}"
+        );
     }
 
     #[test]

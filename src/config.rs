@@ -116,7 +116,8 @@ pub struct OutputSettings {
 impl OutputSettings {
     /// `vBps` when forced, else the resolution table's bitrate (720p: 1 Mbit/s).
     pub fn effective_bitrate(&self) -> u32 {
-        self.bitrate.unwrap_or_else(|| default_bitrate(self.width, self.height))
+        self.bitrate
+            .unwrap_or_else(|| default_bitrate(self.width, self.height))
     }
 }
 
@@ -124,9 +125,9 @@ impl OutputSettings {
 pub fn default_bitrate(w: u32, h: u32) -> u32 {
     let px = w as u64 * h as u64;
     match px {
-        0..=76_800 => 200_000,          // ≤ 320x240
-        76_801..=307_200 => 500_000,    // ≤ 640x480
-        307_201..=921_600 => 1_000_000, // ≤ 1280x720
+        0..=76_800 => 200_000,            // ≤ 320x240
+        76_801..=307_200 => 500_000,      // ≤ 640x480
+        307_201..=921_600 => 1_000_000,   // ≤ 1280x720
         921_601..=2_073_600 => 2_000_000, // ≤ 1920x1080
         _ => 4_000_000,
     }
@@ -162,15 +163,19 @@ fn parse_json(text: &str) -> Result<Value> {
 fn describe(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 40 {
-        format!("{}…", &s[..s.char_indices().nth(40).map(|c| c.0).unwrap_or(s.len())])
+        format!(
+            "{}…",
+            &s[..s.char_indices().nth(40).map(|c| c.0).unwrap_or(s.len())]
+        )
     } else {
         s
     }
 }
 
 fn obj<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>> {
-    v.as_object()
-        .ok_or_else(|| ConfigError::invalid(path, format!("must be an object, got {}", describe(v))))
+    v.as_object().ok_or_else(|| {
+        ConfigError::invalid(path, format!("must be an object, got {}", describe(v)))
+    })
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -254,7 +259,10 @@ pub fn parse_targets(s: &str, path: &str) -> Result<Vec<Target>> {
             continue;
         }
         let lower = t.to_ascii_lowercase();
-        if lower.starts_with("rtmp://") || lower.starts_with("rtmps://") || lower.starts_with("rtsp://") {
+        if lower.starts_with("rtmp://")
+            || lower.starts_with("rtmps://")
+            || lower.starts_with("rtsp://")
+        {
             out.push(Target::Url { url: t.to_string() });
             continue;
         }
@@ -265,7 +273,8 @@ pub fn parse_targets(s: &str, path: &str) -> Result<Vec<Target>> {
             ));
         }
         out.push(Target::File {
-            path: confine(t).map_err(|rule| ConfigError::invalid(path, format!("\"{t}\": {rule}")))?,
+            path: confine(t)
+                .map_err(|rule| ConfigError::invalid(path, format!("\"{t}\": {rule}")))?,
             container: container_of(t).ok_or_else(|| {
                 ConfigError::invalid(
                     path,
@@ -322,10 +331,30 @@ pub fn confine(p: &str) -> std::result::Result<PathBuf, String> {
 fn parse_item(v: &Value, path: &str, cw: u32, ch: u32, index: usize) -> Result<Item> {
     let m = obj(v, path)?;
     let ty = req_int(m, path, "type")?;
-    let left = int_in(&join(path, "left"), req_int(m, path, "left")?, -MAX_ITEM, MAX_ITEM)?;
-    let top = int_in(&join(path, "top"), req_int(m, path, "top")?, -MAX_ITEM, MAX_ITEM)?;
-    let width = int_in(&join(path, "width"), req_int(m, path, "width")?, 1, MAX_ITEM)?;
-    let height = int_in(&join(path, "height"), req_int(m, path, "height")?, 1, MAX_ITEM)?;
+    let left = int_in(
+        &join(path, "left"),
+        req_int(m, path, "left")?,
+        -MAX_ITEM,
+        MAX_ITEM,
+    )?;
+    let top = int_in(
+        &join(path, "top"),
+        req_int(m, path, "top")?,
+        -MAX_ITEM,
+        MAX_ITEM,
+    )?;
+    let width = int_in(
+        &join(path, "width"),
+        req_int(m, path, "width")?,
+        1,
+        MAX_ITEM,
+    )?;
+    let height = int_in(
+        &join(path, "height"),
+        req_int(m, path, "height")?,
+        1,
+        MAX_ITEM,
+    )?;
     let rect = Rect::new(left as i32, top as i32, width as u32, height as u32);
     if rect.clip(cw, ch).is_none() {
         return Err(ConfigError::invalid(
@@ -338,7 +367,11 @@ fn parse_item(v: &Value, path: &str, cw: u32, ch: u32, index: usize) -> Result<I
     }
     let keep = opt_int(m, path, "keepAspectRatio")?.unwrap_or(1);
     let keep = int_in(&join(path, "keepAspectRatio"), keep, 0, 1)?;
-    let mut fit = if keep == 1 { FitMode::Fit } else { FitMode::Stretch };
+    let mut fit = if keep == 1 {
+        FitMode::Fit
+    } else {
+        FitMode::Stretch
+    };
     if let Some(f) = opt_str(m, path, "fit")? {
         fit = match f {
             "fit" => FitMode::Fit,
@@ -382,7 +415,10 @@ fn parse_item(v: &Value, path: &str, cw: u32, ch: u32, index: usize) -> Result<I
     let need_str = |key: &str| -> Result<String> {
         match opt_str(param, &ppath, key)? {
             Some(s) if !s.trim().is_empty() => Ok(s.to_string()),
-            Some(_) => Err(ConfigError::invalid(&join(&ppath, key), "must not be empty")),
+            Some(_) => Err(ConfigError::invalid(
+                &join(&ppath, key),
+                "must not be empty",
+            )),
             None => Err(ConfigError::invalid(
                 &join(&ppath, key),
                 format!("is required for an item of type {ty}"),
@@ -453,7 +489,10 @@ fn parse_layout(vfc: &Map<String, Value>, cw: u32, ch: u32) -> Result<Layout> {
         }
     };
     if arr.len() > 64 {
-        return Err(ConfigError::invalid(path, format!("at most 64 items, got {}", arr.len())));
+        return Err(ConfigError::invalid(
+            path,
+            format!("at most 64 items, got {}", arr.len()),
+        ));
     }
     let items = arr
         .iter()

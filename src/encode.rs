@@ -82,16 +82,9 @@ const X264_PRESETS: [&str; 10] = [
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo",
 ];
 
-/// Initialises FFmpeg once per process (safe to call often). FFmpeg's own log is limited to
-/// errors unless `CLOUDMIXER_FFMPEG_LOG` is set.
+/// Initialises FFmpeg once per process (safe to call often; FFmpeg's log is limited to errors).
 pub fn init() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let _ = ffmpeg::init();
-        if std::env::var_os("CLOUDMIXER_FFMPEG_LOG").is_none() {
-            ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
-        }
-    });
+    crate::decode::init_ffmpeg();
 }
 
 /// Hardware encoders that failed once in this process, with the reason (not retried).

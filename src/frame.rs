@@ -256,8 +256,14 @@ impl VideoFrame {
                     data: y,
                     stride: width as usize,
                 },
-                Plane { data: u, stride: cw },
-                Plane { data: v, stride: cw },
+                Plane {
+                    data: u,
+                    stride: cw,
+                },
+                Plane {
+                    data: v,
+                    stride: cw,
+                },
             ],
         )
     }

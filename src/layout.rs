@@ -38,7 +38,8 @@ impl Rect {
         let y0 = (self.y as i64).max(0);
         let x1 = self.right().min(cw as i64);
         let y1 = self.bottom().min(ch as i64);
-        (x1 > x0 && y1 > y0).then(|| Rect::new(x0 as i32, y0 as i32, (x1 - x0) as u32, (y1 - y0) as u32))
+        (x1 > x0 && y1 > y0)
+            .then(|| Rect::new(x0 as i32, y0 as i32, (x1 - x0) as u32, (y1 - y0) as u32))
     }
     /// Whether pixel (x, y) lies inside.
     pub fn contains(&self, x: i64, y: i64) -> bool {
@@ -325,22 +326,43 @@ mod tests {
     #[test]
     fn one_by_one_and_extremes() {
         // 1x1 source fills a square rect, letterboxes a wide one
-        assert_eq!(fit(Rect::new(0, 0, 100, 100), 1, 1), Rect::new(0, 0, 100, 100));
-        assert_eq!(fit(Rect::new(0, 0, 100, 50), 1, 1), Rect::new(25, 0, 50, 50));
+        assert_eq!(
+            fit(Rect::new(0, 0, 100, 100), 1, 1),
+            Rect::new(0, 0, 100, 100)
+        );
+        assert_eq!(
+            fit(Rect::new(0, 0, 100, 50), 1, 1),
+            Rect::new(25, 0, 50, 50)
+        );
         // extreme downscale never yields an empty image
-        assert_eq!(fit(Rect::new(0, 0, 10, 10), 16384, 1), Rect::new(0, 4, 10, 1));
+        assert_eq!(
+            fit(Rect::new(0, 0, 10, 10), 16384, 1),
+            Rect::new(0, 4, 10, 1)
+        );
         // extreme upscale
-        assert_eq!(fit(Rect::new(0, 0, 3840, 2160), 2, 2), Rect::new(840, 0, 2160, 2160));
+        assert_eq!(
+            fit(Rect::new(0, 0, 3840, 2160), 2, 2),
+            Rect::new(840, 0, 2160, 2160)
+        );
         // 1x1 rect
-        assert_eq!(fit(Rect::new(7, 9, 1, 1), 1920, 1080), Rect::new(7, 9, 1, 1));
+        assert_eq!(
+            fit(Rect::new(7, 9, 1, 1), 1920, 1080),
+            Rect::new(7, 9, 1, 1)
+        );
     }
 
     #[test]
     fn odd_sizes_centre_with_integer_division() {
         // 495x225 rect with a 16:9 source: 400x225 at x + 95/2 = 47
-        assert_eq!(fit(Rect::new(1, 1, 495, 225), 1280, 720), Rect::new(48, 1, 400, 225));
+        assert_eq!(
+            fit(Rect::new(1, 1, 495, 225), 1280, 720),
+            Rect::new(48, 1, 400, 225)
+        );
         // portrait rect
-        assert_eq!(fit(Rect::new(0, 0, 101, 301), 640, 360), Rect::new(0, 122, 101, 57));
+        assert_eq!(
+            fit(Rect::new(0, 0, 101, 301), 640, 360),
+            Rect::new(0, 122, 101, 57)
+        );
     }
 
     #[test]
@@ -361,7 +383,15 @@ mod tests {
         let r = Rect::new(0, 0, 640, 360);
         let p = place(r, FitMode::Fill, 640, 480, (1, 1));
         assert_eq!(p.dst, r);
-        assert_eq!(p.src, SrcRect { x: 0.0, y: 60.0, w: 640.0, h: 360.0 });
+        assert_eq!(
+            p.src,
+            SrcRect {
+                x: 0.0,
+                y: 60.0,
+                w: 640.0,
+                h: 360.0
+            }
+        );
         let p = place(r, FitMode::Fill, 720, 1280, (1, 1));
         assert_eq!(p.src.w, 720.0);
         assert!((p.src.h - 405.0).abs() < 1e-9);
@@ -373,13 +403,27 @@ mod tests {
         let r = Rect::new(3, 5, 7, 11);
         let p = place(r, FitMode::Stretch, 640, 480, (1, 1));
         assert_eq!(p.dst, r);
-        assert_eq!(p.src, SrcRect { x: 0.0, y: 0.0, w: 640.0, h: 480.0 });
+        assert_eq!(
+            p.src,
+            SrcRect {
+                x: 0.0,
+                y: 0.0,
+                w: 640.0,
+                h: 480.0
+            }
+        );
     }
 
     #[test]
     fn sampling_map_hits_texel_centres() {
         // 2x downscale: output pixel 0 centre (0.5) samples source 1.0 = between texels 0 and 1
-        let p = place(Rect::new(10, 0, 320, 240), FitMode::Stretch, 640, 480, (1, 1));
+        let p = place(
+            Rect::new(10, 0, 320, 240),
+            FitMode::Stretch,
+            640,
+            480,
+            (1, 1),
+        );
         let (s, o) = p.map_x();
         assert_eq!(s, 2.0);
         assert_eq!((10.5) * s + o, 1.0);
@@ -391,8 +435,14 @@ mod tests {
 
     #[test]
     fn clipping() {
-        assert_eq!(Rect::new(-10, -10, 30, 30).clip(100, 100), Some(Rect::new(0, 0, 20, 20)));
-        assert_eq!(Rect::new(90, 95, 30, 30).clip(100, 100), Some(Rect::new(90, 95, 10, 5)));
+        assert_eq!(
+            Rect::new(-10, -10, 30, 30).clip(100, 100),
+            Some(Rect::new(0, 0, 20, 20))
+        );
+        assert_eq!(
+            Rect::new(90, 95, 30, 30).clip(100, 100),
+            Some(Rect::new(90, 95, 10, 5))
+        );
         assert_eq!(Rect::new(100, 0, 30, 30).clip(100, 100), None);
         assert_eq!(Rect::new(-30, 0, 30, 30).clip(100, 100), None);
     }
@@ -409,7 +459,12 @@ mod tests {
             zorder: z,
             index: i,
         };
-        let l = Layout::new(4, 4, [16, 128, 128], vec![mk(0, 1), mk(1, 0), mk(2, 1), mk(3, 0)]);
+        let l = Layout::new(
+            4,
+            4,
+            [16, 128, 128],
+            vec![mk(0, 1), mk(1, 0), mk(2, 1), mk(3, 0)],
+        );
         let order: Vec<usize> = l.items.iter().map(|i| i.index).collect();
         assert_eq!(order, vec![1, 3, 0, 2]);
     }

@@ -8,6 +8,7 @@
 pub mod color;
 pub mod compose;
 pub mod config;
+pub mod decode;
 pub mod encode;
 pub mod events;
 pub mod frame;

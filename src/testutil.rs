@@ -28,7 +28,10 @@ pub fn solid_frames(sources: &[(&str, u32, u32)]) -> (Frames, HashMap<String, [u
     let mut colours = HashMap::new();
     for (i, (id, w, h)) in sources.iter().enumerate() {
         let c = PALETTE[i % PALETTE.len()];
-        frames.insert(id.to_string(), Arc::new(VideoFrame::solid_i420(*w, *h, c).expect("valid size")));
+        frames.insert(
+            id.to_string(),
+            Arc::new(VideoFrame::solid_i420(*w, *h, c).expect("valid size")),
+        );
         colours.insert(id.to_string(), c);
     }
     (frames, colours)
@@ -47,12 +50,18 @@ pub fn expected_at(
         if !it.rect.contains(x, y) {
             continue;
         }
-        let Some(id) = it.kind.source_id() else { continue };
+        let Some(id) = it.kind.source_id() else {
+            continue;
+        };
         let Some(f) = frames.get(id) else {
             return layout.placeholder;
         };
         let p = it.place(f.width(), f.height(), f.sar);
-        return if p.dst.contains(x, y) { colours[id] } else { layout.background };
+        return if p.dst.contains(x, y) {
+            colours[id]
+        } else {
+            layout.background
+        };
     }
     layout.background
 }
@@ -116,7 +125,12 @@ pub fn check_edges(
 /// PSNR in dB between two planes (infinite when equal).
 pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let mse: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum::<f64>() / a.len() as f64;
+    let mse: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
     if mse == 0.0 {
         f64::INFINITY
     } else {
@@ -128,10 +142,19 @@ pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
 pub fn pattern_frame(w: u32, h: u32, seed: u32) -> VideoFrame {
     let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
     let y = (0..h)
-        .flat_map(|r| (0..w).map(move |c| (16 + ((c * 3 + r * 2 + seed * 17) % 200) + if (c / 8 + r / 8) % 2 == 0 { 10 } else { 0 }) as u8))
+        .flat_map(|r| {
+            (0..w).map(move |c| {
+                (16 + ((c * 3 + r * 2 + seed * 17) % 200)
+                    + if (c / 8 + r / 8) % 2 == 0 { 10 } else { 0 }) as u8
+            })
+        })
         .collect();
-    let u = (0..ch).flat_map(|r| (0..cw).map(move |c| (64 + (c * 5 + r + seed) % 128) as u8)).collect();
-    let v = (0..ch).flat_map(|r| (0..cw).map(move |c| (64 + (c + r * 3 + seed * 7) % 128) as u8)).collect();
+    let u = (0..ch)
+        .flat_map(|r| (0..cw).map(move |c| (64 + (c * 5 + r + seed) % 128) as u8))
+        .collect();
+    let v = (0..ch)
+        .flat_map(|r| (0..cw).map(move |c| (64 + (c + r * 3 + seed * 7) % 128) as u8))
+        .collect();
     VideoFrame::i420(w, h, y, u, v).expect("valid pattern")
 }
 

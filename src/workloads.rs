@@ -35,7 +35,13 @@ pub struct Workload {
     pub cells: Vec<(SourceSpec, Rect)>,
 }
 
-const fn s(camid: &'static str, width: u32, height: u32, fps: u32, clip: &'static str) -> SourceSpec {
+const fn s(
+    camid: &'static str,
+    width: u32,
+    height: u32,
+    fps: u32,
+    clip: &'static str,
+) -> SourceSpec {
     SourceSpec {
         camid,
         width,
@@ -98,7 +104,12 @@ impl Workload {
             cells: CAMS
                 .iter()
                 .enumerate()
-                .map(|(i, c)| (*c, Rect::new((i % 3) as i32 * 640, (i / 3) as i32 * 360, 640, 360)))
+                .map(|(i, c)| {
+                    (
+                        *c,
+                        Rect::new((i % 3) as i32 * 640, (i / 3) as i32 * 360, 640, 360),
+                    )
+                })
                 .collect(),
         }
     }
@@ -108,7 +119,9 @@ impl Workload {
     }
     /// By name ("W1", "w2", …).
     pub fn by_name(name: &str) -> Option<Self> {
-        Self::all().into_iter().find(|w| w.name.eq_ignore_ascii_case(name))
+        Self::all()
+            .into_iter()
+            .find(|w| w.name.eq_ignore_ascii_case(name))
     }
     /// The workload's layout (fit, black background).
     pub fn layout(&self) -> Layout {

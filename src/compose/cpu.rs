@@ -51,6 +51,135 @@ impl Span {
 struct Tabs {
     xs: Vec<Tap>,
     ys: Vec<Tap>,
+    /// Horizontal pass: for each output column, (first tap relative to `lo`, weight).
+    hx: Vec<(u32, u16)>,
+    /// First source column the vertical pass covers.
+    lo: usize,
+    /// Columns the vertical pass covers (`hi - lo`), plus one so `i0 + 1` is always in bounds.
+    span: usize,
+    /// `i0 = start + step·x` with one weight for all x (integer ratios): (start, step, weight).
+    uniform: Option<(usize, usize, u16)>,
+}
+
+impl Tabs {
+    fn finish(&mut self) {
+        let lo = self.xs.first().map_or(0, |t| t.i0) as usize;
+        let hi = self.xs.last().map_or(0, |t| t.i1) as usize + 1;
+        self.lo = lo;
+        self.span = hi - lo + 1;
+        // i1 is i0 + 1 except where clamped at the right edge; there the weight is 0, so reading
+        // i0 + 1 (the padding element) does not change the result
+        self.hx = self.xs.iter().map(|t| (t.i0 - lo as u32, t.w)).collect();
+        self.uniform = None;
+        if let [a, b, ..] = self.hx[..] {
+            let step = b.0.wrapping_sub(a.0) as usize;
+            if (1..=4).contains(&step)
+                && self
+                    .hx
+                    .iter()
+                    .enumerate()
+                    .all(|(x, t)| t.1 == a.1 && t.0 as usize == a.0 as usize + step * x)
+            {
+                self.uniform = Some((a.0 as usize, step, a.1));
+            }
+        }
+    }
+}
+
+/// One output row of the horizontal pass for an integer ratio: taps at `start + S·x`, one
+/// weight. Written over exact chunks so that it vectorises.
+#[inline]
+fn hpass_uniform<const S: usize>(tmp: &[u16], start: usize, w: u16, out: &mut [u8]) {
+    let (w1, w0) = (w as u32, WEIGHT_ONE - w as u32);
+    let src = &tmp[start..];
+    let lerp = |p: u16, q: u16| ((p as u32 * w0 + q as u32 * w1 + 32768) >> 16) as u8;
+    let bulk = if S == 1 {
+        out.len().min(src.len() - 1)
+    } else {
+        out.len().min(src.len() / S)
+    };
+    let (head, tail) = out.split_at_mut(bulk);
+    if S == 1 {
+        for ((o, &p), &q) in head.iter_mut().zip(src).zip(&src[1..]) {
+            *o = lerp(p, q);
+        }
+    } else {
+        for (o, p) in head.iter_mut().zip(src[..bulk * S].chunks_exact(S)) {
+            *o = lerp(p[0], p[1]);
+        }
+    }
+    for (x, o) in tail.iter_mut().enumerate() {
+        let i = (bulk + x) * S;
+        *o = lerp(src[i], src[i + 1]);
+    }
+}
+
+/// 2:1 in both directions with weights ½: `(a + b + c + d + 2) >> 2` equals the separable
+/// fixed-point result exactly (`((a+c)·128·128 + (b+d)·128·128 + 32768) >> 16`).
+#[inline]
+fn box2(r0: &[u8], r1: &[u8], out: &mut [u8]) {
+    let n = out.len();
+    assert!(r0.len() >= 2 * n && r1.len() >= 2 * n);
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("ssse3") {
+        // SAFETY: the CPU has SSSE3 and the assert above bounds every access
+        done = unsafe { box2_ssse3(r0, r1, out) };
+    }
+    for ((o, a), b) in out[done..]
+        .iter_mut()
+        .zip(r0[2 * done..].chunks_exact(2))
+        .zip(r1[2 * done..].chunks_exact(2))
+    {
+        *o = ((a[0] as u16 + a[1] as u16 + b[0] as u16 + b[1] as u16 + 2) >> 2) as u8;
+    }
+}
+
+/// [`box2`] for 8 outputs at a time; returns how many outputs it wrote.
+/// Caller guarantees `r0.len(), r1.len() >= 2 * out.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+unsafe fn box2_ssse3(r0: &[u8], r1: &[u8], out: &mut [u8]) -> usize {
+    use std::arch::x86_64::*;
+    let ones = _mm_set1_epi8(1);
+    let two = _mm_set1_epi16(2);
+    let mut x = 0;
+    while x + 8 <= out.len() {
+        let a = _mm_loadu_si128(r0.as_ptr().add(2 * x) as *const __m128i);
+        let b = _mm_loadu_si128(r1.as_ptr().add(2 * x) as *const __m128i);
+        // pairwise sums of horizontally adjacent bytes, as u16
+        let s = _mm_add_epi16(_mm_maddubs_epi16(a, ones), _mm_maddubs_epi16(b, ones));
+        let s = _mm_srli_epi16(_mm_add_epi16(s, two), 2);
+        _mm_storel_epi64(
+            out.as_mut_ptr().add(x) as *mut __m128i,
+            _mm_packus_epi16(s, s),
+        );
+        x += 8;
+    }
+    x
+}
+
+/// One output row of the horizontal pass, general ratios.
+#[inline]
+fn hpass(tmp: &[u16], hx: &[(u32, u16)], out: &mut [u8]) {
+    // taps are monotonic (the sampling map has a positive scale), so the last is the largest
+    debug_assert!(hx.windows(2).all(|p| p[0].0 <= p[1].0));
+    let Some(&(last, _)) = hx.last() else { return };
+    assert!(
+        (last as usize) + 1 < tmp.len(),
+        "tap table exceeds the scratch row"
+    );
+    for (o, &(i, w)) in out.iter_mut().zip(hx) {
+        let i = i as usize;
+        // SAFETY: i <= last and last + 1 < tmp.len() (checked above)
+        let (p, q) = unsafe {
+            (
+                *tmp.get_unchecked(i) as i32,
+                *tmp.get_unchecked(i + 1) as i32,
+            )
+        };
+        *o = ((p * WEIGHT_ONE as i32 + (q - p) * w as i32 + 32768) >> 16) as u8;
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +265,7 @@ impl ItemPlan {
                 let t = &mut plan.tabs[k][sk];
                 taps(s.x0, s.x1, sub, mx, src_sub, nw, &mut t.xs);
                 taps(s.y0, s.y1, sub, my, src_sub, nh, &mut t.ys);
+                t.finish();
             }
         }
         match f.format() {
@@ -207,7 +337,14 @@ thread_local! {
 
 /// Draws plane component `comp` of one item into a band of output rows.
 /// `band` holds plane rows `r0..r0 + band.len() / pw`.
-fn draw_band(plan: &ItemPlan, frame: Option<&VideoFrame>, comp: usize, band: &mut [u8], pw: usize, r0: usize) {
+fn draw_band(
+    plan: &ItemPlan,
+    frame: Option<&VideoFrame>,
+    comp: usize,
+    band: &mut [u8],
+    pw: usize,
+    r0: usize,
+) {
     let k = (comp > 0) as usize;
     let Some(rect) = plan.rect[k] else { return };
     let r1 = r0 + band.len() / pw;
@@ -256,32 +393,60 @@ fn draw_band(plan: &ItemPlan, frame: Option<&VideoFrame>, comp: usize, band: &mu
         let sk = k; // a YUV source's component comp lives in a plane of subsampling kind k
         let t = &plan.tabs[k][sk];
         let sp = SrcPlane::of(frame, comp);
-        let lo = t.xs.first().map_or(0, |t| t.i0) as usize;
-        let hi = t.xs.last().map_or(0, |t| t.i1) as usize + 1;
+        let (lo, span) = (t.lo, t.span);
         SCRATCH.with(|s| {
             let mut tmp = s.borrow_mut();
-            tmp.resize(hi - lo, 0);
+            tmp.resize(span, 0);
+            let hi = lo + span - 1; // needed columns lo..hi, then one padding element
             for y in ia..ib {
                 let ty = t.ys[y - img.y0 as usize];
                 let (w1, w0) = (ty.w, WEIGHT_ONE as u16 - ty.w);
                 let row0 = &sp.data[ty.i0 as usize * sp.stride..];
                 let row1 = &sp.data[ty.i1 as usize * sp.stride..];
+                let out = &mut band[(y - r0) * pw + x0..(y - r0) * pw + x1];
+                // exact shortcuts of the same arithmetic (bit-identical results)
+                if sp.step == 1 {
+                    match t.uniform {
+                        // 2:1 both ways: weights 1/2 → the rounded mean of a 2x2 block
+                        Some((st, 2, 128)) if ty.w == 128 && ty.i1 == ty.i0 + 1 => {
+                            let n = out.len();
+                            let (a, b) = (
+                                &row0[lo + st..lo + st + 2 * n],
+                                &row1[lo + st..lo + st + 2 * n],
+                            );
+                            box2(a, b, out);
+                            continue;
+                        }
+                        // texel hits on both axes: a strided copy
+                        Some((st, step, 0)) if ty.w == 0 => {
+                            for (o, v) in out.iter_mut().zip(row0[lo + st..].iter().step_by(step)) {
+                                *o = *v;
+                            }
+                            continue;
+                        }
+                        _ => {}
+                    }
+                }
+                let n = hi - lo;
                 if sp.step == 1 {
                     let (a0, a1) = (&row0[lo..hi], &row1[lo..hi]);
-                    for ((d, &p), &q) in tmp.iter_mut().zip(a0).zip(a1) {
+                    for ((d, &p), &q) in tmp[..n].iter_mut().zip(a0).zip(a1) {
                         *d = p as u16 * w0 + q as u16 * w1;
                     }
                 } else {
-                    for (j, d) in tmp.iter_mut().enumerate() {
+                    for (j, d) in tmp[..n].iter_mut().enumerate() {
                         let i = (lo + j) * sp.step + sp.off;
                         *d = row0[i] as u16 * w0 + row1[i] as u16 * w1;
                     }
                 }
-                let out = &mut band[(y - r0) * pw + x0..(y - r0) * pw + x1];
-                for (o, tx) in out.iter_mut().zip(&t.xs) {
-                    let p = tmp[tx.i0 as usize - lo] as u32;
-                    let q = tmp[tx.i1 as usize - lo] as u32;
-                    *o = ((p * (WEIGHT_ONE - tx.w as u32) + q * tx.w as u32 + 32768) >> 16) as u8;
+                let last = tmp[n - 1];
+                tmp[n..].iter_mut().for_each(|d| *d = last);
+                match t.uniform {
+                    Some((st, 1, w)) => hpass_uniform::<1>(&tmp, st, w, out),
+                    Some((st, 2, w)) => hpass_uniform::<2>(&tmp, st, w, out),
+                    Some((st, 3, w)) => hpass_uniform::<3>(&tmp, st, w, out),
+                    Some((st, 4, w)) => hpass_uniform::<4>(&tmp, st, w, out),
+                    _ => hpass(&tmp, &t.hx, out),
                 }
             }
         });
@@ -290,7 +455,13 @@ fn draw_band(plan: &ItemPlan, frame: Option<&VideoFrame>, comp: usize, band: &mu
     // general path: colour conversion and/or alpha
     let m = &plan.matrix;
     let rgba = frame.format() == PixelFormat::Rgba;
-    let planes = [0, 1, 2, 3].map(|c| if c < 3 || rgba { Some(SrcPlane::of(frame, c)) } else { None });
+    let planes = [0, 1, 2, 3].map(|c| {
+        if c < 3 || rgba {
+            Some(SrcPlane::of(frame, c))
+        } else {
+            None
+        }
+    });
     let full = &plan.tabs[k][0];
     let sub = &plan.tabs[k][if rgba { 0 } else { 1 }];
     const S: f32 = 1.0 / 65536.0;
@@ -303,7 +474,9 @@ fn draw_band(plan: &ItemPlan, frame: Option<&VideoFrame>, comp: usize, band: &mu
             let c = planes[2].unwrap().sample(sub.xs[xo], sub.ys[yo]) as f32 * S;
             let v = color::apply(m, a0, b, c)[comp];
             let cov = match planes[3] {
-                Some(ap) => (ap.sample(full.xs[xo], full.ys[yo]) as f32 * S).round() as u32 * a / 255,
+                Some(ap) => {
+                    (ap.sample(full.xs[xo], full.ys[yo]) as f32 * S).round() as u32 * a / 255
+                }
                 None => a,
             };
             *o = if cov >= 255 { v } else { blend(*o, v, cov) };
@@ -347,7 +520,10 @@ impl CpuCompositor {
     /// A compositor that runs on its own pool of `threads` threads (1 = no parallelism).
     pub fn with_threads(width: u32, height: u32, threads: usize) -> Self {
         let mut c = Self::new(width, height);
-        c.pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().ok();
+        c.pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .build()
+            .ok();
         c
     }
 
@@ -374,7 +550,12 @@ impl CpuCompositor {
         let sources: Vec<Option<&VideoFrame>> = layout
             .items
             .iter()
-            .map(|it| it.kind.source_id().and_then(|id| frames.get(id)).map(|f| &**f))
+            .map(|it| {
+                it.kind
+                    .source_id()
+                    .and_then(|id| frames.get(id))
+                    .map(|f| &**f)
+            })
             .collect();
         // (re)build plans whose source geometry changed
         for (i, (item, f)) in layout.items.iter().zip(&sources).enumerate() {
@@ -393,14 +574,21 @@ impl CpuCompositor {
             }
         }
         let ids: Vec<u64> = sources.iter().map(|f| f.map_or(0, |f| f.id())).collect();
-        let mut dirty: Vec<bool> = self.plans.iter().zip(&ids).map(|(p, id)| p.drawn != Some(*id)).collect();
+        let mut dirty: Vec<bool> = self
+            .plans
+            .iter()
+            .zip(&ids)
+            .map(|(p, id)| p.drawn != Some(*id))
+            .collect();
         if !full {
             // partial redraw is exact only for opaque items that overlap nothing
             for i in 0..self.plans.len() {
                 if !dirty[i] {
                     continue;
                 }
-                if self.plans[i].alpha < 255 || matches!(sources[i], Some(f) if f.format() == PixelFormat::Rgba) {
+                if self.plans[i].alpha < 255
+                    || matches!(sources[i], Some(f) if f.format() == PixelFormat::Rgba)
+                {
                     full = true;
                     break;
                 }
@@ -459,7 +647,10 @@ impl Compositor for CpuCompositor {
     }
 
     fn describe(&self) -> String {
-        let n = self.pool.as_ref().map_or_else(rayon::current_num_threads, |p| p.current_num_threads());
+        let n = self
+            .pool
+            .as_ref()
+            .map_or_else(rayon::current_num_threads, |p| p.current_num_threads());
         format!("cpu (rayon, {n} threads)")
     }
 }

@@ -65,7 +65,11 @@ pub trait Compositor: Send {
 
 /// Creates a compositor of the given backend for a `width`x`height` canvas.
 /// `Auto` and `Gpu` fall back to / fail with a clear error until the GPU backend is built in.
-pub fn create(backend: Backend, width: u32, height: u32) -> Result<Box<dyn Compositor>, ComposeError> {
+pub fn create(
+    backend: Backend,
+    width: u32,
+    height: u32,
+) -> Result<Box<dyn Compositor>, ComposeError> {
     match backend {
         Backend::Cpu | Backend::Auto => Ok(Box::new(cpu::CpuCompositor::new(width, height))),
         Backend::Gpu => Err(ComposeError::Unavailable(

@@ -113,10 +113,24 @@ mod tests {
         let p = place(Rect::new(0, 0, 4, 4), FitMode::Stretch, 8, 8, (1, 1));
         let mut v = Vec::new();
         taps(0, 4, 1, p.map_x(), 1, 8, &mut v);
-        assert_eq!(v[1], Tap { i0: 2, i1: 3, w: 128 });
+        assert_eq!(
+            v[1],
+            Tap {
+                i0: 2,
+                i1: 3,
+                w: 128
+            }
+        );
         // output chroma 0 sits at luma 1 -> source luma 2 -> source chroma 0.5
         taps(0, 2, 2, p.map_x(), 2, 4, &mut v);
-        assert_eq!(v[0], Tap { i0: 0, i1: 1, w: 128 });
+        assert_eq!(
+            v[0],
+            Tap {
+                i0: 0,
+                i1: 1,
+                w: 128
+            }
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@ fn base() -> Value {
 fn err_with(f: impl FnOnce(&mut Value)) -> String {
     let mut v = base();
     f(&mut v);
-    MixerConfig::from_value(v).expect_err("config should be rejected").to_string()
+    MixerConfig::from_value(v)
+        .expect_err("config should be rejected")
+        .to_string()
 }
 
 fn item(v: &mut Value, i: usize) -> &mut Value {
@@ -22,7 +24,10 @@ fn item(v: &mut Value, i: usize) -> &mut Value {
 #[test]
 fn seed_create_parses_verbatim() {
     let c = MixerConfig::from_json(SEED_CREATE).unwrap();
-    assert_eq!((c.output.width, c.output.height, c.output.fps), (1280, 720, 15));
+    assert_eq!(
+        (c.output.width, c.output.height, c.output.fps),
+        (1280, 720, 15)
+    );
     assert_eq!(c.output.qp, 19);
     assert_eq!(c.output.effective_bitrate(), 1_000_000);
     assert_eq!(
@@ -54,7 +59,13 @@ fn defaults() {
     let c = MixerConfig::from_value(json!({"videoFileCfg":{"svrPathName":"x.mkv","vWidth":640,"vHeight":480,"layoutConfig":[]}})).unwrap();
     assert_eq!(c.output.fps, 12);
     assert_eq!(c.output.effective_bitrate(), 500_000);
-    assert_eq!(c.output.targets[0], Target::File { path: "x.mkv".into(), container: Container::Mkv });
+    assert_eq!(
+        c.output.targets[0],
+        Target::File {
+            path: "x.mkv".into(),
+            container: Container::Mkv
+        }
+    );
     let mut v = base();
     v["videoFileCfg"]["vFps"] = json!(0);
     assert_eq!(MixerConfig::from_value(v).unwrap().output.fps, 12);
@@ -67,7 +78,13 @@ fn extensions_and_multi_targets() {
     let c = MixerConfig::from_value(v).unwrap();
     assert_eq!(c.output.targets.len(), 3);
     assert!(matches!(c.output.targets[1], Target::Url { .. }));
-    assert!(matches!(c.output.targets[2], Target::File { container: Container::Ts, .. }));
+    assert!(matches!(
+        c.output.targets[2],
+        Target::File {
+            container: Container::Ts,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -86,8 +103,17 @@ fn text_and_extension_fields() {
     assert_eq!(l.items[1].fit, FitMode::Fill);
     assert_eq!(l.items[1].alpha, 0.5);
     match &l.items[0].kind {
-        ItemKind::Text { color, background, font_size, margin, .. } => {
-            assert_eq!((*color, *background, *font_size, *margin), ([255; 4], [0, 0, 0, 0x7d], 18, 5));
+        ItemKind::Text {
+            color,
+            background,
+            font_size,
+            margin,
+            ..
+        } => {
+            assert_eq!(
+                (*color, *background, *font_size, *margin),
+                ([255; 4], [0, 0, 0, 0x7d], 18, 5)
+            );
         }
         k => panic!("{k:?}"),
     }
@@ -97,15 +123,22 @@ fn text_and_extension_fields() {
 fn keep_aspect_zero_stretches() {
     let mut v = base();
     item(&mut v, 0)["keepAspectRatio"] = json!(0);
-    assert_eq!(MixerConfig::from_value(v).unwrap().layout.items[0].fit, FitMode::Stretch);
+    assert_eq!(
+        MixerConfig::from_value(v).unwrap().layout.items[0].fit,
+        FitMode::Stretch
+    );
 }
 
 #[test]
 fn odd_item_rects_are_fine_overhang_is_clipped() {
     let mut v = base();
-    *item(&mut v, 1) = json!({"type":0,"left":1200,"top":-10,"width":495,"height":225,"param":{"camid":"a"}});
+    *item(&mut v, 1) =
+        json!({"type":0,"left":1200,"top":-10,"width":495,"height":225,"param":{"camid":"a"}});
     let c = MixerConfig::from_value(v).unwrap();
-    assert_eq!(c.layout.items[1].rect.clip(1280, 720), Some(Rect::new(1200, 0, 80, 215)));
+    assert_eq!(
+        c.layout.items[1].rect.clip(1280, 720),
+        Some(Rect::new(1200, 0, 80, 215))
+    );
 }
 
 // ---- bad input: each names the path and the rule ----
@@ -118,76 +151,134 @@ fn bad_not_json() {
 }
 #[test]
 fn bad_nan_literal() {
-    let e = MixerConfig::from_json(&SEED_CREATE.replace("\"vFps\":15", "\"vFps\":NaN")).unwrap_err();
+    let e =
+        MixerConfig::from_json(&SEED_CREATE.replace("\"vFps\":15", "\"vFps\":NaN")).unwrap_err();
     assert!(matches!(e, ConfigError::Json(_)), "{e}");
 }
 #[test]
 fn bad_root_not_object() {
-    assert_eq!(MixerConfig::from_json("[1]").unwrap_err().to_string(), "(root): must be an object, got [1]");
+    assert_eq!(
+        MixerConfig::from_json("[1]").unwrap_err().to_string(),
+        "(root): must be an object, got [1]"
+    );
 }
 #[test]
 fn bad_missing_video_file_cfg() {
-    assert_eq!(MixerConfig::from_json("{\"mode\":0}").unwrap_err().to_string(), "videoFileCfg: is required");
+    assert_eq!(
+        MixerConfig::from_json("{\"mode\":0}")
+            .unwrap_err()
+            .to_string(),
+        "videoFileCfg: is required"
+    );
 }
 #[test]
 fn bad_missing_width() {
-    assert_eq!(err_with(|v| { v["videoFileCfg"].as_object_mut().unwrap().remove("vWidth"); }), "videoFileCfg.vWidth: is required");
+    assert_eq!(
+        err_with(|v| {
+            v["videoFileCfg"].as_object_mut().unwrap().remove("vWidth");
+        }),
+        "videoFileCfg.vWidth: is required"
+    );
 }
 #[test]
 fn bad_width_string() {
-    assert_eq!(err_with(|v| v["videoFileCfg"]["vWidth"] = json!("1280")), "videoFileCfg.vWidth: must be an integer, got \"1280\"");
+    assert_eq!(
+        err_with(|v| v["videoFileCfg"]["vWidth"] = json!("1280")),
+        "videoFileCfg.vWidth: must be an integer, got \"1280\""
+    );
 }
 #[test]
 fn bad_width_float() {
-    assert_eq!(err_with(|v| v["videoFileCfg"]["vWidth"] = json!(1280.5)), "videoFileCfg.vWidth: must be an integer, got 1280.5");
+    assert_eq!(
+        err_with(|v| v["videoFileCfg"]["vWidth"] = json!(1280.5)),
+        "videoFileCfg.vWidth: must be an integer, got 1280.5"
+    );
 }
 #[test]
 fn bad_odd_canvas() {
-    assert_eq!(err_with(|v| v["videoFileCfg"]["vHeight"] = json!(721)), "videoFileCfg.vHeight: must be even, got 721");
+    assert_eq!(
+        err_with(|v| v["videoFileCfg"]["vHeight"] = json!(721)),
+        "videoFileCfg.vHeight: must be even, got 721"
+    );
 }
 #[test]
 fn bad_zero_canvas() {
-    assert_eq!(err_with(|v| v["videoFileCfg"]["vWidth"] = json!(0)), "videoFileCfg.vWidth: must be > 0, got 0");
+    assert_eq!(
+        err_with(|v| v["videoFileCfg"]["vWidth"] = json!(0)),
+        "videoFileCfg.vWidth: must be > 0, got 0"
+    );
 }
 #[test]
 fn bad_huge_canvas() {
-    assert_eq!(err_with(|v| v["videoFileCfg"]["vWidth"] = json!(100000)), "videoFileCfg.vWidth: must be <= 8192, got 100000");
+    assert_eq!(
+        err_with(|v| v["videoFileCfg"]["vWidth"] = json!(100000)),
+        "videoFileCfg.vWidth: must be <= 8192, got 100000"
+    );
 }
 #[test]
 fn bad_fps_high() {
-    assert_eq!(err_with(|v| v["videoFileCfg"]["vFps"] = json!(31)), "videoFileCfg.vFps: must be <= 30, got 31");
+    assert_eq!(
+        err_with(|v| v["videoFileCfg"]["vFps"] = json!(31)),
+        "videoFileCfg.vFps: must be <= 30, got 31"
+    );
 }
 #[test]
 fn bad_fps_negative() {
-    assert_eq!(err_with(|v| v["videoFileCfg"]["vFps"] = json!(-1)), "videoFileCfg.vFps: must be > 0, got -1");
+    assert_eq!(
+        err_with(|v| v["videoFileCfg"]["vFps"] = json!(-1)),
+        "videoFileCfg.vFps: must be > 0, got -1"
+    );
 }
 #[test]
 fn bad_qp() {
-    assert_eq!(err_with(|v| v["videoFileCfg"]["vQP"] = json!(52)), "videoFileCfg.vQP: must be <= 51, got 52");
+    assert_eq!(
+        err_with(|v| v["videoFileCfg"]["vQP"] = json!(52)),
+        "videoFileCfg.vQP: must be <= 51, got 52"
+    );
 }
 #[test]
 fn bad_bitrate_type() {
-    assert_eq!(err_with(|v| v["videoFileCfg"]["vBps"] = json!(true)), "videoFileCfg.vBps: must be an integer, got true");
+    assert_eq!(
+        err_with(|v| v["videoFileCfg"]["vBps"] = json!(true)),
+        "videoFileCfg.vBps: must be an integer, got true"
+    );
 }
 #[test]
 fn bad_item_negative_width() {
-    assert_eq!(err_with(|v| item(v, 1)["width"] = json!(-5)), "videoFileCfg.layoutConfig[1].width: must be > 0, got -5");
+    assert_eq!(
+        err_with(|v| item(v, 1)["width"] = json!(-5)),
+        "videoFileCfg.layoutConfig[1].width: must be > 0, got -5"
+    );
 }
 #[test]
 fn bad_item_zero_height() {
-    assert_eq!(err_with(|v| item(v, 0)["height"] = json!(0)), "videoFileCfg.layoutConfig[0].height: must be > 0, got 0");
+    assert_eq!(
+        err_with(|v| item(v, 0)["height"] = json!(0)),
+        "videoFileCfg.layoutConfig[0].height: must be > 0, got 0"
+    );
 }
 #[test]
 fn bad_item_huge() {
-    assert_eq!(err_with(|v| item(v, 0)["width"] = json!(1_000_000)), "videoFileCfg.layoutConfig[0].width: must be <= 16384, got 1000000");
+    assert_eq!(
+        err_with(|v| item(v, 0)["width"] = json!(1_000_000)),
+        "videoFileCfg.layoutConfig[0].width: must be <= 16384, got 1000000"
+    );
 }
 #[test]
 fn bad_item_float_left() {
-    assert_eq!(err_with(|v| item(v, 1)["left"] = json!(640.0)), "videoFileCfg.layoutConfig[1].left: must be an integer, got 640.0");
+    assert_eq!(
+        err_with(|v| item(v, 1)["left"] = json!(640.0)),
+        "videoFileCfg.layoutConfig[1].left: must be an integer, got 640.0"
+    );
 }
 #[test]
 fn bad_item_missing_top() {
-    assert_eq!(err_with(|v| { item(v, 0).as_object_mut().unwrap().remove("top"); }), "videoFileCfg.layoutConfig[0].top: is required");
+    assert_eq!(
+        err_with(|v| {
+            item(v, 0).as_object_mut().unwrap().remove("top");
+        }),
+        "videoFileCfg.layoutConfig[0].top: is required"
+    );
 }
 #[test]
 fn bad_item_outside_canvas() {
@@ -199,7 +290,10 @@ fn bad_item_outside_canvas() {
 #[test]
 fn bad_item_outside_canvas_negative() {
     let e = err_with(|v| item(v, 0)["top"] = json!(-360));
-    assert!(e.starts_with("videoFileCfg.layoutConfig[0]: rect 640x360 at (0,-360) lies wholly outside"), "{e}");
+    assert!(
+        e.starts_with("videoFileCfg.layoutConfig[0]: rect 640x360 at (0,-360) lies wholly outside"),
+        "{e}"
+    );
 }
 #[test]
 fn bad_unknown_type() {
@@ -211,7 +305,10 @@ fn bad_unknown_type() {
 #[test]
 fn bad_deprecated_type() {
     let e = err_with(|v| item(v, 1)["type"] = json!(2));
-    assert!(e.starts_with("videoFileCfg.layoutConfig[1].type: item type 2 is deprecated"), "{e}");
+    assert!(
+        e.starts_with("videoFileCfg.layoutConfig[1].type: item type 2 is deprecated"),
+        "{e}"
+    );
 }
 #[test]
 fn bad_missing_camid() {
@@ -222,11 +319,17 @@ fn bad_missing_camid() {
 }
 #[test]
 fn bad_empty_camid() {
-    assert_eq!(err_with(|v| item(v, 0)["param"]["camid"] = json!(" ")), "videoFileCfg.layoutConfig[0].param.camid: must not be empty");
+    assert_eq!(
+        err_with(|v| item(v, 0)["param"]["camid"] = json!(" ")),
+        "videoFileCfg.layoutConfig[0].param.camid: must not be empty"
+    );
 }
 #[test]
 fn bad_camid_number() {
-    assert_eq!(err_with(|v| item(v, 0)["param"]["camid"] = json!(7)), "videoFileCfg.layoutConfig[0].param.camid: must be a string, got 7");
+    assert_eq!(
+        err_with(|v| item(v, 0)["param"]["camid"] = json!(7)),
+        "videoFileCfg.layoutConfig[0].param.camid: must be a string, got 7"
+    );
 }
 #[test]
 fn bad_picture_without_resource() {
@@ -237,31 +340,52 @@ fn bad_picture_without_resource() {
 }
 #[test]
 fn bad_layout_not_array() {
-    assert_eq!(err_with(|v| v["videoFileCfg"]["layoutConfig"] = json!({})), "videoFileCfg.layoutConfig: must be an array, got {}");
+    assert_eq!(
+        err_with(|v| v["videoFileCfg"]["layoutConfig"] = json!({})),
+        "videoFileCfg.layoutConfig: must be an array, got {}"
+    );
 }
 #[test]
 fn bad_item_not_object() {
-    assert_eq!(err_with(|v| *item(v, 0) = json!("cam")), "videoFileCfg.layoutConfig[0]: must be an object, got \"cam\"");
+    assert_eq!(
+        err_with(|v| *item(v, 0) = json!("cam")),
+        "videoFileCfg.layoutConfig[0]: must be an object, got \"cam\""
+    );
 }
 #[test]
 fn bad_keep_aspect() {
-    assert_eq!(err_with(|v| item(v, 0)["keepAspectRatio"] = json!(2)), "videoFileCfg.layoutConfig[0].keepAspectRatio: must be <= 1, got 2");
+    assert_eq!(
+        err_with(|v| item(v, 0)["keepAspectRatio"] = json!(2)),
+        "videoFileCfg.layoutConfig[0].keepAspectRatio: must be <= 1, got 2"
+    );
 }
 #[test]
 fn bad_alpha() {
-    assert_eq!(err_with(|v| item(v, 0)["alpha"] = json!(1.5)), "videoFileCfg.layoutConfig[0].alpha: must be between 0 and 1, got 1.5");
+    assert_eq!(
+        err_with(|v| item(v, 0)["alpha"] = json!(1.5)),
+        "videoFileCfg.layoutConfig[0].alpha: must be between 0 and 1, got 1.5"
+    );
 }
 #[test]
 fn bad_fit() {
-    assert_eq!(err_with(|v| item(v, 0)["fit"] = json!("cover")), "videoFileCfg.layoutConfig[0].fit: must be \"fit\", \"fill\" or \"stretch\", got \"cover\"");
+    assert_eq!(
+        err_with(|v| item(v, 0)["fit"] = json!("cover")),
+        "videoFileCfg.layoutConfig[0].fit: must be \"fit\", \"fill\" or \"stretch\", got \"cover\""
+    );
 }
 #[test]
 fn bad_background_colour() {
-    assert_eq!(err_with(|v| v["videoFileCfg"]["backgroundColor"] = json!("red")), "videoFileCfg.backgroundColor: must be a colour #RRGGBB or #RRGGBBAA, got \"red\"");
+    assert_eq!(
+        err_with(|v| v["videoFileCfg"]["backgroundColor"] = json!("red")),
+        "videoFileCfg.backgroundColor: must be a colour #RRGGBB or #RRGGBBAA, got \"red\""
+    );
 }
 #[test]
 fn bad_mode() {
-    assert_eq!(err_with(|v| v["mode"] = json!(7)), "mode: must be 0 (composite), got 7");
+    assert_eq!(
+        err_with(|v| v["mode"] = json!(7)),
+        "mode: must be 0 (composite), got 7"
+    );
     assert!(err_with(|v| v["mode"] = json!(1)).contains("not supported yet"));
 }
 #[test]
@@ -273,7 +397,15 @@ fn bad_path_dotdot() {
 }
 #[test]
 fn bad_path_escapes() {
-    for p in ["~/x.mp4", "C:/x.mp4", "..\\x.mp4", "/a/\u{0}.mp4", "/dir/", "file:///etc/x.mp4", ""] {
+    for p in [
+        "~/x.mp4",
+        "C:/x.mp4",
+        "..\\x.mp4",
+        "/a/\u{0}.mp4",
+        "/dir/",
+        "file:///etc/x.mp4",
+        "",
+    ] {
         let e = err_with(|v| v["videoFileCfg"]["svrPathName"] = json!(p));
         assert!(e.starts_with("videoFileCfg.svrPathName:"), "{p:?}: {e}");
     }
@@ -287,7 +419,15 @@ fn bad_path_extension() {
 }
 #[test]
 fn bad_missing_path() {
-    assert_eq!(err_with(|v| { v["videoFileCfg"].as_object_mut().unwrap().remove("svrPathName"); }), "videoFileCfg.svrPathName: is required");
+    assert_eq!(
+        err_with(|v| {
+            v["videoFileCfg"]
+                .as_object_mut()
+                .unwrap()
+                .remove("svrPathName");
+        }),
+        "videoFileCfg.svrPathName: is required"
+    );
 }
 #[test]
 fn bad_too_many_items() {
@@ -303,20 +443,40 @@ fn bad_too_many_items() {
 #[test]
 fn update_may_not_change_size() {
     let c = MixerConfig::from_json(SEED_CREATE).unwrap();
-    let e = c.parse_update(r#"{"videoFileCfg":{"vWidth":640,"layoutConfig":[]}}"#).unwrap_err();
-    assert_eq!(e, ConfigError::NotUpdatable { path: "videoFileCfg.vWidth".into() });
-    assert!(e.to_string().contains("update_content may change videoFileCfg.layoutConfig only"));
+    let e = c
+        .parse_update(r#"{"videoFileCfg":{"vWidth":640,"layoutConfig":[]}}"#)
+        .unwrap_err();
+    assert_eq!(
+        e,
+        ConfigError::NotUpdatable {
+            path: "videoFileCfg.vWidth".into()
+        }
+    );
+    assert!(e
+        .to_string()
+        .contains("update_content may change videoFileCfg.layoutConfig only"));
     // repeating the current value is fine
-    c.parse_update(r#"{"mode":0,"videoFileCfg":{"vWidth":1280,"vFps":15,"layoutConfig":[]}}"#).unwrap();
-    let e = c.parse_update(r#"{"mode":0,"videoFileCfg":{"svrPathName":"/x.mp4","layoutConfig":[]}}"#).unwrap_err();
+    c.parse_update(r#"{"mode":0,"videoFileCfg":{"vWidth":1280,"vFps":15,"layoutConfig":[]}}"#)
+        .unwrap();
+    let e = c
+        .parse_update(r#"{"mode":0,"videoFileCfg":{"svrPathName":"/x.mp4","layoutConfig":[]}}"#)
+        .unwrap_err();
     assert_eq!(e.path(), Some("videoFileCfg.svrPathName"));
 }
 
 #[test]
 fn update_errors_name_paths() {
     let c = MixerConfig::from_json(SEED_CREATE).unwrap();
-    let e = c.parse_update(&SEED_UPDATE.replace("\"width\":400", "\"width\":-5")).unwrap_err();
-    assert_eq!(e.to_string(), "videoFileCfg.layoutConfig[1].width: must be > 0, got -5");
-    assert_eq!(c.parse_update("{}").unwrap_err().to_string(), "videoFileCfg: is required");
+    let e = c
+        .parse_update(&SEED_UPDATE.replace("\"width\":400", "\"width\":-5"))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "videoFileCfg.layoutConfig[1].width: must be > 0, got -5"
+    );
+    assert_eq!(
+        c.parse_update("{}").unwrap_err().to_string(),
+        "videoFileCfg: is required"
+    );
     assert!(matches!(c.parse_update("nope"), Err(ConfigError::Json(_))));
 }

@@ -20,13 +20,21 @@ fn assert_edges(layout: &Layout, sources: &[(&str, u32, u32)]) {
     let (frames, colours) = solid_frames(sources);
     let img = compose_once(layout, &frames);
     let bad = check_edges(&img, layout, &frames, &colours);
-    assert!(bad.is_empty(), "{} mismatches, first: {:?}", bad.len(), &bad[..bad.len().min(8)]);
+    assert!(
+        bad.is_empty(),
+        "{} mismatches, first: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(8)]
+    );
 }
 
 #[test]
 fn seed_side_by_side_edges() {
     let cfg = MixerConfig::from_json(SEED_CREATE).unwrap();
-    assert_edges(&cfg.layout, &[("Usr1.-1", 640, 480), ("Usr2.-1", 1280, 720)]);
+    assert_edges(
+        &cfg.layout,
+        &[("Usr1.-1", 640, 480), ("Usr2.-1", 1280, 720)],
+    );
     // and the hand-computed numbers: pillarbox 80 px each side of Usr1, rows 0-179 black
     let (frames, colours) = solid_frames(&[("Usr1.-1", 640, 480), ("Usr2.-1", 1280, 720)]);
     let img = compose_once(&cfg.layout, &frames);
@@ -51,7 +59,11 @@ fn seed_pip_edges() {
 #[test]
 fn workloads_edges() {
     for w in Workload::all() {
-        let sources: Vec<(&str, u32, u32)> = w.cells.iter().map(|(s, _)| (s.camid, s.width, s.height)).collect();
+        let sources: Vec<(&str, u32, u32)> = w
+            .cells
+            .iter()
+            .map(|(s, _)| (s.camid, s.width, s.height))
+            .collect();
         assert_edges(&w.layout(), &sources);
     }
 }
@@ -68,12 +80,22 @@ fn odd_rects_portrait_and_tiny_sources() {
             ("d", Rect::new(231, 1, 33, 33)),
         ],
     );
-    assert_edges(&l, &[("a", 1, 1), ("b", 9, 31), ("c", 1919, 3), ("d", 2, 1)]);
+    assert_edges(
+        &l,
+        &[("a", 1, 1), ("b", 9, 31), ("c", 1919, 3), ("d", 2, 1)],
+    );
 }
 
 #[test]
 fn missing_source_draws_placeholder() {
-    let mut l = Layout::cameras(64, 64, &[("a", Rect::new(0, 0, 32, 32)), ("gone", Rect::new(32, 32, 32, 32))]);
+    let mut l = Layout::cameras(
+        64,
+        64,
+        &[
+            ("a", Rect::new(0, 0, 32, 32)),
+            ("gone", Rect::new(32, 32, 32, 32)),
+        ],
+    );
     l.placeholder = [100, 110, 120];
     let (frames, colours) = solid_frames(&[("a", 8, 8)]);
     let img = compose_once(&l, &frames);
@@ -91,15 +113,28 @@ fn formats_agree() {
         u.iter().zip(&v).flat_map(|(a, b)| [*a, *b]).collect()
     })
     .unwrap();
-    let pad = |d: Vec<u8>, w: usize| d.chunks(w).flat_map(|r| r.iter().copied().chain([0u8; 7])).collect::<Vec<u8>>();
+    let pad = |d: Vec<u8>, w: usize| {
+        d.chunks(w)
+            .flat_map(|r| r.iter().copied().chain([0u8; 7]))
+            .collect::<Vec<u8>>()
+    };
     let padded = VideoFrame::new(
         PixelFormat::I420,
         64,
         48,
         vec![
-            crate::frame::Plane { data: pad(src.packed_plane(0), 64), stride: 71 },
-            crate::frame::Plane { data: pad(src.packed_plane(1), 32), stride: 39 },
-            crate::frame::Plane { data: pad(src.packed_plane(2), 32), stride: 39 },
+            crate::frame::Plane {
+                data: pad(src.packed_plane(0), 64),
+                stride: 71,
+            },
+            crate::frame::Plane {
+                data: pad(src.packed_plane(1), 32),
+                stride: 39,
+            },
+            crate::frame::Plane {
+                data: pad(src.packed_plane(2), 32),
+                stride: 39,
+            },
         ],
     )
     .unwrap();
@@ -116,25 +151,48 @@ fn formats_agree() {
 
 #[test]
 fn rgba_source_converts_and_blends_alpha() {
-    let l = Layout::cameras(32, 32, &[("a", Rect::new(0, 0, 16, 32)), ("b", Rect::new(16, 0, 16, 32))]);
+    let l = Layout::cameras(
+        32,
+        32,
+        &[
+            ("a", Rect::new(0, 0, 16, 32)),
+            ("b", Rect::new(16, 0, 16, 32)),
+        ],
+    );
     let red = VideoFrame::rgba(4, 8, [255, 0, 0, 255].repeat(32)).unwrap();
     let half = VideoFrame::rgba(4, 8, [255, 255, 255, 128].repeat(32)).unwrap();
     let mut m: Frames = HashMap::new();
     m.insert("a".into(), Arc::new(red));
     m.insert("b".into(), Arc::new(half));
     let img = compose_once(&l, &m);
-    assert_eq!(img.yuv_at(5, 5), crate::color::rgb_to_yuv709_limited([255, 0, 0]));
+    assert_eq!(
+        img.yuv_at(5, 5),
+        crate::color::rgb_to_yuv709_limited([255, 0, 0])
+    );
     // white at 50 % over black: Y = 16 + (235-16)·128/255
     assert_eq!(img.yuv_at(20, 5), [126, 128, 128]);
 }
 
 #[test]
 fn item_alpha_and_overlap_order() {
-    let mut l = Layout::cameras(32, 32, &[("a", Rect::new(0, 0, 32, 32)), ("b", Rect::new(8, 8, 16, 16))]);
+    let mut l = Layout::cameras(
+        32,
+        32,
+        &[
+            ("a", Rect::new(0, 0, 32, 32)),
+            ("b", Rect::new(8, 8, 16, 16)),
+        ],
+    );
     l.items[1].alpha = 0.5;
     let mut m: Frames = HashMap::new();
-    m.insert("a".into(), Arc::new(VideoFrame::solid_i420(8, 8, [200, 100, 150]).unwrap()));
-    m.insert("b".into(), Arc::new(VideoFrame::solid_i420(8, 8, [100, 200, 50]).unwrap()));
+    m.insert(
+        "a".into(),
+        Arc::new(VideoFrame::solid_i420(8, 8, [200, 100, 150]).unwrap()),
+    );
+    m.insert(
+        "b".into(),
+        Arc::new(VideoFrame::solid_i420(8, 8, [100, 200, 50]).unwrap()),
+    );
     let img = compose_once(&l, &m);
     assert_eq!(img.yuv_at(2, 2), [200, 100, 150]);
     // 128/255 of b over a
@@ -144,7 +202,9 @@ fn item_alpha_and_overlap_order() {
 #[test]
 fn bt601_full_source_is_converted() {
     let l = Layout::cameras(16, 16, &[("a", Rect::new(0, 0, 16, 16))]);
-    let f = VideoFrame::solid_i420(8, 8, [255, 128, 128]).unwrap().with_color(ColorSpace::BT601_FULL);
+    let f = VideoFrame::solid_i420(8, 8, [255, 128, 128])
+        .unwrap()
+        .with_color(ColorSpace::BT601_FULL);
     let mut m: Frames = HashMap::new();
     m.insert("a".into(), Arc::new(f));
     assert_eq!(compose_once(&l, &m).yuv_at(3, 3), [235, 128, 128]);
@@ -154,7 +214,9 @@ fn bt601_full_source_is_converted() {
 fn halving_averages() {
     // 2x downscale of a 1-px checker is flat grey
     let w = 64u32;
-    let y: Vec<u8> = (0..w * w).map(|i| if (i % w + i / w) % 2 == 0 { 20 } else { 220 }).collect();
+    let y: Vec<u8> = (0..w * w)
+        .map(|i| if (i % w + i / w) % 2 == 0 { 20 } else { 220 })
+        .collect();
     let f = VideoFrame::i420(w, w, y, vec![128; 32 * 32], vec![128; 32 * 32]).unwrap();
     let l = Layout::cameras(32, 32, &[("a", Rect::new(0, 0, 32, 32))]);
     let mut m: Frames = HashMap::new();
@@ -183,8 +245,15 @@ fn partial_redraw_matches_full_redraw() {
         for (i, (s, _)) in w.cells.iter().enumerate() {
             // 15 fps cameras change every other step; cam5 changes size at step 3
             if step == 0 || s.fps == 30 || step % 2 == 0 {
-                let (sw, sh) = if s.camid == "cam5" && step >= 3 { (320, 240) } else { (s.width / 4, s.height / 4) };
-                frames.insert(s.camid.into(), Arc::new(pattern_frame(sw, sh, step * 10 + i as u32)));
+                let (sw, sh) = if s.camid == "cam5" && step >= 3 {
+                    (320, 240)
+                } else {
+                    (s.width / 4, s.height / 4)
+                };
+                frames.insert(
+                    s.camid.into(),
+                    Arc::new(pattern_frame(sw, sh, step * 10 + i as u32)),
+                );
             }
         }
         if step == 4 {
@@ -192,7 +261,11 @@ fn partial_redraw_matches_full_redraw() {
         }
         let a = inc.compose(&layout, &frames).unwrap().clone();
         let b = compose_once(&layout, &frames);
-        assert!(a == b, "step {step}: incremental differs (psnr {})", psnr(&a.y, &b.y));
+        assert!(
+            a == b,
+            "step {step}: incremental differs (psnr {})",
+            psnr(&a.y, &b.y)
+        );
     }
 }
 
@@ -212,14 +285,23 @@ fn layout_change_redraws_everything() {
 fn canvas_mismatch_is_an_error() {
     let mut c = CpuCompositor::new(64, 64);
     let l = Layout::cameras(32, 32, &[]);
-    assert!(matches!(c.compose(&l, &HashMap::new()), Err(ComposeError::CanvasMismatch { .. })));
+    assert!(matches!(
+        c.compose(&l, &HashMap::new()),
+        Err(ComposeError::CanvasMismatch { .. })
+    ));
 }
 
 #[test]
 fn text_items_do_not_break_composition() {
     let mut l = Layout::cameras(32, 32, &[("a", Rect::new(0, 0, 32, 32))]);
     l.items.push(crate::layout::Item {
-        kind: ItemKind::Text { text: "hi".into(), color: [255; 4], background: [0, 0, 0, 125], font_size: 18, margin: 5 },
+        kind: ItemKind::Text {
+            text: "hi".into(),
+            color: [255; 4],
+            background: [0, 0, 0, 125],
+            font_size: 18,
+            margin: 5,
+        },
         rect: Rect::new(0, 0, 10, 10),
         fit: FitMode::Fit,
         alpha: 1.0,
@@ -228,4 +310,86 @@ fn text_items_do_not_break_composition() {
     });
     let (frames, colours) = solid_frames(&[("a", 8, 8)]);
     assert_eq!(compose_once(&l, &frames).yuv_at(16, 16), colours["a"]);
+}
+
+/// The plain separable formula of `sampling`, pixel by pixel, with no fast path: every
+/// specialised kernel (2:1 box, strided copy, uniform and general horizontal passes) must give
+/// exactly this.
+fn reference(layout: &Layout, id: &str, f: &VideoFrame) -> I420Image {
+    use crate::compose::sampling::{tap, WEIGHT_ONE};
+    let mut img = I420Image::new(layout.width, layout.height);
+    let it = &layout.items[0];
+    let p = it.place(f.width(), f.height(), f.sar);
+    assert_eq!(it.kind.source_id(), Some(id));
+    for (plane, sub) in [(0usize, 1u32), (1, 2), (2, 2)] {
+        let (pw, ph) = (layout.width / sub, layout.height / sub);
+        let (sw, sh) = if sub == 1 {
+            (f.width(), f.height())
+        } else {
+            (f.width().div_ceil(2), f.height().div_ceil(2))
+        };
+        let src = f.packed_plane(plane);
+        let out = match plane {
+            0 => &mut img.y,
+            1 => &mut img.u,
+            _ => &mut img.v,
+        };
+        for y in 0..ph {
+            for x in 0..pw {
+                let (cx, cy) = if sub == 1 {
+                    (x as f64 + 0.5, y as f64 + 0.5)
+                } else {
+                    (2.0 * x as f64 + 1.0, 2.0 * y as f64 + 1.0)
+                };
+                if !p.dst.contains(cx.floor() as i64, cy.floor() as i64) {
+                    continue;
+                }
+                let tx = tap(cx, p.map_x(), sub, sw);
+                let ty = tap(cy, p.map_y(), sub, sh);
+                let at = |i: u32, j: u32| src[(j * sw + i) as usize] as u32;
+                let top =
+                    at(tx.i0, ty.i0) * (WEIGHT_ONE - tx.w as u32) + at(tx.i1, ty.i0) * tx.w as u32;
+                let bot =
+                    at(tx.i0, ty.i1) * (WEIGHT_ONE - tx.w as u32) + at(tx.i1, ty.i1) * tx.w as u32;
+                out[(y * pw + x) as usize] =
+                    ((top * (WEIGHT_ONE - ty.w as u32) + bot * ty.w as u32 + 32768) >> 16) as u8;
+            }
+        }
+    }
+    img
+}
+
+#[test]
+fn every_kernel_equals_the_plain_formula() {
+    // (source size, rect): 2:1, 3:1, 1.5:1, 4:3, upscales, odd sizes and offsets, 1:1
+    let cases = [
+        ((1280, 720), Rect::new(0, 0, 640, 360)),
+        ((1920, 1080), Rect::new(640, 360, 640, 360)),
+        ((1920, 1080), Rect::new(0, 0, 1280, 720)),
+        ((640, 480), Rect::new(0, 180, 640, 360)),
+        ((720, 1280), Rect::new(880, 495, 400, 225)),
+        ((160, 90), Rect::new(3, 7, 1001, 563)),
+        ((320, 180), Rect::new(0, 0, 640, 360)),
+        ((333, 201), Rect::new(1, 1, 333, 201)),
+        ((1281, 721), Rect::new(5, 3, 640, 360)),
+    ];
+    for (i, ((sw, sh), rect)) in cases.into_iter().enumerate() {
+        let layout = Layout::cameras(1280, 720, &[("a", rect)]);
+        let f = pattern_frame(sw, sh, i as u32);
+        let mut m: Frames = HashMap::new();
+        m.insert("a".into(), Arc::new(f.clone()));
+        let got = compose_once(&layout, &m);
+        let want = reference(&layout, "a", &f);
+        for (name, g, w) in [
+            ("Y", &got.y, &want.y),
+            ("U", &got.u, &want.u),
+            ("V", &got.v, &want.v),
+        ] {
+            let diff = g.iter().zip(w.iter()).position(|(a, b)| a != b);
+            assert!(
+                diff.is_none(),
+                "case {i} ({sw}x{sh} in {rect:?}) plane {name}: first difference at index {diff:?}"
+            );
+        }
+    }
 }

@@ -1,0 +1,451 @@
+//! File decoding with FFmpeg (ffmpeg-next): video files (mp4, mkv, webm, …) and stills (PNG,
+//! JPEG) into [`VideoFrame`]s, with seeking. Used by the CLI, tests and benches to feed sources.
+//!
+//! I420, NV12 and RGBA frames pass through with their strides; every other pixel format is
+//! converted with swscale (to RGBA when it carries alpha, else I420).
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::time::Duration;
+
+use ff::format::Pixel;
+use ffmpeg_next as ff;
+use thiserror::Error;
+
+use crate::frame::{ColorSpace, Matrix, PixelFormat, Plane, Range, VideoFrame};
+
+/// Why a file could not be decoded.
+#[derive(Debug, Error)]
+pub enum DecodeError {
+    /// The file does not exist.
+    #[error("{0}: no such file")]
+    NotFound(PathBuf),
+    /// FFmpeg could not open or probe the file.
+    #[error("{path}: cannot open as media ({reason})")]
+    Open {
+        /// File.
+        path: PathBuf,
+        /// FFmpeg's message.
+        reason: String,
+    },
+    /// The file has no video stream.
+    #[error("{0}: has no video stream")]
+    NoVideo(PathBuf),
+    /// No decoder for the codec.
+    #[error("{path}: unsupported video codec {codec}")]
+    Unsupported {
+        /// File.
+        path: PathBuf,
+        /// Codec name.
+        codec: String,
+    },
+    /// Damaged data.
+    #[error("{path}: corrupt or truncated ({reason})")]
+    Corrupt {
+        /// File.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// The file decoded but holds no frame at or after the requested time.
+    #[error("{path}: no video frame at {at:?}")]
+    NoFrame {
+        /// File.
+        path: PathBuf,
+        /// Requested time.
+        at: Duration,
+    },
+}
+
+type Result<T> = std::result::Result<T, DecodeError>;
+
+/// Initialises FFmpeg once per process (quiet logging).
+pub fn init_ffmpeg() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = ff::init();
+        ff::util::log::set_level(ff::util::log::Level::Error);
+    });
+}
+
+/// A video file decoder yielding frames in presentation order.
+///
+/// ```no_run
+/// use cloudmixer::decode::Decoder;
+/// let mut d = Decoder::open("fixtures/clips/cam1_320x240_15.mp4").unwrap();
+/// d.seek(std::time::Duration::from_secs(2)).unwrap();
+/// let f = d.next_frame().unwrap().unwrap();
+/// assert!(f.pts >= std::time::Duration::from_secs(2));
+/// ```
+pub struct Decoder {
+    path: PathBuf,
+    input: ff::format::context::Input,
+    decoder: ff::decoder::Video,
+    stream: usize,
+    time_base: ff::Rational,
+    start_ts: i64,
+    scaler: Option<(ff::software::scaling::Context, (Pixel, u32, u32))>,
+    frame: ff::frame::Video,
+    skip_before: Option<Duration>,
+    flushed: bool,
+    done: bool,
+    last_pts: Option<Duration>,
+    fps: f64,
+}
+
+impl Decoder {
+    /// Opens the best video stream of a file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        init_ffmpeg();
+        let path = path.as_ref().to_path_buf();
+        if !path.exists() {
+            return Err(DecodeError::NotFound(path));
+        }
+        let input = ff::format::input(&path).map_err(|e| DecodeError::Open {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let st = input
+            .streams()
+            .best(ff::media::Type::Video)
+            .ok_or_else(|| DecodeError::NoVideo(path.clone()))?;
+        let stream = st.index();
+        let time_base = st.time_base();
+        let start_ts = if st.start_time() == i64::MIN || st.start_time() < 0 {
+            0
+        } else {
+            st.start_time()
+        };
+        let rate = st.avg_frame_rate();
+        let fps = if rate.denominator() != 0 && rate.numerator() > 0 {
+            rate.numerator() as f64 / rate.denominator() as f64
+        } else {
+            0.0
+        };
+        let params = st.parameters();
+        let codec_id = params.id();
+        let mut ctx = ff::codec::context::Context::from_parameters(params).map_err(|e| {
+            DecodeError::Open {
+                path: path.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        if ff::decoder::find(codec_id).is_none() {
+            return Err(DecodeError::Unsupported {
+                path,
+                codec: format!("{codec_id:?}"),
+            });
+        }
+        ctx.set_threading(ff::codec::threading::Config {
+            kind: ff::codec::threading::Type::Frame,
+            count: 0,
+            ..Default::default()
+        });
+        let decoder = ctx
+            .decoder()
+            .video()
+            .map_err(|e| DecodeError::Unsupported {
+                path: path.clone(),
+                codec: format!("{codec_id:?} ({e})"),
+            })?;
+        Ok(Decoder {
+            path,
+            input,
+            decoder,
+            stream,
+            time_base,
+            start_ts,
+            scaler: None,
+            frame: ff::frame::Video::empty(),
+            skip_before: None,
+            flushed: false,
+            done: false,
+            last_pts: None,
+            fps,
+        })
+    }
+
+    /// The stream's width as declared by the container.
+    pub fn width(&self) -> u32 {
+        self.decoder.width()
+    }
+    /// The stream's height as declared by the container.
+    pub fn height(&self) -> u32 {
+        self.decoder.height()
+    }
+    /// Average frame rate (0 when unknown, e.g. stills).
+    pub fn fps(&self) -> f64 {
+        self.fps
+    }
+    /// The file this decoder reads.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Seeks so that the next frame returned is the first with pts ≥ `t`.
+    pub fn seek(&mut self, t: Duration) -> Result<()> {
+        let ts = (t.as_secs_f64() * ff::ffi::AV_TIME_BASE as f64) as i64;
+        // seek to the keyframe at or before t, then decode and drop frames before t
+        if self.input.seek(ts, ..ts + 1).is_err() {
+            // not seekable (e.g. a still): decode from the start
+        }
+        self.decoder.flush();
+        self.skip_before = Some(t);
+        self.flushed = false;
+        self.done = false;
+        Ok(())
+    }
+
+    fn pts_of(&self, ts: Option<i64>) -> Duration {
+        match ts {
+            Some(ts) => {
+                let rel = (ts - self.start_ts).max(0) as f64;
+                Duration::from_secs_f64(
+                    rel * self.time_base.numerator() as f64
+                        / self.time_base.denominator().max(1) as f64,
+                )
+            }
+            None => match self.last_pts {
+                Some(p) if self.fps > 0.0 => p + Duration::from_secs_f64(1.0 / self.fps),
+                Some(p) => p,
+                None => Duration::ZERO,
+            },
+        }
+    }
+
+    /// The next frame, or `None` at the end of the stream.
+    pub fn next_frame(&mut self) -> Result<Option<VideoFrame>> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            match self.decoder.receive_frame(&mut self.frame) {
+                Ok(()) => {
+                    let pts = self.pts_of(self.frame.timestamp().or(self.frame.pts()));
+                    self.last_pts = Some(pts);
+                    if let Some(t) = self.skip_before {
+                        if pts < t {
+                            continue;
+                        }
+                        self.skip_before = None;
+                    }
+                    return self.convert(pts).map(Some);
+                }
+                Err(ff::Error::Eof) => {
+                    self.done = true;
+                    return Ok(None);
+                }
+                Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => {}
+                Err(e) => {
+                    return Err(DecodeError::Corrupt {
+                        path: self.path.clone(),
+                        reason: e.to_string(),
+                    })
+                }
+            }
+            // feed one more packet of our stream
+            if self.flushed {
+                self.done = true;
+                return Ok(None);
+            }
+            let mut fed = false;
+            while let Some((st, pkt)) = self.input.packets().next() {
+                if st.index() != self.stream {
+                    continue;
+                }
+                match self.decoder.send_packet(&pkt) {
+                    Ok(()) => {}
+                    Err(ff::Error::InvalidData) => continue, // skip a damaged packet
+                    Err(e) => {
+                        return Err(DecodeError::Corrupt {
+                            path: self.path.clone(),
+                            reason: e.to_string(),
+                        })
+                    }
+                }
+                fed = true;
+                break;
+            }
+            if !fed {
+                let _ = self.decoder.send_eof();
+                self.flushed = true;
+                // drain remaining frames; loop ends when receive_frame reports EOF
+                loop {
+                    match self.decoder.receive_frame(&mut self.frame) {
+                        Ok(()) => {
+                            let pts = self.pts_of(self.frame.timestamp().or(self.frame.pts()));
+                            self.last_pts = Some(pts);
+                            if matches!(self.skip_before, Some(t) if pts < t) {
+                                continue;
+                            }
+                            self.skip_before = None;
+                            return self.convert(pts).map(Some);
+                        }
+                        _ => {
+                            self.done = true;
+                            return Ok(None);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn convert(&mut self, pts: Duration) -> Result<VideoFrame> {
+        let f = &self.frame;
+        let (w, h) = (f.width(), f.height());
+        let corrupt = |e: crate::frame::FrameError| DecodeError::Corrupt {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        };
+        let color = color_of(f);
+        let sar = {
+            let r = f.aspect_ratio();
+            if r.numerator() > 0 && r.denominator() > 0 {
+                (r.numerator() as u32, r.denominator() as u32)
+            } else {
+                (1, 1)
+            }
+        };
+        let direct = match f.format() {
+            Pixel::YUV420P | Pixel::YUVJ420P => Some(PixelFormat::I420),
+            Pixel::NV12 => Some(PixelFormat::Nv12),
+            Pixel::RGBA => Some(PixelFormat::Rgba),
+            _ => None,
+        };
+        let mut out = match direct {
+            Some(fmt) => planes_of(f, fmt, w, h).map_err(corrupt)?,
+            None => {
+                let has_alpha = matches!(
+                    f.format(),
+                    Pixel::RGBA
+                        | Pixel::BGRA
+                        | Pixel::ARGB
+                        | Pixel::ABGR
+                        | Pixel::YUVA420P
+                        | Pixel::GRAY8A
+                        | Pixel::PAL8
+                );
+                let (target, fmt) = if has_alpha || is_rgb(f.format()) {
+                    (Pixel::RGBA, PixelFormat::Rgba)
+                } else {
+                    (Pixel::YUV420P, PixelFormat::I420)
+                };
+                let key = (f.format(), w, h);
+                if self.scaler.as_ref().map(|s| s.1) != Some(key) {
+                    let ctx = ff::software::scaling::Context::get(
+                        f.format(),
+                        w,
+                        h,
+                        target,
+                        w,
+                        h,
+                        ff::software::scaling::Flags::BILINEAR,
+                    )
+                    .map_err(|e| DecodeError::Unsupported {
+                        path: self.path.clone(),
+                        codec: format!("pixel format {:?} ({e})", f.format()),
+                    })?;
+                    self.scaler = Some((ctx, key));
+                }
+                let mut dst = ff::frame::Video::empty();
+                let (sc, _) = self.scaler.as_mut().expect("scaler set above");
+                sc.run(&self.frame, &mut dst)
+                    .map_err(|e| DecodeError::Corrupt {
+                        path: self.path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                let mut v = planes_of(&dst, fmt, w, h).map_err(corrupt)?;
+                if fmt == PixelFormat::I420 {
+                    // swscale kept the source's matrix and range
+                    v.color = color;
+                }
+                v
+            }
+        };
+        if out.format() != PixelFormat::Rgba {
+            out.color = color;
+        }
+        out.sar = sar;
+        Ok(out.with_pts(pts))
+    }
+}
+
+fn is_rgb(p: Pixel) -> bool {
+    matches!(
+        p,
+        Pixel::RGB24
+            | Pixel::BGR24
+            | Pixel::RGB48BE
+            | Pixel::RGB48LE
+            | Pixel::GBRP
+            | Pixel::ZRGB
+            | Pixel::ZBGR
+            | Pixel::RGBZ
+            | Pixel::BGRZ
+            | Pixel::GRAY8
+            | Pixel::GRAY16BE
+            | Pixel::GRAY16LE
+    )
+}
+
+fn color_of(f: &ff::frame::Video) -> ColorSpace {
+    use ff::util::color::{Range as R, Space as S};
+    let full = matches!(
+        f.format(),
+        Pixel::YUVJ420P | Pixel::YUVJ422P | Pixel::YUVJ444P
+    ) || f.color_range() == R::JPEG;
+    let matrix = match f.color_space() {
+        S::BT709 => Matrix::Bt709,
+        S::BT470BG | S::SMPTE170M | S::SMPTE240M | S::FCC => Matrix::Bt601,
+        // unspecified: SD sizes are BT.601 by convention, HD BT.709
+        _ if f.height() < 720 => Matrix::Bt601,
+        _ => Matrix::Bt709,
+    };
+    ColorSpace {
+        matrix,
+        range: if full { Range::Full } else { Range::Limited },
+    }
+}
+
+fn planes_of(
+    f: &ff::frame::Video,
+    fmt: PixelFormat,
+    w: u32,
+    h: u32,
+) -> std::result::Result<VideoFrame, crate::frame::FrameError> {
+    let planes = (0..fmt.plane_count())
+        .map(|i| {
+            let (row, rows) = fmt.plane_size(i, w, h);
+            let stride = f.stride(i);
+            let data = f.data(i);
+            // copy only what the frame's rows cover (the buffer may be padded)
+            let need = (stride * (rows - 1) + row).min(data.len());
+            Plane {
+                data: data[..need].to_vec(),
+                stride,
+            }
+        })
+        .collect();
+    VideoFrame::new(fmt, w, h, planes)
+}
+
+/// Decodes the first frame at or after `t` (the last frame if `t` is past the end; the only
+/// frame of a still).
+pub fn frame_at(path: impl AsRef<Path>, t: Duration) -> Result<VideoFrame> {
+    let mut d = Decoder::open(path.as_ref())?;
+    d.seek(t)?;
+    if let Some(f) = d.next_frame()? {
+        return Ok(f);
+    }
+    // past the end: take the last frame
+    let mut d = Decoder::open(path.as_ref())?;
+    let mut last = None;
+    while let Some(f) = d.next_frame()? {
+        last = Some(f);
+    }
+    last.ok_or_else(|| DecodeError::NoFrame {
+        path: path.as_ref().to_path_buf(),
+        at: t,
+    })
+}
