@@ -16,6 +16,7 @@ pub mod layout;
 pub mod mixer;
 pub mod mux;
 pub mod pacer;
+pub mod record;
 pub mod snapshot;
 pub mod source;
 #[doc(hidden)]

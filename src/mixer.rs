@@ -200,6 +200,8 @@ struct Shared {
     clock_us: AtomicU64,
     /// Ticks composed so far.
     ticks: AtomicU64,
+    /// Stop (cleanly) once this many ticks are composed.
+    stop_after: AtomicU64,
     /// Why the recording ended on its own, once it has.
     ended: Mutex<Option<(i32, String)>>,
 }
@@ -313,6 +315,7 @@ impl Mixer {
             start: Instant::now(),
             clock_us: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
+            stop_after: AtomicU64::new(u64::MAX),
             ended: Mutex::new(None),
             config,
         });
@@ -470,6 +473,13 @@ impl Mixer {
         self.shared.ticks.load(Ordering::Acquire)
     }
 
+    /// Ends the recording cleanly after exactly `total` ticks (the output then holds `total`
+    /// frames); the mixer reports STOPPING, the final output info and NULL on its own, and
+    /// [`Mixer::destroy`] just waits for that. Useful for fixed-length real-time recordings.
+    pub fn stop_after_frames(&self, total: u64) {
+        self.shared.stop_after.store(total, Ordering::Release);
+    }
+
     /// Offline: composes every tick whose time is before `t` (`ceil(t·fps)` ticks in all) and
     /// returns once the last one has taken its frames and layout, so pushes and updates made
     /// after the call show from the next tick on.
@@ -572,6 +582,9 @@ fn pace_loop(
         if n >= max_ticks {
             break End::MaxDuration;
         }
+        if n >= shared.stop_after.load(Ordering::Acquire) {
+            break End::Stop;
+        }
         match shared.mode {
             PaceMode::Realtime => match cmd.recv_deadline(pacer.deadline(n)) {
                 Ok(Cmd::Stop) | Err(RecvTimeoutError::Disconnected) => break End::Stop,
@@ -591,6 +604,9 @@ fn pace_loop(
                         }
                         Ok(Cmd::Stop) | Err(_) => break 'run End::Stop,
                     }
+                }
+                if n >= shared.stop_after.load(Ordering::Acquire) {
+                    break End::Stop;
                 }
             }
         }
