@@ -468,7 +468,8 @@ impl Mixer {
         &self.shared.config
     }
 
-    /// Ticks composed so far.
+    /// Ticks taken so far (a tick is taken when it has captured its layout and frames; all
+    /// taken ticks are in the output once the mixer has stopped cleanly).
     pub fn ticks(&self) -> u64 {
         self.shared.ticks.load(Ordering::Acquire)
     }
@@ -616,6 +617,7 @@ fn pace_loop(
         };
         let layout = shared.layout.load_full();
         shared.slots.snapshot(&layout, now_us, &mut frames);
+        shared.ticks.store(n + 1, Ordering::Release);
         if shared.mode == PaceMode::Offline {
             shared.clock_us.store(tick_time(fps, n + 1).as_micros() as u64, Ordering::Release);
             if n + 1 == allowed {
@@ -637,7 +639,6 @@ fn pace_loop(
             return; // the encoder stopped on its own and reports why
         }
         n += 1;
-        shared.ticks.store(n, Ordering::Release);
     };
     drop(ack);
     let _ = out.send(Msg::End(end));
