@@ -13,18 +13,24 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::codec;
 use ffmpeg::format::Pixel;
 use ffmpeg::util::color;
 use ffmpeg::{Dictionary, Packet, Rational};
+use ffmpeg_next as ffmpeg;
 use thiserror::Error;
 
 use crate::config::OutputSettings;
 use crate::frame::I420Image;
 
 /// Encoders tried in order when none is named.
-pub const PROBE_ORDER: [&str; 5] = ["h264_nvenc", "h264_vaapi", "h264_qsv", "h264_videotoolbox", "libx264"];
+pub const PROBE_ORDER: [&str; 5] = [
+    "h264_nvenc",
+    "h264_vaapi",
+    "h264_qsv",
+    "h264_videotoolbox",
+    "libx264",
+];
 
 /// The software fallback.
 pub const SOFTWARE: &str = "libx264";
@@ -79,7 +85,16 @@ impl Default for EncoderSettings {
 }
 
 const X264_PRESETS: [&str; 10] = [
-    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo",
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
 ];
 
 /// Initialises FFmpeg once per process (safe to call often; FFmpeg's log is limited to errors).
@@ -105,7 +120,10 @@ pub struct VideoEncoder {
 
 impl std::fmt::Debug for VideoEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VideoEncoder").field("name", &self.name).field("pix", &self.pix).finish()
+        f.debug_struct("VideoEncoder")
+            .field("name", &self.name)
+            .field("pix", &self.pix)
+            .finish()
     }
 }
 
@@ -138,13 +156,19 @@ impl VideoEncoder {
             }
             order.push(n.clone());
         }
-        order.extend(PROBE_ORDER.iter().map(|s| s.to_string()).filter(|s| Some(s) != settings.encoder.as_ref()));
+        order.extend(
+            PROBE_ORDER
+                .iter()
+                .map(|s| s.to_string())
+                .filter(|s| Some(s) != settings.encoder.as_ref()),
+        );
         let mut tried = Vec::new();
         for name in order {
             let named = settings.encoder.as_deref() == Some(name.as_str());
             // hardware probes are serialised and remembered, so concurrent mixers probe (and
             // log) each failing encoder once per process
-            let mut failed_guard = is_hardware(&name).then(|| failed().lock().unwrap_or_else(|e| e.into_inner()));
+            let mut failed_guard =
+                is_hardware(&name).then(|| failed().lock().unwrap_or_else(|e| e.into_inner()));
             if let Some(r) = failed_guard.as_ref().and_then(|g| g.get(&name)) {
                 tracing::debug!(encoder = %name, reason = %r, "skipping hardware encoder that failed before");
                 tried.push((name, r.clone()));
@@ -177,7 +201,8 @@ impl VideoEncoder {
         global_header: bool,
         repeat_headers: bool,
     ) -> Result<Self, String> {
-        let codec = ffmpeg::encoder::find_by_name(name).ok_or_else(|| "not in this FFmpeg build".to_string())?;
+        let codec = ffmpeg::encoder::find_by_name(name)
+            .ok_or_else(|| "not in this FFmpeg build".to_string())?;
         let pix = match name {
             "h264_qsv" | "h264_videotoolbox" => Pixel::NV12,
             "h264_vaapi" => return Err("needs VAAPI hardware frames (not implemented)".into()),
@@ -278,14 +303,18 @@ impl VideoEncoder {
     pub fn send(&mut self, frame: &ffmpeg::frame::Video) -> Result<(), EncodeError> {
         self.enc
             .send_frame(frame)
-            .map_err(|source| EncodeError::Ffmpeg { op: "sending a frame to the encoder", source })
+            .map_err(|source| EncodeError::Ffmpeg {
+                op: "sending a frame to the encoder",
+                source,
+            })
     }
 
     /// Signals the end of the stream; then drain with [`VideoEncoder::receive`].
     pub fn finish(&mut self) -> Result<(), EncodeError> {
-        self.enc
-            .send_eof()
-            .map_err(|source| EncodeError::Ffmpeg { op: "flushing the encoder", source })
+        self.enc.send_eof().map_err(|source| EncodeError::Ffmpeg {
+            op: "flushing the encoder",
+            source,
+        })
     }
 
     /// The next encoded packet, if one is ready.
@@ -294,7 +323,10 @@ impl VideoEncoder {
             Ok(()) => Ok(true),
             Err(ffmpeg::Error::Eof) => Ok(false),
             Err(ffmpeg::Error::Other { errno }) if errno == libc::EAGAIN => Ok(false),
-            Err(source) => Err(EncodeError::Ffmpeg { op: "receiving a packet", source }),
+            Err(source) => Err(EncodeError::Ffmpeg {
+                op: "receiving a packet",
+                source,
+            }),
         }
     }
 }
@@ -386,18 +418,29 @@ mod tests {
             encoder: Some("no_such_encoder".into()),
             ..Default::default()
         };
-        assert!(matches!(VideoEncoder::open(&out(64, 48), &s, true, false), Err(EncodeError::NotFound(_))));
+        assert!(matches!(
+            VideoEncoder::open(&out(64, 48), &s, true, false),
+            Err(EncodeError::NotFound(_))
+        ));
         let s = EncoderSettings {
             preset: "warp".into(),
             ..Default::default()
         };
-        assert!(matches!(VideoEncoder::open(&out(64, 48), &s, true, false), Err(EncodeError::Setting(_))));
+        assert!(matches!(
+            VideoEncoder::open(&out(64, 48), &s, true, false),
+            Err(EncodeError::Setting(_))
+        ));
         // a named hardware encoder that cannot open falls back
         let s = EncoderSettings {
             encoder: Some("h264_vaapi".into()),
             preset: "ultrafast".into(),
             threads: 1,
         };
-        assert_eq!(VideoEncoder::open(&out(64, 48), &s, true, false).unwrap().name(), SOFTWARE);
+        assert_eq!(
+            VideoEncoder::open(&out(64, 48), &s, true, false)
+                .unwrap()
+                .name(),
+            SOFTWARE
+        );
     }
 }

@@ -129,11 +129,14 @@ impl MixerError {
     /// The vendor error code ([`codes`]).
     pub fn code(&self) -> i32 {
         match self {
-            MixerError::Config(_) | MixerError::Frame(_) | MixerError::TooManySources(_) | MixerError::WrongMode(_) => {
+            MixerError::Config(_)
+            | MixerError::Frame(_)
+            | MixerError::TooManySources(_)
+            | MixerError::WrongMode(_) => codes::PARAM_ERR,
+            MixerError::Compose(_) => codes::INTERNAL,
+            MixerError::Encode(EncodeError::NotFound(_) | EncodeError::Setting(_)) => {
                 codes::PARAM_ERR
             }
-            MixerError::Compose(_) => codes::INTERNAL,
-            MixerError::Encode(EncodeError::NotFound(_) | EncodeError::Setting(_)) => codes::PARAM_ERR,
             MixerError::Encode(_) => codes::INTERNAL,
             MixerError::Mux(m) => m.code(),
             MixerError::Io(e) => match e.raw_os_error() {
@@ -173,7 +176,10 @@ impl<'a> From<&'a Value> for Update<'a> {
 enum Cmd {
     /// Offline: produce ticks until `ticks` have been made; ack once the last one's inputs
     /// (layout and frames) are captured.
-    Advance { ticks: u64, ack: Sender<()> },
+    Advance {
+        ticks: u64,
+        ack: Sender<()>,
+    },
     Stop,
 }
 
@@ -269,7 +275,10 @@ impl std::fmt::Debug for Mixer {
 }
 
 fn epoch_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn target_names(cfg: &MixerConfig) -> Vec<String> {
@@ -304,7 +313,11 @@ impl Mixer {
     /// Creates a mixer and starts recording: emits STARTING, opens the compositor, the encoder
     /// and every target, then emits the first output info and RUNNING (with the encoder and
     /// backend names). A failure emits `Error` and NULL and is returned.
-    pub fn create_with(config: MixerConfig, storage: Storage, settings: MixerSettings) -> Result<Mixer, MixerError> {
+    pub fn create_with(
+        config: MixerConfig,
+        storage: Storage,
+        settings: MixerSettings,
+    ) -> Result<Mixer, MixerError> {
         let (ev_tx, ev_rx) = unbounded();
         let shared = Arc::new(Shared {
             layout: ArcSwap::new(config.layout.clone()),
@@ -346,10 +359,7 @@ impl Mixer {
         let backend_name = compositor.describe();
         let names = target_names(&shared.config);
         let start_time = epoch_ms();
-        let reporter = Reporter {
-            names,
-            start_time,
-        };
+        let reporter = Reporter { names, start_time };
         for ev in reporter.infos(&muxer, OutputState::Running, 0, "") {
             shared.emit(ev);
         }
@@ -493,10 +503,16 @@ impl Mixer {
         if self.shared.mode != PaceMode::Offline {
             return Err(MixerError::WrongMode("advance is for offline mixers"));
         }
-        let cmd = self.cmd.as_ref().ok_or_else(|| self.shared.stopped_error())?;
+        let cmd = self
+            .cmd
+            .as_ref()
+            .ok_or_else(|| self.shared.stopped_error())?;
         let (ack_tx, ack_rx) = bounded(1);
-        cmd.send(Cmd::Advance { ticks: total, ack: ack_tx })
-            .map_err(|_| self.shared.stopped_error())?;
+        cmd.send(Cmd::Advance {
+            ticks: total,
+            ack: ack_tx,
+        })
+        .map_err(|_| self.shared.stopped_error())?;
         ack_rx.recv().map_err(|_| self.shared.stopped_error())
     }
 
@@ -513,8 +529,10 @@ impl Mixer {
         I: Iterator<Item = VideoFrame>,
     {
         let fps = self.shared.config.output.fps;
-        let mut inputs: Vec<(String, LatestUpTo<I>)> =
-            inputs.into_iter().map(|(c, i)| (c, LatestUpTo::new(i))).collect();
+        let mut inputs: Vec<(String, LatestUpTo<I>)> = inputs
+            .into_iter()
+            .map(|(c, i)| (c, LatestUpTo::new(i)))
+            .collect();
         for n in self.ticks()..total {
             at_tick(self, n)?;
             let t = tick_time(fps, n);
@@ -538,7 +556,12 @@ impl Mixer {
         if self
             .shared
             .state
-            .compare_exchange(MixerState::Running as u8, MixerState::Stopping as u8, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                MixerState::Running as u8,
+                MixerState::Stopping as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok()
         {
             self.shared.emit(MixerEvent::state(MixerState::Stopping));
@@ -619,7 +642,9 @@ fn pace_loop(
         shared.slots.snapshot(&layout, now_us, &mut frames);
         shared.ticks.store(n + 1, Ordering::Release);
         if shared.mode == PaceMode::Offline {
-            shared.clock_us.store(tick_time(fps, n + 1).as_micros() as u64, Ordering::Release);
+            shared
+                .clock_us
+                .store(tick_time(fps, n + 1).as_micros() as u64, Ordering::Release);
             if n + 1 == allowed {
                 if let Some(a) = ack.take() {
                     let _ = a.send(());
@@ -672,7 +697,11 @@ impl Reporter {
     }
 }
 
-fn drain(enc: &mut VideoEncoder, mux: &mut Muxer, pkt: &mut ffmpeg::Packet) -> Result<(), (i32, String)> {
+fn drain(
+    enc: &mut VideoEncoder,
+    mux: &mut Muxer,
+    pkt: &mut ffmpeg::Packet,
+) -> Result<(), (i32, String)> {
     loop {
         match enc.receive(pkt) {
             Ok(true) => mux.write(pkt).map_err(|e| (e.code(), e.to_string()))?,
@@ -706,7 +735,9 @@ fn encode_loop(
             }
             Ok(Msg::End(e)) => break e,
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break End::Failed(codes::INTERNAL, "compose thread ended".into()),
+            Err(RecvTimeoutError::Disconnected) => {
+                break End::Failed(codes::INTERNAL, "compose thread ended".into())
+            }
         }
         if Instant::now() >= next_info {
             for ev in rep.infos(&mux, OutputState::Running, 0, "") {
@@ -752,7 +783,12 @@ fn encode_loop(
     }
     if shared
         .state
-        .compare_exchange(MixerState::Running as u8, MixerState::Stopping as u8, Ordering::AcqRel, Ordering::Acquire)
+        .compare_exchange(
+            MixerState::Running as u8,
+            MixerState::Stopping as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
         .is_ok()
     {
         shared.emit(MixerEvent::state(MixerState::Stopping));

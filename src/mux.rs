@@ -13,8 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::{Dictionary, Packet, Rational};
+use ffmpeg_next as ffmpeg;
 use thiserror::Error;
 
 use crate::config::{Container, Target};
@@ -83,7 +83,9 @@ impl MuxError {
     fn ff(path: &str, e: ffmpeg::Error) -> Self {
         let path = path.to_string();
         match e {
-            ffmpeg::Error::Other { errno } if errno == libc::ENOSPC || errno == libc::EFBIG || errno == libc::EDQUOT => {
+            ffmpeg::Error::Other { errno }
+                if errno == libc::ENOSPC || errno == libc::EFBIG || errno == libc::EDQUOT =>
+            {
                 MuxError::NoDisk {
                     path,
                     reason: e.to_string(),
@@ -127,7 +129,11 @@ impl Storage {
     /// The absolute path of a confined relative target path (see
     /// [`crate::config::confine`]); creates its parent directories and refuses symlink escapes.
     pub fn resolve(&self, rel: &Path) -> Result<PathBuf, MuxError> {
-        if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
             return Err(MuxError::Escape {
                 path: rel.display().to_string(),
                 reason: "must be a relative path without '..'".into(),
@@ -145,7 +151,8 @@ impl Storage {
                 cur.push(c);
                 match std::fs::symlink_metadata(&cur) {
                     Ok(_) => {
-                        let canon = std::fs::canonicalize(&cur).map_err(|e| MuxError::io(&cur, &e))?;
+                        let canon =
+                            std::fs::canonicalize(&cur).map_err(|e| MuxError::io(&cur, &e))?;
                         if !canon.starts_with(&root) {
                             return Err(MuxError::Escape {
                                 path: rel.display().to_string(),
@@ -217,7 +224,10 @@ pub struct Muxer {
 impl std::fmt::Debug for Muxer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Muxer")
-            .field("targets", &self.outs.iter().map(|o| &o.dest).collect::<Vec<_>>())
+            .field(
+                "targets",
+                &self.outs.iter().map(|o| &o.dest).collect::<Vec<_>>(),
+            )
             .field("packets", &self.packets)
             .finish()
     }
@@ -247,12 +257,24 @@ fn format_name(t: &Target) -> Result<&'static str, MuxError> {
 /// Whether any target's container wants out-of-band parameter sets, and whether any wants them
 /// in-band (MPEG-TS).
 pub fn header_needs(targets: &[Target]) -> (bool, bool) {
-    let global = targets
-        .iter()
-        .any(|t| !matches!(t, Target::File { container: Container::Ts, .. }));
-    let inband = targets
-        .iter()
-        .any(|t| matches!(t, Target::File { container: Container::Ts, .. }));
+    let global = targets.iter().any(|t| {
+        !matches!(
+            t,
+            Target::File {
+                container: Container::Ts,
+                ..
+            }
+        )
+    });
+    let inband = targets.iter().any(|t| {
+        matches!(
+            t,
+            Target::File {
+                container: Container::Ts,
+                ..
+            }
+        )
+    });
     (global, inband)
 }
 
@@ -273,7 +295,11 @@ pub fn resolve_targets(storage: &Storage, targets: &[Target]) -> Result<Vec<Stri
 
 impl Muxer {
     /// Opens every target and writes the headers.
-    pub fn open(storage: &Storage, targets: &[Target], enc: &VideoEncoder) -> Result<Self, MuxError> {
+    pub fn open(
+        storage: &Storage,
+        targets: &[Target],
+        enc: &VideoEncoder,
+    ) -> Result<Self, MuxError> {
         let mut outs = Vec::new();
         for t in targets {
             let fmt = format_name(t)?;
@@ -284,9 +310,12 @@ impl Muxer {
                 }
                 Target::Url { url } => (url.clone(), None),
             };
-            let mut ctx = ffmpeg::format::output_as(&dest, fmt).map_err(|e| MuxError::ff(&dest, e))?;
+            let mut ctx =
+                ffmpeg::format::output_as(&dest, fmt).map_err(|e| MuxError::ff(&dest, e))?;
             {
-                let mut st = ctx.add_stream_with(enc.context()).map_err(|e| MuxError::ff(&dest, e))?;
+                let mut st = ctx
+                    .add_stream_with(enc.context())
+                    .map_err(|e| MuxError::ff(&dest, e))?;
                 st.set_time_base(enc.time_base());
                 st.set_rate(Rational::new(enc.fps() as i32, 1));
                 st.set_avg_frame_rate(Rational::new(enc.fps() as i32, 1));
@@ -297,8 +326,12 @@ impl Muxer {
                 opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
                 opts.set("frag_duration", &FRAGMENT_DURATION.as_micros().to_string());
             }
-            ctx.write_header_with(opts).map_err(|e| MuxError::ff(&dest, e))?;
-            let tb = ctx.stream(0).map(|s| s.time_base()).unwrap_or(enc.time_base());
+            ctx.write_header_with(opts)
+                .map_err(|e| MuxError::ff(&dest, e))?;
+            let tb = ctx
+                .stream(0)
+                .map(|s| s.time_base())
+                .unwrap_or(enc.time_base());
             outs.push(Out {
                 ctx,
                 dest,
@@ -326,7 +359,11 @@ impl Muxer {
         let n = self.outs.len();
         for i in 0..n {
             let o = &mut self.outs[i];
-            let mut p = if i + 1 == n { std::mem::replace(pkt, Packet::empty()) } else { pkt.clone() };
+            let mut p = if i + 1 == n {
+                std::mem::replace(pkt, Packet::empty())
+            } else {
+                pkt.clone()
+            };
             p.rescale_ts(self.enc_tb, o.tb);
             if let Err(e) = p.write_interleaved(&mut o.ctx) {
                 o.failed = true;
@@ -361,7 +398,8 @@ impl Muxer {
                         if pb.is_null() {
                             0
                         } else {
-                            ((*pb).pos + (*pb).buf_ptr.offset_from((*pb).buffer) as i64).max(0) as u64
+                            ((*pb).pos + (*pb).buf_ptr.offset_from((*pb).buffer) as i64).max(0)
+                                as u64
                         }
                     },
                 },
@@ -411,9 +449,18 @@ mod tests {
         let e = st.resolve(Path::new("link/a/b.mp4")).unwrap_err();
         assert!(matches!(e, MuxError::Escape { .. }), "{e}");
         assert_eq!(e.code(), codes::PARAM_ERR);
-        assert!(!outside.join("a").exists(), "nothing created outside the root");
-        assert!(matches!(st.resolve(Path::new("f.mp4")), Err(MuxError::Escape { .. })));
-        assert!(matches!(st.resolve(Path::new("../x.mp4")), Err(MuxError::Escape { .. })));
+        assert!(
+            !outside.join("a").exists(),
+            "nothing created outside the root"
+        );
+        assert!(matches!(
+            st.resolve(Path::new("f.mp4")),
+            Err(MuxError::Escape { .. })
+        ));
+        assert!(matches!(
+            st.resolve(Path::new("../x.mp4")),
+            Err(MuxError::Escape { .. })
+        ));
         // a symlink that stays inside is fine
         std::fs::create_dir_all(root.join("real")).unwrap();
         std::os::unix::fs::symlink(root.join("real"), root.join("alias")).unwrap();
@@ -428,7 +475,9 @@ mod tests {
         let root = tmp("notdir");
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("plain"), b"x").unwrap();
-        let e = Storage::new(&root).resolve(Path::new("plain/x.mp4")).unwrap_err();
+        let e = Storage::new(&root)
+            .resolve(Path::new("plain/x.mp4"))
+            .unwrap_err();
         assert_eq!(e.code(), codes::FILE_ERR, "{e}");
         std::fs::remove_dir_all(&root).unwrap();
     }

@@ -71,7 +71,10 @@ pub struct Pacer {
 impl Pacer {
     /// A schedule whose tick 0 is due at `start`.
     pub fn new(fps: u32, start: Instant) -> Self {
-        Pacer { fps: fps.max(1), start }
+        Pacer {
+            fps: fps.max(1),
+            start,
+        }
     }
     /// Frames per second.
     pub fn fps(&self) -> u32 {
@@ -157,7 +160,10 @@ mod tests {
         // 8 h at 30 fps: the tick time is exact to the nanosecond floor, never accumulated
         let n = 8 * 3600 * 30;
         assert_eq!(tick_time(30, n), Duration::from_secs(8 * 3600));
-        assert_eq!(tick_time(7, 7 * 1000 + 1), Duration::from_nanos(1000_142_857_142));
+        assert_eq!(
+            tick_time(7, 7 * 1000 + 1),
+            Duration::from_nanos(1_000_142_857_142)
+        );
         assert_eq!(ticks_before(30, tick_time(30, n)), n);
     }
 
@@ -171,16 +177,27 @@ mod tests {
 
     #[test]
     fn frame_picking_decimates_and_repeats() {
-        let f = |ms: u64| VideoFrame::solid_i420(2, 2, [16, 128, 128]).unwrap().with_pts(Duration::from_millis(ms));
+        let f = |ms: u64| {
+            VideoFrame::solid_i420(2, 2, [16, 128, 128])
+                .unwrap()
+                .with_pts(Duration::from_millis(ms))
+        };
         // 30 fps input into 15 fps ticks
         let frames: Vec<_> = (0..10).map(|i| f(i * 1000 / 30)).collect();
         let mut inp = LatestUpTo::new(frames.into_iter());
-        let picked: Vec<_> = (0..5).map(|n| inp.advance(tick_time(15, n)).map(|f| f.pts.as_millis())).collect();
-        assert_eq!(picked, vec![Some(0), Some(66), Some(133), Some(200), Some(266)]);
+        let picked: Vec<_> = (0..5)
+            .map(|n| inp.advance(tick_time(15, n)).map(|f| f.pts.as_millis()))
+            .collect();
+        assert_eq!(
+            picked,
+            vec![Some(0), Some(66), Some(133), Some(200), Some(266)]
+        );
         // 15 fps input into 30 fps ticks: every other tick has nothing new (the slot keeps it)
         let frames: Vec<_> = (0..3).map(|i| f(i * 1000 / 15)).collect();
         let mut inp = LatestUpTo::new(frames.into_iter());
-        let picked: Vec<_> = (0..6).map(|n| inp.advance(tick_time(30, n)).is_some()).collect();
+        let picked: Vec<_> = (0..6)
+            .map(|n| inp.advance(tick_time(30, n)).is_some())
+            .collect();
         assert_eq!(picked, vec![true, false, true, false, true, false]);
         assert!(inp.ended());
     }

@@ -86,12 +86,25 @@ pub struct RecordSummary {
 impl std::fmt::Display for RecordSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "recorded {}", self.path)?;
-        writeln!(f, "  frames:   {} ({} fps, constant frame rate)", self.frames, self.fps)?;
+        writeln!(
+            f,
+            "  frames:   {} ({} fps, constant frame rate)",
+            self.frames, self.fps
+        )?;
         writeln!(f, "  duration: {:.3} s", self.duration_ms as f64 / 1000.0)?;
-        writeln!(f, "  size:     {} bytes ({:.2} MB)", self.bytes, self.bytes as f64 / 1e6)?;
+        writeln!(
+            f,
+            "  size:     {} bytes ({:.2} MB)",
+            self.bytes,
+            self.bytes as f64 / 1e6
+        )?;
         writeln!(f, "  encoder:  {}", self.encoder)?;
         writeln!(f, "  backend:  {}", self.backend)?;
-        write!(f, "  wall:     {:.2} s, speed {:.2}x real time", self.wall_s, self.speed)
+        write!(
+            f,
+            "  wall:     {:.2} s, speed {:.2}x real time",
+            self.wall_s, self.speed
+        )
     }
 }
 
@@ -119,7 +132,9 @@ impl RecordError {
     /// The vendor error code.
     pub fn code(&self) -> i32 {
         match self {
-            RecordError::Usage(_) | RecordError::Config(_) | RecordError::Decode(_) => codes::PARAM_ERR,
+            RecordError::Usage(_) | RecordError::Config(_) | RecordError::Decode(_) => {
+                codes::PARAM_ERR
+            }
             RecordError::Mixer(e) => e.code(),
             RecordError::Io(_) => codes::FILE_ERR,
         }
@@ -131,14 +146,17 @@ fn longest_input(inputs: &[(String, PathBuf)]) -> Result<Duration, RecordError> 
     crate::decode::init_ffmpeg();
     let mut best = Duration::ZERO;
     for (_, p) in inputs {
-        let ctx = ffmpeg_next::format::input(p).map_err(|e| RecordError::Usage(format!("{}: {e}", p.display())))?;
+        let ctx = ffmpeg_next::format::input(p)
+            .map_err(|e| RecordError::Usage(format!("{}: {e}", p.display())))?;
         let d = ctx.duration();
         if d > 0 {
             best = best.max(Duration::from_micros(d as u64));
         }
     }
     if best.is_zero() {
-        return Err(RecordError::Usage("cannot tell the inputs' duration: give --duration".into()));
+        return Err(RecordError::Usage(
+            "cannot tell the inputs' duration: give --duration".into(),
+        ));
     }
     Ok(best)
 }
@@ -147,7 +165,13 @@ fn longest_input(inputs: &[(String, PathBuf)]) -> Result<Duration, RecordError> 
 #[allow(clippy::type_complexity)]
 fn spawn_inputs(
     inputs: &[(String, PathBuf)],
-) -> Result<(Vec<(String, crossbeam_channel::Receiver<VideoFrame>)>, Vec<std::thread::JoinHandle<()>>), RecordError> {
+) -> Result<
+    (
+        Vec<(String, crossbeam_channel::Receiver<VideoFrame>)>,
+        Vec<std::thread::JoinHandle<()>>,
+    ),
+    RecordError,
+> {
     let mut rxs = Vec::new();
     let mut handles = Vec::new();
     for (camid, path) in inputs {
@@ -207,7 +231,10 @@ fn spawn_inputs(
 /// }, |_| {}).unwrap();
 /// println!("{summary}");
 /// ```
-pub fn record(opts: RecordOptions, mut progress: impl FnMut(&Progress)) -> Result<RecordSummary, RecordError> {
+pub fn record(
+    opts: RecordOptions,
+    mut progress: impl FnMut(&Progress),
+) -> Result<RecordSummary, RecordError> {
     let fps = opts.config.output.fps;
     let duration = match opts.duration {
         Some(d) => d,
@@ -215,7 +242,9 @@ pub fn record(opts: RecordOptions, mut progress: impl FnMut(&Progress)) -> Resul
     };
     let total = frames_for(fps, duration);
     if total == 0 {
-        return Err(RecordError::Usage(format!("duration {duration:?} is shorter than one frame")));
+        return Err(RecordError::Usage(format!(
+            "duration {duration:?} is shorter than one frame"
+        )));
     }
     let mut updates = opts.updates.clone();
     updates.sort_by_key(|u| u.0);
@@ -232,7 +261,11 @@ pub fn record(opts: RecordOptions, mut progress: impl FnMut(&Progress)) -> Resul
     let (inputs, decoders) = spawn_inputs(&opts.inputs)?;
     let t0 = Instant::now();
     let mode = opts.settings.mode;
-    let created = Mixer::create_with(opts.config.clone(), Storage::new(&opts.storage), opts.settings.clone());
+    let created = Mixer::create_with(
+        opts.config.clone(),
+        Storage::new(&opts.storage),
+        opts.settings.clone(),
+    );
     // events: written as they come (a kill leaves a complete log of what happened)
     let last_info: Arc<Mutex<Option<OutputInfo>>> = Arc::default();
     let mut mixer = match created {
@@ -280,7 +313,10 @@ pub fn record(opts: RecordOptions, mut progress: impl FnMut(&Progress)) -> Resul
     let mut upd = updates.into_iter().peekable();
     let run: Result<(), MixerError> = match mode {
         PaceMode::Offline => {
-            let iters: Vec<_> = inputs.into_iter().map(|(c, rx)| (c, rx.into_iter())).collect();
+            let iters: Vec<_> = inputs
+                .into_iter()
+                .map(|(c, rx)| (c, rx.into_iter()))
+                .collect();
             mixer.run_offline(iters, total, |m, n| {
                 let t = tick_time(fps, n);
                 while let Some((_, u)) = upd.next_if(|(at, _)| *at <= t) {
@@ -343,10 +379,11 @@ pub fn record(opts: RecordOptions, mut progress: impl FnMut(&Progress)) -> Resul
     }
     let out = last_info.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let duration_ms = out.as_ref().map_or(0, |o| o.duration);
-    let resolved = crate::mux::resolve_targets(&Storage::new(&opts.storage), &opts.config.output.targets)
-        .ok()
-        .and_then(|v| v.into_iter().next())
-        .unwrap_or_default();
+    let resolved =
+        crate::mux::resolve_targets(&Storage::new(&opts.storage), &opts.config.output.targets)
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .unwrap_or_default();
     Ok(RecordSummary {
         frames,
         fps,

@@ -84,7 +84,13 @@ impl SourceSlots {
 
     /// Stores `frame` as the latest of `camid`, stamped with the mixer clock `now_us`.
     /// `layout` (the current one) decides which slots may be evicted when the cap is reached.
-    pub fn push(&self, camid: &str, frame: VideoFrame, now_us: u64, layout: &Layout) -> Result<(), TooManySources> {
+    pub fn push(
+        &self,
+        camid: &str,
+        frame: VideoFrame,
+        now_us: u64,
+        layout: &Layout,
+    ) -> Result<(), TooManySources> {
         let slot = match self.map.load().get(camid) {
             Some(s) => s.clone(),
             None => self.add(camid, layout)?,
@@ -102,7 +108,12 @@ impl SourceSlots {
         }
         let mut next: SlotMap = (*cur).clone();
         if next.len() >= self.max {
-            let shown = |id: &str| layout.items.iter().any(|it| it.kind.source_id() == Some(id));
+            let shown = |id: &str| {
+                layout
+                    .items
+                    .iter()
+                    .any(|it| it.kind.source_id() == Some(id))
+            };
             let victim = next
                 .iter()
                 .filter(|(id, _)| !shown(id))
@@ -136,9 +147,16 @@ impl SourceSlots {
     /// tick, so the steady state allocates nothing.
     pub fn snapshot(&self, layout: &Layout, now_us: u64, frames: &mut Frames) {
         let map = self.map.load();
-        frames.retain(|k, _| layout.items.iter().any(|it| it.kind.source_id() == Some(k.as_str())));
+        frames.retain(|k, _| {
+            layout
+                .items
+                .iter()
+                .any(|it| it.kind.source_id() == Some(k.as_str()))
+        });
         for it in &layout.items {
-            let Some(id) = it.kind.source_id() else { continue };
+            let Some(id) = it.kind.source_id() else {
+                continue;
+            };
             let fresh = map.get(id).and_then(|s| {
                 let f = s.frame.load_full()?;
                 let stamp = s.stamp_us.load(Ordering::Acquire);
@@ -212,6 +230,9 @@ mod tests {
         // a cap filled by layout sources only refuses new camids
         let s = SourceSlots::with_capacity(Duration::from_secs(2), 1);
         s.push("a", solid(2, 2), 0, &l).unwrap();
-        assert_eq!(s.push("b", solid(2, 2), 0, &l), Err(TooManySources { max: 1 }));
+        assert_eq!(
+            s.push("b", solid(2, 2), 0, &l),
+            Err(TooManySources { max: 1 })
+        );
     }
 }

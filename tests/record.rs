@@ -24,7 +24,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_cloudmixer");
 const BLACK: [u8; 3] = [16, 128, 128];
 
 fn dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("record").join(name);
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("record")
+        .join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -44,9 +46,11 @@ fn settings(mode: PaceMode) -> MixerSettings {
 }
 
 fn seed(svr: &str) -> Value {
-    let mut v: Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{ROOT}/fixtures/layouts/seed_side_by_side.json")).unwrap())
-            .unwrap();
+    let mut v: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{ROOT}/fixtures/layouts/seed_side_by_side.json"))
+            .unwrap(),
+    )
+    .unwrap();
     v["videoFileCfg"]["svrPathName"] = svr.into();
     v
 }
@@ -69,7 +73,9 @@ fn yuv(f: &VideoFrame, x: usize, y: usize) -> [u8; 3] {
 }
 
 fn close(a: [u8; 3], b: [u8; 3], tol: i32) -> bool {
-    a.iter().zip(&b).all(|(x, y)| (*x as i32 - *y as i32).abs() <= tol)
+    a.iter()
+        .zip(&b)
+        .all(|(x, y)| (*x as i32 - *y as i32).abs() <= tol)
 }
 
 /// Decodes every frame; returns how many decoded and the first error, if any.
@@ -93,7 +99,16 @@ fn each_frame(path: &Path, mut f: impl FnMut(usize, &VideoFrame)) -> (usize, Opt
 
 fn ffprobe(path: &Path, entries: &str) -> String {
     let o = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", entries, "-of", "default=nw=1"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            entries,
+            "-of",
+            "default=nw=1",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe is installed");
@@ -123,15 +138,26 @@ fn ten_seconds_side_by_side_with_pip_update_at_5s() {
     };
     feed(&m, Duration::from_secs(5));
     assert_eq!(m.ticks(), 75);
-    let pip = std::fs::read_to_string(format!("{ROOT}/fixtures/layouts/seed_pip_update.json")).unwrap();
+    let pip =
+        std::fs::read_to_string(format!("{ROOT}/fixtures/layouts/seed_pip_update.json")).unwrap();
     m.update_content(pip.as_str()).unwrap();
     feed(&m, Duration::from_secs(10));
     m.destroy().unwrap();
     assert_eq!(m.ticks(), 150);
 
     let file = d.join("2021-09-24/rec.mp4");
-    let probe = ffprobe(&file, "stream=width,height,r_frame_rate,avg_frame_rate,color_space,color_range");
-    for want in ["width=1280", "height=720", "r_frame_rate=15/1", "avg_frame_rate=15/1", "color_space=bt709", "color_range=tv"] {
+    let probe = ffprobe(
+        &file,
+        "stream=width,height,r_frame_rate,avg_frame_rate,color_space,color_range",
+    );
+    for want in [
+        "width=1280",
+        "height=720",
+        "r_frame_rate=15/1",
+        "avg_frame_rate=15/1",
+        "color_space=bt709",
+        "color_range=tv",
+    ] {
         assert!(probe.contains(want), "{want} not in {probe}");
     }
     // seed: Usr1 (4:3) pillarboxed in the left cell, Usr2 exact in the right; black margins
@@ -160,8 +186,15 @@ fn ten_seconds_side_by_side_with_pip_update_at_5s() {
         assert_eq!((f.width(), f.height()), (1280, 720));
         // CFR: pts = i / 15 exactly (to the container's rounding), strictly increasing
         let want = Duration::from_nanos(i as u64 * 1_000_000_000 / 15);
-        assert!(f.pts.abs_diff(want) < Duration::from_millis(1), "frame {i} pts {:?}", f.pts);
-        assert!(last_pts.is_none_or(|p| f.pts > p), "pts not increasing at {i}");
+        assert!(
+            f.pts.abs_diff(want) < Duration::from_millis(1),
+            "frame {i} pts {:?}",
+            f.pts
+        );
+        assert!(
+            last_pts.is_none_or(|p| f.pts > p),
+            "pts not increasing at {i}"
+        );
         last_pts = Some(f.pts);
         let probes: &[((usize, usize), [u8; 3])] = if i < 75 { &seed_probes } else { &pip_probes };
         for &((x, y), want) in probes {
@@ -173,7 +206,12 @@ fn ten_seconds_side_by_side_with_pip_update_at_5s() {
     });
     assert_eq!(err, None);
     assert_eq!(n, 150);
-    assert!(bad.is_empty(), "{} mismatches, first: {:?}", bad.len(), &bad[..bad.len().min(5)]);
+    assert!(
+        bad.is_empty(),
+        "{} mismatches, first: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
 }
 
 #[test]
@@ -183,9 +221,15 @@ fn event_sequence_and_output_info_fields() {
         "layoutConfig":[{"type":0,"left":0,"top":0,"width":64,"height":48,"param":{"camid":"a"}}]}});
     v["videoFileCfg"]["vQP"] = 23.into();
     let cfg = MixerConfig::from_value(v).unwrap();
-    let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     let mut m = Mixer::create_with(cfg, Storage::new(&d), settings(PaceMode::Realtime)).unwrap();
-    let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let after = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     assert_eq!(m.state(), MixerState::Running);
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_millis(2300) {
@@ -198,7 +242,10 @@ fn event_sequence_and_output_info_fields() {
     let file = d.join("ev/rec.mp4");
     let size = std::fs::metadata(&file).unwrap().len();
     let frames = m.ticks();
-    assert!((20..=26).contains(&frames), "{frames} frames in 2.3 s at 10 fps");
+    assert!(
+        (20..=26).contains(&frames),
+        "{frames} frames in 2.3 s at 10 fps"
+    );
 
     let state = |e: &MixerEvent| match e {
         MixerEvent::StateChanged { state, .. } => Some(*state),
@@ -213,7 +260,9 @@ fn event_sequence_and_output_info_fields() {
         .collect();
     // STARTING, info(RUNNING), RUNNING(encoder, backend), info… , STOPPING, info(STOPPED), NULL
     assert_eq!(state(&evs[0]), Some(MixerState::Starting));
-    assert!(matches!(&evs[1], MixerEvent::OutputInfoChanged(i) if i.state == OutputState::Running && i.duration == 0));
+    assert!(
+        matches!(&evs[1], MixerEvent::OutputInfoChanged(i) if i.state == OutputState::Running && i.duration == 0)
+    );
     match &evs[2] {
         MixerEvent::StateChanged {
             state: MixerState::Running,
@@ -242,7 +291,10 @@ fn event_sequence_and_output_info_fields() {
     );
     assert!(!evs.iter().any(|e| matches!(e, MixerEvent::Error { .. })));
     // at least once a second while running: 2.3 s → at least 2 periodic infos
-    let running: Vec<_> = infos.iter().filter(|i| i.state == OutputState::Running).collect();
+    let running: Vec<_> = infos
+        .iter()
+        .filter(|i| i.state == OutputState::Running)
+        .collect();
     assert!(running.len() >= 3, "{running:#?}");
     for w in running.windows(2) {
         assert!(w[1].duration >= w[0].duration && w[1].file_size >= w[0].file_size);
@@ -251,7 +303,11 @@ fn event_sequence_and_output_info_fields() {
     for i in &infos {
         assert_eq!(i.id, 0);
         assert_eq!(i.svr_file_path_name, "/ev/rec.mp4");
-        assert!(i.start_time >= before && i.start_time <= after, "{} not in {before}..{after}", i.start_time);
+        assert!(
+            i.start_time >= before && i.start_time <= after,
+            "{} not in {before}..{after}",
+            i.start_time
+        );
         assert_eq!(i.err_code, 0);
         assert_eq!(i.err_desc, "");
     }
@@ -261,7 +317,16 @@ fn event_sequence_and_output_info_fields() {
     assert_eq!(last.file_size, size);
     // wire names
     let j = MixerEvent::OutputInfoChanged((*last).clone()).to_json();
-    for k in ["id", "state", "svrFilePathName", "startTime", "duration", "fileSize", "errCode", "errDesc"] {
+    for k in [
+        "id",
+        "state",
+        "svrFilePathName",
+        "startTime",
+        "duration",
+        "fileSize",
+        "errCode",
+        "errDesc",
+    ] {
         assert!(j["outputInfo"].get(k).is_some(), "{k} missing in {j}");
     }
     assert_eq!(j["outputInfo"]["state"], 2);
@@ -275,13 +340,22 @@ fn event_sequence_and_output_info_fields() {
 /// Six layouts: the three sources in the three 64x64 cells of a 192x64 canvas, each
 /// permutation once, so a frame's cell colours identify exactly one layout.
 fn perm_layouts() -> Vec<[usize; 3]> {
-    vec![[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]]
+    vec![
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ]
 }
 
 fn perm_update(p: [usize; 3]) -> Value {
     let items: Vec<Value> = (0..3)
-        .map(|cell| json!({"type":0,"left":cell*64,"top":0,"width":64,"height":64,"keepAspectRatio":1,
-            "param":{"camid":format!("s{}", p[cell])}}))
+        .map(|cell| {
+            json!({"type":0,"left":cell*64,"top":0,"width":64,"height":64,"keepAspectRatio":1,
+            "param":{"camid":format!("s{}", p[cell])}})
+        })
         .collect();
     json!({"videoFileCfg":{"layoutConfig":items}})
 }
@@ -306,7 +380,8 @@ fn concurrent_random_updates_never_tear_a_frame() {
     create["videoFileCfg"]["vHeight"] = 64.into();
     create["videoFileCfg"]["vFps"] = 30.into();
     let cfg = MixerConfig::from_value(create).unwrap();
-    let m = Arc::new(Mixer::create_with(cfg, Storage::new(&d), settings(PaceMode::Offline)).unwrap());
+    let m =
+        Arc::new(Mixer::create_with(cfg, Storage::new(&d), settings(PaceMode::Offline)).unwrap());
     let colours = [PALETTE[0], PALETTE[1], PALETTE[2]];
     let sources: Vec<VideoFrame> = colours.iter().map(|c| solid(64, 64, *c)).collect();
     let frames = 120u64;
@@ -328,7 +403,9 @@ fn concurrent_random_updates_never_tear_a_frame() {
                             let valid = (r >> 8) % 3 != 0;
                             if !valid {
                                 match (r >> 16) % 5 {
-                                    0 => u["videoFileCfg"]["layoutConfig"][1]["width"] = (-5).into(),
+                                    0 => {
+                                        u["videoFileCfg"]["layoutConfig"][1]["width"] = (-5).into()
+                                    }
                                     1 => u["videoFileCfg"]["vWidth"] = 640.into(),
                                     2 => u["videoFileCfg"]["layoutConfig"][0]["type"] = 2.into(),
                                     3 => u["videoFileCfg"]["layoutConfig"] = "nope".into(),
@@ -386,7 +463,11 @@ fn concurrent_random_updates_never_tear_a_frame() {
             let pts = [(8, 8), (32, 32), (56, 56), (8, 56), (56, 8)];
             let idx: Vec<Option<usize>> = pts
                 .iter()
-                .map(|&(x, y)| colours.iter().position(|c| close(yuv(f, cell * 64 + x, y), *c, 6)))
+                .map(|&(x, y)| {
+                    colours
+                        .iter()
+                        .position(|c| close(yuv(f, cell * 64 + x, y), *c, 6))
+                })
                 .collect();
             if idx.iter().all(|v| v.is_some() && *v == idx[0]) {
                 *p = idx[0].unwrap();
@@ -433,7 +514,16 @@ fn kill_9_mid_recording_leaves_a_playable_file() {
     let d = dir("kill");
     let cfg = small_config(&d, "/live/rec.mp4");
     let mut child = Command::new(BIN)
-        .args(["record", "--realtime", "--duration", "30", "--preset", "ultrafast", "--backend", "cpu"])
+        .args([
+            "record",
+            "--realtime",
+            "--duration",
+            "30",
+            "--preset",
+            "ultrafast",
+            "--backend",
+            "cpu",
+        ])
         .arg("--config")
         .arg(&cfg)
         .arg("--input")
@@ -448,9 +538,21 @@ fn kill_9_mid_recording_leaves_a_playable_file() {
     assert!(!status.success());
     let file = d.join("store/live/rec.mp4");
     let (n, _err) = each_frame(&file, |_, f| assert_eq!(f.width(), 320));
-    assert!(n >= 45, "only {n} frames (< 3 s at 15 fps) survived kill -9");
-    let probe = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&file).args(["-f", "null", "-"]).output().unwrap();
-    assert!(probe.status.success(), "ffmpeg cannot read it: {}", String::from_utf8_lossy(&probe.stderr));
+    assert!(
+        n >= 45,
+        "only {n} frames (< 3 s at 15 fps) survived kill -9"
+    );
+    let probe = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&file)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "ffmpeg cannot read it: {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
 }
 
 #[test]
@@ -466,15 +568,34 @@ fn full_disk_reports_902_and_keeps_what_was_written() {
         d.join("store").display(),
         ev.display()
     );
-    let o = Command::new("bash").arg("-c").arg(&script).output().unwrap();
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("code 902"), "{stderr}");
     let evs = read_events(&ev);
-    assert!(evs.iter().any(|e| e["event"] == "error" && e["code"] == 902), "{evs:#?}");
+    assert!(
+        evs.iter()
+            .any(|e| e["event"] == "error" && e["code"] == 902),
+        "{evs:#?}"
+    );
     let last = evs.last().unwrap();
-    assert_eq!((last["event"].as_str(), last["state"].as_i64(), last["err"].as_i64()), (Some("stateChanged"), Some(0), Some(902)));
-    let fin = evs.iter().rev().find(|e| e["event"] == "outputInfoChanged").unwrap();
+    assert_eq!(
+        (
+            last["event"].as_str(),
+            last["state"].as_i64(),
+            last["err"].as_i64()
+        ),
+        (Some("stateChanged"), Some(0), Some(902))
+    );
+    let fin = evs
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "outputInfoChanged")
+        .unwrap();
     assert_eq!(fin["outputInfo"]["state"], 3);
     assert_eq!(fin["outputInfo"]["errCode"], 902);
     let file = d.join("store/full/rec.mp4");
@@ -545,7 +666,14 @@ fn unwritable_target_emits_error_then_null() {
     let (root, mounted) = unwritable_root(&d);
     let ev = d.join("ev.jsonl");
     let o = Command::new(BIN)
-        .args(["record", "--duration", "1", "--preset", "ultrafast", "--config"])
+        .args([
+            "record",
+            "--duration",
+            "1",
+            "--preset",
+            "ultrafast",
+            "--config",
+        ])
         .arg(small_config(&d, "/x/rec.mp4"))
         .arg("--input")
         .arg(format!("cam={}", clip("cam9_320x240_15.mp4")))
@@ -562,5 +690,9 @@ fn unwritable_target_emits_error_then_null() {
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("code 905"), "{stderr}");
     let evs = read_events(&ev);
-    assert!(evs.iter().any(|e| e["event"] == "error" && e["code"] == 905), "{evs:?}");
+    assert!(
+        evs.iter()
+            .any(|e| e["event"] == "error" && e["code"] == 905),
+        "{evs:?}"
+    );
 }

@@ -150,17 +150,22 @@ impl From<UserError> for Failure {
 
 fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
     let text = read(&a.config)?;
-    let mut raw: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| UserError(format!("{}: {e}", a.config.display())))?;
+    let mut raw: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| UserError(format!("{}: {e}", a.config.display())))?;
     if let Some(o) = &a.output {
         match raw.get_mut("videoFileCfg").and_then(|v| v.as_object_mut()) {
             Some(v) => {
                 v.insert("svrPathName".into(), o.clone().into());
             }
-            None => return Err(UserError(format!("{}: videoFileCfg is required", a.config.display())).into()),
+            None => {
+                return Err(
+                    UserError(format!("{}: videoFileCfg is required", a.config.display())).into(),
+                )
+            }
         }
     }
-    let config = MixerConfig::from_value(raw).map_err(|e| UserError(format!("{}: {e}", a.config.display())))?;
+    let config = MixerConfig::from_value(raw)
+        .map_err(|e| UserError(format!("{}: {e}", a.config.display())))?;
     let mut inputs = Vec::new();
     for s in &a.inputs {
         let (id, file) = s
@@ -196,7 +201,11 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
             preset: a.preset.clone(),
             threads: 0,
         },
-        mode: if a.realtime { PaceMode::Realtime } else { PaceMode::Offline },
+        mode: if a.realtime {
+            PaceMode::Realtime
+        } else {
+            PaceMode::Offline
+        },
         ..Default::default()
     };
     let opts = RecordOptions {
