@@ -178,10 +178,12 @@ impl VideoEncoder {
                 Ok(e) => return Ok(e),
                 Err(reason) => {
                     if let Some(g) = failed_guard.as_mut() {
-                        if ffmpeg::encoder::find_by_name(&name).is_some() || named {
+                        let absent = ffmpeg::encoder::find_by_name(&name).is_none()
+                            || reason.starts_with("no device");
+                        if named || !absent {
                             tracing::warn!(encoder = %name, %reason, "hardware encoder unavailable, falling back");
                         } else {
-                            tracing::debug!(encoder = %name, %reason, "encoder not in this build");
+                            tracing::debug!(encoder = %name, %reason, "hardware encoder not present");
                         }
                         g.insert(name.clone(), reason.clone());
                     } else {
@@ -194,6 +196,31 @@ impl VideoEncoder {
         Err(EncodeError::NoEncoder { tried })
     }
 
+    /// A cheap check that the hardware an encoder needs can exist on this machine (no device
+    /// node, no probe: opening nvenc or qsv without hardware costs ~0.1 s each).
+    fn hardware_present(name: &str) -> Result<(), String> {
+        let any = |paths: &[&str]| paths.iter().any(|p| std::path::Path::new(p).exists());
+        let dri = || {
+            std::fs::read_dir("/dev/dri")
+                .map(|d| {
+                    d.flatten()
+                        .any(|e| e.file_name().to_string_lossy().starts_with("renderD"))
+                })
+                .unwrap_or(false)
+        };
+        let ok = match name {
+            "h264_nvenc" => any(&["/dev/nvidiactl", "/dev/nvidia0"]) || cfg!(windows),
+            "h264_vaapi" | "h264_qsv" => dri() || cfg!(windows),
+            "h264_videotoolbox" => cfg!(target_os = "macos"),
+            _ => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err("no device for it on this machine".into())
+        }
+    }
+
     fn try_open(
         name: &str,
         out: &OutputSettings,
@@ -203,6 +230,9 @@ impl VideoEncoder {
     ) -> Result<Self, String> {
         let codec = ffmpeg::encoder::find_by_name(name)
             .ok_or_else(|| "not in this FFmpeg build".to_string())?;
+        if is_hardware(name) {
+            Self::hardware_present(name)?;
+        }
         let pix = match name {
             "h264_qsv" | "h264_videotoolbox" => Pixel::NV12,
             "h264_vaapi" => return Err("needs VAAPI hardware frames (not implemented)".into()),

@@ -45,6 +45,8 @@ pub const FRAME_POOL: usize = 4;
 /// Default longest recording (8 h); reaching it stops the recording with code 901.
 pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(8 * 3600);
 
+const MAX_DURATION_DESC: &str = "maximum recording duration reached";
+
 /// Default time after which a silent source is drawn as missing.
 pub const DEFAULT_SOURCE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -219,6 +221,20 @@ impl Shared {
     fn set_state(&self, s: MixerState) {
         self.state.store(s as u8, Ordering::Release);
     }
+    /// Records why the recording ended (the first cause wins) and reports it as an `Error`
+    /// event at once, before any caller can observe the stop.
+    fn set_ended(&self, code: i32, desc: &str) {
+        let mut e = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        if e.is_none() {
+            *e = Some((code, desc.to_string()));
+            tracing::warn!(code, %desc, "recording ended");
+            self.emit(MixerEvent::Error {
+                code,
+                desc: desc.to_string(),
+            });
+        }
+    }
+
     fn stopped_error(&self) -> MixerError {
         match &*self.ended.lock().unwrap_or_else(|e| e.into_inner()) {
             Some((code, desc)) => MixerError::Stopped {
@@ -665,6 +681,11 @@ fn pace_loop(
         }
         n += 1;
     };
+    match &end {
+        End::MaxDuration => shared.set_ended(codes::RECORD_MAX, MAX_DURATION_DESC),
+        End::Failed(c, d) => shared.set_ended(*c, d),
+        End::Stop => {}
+    }
     drop(ack);
     let _ = out.send(Msg::End(end));
 }
@@ -746,6 +767,9 @@ fn encode_loop(
             next_info = Instant::now() + Duration::from_secs(1);
         }
     };
+    if let End::Failed(c, d) = &end {
+        shared.set_ended(*c, d);
+    }
     // unblock the compose thread at once
     drop(frames);
     drop(pool);
@@ -768,18 +792,13 @@ fn encode_loop(
         End::Stop => (codes::OK, String::new(), OutputState::Stopped),
         End::MaxDuration => (
             codes::RECORD_MAX,
-            "maximum recording duration reached".to_string(),
+            MAX_DURATION_DESC.to_string(),
             OutputState::Stopped,
         ),
         End::Failed(c, d) => (*c, d.clone(), OutputState::Fail),
     };
     if code != codes::OK {
-        tracing::warn!(code, %desc, "recording ended");
-        *shared.ended.lock().unwrap_or_else(|e| e.into_inner()) = Some((code, desc.clone()));
-        shared.emit(MixerEvent::Error {
-            code,
-            desc: desc.clone(),
-        });
+        shared.set_ended(code, &desc);
     }
     if shared
         .state

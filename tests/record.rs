@@ -696,3 +696,77 @@ fn unwritable_target_emits_error_then_null() {
         "{evs:?}"
     );
 }
+
+#[test]
+fn max_duration_stops_cleanly_with_901() {
+    let d = dir("max");
+    let v = json!({"mode":0,"videoFileCfg":{"svrPathName":"m.mkv","vWidth":64,"vHeight":48,"vFps":15,
+        "layoutConfig":[{"type":0,"left":0,"top":0,"width":64,"height":48,"param":{"camid":"a"}}]}});
+    let s = MixerSettings {
+        max_duration: Duration::from_secs(1),
+        ..settings(PaceMode::Offline)
+    };
+    let mut m =
+        Mixer::create_with(MixerConfig::from_value(v).unwrap(), Storage::new(&d), s).unwrap();
+    // resolution changes mid-stream just work
+    m.push_video("a", solid(32, 24, PALETTE[3])).unwrap();
+    m.advance_to(Duration::from_millis(500)).unwrap();
+    m.push_video("a", solid(17, 31, PALETTE[4])).unwrap();
+    let e = m.advance_to(Duration::from_secs(2)).unwrap_err();
+    assert_eq!(e.code(), codes::RECORD_MAX, "{e}");
+    m.destroy().unwrap(); // reaching the maximum is a clean stop
+    let evs = events(&m);
+    let n = evs.len();
+    assert!(
+        matches!(&evs[n - 4], MixerEvent::Error { code: 901, .. }),
+        "{evs:#?}"
+    );
+    assert_eq!(evs[n - 3], MixerEvent::state(MixerState::Stopping));
+    match &evs[n - 2] {
+        MixerEvent::OutputInfoChanged(i) => {
+            assert_eq!(
+                (i.state, i.err_code, i.duration),
+                (OutputState::Stopped, 901, 1000)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        &evs[n - 1],
+        MixerEvent::StateChanged {
+            state: MixerState::Null,
+            err: 901,
+            ..
+        }
+    ));
+    let mut colours = Vec::new();
+    let (frames, err) = each_frame(&d.join("m.mkv"), |i, f| {
+        if i == 0 || i == 14 {
+            colours.push(yuv(f, 32, 24));
+        }
+    });
+    assert_eq!((frames, err), (15, None));
+    assert!(
+        close(colours[0], PALETTE[3], 3) && close(colours[1], PALETTE[4], 3),
+        "{colours:?}"
+    );
+}
+
+#[test]
+fn update_content_takes_well_under_100us() {
+    let d = dir("latency");
+    let cfg = MixerConfig::from_value(seed("l.mp4")).unwrap();
+    let m = Mixer::create_with(cfg, Storage::new(&d), settings(PaceMode::Offline)).unwrap();
+    let pip =
+        std::fs::read_to_string(format!("{ROOT}/fixtures/layouts/seed_pip_update.json")).unwrap();
+    let mut t: Vec<Duration> = (0..300)
+        .map(|_| {
+            let s = Instant::now();
+            m.update_content(pip.as_str()).unwrap();
+            s.elapsed()
+        })
+        .collect();
+    t.sort();
+    eprintln!("update_content: median {:?}, p99 {:?}", t[150], t[297]);
+    assert!(t[150] < Duration::from_micros(100), "median {:?}", t[150]);
+}
