@@ -24,7 +24,7 @@ use crate::mux::Storage;
 use crate::pacer::{frames_for, tick_time, PaceMode};
 
 /// Decoded frames queued per input.
-const INPUT_QUEUE: usize = 6;
+const INPUT_QUEUE: usize = 3;
 
 /// Everything `record` needs.
 #[derive(Debug, Clone)]
