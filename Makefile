@@ -8,18 +8,15 @@ deps:
 fixtures: deps
 	@bash scripts/make-fixtures.sh
 
-# Until the recording pipeline lands: snapshot PNGs of the seed layouts from the fixture clips.
+# Records the seed side-by-side layout from two fixture clips for 10 s, switching to the
+# picture-in-picture update at 5 s; writes out/demo.mp4 and prints the summary.
 demo: deps
 	$(CARGO) build --release
 	@mkdir -p out
-	./target/release/cloudmixer snapshot --config fixtures/layouts/seed_side_by_side.json \
-	  --input Usr1.-1=fixtures/clips/cam1_640x480_15.mp4@2 --input Usr2.-1=fixtures/clips/cam4_1280x720_30.mp4@2 \
-	  --out out/seed_side_by_side.png
-	./target/release/cloudmixer snapshot --config fixtures/layouts/seed_side_by_side.json \
-	  --update fixtures/layouts/seed_pip_update.json \
-	  --input Usr1.-1=fixtures/clips/cam4_1280x720_30.mp4@2 --input Usr2.-1=fixtures/clips/cam7_180x320_30.mp4@2 \
-	  --out out/seed_pip.png
-	@echo "demo: wrote out/seed_side_by_side.png and out/seed_pip.png"
+	./target/release/cloudmixer record --config fixtures/layouts/seed_side_by_side.json \
+	  --input Usr1.-1=fixtures/clips/cam1_640x480_15.mp4 --input Usr2.-1=fixtures/clips/cam4_1280x720_30.mp4 \
+	  --update 5=fixtures/layouts/seed_pip_update.json \
+	  --storage out --output demo.mp4 --duration 10 --events out/demo.events.jsonl
 
 test: deps
 	$(CARGO) test --all-targets

@@ -295,7 +295,11 @@ impl SyntheticSources {
     /// Sets each source's current picture for output tick `tick`.
     pub fn frames_at(&self, tick: u64, frames: &mut Frames) {
         for (id, fps, p) in &self.pics {
-            let n = if self.frozen { 0 } else { tick * *fps as u64 / self.out_fps as u64 };
+            let n = if self.frozen {
+                0
+            } else {
+                tick * *fps as u64 / self.out_fps as u64
+            };
             frames.insert(id.clone(), p[(n % 3) as usize].clone());
         }
     }

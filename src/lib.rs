@@ -10,9 +10,16 @@ pub mod color;
 pub mod compose;
 pub mod config;
 pub mod decode;
+pub mod encode;
+pub mod events;
 pub mod frame;
 pub mod layout;
+pub mod mixer;
+pub mod mux;
+pub mod pacer;
+pub mod record;
 pub mod snapshot;
+pub mod source;
 #[doc(hidden)]
 pub mod testutil;
 pub mod workloads;

@@ -10,7 +10,12 @@ use clap::{Parser, Subcommand};
 
 use cloudmixer::compose::{self, Backend, Frames};
 use cloudmixer::config::MixerConfig;
+use cloudmixer::encode::EncoderSettings;
+use cloudmixer::mixer::MixerSettings;
+use cloudmixer::pacer::PaceMode;
+use cloudmixer::record::{record, RecordError, RecordOptions};
 use cloudmixer::{bench, decode, snapshot};
+use std::io::IsTerminal;
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +56,45 @@ enum Cmd {
     },
     /// How many rooms this machine can mix: W1–W3 (or a config) × backends × mixer counts.
     Bench(bench::BenchArgs),
+    /// Record files into one composed recording (offline, as fast as possible, by default).
+    Record(RecordArgs),
+}
+
+#[derive(clap::Args)]
+struct RecordArgs {
+    /// The config JSON file.
+    #[arg(long)]
+    config: PathBuf,
+    /// A source: CAMID=FILE (repeatable).
+    #[arg(long = "input", value_name = "CAMID=FILE")]
+    inputs: Vec<String>,
+    /// A live layout update applied at a time: SECONDS=LAYOUT.json (repeatable).
+    #[arg(long = "update", value_name = "SECONDS=LAYOUT.json")]
+    updates: Vec<String>,
+    /// Storage root; svrPathName is resolved under it.
+    #[arg(long, default_value = "out")]
+    storage: PathBuf,
+    /// Write to this path under the storage root instead of the config's svrPathName.
+    #[arg(long, value_name = "PATH")]
+    output: Option<String>,
+    /// Length in seconds (default: the longest input).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Pace on the wall clock (a live recording) instead of as fast as possible.
+    #[arg(long)]
+    realtime: bool,
+    /// Compositor backend.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    backend: Backend,
+    /// FFmpeg encoder to try first (default: probe hardware encoders, then libx264).
+    #[arg(long)]
+    encoder: Option<String>,
+    /// x264 preset.
+    #[arg(long, default_value = cloudmixer::encode::DEFAULT_PRESET)]
+    preset: String,
+    /// Write every event as a JSON line to this file.
+    #[arg(long, value_name = "FILE.jsonl")]
+    events: Option<PathBuf>,
 }
 
 /// A user error: printed to stderr, exit code 2.
@@ -94,8 +138,136 @@ fn parse_input(s: &str) -> Result<(String, PathBuf, Duration), UserError> {
     Ok((id.to_string(), PathBuf::from(file), at))
 }
 
-fn run(cli: Cli) -> Result<(), UserError> {
+/// A failed recording: printed to stderr with its code, exit code 1.
+enum Failure {
+    User(UserError),
+    Record(RecordError),
+}
+
+impl From<UserError> for Failure {
+    fn from(e: UserError) -> Self {
+        Failure::User(e)
+    }
+}
+
+fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
+    let text = read(&a.config)?;
+    let mut raw: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| UserError(format!("{}: {e}", a.config.display())))?;
+    if let Some(o) = &a.output {
+        match raw.get_mut("videoFileCfg").and_then(|v| v.as_object_mut()) {
+            Some(v) => {
+                v.insert("svrPathName".into(), o.clone().into());
+            }
+            None => {
+                return Err(
+                    UserError(format!("{}: videoFileCfg is required", a.config.display())).into(),
+                )
+            }
+        }
+    }
+    let config = MixerConfig::from_value(raw)
+        .map_err(|e| UserError(format!("{}: {e}", a.config.display())))?;
+    let mut inputs = Vec::new();
+    for s in &a.inputs {
+        let (id, file) = s
+            .split_once('=')
+            .filter(|(i, f)| !i.is_empty() && !f.is_empty())
+            .ok_or_else(|| UserError(format!("--input {s}: expected CAMID=FILE")))?;
+        inputs.push((id.to_string(), PathBuf::from(file)));
+    }
+    let mut updates = Vec::new();
+    for s in &a.updates {
+        let (t, file) = s
+            .split_once('=')
+            .ok_or_else(|| UserError(format!("--update {s}: expected SECONDS=LAYOUT.json")))?;
+        let secs: f64 = t
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| UserError(format!("--update {s}: '{t}' is not a time in seconds")))?;
+        let path = PathBuf::from(file);
+        let v: serde_json::Value =
+            serde_json::from_str(&read(&path)?).map_err(|e| UserError(format!("{file}: {e}")))?;
+        updates.push((Duration::from_secs_f64(secs), v));
+    }
+    let duration = match a.duration {
+        Some(d) if d.is_finite() && d > 0.0 => Some(Duration::from_secs_f64(d)),
+        Some(d) => return Err(UserError(format!("--duration {d}: must be > 0")).into()),
+        None => None,
+    };
+    let settings = MixerSettings {
+        backend: a.backend,
+        encoder: EncoderSettings {
+            encoder: a.encoder.clone(),
+            preset: a.preset.clone(),
+            threads: 0,
+        },
+        mode: if a.realtime {
+            PaceMode::Realtime
+        } else {
+            PaceMode::Offline
+        },
+        ..Default::default()
+    };
+    let opts = RecordOptions {
+        config,
+        inputs,
+        updates,
+        storage: a.storage.clone(),
+        duration,
+        settings,
+        events: a.events.clone(),
+    };
+    let tty = std::io::stderr().is_terminal();
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut last_line = std::time::Instant::now();
+    let result = record(opts, |p| {
+        if tty {
+            let b = bar.get_or_insert_with(|| {
+                let b = indicatif::ProgressBar::new(p.total);
+                if let Ok(st) = indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} frames  {elapsed_precise}  {msg}",
+                ) {
+                    b.set_style(st);
+                }
+                b
+            });
+            b.set_position(p.frames);
+            b.set_message(format!("{:.1}x real time", speed(p)));
+        } else if last_line.elapsed() >= Duration::from_secs(1) || p.frames == p.total {
+            last_line = std::time::Instant::now();
+            eprintln!(
+                "progress: {}/{} frames ({:.0}%), {:.1}x real time",
+                p.frames,
+                p.total,
+                100.0 * p.frames as f64 / p.total.max(1) as f64,
+                speed(p)
+            );
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let summary = result.map_err(Failure::Record)?;
+    println!("{summary}");
+    Ok(())
+}
+
+fn speed(p: &cloudmixer::record::Progress) -> f64 {
+    p.frames as f64 / p.fps.max(1) as f64 / p.elapsed.as_secs_f64().max(1e-9)
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
     match cli.cmd {
+        Cmd::Record(a) => record_cmd(a),
+        other => run_other(other).map_err(Failure::User),
+    }
+}
+
+fn run_other(cmd: Cmd) -> Result<(), UserError> {
+    match cmd {
+        Cmd::Record(_) => unreachable!("handled by run"),
         Cmd::Bench(a) => bench::run(a).map_err(UserError),
         Cmd::Validate { config } => {
             let cfg = load_config(&config)?;
@@ -145,9 +317,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(UserError(msg)) => {
+        Err(Failure::User(UserError(msg))) => {
             eprintln!("error: {msg}");
             ExitCode::from(2)
+        }
+        Err(Failure::Record(e)) => {
+            eprintln!("error (code {}): {e}", e.code());
+            ExitCode::from(1)
         }
     }
 }

@@ -1,0 +1,476 @@
+//! H.264 encoding through FFmpeg (ffmpeg-next): encoder selection, settings, frames.
+//!
+//! Selection (DESIGN §6): the probe order is [`PROBE_ORDER`] — `h264_nvenc`, `h264_vaapi`,
+//! `h264_qsv`, `h264_videotoolbox`, then `libx264`. A named encoder (setting or
+//! `--encoder NAME`) is tried first. A hardware encoder that is missing or fails to open is
+//! skipped with a logged reason (`tracing::warn`, once per process) and the next one is tried;
+//! only when nothing opens is it an error.
+//!
+//! Output: yuv420p (NV12 for encoders that want it), BT.709 limited range tagged in the stream,
+//! a keyframe every 2 s, time base `1/fps` with `pts = n` (constant frame rate). `vBps` forces a
+//! bitrate (x264: ABR with a VBV of 2 s); otherwise `vQP` is the constant quality (x264 `crf`).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use ffmpeg::codec;
+use ffmpeg::format::Pixel;
+use ffmpeg::util::color;
+use ffmpeg::{Dictionary, Packet, Rational};
+use ffmpeg_next as ffmpeg;
+use thiserror::Error;
+
+use crate::config::OutputSettings;
+use crate::frame::I420Image;
+
+/// Encoders tried in order when none is named.
+pub const PROBE_ORDER: [&str; 5] = [
+    "h264_nvenc",
+    "h264_vaapi",
+    "h264_qsv",
+    "h264_videotoolbox",
+    "libx264",
+];
+
+/// The software fallback.
+pub const SOFTWARE: &str = "libx264";
+
+/// Default x264 preset.
+pub const DEFAULT_PRESET: &str = "veryfast";
+
+/// A failure at the encode boundary.
+#[derive(Debug, Error)]
+pub enum EncodeError {
+    /// The named encoder does not exist in this FFmpeg build.
+    #[error("encoder {0:?} is not available in this FFmpeg build")]
+    NotFound(String),
+    /// No encoder of the probe list could be opened.
+    #[error("no H.264 encoder could be opened: {}", .tried.iter().map(|(n, r)| format!("{n}: {r}")).collect::<Vec<_>>().join("; "))]
+    NoEncoder {
+        /// (encoder, reason) for each one tried.
+        tried: Vec<(String, String)>,
+    },
+    /// A bad setting (e.g. an unknown x264 preset).
+    #[error("invalid encoder setting: {0}")]
+    Setting(String),
+    /// FFmpeg failed while encoding.
+    #[error("{op}: {source}")]
+    Ffmpeg {
+        /// What was being done.
+        op: &'static str,
+        /// FFmpeg's error.
+        source: ffmpeg::Error,
+    },
+}
+
+/// Encoder choice and tuning.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EncoderSettings {
+    /// An FFmpeg encoder name to try first (e.g. `libx264`, `h264_nvenc`); `None` = probe.
+    pub encoder: Option<String>,
+    /// x264 preset (`ultrafast` … `placebo`); default `veryfast`.
+    pub preset: String,
+    /// Encoder threads; 0 = the encoder's default.
+    pub threads: usize,
+}
+
+impl Default for EncoderSettings {
+    fn default() -> Self {
+        EncoderSettings {
+            encoder: None,
+            preset: DEFAULT_PRESET.into(),
+            threads: 0,
+        }
+    }
+}
+
+const X264_PRESETS: [&str; 10] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+];
+
+/// Initialises FFmpeg once per process (safe to call often; FFmpeg's log is limited to errors).
+pub fn init() {
+    crate::decode::init_ffmpeg();
+}
+
+/// Hardware encoders that failed once in this process, with the reason (not retried).
+fn failed() -> &'static Mutex<HashMap<String, String>> {
+    static F: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    F.get_or_init(Default::default)
+}
+
+/// An open H.264 encoder.
+pub struct VideoEncoder {
+    enc: ffmpeg::encoder::Video,
+    name: String,
+    pix: Pixel,
+    width: u32,
+    height: u32,
+    fps: u32,
+}
+
+impl std::fmt::Debug for VideoEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VideoEncoder")
+            .field("name", &self.name)
+            .field("pix", &self.pix)
+            .finish()
+    }
+}
+
+fn is_hardware(name: &str) -> bool {
+    name != SOFTWARE && name != "libx264rgb" && name != "libopenh264"
+}
+
+impl VideoEncoder {
+    /// Opens an encoder for `out` per `settings`. `global_header`: the container wants the
+    /// parameter sets out of band (mp4, mkv, flv). `repeat_headers`: also keep them in-band
+    /// (a `.ts` target shares the encode).
+    pub fn open(
+        out: &OutputSettings,
+        settings: &EncoderSettings,
+        global_header: bool,
+        repeat_headers: bool,
+    ) -> Result<Self, EncodeError> {
+        init();
+        if !X264_PRESETS.contains(&settings.preset.as_str()) {
+            return Err(EncodeError::Setting(format!(
+                "x264 preset {:?} is not one of {}",
+                settings.preset,
+                X264_PRESETS.join(", ")
+            )));
+        }
+        let mut order: Vec<String> = Vec::new();
+        if let Some(n) = &settings.encoder {
+            if ffmpeg::encoder::find_by_name(n).is_none() {
+                return Err(EncodeError::NotFound(n.clone()));
+            }
+            order.push(n.clone());
+        }
+        order.extend(
+            PROBE_ORDER
+                .iter()
+                .map(|s| s.to_string())
+                .filter(|s| Some(s) != settings.encoder.as_ref()),
+        );
+        let mut tried = Vec::new();
+        for name in order {
+            let named = settings.encoder.as_deref() == Some(name.as_str());
+            // hardware probes are serialised and remembered, so concurrent mixers probe (and
+            // log) each failing encoder once per process
+            let mut failed_guard =
+                is_hardware(&name).then(|| failed().lock().unwrap_or_else(|e| e.into_inner()));
+            if let Some(r) = failed_guard.as_ref().and_then(|g| g.get(&name)) {
+                tracing::debug!(encoder = %name, reason = %r, "skipping hardware encoder that failed before");
+                tried.push((name, r.clone()));
+                continue;
+            }
+            match Self::try_open(&name, out, settings, global_header, repeat_headers) {
+                Ok(e) => return Ok(e),
+                Err(reason) => {
+                    if let Some(g) = failed_guard.as_mut() {
+                        let absent = ffmpeg::encoder::find_by_name(&name).is_none()
+                            || reason.starts_with("no device");
+                        if named || !absent {
+                            tracing::warn!(encoder = %name, %reason, "hardware encoder unavailable, falling back");
+                        } else {
+                            tracing::debug!(encoder = %name, %reason, "hardware encoder not present");
+                        }
+                        g.insert(name.clone(), reason.clone());
+                    } else {
+                        tracing::warn!(encoder = %name, %reason, "encoder failed to open");
+                    }
+                    tried.push((name, reason));
+                }
+            }
+        }
+        Err(EncodeError::NoEncoder { tried })
+    }
+
+    /// A cheap check that the hardware an encoder needs can exist on this machine (no device
+    /// node, no probe: opening nvenc or qsv without hardware costs ~0.1 s each).
+    fn hardware_present(name: &str) -> Result<(), String> {
+        let any = |paths: &[&str]| paths.iter().any(|p| std::path::Path::new(p).exists());
+        let dri = || {
+            std::fs::read_dir("/dev/dri")
+                .map(|d| {
+                    d.flatten()
+                        .any(|e| e.file_name().to_string_lossy().starts_with("renderD"))
+                })
+                .unwrap_or(false)
+        };
+        let ok = match name {
+            "h264_nvenc" => any(&["/dev/nvidiactl", "/dev/nvidia0"]) || cfg!(windows),
+            "h264_vaapi" | "h264_qsv" => dri() || cfg!(windows),
+            "h264_videotoolbox" => cfg!(target_os = "macos"),
+            _ => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err("no device for it on this machine".into())
+        }
+    }
+
+    fn try_open(
+        name: &str,
+        out: &OutputSettings,
+        s: &EncoderSettings,
+        global_header: bool,
+        repeat_headers: bool,
+    ) -> Result<Self, String> {
+        let codec = ffmpeg::encoder::find_by_name(name)
+            .ok_or_else(|| "not in this FFmpeg build".to_string())?;
+        if is_hardware(name) {
+            Self::hardware_present(name)?;
+        }
+        let pix = match name {
+            "h264_qsv" | "h264_videotoolbox" => Pixel::NV12,
+            "h264_vaapi" => return Err("needs VAAPI hardware frames (not implemented)".into()),
+            _ => Pixel::YUV420P,
+        };
+        let ctx = codec::context::Context::new_with_codec(codec);
+        let mut enc = ctx.encoder().video().map_err(|e| e.to_string())?;
+        enc.set_width(out.width);
+        enc.set_height(out.height);
+        enc.set_format(pix);
+        enc.set_time_base(Rational::new(1, out.fps as i32));
+        enc.set_frame_rate(Some(Rational::new(out.fps as i32, 1)));
+        enc.set_gop(2 * out.fps);
+        enc.set_colorspace(color::Space::BT709);
+        enc.set_color_range(color::Range::MPEG);
+        enc.set_color_primaries(color::Primaries::BT709);
+        enc.set_color_transfer_characteristic(color::TransferCharacteristic::BT709);
+        if global_header {
+            enc.set_flags(codec::Flags::GLOBAL_HEADER);
+        }
+        if s.threads > 0 {
+            enc.set_threading(codec::threading::Config {
+                kind: codec::threading::Type::Frame,
+                count: s.threads,
+                ..Default::default()
+            });
+        }
+        let mut opts = Dictionary::new();
+        let forced = out.bitrate;
+        let rate = out.effective_bitrate() as usize;
+        match name {
+            SOFTWARE => {
+                opts.set("preset", &s.preset);
+                if let Some(b) = forced {
+                    enc.set_bit_rate(b as usize);
+                    opts.set("maxrate", &b.to_string());
+                    opts.set("bufsize", &(2 * b as u64).to_string());
+                } else {
+                    opts.set("crf", &out.qp.to_string());
+                }
+                if repeat_headers {
+                    opts.set("x264-params", "repeat-headers=1");
+                }
+            }
+            "h264_nvenc" => {
+                if let Some(b) = forced {
+                    enc.set_bit_rate(b as usize);
+                    opts.set("rc", "cbr");
+                } else {
+                    opts.set("rc", "constqp");
+                    opts.set("qp", &out.qp.to_string());
+                }
+            }
+            _ => enc.set_bit_rate(rate),
+        }
+        let enc = enc.open_as_with(codec, opts).map_err(|e| e.to_string())?;
+        Ok(VideoEncoder {
+            enc,
+            name: name.to_string(),
+            pix,
+            width: out.width,
+            height: out.height,
+            fps: out.fps,
+        })
+    }
+
+    /// The FFmpeg encoder name, e.g. `libx264`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Time base of frame and packet timestamps (`1/fps`).
+    pub fn time_base(&self) -> Rational {
+        Rational::new(1, self.fps as i32)
+    }
+
+    /// Frames per second.
+    pub fn fps(&self) -> u32 {
+        self.fps
+    }
+
+    /// The codec context (stream parameters for muxers).
+    pub fn context(&self) -> &codec::Context {
+        &self.enc
+    }
+
+    /// A frame buffer of the encoder's size and pixel format (for a recycling pool).
+    pub fn alloc_frame(&self) -> ffmpeg::frame::Video {
+        let mut f = ffmpeg::frame::Video::new(self.pix, self.width, self.height);
+        f.set_color_space(color::Space::BT709);
+        f.set_color_range(color::Range::MPEG);
+        f.set_color_primaries(color::Primaries::BT709);
+        f.set_color_transfer_characteristic(color::TransferCharacteristic::BT709);
+        f
+    }
+
+    /// Sends frame `n` (pts = n in `1/fps`).
+    pub fn send(&mut self, frame: &ffmpeg::frame::Video) -> Result<(), EncodeError> {
+        self.enc
+            .send_frame(frame)
+            .map_err(|source| EncodeError::Ffmpeg {
+                op: "sending a frame to the encoder",
+                source,
+            })
+    }
+
+    /// Signals the end of the stream; then drain with [`VideoEncoder::receive`].
+    pub fn finish(&mut self) -> Result<(), EncodeError> {
+        self.enc.send_eof().map_err(|source| EncodeError::Ffmpeg {
+            op: "flushing the encoder",
+            source,
+        })
+    }
+
+    /// The next encoded packet, if one is ready.
+    pub fn receive(&mut self, pkt: &mut Packet) -> Result<bool, EncodeError> {
+        match self.enc.receive_packet(pkt) {
+            Ok(()) => Ok(true),
+            Err(ffmpeg::Error::Eof) => Ok(false),
+            Err(ffmpeg::Error::Other { errno }) if errno == libc::EAGAIN => Ok(false),
+            Err(source) => Err(EncodeError::Ffmpeg {
+                op: "receiving a packet",
+                source,
+            }),
+        }
+    }
+}
+
+/// Copies an output picture into an encoder frame (I420 or NV12), making the frame writable
+/// first (a buffer the encoder still references is replaced, never overwritten).
+pub fn fill_frame(frame: &mut ffmpeg::frame::Video, img: &I420Image) -> Result<(), EncodeError> {
+    // SAFETY: `frame` is a valid, allocated AVFrame owned by us.
+    let r = unsafe { ffmpeg::ffi::av_frame_make_writable(frame.as_mut_ptr()) };
+    if r < 0 {
+        return Err(EncodeError::Ffmpeg {
+            op: "making a frame writable",
+            source: ffmpeg::Error::from(r),
+        });
+    }
+    let (w, h) = (img.width as usize, img.height as usize);
+    let (cw, ch) = (w / 2, h / 2);
+    let copy = |dst: &mut [u8], stride: usize, src: &[u8], row: usize, rows: usize| {
+        for r in 0..rows {
+            dst[r * stride..r * stride + row].copy_from_slice(&src[r * row..(r + 1) * row]);
+        }
+    };
+    let s0 = frame.stride(0);
+    copy(frame.data_mut(0), s0, &img.y, w, h);
+    match frame.format() {
+        Pixel::NV12 => {
+            let s1 = frame.stride(1);
+            let d = frame.data_mut(1);
+            for r in 0..ch {
+                let row = &mut d[r * s1..r * s1 + 2 * cw];
+                for (i, px) in row.chunks_exact_mut(2).enumerate() {
+                    px[0] = img.u[r * cw + i];
+                    px[1] = img.v[r * cw + i];
+                }
+            }
+        }
+        _ => {
+            let (s1, s2) = (frame.stride(1), frame.stride(2));
+            copy(frame.data_mut(1), s1, &img.u, cw, ch);
+            copy(frame.data_mut(2), s2, &img.v, cw, ch);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MixerConfig;
+
+    fn out(w: u32, h: u32) -> OutputSettings {
+        let cfg = MixerConfig::from_json(&format!(
+            r#"{{"videoFileCfg":{{"svrPathName":"a.mp4","vWidth":{w},"vHeight":{h},"vFps":15,"layoutConfig":[]}}}}"#
+        ))
+        .unwrap();
+        cfg.output
+    }
+
+    #[test]
+    fn falls_back_to_x264_and_encodes() {
+        let s = EncoderSettings {
+            preset: "ultrafast".into(),
+            ..Default::default()
+        };
+        let mut e = VideoEncoder::open(&out(64, 48), &s, true, false).unwrap();
+        assert_eq!(e.name(), SOFTWARE);
+        let img = I420Image::new(64, 48);
+        let mut f = e.alloc_frame();
+        let mut pkt = Packet::empty();
+        let mut got = 0;
+        for n in 0..10 {
+            fill_frame(&mut f, &img).unwrap();
+            f.set_pts(Some(n));
+            e.send(&f).unwrap();
+            while e.receive(&mut pkt).unwrap() {
+                got += 1;
+            }
+        }
+        e.finish().unwrap();
+        while e.receive(&mut pkt).unwrap() {
+            got += 1;
+        }
+        assert_eq!(got, 10);
+    }
+
+    #[test]
+    fn bad_names_and_presets_are_errors() {
+        let s = EncoderSettings {
+            encoder: Some("no_such_encoder".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            VideoEncoder::open(&out(64, 48), &s, true, false),
+            Err(EncodeError::NotFound(_))
+        ));
+        let s = EncoderSettings {
+            preset: "warp".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            VideoEncoder::open(&out(64, 48), &s, true, false),
+            Err(EncodeError::Setting(_))
+        ));
+        // a named hardware encoder that cannot open falls back
+        let s = EncoderSettings {
+            encoder: Some("h264_vaapi".into()),
+            preset: "ultrafast".into(),
+            threads: 1,
+        };
+        assert_eq!(
+            VideoEncoder::open(&out(64, 48), &s, true, false)
+                .unwrap()
+                .name(),
+            SOFTWARE
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! Mixer states, output info and events (DESIGN §3 "States and events").
+//!
+//! Numbering follows the RTC vendor's cloud-mixer API so a recording server can pass states,
+//! output info and error codes through unchanged.
+
+use serde::ser::{Serialize, Serializer};
+use serde_json::{json, Value};
+
+/// Error codes reported in events and by [`crate::mixer::MixerError::code`].
+pub mod codes {
+    /// No error.
+    pub const OK: i32 = 0;
+    /// Internal failure (encoder, compositor, thread); ours, not a vendor code.
+    pub const INTERNAL: i32 = 1;
+    /// A parameter (config, layout update, frame) is invalid.
+    pub const PARAM_ERR: i32 = 5;
+    /// The maximum recording duration was reached; the recording stopped cleanly.
+    pub const RECORD_MAX: i32 = 901;
+    /// The disk is full (ENOSPC) or the file hit its size limit (EFBIG).
+    pub const RECORD_NO_DISK: i32 = 902;
+    /// A target file cannot be created or written.
+    pub const FILE_ERR: i32 = 905;
+}
+
+/// Mixer state (vendor numbering; 3 PAUSED is unused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MixerState {
+    /// 0: stopped (initial and final state).
+    Null = 0,
+    /// 1: opening the encoder and targets.
+    Starting = 1,
+    /// 2: recording.
+    Running = 2,
+    /// 4: draining and finalising the file.
+    Stopping = 4,
+}
+
+/// State of one output (target file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum OutputState {
+    /// 0: not started.
+    Null = 0,
+    /// 1: being written.
+    Running = 1,
+    /// 2: finished and finalised.
+    Stopped = 2,
+    /// 3: failed (see `errCode`).
+    Fail = 3,
+}
+
+impl Serialize for MixerState {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(*self as u8)
+    }
+}
+
+impl Serialize for OutputState {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(*self as u8)
+    }
+}
+
+/// Progress and result of one output, serialised with the vendor's field names.
+///
+/// ```
+/// use cloudmixer::events::{OutputInfo, OutputState};
+/// let info = OutputInfo { id: 0, state: OutputState::Running, svr_file_path_name: "/a.mp4".into(),
+///     start_time: 1_700_000_000_000, duration: 1500, file_size: 4096, err_code: 0, err_desc: String::new() };
+/// let v = serde_json::to_value(&info).unwrap();
+/// assert_eq!(v["svrFilePathName"], "/a.mp4");
+/// assert_eq!(v["state"], 1);
+/// assert_eq!(v["fileSize"], 4096);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputInfo {
+    /// Output index (0 for the first target of `svrPathName`).
+    pub id: u32,
+    /// Output state.
+    pub state: OutputState,
+    /// The target as given in `svrPathName`.
+    #[serde(rename = "svrFilePathName")]
+    pub svr_file_path_name: String,
+    /// When the recording started, milliseconds since the Unix epoch.
+    pub start_time: u64,
+    /// Recorded duration in milliseconds (frames written / fps).
+    pub duration: u64,
+    /// Bytes written to the file so far.
+    pub file_size: u64,
+    /// 0, or the error code of a failure.
+    pub err_code: i32,
+    /// Empty, or the error description.
+    pub err_desc: String,
+}
+
+/// An event from a mixer (see [`crate::mixer::Mixer::events`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MixerEvent {
+    /// The mixer changed state. `err`/`err_desc` are set when it returns to NULL on failure
+    /// (or on reaching the maximum duration). `encoder` and `backend` are set on RUNNING.
+    StateChanged {
+        /// New state.
+        state: MixerState,
+        /// 0, or the error code that caused the change.
+        err: i32,
+        /// Empty, or the error description.
+        err_desc: String,
+        /// The encoder in use (set on RUNNING), e.g. `libx264`.
+        encoder: Option<String>,
+        /// The compositor in use (set on RUNNING), e.g. `cpu (rayon, 2 threads)`.
+        backend: Option<String>,
+    },
+    /// Progress or result of an output.
+    OutputInfoChanged(OutputInfo),
+    /// A failure (followed by a StateChanged to NULL when it ends the recording).
+    Error {
+        /// Error code ([`codes`]).
+        code: i32,
+        /// Description.
+        desc: String,
+    },
+}
+
+impl MixerEvent {
+    /// A plain state change without error.
+    pub fn state(state: MixerState) -> Self {
+        MixerEvent::StateChanged {
+            state,
+            err: 0,
+            err_desc: String::new(),
+            encoder: None,
+            backend: None,
+        }
+    }
+
+    /// The event as one JSON object (`{"event":"stateChanged",…}`), e.g. for a JSON-lines log.
+    ///
+    /// ```
+    /// use cloudmixer::events::{MixerEvent, MixerState};
+    /// let v = MixerEvent::state(MixerState::Running).to_json();
+    /// assert_eq!(v, serde_json::json!({"event":"stateChanged","state":2,"err":0,"errDesc":""}));
+    /// ```
+    pub fn to_json(&self) -> Value {
+        match self {
+            MixerEvent::StateChanged {
+                state,
+                err,
+                err_desc,
+                encoder,
+                backend,
+            } => {
+                let mut v = json!({"event":"stateChanged","state":*state as u8,"err":err,"errDesc":err_desc});
+                if let Some(e) = encoder {
+                    v["encoder"] = e.clone().into();
+                }
+                if let Some(b) = backend {
+                    v["backend"] = b.clone().into();
+                }
+                v
+            }
+            MixerEvent::OutputInfoChanged(info) => {
+                json!({"event":"outputInfoChanged","outputInfo":info})
+            }
+            MixerEvent::Error { code, desc } => json!({"event":"error","code":code,"desc":desc}),
+        }
+    }
+}
+
+impl Serialize for MixerEvent {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}

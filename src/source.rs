@@ -1,0 +1,238 @@
+//! Source slots: the latest frame of each source, handed from `push_video` to the pacer.
+//!
+//! - Each camid has a [`Slot`] holding an `ArcSwapOption<VideoFrame>` and the time it was
+//!   filled. A push stores one `Arc` (the frame's planes are moved, not copied) and never
+//!   blocks: no lock is taken on the frame path.
+//! - The camid → slot map is itself behind an `ArcSwap` and only rebuilt (under a small lock
+//!   that is never held across a frame) when a camid appears for the first time.
+//! - Frames of camids that the current layout does not show are kept too (one latest frame
+//!   each), so a layout update that adds them shows them at once; the number of slots is capped
+//!   and the stalest slot not in the layout is evicted to make room.
+//! - A slot not filled for `timeout` counts as missing: the compositor draws the placeholder.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use crate::compose::Frames;
+use crate::frame::VideoFrame;
+use crate::layout::Layout;
+
+/// Default limit on the number of distinct camids kept.
+pub const DEFAULT_MAX_SOURCES: usize = 128;
+
+/// One source's latest frame.
+#[derive(Debug, Default)]
+pub struct Slot {
+    frame: ArcSwapOption<VideoFrame>,
+    /// Mixer clock (µs) when the frame was pushed.
+    stamp_us: AtomicU64,
+}
+
+/// Too many distinct camids, all of them shown by the current layout.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("too many sources: {max} camids are already kept and all are in the layout")]
+pub struct TooManySources {
+    /// The cap.
+    pub max: usize,
+}
+
+type SlotMap = HashMap<Arc<str>, Arc<Slot>>;
+
+/// The latest frame per camid.
+///
+/// ```
+/// use std::time::Duration;
+/// use cloudmixer::source::SourceSlots;
+/// use cloudmixer::layout::{Layout, Rect};
+/// use cloudmixer::frame::VideoFrame;
+/// let slots = SourceSlots::new(Duration::from_secs(2));
+/// let layout = Layout::cameras(64, 32, &[("a", Rect::new(0, 0, 32, 32))]);
+/// slots.push("a", VideoFrame::solid_i420(8, 8, [81, 90, 240]).unwrap(), 0, &layout).unwrap();
+/// let mut frames = Default::default();
+/// slots.snapshot(&layout, 1_000_000, &mut frames);
+/// assert!(frames.contains_key("a"));
+/// slots.snapshot(&layout, 3_000_001, &mut frames); // silent for more than 2 s
+/// assert!(frames.is_empty());
+/// ```
+#[derive(Debug)]
+pub struct SourceSlots {
+    map: ArcSwap<SlotMap>,
+    grow: Mutex<()>,
+    max: usize,
+    timeout_us: u64,
+}
+
+impl SourceSlots {
+    /// Slots whose frames expire after `timeout` without a new frame.
+    pub fn new(timeout: Duration) -> Self {
+        Self::with_capacity(timeout, DEFAULT_MAX_SOURCES)
+    }
+
+    /// As [`SourceSlots::new`] with a cap on distinct camids (at least 1).
+    pub fn with_capacity(timeout: Duration, max: usize) -> Self {
+        SourceSlots {
+            map: ArcSwap::from_pointee(HashMap::new()),
+            grow: Mutex::new(()),
+            max: max.max(1),
+            timeout_us: timeout.as_micros().min(u64::MAX as u128) as u64,
+        }
+    }
+
+    /// Stores `frame` as the latest of `camid`, stamped with the mixer clock `now_us`.
+    /// `layout` (the current one) decides which slots may be evicted when the cap is reached.
+    pub fn push(
+        &self,
+        camid: &str,
+        frame: VideoFrame,
+        now_us: u64,
+        layout: &Layout,
+    ) -> Result<(), TooManySources> {
+        let slot = match self.map.load().get(camid) {
+            Some(s) => s.clone(),
+            None => self.add(camid, layout)?,
+        };
+        slot.frame.store(Some(Arc::new(frame)));
+        slot.stamp_us.store(now_us, Ordering::Release);
+        Ok(())
+    }
+
+    fn add(&self, camid: &str, layout: &Layout) -> Result<Arc<Slot>, TooManySources> {
+        let _g = self.grow.lock().unwrap_or_else(|e| e.into_inner());
+        let cur = self.map.load_full();
+        if let Some(s) = cur.get(camid) {
+            return Ok(s.clone());
+        }
+        let mut next: SlotMap = (*cur).clone();
+        if next.len() >= self.max {
+            let shown = |id: &str| {
+                layout
+                    .items
+                    .iter()
+                    .any(|it| it.kind.source_id() == Some(id))
+            };
+            let victim = next
+                .iter()
+                .filter(|(id, _)| !shown(id))
+                .min_by_key(|(_, s)| s.stamp_us.load(Ordering::Acquire))
+                .map(|(id, _)| id.clone());
+            match victim {
+                Some(v) => {
+                    next.remove(&v);
+                }
+                None => return Err(TooManySources { max: self.max }),
+            }
+        }
+        let slot = Arc::new(Slot::default());
+        next.insert(Arc::from(camid), slot.clone());
+        self.map.store(Arc::new(next));
+        Ok(slot)
+    }
+
+    /// Number of camids kept.
+    pub fn len(&self) -> usize {
+        self.map.load().len()
+    }
+
+    /// Whether no camid has pushed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fills `frames` with the fresh frames of the sources `layout` shows, at mixer clock
+    /// `now_us`. Entries of other or stale sources are removed. `frames` is reused from tick to
+    /// tick, so the steady state allocates nothing.
+    pub fn snapshot(&self, layout: &Layout, now_us: u64, frames: &mut Frames) {
+        let map = self.map.load();
+        frames.retain(|k, _| {
+            layout
+                .items
+                .iter()
+                .any(|it| it.kind.source_id() == Some(k.as_str()))
+        });
+        for it in &layout.items {
+            let Some(id) = it.kind.source_id() else {
+                continue;
+            };
+            let fresh = map.get(id).and_then(|s| {
+                let f = s.frame.load_full()?;
+                let stamp = s.stamp_us.load(Ordering::Acquire);
+                (now_us.saturating_sub(stamp) <= self.timeout_us).then_some(f)
+            });
+            match (fresh, frames.get_mut(id)) {
+                (Some(f), Some(slot)) => *slot = f,
+                (Some(f), None) => {
+                    frames.insert(id.to_string(), f);
+                }
+                (None, _) => {
+                    frames.remove(id);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::Rect;
+
+    fn solid(w: u32, h: u32) -> VideoFrame {
+        VideoFrame::solid_i420(w, h, [81, 90, 240]).unwrap()
+    }
+
+    #[test]
+    fn latest_frame_wins_and_resolution_changes() {
+        let s = SourceSlots::new(Duration::from_secs(2));
+        let l = Layout::cameras(64, 32, &[("a", Rect::new(0, 0, 32, 32))]);
+        s.push("a", solid(8, 8), 0, &l).unwrap();
+        s.push("a", solid(16, 6), 10, &l).unwrap();
+        let mut f = Frames::new();
+        s.snapshot(&l, 20, &mut f);
+        assert_eq!(f["a"].width(), 16);
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn timeout_makes_a_source_missing_until_it_pushes_again() {
+        let s = SourceSlots::new(Duration::from_millis(100));
+        let l = Layout::cameras(64, 32, &[("a", Rect::new(0, 0, 32, 32))]);
+        s.push("a", solid(8, 8), 1_000, &l).unwrap();
+        let mut f = Frames::new();
+        s.snapshot(&l, 101_000, &mut f);
+        assert!(f.contains_key("a"));
+        s.snapshot(&l, 101_001, &mut f);
+        assert!(!f.contains_key("a"));
+        s.push("a", solid(8, 8), 200_000, &l).unwrap();
+        s.snapshot(&l, 200_000, &mut f);
+        assert!(f.contains_key("a"));
+    }
+
+    #[test]
+    fn unknown_camids_are_bounded_and_layout_sources_survive() {
+        let s = SourceSlots::with_capacity(Duration::from_secs(2), 4);
+        let l = Layout::cameras(64, 32, &[("a", Rect::new(0, 0, 32, 32))]);
+        s.push("a", solid(2, 2), 0, &l).unwrap();
+        for i in 0..50u64 {
+            s.push(&format!("x{i}"), solid(2, 2), i + 1, &l).unwrap();
+        }
+        assert_eq!(s.len(), 4);
+        let mut f = Frames::new();
+        s.snapshot(&l, 60, &mut f);
+        assert!(f.contains_key("a"));
+        // the newest unknowns are kept and show once a layout names them
+        let l2 = Layout::cameras(64, 32, &[("x49", Rect::new(0, 0, 32, 32))]);
+        s.snapshot(&l2, 60, &mut f);
+        assert!(f.contains_key("x49") && !f.contains_key("a"));
+        // a cap filled by layout sources only refuses new camids
+        let s = SourceSlots::with_capacity(Duration::from_secs(2), 1);
+        s.push("a", solid(2, 2), 0, &l).unwrap();
+        assert_eq!(
+            s.push("b", solid(2, 2), 0, &l),
+            Err(TooManySources { max: 1 })
+        );
+    }
+}
