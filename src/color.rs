@@ -98,6 +98,53 @@ pub fn apply(m: &Affine, a: f32, b: f32, c: f32) -> [u8; 3] {
     [f(0), f(1), f(2)]
 }
 
+/// Fixed-point (1/4096) form of a YUV→output [`Affine`] whose chroma rows do not depend on
+/// luma (true of every BT.601/709 limited/full conversion): the CPU compositor's fast path for
+/// converted sources. Applied to 8-bit sampled values; the float [`apply`] is its reference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fixed {
+    m: [[i32; 4]; 3],
+}
+
+impl Fixed {
+    const SHIFT: u32 = 12;
+
+    /// `None` when a chroma row depends on luma (then use [`apply`]).
+    pub fn of_yuv(m: &Affine) -> Option<Fixed> {
+        if m[1][0].abs() > 1e-6 || m[2][0].abs() > 1e-6 {
+            return None;
+        }
+        let one = (1u32 << Self::SHIFT) as f32;
+        let mut f = [[0i32; 4]; 3];
+        for r in 0..3 {
+            for c in 0..4 {
+                f[r][c] = (m[r][c] * one).round() as i32;
+            }
+            // rounding offset folded into the constant
+            f[r][3] += 1 << (Self::SHIFT - 1);
+        }
+        Some(Fixed { m: f })
+    }
+
+    /// Output component `comp` for rows of sampled source Y, U, V (`y` is ignored for chroma).
+    pub fn map_row(&self, comp: usize, y: &[u8], u: &[u8], v: &[u8], out: &mut [u8]) {
+        let [a, b, c, d] = self.m[comp];
+        let n = out.len();
+        let (u, v) = (&u[..n], &v[..n]);
+        if comp == 0 {
+            for (((o, &y), &u), &v) in out.iter_mut().zip(&y[..n]).zip(u).zip(v) {
+                let t = a * y as i32 + b * u as i32 + c * v as i32 + d;
+                *o = (t >> Self::SHIFT).clamp(0, 255) as u8;
+            }
+        } else {
+            for ((o, &u), &v) in out.iter_mut().zip(u).zip(v) {
+                let t = b * u as i32 + c * v as i32 + d;
+                *o = (t >> Self::SHIFT).clamp(0, 255) as u8;
+            }
+        }
+    }
+}
+
 /// 8-bit RGB → BT.709 limited-range (Y, U, V); black is exactly (16, 128, 128).
 pub fn rgb_to_yuv709_limited(rgb: [u8; 3]) -> [u8; 3] {
     apply(
@@ -170,6 +217,42 @@ mod tests {
             (out[0] as i32 - 63).abs() <= 1 && (out[2] as i32 - 240).abs() <= 1,
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn fixed_point_agrees_with_float() {
+        for cs in [
+            ColorSpace::BT601_LIMITED,
+            ColorSpace::BT601_FULL,
+            ColorSpace {
+                matrix: Matrix::Bt709,
+                range: Range::Full,
+            },
+        ] {
+            let m = yuv_to_output(cs);
+            let f = Fixed::of_yuv(&m).expect("chroma independent of luma");
+            for (y, u, v) in [
+                (16u8, 128u8, 128u8),
+                (235, 16, 240),
+                (81, 90, 240),
+                (0, 0, 255),
+                (255, 255, 0),
+                (128, 60, 200),
+            ] {
+                let want = apply(&m, y as f32, u as f32, v as f32);
+                for c in 0..3 {
+                    let mut o = [0u8];
+                    f.map_row(c, &[y], &[u], &[v], &mut o);
+                    assert!(
+                        (o[0] as i32 - want[c] as i32).abs() <= 1,
+                        "{cs:?} {:?} comp {c}: {} vs {}",
+                        (y, u, v),
+                        o[0],
+                        want[c]
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -197,6 +197,8 @@ struct ItemPlan {
     tabs: [[Tabs; 2]; 2],
     matrix: Affine,
     identity: bool,
+    /// Fixed-point form of `matrix` for YUV sources (chroma independent of luma).
+    fixed: Option<color::Fixed>,
     alpha: u32,
     /// Bars / placeholder colour.
     fill: [u8; 3],
@@ -220,6 +222,7 @@ impl ItemPlan {
             tabs: Default::default(),
             matrix: color::IDENTITY,
             identity: true,
+            fixed: None,
             alpha,
             fill: layout.placeholder,
             drawn: None,
@@ -270,6 +273,7 @@ impl ItemPlan {
             _ => {
                 plan.matrix = color::yuv_to_output(f.color);
                 plan.identity = plan.matrix == color::IDENTITY;
+                plan.fixed = color::Fixed::of_yuv(&plan.matrix);
             }
         }
         plan
@@ -327,6 +331,63 @@ impl<'a> SrcPlane<'a> {
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
+    /// Sampled source rows (Y, U, V) for colour-converted items.
+    static ROWS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One output row of an image: the vertical pass of source row pair `t.ys[yo]` into `tmp`,
+/// then the horizontal pass into `out` (with the exact 2:1 box and texel-hit shortcuts).
+fn sample_row(t: &Tabs, sp: SrcPlane, yo: usize, tmp: &mut Vec<u16>, out: &mut [u8]) {
+    let (lo, span) = (t.lo, t.span);
+    // the span plus room for the SIMD pass's whole-window loads
+    let need = span.max(t.blocks.as_ref().map_or(0, |b| b.reach()));
+    if tmp.len() < need {
+        tmp.resize(need, 0);
+    }
+    let hi = lo + span - 1; // needed columns lo..hi, then one padding element
+    let ty = t.ys[yo];
+    let (w1, w0) = (ty.w, WEIGHT_ONE as u16 - ty.w);
+    let row0 = &sp.data[ty.i0 as usize * sp.stride..];
+    let row1 = &sp.data[ty.i1 as usize * sp.stride..];
+    // exact shortcuts of the same arithmetic (bit-identical results)
+    if sp.step == 1 {
+        match t.uniform {
+            // 2:1 both ways: weights 1/2 → the rounded mean of a 2x2 block
+            Some((st, 2, 128)) if ty.w == 128 && ty.i1 == ty.i0 + 1 => {
+                let n = out.len();
+                box2(
+                    &row0[lo + st..lo + st + 2 * n],
+                    &row1[lo + st..lo + st + 2 * n],
+                    out,
+                );
+                return;
+            }
+            // texel hits on both axes: a strided copy
+            Some((st, step, 0)) if ty.w == 0 => {
+                simd::copy_strided(&row0[lo + st..], step, out);
+                return;
+            }
+            _ => {}
+        }
+    }
+    let n = hi - lo;
+    if sp.step == 1 {
+        simd::vpass(&row0[lo..hi], &row1[lo..hi], w0, w1, &mut tmp[..n]);
+    } else {
+        for (j, d) in tmp[..n].iter_mut().enumerate() {
+            let i = (lo + j) * sp.step + sp.off;
+            *d = row0[i] as u16 * w0 + row1[i] as u16 * w1;
+        }
+    }
+    let last = tmp[n - 1];
+    tmp[n..span].iter_mut().for_each(|d| *d = last);
+    match t.uniform {
+        Some((st, 1, w)) => hpass_uniform::<1>(tmp, st, w, out),
+        Some((st, 2, w)) => hpass_uniform::<2>(tmp, st, w, out),
+        Some((st, 3, w)) => hpass_uniform::<3>(tmp, st, w, out),
+        Some((st, 4, w)) => hpass_uniform::<4>(tmp, st, w, out),
+        _ => simd::hpass(tmp, &t.hx, t.blocks.as_ref(), out),
+    }
 }
 
 /// Draws plane component `comp` of one item into a band of output rows.
@@ -384,63 +445,46 @@ fn draw_band(
         return;
     }
     let (x0, x1) = (img.x0 as usize, img.x1 as usize);
-    if plan.identity && a == 255 {
-        // fast path: same colour space, opaque
-        let sk = k; // a YUV source's component comp lives in a plane of subsampling kind k
-        let t = &plan.tabs[k][sk];
+    let yuv = frame.format() != PixelFormat::Rgba;
+    if a == 255 && yuv && plan.identity {
+        // fast path: same colour space, opaque: sample straight into the output row
+        let t = &plan.tabs[k][k]; // a YUV source's component comp lives in a plane of kind k
         let sp = SrcPlane::of(frame, comp);
-        let (lo, span) = (t.lo, t.span);
         SCRATCH.with(|s| {
             let mut tmp = s.borrow_mut();
-            // the span plus room for the SIMD pass's whole-window loads
-            tmp.resize(span.max(t.blocks.as_ref().map_or(0, |b| b.reach())), 0);
-            let hi = lo + span - 1; // needed columns lo..hi, then one padding element
             for y in ia..ib {
-                let ty = t.ys[y - img.y0 as usize];
-                let (w1, w0) = (ty.w, WEIGHT_ONE as u16 - ty.w);
-                let row0 = &sp.data[ty.i0 as usize * sp.stride..];
-                let row1 = &sp.data[ty.i1 as usize * sp.stride..];
                 let out = &mut band[(y - r0) * pw + x0..(y - r0) * pw + x1];
-                // exact shortcuts of the same arithmetic (bit-identical results)
-                if sp.step == 1 {
-                    match t.uniform {
-                        // 2:1 both ways: weights 1/2 → the rounded mean of a 2x2 block
-                        Some((st, 2, 128)) if ty.w == 128 && ty.i1 == ty.i0 + 1 => {
-                            let n = out.len();
-                            let (a, b) = (
-                                &row0[lo + st..lo + st + 2 * n],
-                                &row1[lo + st..lo + st + 2 * n],
-                            );
-                            box2(a, b, out);
-                            continue;
-                        }
-                        // texel hits on both axes: a strided copy
-                        Some((st, step, 0)) if ty.w == 0 => {
-                            simd::copy_strided(&row0[lo + st..], step, out);
-                            continue;
-                        }
-                        _ => {}
-                    }
-                }
-                let n = hi - lo;
-                if sp.step == 1 {
-                    simd::vpass(&row0[lo..hi], &row1[lo..hi], w0, w1, &mut tmp[..n]);
-                } else {
-                    for (j, d) in tmp[..n].iter_mut().enumerate() {
-                        let i = (lo + j) * sp.step + sp.off;
-                        *d = row0[i] as u16 * w0 + row1[i] as u16 * w1;
-                    }
-                }
-                let last = tmp[n - 1];
-                tmp[n..span].iter_mut().for_each(|d| *d = last);
-                match t.uniform {
-                    Some((st, 1, w)) => hpass_uniform::<1>(&tmp, st, w, out),
-                    Some((st, 2, w)) => hpass_uniform::<2>(&tmp, st, w, out),
-                    Some((st, 3, w)) => hpass_uniform::<3>(&tmp, st, w, out),
-                    Some((st, 4, w)) => hpass_uniform::<4>(&tmp, st, w, out),
-                    _ => simd::hpass(&tmp, &t.hx, t.blocks.as_ref(), out),
-                }
+                sample_row(t, sp, y - img.y0 as usize, &mut tmp, out);
             }
+        });
+        return;
+    }
+    if a == 255 && yuv && plan.fixed.is_some() {
+        // converted colour space, opaque: sample the source planes with the same kernels into
+        // rows, then one fixed-point affine map per sample ([`color::Fixed`])
+        let fx = plan.fixed.as_ref().expect("checked above");
+        let n = x1 - x0;
+        SCRATCH.with(|s| {
+            ROWS.with(|r| {
+                let mut tmp = s.borrow_mut();
+                let mut rows = r.borrow_mut();
+                rows.resize(3 * n, 0);
+                let (ry, rest) = rows.split_at_mut(n);
+                let (ru, rv) = rest.split_at_mut(n);
+                let (ru, rv) = (&mut ru[..n], &mut rv[..n]);
+                for y in ia..ib {
+                    let yo = y - img.y0 as usize;
+                    // luma output needs the source's chroma at luma positions (tabs[0][1]);
+                    // chroma output does not depend on the source's luma
+                    if comp == 0 {
+                        sample_row(&plan.tabs[0][0], SrcPlane::of(frame, 0), yo, &mut tmp, ry);
+                    }
+                    sample_row(&plan.tabs[k][1], SrcPlane::of(frame, 1), yo, &mut tmp, ru);
+                    sample_row(&plan.tabs[k][1], SrcPlane::of(frame, 2), yo, &mut tmp, rv);
+                    let out = &mut band[(y - r0) * pw + x0..(y - r0) * pw + x1];
+                    fx.map_row(comp, ry, ru, rv, out);
+                }
+            })
         });
         return;
     }
