@@ -97,6 +97,8 @@ pub struct FfmpegResult {
     pub comp_cpu_ms_per_frame: f64,
     /// Output frames per second of the compose command.
     pub out_fps: f64,
+    /// Wall seconds of the file→file command with libx264 ultrafast (when encoding is compared).
+    pub ultrafast_wall_s: Option<f64>,
 }
 
 /// One measured configuration.
@@ -137,6 +139,12 @@ pub struct ConfigResult {
 impl ConfigResult {
     /// Our CPU ms per frame over FFmpeg's compose CPU ms per frame.
     pub fn cpu_ratio_vs_ffmpeg(&self) -> Option<f64> {
+        if self.encoder != "none" {
+            // whole pipeline: our wall per mixer over FFmpeg's file→file wall
+            let f = self.ffmpeg.as_ref()?;
+            let ours = self.frames_per_mixer as f64 / self.min_mixer_fps.max(1e-9);
+            return f.ultrafast_wall_s.filter(|w| *w > 0.0).map(|w| ours / w);
+        }
         self.ffmpeg
             .as_ref()
             .filter(|f| f.comp_cpu_ms_per_frame > 0.0)
@@ -406,6 +414,164 @@ pub fn run_config(
     })
 }
 
+/// How a configuration with encoding gets its sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// Synthetic decoded frames pushed through [`crate::mixer::Mixer::push_video`].
+    Synthetic,
+    /// The workload's real clips decoded by FFmpeg ([`crate::record::record`]).
+    Decode,
+}
+
+/// Runs one configuration through the whole recording pipeline (compose, encode, mux into a
+/// temporary folder), offline. `encoder`: `None` = probe hardware encoders, then libx264.
+/// Latency samples are the per-tick compose hand-off times (synthetic feed only).
+#[allow(clippy::too_many_arguments)]
+pub fn run_encode_config(
+    w: &Workload,
+    sources: &Arc<SyntheticSources>,
+    backend: Backend,
+    mixers: usize,
+    frames: u64,
+    encoder: Option<&str>,
+    feed: Feed,
+    clips: &Path,
+) -> Result<ConfigResult, String> {
+    use crate::encode::EncoderSettings;
+    use crate::mixer::{Mixer, MixerSettings};
+    let dir = std::env::temp_dir().join(format!("cloudmixer-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let settings = MixerSettings {
+        backend,
+        encoder: EncoderSettings {
+            encoder: encoder.map(str::to_string),
+            preset: "ultrafast".into(),
+            threads: 0,
+        },
+        ..MixerSettings::offline()
+    };
+    if feed == Feed::Decode {
+        for (s, _) in &w.cells {
+            if !clips.join(s.clip).exists() {
+                return Err(format!(
+                    "{}: missing (--decode reads the workload's clips; pass --clips DIR)",
+                    clips.join(s.clip).display()
+                ));
+            }
+        }
+    }
+    let barrier = Arc::new(Barrier::new(mixers + 1));
+    let rss = RssSampler::start();
+    let cpu0 = cpu_seconds(false);
+    let mut handles = Vec::new();
+    for i in 0..mixers {
+        let cfg = crate::config::MixerConfig::from_value(
+            w.config_json(&format!("/bench_{}_{i}.mp4", w.name)),
+        )
+        .map_err(|e| e.to_string())?;
+        let (settings, barrier, sources, dir) = (
+            settings.clone(),
+            barrier.clone(),
+            sources.clone(),
+            dir.clone(),
+        );
+        let inputs: Vec<(String, PathBuf)> = w
+            .cells
+            .iter()
+            .map(|(s, _)| (s.camid.to_string(), clips.join(s.clip)))
+            .collect();
+        let fps = w.fps;
+        handles.push(std::thread::spawn(
+            move || -> Result<(Vec<f64>, Duration, String, String), String> {
+                barrier.wait();
+                let start = Instant::now();
+                if feed == Feed::Decode {
+                    let opts = crate::record::RecordOptions {
+                        config: cfg,
+                        inputs,
+                        updates: vec![],
+                        storage: dir,
+                        duration: Some(Duration::from_secs_f64(frames as f64 / fps as f64)),
+                        settings,
+                        events: None,
+                    };
+                    let s = crate::record::record(opts, |_| {}).map_err(|e| e.to_string())?;
+                    return Ok((vec![], start.elapsed(), s.encoder, s.backend));
+                }
+                let mut m = Mixer::create_with(cfg, crate::mux::Storage::new(dir), settings)
+                    .map_err(|e| e.to_string())?;
+                let (enc, back) = (m.encoder_name().to_string(), m.backend_name().to_string());
+                let mut fr: Frames = HashMap::new();
+                let mut last: HashMap<String, u64> = HashMap::new();
+                let mut lat = Vec::with_capacity(frames as usize);
+                for n in 0..frames {
+                    sources.frames_at(n, &mut fr);
+                    for (id, f) in &fr {
+                        if last.get(id) != Some(&f.id()) {
+                            last.insert(id.clone(), f.id());
+                            // a server hands each decoded frame over once: one copy, as in production
+                            m.push_video(id, (**f).clone()).map_err(|e| e.to_string())?;
+                        }
+                    }
+                    let t = Instant::now();
+                    m.advance_frames(n + 1).map_err(|e| e.to_string())?;
+                    lat.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+                m.destroy().map_err(|e| e.to_string())?;
+                Ok((lat, start.elapsed(), enc, back))
+            },
+        ));
+    }
+    barrier.wait();
+    let wall0 = Instant::now();
+    let (mut all, mut min_fps, mut err) = (Vec::new(), f64::INFINITY, None);
+    let (mut enc, mut back) = (String::new(), String::new());
+    for h in handles {
+        match h.join() {
+            Ok(Ok((lat, el, e, b))) => {
+                min_fps = min_fps.min(frames as f64 / el.as_secs_f64().max(1e-9));
+                all.extend(lat);
+                (enc, back) = (e, b);
+            }
+            Ok(Err(e)) => err = Some(e),
+            Err(_) => err = Some("a mixer thread panicked".into()),
+        }
+    }
+    let wall = wall0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(false) - cpu0;
+    let peak = rss.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let total = frames * mixers as u64;
+    Ok(ConfigResult {
+        workload: w.name.to_string(),
+        backend: if back.starts_with("cpu") {
+            "cpu".into()
+        } else {
+            "gpu".into()
+        },
+        adapter: back,
+        encoder: if feed == Feed::Decode {
+            format!("{enc} (+decode)")
+        } else {
+            enc
+        },
+        mixers,
+        realtime: false,
+        target_fps: w.fps,
+        frames_per_mixer: frames,
+        output_fps: total as f64 / wall.max(1e-9),
+        min_mixer_fps: if min_fps.is_finite() { min_fps } else { 0.0 },
+        latency_ms: LatencyStats::of(&all),
+        cpu_ms_per_frame: cpu * 1e3 / total.max(1) as f64,
+        peak_rss_mib: peak,
+        mixers_kept_up: mixers,
+        ffmpeg: None,
+    })
+}
+
 /// The FFmpeg compose command of a workload, as a skilled FFmpeg user writes it (the graphs of
 /// the peer baseline): `variant` is `null` (discard raw frames), `decode` (demux + decode only)
 /// or `ultrafast` (libx264 into `out`).
@@ -520,7 +686,12 @@ fn time_ffmpeg(args: &[String], runs: usize) -> Result<(f64, f64), String> {
 }
 
 /// Runs FFmpeg's compose (null) and decode commands `runs` times each for a workload.
-pub fn run_ffmpeg(w: &Workload, clips: &Path, runs: usize) -> Result<FfmpegResult, String> {
+pub fn run_ffmpeg(
+    w: &Workload,
+    clips: &Path,
+    runs: usize,
+    encode: bool,
+) -> Result<FfmpegResult, String> {
     for (s, _) in &w.cells {
         if !clips.join(s.clip).exists() {
             return Err(format!(
@@ -533,7 +704,19 @@ pub fn run_ffmpeg(w: &Workload, clips: &Path, runs: usize) -> Result<FfmpegResul
     let dec = ffmpeg_args(w, clips, "decode", Path::new("-"));
     let (wall, cpu) = time_ffmpeg(&null, runs)?;
     let (_, dcpu) = time_ffmpeg(&dec, runs)?;
+    let ultrafast_wall_s = if encode {
+        let out = std::env::temp_dir().join(format!(
+            "cloudmixer-bench-ffmpeg-{}.mp4",
+            std::process::id()
+        ));
+        let r = time_ffmpeg(&ffmpeg_args(w, clips, "ultrafast", &out), runs)?.0;
+        let _ = std::fs::remove_file(&out);
+        Some(r)
+    } else {
+        None
+    };
     Ok(FfmpegResult {
+        ultrafast_wall_s,
         command: format!(
             "ffmpeg {}",
             null.iter()
@@ -598,6 +781,13 @@ pub fn table(results: &[ConfigResult]) -> String {
                 "     ffmpeg: {:.2} s wall, {:.2} s cpu, decode {:.2} s cpu -> compose {:.3} cpu_ms/f, {:.1} fps\n",
                 f.wall_s, f.cpu_s, f.decode_cpu_s, f.comp_cpu_ms_per_frame, f.out_fps
             ));
+            if let Some(u) = f.ultrafast_wall_s {
+                s.push_str(&format!(
+                    "     ffmpeg file->file libx264 ultrafast: {u:.2} s wall; ours ({}): {:.2} s (vs_ffmpeg = wall ratio)\n",
+                    r.encoder,
+                    r.frames_per_mixer as f64 / r.min_mixer_fps.max(1e-9)
+                ));
+            }
         }
     }
     s
@@ -781,10 +971,12 @@ pub struct BenchArgs {
     /// Tick at the output rate instead of as fast as possible; reports the capacity.
     #[arg(long)]
     pub realtime: bool,
-    /// none (compose only) — encoding through the recording pipeline is not wired yet.
+    /// none (compose only), libx264 (ultrafast) or auto (hardware first): with an encoder every
+    /// mixer runs the whole recording pipeline (offline) into a temporary folder.
     #[arg(long, default_value = "none")]
     pub encode: String,
-    /// Decode the workload's real clips (from --clips) instead of synthetic frames.
+    /// Decode the workload's real clips (from --clips) instead of synthetic frames (needs
+    /// --encode; this is `cloudmixer record`, file to file).
     #[arg(long)]
     pub decode: bool,
     /// Folder with the workload clips (cam1_640x480_15.mp4 …), for --decode and --vs-ffmpeg.
@@ -818,14 +1010,19 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         o => return Err(format!("--backend {o}: use cpu, gpu or both")),
     };
     let sweep = parse_sweep(&a.mixers)?;
-    if a.encode != "none" {
-        return Err(format!(
-            "--encode {}: only 'none' is available until the recording pipeline lands",
-            a.encode
-        ));
+    let encoder: Option<Option<&str>> = match a.encode.as_str() {
+        "none" => None,
+        "auto" => Some(None),
+        "libx264" => Some(Some("libx264")),
+        o => return Err(format!("--encode {o}: use none, libx264 or auto")),
+    };
+    if a.decode && encoder.is_none() {
+        return Err(
+            "--decode runs the whole recording pipeline: add --encode libx264 or auto".into(),
+        );
     }
-    if a.decode {
-        return Err("--decode: not available yet (synthetic decoded frames only)".into());
+    if encoder.is_some() && a.realtime {
+        return Err("--encode with --realtime is not supported: encoding runs are offline".into());
     }
     let mut results = Vec::new();
     for w in &workloads {
@@ -837,7 +1034,12 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
                 "{}: timing ffmpeg ({} runs each of compose and decode)…",
                 w.name, a.ffmpeg_runs
             );
-            Some(run_ffmpeg(w, &a.clips, a.ffmpeg_runs.max(1))?)
+            Some(run_ffmpeg(
+                w,
+                &a.clips,
+                a.ffmpeg_runs.max(1),
+                encoder.is_some(),
+            )?)
         } else {
             None
         };
@@ -850,7 +1052,17 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
                     b,
                     if a.realtime { "realtime" } else { "offline" }
                 );
-                let mut r = run_config(w, &sources, b, m, frames, a.realtime)?;
+                let mut r = match encoder {
+                    None => run_config(w, &sources, b, m, frames, a.realtime)?,
+                    Some(enc) => {
+                        let feed = if a.decode {
+                            Feed::Decode
+                        } else {
+                            Feed::Synthetic
+                        };
+                        run_encode_config(w, &sources, b, m, frames, enc, feed, &a.clips)?
+                    }
+                };
                 r.ffmpeg = ff.clone();
                 results.push(r);
             }
@@ -986,6 +1198,7 @@ mod tests {
             decode_cpu_s: 1.0,
             comp_cpu_ms_per_frame: 4.0,
             out_fps: 300.0,
+            ultrafast_wall_s: None,
         });
         assert_eq!(r.cpu_ratio_vs_ffmpeg(), Some(0.5));
         let rep = Report {
@@ -1035,6 +1248,42 @@ mod tests {
         assert!(a.contains("-fps_mode cfr -r 30"), "{a}");
         let a = ffmpeg_args(&Workload::w2(), clips, "decode", Path::new("-")).join(" ");
         assert!(a.ends_with("-i /c/cam8_1920x1080_30.mp4 -i /c/cam7_720x1280_30.mp4 -map 0:v -map 1:v -f null -"), "{a}");
+    }
+
+    #[test]
+    fn encode_smoke_run_through_the_recording_pipeline() {
+        let w = Workload::w1();
+        let s = Arc::new(SyntheticSources::new(&w));
+        let r = run_encode_config(
+            &w,
+            &s,
+            Backend::Cpu,
+            2,
+            10,
+            Some("libx264"),
+            Feed::Synthetic,
+            Path::new("/nonexistent"),
+        )
+        .unwrap();
+        assert_eq!(r.encoder, "libx264");
+        assert_eq!(r.latency_ms.n, 20);
+        assert!(r.output_fps > 0.0 && r.cpu_ms_per_frame > 0.0);
+        // --decode without the clips is a clear error
+        let e = run_encode_config(
+            &w,
+            &s,
+            Backend::Cpu,
+            1,
+            10,
+            Some("libx264"),
+            Feed::Decode,
+            Path::new("/nonexistent"),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("/nonexistent/cam1_640x480_15.mp4: missing"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -459,10 +459,9 @@ fn draw_band(
         });
         return;
     }
-    if a == 255 && yuv && plan.fixed.is_some() {
+    if let (255, true, Some(fx)) = (a, yuv, plan.fixed.as_ref()) {
         // converted colour space, opaque: sample the source planes with the same kernels into
         // rows, then one fixed-point affine map per sample ([`color::Fixed`])
-        let fx = plan.fixed.as_ref().expect("checked above");
         let n = x1 - x0;
         SCRATCH.with(|s| {
             ROWS.with(|r| {
