@@ -240,15 +240,14 @@ mod tests {
                 (128, 60, 200),
             ] {
                 let want = apply(&m, y as f32, u as f32, v as f32);
-                for c in 0..3 {
+                for (c, w) in want.iter().enumerate() {
                     let mut o = [0u8];
                     f.map_row(c, &[y], &[u], &[v], &mut o);
                     assert!(
-                        (o[0] as i32 - want[c] as i32).abs() <= 1,
-                        "{cs:?} {:?} comp {c}: {} vs {}",
+                        (o[0] as i32 - *w as i32).abs() <= 1,
+                        "{cs:?} {:?} comp {c}: {} vs {w}",
                         (y, u, v),
-                        o[0],
-                        want[c]
+                        o[0]
                     );
                 }
             }
