@@ -3,12 +3,11 @@
 //! `steady`: each source changes at its own rate (15 fps cameras in a 30 fps output change every
 //! other tick), as in a real recording. `all_new`: every source has a new frame every tick.
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
+use cloudmixer::bench::SyntheticSources;
 use cloudmixer::compose::{cpu::CpuCompositor, Compositor, Frames};
-use cloudmixer::testutil::pattern_frame;
 use cloudmixer::workloads::Workload;
 
 fn bench(c: &mut Criterion) {
@@ -16,26 +15,20 @@ fn bench(c: &mut Criterion) {
     g.sample_size(30);
     for w in Workload::all() {
         let layout = w.layout();
-        // three decoded pictures per source, alternated as the source's clock advances
-        let pics: Vec<[Arc<_>; 3]> = w
-            .cells
-            .iter()
-            .enumerate()
-            .map(|(i, (s, _))| {
-                [0, 1, 2].map(|k| Arc::new(pattern_frame(s.width, s.height, (i * 3 + k) as u32)))
-            })
-            .collect();
+        let sources = SyntheticSources::new(&w);
         for mode in ["steady", "all_new"] {
             let mut comp = CpuCompositor::new(w.width, w.height);
             let mut frames: Frames = HashMap::new();
             let mut tick: u64 = 0;
             g.bench_function(format!("{}/{mode}", w.name), |b| {
                 b.iter(|| {
-                    for (i, (s, _)) in w.cells.iter().enumerate() {
-                        let n = tick * s.fps as u64 / w.fps as u64; // source frame index at this tick
-                        let k = if mode == "steady" { n % 3 } else { tick % 3 };
-                        frames.insert(s.camid.to_string(), pics[i][k as usize].clone());
-                    }
+                    // all_new: advance every source's clock by one of its own frames per tick
+                    let t = if mode == "steady" {
+                        tick
+                    } else {
+                        tick * w.fps as u64
+                    };
+                    sources.frames_at(t, &mut frames);
                     tick += 1;
                     comp.compose(&layout, &frames).unwrap().y[0]
                 })

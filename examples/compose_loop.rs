@@ -1,10 +1,9 @@
 //! Composes a workload N times on the CPU (for profilers): `compose_loop W3 100 [threads]`.
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Instant;
 
+use cloudmixer::bench::SyntheticSources;
 use cloudmixer::compose::{cpu::CpuCompositor, Compositor, Frames};
-use cloudmixer::testutil::pattern_frame;
 use cloudmixer::workloads::Workload;
 
 fn main() {
@@ -13,23 +12,13 @@ fn main() {
     let n: u64 = a.get(2).and_then(|s| s.parse().ok()).unwrap_or(100);
     let threads: usize = a.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
     let layout = w.layout();
-    let pics: Vec<[Arc<_>; 3]> = w
-        .cells
-        .iter()
-        .enumerate()
-        .map(|(i, (s, _))| {
-            [0, 1, 2].map(|k| Arc::new(pattern_frame(s.width, s.height, (i * 3 + k) as u32)))
-        })
-        .collect();
+    let sources = SyntheticSources::new(&w);
     let mut comp = CpuCompositor::with_threads(w.width, w.height, threads);
     let mut frames: Frames = HashMap::new();
     let t = Instant::now();
     let mut sum = 0u64;
     for tick in 0..n {
-        for (i, (s, _)) in w.cells.iter().enumerate() {
-            let k = tick * s.fps as u64 / w.fps as u64 % 3;
-            frames.insert(s.camid.to_string(), pics[i][k as usize].clone());
-        }
+        sources.frames_at(tick, &mut frames);
         sum += comp.compose(&layout, &frames).unwrap().y[1000] as u64;
     }
     let el = t.elapsed();

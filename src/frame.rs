@@ -360,6 +360,35 @@ impl VideoFrame {
     }
 }
 
+/// What a compositor's per-source state (tap tables, textures) depends on: everything but the
+/// pixels. Compositors rebuild that state only when this changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FrameKey {
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+    /// Pixel format.
+    pub format: PixelFormat,
+    /// Sample aspect ratio.
+    pub sar: (u32, u32),
+    /// Colour space.
+    pub color: ColorSpace,
+}
+
+impl VideoFrame {
+    /// The frame's [`FrameKey`].
+    pub fn key(&self) -> FrameKey {
+        FrameKey {
+            width: self.width,
+            height: self.height,
+            format: self.format,
+            sar: self.sar,
+            color: self.color,
+        }
+    }
+}
+
 /// A shared, immutable frame as held by source slots and compositors.
 pub type SharedFrame = Arc<VideoFrame>;
 

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use super::sampling::{blend, plane_span, taps, Tap, WEIGHT_ONE};
 use super::{ComposeError, Compositor, Frames};
 use crate::color::{self, Affine};
-use crate::frame::{ColorSpace, I420Image, PixelFormat, VideoFrame};
+use crate::frame::{FrameKey, I420Image, PixelFormat, VideoFrame};
 use crate::layout::{Item, Layout, Placement};
 
 /// Luma rows per parallel band (chroma: half).
@@ -176,19 +176,10 @@ unsafe fn box2_ssse3(r0: &[u8], r1: &[u8], out: &mut [u8]) -> usize {
     x
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct SourceKey {
-    w: u32,
-    h: u32,
-    format: PixelFormat,
-    sar: (u32, u32),
-    color: ColorSpace,
-}
-
 /// Everything needed to draw one item, rebuilt when the layout or the source geometry changes.
 #[derive(Debug)]
 struct ItemPlan {
-    key: Option<SourceKey>,
+    key: Option<FrameKey>,
     /// Item rect per output plane kind (0 luma, 1 chroma), clipped.
     rect: [Option<Span>; 2],
     /// Image rect per output plane kind, clipped (None: nothing visible or no source).
@@ -231,13 +222,7 @@ impl ItemPlan {
             return plan;
         };
         plan.fill = layout.background;
-        plan.key = Some(SourceKey {
-            w: f.width(),
-            h: f.height(),
-            format: f.format(),
-            sar: f.sar,
-            color: f.color,
-        });
+        plan.key = Some(f.key());
         let p: Placement = item.place(f.width(), f.height(), f.sar);
         let d = p.dst;
         // the image is also limited to the item rect (it is inside it by construction)
@@ -624,13 +609,7 @@ impl CpuCompositor {
             .collect();
         // (re)build plans whose source geometry changed
         for (i, (item, f)) in layout.items.iter().zip(&sources).enumerate() {
-            let key = f.map(|f| SourceKey {
-                w: f.width(),
-                h: f.height(),
-                format: f.format(),
-                sar: f.sar,
-                color: f.color,
-            });
+            let key = f.map(VideoFrame::key);
             if i >= self.plans.len() {
                 self.plans.push(ItemPlan::new(item, layout, *f));
             } else if self.plans[i].key != key {

@@ -48,7 +48,7 @@ use self::pipeline::{item_uniforms, ItemUniform, UNIFORM_STRIDE};
 use self::readback::Ring;
 use self::upload::{PlaneJob, SourceTextures, UploadStaging};
 use super::{ComposeError, Compositor, Frames};
-use crate::frame::{ColorSpace, I420Image, PixelFormat, VideoFrame};
+use crate::frame::{FrameKey, I420Image, VideoFrame};
 use crate::layout::Layout;
 
 /// Options of a [`GpuCompositor`].
@@ -101,27 +101,6 @@ pub struct GpuStats {
     pub copy_s: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct SourceKey {
-    w: u32,
-    h: u32,
-    format: PixelFormat,
-    sar: (u32, u32),
-    color: ColorSpace,
-}
-
-impl SourceKey {
-    fn of(f: &VideoFrame) -> Self {
-        SourceKey {
-            w: f.width(),
-            h: f.height(),
-            format: f.format(),
-            sar: f.sar,
-            color: f.color,
-        }
-    }
-}
-
 /// One item's draws: uniform offsets per plane kind, and its source id.
 struct Draw {
     source: Option<String>,
@@ -147,7 +126,7 @@ pub struct GpuCompositor {
     uniform_bg: wgpu::BindGroup,
     sources: HashMap<String, SourceTextures>,
     draws: Vec<Draw>,
-    plan_key: Option<(u64, Vec<Option<SourceKey>>)>,
+    plan_key: Option<(u64, Vec<Option<FrameKey>>)>,
     ring: Ring,
     uploads: Vec<UploadStaging>,
     in_flight: VecDeque<(Ticket, usize)>,
@@ -356,7 +335,7 @@ impl GpuCompositor {
             layout.generation,
             items
                 .iter()
-                .map(|(_, f)| f.map(SourceKey::of))
+                .map(|(_, f)| f.map(VideoFrame::key))
                 .collect::<Vec<_>>(),
         );
         if self.plan_key.as_ref() != Some(&key) {
