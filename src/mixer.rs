@@ -447,6 +447,21 @@ impl Mixer {
         Ok(())
     }
 
+    /// Registers (or replaces) the picture that layout items of type 1 show by `resource_id`
+    /// (a logo, a background, a "camera off" card). Unlike a camera it never times out.
+    pub fn register_picture(
+        &self,
+        resource_id: &str,
+        picture: VideoFrame,
+    ) -> Result<(), MixerError> {
+        if self.shared.state.load(Ordering::Acquire) != MixerState::Running as u8 {
+            return Err(self.shared.stopped_error());
+        }
+        let layout = self.shared.layout.load();
+        self.shared.slots.pin(resource_id, picture, 0, &layout)?;
+        Ok(())
+    }
+
     /// Validates a live update (`{"videoFileCfg":{"layoutConfig":[…]}}`) and applies it from
     /// the next tick. A bad update is an error and changes nothing.
     pub fn update_content<'a>(&self, update: impl Into<Update<'a>>) -> Result<(), MixerError> {

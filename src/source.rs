@@ -30,6 +30,8 @@ pub struct Slot {
     frame: ArcSwapOption<VideoFrame>,
     /// Mixer clock (µs) when the frame was pushed.
     stamp_us: AtomicU64,
+    /// A registered picture: never times out, never evicted.
+    pinned: std::sync::atomic::AtomicBool,
 }
 
 /// Too many distinct camids, all of them shown by the current layout.
@@ -100,6 +102,22 @@ impl SourceSlots {
         Ok(())
     }
 
+    /// Registers a picture (layout items of type 1 show it by its resource id): like
+    /// [`SourceSlots::push`], but the slot never times out and is never evicted.
+    pub fn pin(
+        &self,
+        id: &str,
+        frame: VideoFrame,
+        now_us: u64,
+        layout: &Layout,
+    ) -> Result<(), TooManySources> {
+        self.push(id, frame, now_us, layout)?;
+        if let Some(s) = self.map.load().get(id) {
+            s.pinned.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
     fn add(&self, camid: &str, layout: &Layout) -> Result<Arc<Slot>, TooManySources> {
         let _g = self.grow.lock().unwrap_or_else(|e| e.into_inner());
         let cur = self.map.load_full();
@@ -116,7 +134,7 @@ impl SourceSlots {
             };
             let victim = next
                 .iter()
-                .filter(|(id, _)| !shown(id))
+                .filter(|(id, s)| !shown(id) && !s.pinned.load(Ordering::Acquire))
                 .min_by_key(|(_, s)| s.stamp_us.load(Ordering::Acquire))
                 .map(|(id, _)| id.clone());
             match victim {
@@ -160,7 +178,8 @@ impl SourceSlots {
             let fresh = map.get(id).and_then(|s| {
                 let f = s.frame.load_full()?;
                 let stamp = s.stamp_us.load(Ordering::Acquire);
-                (now_us.saturating_sub(stamp) <= self.timeout_us).then_some(f)
+                let pinned = s.pinned.load(Ordering::Acquire);
+                (pinned || now_us.saturating_sub(stamp) <= self.timeout_us).then_some(f)
             });
             match (fresh, frames.get_mut(id)) {
                 (Some(f), Some(slot)) => *slot = f,
@@ -194,6 +213,39 @@ mod tests {
         s.snapshot(&l, 20, &mut f);
         assert_eq!(f["a"].width(), 16);
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn pinned_pictures_never_time_out() {
+        let slots = SourceSlots::new(Duration::from_secs(2));
+        let l = Layout::cameras(
+            64,
+            32,
+            &[
+                ("logo", Rect::new(0, 0, 32, 32)),
+                ("cam", Rect::new(32, 0, 32, 32)),
+            ],
+        );
+        slots
+            .pin(
+                "logo",
+                VideoFrame::solid_i420(8, 8, [235, 128, 128]).unwrap(),
+                0,
+                &l,
+            )
+            .unwrap();
+        slots
+            .push(
+                "cam",
+                VideoFrame::solid_i420(8, 8, [81, 90, 240]).unwrap(),
+                0,
+                &l,
+            )
+            .unwrap();
+        let mut frames = Frames::default();
+        slots.snapshot(&l, 3_600_000_000, &mut frames);
+        assert!(frames.contains_key("logo"));
+        assert!(!frames.contains_key("cam"));
     }
 
     #[test]

@@ -770,3 +770,37 @@ fn update_content_takes_well_under_100us() {
     eprintln!("update_content: median {:?}, p99 {:?}", t[150], t[297]);
     assert!(t[150] < Duration::from_micros(100), "median {:?}", t[150]);
 }
+
+#[test]
+fn registered_picture_outlives_the_source_timeout_while_a_silent_camera_does_not() {
+    let d = dir("picture");
+    let v = json!({"mode":0,"videoFileCfg":{"svrPathName":"p.mkv","vWidth":64,"vHeight":32,"vFps":10,
+        "layoutConfig":[{"type":1,"left":0,"top":0,"width":32,"height":32,"param":{"resourceid":"logo"}},
+                        {"type":0,"left":32,"top":0,"width":32,"height":32,"param":{"camid":"cam"}}]}});
+    let mut m = Mixer::create_with(
+        MixerConfig::from_value(v).unwrap(),
+        Storage::new(&d),
+        settings(PaceMode::Offline),
+    )
+    .unwrap();
+    m.register_picture("logo", solid(16, 16, PALETTE[2]))
+        .unwrap();
+    m.push_video("cam", solid(16, 16, PALETTE[5])).unwrap();
+    // 4 s of synthetic time: the camera is silent after t = 0, the default timeout is 2 s
+    m.advance_to(Duration::from_secs(4)).unwrap();
+    m.destroy().unwrap();
+    let mut seen = Vec::new();
+    let (frames, err) = each_frame(&d.join("p.mkv"), |i, f| {
+        if i == 0 || i == 39 {
+            seen.push((yuv(f, 16, 16), yuv(f, 48, 16)));
+        }
+    });
+    assert_eq!((frames, err), (40, None));
+    assert!(
+        close(seen[0].0, PALETTE[2], 3) && close(seen[1].0, PALETTE[2], 3),
+        "{seen:?}"
+    );
+    assert!(close(seen[0].1, PALETTE[5], 3), "{seen:?}");
+    // the silent camera is drawn as the placeholder (background black) at the end
+    assert!(close(seen[1].1, [16, 128, 128], 3), "{seen:?}");
+}
