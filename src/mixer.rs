@@ -544,7 +544,23 @@ impl Mixer {
             ack: ack_tx,
         })
         .map_err(|_| self.shared.stopped_error())?;
-        ack_rx.recv().map_err(|_| self.shared.stopped_error())
+        // The pace thread acknowledges, or drops the ack when it ends. A command queued just as
+        // it ended (the encoder failed, say) is never received, and its ack lives on in the
+        // channel, so also watch the pipeline threads.
+        loop {
+            match ack_rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(()) => return Ok(()),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Err(self.shared.stopped_error())
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if self.threads.iter().any(|t| t.is_finished()) {
+                        // a last look: the ack may have raced the thread's end
+                        return ack_rx.try_recv().map_err(|_| self.shared.stopped_error());
+                    }
+                }
+            }
+        }
     }
 
     /// Offline: records `total` ticks from pts-ordered inputs. For each tick every input
