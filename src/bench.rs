@@ -319,6 +319,50 @@ impl SyntheticSources {
     }
 }
 
+/// What a configuration's mixer threads measured, before it becomes a [`ConfigResult`].
+struct Measured {
+    wall: f64,
+    cpu: f64,
+    peak_mib: f64,
+    latencies: Vec<f64>,
+    min_fps: f64,
+    kept: usize,
+    adapter: String,
+    encoder: String,
+}
+
+impl Measured {
+    fn into_result(self, w: &Workload, mixers: usize, frames: u64, realtime: bool) -> ConfigResult {
+        let total = frames * mixers as u64;
+        ConfigResult {
+            workload: w.name.to_string(),
+            backend: if self.adapter.starts_with("cpu") {
+                "cpu"
+            } else {
+                "gpu"
+            }
+            .into(),
+            adapter: self.adapter,
+            encoder: self.encoder,
+            mixers,
+            realtime,
+            target_fps: w.fps,
+            frames_per_mixer: frames,
+            output_fps: total as f64 / self.wall.max(1e-9),
+            min_mixer_fps: if self.min_fps.is_finite() {
+                self.min_fps
+            } else {
+                0.0
+            },
+            latency_ms: LatencyStats::of(&self.latencies),
+            cpu_ms_per_frame: self.cpu * 1e3 / total.max(1) as f64,
+            peak_rss_mib: self.peak_mib,
+            mixers_kept_up: self.kept,
+            ffmpeg: None,
+        }
+    }
+}
+
 /// Runs one configuration (compose only).
 pub fn run_config(
     w: &Workload,
@@ -396,28 +440,17 @@ pub fn run_config(
     if let Some(e) = err {
         return Err(e);
     }
-    let total = frames * mixers as u64;
-    Ok(ConfigResult {
-        workload: w.name.to_string(),
-        backend: if adapter.starts_with("cpu") {
-            "cpu".into()
-        } else {
-            "gpu".into()
-        },
+    Ok(Measured {
+        wall,
+        cpu,
+        peak_mib: peak,
+        latencies: all,
+        min_fps,
+        kept,
         adapter,
         encoder: "none".into(),
-        mixers,
-        realtime,
-        target_fps: w.fps,
-        frames_per_mixer: frames,
-        output_fps: total as f64 / wall.max(1e-9),
-        min_mixer_fps: if min_fps.is_finite() { min_fps } else { 0.0 },
-        latency_ms: LatencyStats::of(&all),
-        cpu_ms_per_frame: cpu * 1e3 / total.max(1) as f64,
-        peak_rss_mib: peak,
-        mixers_kept_up: kept,
-        ffmpeg: None,
-    })
+    }
+    .into_result(w, mixers, frames, realtime))
 }
 
 /// How a configuration with encoding gets its sources.
@@ -550,32 +583,21 @@ pub fn run_encode_config(
     if let Some(e) = err {
         return Err(e);
     }
-    let total = frames * mixers as u64;
-    Ok(ConfigResult {
-        workload: w.name.to_string(),
-        backend: if back.starts_with("cpu") {
-            "cpu".into()
-        } else {
-            "gpu".into()
-        },
+    Ok(Measured {
+        wall,
+        cpu,
+        peak_mib: peak,
+        latencies: all,
+        min_fps,
+        kept: mixers,
         adapter: back,
         encoder: if feed == Feed::Decode {
             format!("{enc} (+decode)")
         } else {
             enc
         },
-        mixers,
-        realtime: false,
-        target_fps: w.fps,
-        frames_per_mixer: frames,
-        output_fps: total as f64 / wall.max(1e-9),
-        min_mixer_fps: if min_fps.is_finite() { min_fps } else { 0.0 },
-        latency_ms: LatencyStats::of(&all),
-        cpu_ms_per_frame: cpu * 1e3 / total.max(1) as f64,
-        peak_rss_mib: peak,
-        mixers_kept_up: mixers,
-        ffmpeg: None,
-    })
+    }
+    .into_result(w, mixers, frames, false))
 }
 
 /// The FFmpeg compose command of a workload, as a skilled FFmpeg user writes it (the graphs of

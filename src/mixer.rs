@@ -215,6 +215,22 @@ struct Shared {
 }
 
 impl Shared {
+    /// RUNNING → STOPPING, reported once, whoever gets there first (destroy or the pipeline).
+    fn begin_stopping(&self) {
+        if self
+            .state
+            .compare_exchange(
+                MixerState::Running as u8,
+                MixerState::Stopping as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            self.emit(MixerEvent::state(MixerState::Stopping));
+        }
+    }
+
     fn emit(&self, ev: MixerEvent) {
         let _ = self.events.send(ev);
     }
@@ -600,19 +616,7 @@ impl Mixer {
         if self.threads.is_empty() {
             return Ok(());
         }
-        if self
-            .shared
-            .state
-            .compare_exchange(
-                MixerState::Running as u8,
-                MixerState::Stopping as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-        {
-            self.shared.emit(MixerEvent::state(MixerState::Stopping));
-        }
+        self.shared.begin_stopping();
         if let Some(cmd) = self.cmd.take() {
             let _ = cmd.send(Cmd::Stop);
         }
@@ -831,18 +835,7 @@ fn encode_loop(
     if code != codes::OK {
         shared.set_ended(code, &desc);
     }
-    if shared
-        .state
-        .compare_exchange(
-            MixerState::Running as u8,
-            MixerState::Stopping as u8,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        )
-        .is_ok()
-    {
-        shared.emit(MixerEvent::state(MixerState::Stopping));
-    }
+    shared.begin_stopping();
     for ev in rep.infos(&mux, out_state, code, &desc) {
         shared.emit(ev);
     }
