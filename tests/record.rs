@@ -804,3 +804,37 @@ fn registered_picture_outlives_the_source_timeout_while_a_silent_camera_does_not
     // the silent camera is drawn as the placeholder (background black) at the end
     assert!(close(seen[1].1, [16, 128, 128], 3), "{seen:?}");
 }
+
+#[test]
+fn records_through_the_gpu_backend() {
+    let d = dir("gpu");
+    let v = json!({"mode":0,"videoFileCfg":{"svrPathName":"g.mkv","vWidth":64,"vHeight":48,"vFps":15,
+        "layoutConfig":[{"type":0,"left":0,"top":0,"width":32,"height":48,"param":{"camid":"a"}}]}});
+    let s = MixerSettings {
+        backend: Backend::Gpu,
+        ..settings(PaceMode::Offline)
+    };
+    let mut m = match Mixer::create_with(MixerConfig::from_value(v).unwrap(), Storage::new(&d), s) {
+        Ok(m) => m,
+        Err(e) if std::env::var("CLOUDMIXER_REQUIRE_GPU").as_deref() != Ok("1") => {
+            eprintln!("skipped: no GPU adapter ({e})");
+            return;
+        }
+        Err(e) => panic!("CLOUDMIXER_REQUIRE_GPU=1 but the GPU backend is unavailable: {e}"),
+    };
+    assert!(m.backend_name().starts_with("gpu"), "{}", m.backend_name());
+    m.push_video("a", solid(16, 24, PALETTE[1])).unwrap();
+    m.advance_frames(5).unwrap();
+    m.destroy().unwrap();
+    let mut px = Vec::new();
+    let (n, err) = each_frame(&d.join("g.mkv"), |_, f| {
+        px.push((yuv(f, 16, 24), yuv(f, 48, 24)))
+    });
+    assert_eq!((n, err), (5, None));
+    for (cell, bg) in px {
+        assert!(
+            close(cell, PALETTE[1], 3) && close(bg, [16, 128, 128], 3),
+            "{cell:?} {bg:?}"
+        );
+    }
+}
