@@ -9,7 +9,7 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
-    match cloudmixer::bench::run(Cli::parse().args) {
+    match cloudmixer::bench::run_with(Cli::parse().args, None) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -1028,8 +1028,26 @@ pub struct BenchArgs {
     pub ffmpeg_runs: usize,
 }
 
+/// The whole-pipeline runner ([`run_encode_config`]) as a value, so that builds which never
+/// encode (e.g. `examples/bench_sweep.rs`) do not link FFmpeg.
+pub type EncodeRunner = fn(
+    &Workload,
+    &Arc<SyntheticSources>,
+    Backend,
+    usize,
+    u64,
+    Option<&str>,
+    Feed,
+    &Path,
+) -> Result<ConfigResult, String>;
+
 /// Runs `cloudmixer bench` with parsed flags: prints the table, writes JSON and plot.
 pub fn run(a: BenchArgs) -> Result<(), String> {
+    run_with(a, Some(run_encode_config))
+}
+
+/// [`run`] with an optional encode runner (`None`: `--encode` other than `none` is refused).
+pub fn run_with(a: BenchArgs, encode: Option<EncodeRunner>) -> Result<(), String> {
     let workloads = workloads(&a.workload)?;
     let backends: Vec<Backend> = match a.backend.as_str() {
         "cpu" => vec![Backend::Cpu],
@@ -1088,7 +1106,10 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
                         } else {
                             Feed::Synthetic
                         };
-                        run_encode_config(w, &sources, b, m, frames, enc, feed, &a.clips)?
+                        let runner = encode.ok_or(
+                            "--encode: this build has no encoder (use `cloudmixer bench`)",
+                        )?;
+                        runner(w, &sources, b, m, frames, enc, feed, &a.clips)?
                     }
                 };
                 r.ffmpeg = ff.clone();
