@@ -3,7 +3,7 @@
 //! I420 → three R8Unorm textures; NV12 → R8Unorm + Rg8Unorm; RGBA → one Rgba8Unorm. The
 //! textures are re-created only when the source's size or format changes, and a frame whose
 //! [`VideoFrame::id`] was uploaded already is not uploaded again. Uploads go through per-frame
-//! MAP_WRITE staging buffers ([`UploadStaging`]) written from the compositor's own thread.
+//! MAP_WRITE staging buffers (`UploadStaging`) written from the compositor's own thread.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
