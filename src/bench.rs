@@ -528,6 +528,7 @@ pub fn run_encode_config(
                     let opts = crate::record::RecordOptions {
                         config: cfg,
                         inputs,
+                        pictures: vec![],
                         updates: vec![],
                         storage: dir,
                         duration: Some(Duration::from_secs_f64(frames as f64 / fps as f64)),

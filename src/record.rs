@@ -33,6 +33,8 @@ pub struct RecordOptions {
     pub config: MixerConfig,
     /// `(camid, file)` inputs.
     pub inputs: Vec<(String, PathBuf)>,
+    /// `(resourceid, image file)`: pictures shown by layout items of type 1.
+    pub pictures: Vec<(String, PathBuf)>,
     /// Live updates: applied before the first tick at or after their time.
     pub updates: Vec<(Duration, Value)>,
     /// Storage root.
@@ -223,6 +225,7 @@ fn spawn_inputs(
 ///     config: cfg,
 ///     inputs: vec![("Usr1.-1".into(), "fixtures/clips/cam1_640x480_15.mp4".into()),
 ///                  ("Usr2.-1".into(), "fixtures/clips/cam4_1280x720_30.mp4".into())],
+///     pictures: vec![],
 ///     updates: vec![],
 ///     storage: "out".into(),
 ///     duration: Some(std::time::Duration::from_secs(10)),
@@ -258,6 +261,11 @@ pub fn record(
         Some(p) => Some(std::fs::File::create(p)?),
         None => None,
     };
+    let pictures = opts
+        .pictures
+        .iter()
+        .map(|(id, p)| Ok((id.clone(), crate::decode::frame_at(p, Duration::ZERO)?)))
+        .collect::<Result<Vec<_>, RecordError>>()?;
     let (inputs, decoders) = spawn_inputs(&opts.inputs)?;
     let t0 = Instant::now();
     let mode = opts.settings.mode;
@@ -282,6 +290,9 @@ pub fn record(
             return Err(e.into());
         }
     };
+    for (id, pic) in pictures {
+        mixer.register_picture(&id, pic)?;
+    }
     let rx = mixer.events();
     let li = last_info.clone();
     let ev_thread = std::thread::spawn(move || -> std::io::Result<()> {

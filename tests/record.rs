@@ -838,3 +838,55 @@ fn records_through_the_gpu_backend() {
         );
     }
 }
+
+#[test]
+fn record_cli_shows_a_registered_picture_and_names_a_bad_one() {
+    let d = dir("cli_picture");
+    let cfg = d.join("cfg.json");
+    std::fs::write(
+        &cfg,
+        json!({"mode":0,"videoFileCfg":{"svrPathName":"pic.mkv","vWidth":320,"vHeight":120,"vFps":10,
+            "layoutConfig":[{"type":0,"left":0,"top":0,"width":160,"height":120,"param":{"camid":"cam"}},
+                            {"type":1,"left":160,"top":0,"width":160,"height":120,"keepAspectRatio":0,"param":{"resourceid":"card"}}]}})
+        .to_string(),
+    )
+    .unwrap();
+    let run = |picture: &str| {
+        Command::new(BIN)
+            .args([
+                "record",
+                "--preset",
+                "ultrafast",
+                "--backend",
+                "cpu",
+                "--duration",
+                "3",
+            ])
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--input", &format!("cam={}", clip("cam9_320x240_15.mp4"))])
+            .args(["--picture", picture])
+            .arg("--storage")
+            .arg(d.join("store"))
+            .output()
+            .unwrap()
+    };
+    let o = run(&format!("card={}", clip("still_160x120.jpg")));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut last = None;
+    let (n, err) = each_frame(&d.join("store/pic.mkv"), |_, f| {
+        last = Some(yuv(f, 170, 20))
+    });
+    assert_eq!((n, err), (30, None));
+    // smptebars' first bar (grey ~ Y 180) is still there at 3 s: the picture did not time out
+    let px = last.unwrap();
+    assert!(px[0] > 120, "{px:?}");
+    let o = run("card=/no/such.png");
+    // like a missing --input: a failed recording (exit 1) with PARAM_ERR, naming the file
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("code 5") && err.contains("/no/such.png: no such file"),
+        "{err}"
+    );
+}

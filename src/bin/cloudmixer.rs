@@ -68,6 +68,9 @@ struct RecordArgs {
     /// A source: CAMID=FILE (repeatable).
     #[arg(long = "input", value_name = "CAMID=FILE")]
     inputs: Vec<String>,
+    /// A picture for layout items of type 1: RESOURCEID=IMAGE (PNG, JPEG, …; repeatable).
+    #[arg(long = "picture", value_name = "RESOURCEID=IMAGE")]
+    pictures: Vec<String>,
     /// A live layout update applied at a time: SECONDS=LAYOUT.json (repeatable).
     #[arg(long = "update", value_name = "SECONDS=LAYOUT.json")]
     updates: Vec<String>,
@@ -210,9 +213,18 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
         },
         ..Default::default()
     };
+    let mut pictures = Vec::new();
+    for s in &a.pictures {
+        let (id, file) = s
+            .split_once('=')
+            .filter(|(i, f)| !i.is_empty() && !f.is_empty())
+            .ok_or_else(|| UserError(format!("--picture {s}: expected RESOURCEID=IMAGE")))?;
+        pictures.push((id.to_string(), PathBuf::from(file)));
+    }
     let opts = RecordOptions {
         config,
         inputs,
+        pictures,
         updates,
         storage: a.storage.clone(),
         duration,
