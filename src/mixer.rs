@@ -215,6 +215,18 @@ struct Shared {
 }
 
 impl Shared {
+    /// The last state change: back to NULL with the final error (0 = clean stop).
+    fn end_null(&self, code: i32, desc: String) {
+        self.set_state(MixerState::Null);
+        self.emit(MixerEvent::StateChanged {
+            state: MixerState::Null,
+            err: code,
+            err_desc: desc,
+            encoder: None,
+            backend: None,
+        });
+    }
+
     /// RUNNING → STOPPING, reported once, whoever gets there first (destroy or the pipeline).
     fn begin_stopping(&self) {
         if self
@@ -376,14 +388,7 @@ impl Mixer {
                     code,
                     desc: desc.clone(),
                 });
-                shared.set_state(MixerState::Null);
-                shared.emit(MixerEvent::StateChanged {
-                    state: MixerState::Null,
-                    err: code,
-                    err_desc: desc,
-                    encoder: None,
-                    backend: None,
-                });
+                shared.end_null(code, desc);
                 return Err(e);
             }
         };
@@ -839,12 +844,5 @@ fn encode_loop(
     for ev in rep.infos(&mux, out_state, code, &desc) {
         shared.emit(ev);
     }
-    shared.set_state(MixerState::Null);
-    shared.emit(MixerEvent::StateChanged {
-        state: MixerState::Null,
-        err: code,
-        err_desc: desc,
-        encoder: None,
-        backend: None,
-    });
+    shared.end_null(code, desc);
 }

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use super::sampling::{blend, plane_span, taps, Tap, WEIGHT_ONE};
 use super::{ComposeError, Compositor, Frames};
 use crate::color::{self, Affine};
-use crate::frame::{FrameKey, I420Image, PixelFormat, VideoFrame};
+use crate::frame::{FrameKey, I420Image, PixelFormat, SharedFrame, VideoFrame};
 use crate::layout::{Item, Layout, Placement};
 
 /// Luma rows per parallel band (chroma: half).
@@ -262,6 +262,11 @@ impl ItemPlan {
             }
         }
         plan
+    }
+
+    /// Whether drawing this item writes every pixel of its rect at full coverage.
+    fn opaque(&self) -> bool {
+        self.alpha == 255 && self.key.is_none_or(|k| k.format != PixelFormat::Rgba)
     }
 
     fn overlaps(&self, other: &ItemPlan) -> bool {
@@ -554,6 +559,10 @@ pub struct CpuCompositor {
     plans: Vec<ItemPlan>,
     layout_gen: u64,
     pool: Option<rayon::ThreadPool>,
+    /// Per-item scratch, reused from frame to frame (no allocation on the frame path): the
+    /// item's current frame, and whether it is redrawn this frame.
+    current: Vec<Option<SharedFrame>>,
+    dirty: Vec<bool>,
 }
 
 impl CpuCompositor {
@@ -564,6 +573,8 @@ impl CpuCompositor {
             plans: Vec::new(),
             layout_gen: 0,
             pool: None,
+            current: Vec::new(),
+            dirty: Vec::new(),
         }
     }
 
@@ -597,68 +608,53 @@ impl CpuCompositor {
             self.plans.clear();
             self.layout_gen = layout.generation;
         }
-        let sources: Vec<Option<&VideoFrame>> = layout
-            .items
-            .iter()
-            .map(|it| {
-                it.kind
-                    .source_id()
-                    .and_then(|id| frames.get(id))
-                    .map(|f| &**f)
-            })
-            .collect();
+        self.current.clear();
+        self.current.extend(
+            layout
+                .items
+                .iter()
+                .map(|it| it.kind.source_id().and_then(|id| frames.get(id)).cloned()),
+        );
         // (re)build plans whose source geometry changed
-        for (i, (item, f)) in layout.items.iter().zip(&sources).enumerate() {
-            let key = f.map(VideoFrame::key);
+        for (i, (item, f)) in layout.items.iter().zip(&self.current).enumerate() {
+            let f = f.as_deref();
             if i >= self.plans.len() {
-                self.plans.push(ItemPlan::new(item, layout, *f));
-            } else if self.plans[i].key != key {
-                self.plans[i] = ItemPlan::new(item, layout, *f);
-                full |= true; // the old image may leave uncovered pixels behind
+                self.plans.push(ItemPlan::new(item, layout, f));
+            } else if self.plans[i].key != f.map(VideoFrame::key) {
+                self.plans[i] = ItemPlan::new(item, layout, f);
+                full = true; // the old image may leave uncovered pixels behind
             }
         }
-        let ids: Vec<u64> = sources.iter().map(|f| f.map_or(0, |f| f.id())).collect();
-        let mut dirty: Vec<bool> = self
-            .plans
-            .iter()
-            .zip(&ids)
-            .map(|(p, id)| p.drawn != Some(*id))
-            .collect();
-        if !full {
-            // partial redraw is exact only for opaque items that overlap nothing
-            for i in 0..self.plans.len() {
-                if !dirty[i] {
-                    continue;
-                }
-                if self.plans[i].alpha < 255
-                    || matches!(sources[i], Some(f) if f.format() == PixelFormat::Rgba)
-                {
-                    full = true;
-                    break;
-                }
-                if (0..self.plans.len()).any(|j| j != i && self.plans[i].overlaps(&self.plans[j])) {
-                    full = true;
-                    break;
-                }
-            }
-        }
+        let id_of = |f: &Option<SharedFrame>| f.as_ref().map_or(0, |f| f.id());
+        self.dirty.clear();
+        self.dirty.extend(
+            self.plans
+                .iter()
+                .zip(&self.current)
+                .map(|(p, f)| p.drawn != Some(id_of(f))),
+        );
+        // partial redraw is exact only for opaque items that overlap nothing
+        full |= (0..self.plans.len()).any(|i| {
+            self.dirty[i]
+                && (!self.plans[i].opaque()
+                    || (0..self.plans.len())
+                        .any(|j| j != i && self.plans[i].overlaps(&self.plans[j])))
+        });
         if full {
-            dirty.iter_mut().for_each(|d| *d = true);
+            self.dirty.iter_mut().for_each(|d| *d = true);
         }
-        if !dirty.iter().any(|d| *d) {
+        if !self.dirty.iter().any(|d| *d) {
+            self.current.clear();
             return Ok(());
         }
         let bg = layout.background;
-        let plans = &self.plans;
+        let (plans, current, dirty) = (&self.plans, &self.current, &self.dirty);
         let (w, cw) = (w as usize, w as usize / 2);
         let c = &mut self.canvas;
         let work = |((yb, ub), vb): ((&mut [u8], &mut [u8]), &mut [u8]), band: usize| {
             if full {
                 // the background shows only where no opaque item covers the band
-                let opaque = |i: usize| {
-                    plans[i].alpha == 255
-                        && !matches!(sources[i], Some(f) if f.format() == PixelFormat::Rgba)
-                };
+                let opaque = |i: usize| plans[i].opaque();
                 for (k, (buf, pw, r0)) in [
                     (&mut *yb, w, band * BAND),
                     (&mut *ub, cw, band * BAND / 2),
@@ -678,9 +674,10 @@ impl CpuCompositor {
                     // an incremental redraw touches only opaque items that overlap nothing, and
                     // their plans (so their bars) are unchanged since they were last drawn
                     let keep = !full && plan.drawn.is_some();
-                    draw_band(plan, sources[i], 0, yb, w, band * BAND, keep);
-                    draw_band(plan, sources[i], 1, ub, cw, band * BAND / 2, keep);
-                    draw_band(plan, sources[i], 2, vb, cw, band * BAND / 2, keep);
+                    let f = current[i].as_deref();
+                    draw_band(plan, f, 0, yb, w, band * BAND, keep);
+                    draw_band(plan, f, 1, ub, cw, band * BAND / 2, keep);
+                    draw_band(plan, f, 2, vb, cw, band * BAND / 2, keep);
                 }
             }
         };
@@ -695,9 +692,11 @@ impl CpuCompositor {
             Some(p) => p.install(run),
             None => run(),
         }
-        for (p, id) in self.plans.iter_mut().zip(ids) {
-            p.drawn = Some(id);
+        for (p, f) in self.plans.iter_mut().zip(&self.current) {
+            p.drawn = Some(id_of(f));
         }
+        // hold no frame between calls (the sources may free them)
+        self.current.clear();
         Ok(())
     }
 }

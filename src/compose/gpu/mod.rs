@@ -322,23 +322,32 @@ impl GpuCompositor {
 
     /// Rebuilds the item uniforms when the layout or a source's geometry changed.
     fn prepare_uniforms(&mut self, layout: &Layout, frames: &Frames) {
-        let p = self.ctx.pipelines();
-        let items: Vec<(Option<&str>, Option<&VideoFrame>)> = layout
-            .items
-            .iter()
-            .map(|it| {
-                let id = it.kind.source_id();
-                (id, id.and_then(|id| frames.get(id)).map(|f| &**f))
-            })
-            .collect();
-        let key = (
-            layout.generation,
-            items
-                .iter()
-                .map(|(_, f)| f.map(VideoFrame::key))
-                .collect::<Vec<_>>(),
-        );
-        if self.plan_key.as_ref() != Some(&key) {
+        fn source<'a>(
+            it: &'a crate::layout::Item,
+            frames: &'a Frames,
+        ) -> (Option<&'a str>, Option<&'a VideoFrame>) {
+            let id = it.kind.source_id();
+            (id, id.and_then(|id| frames.get(id)).map(|f| &**f))
+        }
+        // unchanged layout and source geometry: nothing to do, and nothing allocated
+        let unchanged = self.plan_key.as_ref().is_some_and(|(g, keys)| {
+            *g == layout.generation
+                && keys.len() == layout.items.len()
+                && keys
+                    .iter()
+                    .zip(&layout.items)
+                    .all(|(k, it)| *k == source(it, frames).1.map(VideoFrame::key))
+        });
+        if !unchanged {
+            let p = self.ctx.pipelines();
+            let items: Vec<_> = layout.items.iter().map(|it| source(it, frames)).collect();
+            let key = (
+                layout.generation,
+                items
+                    .iter()
+                    .map(|(_, f)| f.map(VideoFrame::key))
+                    .collect::<Vec<_>>(),
+            );
             let mut data: Vec<u8> = Vec::new();
             self.draws.clear();
             for (it, (id, f)) in layout.items.iter().zip(&items) {
@@ -455,10 +464,8 @@ impl GpuCompositor {
             }
         }
         let buf = &self.ring.slots[slot].buffer;
-        let textures: Vec<&wgpu::Texture> = std::iter::once(&self.targets.y)
-            .chain(&self.targets.chroma)
-            .collect();
-        for (tex, pc) in textures.into_iter().zip(&self.ring.planes) {
+        let textures = std::iter::once(&self.targets.y).chain(&self.targets.chroma);
+        for (tex, pc) in textures.zip(&self.ring.planes) {
             enc.copy_texture_to_buffer(
                 wgpu::TexelCopyTextureInfo {
                     texture: tex,
