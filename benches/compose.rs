@@ -8,7 +8,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 use cloudmixer::bench::SyntheticSources;
 use cloudmixer::compose::{cpu::CpuCompositor, Compositor, Frames};
-use cloudmixer::workloads::Workload;
+use cloudmixer::testkit::workloads::Workload;
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("compose_cpu");

@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use cloudmixer::compose::gpu::synth::SyntheticSources;
 use cloudmixer::compose::gpu::{GpuCompositor, GpuOptions, OutputFormat, OutputFrame};
-use cloudmixer::workloads::Workload;
+use cloudmixer::testkit::synth::SyntheticSources;
+use cloudmixer::testkit::workloads::Workload;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const IN_FLIGHT: usize = 3;
@@ -34,15 +34,11 @@ fn bench(c: &mut Criterion) {
                 ring: IN_FLIGHT,
                 ..Default::default()
             };
-            let mut comp = match GpuCompositor::new(w.width, w.height, opts) {
-                Ok(c) => c,
-                Err(e) if std::env::var("CLOUDMIXER_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-                    panic!("CLOUDMIXER_REQUIRE_GPU=1 but no GPU compositor: {e}")
-                }
-                Err(e) => {
-                    eprintln!("note: skipping GPU benches, no adapter: {e}");
-                    return;
-                }
+            let Some(mut comp) = cloudmixer::testkit::gpu_or_skip(
+                GpuCompositor::new(w.width, w.height, opts),
+                "the GPU benches",
+            ) else {
+                return;
             };
             let layout = w.layout();
             let mut src = SyntheticSources::new(&w);

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use cloudmixer::bench::SyntheticSources;
 use cloudmixer::compose::{cpu::CpuCompositor, Compositor, Frames};
-use cloudmixer::workloads::Workload;
+use cloudmixer::testkit::workloads::Workload;
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();

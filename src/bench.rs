@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::compose::{self, Backend, Frames};
-use crate::frame::VideoFrame;
-use crate::testutil::pattern_frame;
-use crate::workloads::Workload;
+use crate::model::frame::VideoFrame;
+use crate::testkit::pattern_frame;
+use crate::testkit::workloads::Workload;
 
 /// Statistics of a set of per-frame latencies (ms).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
@@ -456,7 +456,7 @@ pub fn run_config(
 /// How a configuration with encoding gets its sources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feed {
-    /// Synthetic decoded frames pushed through [`crate::mixer::Mixer::push_video`].
+    /// Synthetic decoded frames pushed through [`crate::pipeline::Mixer::push_video`].
     Synthetic,
     /// The workload's real clips decoded by FFmpeg ([`crate::record::record`]).
     Decode,
@@ -476,8 +476,8 @@ pub fn run_encode_config(
     feed: Feed,
     clips: &Path,
 ) -> Result<ConfigResult, String> {
-    use crate::encode::EncoderSettings;
-    use crate::mixer::{Mixer, MixerSettings};
+    use crate::media::video_enc::EncoderSettings;
+    use crate::pipeline::{Mixer, MixerSettings};
     let dir = std::env::temp_dir().join(format!("cloudmixer-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let settings = MixerSettings {
@@ -504,7 +504,7 @@ pub fn run_encode_config(
     let cpu0 = cpu_seconds(false);
     let mut handles = Vec::new();
     for i in 0..mixers {
-        let cfg = crate::config::MixerConfig::from_value(
+        let cfg = crate::model::config::MixerConfig::from_value(
             w.config_json(&format!("/bench_{}_{i}.mp4", w.name)),
         )
         .map_err(|e| e.to_string())?;
@@ -538,7 +538,7 @@ pub fn run_encode_config(
                     let s = crate::record::record(opts, |_| {}).map_err(|e| e.to_string())?;
                     return Ok((vec![], start.elapsed(), s.encoder, s.backend));
                 }
-                let mut m = Mixer::create_with(cfg, crate::mux::Storage::new(dir), settings)
+                let mut m = Mixer::create_with(cfg, crate::output::Storage::new(dir), settings)
                     .map_err(|e| e.to_string())?;
                 let (enc, back) = (m.encoder_name().to_string(), m.backend_name().to_string());
                 let mut fr: Frames = HashMap::new();
@@ -946,18 +946,19 @@ pub fn workloads(arg: &str) -> Result<Vec<Workload>, String> {
         ));
     }
     let text = std::fs::read_to_string(&p).map_err(|e| format!("{arg}: {e}"))?;
-    let cfg = crate::config::MixerConfig::from_json(&text).map_err(|e| format!("{arg}: {e}"))?;
+    let cfg =
+        crate::model::config::MixerConfig::from_json(&text).map_err(|e| format!("{arg}: {e}"))?;
     let cells = cfg
         .layout
         .items
         .iter()
         .filter_map(|it| {
             let id = it.kind.source_id()?;
-            let spec = crate::workloads::CAMS
+            let spec = crate::testkit::workloads::CAMS
                 .iter()
                 .find(|c| c.camid == id)
                 .copied()
-                .unwrap_or(crate::workloads::SourceSpec {
+                .unwrap_or(crate::testkit::workloads::SourceSpec {
                     camid: Box::leak(id.to_string().into_boxed_str()),
                     width: 1280,
                     height: 720,

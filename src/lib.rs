@@ -3,23 +3,26 @@
 //! A recording server feeds decoded camera frames of everyone in a room; cloudmixer composites
 //! them per a live layout (on the GPU, or on the CPU), and encodes a fixed-rate recording.
 //! See `DESIGN.md` for the architecture.
+//!
+//! Modules import downwards only: [`model`] ← [`compose`] ← [`media`] / [`output`] ←
+//! [`pipeline`] ← [`record`] / [`snapshot`] ← the binary.
 #![warn(missing_docs)]
 
-pub mod bench;
-pub mod color;
 pub mod compose;
-pub mod config;
-pub mod decode;
-pub mod encode;
-pub mod events;
-pub mod frame;
-pub mod layout;
-pub mod mixer;
-pub mod mux;
-pub mod pacer;
+pub mod media;
+pub mod model;
+pub mod output;
+pub mod pipeline;
 pub mod record;
 pub mod snapshot;
-pub mod source;
-#[doc(hidden)]
-pub mod testutil;
-pub mod workloads;
+
+#[cfg(feature = "cli")]
+pub mod bench;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use model::config::MixerConfig;
+pub use model::events::{MixerEvent, MixerState, OutputInfo, OutputState};
+pub use model::frame::VideoFrame;
+pub use output::Storage;
+pub use pipeline::{Mixer, MixerError, MixerSettings};

@@ -15,13 +15,13 @@ use crossbeam_channel::bounded;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::config::{ConfigError, MixerConfig};
-use crate::decode::{DecodeError, Decoder};
-use crate::events::{codes, MixerEvent, OutputInfo};
-use crate::frame::VideoFrame;
-use crate::mixer::{Mixer, MixerError, MixerSettings};
-use crate::mux::Storage;
-use crate::pacer::{frames_for, tick_time, PaceMode};
+use crate::media::decode::{DecodeError, Decoder};
+use crate::model::config::{ConfigError, MixerConfig};
+use crate::model::events::{codes, MixerEvent, OutputInfo};
+use crate::model::frame::VideoFrame;
+use crate::model::time::{frames_for, tick_time, PaceMode};
+use crate::output::Storage;
+use crate::pipeline::{Mixer, MixerError, MixerSettings};
 
 /// Decoded frames queued per input.
 const INPUT_QUEUE: usize = 3;
@@ -145,7 +145,7 @@ impl RecordError {
 
 /// Longest container duration among the inputs.
 fn longest_input(inputs: &[(String, PathBuf)]) -> Result<Duration, RecordError> {
-    crate::decode::init_ffmpeg();
+    crate::media::decode::init_ffmpeg();
     let mut best = Duration::ZERO;
     for (_, p) in inputs {
         let ctx = ffmpeg_next::format::input(p)
@@ -219,7 +219,7 @@ fn spawn_inputs(
 /// Records `opts.inputs` per `opts.config`; `progress` is called about every 100 ms.
 ///
 /// ```no_run
-/// use cloudmixer::{config::MixerConfig, mixer::MixerSettings, record::{record, RecordOptions}};
+/// use cloudmixer::{model::config::MixerConfig, pipeline::MixerSettings, record::{record, RecordOptions}};
 /// let cfg = MixerConfig::from_json(&std::fs::read_to_string("fixtures/layouts/seed_side_by_side.json").unwrap()).unwrap();
 /// let summary = record(RecordOptions {
 ///     config: cfg,
@@ -264,7 +264,12 @@ pub fn record(
     let pictures = opts
         .pictures
         .iter()
-        .map(|(id, p)| Ok((id.clone(), crate::decode::frame_at(p, Duration::ZERO)?)))
+        .map(|(id, p)| {
+            Ok((
+                id.clone(),
+                crate::media::decode::frame_at(p, Duration::ZERO)?,
+            ))
+        })
         .collect::<Result<Vec<_>, RecordError>>()?;
     let (inputs, decoders) = spawn_inputs(&opts.inputs)?;
     let t0 = Instant::now();
@@ -355,7 +360,7 @@ pub fn record(
                     });
                 }
                 let mut res = Ok(());
-                while m.state() != crate::events::MixerState::Null && m.ticks() < total {
+                while m.state() != crate::model::events::MixerState::Null && m.ticks() < total {
                     let t = t0.elapsed();
                     while let Some((_, u)) = upd.next_if(|(at, _)| *at <= t) {
                         if let Err(e) = m.update_content(&u) {
@@ -391,7 +396,7 @@ pub fn record(
     let out = last_info.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let duration_ms = out.as_ref().map_or(0, |o| o.duration);
     let resolved =
-        crate::mux::resolve_targets(&Storage::new(&opts.storage), &opts.config.output.targets)
+        crate::output::resolve_targets(&Storage::new(&opts.storage), &opts.config.output.targets)
             .ok()
             .and_then(|v| v.into_iter().next())
             .unwrap_or_default();

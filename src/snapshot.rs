@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 
-use crate::frame::I420Image;
+use crate::model::frame::I420Image;
 
 /// Writes 8-bit RGB pixels as a PNG.
 pub fn write_rgb_png(path: &Path, w: u32, h: u32, rgb: &[u8]) -> std::io::Result<()> {

@@ -1,8 +1,8 @@
 //! Decoding fixture clips and stills; errors for missing, unsupported and corrupt files.
 use std::time::Duration;
 
-use cloudmixer::decode::{frame_at, DecodeError, Decoder};
-use cloudmixer::frame::{Matrix, PixelFormat, Range};
+use cloudmixer::media::decode::{frame_at, DecodeError, Decoder};
+use cloudmixer::model::frame::{Matrix, PixelFormat, Range};
 
 const CLIPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/clips");
 

@@ -16,19 +16,17 @@ use cloudmixer::compose::gpu::{
     AdapterPolicy, GpuCompositor, GpuContext, GpuOptions, OutputFormat, OutputFrame,
 };
 use cloudmixer::compose::{ComposeError, Compositor, Frames};
-use cloudmixer::config::MixerConfig;
-use cloudmixer::frame::{ColorSpace, I420Image, PixelFormat, Plane, VideoFrame};
-use cloudmixer::layout::{FitMode, Item, ItemKind, Layout, Rect};
-use cloudmixer::testutil::{check_edges, pattern_frame, psnr, solid_frames, write_png};
-use cloudmixer::workloads::Workload;
+use cloudmixer::model::config::MixerConfig;
+use cloudmixer::model::frame::{ColorSpace, I420Image, PixelFormat, Plane, VideoFrame};
+use cloudmixer::model::layout::{FitMode, Item, ItemKind, Layout, Rect};
+use cloudmixer::testkit::workloads::Workload;
+use cloudmixer::testkit::{
+    check_edges, gpu_or_skip, pattern_frame, psnr, require_gpu, solid_frames, write_png,
+};
 
 const SEED_CREATE: &str = include_str!("../fixtures/layouts/seed_side_by_side.json");
 const SEED_UPDATE: &str = include_str!("../fixtures/layouts/seed_pip_update.json");
 const MIN_PSNR: f64 = 45.0;
-
-fn require_gpu() -> bool {
-    std::env::var("CLOUDMIXER_REQUIRE_GPU").is_ok_and(|v| v == "1")
-}
 
 /// A GPU compositor on any adapter (lavapipe included), or `None` (test skipped) without one.
 fn gpu_with(w: u32, h: u32, output: OutputFormat) -> Option<GpuCompositor> {
@@ -37,14 +35,7 @@ fn gpu_with(w: u32, h: u32, output: OutputFormat) -> Option<GpuCompositor> {
         policy: AdapterPolicy::AllowSoftware,
         ..Default::default()
     };
-    match GpuCompositor::new(w, h, opts) {
-        Ok(c) => Some(c),
-        Err(e) if require_gpu() => panic!("CLOUDMIXER_REQUIRE_GPU=1 but no GPU compositor: {e}"),
-        Err(e) => {
-            eprintln!("note: skipping GPU test, no adapter: {e}");
-            None
-        }
-    }
+    gpu_or_skip(GpuCompositor::new(w, h, opts), "a GPU compositor test")
 }
 
 fn gpu(w: u32, h: u32) -> Option<GpuCompositor> {
@@ -641,10 +632,9 @@ fn errors_are_reported_not_panics() {
 
 #[test]
 fn device_loss_is_an_error() {
-    let ctx = match GpuContext::new(AdapterPolicy::AllowSoftware) {
-        Ok(c) => c,
-        Err(e) if require_gpu() => panic!("CLOUDMIXER_REQUIRE_GPU=1 but no adapter: {e}"),
-        Err(e) => return eprintln!("note: skipping, no adapter: {e}"),
+    let Some(ctx) = gpu_or_skip(GpuContext::new(AdapterPolicy::AllowSoftware), "device loss")
+    else {
+        return;
     };
     let mut g = GpuCompositor::with_context(ctx.clone(), 64, 48, GpuOptions::default()).unwrap();
     let l = Layout::cameras(64, 48, &[("a", Rect::new(0, 0, 32, 32))]);
@@ -679,11 +669,11 @@ fn create_picks_backends() {
         );
     }
     match create(Backend::Gpu, 64, 48) {
-        Ok(g) => assert!(g.describe().starts_with("gpu"), "{}", g.describe()),
-        Err(e) if require_gpu() => panic!("CLOUDMIXER_REQUIRE_GPU=1: {e}"),
-        Err(e) => {
-            assert!(matches!(e, ComposeError::Unavailable(_)), "{e}");
-            eprintln!("note: no adapter: {e}");
+        Err(e) if !require_gpu() => assert!(matches!(e, ComposeError::Unavailable(_)), "{e}"),
+        r => {
+            if let Some(g) = gpu_or_skip(r, "Backend::Gpu") {
+                assert!(g.describe().starts_with("gpu"), "{}", g.describe());
+            }
         }
     }
 }

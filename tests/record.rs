@@ -8,15 +8,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cloudmixer::compose::Backend;
-use cloudmixer::config::MixerConfig;
-use cloudmixer::decode::Decoder;
-use cloudmixer::encode::EncoderSettings;
-use cloudmixer::events::{codes, MixerEvent, MixerState, OutputInfo, OutputState};
-use cloudmixer::frame::VideoFrame;
-use cloudmixer::mixer::{Mixer, MixerError, MixerSettings};
-use cloudmixer::mux::Storage;
-use cloudmixer::pacer::{tick_time, PaceMode};
-use cloudmixer::testutil::PALETTE;
+use cloudmixer::media::decode::Decoder;
+use cloudmixer::media::video_enc::EncoderSettings;
+use cloudmixer::model::config::MixerConfig;
+use cloudmixer::model::events::{codes, MixerEvent, MixerState, OutputInfo, OutputState};
+use cloudmixer::model::frame::VideoFrame;
+use cloudmixer::model::time::{tick_time, PaceMode};
+use cloudmixer::output::Storage;
+use cloudmixer::pipeline::{Mixer, MixerError, MixerSettings};
+use cloudmixer::testkit::PALETTE;
 use serde_json::{json, Value};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -63,7 +63,7 @@ fn solid(w: u32, h: u32, c: [u8; 3]) -> VideoFrame {
 fn yuv(f: &VideoFrame, x: usize, y: usize) -> [u8; 3] {
     let p = f.planes();
     match f.format() {
-        cloudmixer::frame::PixelFormat::I420 => [
+        cloudmixer::model::frame::PixelFormat::I420 => [
             p[0].data[y * p[0].stride + x],
             p[1].data[(y / 2) * p[1].stride + x / 2],
             p[2].data[(y / 2) * p[2].stride + x / 2],
@@ -814,13 +814,11 @@ fn records_through_the_gpu_backend() {
         backend: Backend::Gpu,
         ..settings(PaceMode::Offline)
     };
-    let mut m = match Mixer::create_with(MixerConfig::from_value(v).unwrap(), Storage::new(&d), s) {
-        Ok(m) => m,
-        Err(e) if std::env::var("CLOUDMIXER_REQUIRE_GPU").as_deref() != Ok("1") => {
-            eprintln!("skipped: no GPU adapter ({e})");
-            return;
-        }
-        Err(e) => panic!("CLOUDMIXER_REQUIRE_GPU=1 but the GPU backend is unavailable: {e}"),
+    let Some(mut m) = cloudmixer::testkit::gpu_or_skip(
+        Mixer::create_with(MixerConfig::from_value(v).unwrap(), Storage::new(&d), s),
+        "a GPU recording",
+    ) else {
+        return;
     };
     assert!(m.backend_name().starts_with("gpu"), "{}", m.backend_name());
     m.push_video("a", solid(16, 24, PALETTE[1])).unwrap();

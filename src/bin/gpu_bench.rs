@@ -11,11 +11,11 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use cloudmixer::compose::gpu::synth::SyntheticSources;
 use cloudmixer::compose::gpu::{
     AdapterPolicy, GpuCompositor, GpuOptions, OutputFormat, OutputFrame,
 };
-use cloudmixer::workloads::Workload;
+use cloudmixer::testkit::synth::SyntheticSources;
+use cloudmixer::testkit::workloads::Workload;
 
 #[derive(Parser)]
 #[command(about = "GPU compositor benchmark: offline throughput and real-time concurrency")]

@@ -20,9 +20,9 @@ use rayon::prelude::*;
 
 use super::sampling::{blend, plane_span, taps, Tap, WEIGHT_ONE};
 use super::{ComposeError, Compositor, Frames};
-use crate::color::{self, Affine};
-use crate::frame::{FrameKey, I420Image, PixelFormat, SharedFrame, VideoFrame};
-use crate::layout::{Item, Layout, Placement};
+use crate::model::color::{self, Affine};
+use crate::model::frame::{FrameKey, I420Image, PixelFormat, SharedFrame, VideoFrame};
+use crate::model::layout::{Item, Layout, Placement};
 
 /// Luma rows per parallel band (chroma: half).
 const BAND: usize = 16;
@@ -544,8 +544,8 @@ fn covered(
 /// ```
 /// use std::{collections::HashMap, sync::Arc};
 /// use cloudmixer::compose::{cpu::CpuCompositor, Compositor};
-/// use cloudmixer::frame::VideoFrame;
-/// use cloudmixer::layout::{Layout, Rect};
+/// use cloudmixer::model::frame::VideoFrame;
+/// use cloudmixer::model::layout::{Layout, Rect};
 /// let layout = Layout::cameras(64, 32, &[("a", Rect::new(0, 0, 32, 32))]);
 /// let mut frames = HashMap::new();
 /// frames.insert("a".to_string(), Arc::new(VideoFrame::solid_i420(16, 16, [200, 90, 60]).unwrap()));

@@ -1,8 +1,8 @@
 //! Compositors: turn a [`Layout`] and the latest frame of each source into one output picture.
 //!
 //! [`cpu::CpuCompositor`] is the reference (and the production backend on machines without a
-//! GPU). Both backends take every rectangle and sampling map from [`crate::layout`] and every
-//! colour map from [`crate::color`]; the sampling rule they share is written out in
+//! GPU). Both backends take every rectangle and sampling map from [`crate::model::layout`] and every
+//! colour map from [`crate::model::color`]; the sampling rule they share is written out in
 //! [`sampling`].
 
 pub mod cpu;
@@ -13,14 +13,14 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
-use crate::frame::{I420Image, SharedFrame};
-use crate::layout::Layout;
+use crate::model::frame::{I420Image, SharedFrame};
+use crate::model::layout::Layout;
 
 /// The latest frame of each source, keyed by camid / resource id.
 pub type Frames = HashMap<String, SharedFrame>;
 
 /// Which compositor to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// A real GPU when one exists, else the CPU.
@@ -30,6 +30,18 @@ pub enum Backend {
     Cpu,
     /// The wgpu compositor (also accepts a software adapter such as lavapipe).
     Gpu,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Backend::Auto),
+            "cpu" => Ok(Backend::Cpu),
+            "gpu" => Ok(Backend::Gpu),
+            _ => Err(format!("unknown backend {s:?} (auto, cpu, gpu)")),
+        }
+    }
 }
 
 /// A compositing failure.

@@ -6,7 +6,7 @@
 //! sample `c` stands at luma coordinate `2c + 1`, source chroma texel `j` at source luma `2j + 1`.
 //! The WGSL twin of these functions is `shaders/compose.wgsl` (`tap()`); keep them in step.
 
-use crate::layout::Placement;
+use crate::model::layout::Placement;
 
 /// Sub-texel weight precision (bits).
 pub const WEIGHT_BITS: u32 = 8;
@@ -96,7 +96,7 @@ pub fn blend(dst: u8, src: u8, a: u32) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::{place, FitMode, Rect};
+    use crate::model::layout::{place, FitMode, Rect};
 
     #[test]
     fn identity_hits_texels_exactly() {

@@ -2,11 +2,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::*;
-use crate::config::MixerConfig;
-use crate::frame::{ColorSpace, VideoFrame};
-use crate::layout::{FitMode, ItemKind, Rect};
-use crate::testutil::{check_edges, pattern_frame, psnr, solid_frames};
-use crate::workloads::Workload;
+use crate::model::config::MixerConfig;
+use crate::model::frame::{ColorSpace, VideoFrame};
+use crate::model::layout::{FitMode, ItemKind, Rect};
+use crate::testkit::workloads::Workload;
+use crate::testkit::{check_edges, pattern_frame, psnr, solid_frames};
 
 const SEED_CREATE: &str = include_str!("../../../fixtures/layouts/seed_side_by_side.json");
 const SEED_UPDATE: &str = include_str!("../../../fixtures/layouts/seed_pip_update.json");
@@ -123,15 +123,15 @@ fn formats_agree() {
         64,
         48,
         vec![
-            crate::frame::Plane {
+            crate::model::frame::Plane {
                 data: pad(src.packed_plane(0), 64),
                 stride: 71,
             },
-            crate::frame::Plane {
+            crate::model::frame::Plane {
                 data: pad(src.packed_plane(1), 32),
                 stride: 39,
             },
-            crate::frame::Plane {
+            crate::model::frame::Plane {
                 data: pad(src.packed_plane(2), 32),
                 stride: 39,
             },
@@ -167,7 +167,7 @@ fn rgba_source_converts_and_blends_alpha() {
     let img = compose_once(&l, &m);
     assert_eq!(
         img.yuv_at(5, 5),
-        crate::color::rgb_to_yuv709_limited([255, 0, 0])
+        crate::model::color::rgb_to_yuv709_limited([255, 0, 0])
     );
     // white at 50 % over black: Y = 16 + (235-16)·128/255
     assert_eq!(img.yuv_at(20, 5), [126, 128, 128]);
@@ -294,7 +294,7 @@ fn canvas_mismatch_is_an_error() {
 #[test]
 fn text_items_do_not_break_composition() {
     let mut l = Layout::cameras(32, 32, &[("a", Rect::new(0, 0, 32, 32))]);
-    l.items.push(crate::layout::Item {
+    l.items.push(crate::model::layout::Item {
         kind: ItemKind::Text {
             text: "hi".into(),
             color: [255; 4],

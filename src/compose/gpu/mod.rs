@@ -4,7 +4,7 @@
 //!   device, error scopes and device-loss handling ([`GpuError`]).
 //! - [`upload`]: persistent per-source textures, uploads skipped when the frame id is unchanged.
 //! - [`pipeline`]: the render pipelines and the per-item uniforms (rects, sampling maps, colour
-//!   matrices all computed on the CPU from [`crate::layout`] and [`crate::color`]).
+//!   matrices all computed on the CPU from [`crate::model::layout`] and [`crate::model::color`]).
 //! - [`readback`]: a ring of MAP_READ buffers; [`OutputFormat::I420`] or [`OutputFormat::Nv12`].
 //!
 //! Output strategy: each output plane is rendered directly (a Y pass into an R8 target, a chroma
@@ -18,8 +18,8 @@
 //! ```no_run
 //! use std::{collections::HashMap, sync::Arc};
 //! use cloudmixer::compose::gpu::{GpuCompositor, GpuOptions};
-//! use cloudmixer::frame::VideoFrame;
-//! use cloudmixer::layout::{Layout, Rect};
+//! use cloudmixer::model::frame::VideoFrame;
+//! use cloudmixer::model::layout::{Layout, Rect};
 //! let layout = Layout::cameras(64, 32, &[("a", Rect::new(0, 0, 32, 32))]);
 //! let mut frames = HashMap::new();
 //! frames.insert("a".to_string(), Arc::new(VideoFrame::solid_i420(16, 16, [200, 90, 60]).unwrap()));
@@ -33,8 +33,6 @@
 pub mod device;
 pub mod pipeline;
 pub mod readback;
-#[doc(hidden)]
-pub mod synth;
 pub mod upload;
 
 use std::collections::{HashMap, VecDeque};
@@ -48,8 +46,8 @@ use self::pipeline::{item_uniforms, ItemUniform, UNIFORM_STRIDE};
 use self::readback::Ring;
 use self::upload::{PlaneJob, SourceTextures, UploadStaging};
 use super::{ComposeError, Compositor, Frames};
-use crate::frame::{FrameKey, I420Image, VideoFrame};
-use crate::layout::Layout;
+use crate::model::frame::{FrameKey, I420Image, VideoFrame};
+use crate::model::layout::Layout;
 
 /// Options of a [`GpuCompositor`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,7 +321,7 @@ impl GpuCompositor {
     /// Rebuilds the item uniforms when the layout or a source's geometry changed.
     fn prepare_uniforms(&mut self, layout: &Layout, frames: &Frames) {
         fn source<'a>(
-            it: &'a crate::layout::Item,
+            it: &'a crate::model::layout::Item,
             frames: &'a Frames,
         ) -> (Option<&'a str>, Option<&'a VideoFrame>) {
             let id = it.kind.source_id();

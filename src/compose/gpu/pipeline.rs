@@ -1,14 +1,14 @@
 //! Render pipelines (shared per device) and the per-item uniforms (one per item and output
-//! plane), computed on the CPU from [`crate::layout::place`] and [`crate::color`].
+//! plane), computed on the CPU from [`crate::model::layout::place`] and [`crate::model::color`].
 
 use std::num::NonZeroU64;
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::color::{self, Affine};
 use crate::compose::sampling::plane_span;
-use crate::frame::{PixelFormat, VideoFrame};
-use crate::layout::{Item, Layout};
+use crate::model::color::{self, Affine};
+use crate::model::frame::{PixelFormat, VideoFrame};
+use crate::model::layout::{Item, Layout};
 
 /// The WGSL source of the compositor (`shaders/compose.wgsl`).
 pub const COMPOSE_WGSL: &str = include_str!("../../../shaders/compose.wgsl");
@@ -289,7 +289,7 @@ impl Pipelines {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::Rect;
+    use crate::model::layout::Rect;
 
     #[test]
     fn uniform_layout_matches_wgsl() {

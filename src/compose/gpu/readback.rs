@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::device::{GpuContext, GpuError};
-use crate::frame::I420Image;
+use crate::model::frame::I420Image;
 
 /// Output pixel layout of the GPU compositor's readback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use super::device::{GpuContext, GpuError};
 use super::pipeline::Pipelines;
 use super::readback::{padded, wait_mapped, MapState};
-use crate::frame::{PixelFormat, VideoFrame};
+use crate::model::frame::{PixelFormat, VideoFrame};
 
 /// The GPU copy of one source.
 pub(crate) struct SourceTextures {

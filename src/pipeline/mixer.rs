@@ -27,17 +27,17 @@ use arc_swap::ArcSwap;
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use ffmpeg_next as ffmpeg;
 use serde_json::Value;
-use thiserror::Error;
 
-use crate::compose::{self, Backend, ComposeError, Compositor, Frames};
-use crate::config::{ConfigError, MixerConfig, Target};
-use crate::encode::{fill_frame, EncodeError, EncoderSettings, VideoEncoder};
-use crate::events::{codes, MixerEvent, MixerState, OutputInfo, OutputState};
-use crate::frame::{FrameError, VideoFrame};
-use crate::layout::Layout;
-use crate::mux::{header_needs, MuxError, Muxer, Storage};
-use crate::pacer::{frames_for, tick_time, ticks_before, LatestUpTo, PaceMode, Pacer};
-use crate::source::{SourceSlots, TooManySources, DEFAULT_MAX_SOURCES};
+use super::error::MixerError;
+use super::sources::{SourceSlots, DEFAULT_MAX_SOURCES};
+use crate::compose::{self, Backend, Compositor, Frames};
+use crate::media::video_enc::{fill_frame, EncoderSettings, VideoEncoder};
+use crate::model::config::{MixerConfig, Target};
+use crate::model::events::{codes, MixerEvent, MixerState, OutputInfo, OutputState};
+use crate::model::frame::VideoFrame;
+use crate::model::layout::Layout;
+use crate::model::time::{frames_for, tick_time, ticks_before, LatestUpTo, PaceMode, Pacer};
+use crate::output::{header_needs, Muxer, Storage};
 
 /// Encoder frames in circulation between the compose and encode threads.
 pub const FRAME_POOL: usize = 4;
@@ -86,66 +86,6 @@ impl MixerSettings {
         MixerSettings {
             mode: PaceMode::Offline,
             ..Default::default()
-        }
-    }
-}
-
-/// Any mixer failure, with its vendor error code ([`MixerError::code`]).
-#[derive(Debug, Error)]
-pub enum MixerError {
-    /// A bad config or layout update (code 5).
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The compositor failed (code 1).
-    #[error(transparent)]
-    Compose(#[from] ComposeError),
-    /// The encoder failed (code 5 for a bad setting, else 1).
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
-    /// A target could not be opened or written (902 full disk, 905 file error, 5 bad path).
-    #[error(transparent)]
-    Mux(#[from] MuxError),
-    /// An I/O error (905, or 902 for a full disk).
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    /// A bad frame (code 5).
-    #[error(transparent)]
-    Frame(#[from] FrameError),
-    /// Too many distinct sources (code 5).
-    #[error(transparent)]
-    TooManySources(#[from] TooManySources),
-    /// Offline control on a real-time mixer or the reverse (code 5).
-    #[error("{0}")]
-    WrongMode(&'static str),
-    /// The recording has stopped (by `destroy`, maximum duration or a failure).
-    #[error("the mixer is not running: {desc} (code {code})")]
-    Stopped {
-        /// Why: 0 after `destroy`, else the code that stopped it.
-        code: i32,
-        /// Description.
-        desc: String,
-    },
-}
-
-impl MixerError {
-    /// The vendor error code ([`codes`]).
-    pub fn code(&self) -> i32 {
-        match self {
-            MixerError::Config(_)
-            | MixerError::Frame(_)
-            | MixerError::TooManySources(_)
-            | MixerError::WrongMode(_) => codes::PARAM_ERR,
-            MixerError::Compose(_) => codes::INTERNAL,
-            MixerError::Encode(EncodeError::NotFound(_) | EncodeError::Setting(_)) => {
-                codes::PARAM_ERR
-            }
-            MixerError::Encode(_) => codes::INTERNAL,
-            MixerError::Mux(m) => m.code(),
-            MixerError::Io(e) => match e.raw_os_error() {
-                Some(libc::ENOSPC) | Some(libc::EFBIG) => codes::RECORD_NO_DISK,
-                _ => codes::FILE_ERR,
-            },
-            MixerError::Stopped { code, .. } => *code,
         }
     }
 }
@@ -280,10 +220,10 @@ impl Shared {
 /// One recording: sources in, a composed, encoded, crash-safe file out.
 ///
 /// ```no_run
-/// use cloudmixer::config::MixerConfig;
-/// use cloudmixer::frame::VideoFrame;
-/// use cloudmixer::mixer::{Mixer, MixerSettings};
-/// use cloudmixer::mux::Storage;
+/// use cloudmixer::model::config::MixerConfig;
+/// use cloudmixer::model::frame::VideoFrame;
+/// use cloudmixer::pipeline::{Mixer, MixerSettings};
+/// use cloudmixer::output::Storage;
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let cfg = MixerConfig::from_json(&std::fs::read_to_string("fixtures/layouts/seed_side_by_side.json")?)?;
 /// let mut mixer = Mixer::create_with(cfg, Storage::new("/srv/records"), MixerSettings::offline())?;
@@ -445,7 +385,7 @@ impl Mixer {
     ) -> Result<(Box<dyn Compositor>, VideoEncoder, Muxer), MixerError> {
         let out = &shared.config.output;
         // paths first: a bad target must not cost an encoder open
-        crate::mux::resolve_targets(storage, &out.targets)?;
+        crate::output::resolve_targets(storage, &out.targets)?;
         let compositor = compose::create(settings.backend, out.width, out.height)?;
         let (global, inband) = header_needs(&out.targets);
         let encoder = VideoEncoder::open(out, &settings.encoder, global, inband)?;

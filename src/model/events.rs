@@ -6,7 +6,7 @@
 use serde::ser::{Serialize, Serializer};
 use serde_json::{json, Value};
 
-/// Error codes reported in events and by [`crate::mixer::MixerError::code`].
+/// Error codes reported in events and by [`crate::pipeline::MixerError::code`].
 pub mod codes {
     /// No error.
     pub const OK: i32 = 0;
@@ -65,7 +65,7 @@ impl Serialize for OutputState {
 /// Progress and result of one output, serialised with the vendor's field names.
 ///
 /// ```
-/// use cloudmixer::events::{OutputInfo, OutputState};
+/// use cloudmixer::model::events::{OutputInfo, OutputState};
 /// let info = OutputInfo { id: 0, state: OutputState::Running, svr_file_path_name: "/a.mp4".into(),
 ///     start_time: 1_700_000_000_000, duration: 1500, file_size: 4096, err_code: 0, err_desc: String::new() };
 /// let v = serde_json::to_value(&info).unwrap();
@@ -95,7 +95,7 @@ pub struct OutputInfo {
     pub err_desc: String,
 }
 
-/// An event from a mixer (see [`crate::mixer::Mixer::events`]).
+/// An event from a mixer (see [`crate::pipeline::Mixer::events`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum MixerEvent {
     /// The mixer changed state. `err`/`err_desc` are set when it returns to NULL on failure
@@ -138,7 +138,7 @@ impl MixerEvent {
     /// The event as one JSON object (`{"event":"stateChanged",…}`), e.g. for a JSON-lines log.
     ///
     /// ```
-    /// use cloudmixer::events::{MixerEvent, MixerState};
+    /// use cloudmixer::model::events::{MixerEvent, MixerState};
     /// let v = MixerEvent::state(MixerState::Running).to_json();
     /// assert_eq!(v, serde_json::json!({"event":"stateChanged","state":2,"err":0,"errDesc":""}));
     /// ```

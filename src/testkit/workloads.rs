@@ -1,7 +1,7 @@
 //! The reference workloads W1–W3 (shared/peers/WORKLOADS.md) as layouts plus source
 //! descriptions, shared by tests, benches and `cloudmixer bench`.
 
-use crate::layout::{Layout, Rect};
+use crate::model::layout::{Layout, Rect};
 
 /// One source of a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,8 +20,8 @@ use ffmpeg::{Dictionary, Packet, Rational};
 use ffmpeg_next as ffmpeg;
 use thiserror::Error;
 
-use crate::config::OutputSettings;
-use crate::frame::I420Image;
+use crate::model::config::OutputSettings;
+use crate::model::frame::I420Image;
 
 /// Encoders tried in order when none is named.
 pub const PROBE_ORDER: [&str; 5] = [
@@ -99,7 +99,7 @@ const X264_PRESETS: [&str; 10] = [
 
 /// Initialises FFmpeg once per process (safe to call often; FFmpeg's log is limited to errors).
 pub fn init() {
-    crate::decode::init_ffmpeg();
+    crate::media::decode::init_ffmpeg();
 }
 
 /// Hardware encoders that failed once in this process, with the reason (not retried).
@@ -405,7 +405,7 @@ pub fn fill_frame(frame: &mut ffmpeg::frame::Video, img: &I420Image) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MixerConfig;
+    use crate::model::config::MixerConfig;
 
     fn out(w: u32, h: u32) -> OutputSettings {
         let cfg = MixerConfig::from_json(&format!(

@@ -12,7 +12,7 @@ use ff::format::Pixel;
 use ffmpeg_next as ff;
 use thiserror::Error;
 
-use crate::frame::{ColorSpace, Matrix, PixelFormat, Plane, Range, VideoFrame};
+use crate::model::frame::{ColorSpace, Matrix, PixelFormat, Plane, Range, VideoFrame};
 
 /// Why a file could not be decoded.
 #[derive(Debug, Error)]
@@ -71,7 +71,7 @@ pub fn init_ffmpeg() {
 /// A video file decoder yielding frames in presentation order.
 ///
 /// ```no_run
-/// use cloudmixer::decode::Decoder;
+/// use cloudmixer::media::decode::Decoder;
 /// let mut d = Decoder::open("fixtures/clips/cam1_320x240_15.mp4").unwrap();
 /// d.seek(std::time::Duration::from_secs(2)).unwrap();
 /// let f = d.next_frame().unwrap().unwrap();
@@ -294,7 +294,7 @@ impl Decoder {
     fn convert(&mut self, pts: Duration) -> Result<VideoFrame> {
         let f = &self.frame;
         let (w, h) = (f.width(), f.height());
-        let corrupt = |e: crate::frame::FrameError| DecodeError::Corrupt {
+        let corrupt = |e: crate::model::frame::FrameError| DecodeError::Corrupt {
             path: self.path.clone(),
             reason: e.to_string(),
         };
@@ -413,7 +413,7 @@ fn planes_of(
     fmt: PixelFormat,
     w: u32,
     h: u32,
-) -> std::result::Result<VideoFrame, crate::frame::FrameError> {
+) -> std::result::Result<VideoFrame, crate::model::frame::FrameError> {
     let planes = (0..fmt.plane_count())
         .map(|i| {
             let (row, rows) = fmt.plane_size(i, w, h);

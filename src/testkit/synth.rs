@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use crate::compose::Frames;
-use crate::frame::VideoFrame;
-use crate::testutil::pattern_frame;
-use crate::workloads::Workload;
+use crate::model::frame::VideoFrame;
+use crate::testkit::pattern_frame;
+use crate::testkit::workloads::Workload;
 
 /// One source: id, fps, two pictures, the last source frame index shown, the current picture.
 #[derive(Clone)]

@@ -105,7 +105,7 @@ impl Placement {
 /// - `Stretch`: the whole source onto the whole rect.
 ///
 /// ```
-/// use cloudmixer::layout::{place, FitMode, Rect};
+/// use cloudmixer::model::layout::{place, FitMode, Rect};
 /// // a 640x480 camera in the seed's 640x360 cell: 480x360, pillarboxed 80 px each side
 /// let p = place(Rect::new(0, 180, 640, 360), FitMode::Fit, 640, 480, (1, 1));
 /// assert_eq!(p.dst, Rect::new(80, 180, 480, 360));

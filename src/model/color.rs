@@ -5,7 +5,52 @@
 //! (a, b, c) is (Y, U, V) for YUV sources and (R, G, B) for RGBA sources. The GPU gets the same
 //! matrix as a uniform (`shaders/compose.wgsl`), so the two backends cannot drift apart.
 
-use crate::frame::{ColorSpace, Matrix, Range};
+/// YUV matrix coefficients of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Matrix {
+    /// ITU-R BT.601 (SD cameras, most webcams and JPEG).
+    Bt601,
+    /// ITU-R BT.709 (HD).
+    #[default]
+    Bt709,
+}
+
+/// Quantisation range of a YUV source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Range {
+    /// Y 16–235, UV 16–240 ("TV", "MPEG").
+    #[default]
+    Limited,
+    /// 0–255 ("PC", "JPEG").
+    Full,
+}
+
+/// Colour space tag of a YUV frame (ignored for RGBA, which is full-range RGB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ColorSpace {
+    /// Matrix coefficients.
+    pub matrix: Matrix,
+    /// Quantisation range.
+    pub range: Range,
+}
+
+impl ColorSpace {
+    /// BT.709 limited range: the output colour space and the default input tag.
+    pub const BT709_LIMITED: ColorSpace = ColorSpace {
+        matrix: Matrix::Bt709,
+        range: Range::Limited,
+    };
+    /// BT.601 limited range (SD cameras).
+    pub const BT601_LIMITED: ColorSpace = ColorSpace {
+        matrix: Matrix::Bt601,
+        range: Range::Limited,
+    };
+    /// BT.601 full range (JPEG).
+    pub const BT601_FULL: ColorSpace = ColorSpace {
+        matrix: Matrix::Bt601,
+        range: Range::Full,
+    };
+}
 
 /// Affine map from source code values to output (Y, U, V) code values.
 pub type Affine = [[f32; 4]; 3];

@@ -1,12 +1,17 @@
-//! Helpers for pixel tests of compositors (used by unit tests, integration tests and the GPU
-//! parity tests). Not part of the stable API.
+//! Test kit (cargo feature `testkit`): synthetic sources, the W1–W3 workloads and helpers for
+//! pixel tests of compositors, used by unit and integration tests, benches and the `bench`
+//! command. Not part of the library API a recording server uses: build with
+//! `default-features = false` to leave it (and the CLI) out.
+
+pub mod synth;
+pub mod workloads;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::compose::Frames;
-use crate::frame::{I420Image, VideoFrame};
-use crate::layout::{Layout, Rect};
+use crate::model::frame::{I420Image, VideoFrame};
+use crate::model::layout::{Layout, Rect};
 
 /// Distinct BT.709 limited-range colours for solid test sources (none equals black).
 pub const PALETTE: [[u8; 3]; 10] = [
@@ -161,4 +166,24 @@ pub fn pattern_frame(w: u32, h: u32, seed: u32) -> VideoFrame {
 /// Writes an RGB PNG (for failure artefacts and snapshots).
 pub fn write_png(path: &std::path::Path, w: u32, h: u32, rgb: &[u8]) -> std::io::Result<()> {
     crate::snapshot::write_rgb_png(path, w, h, rgb)
+}
+
+/// Whether `CLOUDMIXER_REQUIRE_GPU=1` is set (CI sets it: GPU tests must fail, not skip,
+/// without an adapter).
+pub fn require_gpu() -> bool {
+    std::env::var("CLOUDMIXER_REQUIRE_GPU").is_ok_and(|v| v == "1")
+}
+
+/// The one GPU-or-skip rule of tests and benches: `Ok(v)` gives `Some(v)`; an error panics
+/// under `CLOUDMIXER_REQUIRE_GPU=1` and otherwise prints a note naming `what` and gives `None`
+/// (the caller skips).
+pub fn gpu_or_skip<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(e) if require_gpu() => panic!("CLOUDMIXER_REQUIRE_GPU=1 but no GPU for {what}: {e}"),
+        Err(e) => {
+            eprintln!("note: skipping {what}, no GPU adapter: {e}");
+            None
+        }
+    }
 }

@@ -44,52 +44,7 @@ impl PixelFormat {
     }
 }
 
-/// YUV matrix coefficients of a source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Matrix {
-    /// ITU-R BT.601 (SD cameras, most webcams and JPEG).
-    Bt601,
-    /// ITU-R BT.709 (HD).
-    #[default]
-    Bt709,
-}
-
-/// Quantisation range of a YUV source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Range {
-    /// Y 16–235, UV 16–240 ("TV", "MPEG").
-    #[default]
-    Limited,
-    /// 0–255 ("PC", "JPEG").
-    Full,
-}
-
-/// Colour space tag of a YUV frame (ignored for RGBA, which is full-range RGB).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct ColorSpace {
-    /// Matrix coefficients.
-    pub matrix: Matrix,
-    /// Quantisation range.
-    pub range: Range,
-}
-
-impl ColorSpace {
-    /// BT.709 limited range: the output colour space and the default input tag.
-    pub const BT709_LIMITED: ColorSpace = ColorSpace {
-        matrix: Matrix::Bt709,
-        range: Range::Limited,
-    };
-    /// BT.601 limited range (SD cameras).
-    pub const BT601_LIMITED: ColorSpace = ColorSpace {
-        matrix: Matrix::Bt601,
-        range: Range::Limited,
-    };
-    /// BT.601 full range (JPEG).
-    pub const BT601_FULL: ColorSpace = ColorSpace {
-        matrix: Matrix::Bt601,
-        range: Range::Full,
-    };
-}
+pub use super::color::{ColorSpace, Matrix, Range};
 
 /// Bad frame data given to a constructor.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -159,7 +114,7 @@ impl Plane {
 /// A decoded picture from a source.
 ///
 /// ```
-/// use cloudmixer::frame::{VideoFrame, ColorSpace};
+/// use cloudmixer::model::frame::{VideoFrame, ColorSpace};
 /// // a 4x2 mid-grey I420 frame
 /// let f = VideoFrame::i420(4, 2, vec![128; 8], vec![128; 2], vec![128; 2]).unwrap();
 /// assert_eq!(f.width(), 4);
@@ -439,7 +394,7 @@ impl I420Image {
         for yy in 0..h {
             for xx in 0..w {
                 let p = self.yuv_at(xx as u32, yy as u32);
-                let rgb = crate::color::yuv709_limited_to_rgb(p);
+                let rgb = super::color::yuv709_limited_to_rgb(p);
                 out[(yy * w + xx) * 3..(yy * w + xx) * 3 + 3].copy_from_slice(&rgb);
             }
         }

@@ -18,8 +18,8 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::compose::Frames;
-use crate::frame::VideoFrame;
-use crate::layout::Layout;
+use crate::model::frame::VideoFrame;
+use crate::model::layout::Layout;
 
 /// Default limit on the number of distinct camids kept.
 pub const DEFAULT_MAX_SOURCES: usize = 128;
@@ -48,9 +48,9 @@ type SlotMap = HashMap<Arc<str>, Arc<Slot>>;
 ///
 /// ```
 /// use std::time::Duration;
-/// use cloudmixer::source::SourceSlots;
-/// use cloudmixer::layout::{Layout, Rect};
-/// use cloudmixer::frame::VideoFrame;
+/// use cloudmixer::pipeline::sources::SourceSlots;
+/// use cloudmixer::model::layout::{Layout, Rect};
+/// use cloudmixer::model::frame::VideoFrame;
 /// let slots = SourceSlots::new(Duration::from_secs(2));
 /// let layout = Layout::cameras(64, 32, &[("a", Rect::new(0, 0, 32, 32))]);
 /// slots.push("a", VideoFrame::solid_i420(8, 8, [81, 90, 240]).unwrap(), 0, &layout).unwrap();
@@ -197,7 +197,7 @@ impl SourceSlots {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::Rect;
+    use crate::model::layout::Rect;
 
     fn solid(w: u32, h: u32) -> VideoFrame {
         VideoFrame::solid_i420(w, h, [81, 90, 240]).unwrap()

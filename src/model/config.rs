@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::color::{parse_hex_color, rgb_to_yuv709_limited};
-use crate::layout::{FitMode, Item, ItemKind, Layout, Rect};
+use crate::model::color::{parse_hex_color, rgb_to_yuv709_limited};
+use crate::model::layout::{FitMode, Item, ItemKind, Layout, Rect};
 
 /// Largest canvas side.
 pub const MAX_CANVAS: u32 = 8192;
@@ -136,7 +136,7 @@ pub fn default_bitrate(w: u32, h: u32) -> u32 {
 /// A validated mixer configuration.
 ///
 /// ```
-/// use cloudmixer::config::MixerConfig;
+/// use cloudmixer::model::config::MixerConfig;
 /// let cfg = MixerConfig::from_json(r#"{"mode":0,"videoFileCfg":{"svrPathName":"/a/rec.mp4",
 ///   "vWidth":1280,"vHeight":720,"vFps":15,"layoutConfig":[{"type":0,"left":0,"top":180,
 ///   "width":640,"height":360,"keepAspectRatio":1,"param":{"camid":"Usr1.-1"}}]}}"#).unwrap();

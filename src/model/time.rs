@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::frame::VideoFrame;
+use crate::model::frame::VideoFrame;
 
 /// How a mixer's clock advances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -25,7 +25,7 @@ pub enum PaceMode {
 ///
 /// ```
 /// use std::time::Duration;
-/// use cloudmixer::pacer::tick_time;
+/// use cloudmixer::model::time::tick_time;
 /// assert_eq!(tick_time(15, 3), Duration::from_millis(200));
 /// assert_eq!(tick_time(30, 1), Duration::from_nanos(33_333_333));
 /// ```
@@ -38,7 +38,7 @@ pub fn tick_time(fps: u32, n: u64) -> Duration {
 ///
 /// ```
 /// use std::time::Duration;
-/// use cloudmixer::pacer::ticks_before;
+/// use cloudmixer::model::time::ticks_before;
 /// assert_eq!(ticks_before(15, Duration::from_secs(5)), 75);
 /// assert_eq!(ticks_before(15, Duration::from_millis(5001)), 76);
 /// ```
@@ -51,7 +51,7 @@ pub fn ticks_before(fps: u32, t: Duration) -> u64 {
 ///
 /// ```
 /// use std::time::Duration;
-/// use cloudmixer::pacer::frames_for;
+/// use cloudmixer::model::time::frames_for;
 /// assert_eq!(frames_for(15, Duration::from_secs(10)), 150);
 /// assert_eq!(frames_for(30, Duration::from_millis(1016)), 30);
 /// assert_eq!(frames_for(30, Duration::from_millis(1017)), 31);
@@ -99,8 +99,8 @@ pub const PTS_SLACK: Duration = Duration::from_micros(500);
 ///
 /// ```
 /// use std::time::Duration;
-/// use cloudmixer::frame::VideoFrame;
-/// use cloudmixer::pacer::LatestUpTo;
+/// use cloudmixer::model::frame::VideoFrame;
+/// use cloudmixer::model::time::LatestUpTo;
 /// let f = |ms| VideoFrame::solid_i420(2, 2, [16, 128, 128]).unwrap().with_pts(Duration::from_millis(ms));
 /// let mut input = LatestUpTo::new(vec![f(0), f(33), f(66), f(100)].into_iter());
 /// assert_eq!(input.advance(Duration::from_millis(0)).unwrap().pts, Duration::ZERO);

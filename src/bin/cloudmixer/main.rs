@@ -9,12 +9,12 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use cloudmixer::compose::{self, Backend, Frames};
-use cloudmixer::config::MixerConfig;
-use cloudmixer::encode::EncoderSettings;
-use cloudmixer::mixer::MixerSettings;
-use cloudmixer::pacer::PaceMode;
+use cloudmixer::media::video_enc::EncoderSettings;
+use cloudmixer::model::config::MixerConfig;
+use cloudmixer::model::time::PaceMode;
+use cloudmixer::pipeline::MixerSettings;
 use cloudmixer::record::{record, RecordError, RecordOptions};
-use cloudmixer::{bench, decode, snapshot};
+use cloudmixer::{bench, media::decode, snapshot};
 use std::io::IsTerminal;
 
 #[derive(Parser)]
@@ -51,7 +51,7 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
         /// Compositor backend.
-        #[arg(long, value_enum, default_value_t = Backend::Auto)]
+        #[arg(long, default_value = "auto")]
         backend: Backend,
     },
     /// How many rooms this machine can mix: W1–W3 (or a config) × backends × mixer counts.
@@ -87,13 +87,13 @@ struct RecordArgs {
     #[arg(long)]
     realtime: bool,
     /// Compositor backend.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    #[arg(long, default_value = "auto")]
     backend: Backend,
     /// FFmpeg encoder to try first (default: probe hardware encoders, then libx264).
     #[arg(long)]
     encoder: Option<String>,
     /// x264 preset.
-    #[arg(long, default_value = cloudmixer::encode::DEFAULT_PRESET)]
+    #[arg(long, default_value = cloudmixer::media::video_enc::DEFAULT_PRESET)]
     preset: String,
     /// Write every event as a JSON line to this file.
     #[arg(long, value_name = "FILE.jsonl")]

@@ -1,0 +1,9 @@
+//! The data model: frames, colour, layout, config, events and time. Pure Rust, no FFmpeg, no
+//! GPU; every other module builds on it.
+
+pub mod color;
+pub mod config;
+pub mod events;
+pub mod frame;
+pub mod layout;
+pub mod time;
