@@ -4,10 +4,11 @@
 //! them per a live layout (on the GPU, or on the CPU), and encodes a fixed-rate recording.
 //! See `DESIGN.md` for the architecture.
 //!
-//! Modules import downwards only: [`model`] ← [`compose`] ← [`media`] / [`output`] ←
+//! Modules import downwards only: [`model`] ← [`compose`] / [`audio`] ← [`media`] / [`output`] ←
 //! [`pipeline`] ← [`record`] / [`snapshot`] ← the binary.
 #![warn(missing_docs)]
 
+pub mod audio;
 pub mod compose;
 pub mod media;
 pub mod model;
@@ -21,6 +22,7 @@ pub mod bench;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use model::audio::AudioFrame;
 pub use model::config::MixerConfig;
 pub use model::events::{MixerEvent, MixerState, OutputInfo, OutputState};
 pub use model::frame::VideoFrame;

@@ -1,6 +1,7 @@
 //! The data model: frames, colour, layout, config, events and time. Pure Rust, no FFmpeg, no
 //! GPU; every other module builds on it.
 
+pub mod audio;
 pub mod color;
 pub mod config;
 pub mod events;
