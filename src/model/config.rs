@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use crate::model::audio::ChannelMode;
 use crate::model::color::{parse_hex_color, rgb_to_yuv709_limited};
 use crate::model::layout::{FitMode, Item, ItemKind, Layout, Rect};
 
@@ -21,6 +22,9 @@ pub const MAX_ITEM: i64 = 16384;
 pub const DEFAULT_FPS: u32 = 12;
 /// Default quantiser.
 pub const DEFAULT_QP: u8 = 19;
+/// Clock rate of a mixer that records audio only (no `videoFileCfg`): its ticks drive the
+/// audio mix every 20 ms.
+pub const AUDIO_ONLY_TICK_RATE: u32 = 50;
 
 /// A config that cannot be used. Nothing was changed.
 #[derive(Debug, Error, Clone, PartialEq)]
@@ -74,6 +78,24 @@ pub enum Container {
     Ts,
     /// Matroska.
     Mkv,
+    /// Audio only: fragmented MPEG-4 audio (AAC).
+    M4a,
+    /// Audio only: raw AAC in ADTS frames.
+    Aac,
+    /// Audio only: MP3 (libmp3lame).
+    Mp3,
+    /// Audio only: WAV (16-bit PCM).
+    Wav,
+}
+
+impl Container {
+    /// Whether this container holds audio only (an `audioFileCfg` target).
+    pub fn audio_only(self) -> bool {
+        matches!(
+            self,
+            Container::M4a | Container::Aac | Container::Mp3 | Container::Wav
+        )
+    }
 }
 
 /// One output target of `svrPathName`.
@@ -133,6 +155,46 @@ pub fn default_bitrate(w: u32, h: u32) -> u32 {
     }
 }
 
+/// The audio of one output: which users go where, and the bit rate.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AudioSettings {
+    /// `aChannelType` / `aChannelContent`.
+    #[serde(skip)]
+    pub channels: ChannelMode,
+    /// `aBps` (extension): forced bit rate in bit/s; `None` = 64 kbit/s mono, 128 kbit/s stereo.
+    pub bitrate: Option<u32>,
+}
+
+impl Default for AudioSettings {
+    fn default() -> Self {
+        AudioSettings {
+            channels: ChannelMode::Mono { users: Vec::new() },
+            bitrate: None,
+        }
+    }
+}
+
+impl AudioSettings {
+    /// Output channels: 1 (mono mix) or 2 (left/right).
+    pub fn channel_count(&self) -> u16 {
+        match self.channels {
+            ChannelMode::Mono { .. } => 1,
+            ChannelMode::LeftRight { .. } => 2,
+        }
+    }
+}
+
+/// `audioFileCfg`: an audio-only recording.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AudioFileSettings {
+    /// The one audio file (`.m4a`, `.aac`, `.mp3` or `.wav`).
+    pub target: Target,
+    /// The raw `svrPathName`.
+    pub svr_path_name: String,
+    /// Channels and bit rate.
+    pub audio: AudioSettings,
+}
+
 /// A validated mixer configuration.
 ///
 /// ```
@@ -149,8 +211,13 @@ pub fn default_bitrate(w: u32, h: u32) -> u32 {
 pub struct MixerConfig {
     /// 0 = composite.
     pub mode: u32,
-    /// Fixed output settings.
+    /// Fixed video output settings (`videoFileCfg`). Without a `videoFileCfg` (audio only) it
+    /// has no targets, a 0x0 canvas and [`AUDIO_ONLY_TICK_RATE`] as its clock rate.
     pub output: OutputSettings,
+    /// The audio track of the video targets (`videoFileCfg.aChannelType` / `aChannelContent`).
+    pub audio: AudioSettings,
+    /// `audioFileCfg`: an audio-only file, if configured.
+    pub audio_file: Option<AudioFileSettings>,
     /// The initial layout.
     pub layout: Arc<Layout>,
     raw: Value,
@@ -247,8 +314,12 @@ fn opt_color(m: &Map<String, Value>, path: &str, key: &str) -> Result<Option<[u8
     }
 }
 
-/// Splits and checks `svrPathName`.
+/// Splits and checks a `videoFileCfg.svrPathName`.
 pub fn parse_targets(s: &str, path: &str) -> Result<Vec<Target>> {
+    parse_targets_of(s, path, false)
+}
+
+fn parse_targets_of(s: &str, path: &str, audio: bool) -> Result<Vec<Target>> {
     let mut out = Vec::new();
     for part in s.split(';') {
         let t = part.trim();
@@ -259,27 +330,33 @@ pub fn parse_targets(s: &str, path: &str) -> Result<Vec<Target>> {
             continue;
         }
         let lower = t.to_ascii_lowercase();
-        if lower.starts_with("rtmp://")
-            || lower.starts_with("rtmps://")
-            || lower.starts_with("rtsp://")
+        if !audio
+            && (lower.starts_with("rtmp://")
+                || lower.starts_with("rtmps://")
+                || lower.starts_with("rtsp://"))
         {
             out.push(Target::Url { url: t.to_string() });
             continue;
         }
         if lower.contains("://") {
-            return Err(ConfigError::invalid(
-                path,
-                format!("\"{t}\": only file paths and rtmp:// or rtsp:// URLs are supported"),
-            ));
+            let rule = if audio {
+                format!("\"{t}\": audio recordings are files, not URLs")
+            } else {
+                format!("\"{t}\": only file paths and rtmp:// or rtsp:// URLs are supported")
+            };
+            return Err(ConfigError::invalid(path, rule));
         }
+        let container = container_of(t).filter(|c| c.audio_only() == audio);
         out.push(Target::File {
             path: confine(t)
                 .map_err(|rule| ConfigError::invalid(path, format!("\"{t}\": {rule}")))?,
-            container: container_of(t).ok_or_else(|| {
-                ConfigError::invalid(
-                    path,
-                    format!("\"{t}\": extension must be .mp4, .flv, .ts or .mkv"),
-                )
+            container: container.ok_or_else(|| {
+                let exts = if audio {
+                    ".m4a, .aac, .mp3 or .wav"
+                } else {
+                    ".mp4, .flv, .ts or .mkv"
+                };
+                ConfigError::invalid(path, format!("\"{t}\": extension must be {exts}"))
             })?,
         });
     }
@@ -293,6 +370,10 @@ fn container_of(p: &str) -> Option<Container> {
         "flv" => Container::Flv,
         "ts" => Container::Ts,
         "mkv" => Container::Mkv,
+        "m4a" => Container::M4a,
+        "aac" => Container::Aac,
+        "mp3" => Container::Mp3,
+        "wav" => Container::Wav,
         _ => return None,
     })
 }
@@ -508,6 +589,102 @@ fn parse_layout(vfc: &Map<String, Value>, cw: u32, ch: u32) -> Result<Layout> {
     Ok(layout)
 }
 
+/// `aChannelType`, `aChannelContent` and `aBps` of `videoFileCfg` or `audioFileCfg`.
+fn parse_audio(m: &Map<String, Value>, path: &str) -> Result<AudioSettings> {
+    let tp = join(path, "aChannelType");
+    let ty = match opt_int(m, path, "aChannelType")? {
+        None | Some(0) => 0,
+        Some(1) => 1,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                &tp,
+                format!("must be 0 (mono) or 1 (left/right), got {other}"),
+            ))
+        }
+    };
+    let cp = join(path, "aChannelContent");
+    let users: Vec<String> = match m.get("aChannelContent") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(s) if !s.trim().is_empty() && !s.chars().any(|c| c.is_control()) => {
+                    Ok(s.clone())
+                }
+                other => Err(ConfigError::invalid(
+                    &format!("{cp}[{i}]"),
+                    format!("must be a user ID (a non-empty string), got {}", describe(other)),
+                )),
+            })
+            .collect::<Result<_>>()?,
+        Some(v) => {
+            return Err(ConfigError::invalid(
+                &cp,
+                format!("must be an array of user IDs, got {}", describe(v)),
+            ))
+        }
+    };
+    let channels = if ty == 1 {
+        match users.as_slice() {
+            [l, r] if l != r => ChannelMode::LeftRight {
+                left: l.clone(),
+                right: r.clone(),
+            },
+            [_, _] => {
+                return Err(ConfigError::invalid(
+                    &cp,
+                    "left/right (aChannelType 1) needs two different user IDs",
+                ))
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    &cp,
+                    format!(
+                        "left/right (aChannelType 1) needs exactly two user IDs [left, right], got {}",
+                        users.len()
+                    ),
+                ))
+            }
+        }
+    } else {
+        ChannelMode::Mono { users }
+    };
+    let bitrate = match opt_int(m, path, "aBps")? {
+        None | Some(0) => None,
+        Some(b) => Some(int_in(&join(path, "aBps"), b, 16_000, 320_000)? as u32),
+    };
+    Ok(AudioSettings { channels, bitrate })
+}
+
+/// `audioFileCfg` (mode 0): one audio file.
+fn parse_audio_file(m: &Map<String, Value>) -> Result<AudioFileSettings> {
+    let p = "audioFileCfg";
+    let svr = opt_str(m, p, "svrPathName")?
+        .ok_or_else(|| ConfigError::invalid("audioFileCfg.svrPathName", "is required"))?;
+    let mut targets = parse_targets_of(svr, "audioFileCfg.svrPathName", true)?;
+    if targets.len() != 1 {
+        return Err(ConfigError::invalid(
+            "audioFileCfg.svrPathName",
+            format!("must name one audio file, got {}", targets.len()),
+        ));
+    }
+    Ok(AudioFileSettings {
+        target: targets.remove(0),
+        svr_path_name: svr.to_string(),
+        audio: parse_audio(m, p)?,
+    })
+}
+
+impl AudioFileSettings {
+    fn target_path(&self) -> Option<&PathBuf> {
+        match &self.target {
+            Target::File { path, .. } => Some(path),
+            Target::Url { .. } => None,
+        }
+    }
+}
+
 impl MixerConfig {
     /// Parses and validates a create config.
     pub fn from_json(text: &str) -> Result<Self> {
@@ -533,9 +710,37 @@ impl MixerConfig {
                 ))
             }
         }
+        let audio_file = match m.get("audioFileCfg") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(parse_audio_file(obj(v, "audioFileCfg")?)?),
+        };
         let vp = "videoFileCfg";
         let vfc = match m.get(vp) {
-            None | Some(Value::Null) => return Err(ConfigError::invalid(vp, "is required")),
+            None | Some(Value::Null) if audio_file.is_some() => {
+                // audio only: no canvas, no video targets; the clock ticks every 20 ms
+                return Ok(MixerConfig {
+                    mode: mode as u32,
+                    output: OutputSettings {
+                        targets: Vec::new(),
+                        svr_path_name: String::new(),
+                        width: 0,
+                        height: 0,
+                        fps: AUDIO_ONLY_TICK_RATE,
+                        bitrate: None,
+                        qp: DEFAULT_QP,
+                    },
+                    audio: AudioSettings::default(),
+                    audio_file,
+                    layout: Arc::new(Layout::new(0, 0, [16, 128, 128], Vec::new())),
+                    raw: root,
+                });
+            }
+            None | Some(Value::Null) => {
+                return Err(ConfigError::invalid(
+                    vp,
+                    "is required (or an audioFileCfg for an audio-only recording)",
+                ))
+            }
             Some(v) => obj(v, vp)?,
         };
         let svr = opt_str(vfc, vp, "svrPathName")?
@@ -562,13 +767,15 @@ impl MixerConfig {
             None => DEFAULT_QP,
             Some(q) => int_in("videoFileCfg.vQP", q, 0, 51)? as u8,
         };
-        // audio fields are accepted (audio mixing is not implemented) but must be well-typed
-        opt_int(vfc, vp, "aChannelType")?;
-        if let Some(v) = vfc.get("aChannelContent") {
-            if !v.is_array() && !v.is_null() {
+        let audio = parse_audio(vfc, vp)?;
+        if let Some(ap) = audio_file.as_ref().and_then(|a| a.target_path()) {
+            if targets
+                .iter()
+                .any(|t| matches!(t, Target::File { path, .. } if path == ap))
+            {
                 return Err(ConfigError::invalid(
-                    "videoFileCfg.aChannelContent",
-                    format!("must be an array, got {}", describe(v)),
+                    "audioFileCfg.svrPathName",
+                    format!("\"{}\" is also a videoFileCfg target", ap.display()),
                 ));
             }
         }
@@ -584,9 +791,16 @@ impl MixerConfig {
                 bitrate,
                 qp,
             },
+            audio,
+            audio_file,
             layout: Arc::new(layout),
             raw: root,
         })
+    }
+
+    /// Whether this mixer records video (it has a `videoFileCfg`).
+    pub fn has_video(&self) -> bool {
+        !self.output.targets.is_empty()
     }
 
     /// Validates a live update (`{"videoFileCfg":{"layoutConfig":[…]}}`) against this config
@@ -599,6 +813,12 @@ impl MixerConfig {
     /// As [`MixerConfig::parse_update`], from a parsed value.
     pub fn parse_update_value(&self, root: &Value) -> Result<Layout> {
         let m = obj(root, "(root)")?;
+        if !self.has_video() {
+            return Err(ConfigError::invalid(
+                "videoFileCfg",
+                "this mixer records audio only: it has no layout to update",
+            ));
+        }
         for (k, v) in m {
             if k != "videoFileCfg" && self.raw.get(k) != Some(v) {
                 return Err(ConfigError::NotUpdatable { path: k.clone() });

@@ -13,7 +13,10 @@ use thiserror::Error;
 
 use crate::model::events::codes;
 
-pub use muxer::{header_needs, resolve_targets, Muxer, TargetProgress, FRAGMENT_DURATION};
+pub use muxer::{
+    header_needs, resolve_targets, Muxer, Packet, TargetProgress, TrackId, TrackKind, TrackSpec,
+    FRAGMENT_DURATION,
+};
 pub use storage::Storage;
 
 /// A failure to open or write a target.

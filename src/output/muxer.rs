@@ -1,4 +1,8 @@
-//! Writing one encode to every target of `svrPathName`, crash-safe.
+//! Writing encoded tracks (video, audio) to every target of a `svrPathName`, crash-safe.
+//!
+//! A [`Muxer`] is opened with the [`TrackSpec`]s it carries (their stream parameters come from
+//! the encoders) and takes [`Packet`]s of any track: one stream per track in every target,
+//! interleaved by FFmpeg.
 //!
 //! - `.mp4` (default) is **fragmented**: `movflags=frag_keyframe+empty_moov+default_base_moof`
 //!   plus `frag_duration` = [`FRAGMENT_DURATION`] and `flush_packets=1`, so a fragment reaches
@@ -13,22 +17,72 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ffmpeg::{Dictionary, Packet, Rational};
+use ffmpeg::{Dictionary, Rational};
 use ffmpeg_next as ffmpeg;
 
 use super::{MuxError, Storage};
-use crate::media::video_enc::VideoEncoder;
 use crate::model::config::{Container, Target};
 
 /// Longest fragment of a fragmented mp4 (DESIGN asks for ≤ 0.5 s; half that doubles the kill -9 margin).
 pub const FRAGMENT_DURATION: Duration = Duration::from_millis(250);
+
+/// Which track a packet belongs to (the index of its [`TrackSpec`] among the writer's tracks).
+pub type TrackId = usize;
+
+/// An encoded packet of one track, timestamps in that track's time base.
+pub struct Packet {
+    /// The track.
+    pub track: TrackId,
+    /// The encoded data, pts/dts/duration in the track's time base.
+    pub data: ffmpeg::Packet,
+}
+
+/// What a track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackKind {
+    /// Constant-frame-rate video at `fps`.
+    Video {
+        /// Frames per second.
+        fps: u32,
+    },
+    /// Audio at `rate` samples per second.
+    Audio {
+        /// Sample rate.
+        rate: u32,
+    },
+}
+
+/// One track of a muxer: its id, kind, and the encoder context its stream is created from.
+pub struct TrackSpec<'a> {
+    /// The id packets of this track carry.
+    pub id: TrackId,
+    /// Video or audio.
+    pub kind: TrackKind,
+    /// The encoder (stream parameters, extradata).
+    pub codec: &'a ffmpeg::codec::Context,
+    /// The encoder's time base (packet timestamps).
+    pub time_base: Rational,
+}
+
+struct Stream {
+    track: TrackId,
+    /// Stream index in every target.
+    index: usize,
+    kind: TrackKind,
+    enc_tb: Rational,
+    /// Per target: the stream's time base in that target.
+    out_tb: Vec<Rational>,
+    /// Packets written.
+    packets: u64,
+    /// End of the latest packet (pts + duration) in the encoder's time base.
+    end: i64,
+}
 
 struct Out {
     ctx: ffmpeg::format::context::Output,
     /// Where the bytes go (file path or URL).
     dest: String,
     file: Option<PathBuf>,
-    tb: Rational,
     failed: bool,
 }
 
@@ -41,12 +95,10 @@ pub struct TargetProgress {
     pub bytes: u64,
 }
 
-/// All targets of one recording, fed from one encoder.
+/// All targets of one `svrPathName`, each with one stream per track.
 pub struct Muxer {
     outs: Vec<Out>,
-    enc_tb: Rational,
-    fps: u32,
-    packets: u64,
+    streams: Vec<Stream>,
     finished: bool,
 }
 
@@ -57,7 +109,7 @@ impl std::fmt::Debug for Muxer {
                 "targets",
                 &self.outs.iter().map(|o| &o.dest).collect::<Vec<_>>(),
             )
-            .field("packets", &self.packets)
+            .field("frames", &self.frames())
             .finish()
     }
 }
@@ -69,6 +121,10 @@ fn format_name(t: &Target) -> Result<&'static str, MuxError> {
             Container::Mkv => "matroska",
             Container::Flv => "flv",
             Container::Ts => "mpegts",
+            Container::M4a => "ipod",
+            Container::Aac => "adts",
+            Container::Mp3 => "mp3",
+            Container::Wav => "wav",
         },
         Target::Url { url } => {
             let l = url.to_ascii_lowercase();
@@ -83,32 +139,19 @@ fn format_name(t: &Target) -> Result<&'static str, MuxError> {
     })
 }
 
-/// Whether any target's container wants out-of-band parameter sets, and whether any wants them
-/// in-band (MPEG-TS).
+/// Whether any target's container wants out-of-band parameter sets (extradata), and whether
+/// any wants them in-band (MPEG-TS video).
 pub fn header_needs(targets: &[Target]) -> (bool, bool) {
-    let global = targets.iter().any(|t| {
-        !matches!(
-            t,
-            Target::File {
-                container: Container::Ts,
-                ..
-            }
-        )
-    });
-    let inband = targets.iter().any(|t| {
-        matches!(
-            t,
-            Target::File {
-                container: Container::Ts,
-                ..
-            }
-        )
-    });
+    let is = |t: &Target, c: Container| matches!(t, Target::File { container, .. } if *container == c);
+    let global = targets
+        .iter()
+        .any(|t| !is(t, Container::Ts) && !is(t, Container::Mp3) && !is(t, Container::Wav));
+    let inband = targets.iter().any(|t| is(t, Container::Ts));
     (global, inband)
 }
 
 /// Checks that every target can be created under `storage` (directories created, symlinks
-/// checked) without opening the encoder; returns the resolved destinations.
+/// checked) without opening an encoder; returns the resolved destinations.
 pub fn resolve_targets(storage: &Storage, targets: &[Target]) -> Result<Vec<String>, MuxError> {
     targets
         .iter()
@@ -123,13 +166,26 @@ pub fn resolve_targets(storage: &Storage, targets: &[Target]) -> Result<Vec<Stri
 }
 
 impl Muxer {
-    /// Opens every target and writes the headers.
+    /// Opens every target with one stream per track and writes the headers.
     pub fn open(
         storage: &Storage,
         targets: &[Target],
-        enc: &VideoEncoder,
+        tracks: &[TrackSpec<'_>],
     ) -> Result<Self, MuxError> {
         let mut outs = Vec::new();
+        let mut streams: Vec<Stream> = tracks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Stream {
+                track: t.id,
+                index: i,
+                kind: t.kind,
+                enc_tb: t.time_base,
+                out_tb: Vec::new(),
+                packets: 0,
+                end: 0,
+            })
+            .collect();
         for t in targets {
             let fmt = format_name(t)?;
             let (dest, file) = match t {
@@ -141,76 +197,106 @@ impl Muxer {
             };
             let mut ctx =
                 ffmpeg::format::output_as(&dest, fmt).map_err(|e| MuxError::ff(&dest, e))?;
-            {
+            for spec in tracks {
                 let mut st = ctx
-                    .add_stream_with(enc.context())
+                    .add_stream_with(spec.codec)
                     .map_err(|e| MuxError::ff(&dest, e))?;
-                st.set_time_base(enc.time_base());
-                st.set_rate(Rational::new(enc.fps() as i32, 1));
-                st.set_avg_frame_rate(Rational::new(enc.fps() as i32, 1));
+                st.set_time_base(spec.time_base);
+                if let TrackKind::Video { fps } = spec.kind {
+                    st.set_rate(Rational::new(fps as i32, 1));
+                    st.set_avg_frame_rate(Rational::new(fps as i32, 1));
+                }
             }
             let mut opts = Dictionary::new();
             opts.set("flush_packets", "1");
-            if fmt == "mp4" {
+            if fmt == "mp4" || fmt == "ipod" {
                 opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
                 opts.set("frag_duration", &FRAGMENT_DURATION.as_micros().to_string());
             }
             ctx.write_header_with(opts)
                 .map_err(|e| MuxError::ff(&dest, e))?;
-            let tb = ctx
-                .stream(0)
-                .map(|s| s.time_base())
-                .unwrap_or(enc.time_base());
+            for s in &mut streams {
+                let tb = ctx
+                    .stream(s.index)
+                    .map(|st| st.time_base())
+                    .unwrap_or(s.enc_tb);
+                s.out_tb.push(tb);
+            }
             outs.push(Out {
                 ctx,
                 dest,
                 file,
-                tb,
                 failed: false,
             });
         }
         Ok(Muxer {
             outs,
-            enc_tb: enc.time_base(),
-            fps: enc.fps(),
-            packets: 0,
+            streams,
             finished: false,
         })
     }
 
-    /// Writes one encoded packet (timestamps in the encoder's time base) to every target.
-    /// The packet is consumed (left blank).
-    pub fn write(&mut self, pkt: &mut Packet) -> Result<(), MuxError> {
-        pkt.set_stream(0);
-        if pkt.duration() == 0 {
-            pkt.set_duration(1);
-        }
-        let n = self.outs.len();
-        for i in 0..n {
-            let o = &mut self.outs[i];
-            let mut p = if i + 1 == n {
-                std::mem::replace(pkt, Packet::empty())
-            } else {
-                pkt.clone()
-            };
-            p.rescale_ts(self.enc_tb, o.tb);
+    /// Whether this muxer carries `track`.
+    pub fn carries(&self, track: TrackId) -> bool {
+        self.streams.iter().any(|s| s.track == track)
+    }
+
+    /// Writes one packet (timestamps in its track's encoder time base) to every target. The
+    /// packet's data is left in place for the caller (cloned per target). Packets of tracks
+    /// this muxer does not carry are ignored.
+    pub fn write(&mut self, pkt: &Packet) -> Result<(), MuxError> {
+        let Some(s) = self.streams.iter_mut().find(|s| s.track == pkt.track) else {
+            return Ok(());
+        };
+        for (o, out_tb) in self.outs.iter_mut().zip(&s.out_tb) {
+            let mut p = pkt.data.clone();
+            p.set_stream(s.index);
+            if p.duration() == 0 && matches!(s.kind, TrackKind::Video { .. }) {
+                p.set_duration(1);
+            }
+            p.rescale_ts(s.enc_tb, *out_tb);
             if let Err(e) = p.write_interleaved(&mut o.ctx) {
                 o.failed = true;
                 return Err(MuxError::ff(&o.dest, e));
             }
         }
-        self.packets += 1;
+        s.packets += 1;
+        let end = pkt.data.pts().unwrap_or(0) + pkt.data.duration().max(0);
+        s.end = s.end.max(end);
         Ok(())
     }
 
-    /// Packets (= frames) written.
+    /// Video frames written (0 without a video track).
     pub fn frames(&self) -> u64 {
-        self.packets
+        self.streams
+            .iter()
+            .find(|s| matches!(s.kind, TrackKind::Video { .. }))
+            .map_or(0, |s| s.packets)
     }
 
-    /// Recorded duration (frames / fps).
+    /// Recorded duration: video frames / fps, or for audio only the end of the last packet.
     pub fn duration(&self) -> Duration {
-        crate::model::time::tick_time(self.fps, self.packets)
+        if let Some(s) = self
+            .streams
+            .iter()
+            .find(|s| matches!(s.kind, TrackKind::Video { .. }))
+        {
+            if let TrackKind::Video { fps } = s.kind {
+                return crate::model::time::tick_time(fps, s.packets);
+            }
+        }
+        self.streams
+            .iter()
+            .filter_map(|s| match s.kind {
+                TrackKind::Audio { rate } if rate > 0 => Some(Duration::from_secs_f64(
+                    s.end.max(0) as f64 * s.enc_tb.numerator() as f64
+                        / s.enc_tb.denominator().max(1) as f64,
+                ))
+                .filter(|_| rate > 0),
+                _ => None,
+            })
+            .max()
+            .unwrap_or_default()
     }
 
     /// Bytes written per target (file size for files).

@@ -34,6 +34,18 @@ pub enum MixerError {
     /// Too many distinct sources (code 5).
     #[error(transparent)]
     TooManySources(#[from] TooManySources),
+    /// A bad audio frame (code 5).
+    #[error(transparent)]
+    Audio(#[from] crate::model::audio::AudioFrameError),
+    /// A bad user ID (code 5).
+    #[error("{0}")]
+    BadUser(String),
+    /// The audio encoder failed to open or encode (code 5 for a bad setting, else 1).
+    #[error(transparent)]
+    AudioEncode(#[from] crate::media::audio_enc::AudioEncodeError),
+    /// A queue is full: the mixer is behind and the input was dropped (code 1).
+    #[error("{0}")]
+    Backlog(&'static str),
     /// Offline control on a real-time mixer or the reverse (code 5).
     #[error("{0}")]
     WrongMode(&'static str),
@@ -54,7 +66,14 @@ impl MixerError {
             MixerError::Config(_)
             | MixerError::Frame(_)
             | MixerError::TooManySources(_)
-            | MixerError::WrongMode(_) => codes::PARAM_ERR,
+            | MixerError::WrongMode(_)
+            | MixerError::Audio(_)
+            | MixerError::BadUser(_) => codes::PARAM_ERR,
+            MixerError::AudioEncode(
+                crate::media::audio_enc::AudioEncodeError::NotFound(_)
+                | crate::media::audio_enc::AudioEncodeError::Setting(_),
+            ) => codes::PARAM_ERR,
+            MixerError::AudioEncode(_) | MixerError::Backlog(_) => codes::INTERNAL,
             MixerError::Compose(_) => codes::INTERNAL,
             MixerError::Encode(EncodeError::NotFound(_) | EncodeError::Setting(_)) => {
                 codes::PARAM_ERR

@@ -1,19 +1,22 @@
-//! The mixer: one recorded room (DESIGN §1–§2).
+//! The mixer: one recorded room (DESIGN §1–§2), a thin front over the pipeline's stages.
 //!
 //! ```text
-//! push_video ──▶ SourceSlots ──(snapshot per tick)──▶ pace+compose thread ──bounded──▶ encode+mux thread ──▶ file(s)
-//! update_content ──▶ ArcSwap<Layout> ──(loaded once per tick)──┘        ▲ recycled frames ┘
+//! push_video ─▶ SourceSlots ─(snapshot per tick)─▶ clock+compose ─bounded─▶ video encode ─┐
+//! update_content ─▶ ArcSwap<Layout> ─(once per tick)─┘      │ MixUntil(t)                  ├─▶ writer ─▶ muxers ─▶ files
+//! push_audio ─▶ audio queue (bounded) ───────────────────────┴─▶ audio mix + encode ──────┘
 //! ```
 //!
-//! - The pace+compose thread loads the layout snapshot once per tick, so a frame never mixes
-//!   two layouts; it copies the composed picture into a recycled encoder frame (a pool of
-//!   [`FRAME_POOL`] frames that travel between the two threads, so the steady state allocates no
-//!   frame buffers) and hands it on through a bounded channel (back-pressure).
-//! - The encode+mux thread encodes, writes every target, and reports `OutputInfoChanged` at
-//!   least once a second; at the end it drains the encoder, finalises the files and reports the
-//!   final output info and the return to NULL.
-//! - `push_video` and `update_content` never block on the frame path and hold no lock across a
-//!   frame.
+//! - The clock stage ([`super::video`]) ticks, composes, and moves the audio stage's timeline
+//!   on; the video and audio stages ([`super::audio`]) hand timestamped packets of their
+//!   tracks to one writer ([`super::writer`]) that owns every muxer (the video targets carry
+//!   video + audio, an `audioFileCfg` file carries audio).
+//! - `push_video`, `push_audio` and `update_content` never block on the frame path and hold no
+//!   lock across a frame.
+//! - One timeline for both tracks: video pts = n / fps, audio pts = samples / 48000, from the
+//!   same start. Real time: a frame or audio captured at `t` (the mixer clock, [`Mixer::clock`])
+//!   is in the output at `t`, composed/mixed at wall time `t + latency`
+//!   ([`MixerSettings::latency`]), so lips stay in sync when audio and video arrive with
+//!   different delays.
 //! - [`PaceMode::Realtime`] ticks on the wall clock; [`PaceMode::Offline`] ticks when the caller
 //!   advances synthetic time ([`Mixer::advance_to`], [`Mixer::run_offline`]), as fast as the
 //!   machine allows.
@@ -24,28 +27,38 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
-use ffmpeg_next as ffmpeg;
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use serde_json::Value;
 
+use super::audio::{audio_loop, AudioInbox, AudioOutput, PushError};
 use super::error::MixerError;
 use super::sources::{SourceSlots, DEFAULT_MAX_SOURCES};
-use crate::compose::{self, Backend, Compositor, Frames};
-use crate::media::video_enc::{fill_frame, EncoderSettings, VideoEncoder};
-use crate::model::config::{MixerConfig, Target};
-use crate::model::events::{codes, MixerEvent, MixerState, OutputInfo, OutputState};
+use super::state::{Counters, Shared};
+use super::video::{clock_loop, encode_loop, Cmd, Msg, VideoSide, FRAME_POOL};
+use super::writer::{writer_loop, Output, Reporter, WriterMsg};
+use crate::audio::mix::AudioMix;
+use crate::audio::MIX_RATE;
+use crate::compose::{self, Backend};
+use crate::media::audio_enc::{AudioCodec, AudioEncoder};
+use crate::media::video_enc::{EncoderSettings, VideoEncoder};
+use crate::model::audio::AudioFrame;
+use crate::model::config::{AudioSettings, Container, MixerConfig, Target};
+use crate::model::events::{codes, MixerEvent, MixerState, OutputState};
 use crate::model::frame::VideoFrame;
 use crate::model::layout::Layout;
-use crate::model::time::{frames_for, tick_time, ticks_before, LatestUpTo, PaceMode, Pacer};
-use crate::output::{header_needs, Muxer, Storage};
+use crate::model::time::{frames_for, tick_time, ticks_before, LatestUpTo, PaceMode, PTS_SLACK};
+use crate::output::{header_needs, Muxer, Storage, TrackId, TrackKind, TrackSpec};
 
-/// Encoder frames in circulation between the compose and encode threads.
-pub const FRAME_POOL: usize = 4;
+/// Track ids: the video, the audio of the video targets, the audio-only file.
+const VIDEO_TRACK: TrackId = 0;
+const AUDIO_TRACK: TrackId = 1;
+const AUDIO_FILE_TRACK: TrackId = 2;
+
+/// Default real-time latency: a frame or audio captured at `t` is composed/mixed at `t` + this.
+pub const DEFAULT_LATENCY: Duration = Duration::from_millis(200);
 
 /// Default longest recording (8 h); reaching it stops the recording with code 901.
 pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(8 * 3600);
-
-const MAX_DURATION_DESC: &str = "maximum recording duration reached";
 
 /// Default time after which a silent source is drawn as missing.
 pub const DEFAULT_SOURCE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -63,8 +76,29 @@ pub struct MixerSettings {
     pub source_timeout: Duration,
     /// Longest recording; reaching it stops cleanly with code 901.
     pub max_duration: Duration,
-    /// Most distinct camids kept (frames of camids outside the layout included).
+    /// Most distinct camids kept (frames of camids outside the layout included); also the
+    /// most distinct users whose audio is kept.
     pub max_sources: usize,
+    /// Real time: how late audio or video may arrive after its capture time. A frame captured
+    /// at `t` is composed (its audio mixed) at wall time `t + latency`; audio arriving later is
+    /// dropped and counted ([`MixerStats::audio_late_samples`]). Ignored offline.
+    pub latency: Duration,
+    /// Record an audio track in the video targets (default on; off gives a silent,
+    /// video-only file as before audio existed).
+    pub audio: bool,
+}
+
+/// Counters of a running mixer ([`Mixer::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MixerStats {
+    /// Ticks taken (video frames, or 20 ms steps without video).
+    pub ticks: u64,
+    /// Audio frames accepted by `push_audio`.
+    pub audio_frames: u64,
+    /// Audio frames refused because the audio queue was full.
+    pub audio_queue_full: u64,
+    /// Audio samples (48 kHz) dropped because they arrived after their block was mixed.
+    pub audio_late_samples: u64,
 }
 
 impl Default for MixerSettings {
@@ -76,6 +110,8 @@ impl Default for MixerSettings {
             source_timeout: DEFAULT_SOURCE_TIMEOUT,
             max_duration: DEFAULT_MAX_DURATION,
             max_sources: DEFAULT_MAX_SOURCES,
+            latency: DEFAULT_LATENCY,
+            audio: true,
         }
     }
 }
@@ -112,108 +148,6 @@ impl<'a> From<&'a String> for Update<'a> {
 impl<'a> From<&'a Value> for Update<'a> {
     fn from(v: &'a Value) -> Self {
         Update::Value(v)
-    }
-}
-
-enum Cmd {
-    /// Offline: produce ticks until `ticks` have been made; ack once the last one's inputs
-    /// (layout and frames) are captured.
-    Advance {
-        ticks: u64,
-        ack: Sender<()>,
-    },
-    Stop,
-}
-
-enum End {
-    Stop,
-    MaxDuration,
-    Failed(i32, String),
-}
-
-enum Msg {
-    Frame(ffmpeg::frame::Video),
-    End(End),
-}
-
-struct Shared {
-    config: MixerConfig,
-    layout: ArcSwap<Layout>,
-    slots: SourceSlots,
-    state: AtomicU8,
-    events: Sender<MixerEvent>,
-    mode: PaceMode,
-    start: Instant,
-    /// Offline: the synthetic time (µs) of the next tick, the stamp of pushed frames.
-    clock_us: AtomicU64,
-    /// Ticks composed so far.
-    ticks: AtomicU64,
-    /// Stop (cleanly) once this many ticks are composed.
-    stop_after: AtomicU64,
-    /// Why the recording ended on its own, once it has.
-    ended: Mutex<Option<(i32, String)>>,
-}
-
-impl Shared {
-    /// The last state change: back to NULL with the final error (0 = clean stop).
-    fn end_null(&self, code: i32, desc: String) {
-        self.set_state(MixerState::Null);
-        self.emit(MixerEvent::StateChanged {
-            state: MixerState::Null,
-            err: code,
-            err_desc: desc,
-            encoder: None,
-            backend: None,
-        });
-    }
-
-    /// RUNNING → STOPPING, reported once, whoever gets there first (destroy or the pipeline).
-    fn begin_stopping(&self) {
-        if self
-            .state
-            .compare_exchange(
-                MixerState::Running as u8,
-                MixerState::Stopping as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-        {
-            self.emit(MixerEvent::state(MixerState::Stopping));
-        }
-    }
-
-    fn emit(&self, ev: MixerEvent) {
-        let _ = self.events.send(ev);
-    }
-    fn set_state(&self, s: MixerState) {
-        self.state.store(s as u8, Ordering::Release);
-    }
-    /// Records why the recording ended (the first cause wins) and reports it as an `Error`
-    /// event at once, before any caller can observe the stop.
-    fn set_ended(&self, code: i32, desc: &str) {
-        let mut e = self.ended.lock().unwrap_or_else(|e| e.into_inner());
-        if e.is_none() {
-            *e = Some((code, desc.to_string()));
-            tracing::warn!(code, %desc, "recording ended");
-            self.emit(MixerEvent::Error {
-                code,
-                desc: desc.to_string(),
-            });
-        }
-    }
-
-    fn stopped_error(&self) -> MixerError {
-        match &*self.ended.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some((code, desc)) => MixerError::Stopped {
-                code: *code,
-                desc: desc.clone(),
-            },
-            None => MixerError::Stopped {
-                code: codes::OK,
-                desc: "destroyed".into(),
-            },
-        }
     }
 }
 
@@ -265,20 +199,17 @@ fn epoch_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn target_names(cfg: &MixerConfig) -> Vec<String> {
-    let parts: Vec<String> = cfg
-        .output
-        .svr_path_name
+fn target_names(svr_path_name: &str, targets: &[Target]) -> Vec<String> {
+    let parts: Vec<String> = svr_path_name
         .split(';')
         .map(|s| s.trim())
         .filter(|s| !s.is_empty())
         .map(String::from)
         .collect();
-    if parts.len() == cfg.output.targets.len() {
+    if parts.len() == targets.len() {
         parts
     } else {
-        cfg.output
-            .targets
+        targets
             .iter()
             .map(|t| match t {
                 Target::File { path, .. } => format!("/{}", path.display()),
@@ -288,38 +219,68 @@ fn target_names(cfg: &MixerConfig) -> Vec<String> {
     }
 }
 
+/// Everything opened before the threads start.
+struct Opened {
+    video: Option<(Box<dyn compose::Compositor>, VideoEncoder)>,
+    audio: Vec<AudioOutput>,
+    outputs: Vec<Output>,
+}
+
+fn open_audio(
+    codec: AudioCodec,
+    a: &AudioSettings,
+    global: bool,
+    max_users: usize,
+    track: TrackId,
+) -> Result<AudioOutput, MixerError> {
+    let ch = a.channel_count();
+    let rate = a.bitrate.unwrap_or_else(|| codec.default_bitrate(ch));
+    let enc = AudioEncoder::open(codec, ch, rate, global)?;
+    Ok(AudioOutput::new(
+        AudioMix::new(a.channels.clone(), max_users),
+        enc,
+        track,
+    ))
+}
+
 impl Mixer {
     /// Creates a real-time mixer with default settings and starts recording.
     pub fn create(config: MixerConfig, storage: Storage) -> Result<Mixer, MixerError> {
         Self::create_with(config, storage, MixerSettings::default())
     }
 
-    /// Creates a mixer and starts recording: emits STARTING, opens the compositor, the encoder
-    /// and every target, then emits the first output info and RUNNING (with the encoder and
-    /// backend names). A failure emits `Error` and NULL and is returned.
+    /// Creates a mixer and starts recording: emits STARTING, opens the compositor, the
+    /// encoders and every target, then emits the first output info and RUNNING (with the
+    /// encoder and backend names). A failure emits `Error` and NULL and is returned.
     pub fn create_with(
         config: MixerConfig,
         storage: Storage,
         settings: MixerSettings,
     ) -> Result<Mixer, MixerError> {
         let (ev_tx, ev_rx) = unbounded();
+        let (inbox, audio_rx) = AudioInbox::new(settings.max_sources);
         let shared = Arc::new(Shared {
             layout: ArcSwap::new(config.layout.clone()),
             slots: SourceSlots::with_capacity(settings.source_timeout, settings.max_sources),
             state: AtomicU8::new(MixerState::Null as u8),
             events: ev_tx,
             mode: settings.mode,
+            latency: match settings.mode {
+                PaceMode::Realtime => settings.latency,
+                PaceMode::Offline => Duration::ZERO,
+            },
             start: Instant::now(),
             clock_us: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
             stop_after: AtomicU64::new(u64::MAX),
             ended: Mutex::new(None),
+            audio: inbox,
+            counters: Counters::default(),
             config,
         });
         shared.set_state(MixerState::Starting);
         shared.emit(MixerEvent::state(MixerState::Starting));
-        let opened = Self::open_stages(&shared, &storage, &settings);
-        let (compositor, encoder, muxer) = match opened {
+        let opened = match Self::open_stages(&shared, &storage, &settings) {
             Ok(x) => x,
             Err(e) => {
                 let (code, desc) = (e.code(), e.to_string());
@@ -332,12 +293,25 @@ impl Mixer {
                 return Err(e);
             }
         };
-        let encoder_name = encoder.name().to_string();
-        let backend_name = compositor.describe();
-        let names = target_names(&shared.config);
-        let start_time = epoch_ms();
-        let reporter = Reporter { names, start_time };
-        for ev in reporter.infos(&muxer, OutputState::Running, 0, "") {
+        let Opened {
+            video,
+            audio,
+            outputs,
+        } = opened;
+        let backend_name = match &video {
+            Some((c, _)) => c.describe(),
+            None => "none (audio only)".to_string(),
+        };
+        // the video encoder; an audio-only mixer names its audio encoder
+        let encoder_name = match (&video, audio.first()) {
+            (Some((_, e)), _) => e.name().to_string(),
+            (None, Some(a)) => a.enc.name().to_string(),
+            (None, None) => String::new(),
+        };
+        let reporter = Reporter {
+            start_time: epoch_ms(),
+        };
+        for ev in reporter.infos(&outputs, OutputState::Running, 0, "") {
             shared.emit(ev);
         }
         shared.set_state(MixerState::Running);
@@ -350,62 +324,249 @@ impl Mixer {
         });
         tracing::info!(encoder = %encoder_name, backend = %backend_name, target = %shared.config.output.svr_path_name, "recording");
 
-        let (pool_tx, pool_rx) = bounded(FRAME_POOL);
-        for _ in 0..FRAME_POOL {
-            let _ = pool_tx.send(encoder.alloc_frame());
-        }
-        let (frame_tx, frame_rx) = bounded::<Msg>(2);
+        let (wr_tx, wr_rx) = bounded::<WriterMsg>(256);
         let (cmd_tx, cmd_rx) = bounded::<Cmd>(4);
         let max_ticks = frames_for(shared.config.output.fps, settings.max_duration).max(1);
-        let s1 = shared.clone();
-        let pace = std::thread::Builder::new()
-            .name("cm-compose".into())
-            .spawn(move || pace_loop(s1, compositor, cmd_rx, pool_rx, frame_tx, max_ticks))
-            .map_err(MixerError::Io)?;
-        let s2 = shared.clone();
-        let enc = std::thread::Builder::new()
-            .name("cm-encode".into())
-            .spawn(move || encode_loop(s2, encoder, muxer, frame_rx, pool_tx, reporter))
-            .map_err(MixerError::Io)?;
+        let mut threads = Vec::new();
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(MixerError::Io)
+        };
+        let stages = 1 + usize::from(video.is_some());
+        let s = shared.clone();
+        threads.push(spawn(
+            "cm-write",
+            Box::new(move || writer_loop(s, outputs, wr_rx, stages, reporter)),
+        )?);
+        let s = shared.clone();
+        let w = wr_tx.clone();
+        threads.push(spawn(
+            "cm-audio",
+            Box::new(move || audio_loop(s, audio_rx, audio, w)),
+        )?);
+        let video_side = match video {
+            Some((compositor, encoder)) => {
+                let (pool_tx, pool_rx) = bounded(FRAME_POOL);
+                for _ in 0..FRAME_POOL {
+                    let _ = pool_tx.send(encoder.alloc_frame());
+                }
+                let (frame_tx, frame_rx) = bounded::<Msg>(2);
+                let s = shared.clone();
+                let w = wr_tx.clone();
+                threads.push(spawn(
+                    "cm-encode",
+                    Box::new(move || encode_loop(s, encoder, VIDEO_TRACK, frame_rx, pool_tx, w)),
+                )?);
+                Some(VideoSide {
+                    compositor,
+                    pool: pool_rx,
+                    out: frame_tx,
+                })
+            }
+            None => None,
+        };
+        drop(wr_tx);
+        let s = shared.clone();
+        threads.push(spawn(
+            "cm-compose",
+            Box::new(move || clock_loop(s, video_side, cmd_rx, max_ticks)),
+        )?);
         Ok(Mixer {
             shared,
             events: ev_rx,
             cmd: Some(cmd_tx),
-            threads: vec![pace, enc],
+            threads,
             encoder: encoder_name,
             backend: backend_name,
         })
     }
 
-    #[allow(clippy::type_complexity)]
     fn open_stages(
         shared: &Shared,
         storage: &Storage,
         settings: &MixerSettings,
-    ) -> Result<(Box<dyn Compositor>, VideoEncoder, Muxer), MixerError> {
-        let out = &shared.config.output;
+    ) -> Result<Opened, MixerError> {
+        let cfg = &shared.config;
+        let out = &cfg.output;
         // paths first: a bad target must not cost an encoder open
         crate::output::resolve_targets(storage, &out.targets)?;
-        let compositor = compose::create(settings.backend, out.width, out.height)?;
-        let (global, inband) = header_needs(&out.targets);
-        let encoder = VideoEncoder::open(out, &settings.encoder, global, inband)?;
-        let muxer = Muxer::open(storage, &out.targets, &encoder)?;
-        Ok((compositor, encoder, muxer))
+        if let Some(af) = &cfg.audio_file {
+            crate::output::resolve_targets(storage, std::slice::from_ref(&af.target))?;
+        }
+        let mut audio = Vec::new();
+        let mut outputs = Vec::new();
+        let mut video = None;
+        if cfg.has_video() {
+            let compositor = compose::create(settings.backend, out.width, out.height)?;
+            let (global, inband) = header_needs(&out.targets);
+            let encoder = VideoEncoder::open(out, &settings.encoder, global, inband)?;
+            let mut tracks = vec![TrackSpec {
+                id: VIDEO_TRACK,
+                kind: TrackKind::Video { fps: out.fps },
+                codec: encoder.context(),
+                time_base: encoder.time_base(),
+            }];
+            if settings.audio {
+                audio.push(open_audio(
+                    AudioCodec::Aac,
+                    &cfg.audio,
+                    global,
+                    settings.max_sources,
+                    AUDIO_TRACK,
+                )?);
+            }
+            if let Some(a) = audio.first() {
+                tracks.push(TrackSpec {
+                    id: AUDIO_TRACK,
+                    kind: TrackKind::Audio { rate: MIX_RATE },
+                    codec: a.enc.context(),
+                    time_base: a.enc.time_base(),
+                });
+            }
+            let muxer = Muxer::open(storage, &out.targets, &tracks)?;
+            outputs.push(Output {
+                muxer,
+                names: target_names(&out.svr_path_name, &out.targets),
+            });
+            video = Some((compositor, encoder));
+        }
+        if let Some(af) = &cfg.audio_file {
+            let (codec, global) = match af.target {
+                Target::File {
+                    container: Container::Mp3,
+                    ..
+                } => (AudioCodec::Mp3, false),
+                Target::File {
+                    container: Container::Wav,
+                    ..
+                } => (AudioCodec::Pcm, false),
+                _ => (AudioCodec::Aac, true),
+            };
+            let a = open_audio(
+                codec,
+                &af.audio,
+                global,
+                settings.max_sources,
+                AUDIO_FILE_TRACK,
+            )?;
+            let muxer = Muxer::open(
+                storage,
+                std::slice::from_ref(&af.target),
+                &[TrackSpec {
+                    id: AUDIO_FILE_TRACK,
+                    kind: TrackKind::Audio { rate: MIX_RATE },
+                    codec: a.enc.context(),
+                    time_base: a.enc.time_base(),
+                }],
+            )?;
+            outputs.push(Output {
+                muxer,
+                names: target_names(&af.svr_path_name, std::slice::from_ref(&af.target)),
+            });
+            audio.push(a);
+        }
+        Ok(Opened {
+            video,
+            audio,
+            outputs,
+        })
+    }
+
+    /// The mixer clock now: time since the mixer started (real time), or the synthetic time of
+    /// the next tick (offline). Capture timestamps of pushed frames are on this clock.
+    pub fn clock(&self) -> Duration {
+        Duration::from_micros(self.shared.now_us())
     }
 
     /// Hands over a decoded frame of source `camid` (any size, format, rate). Never blocks;
-    /// the frame's planes are moved, not copied. The latest frame per source is used.
+    /// the frame's planes are moved, not copied. Real time: the frame is captured now (see
+    /// [`Mixer::push_video_at`]); offline: at the time of the next tick.
     pub fn push_video(&self, camid: &str, frame: VideoFrame) -> Result<(), MixerError> {
-        if self.shared.state.load(Ordering::Acquire) != MixerState::Running as u8 {
+        self.push_video_stamped(camid, frame, None)
+    }
+
+    /// As [`Mixer::push_video`], with the frame's capture time on the mixer clock
+    /// ([`Mixer::clock`]): a real-time mixer shows it from the tick at `capture` on (composed at
+    /// `capture + latency`), in step with audio captured at the same time.
+    pub fn push_video_at(
+        &self,
+        camid: &str,
+        frame: VideoFrame,
+        capture: Duration,
+    ) -> Result<(), MixerError> {
+        self.push_video_stamped(camid, frame, Some(capture))
+    }
+
+    fn push_video_stamped(
+        &self,
+        camid: &str,
+        frame: VideoFrame,
+        capture: Option<Duration>,
+    ) -> Result<(), MixerError> {
+        if !self.shared.running() {
             return Err(self.shared.stopped_error());
         }
-        let now = match self.shared.mode {
-            PaceMode::Realtime => self.shared.start.elapsed().as_micros() as u64,
-            PaceMode::Offline => self.shared.clock_us.load(Ordering::Acquire),
+        let stamp = match (self.shared.mode, capture) {
+            (PaceMode::Realtime, Some(c)) => c.as_micros().min(u64::MAX as u128) as u64,
+            _ => self.shared.now_us(),
         };
         let layout = self.shared.layout.load();
-        self.shared.slots.push(camid, frame, now, &layout)?;
+        self.shared.slots.push(camid, frame, stamp, &layout)?;
         Ok(())
+    }
+
+    /// Hands over decoded audio of `user` (a user ID, or a camid: the part before the first
+    /// '.' is the user). Never blocks, and allocates nothing once the user is known.
+    ///
+    /// The frame is placed on the timeline at its capture time ([`AudioFrame::with_capture`],
+    /// on the mixer clock); without one at its arrival time (real time) or right after the
+    /// user's previous frame (offline). Real time: audio arriving more than
+    /// [`MixerSettings::latency`] after its capture time is dropped and counted. A full queue
+    /// (the mixer far behind) refuses the frame with [`MixerError::Backlog`].
+    pub fn push_audio(&self, user: &str, frame: AudioFrame) -> Result<(), MixerError> {
+        match self.push_audio_inner(user, frame) {
+            Ok(()) => Ok(()),
+            Err(PushError::Full(_)) => {
+                self.shared
+                    .counters
+                    .audio_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(MixerError::Backlog(
+                    "the audio queue is full (the mixer is behind): frame dropped",
+                ))
+            }
+            Err(PushError::Other(e)) => Err(e),
+        }
+    }
+
+    fn push_audio_inner(&self, user: &str, frame: AudioFrame) -> Result<(), PushError> {
+        if !self.shared.running() {
+            return Err(PushError::Other(self.shared.stopped_error()));
+        }
+        let pos = match (frame.capture(), self.shared.mode) {
+            (Some(c), _) => Some(c.as_secs_f64() * MIX_RATE as f64),
+            // it arrives once complete: its first sample was captured one frame earlier
+            (None, PaceMode::Realtime) => Some(
+                (self.shared.start.elapsed().as_secs_f64() - frame.duration().as_secs_f64())
+                    .max(0.0)
+                    * MIX_RATE as f64,
+            ),
+            (None, PaceMode::Offline) => None,
+        };
+        self.shared.audio.push(&self.shared, user, frame, pos)
+    }
+
+    /// Counters: ticks, audio frames accepted, refused and late.
+    pub fn stats(&self) -> MixerStats {
+        let c = &self.shared.counters;
+        MixerStats {
+            ticks: self.ticks(),
+            audio_frames: c.audio_frames.load(Ordering::Relaxed),
+            audio_queue_full: c.audio_queue_full.load(Ordering::Relaxed),
+            audio_late_samples: c.audio_late_samples.load(Ordering::Relaxed),
+        }
     }
 
     /// Registers (or replaces) the picture that layout items of type 1 show by `resource_id`
@@ -415,7 +576,7 @@ impl Mixer {
         resource_id: &str,
         picture: VideoFrame,
     ) -> Result<(), MixerError> {
-        if self.shared.state.load(Ordering::Acquire) != MixerState::Running as u8 {
+        if !self.shared.running() {
             return Err(self.shared.stopped_error());
         }
         let layout = self.shared.layout.load();
@@ -531,15 +692,41 @@ impl Mixer {
         &self,
         inputs: Vec<(String, I)>,
         total: u64,
+        at_tick: impl FnMut(&Mixer, u64) -> Result<(), MixerError>,
+    ) -> Result<(), MixerError>
+    where
+        I: Iterator<Item = VideoFrame>,
+    {
+        self.run_offline_av(
+            inputs,
+            Vec::<(String, std::iter::Empty<AudioFrame>)>::new(),
+            total,
+            at_tick,
+        )
+    }
+
+    /// As [`Mixer::run_offline`], with audio inputs `(user, frames)` too: before tick `n`
+    /// every audio frame captured before tick `n + 1` is pushed (frames without a capture time
+    /// follow each other), so both tracks follow the inputs' own timestamps.
+    pub fn run_offline_av<I, A>(
+        &self,
+        inputs: Vec<(String, I)>,
+        audio: Vec<(String, A)>,
+        total: u64,
         mut at_tick: impl FnMut(&Mixer, u64) -> Result<(), MixerError>,
     ) -> Result<(), MixerError>
     where
         I: Iterator<Item = VideoFrame>,
+        A: Iterator<Item = AudioFrame>,
     {
         let fps = self.shared.config.output.fps;
         let mut inputs: Vec<(String, LatestUpTo<I>)> = inputs
             .into_iter()
             .map(|(c, i)| (c, LatestUpTo::new(i)))
+            .collect();
+        let mut audio: Vec<(String, std::iter::Peekable<A>)> = audio
+            .into_iter()
+            .map(|(u, a)| (u, a.peekable()))
             .collect();
         for n in self.ticks()..total {
             at_tick(self, n)?;
@@ -549,9 +736,33 @@ impl Mixer {
                     self.push_video(camid, f)?;
                 }
             }
+            let next = tick_time(fps, n + 1);
+            for (user, inp) in &mut audio {
+                while let Some(f) =
+                    inp.next_if(|f| f.capture().is_none_or(|c| c + PTS_SLACK < next))
+                {
+                    self.push_audio_offline(user, f)?;
+                }
+            }
             self.advance_frames(n + 1)?;
         }
         Ok(())
+    }
+
+    /// Offline pushes wait for room instead of failing (the caller drives the clock, so
+    /// waiting cannot stall it).
+    fn push_audio_offline(&self, user: &str, frame: AudioFrame) -> Result<(), MixerError> {
+        let mut frame = frame;
+        loop {
+            match self.push_audio_inner(user, frame) {
+                Err(PushError::Full(f)) => {
+                    frame = f;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(PushError::Other(e)) => return Err(e),
+                Ok(()) => return Ok(()),
+            }
+        }
     }
 
     /// Stops recording: emits STOPPING, drains the pipeline, finalises the files, emits the
@@ -584,205 +795,3 @@ impl Drop for Mixer {
     }
 }
 
-fn pace_loop(
-    shared: Arc<Shared>,
-    mut compositor: Box<dyn Compositor>,
-    cmd: Receiver<Cmd>,
-    pool: Receiver<ffmpeg::frame::Video>,
-    out: Sender<Msg>,
-    max_ticks: u64,
-) {
-    let fps = shared.config.output.fps;
-    let pacer = Pacer::new(fps, shared.start);
-    let mut frames = Frames::new();
-    let mut allowed = 0u64;
-    let mut ack: Option<Sender<()>> = None;
-    let mut n = 0u64;
-    let end = 'run: loop {
-        if n >= max_ticks {
-            break End::MaxDuration;
-        }
-        if n >= shared.stop_after.load(Ordering::Acquire) {
-            break End::Stop;
-        }
-        match shared.mode {
-            PaceMode::Realtime => match cmd.recv_deadline(pacer.deadline(n)) {
-                Ok(Cmd::Stop) | Err(RecvTimeoutError::Disconnected) => break End::Stop,
-                Ok(Cmd::Advance { .. }) => continue,
-                Err(RecvTimeoutError::Timeout) => {}
-            },
-            PaceMode::Offline => {
-                while n >= allowed {
-                    match cmd.recv() {
-                        Ok(Cmd::Advance { ticks, ack: a }) => {
-                            allowed = ticks;
-                            if n >= allowed {
-                                let _ = a.send(());
-                            } else {
-                                ack = Some(a);
-                            }
-                        }
-                        Ok(Cmd::Stop) | Err(_) => break 'run End::Stop,
-                    }
-                }
-                if n >= shared.stop_after.load(Ordering::Acquire) {
-                    break End::Stop;
-                }
-            }
-        }
-        let now_us = match shared.mode {
-            PaceMode::Realtime => pacer.now_us(),
-            PaceMode::Offline => tick_time(fps, n).as_micros() as u64,
-        };
-        let layout = shared.layout.load_full();
-        shared.slots.snapshot(&layout, now_us, &mut frames);
-        shared.ticks.store(n + 1, Ordering::Release);
-        if shared.mode == PaceMode::Offline {
-            shared
-                .clock_us
-                .store(tick_time(fps, n + 1).as_micros() as u64, Ordering::Release);
-            if n + 1 == allowed {
-                if let Some(a) = ack.take() {
-                    let _ = a.send(());
-                }
-            }
-        }
-        let img = match compositor.compose(&layout, &frames) {
-            Ok(img) => img,
-            Err(e) => break End::Failed(codes::INTERNAL, format!("compositor: {e}")),
-        };
-        let Ok(mut vf) = pool.recv() else { return };
-        if let Err(e) = fill_frame(&mut vf, img) {
-            break End::Failed(codes::INTERNAL, e.to_string());
-        }
-        vf.set_pts(Some(n as i64));
-        if out.send(Msg::Frame(vf)).is_err() {
-            return; // the encoder stopped on its own and reports why
-        }
-        n += 1;
-    };
-    match &end {
-        End::MaxDuration => shared.set_ended(codes::RECORD_MAX, MAX_DURATION_DESC),
-        End::Failed(c, d) => shared.set_ended(*c, d),
-        End::Stop => {}
-    }
-    drop(ack);
-    let _ = out.send(Msg::End(end));
-}
-
-struct Reporter {
-    names: Vec<String>,
-    start_time: u64,
-}
-
-impl Reporter {
-    fn infos(&self, mux: &Muxer, state: OutputState, err: i32, desc: &str) -> Vec<MixerEvent> {
-        let dur = mux.duration().as_millis() as u64;
-        mux.progress()
-            .into_iter()
-            .zip(&self.names)
-            .enumerate()
-            .map(|(i, (p, name))| {
-                MixerEvent::OutputInfoChanged(OutputInfo {
-                    id: i as u32,
-                    state,
-                    svr_file_path_name: name.clone(),
-                    start_time: self.start_time,
-                    duration: dur,
-                    file_size: p.bytes,
-                    err_code: err,
-                    err_desc: desc.to_string(),
-                })
-            })
-            .collect()
-    }
-}
-
-fn drain(
-    enc: &mut VideoEncoder,
-    mux: &mut Muxer,
-    pkt: &mut ffmpeg::Packet,
-) -> Result<(), (i32, String)> {
-    loop {
-        match enc.receive(pkt) {
-            Ok(true) => mux.write(pkt).map_err(|e| (e.code(), e.to_string()))?,
-            Ok(false) => return Ok(()),
-            Err(e) => return Err((codes::INTERNAL, e.to_string())),
-        }
-    }
-}
-
-fn encode_loop(
-    shared: Arc<Shared>,
-    mut enc: VideoEncoder,
-    mut mux: Muxer,
-    frames: Receiver<Msg>,
-    pool: Sender<ffmpeg::frame::Video>,
-    rep: Reporter,
-) {
-    let mut pkt = ffmpeg::Packet::empty();
-    let mut next_info = Instant::now() + Duration::from_secs(1);
-    let end = loop {
-        match frames.recv_deadline(next_info) {
-            Ok(Msg::Frame(vf)) => {
-                let sent = enc.send(&vf);
-                let _ = pool.send(vf);
-                if let Err(e) = sent {
-                    break End::Failed(codes::INTERNAL, e.to_string());
-                }
-                if let Err((c, d)) = drain(&mut enc, &mut mux, &mut pkt) {
-                    break End::Failed(c, d);
-                }
-            }
-            Ok(Msg::End(e)) => break e,
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                break End::Failed(codes::INTERNAL, "compose thread ended".into())
-            }
-        }
-        if Instant::now() >= next_info {
-            for ev in rep.infos(&mux, OutputState::Running, 0, "") {
-                shared.emit(ev);
-            }
-            next_info = Instant::now() + Duration::from_secs(1);
-        }
-    };
-    if let End::Failed(c, d) = &end {
-        shared.set_ended(*c, d);
-    }
-    // unblock the compose thread at once
-    drop(frames);
-    drop(pool);
-    let mut end = end;
-    if !matches!(end, End::Failed(..)) {
-        let flushed = enc
-            .finish()
-            .map_err(|e| (codes::INTERNAL, e.to_string()))
-            .and_then(|_| drain(&mut enc, &mut mux, &mut pkt));
-        if let Err((c, d)) = flushed {
-            end = End::Failed(c, d);
-        }
-    }
-    if let Err(e) = mux.finish() {
-        if !matches!(end, End::Failed(..)) {
-            end = End::Failed(e.code(), e.to_string());
-        }
-    }
-    let (code, desc, out_state) = match &end {
-        End::Stop => (codes::OK, String::new(), OutputState::Stopped),
-        End::MaxDuration => (
-            codes::RECORD_MAX,
-            MAX_DURATION_DESC.to_string(),
-            OutputState::Stopped,
-        ),
-        End::Failed(c, d) => (*c, d.clone(), OutputState::Fail),
-    };
-    if code != codes::OK {
-        shared.set_ended(code, &desc);
-    }
-    shared.begin_stopping();
-    for ev in rep.infos(&mux, out_state, code, &desc) {
-        shared.emit(ev);
-    }
-    shared.end_null(code, desc);
-}

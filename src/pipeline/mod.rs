@@ -1,9 +1,15 @@
 //! The recording pipeline of one mixer: source slots, the paced compose stage, the encode
 //! stages and the writer, behind the [`Mixer`] front.
 
+mod audio;
 mod error;
 mod mixer;
 pub mod sources;
+mod state;
+mod video;
+mod writer;
 
+pub use audio::{user_of, AUDIO_QUEUE};
 pub use error::MixerError;
 pub use mixer::*;
+pub use video::FRAME_POOL;

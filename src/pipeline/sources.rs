@@ -9,8 +9,13 @@
 //!   each), so a layout update that adds them shows them at once; the number of slots is capped
 //!   and the stalest slot not in the layout is evicted to make room.
 //! - A slot not filled for `timeout` counts as missing: the compositor draws the placeholder.
+//! - Frames are stamped with their capture time on the mixer clock and wait in a short
+//!   per-slot queue until a tick at or after that time takes them (a real-time mixer composes
+//!   tick `t` at wall time `t + latency`, so a frame captured at `t` shows at `t + latency`,
+//!   like its audio). The queue is behind a per-slot mutex held only to move an `Arc` in or out
+//!   (never across a frame copy); it keeps at most [`PENDING_MAX`] frames, dropping the oldest.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +25,9 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use crate::compose::Frames;
 use crate::model::frame::VideoFrame;
 use crate::model::layout::Layout;
+
+/// Frames waiting for their tick, per source (a 60 fps source with 500 ms latency fits).
+pub const PENDING_MAX: usize = 32;
 
 /// Default limit on the number of distinct camids kept.
 pub const DEFAULT_MAX_SOURCES: usize = 128;
@@ -32,6 +40,24 @@ pub struct Slot {
     stamp_us: AtomicU64,
     /// A registered picture: never times out, never evicted.
     pinned: std::sync::atomic::AtomicBool,
+    /// Frames pushed but not yet due: (capture stamp µs, frame), oldest first.
+    pending: Mutex<VecDeque<(u64, Arc<VideoFrame>)>>,
+}
+
+impl Slot {
+    /// Makes the newest pending frame with `stamp ≤ now_us` the current one.
+    fn promote(&self, now_us: u64) {
+        let mut q = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut due = None;
+        while q.front().is_some_and(|(s, _)| *s <= now_us) {
+            due = q.pop_front();
+        }
+        drop(q);
+        if let Some((stamp, f)) = due {
+            self.frame.store(Some(f));
+            self.stamp_us.store(stamp, Ordering::Release);
+        }
+    }
 }
 
 /// Too many distinct camids, all of them shown by the current layout.
@@ -84,22 +110,33 @@ impl SourceSlots {
         }
     }
 
-    /// Stores `frame` as the latest of `camid`, stamped with the mixer clock `now_us`.
-    /// `layout` (the current one) decides which slots may be evicted when the cap is reached.
+    /// Queues `frame` of `camid`, captured at mixer clock `stamp_us`: the first snapshot at or
+    /// after that time makes it the source's latest frame. `layout` (the current one) decides
+    /// which slots may be evicted when the cap is reached.
     pub fn push(
         &self,
         camid: &str,
         frame: VideoFrame,
-        now_us: u64,
+        stamp_us: u64,
         layout: &Layout,
     ) -> Result<(), TooManySources> {
-        let slot = match self.map.load().get(camid) {
-            Some(s) => s.clone(),
-            None => self.add(camid, layout)?,
-        };
-        slot.frame.store(Some(Arc::new(frame)));
-        slot.stamp_us.store(now_us, Ordering::Release);
+        let slot = self.slot(camid, layout)?;
+        let frame = Arc::new(frame);
+        let mut q = slot.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= PENDING_MAX {
+            q.pop_front();
+        }
+        // out-of-order stamps are clamped so the queue stays sorted
+        let stamp = q.back().map_or(stamp_us, |(s, _)| stamp_us.max(*s));
+        q.push_back((stamp, frame));
         Ok(())
+    }
+
+    fn slot(&self, camid: &str, layout: &Layout) -> Result<Arc<Slot>, TooManySources> {
+        match self.map.load().get(camid) {
+            Some(s) => Ok(s.clone()),
+            None => self.add(camid, layout),
+        }
     }
 
     /// Registers a picture (layout items of type 1 show it by its resource id): like
@@ -111,10 +148,10 @@ impl SourceSlots {
         now_us: u64,
         layout: &Layout,
     ) -> Result<(), TooManySources> {
-        self.push(id, frame, now_us, layout)?;
-        if let Some(s) = self.map.load().get(id) {
-            s.pinned.store(true, Ordering::Release);
-        }
+        let slot = self.slot(id, layout)?;
+        slot.frame.store(Some(Arc::new(frame)));
+        slot.stamp_us.store(now_us, Ordering::Release);
+        slot.pinned.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -161,10 +198,13 @@ impl SourceSlots {
     }
 
     /// Fills `frames` with the fresh frames of the sources `layout` shows, at mixer clock
-    /// `now_us`. Entries of other or stale sources are removed. `frames` is reused from tick to
+    /// `now_us` (frames captured later stay queued). Entries of other or stale sources are removed. `frames` is reused from tick to
     /// tick, so the steady state allocates nothing.
     pub fn snapshot(&self, layout: &Layout, now_us: u64, frames: &mut Frames) {
         let map = self.map.load();
+        for s in map.values() {
+            s.promote(now_us);
+        }
         frames.retain(|k, _| {
             layout
                 .items
@@ -213,6 +253,28 @@ mod tests {
         s.snapshot(&l, 20, &mut f);
         assert_eq!(f["a"].width(), 16);
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn frames_wait_for_their_capture_time() {
+        let s = SourceSlots::new(Duration::from_secs(2));
+        let l = Layout::cameras(64, 32, &[("a", Rect::new(0, 0, 32, 32))]);
+        s.push("a", solid(8, 8), 100, &l).unwrap();
+        s.push("a", solid(10, 8), 200, &l).unwrap();
+        s.push("a", solid(12, 8), 300, &l).unwrap();
+        let mut f = Frames::new();
+        s.snapshot(&l, 99, &mut f);
+        assert!(!f.contains_key("a"), "nothing captured by 99 µs");
+        s.snapshot(&l, 250, &mut f);
+        assert_eq!(f["a"].width(), 10, "the newest frame due at 250 µs");
+        s.snapshot(&l, 300, &mut f);
+        assert_eq!(f["a"].width(), 12);
+        // a flood keeps at most PENDING_MAX frames
+        for i in 0..100 {
+            s.push("a", solid(2, 2), 1_000 + i, &l).unwrap();
+        }
+        s.snapshot(&l, 2_000, &mut f);
+        assert_eq!(f["a"].width(), 2);
     }
 
     #[test]

@@ -168,7 +168,7 @@ fn bad_missing_video_file_cfg() {
         MixerConfig::from_json("{\"mode\":0}")
             .unwrap_err()
             .to_string(),
-        "videoFileCfg: is required"
+        "videoFileCfg: is required (or an audioFileCfg for an audio-only recording)"
     );
 }
 #[test]

@@ -1,0 +1,207 @@
+//! The clock and video stages.
+//!
+//! - The clock stage (`cm-compose`) ticks at the output frame rate (real time: tick `n` at
+//!   `start + n/fps + latency`; offline: when the caller advances), loads the layout snapshot
+//!   once per tick (a frame never mixes two layouts), takes the sources' frames captured up to
+//!   the tick's time, composes them into a recycled encoder frame (a pool of [`FRAME_POOL`]
+//!   frames travels between the threads, so the steady state allocates no frame buffers) and
+//!   tells the audio stage how far the timeline has advanced. A mixer without video only ticks.
+//! - The video encode stage (`cm-encode`) encodes and hands the packets to the writer.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use ffmpeg_next as ffmpeg;
+
+use super::audio::AudioMsg;
+use super::state::{End, Shared};
+use super::writer::WriterMsg;
+use crate::audio::MIX_RATE;
+use crate::compose::{Compositor, Frames};
+use crate::media::video_enc::{fill_frame, VideoEncoder};
+use crate::model::events::codes;
+use crate::model::time::{tick_time, PaceMode, Pacer};
+use crate::output::{Packet, TrackId};
+
+/// Encoder frames in circulation between the compose and encode threads.
+pub const FRAME_POOL: usize = 4;
+
+pub(crate) enum Cmd {
+    /// Offline: produce ticks until `ticks` have been made; ack once the last one's inputs
+    /// (layout and frames) are captured.
+    Advance { ticks: u64, ack: Sender<()> },
+    Stop,
+}
+
+pub(crate) enum Msg {
+    Frame(ffmpeg::frame::Video),
+    End(End),
+}
+
+/// Timeline position (48 kHz samples) of time `t`.
+pub(crate) fn samples_at(t: Duration) -> u64 {
+    (t.as_nanos() * MIX_RATE as u128 / 1_000_000_000) as u64
+}
+
+/// The compose side of a mixer with video.
+pub(crate) struct VideoSide {
+    pub compositor: Box<dyn Compositor>,
+    pub pool: Receiver<ffmpeg::frame::Video>,
+    pub out: Sender<Msg>,
+}
+
+pub(crate) fn clock_loop(
+    shared: Arc<Shared>,
+    mut video: Option<VideoSide>,
+    cmd: Receiver<Cmd>,
+    max_ticks: u64,
+) {
+    let fps = shared.config.output.fps;
+    let pacer = Pacer::new(fps, shared.start + shared.latency);
+    let latency_us = shared.latency.as_micros() as u64;
+    let audio = shared.audio.sender().clone();
+    let mut frames = Frames::new();
+    let mut allowed = 0u64;
+    let mut ack: Option<Sender<()>> = None;
+    let mut n = 0u64;
+    let end = 'run: loop {
+        if n >= max_ticks {
+            break End::MaxDuration;
+        }
+        if n >= shared.stop_after.load(Ordering::Acquire) {
+            break End::Stop;
+        }
+        match shared.mode {
+            PaceMode::Realtime => match cmd.recv_deadline(pacer.deadline(n)) {
+                Ok(Cmd::Stop) | Err(RecvTimeoutError::Disconnected) => break End::Stop,
+                Ok(Cmd::Advance { .. }) => continue,
+                Err(RecvTimeoutError::Timeout) => {}
+            },
+            PaceMode::Offline => {
+                while n >= allowed {
+                    match cmd.recv() {
+                        Ok(Cmd::Advance { ticks, ack: a }) => {
+                            allowed = ticks;
+                            if n >= allowed {
+                                let _ = a.send(());
+                            } else {
+                                ack = Some(a);
+                            }
+                        }
+                        Ok(Cmd::Stop) | Err(_) => break 'run End::Stop,
+                    }
+                }
+                if n >= shared.stop_after.load(Ordering::Acquire) {
+                    break End::Stop;
+                }
+            }
+        }
+        let t = tick_time(fps, n);
+        let now_us = match shared.mode {
+            // the capture time this tick shows: now − latency (≈ t when on time)
+            PaceMode::Realtime => {
+                (shared.start.elapsed().as_micros() as u64).saturating_sub(latency_us)
+            }
+            PaceMode::Offline => t.as_micros() as u64,
+        };
+        let layout = shared.layout.load_full();
+        if video.is_some() {
+            shared.slots.snapshot(&layout, now_us, &mut frames);
+        }
+        // every input pushed before this tick is in the audio queue ahead of this message
+        if audio.send(AudioMsg::MixUntil(samples_at(t))).is_err() {
+            break End::Stop; // the audio stage ended on its own and reports why
+        }
+        shared.ticks.store(n + 1, Ordering::Release);
+        if shared.mode == PaceMode::Offline {
+            shared
+                .clock_us
+                .store(tick_time(fps, n + 1).as_micros() as u64, Ordering::Release);
+            if n + 1 == allowed {
+                if let Some(a) = ack.take() {
+                    let _ = a.send(());
+                }
+            }
+        }
+        if let Some(v) = video.as_mut() {
+            let img = match v.compositor.compose(&layout, &frames) {
+                Ok(img) => img,
+                Err(e) => break End::Failed(codes::INTERNAL, format!("compositor: {e}")),
+            };
+            let Ok(mut vf) = v.pool.recv() else {
+                break End::Stop; // the encoder stopped on its own and reports why
+            };
+            if let Err(e) = fill_frame(&mut vf, img) {
+                break End::Failed(codes::INTERNAL, e.to_string());
+            }
+            vf.set_pts(Some(n as i64));
+            if v.out.send(Msg::Frame(vf)).is_err() {
+                break End::Stop;
+            }
+        }
+        n += 1;
+    };
+    shared.note_end(&end);
+    drop(ack);
+    let _ = audio.send(AudioMsg::End(samples_at(tick_time(fps, n)), end.clone()));
+    if let Some(v) = video {
+        let _ = v.out.send(Msg::End(end));
+    }
+}
+
+pub(crate) fn encode_loop(
+    shared: Arc<Shared>,
+    mut enc: VideoEncoder,
+    track: TrackId,
+    frames: Receiver<Msg>,
+    pool: Sender<ffmpeg::frame::Video>,
+    writer: Sender<WriterMsg>,
+) {
+    let drain = |enc: &mut VideoEncoder| -> Result<(), End> {
+        loop {
+            let mut pkt = ffmpeg::Packet::empty();
+            match enc.receive(&mut pkt) {
+                Ok(true) => writer
+                    .send(WriterMsg::Packet(Packet { track, data: pkt }))
+                    .map_err(|_| End::Stop)?,
+                Ok(false) => return Ok(()),
+                Err(e) => return Err(End::Failed(codes::INTERNAL, e.to_string())),
+            }
+        }
+    };
+    let end = loop {
+        match frames.recv() {
+            Ok(Msg::Frame(vf)) => {
+                let sent = enc.send(&vf);
+                let _ = pool.send(vf);
+                if let Err(e) = sent {
+                    break End::Failed(codes::INTERNAL, e.to_string());
+                }
+                if let Err(e) = drain(&mut enc) {
+                    break e;
+                }
+            }
+            Ok(Msg::End(e)) => break e,
+            Err(_) => break End::Failed(codes::INTERNAL, "compose thread ended".into()),
+        }
+    };
+    if let End::Failed(c, d) = &end {
+        shared.set_ended(*c, d);
+    }
+    // unblock the compose thread at once
+    drop(frames);
+    drop(pool);
+    let mut end = end;
+    if !matches!(end, End::Failed(..)) {
+        let flushed = enc
+            .finish()
+            .map_err(|e| End::Failed(codes::INTERNAL, e.to_string()))
+            .and_then(|_| drain(&mut enc));
+        if let Err(e) = flushed {
+            end = e.worst(end);
+        }
+    }
+    let _ = writer.send(WriterMsg::End(end));
+}
