@@ -440,6 +440,13 @@ impl AudioEncoder {
         }
     }
 
+    /// Priming samples the encoder puts before the first input sample (`initial_padding`;
+    /// 1024 for AAC): its first packet's pts is minus this.
+    pub fn initial_padding(&self) -> usize {
+        // SAFETY: the context pointer of an open encoder we own.
+        unsafe { (*self.context().as_ptr()).initial_padding.max(0) as usize }
+    }
+
     /// Samples per channel handed to [`push`](Self::push) so far.
     pub fn samples_in(&self) -> u64 {
         self.samples_in

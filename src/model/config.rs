@@ -614,7 +614,10 @@ fn parse_audio(m: &Map<String, Value>, path: &str) -> Result<AudioSettings> {
                 }
                 other => Err(ConfigError::invalid(
                     &format!("{cp}[{i}]"),
-                    format!("must be a user ID (a non-empty string), got {}", describe(other)),
+                    format!(
+                        "must be a user ID (a non-empty string), got {}",
+                        describe(other)
+                    ),
                 )),
             })
             .collect::<Result<_>>()?,
@@ -637,15 +640,13 @@ fn parse_audio(m: &Map<String, Value>, path: &str) -> Result<AudioSettings> {
                     "left/right (aChannelType 1) needs two different user IDs",
                 ))
             }
-            _ => {
-                return Err(ConfigError::invalid(
-                    &cp,
-                    format!(
-                        "left/right (aChannelType 1) needs exactly two user IDs [left, right], got {}",
-                        users.len()
-                    ),
-                ))
-            }
+            _ => return Err(ConfigError::invalid(
+                &cp,
+                format!(
+                    "left/right (aChannelType 1) needs exactly two user IDs [left, right], got {}",
+                    users.len()
+                ),
+            )),
         }
     } else {
         ChannelMode::Mono { users }

@@ -142,7 +142,8 @@ fn format_name(t: &Target) -> Result<&'static str, MuxError> {
 /// Whether any target's container wants out-of-band parameter sets (extradata), and whether
 /// any wants them in-band (MPEG-TS video).
 pub fn header_needs(targets: &[Target]) -> (bool, bool) {
-    let is = |t: &Target, c: Container| matches!(t, Target::File { container, .. } if *container == c);
+    let is =
+        |t: &Target, c: Container| matches!(t, Target::File { container, .. } if *container == c);
     let global = targets
         .iter()
         .any(|t| !is(t, Container::Ts) && !is(t, Container::Mp3) && !is(t, Container::Wav));

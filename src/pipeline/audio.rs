@@ -151,31 +151,42 @@ pub(crate) enum PushError {
 }
 
 /// One mixed audio output: its channel strategy, its encoder and its track.
+///
+/// AAC starts with `initial_padding` (1024) priming samples that decoders output unless an
+/// edit list says to skip them, and fragmented mp4, flv and ts carry no edit list. So the
+/// first `skip` samples of the timeline are not encoded and every packet is moved `skip`
+/// later: the decoded priming then stands in for the first 21.3 ms, and every later sample
+/// plays exactly at its timeline position, in step with the video (pts = n / fps from 0).
 pub(crate) struct AudioOutput {
     pub mix: AudioMix,
     pub enc: AudioEncoder,
     pub track: TrackId,
     pub buf: Vec<f32>,
+    skip: usize,
 }
 
 impl AudioOutput {
-    pub(crate) fn new(mix: AudioMix, enc: AudioEncoder, track: TrackId) -> Self {
+    pub(crate) fn new(mix: AudioMix, enc: AudioEncoder, track: TrackId, skip: usize) -> Self {
         let ch = mix.channels();
         AudioOutput {
             mix,
             enc,
             track,
             buf: vec![0.0; BLOCK * ch],
+            skip,
         }
     }
 
     /// Mixes and encodes [start, start+len), sending finished packets to the writer.
     fn block(&mut self, start: u64, len: usize, out: &Sender<WriterMsg>) -> Result<(), End> {
-        let n = len * self.mix.channels();
+        let ch = self.mix.channels();
+        let n = len * ch;
         self.buf[..n].fill(0.0);
         self.mix.mix(start, len, &mut self.buf[..n]);
+        let first = start.max(self.skip as u64).min(start + len as u64);
+        let from = (first - start) as usize * ch;
         self.enc
-            .push(&self.buf[..n])
+            .push(&self.buf[from..n])
             .map_err(|e| End::Failed(codes::INTERNAL, format!("audio encoder: {e}")))?;
         self.drain(out)
     }
@@ -185,6 +196,11 @@ impl AudioOutput {
             let mut pkt = ffmpeg::Packet::empty();
             match self.enc.receive(&mut pkt) {
                 Ok(true) => {
+                    if self.skip > 0 {
+                        let s = self.skip as i64;
+                        pkt.set_pts(pkt.pts().map(|p| p + s));
+                        pkt.set_dts(pkt.dts().map(|d| d + s));
+                    }
                     let p = Packet {
                         track: self.track,
                         data: pkt,
@@ -193,12 +209,7 @@ impl AudioOutput {
                     out.send(WriterMsg::Packet(p)).map_err(|_| End::Stop)?;
                 }
                 Ok(false) => return Ok(()),
-                Err(e) => {
-                    return Err(End::Failed(
-                        codes::INTERNAL,
-                        format!("audio encoder: {e}"),
-                    ))
-                }
+                Err(e) => return Err(End::Failed(codes::INTERNAL, format!("audio encoder: {e}"))),
             }
         }
     }
@@ -238,12 +249,10 @@ pub(crate) fn audio_loop(
             AudioMsg::Frame { user, pos, frame } => {
                 let u = user as usize;
                 let Some(name) = names.get(u) else { continue };
-                let pos = pos
-                    .or(next_pos[u])
-                    .unwrap_or(cursor as f64)
-                    .max(0.0);
-                next_pos[u] =
-                    Some(pos + frame.frames() as f64 * MIX_RATE as f64 / frame.sample_rate() as f64);
+                let pos = pos.or(next_pos[u]).unwrap_or(cursor as f64).max(0.0);
+                next_pos[u] = Some(
+                    pos + frame.frames() as f64 * MIX_RATE as f64 / frame.sample_rate() as f64,
+                );
                 let mut late = 0;
                 for (k, o) in outs.iter_mut().enumerate() {
                     // users beyond the cap were refused at the push already

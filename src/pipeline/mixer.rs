@@ -236,10 +236,16 @@ fn open_audio(
     let ch = a.channel_count();
     let rate = a.bitrate.unwrap_or_else(|| codec.default_bitrate(ch));
     let enc = AudioEncoder::open(codec, ch, rate, global)?;
+    // AAC priming (see AudioOutput); mp3's is in its LAME header, PCM has none
+    let skip = match codec {
+        AudioCodec::Aac => enc.initial_padding(),
+        _ => 0,
+    };
     Ok(AudioOutput::new(
         AudioMix::new(a.channels.clone(), max_users),
         enc,
         track,
+        skip,
     ))
 }
 
@@ -724,10 +730,8 @@ impl Mixer {
             .into_iter()
             .map(|(c, i)| (c, LatestUpTo::new(i)))
             .collect();
-        let mut audio: Vec<(String, std::iter::Peekable<A>)> = audio
-            .into_iter()
-            .map(|(u, a)| (u, a.peekable()))
-            .collect();
+        let mut audio: Vec<(String, std::iter::Peekable<A>)> =
+            audio.into_iter().map(|(u, a)| (u, a.peekable())).collect();
         for n in self.ticks()..total {
             at_tick(self, n)?;
             let t = tick_time(fps, n);
@@ -794,4 +798,3 @@ impl Drop for Mixer {
         let _ = self.destroy();
     }
 }
-

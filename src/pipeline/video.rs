@@ -31,7 +31,10 @@ pub const FRAME_POOL: usize = 4;
 pub(crate) enum Cmd {
     /// Offline: produce ticks until `ticks` have been made; ack once the last one's inputs
     /// (layout and frames) are captured.
-    Advance { ticks: u64, ack: Sender<()> },
+    Advance {
+        ticks: u64,
+        ack: Sender<()>,
+    },
     Stop,
 }
 
