@@ -2,22 +2,26 @@
 # Regenerates the small deterministic test clips in fixtures/clips (FFmpeg 5.1, Debian 12).
 # Each clip: a lavfi pattern, a "CAMn WxH@fps" label and a moving white square, 10 s,
 # H.264 constrained baseline (like IP/phone cameras), x264 threads=1 + bitexact => byte-stable.
+# A/V sync marks: a white box (1/8 of the height, top-right corner) is shown for exactly one
+# frame at each whole second, and the audio track (AAC 48 kHz mono, 48 kbit/s, bitexact) is a
+# sine tone distinct per camera (amplitude 0.2) plus a click (5 ms of 2 kHz at 0.75) at the same
+# instants.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="${1:-$HERE/fixtures/clips}"
 mkdir -p "$OUT"
 FONT=/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf
 DUR=10
-# name W H FPS source CRF
+# name W H FPS source CRF TONE_HZ
 CLIPS=(
-  "cam1 640 480 15 testsrc2 34"
-  "cam4 1280 720 30 smptehdbars 36"
-  "cam7 180 320 30 testsrc2 32"
-  "cam8 480 270 30 rgbtestsrc 32"
-  "cam9 320 240 15 mandelbrot 32"
+  "cam1 640 480 15 testsrc2 34 330"
+  "cam4 1280 720 30 smptehdbars 36 440"
+  "cam7 180 320 30 testsrc2 32 550"
+  "cam8 480 270 30 rgbtestsrc 32 660"
+  "cam9 320 240 15 mandelbrot 32 770"
 )
 for c in "${CLIPS[@]}"; do
-  read -r name w h fps src crf <<<"$c"
+  read -r name w h fps src crf tone <<<"$c"
   out="$OUT/${name}_${w}x${h}_${fps}.mp4"
   if [[ -s "$out" && -z "${FORCE:-}" ]]; then continue; fi
   fs=$(( w / 12 )); bs=$(( h / 8 ))
@@ -25,10 +29,14 @@ for c in "${CLIPS[@]}"; do
 color=c=white:size=${bs}x${bs}:rate=${fps}:duration=${DUR}[sq];
 [bg][sq]overlay=x='(W-w)*abs(mod(t/2,2)-1)':y='H-h-4':eval=frame:shortest=1,
 drawtext=fontfile=${FONT}:text='${name^^} ${w}x${h}@${fps}':fontsize=${fs}:fontcolor=yellow:box=1:boxcolor=black@0.6:x=(w-text_w)/2:y=(h-text_h)/2,
-format=yuv420p[v]"
-  ffmpeg -hide_banner -loglevel error -y -filter_complex "$graph" -map '[v]' -frames:v $(( fps * DUR )) \
+drawbox=x=${w}-${bs}:y=0:w=${bs}:h=${bs}:color=white:t=fill:enable='eq(mod(n,${fps}),0)',
+format=yuv420p[v];
+aevalsrc=exprs='0.2*sin(2*PI*${tone}*t)+0.75*sin(2*PI*2000*t)*lt(mod(t,1),0.005)':s=48000:d=${DUR},
+aformat=sample_fmts=fltp:channel_layouts=mono[a]"
+  ffmpeg -hide_banner -loglevel error -y -filter_complex "$graph" -map '[v]' -map '[a]' \
     -c:v libx264 -threads 1 -preset medium -profile:v baseline -bf 0 -g $(( fps * 2 )) -keyint_min $(( fps * 2 )) \
     -sc_threshold 0 -crf "$crf" -pix_fmt yuv420p -colorspace bt709 -color_primaries bt709 -color_trc bt709 \
+    -c:a aac -b:a 48k -ar 48000 -ac 1 -flags:a +bitexact \
     -map_metadata -1 -fflags +bitexact -flags:v +bitexact -movflags +faststart "$out"
 done
 # the same picture in other containers / as stills
