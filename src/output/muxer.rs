@@ -84,6 +84,8 @@ struct Out {
     dest: String,
     file: Option<PathBuf>,
     failed: bool,
+    /// Apply the common offset (containers without edit lists); mp4 gets edit lists instead.
+    shift: bool,
 }
 
 /// Progress of one target.
@@ -95,11 +97,24 @@ pub struct TargetProgress {
     pub bytes: u64,
 }
 
+/// Audio packets held back while waiting for the first video packet (~20 s of AAC).
+const HOLD_MAX: usize = 1000;
+
 /// All targets of one `svrPathName`, each with one stream per track.
+///
+/// One time offset for all tracks: a video encoder with B-frames starts its dts below zero
+/// (x264 `veryfast`: two frames). mp4 stores that with edit lists (the moov follows the first
+/// fragment, `delay_moov`), so both tracks start at 0. flv, mkv and ts cannot, and FFmpeg's own
+/// fix-up shifts only the packets written after the first one; so a muxer with video holds the
+/// other tracks' packets until the first video packet, then moves every track of those targets
+/// by the same `-dts` (video and audio then both start at that offset, 133 ms at 15 fps).
 pub struct Muxer {
     outs: Vec<Out>,
     streams: Vec<Stream>,
     finished: bool,
+    /// The common offset in seconds, once known (at once without a video track).
+    offset: Option<Rational>,
+    held: Vec<Packet>,
 }
 
 impl std::fmt::Debug for Muxer {
@@ -210,8 +225,14 @@ impl Muxer {
             }
             let mut opts = Dictionary::new();
             opts.set("flush_packets", "1");
-            if fmt == "mp4" || fmt == "ipod" {
-                opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
+            let mp4 = fmt == "mp4" || fmt == "ipod";
+            if mp4 {
+                // delay_moov: the moov (with edit lists for B-frame delay) follows the first
+                // fragment, so tracks start at 0 without the first sample being stretched
+                opts.set(
+                    "movflags",
+                    "frag_keyframe+empty_moov+default_base_moof+delay_moov",
+                );
                 opts.set("frag_duration", &FRAGMENT_DURATION.as_micros().to_string());
             }
             ctx.write_header_with(opts)
@@ -228,12 +249,18 @@ impl Muxer {
                 dest,
                 file,
                 failed: false,
+                shift: !mp4,
             });
         }
+        let has_video = streams
+            .iter()
+            .any(|s| matches!(s.kind, TrackKind::Video { .. }));
         Ok(Muxer {
             outs,
             streams,
             finished: false,
+            offset: (!has_video).then(|| Rational::new(0, 1)),
+            held: Vec::new(),
         })
     }
 
@@ -246,11 +273,61 @@ impl Muxer {
     /// packet's data is left in place for the caller (cloned per target). Packets of tracks
     /// this muxer does not carry are ignored.
     pub fn write(&mut self, pkt: &Packet) -> Result<(), MuxError> {
-        let Some(s) = self.streams.iter_mut().find(|s| s.track == pkt.track) else {
+        let Some(si) = self.streams.iter().position(|s| s.track == pkt.track) else {
             return Ok(());
+        };
+        if self.offset.is_none() {
+            let s = &self.streams[si];
+            if let TrackKind::Video { .. } = s.kind {
+                // seconds = -dts · tb
+                let dts = pkt.data.dts().or(pkt.data.pts()).unwrap_or(0).min(0);
+                self.offset = Some(Rational::new(
+                    (-dts as i32).saturating_mul(s.enc_tb.numerator()),
+                    s.enc_tb.denominator(),
+                ));
+                self.write_now(si, pkt)?;
+                for h in std::mem::take(&mut self.held) {
+                    if let Some(hi) = self.streams.iter().position(|s| s.track == h.track) {
+                        self.write_now(hi, &h)?;
+                    }
+                }
+                return Ok(());
+            }
+            if self.held.len() < HOLD_MAX {
+                self.held.push(Packet {
+                    track: pkt.track,
+                    data: pkt.data.clone(),
+                });
+                return Ok(());
+            }
+            // no video for a long time: give up waiting
+            self.offset = Some(Rational::new(0, 1));
+            for h in std::mem::take(&mut self.held) {
+                if let Some(hi) = self.streams.iter().position(|s| s.track == h.track) {
+                    self.write_now(hi, &h)?;
+                }
+            }
+        }
+        self.write_now(si, pkt)
+    }
+
+    fn write_now(&mut self, si: usize, pkt: &Packet) -> Result<(), MuxError> {
+        let off = self.offset.unwrap_or(Rational::new(0, 1));
+        let s = &mut self.streams[si];
+        // the common offset in this track's time base
+        let shift = if off.numerator() == 0 {
+            0
+        } else {
+            let (n, d) = (off.numerator() as i64, off.denominator() as i64);
+            let (tn, td) = (s.enc_tb.numerator() as i64, s.enc_tb.denominator() as i64);
+            (n * td + d * tn / 2) / (d * tn).max(1)
         };
         for (o, out_tb) in self.outs.iter_mut().zip(&s.out_tb) {
             let mut p = pkt.data.clone();
+            if shift != 0 && o.shift {
+                p.set_pts(p.pts().map(|t| t + shift));
+                p.set_dts(p.dts().map(|t| t + shift));
+            }
             p.set_stream(s.index);
             if p.duration() == 0 && matches!(s.kind, TrackKind::Video { .. }) {
                 p.set_duration(1);
@@ -328,6 +405,18 @@ impl Muxer {
     pub fn finish(&mut self) -> Result<(), MuxError> {
         if self.finished {
             return Ok(());
+        }
+        if self.offset.is_none() && !self.held.is_empty() {
+            // the video never produced a packet: write what was held
+            self.offset = Some(Rational::new(0, 1));
+            for h in std::mem::take(&mut self.held) {
+                if let Some(hi) = self.streams.iter().position(|s| s.track == h.track) {
+                    if let Err(e) = self.write_now(hi, &h) {
+                        self.finished = true;
+                        return Err(e);
+                    }
+                }
+            }
         }
         self.finished = true;
         let mut first = None;
