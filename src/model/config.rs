@@ -640,13 +640,15 @@ fn parse_audio(m: &Map<String, Value>, path: &str) -> Result<AudioSettings> {
                     "left/right (aChannelType 1) needs two different user IDs",
                 ))
             }
-            _ => return Err(ConfigError::invalid(
-                &cp,
-                format!(
+            _ => {
+                return Err(ConfigError::invalid(
+                    &cp,
+                    format!(
                     "left/right (aChannelType 1) needs exactly two user IDs [left, right], got {}",
                     users.len()
                 ),
-            )),
+                ))
+            }
         }
     } else {
         ChannelMode::Mono { users }
@@ -675,15 +677,6 @@ fn parse_audio_file(m: &Map<String, Value>) -> Result<AudioFileSettings> {
         svr_path_name: svr.to_string(),
         audio: parse_audio(m, p)?,
     })
-}
-
-impl AudioFileSettings {
-    fn target_path(&self) -> Option<&PathBuf> {
-        match &self.target {
-            Target::File { path, .. } => Some(path),
-            Target::Url { .. } => None,
-        }
-    }
 }
 
 impl MixerConfig {
@@ -769,17 +762,6 @@ impl MixerConfig {
             Some(q) => int_in("videoFileCfg.vQP", q, 0, 51)? as u8,
         };
         let audio = parse_audio(vfc, vp)?;
-        if let Some(ap) = audio_file.as_ref().and_then(|a| a.target_path()) {
-            if targets
-                .iter()
-                .any(|t| matches!(t, Target::File { path, .. } if path == ap))
-            {
-                return Err(ConfigError::invalid(
-                    "audioFileCfg.svrPathName",
-                    format!("\"{}\" is also a videoFileCfg target", ap.display()),
-                ));
-            }
-        }
         let layout = parse_layout(vfc, dims[0], dims[1])?;
         Ok(MixerConfig {
             mode: mode as u32,

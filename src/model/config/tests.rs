@@ -480,3 +480,153 @@ fn update_errors_name_paths() {
     );
     assert!(matches!(c.parse_update("nope"), Err(ConfigError::Json(_))));
 }
+
+fn audio_cfg(extra: &str) -> String {
+    format!(
+        r#"{{"mode":0,"videoFileCfg":{{"svrPathName":"/a.mp4","vWidth":64,"vHeight":48,{extra}"layoutConfig":[]}}}}"#
+    )
+}
+
+#[test]
+fn audio_fields_parse() {
+    use crate::model::audio::ChannelMode;
+    let c = MixerConfig::from_json(&audio_cfg("")).unwrap();
+    assert_eq!(c.audio.channels, ChannelMode::Mono { users: vec![] });
+    assert_eq!(c.audio.channel_count(), 1);
+    let c = MixerConfig::from_json(&audio_cfg(
+        r#""aChannelType":1,"aChannelContent":["Usr1","Usr2"],"aBps":96000,"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        c.audio.channels,
+        ChannelMode::LeftRight {
+            left: "Usr1".into(),
+            right: "Usr2".into()
+        }
+    );
+    assert_eq!(c.audio.bitrate, Some(96_000));
+    assert_eq!(c.audio.channel_count(), 2);
+    let c = MixerConfig::from_json(&audio_cfg(r#""aChannelContent":["a","b","c"],"#)).unwrap();
+    assert_eq!(
+        c.audio.channels,
+        ChannelMode::Mono {
+            users: vec!["a".into(), "b".into(), "c".into()]
+        }
+    );
+    // audio only
+    let c = MixerConfig::from_json(
+        r#"{"mode":0,"audioFileCfg":{"svrPathName":"/r/a.mp3","aChannelType":1,"aChannelContent":["x","y"]}}"#,
+    )
+    .unwrap();
+    assert!(!c.has_video());
+    let af = c.audio_file.unwrap();
+    assert_eq!(af.audio.channel_count(), 2);
+    assert!(matches!(
+        af.target,
+        Target::File {
+            container: Container::Mp3,
+            ..
+        }
+    ));
+    // both: an audio+video file and an audio file
+    let c = MixerConfig::from_json(
+        r#"{"mode":0,"audioFileCfg":{"svrPathName":"/a.wav"},"videoFileCfg":{"svrPathName":"/a.mp4","vWidth":64,"vHeight":48,"layoutConfig":[]}}"#,
+    )
+    .unwrap();
+    assert!(c.has_video() && c.audio_file.is_some());
+}
+
+#[test]
+fn bad_audio_fields_name_the_field() {
+    let cases: &[(&str, &str)] = &[
+        (
+            r#""aChannelType":2,"#,
+            "videoFileCfg.aChannelType: must be 0 (mono) or 1 (left/right), got 2",
+        ),
+        (
+            r#""aChannelType":"1","#,
+            "videoFileCfg.aChannelType: must be an integer, got \"1\"",
+        ),
+        (
+            r#""aChannelContent":"Usr1","#,
+            "videoFileCfg.aChannelContent: must be an array of user IDs, got \"Usr1\"",
+        ),
+        (
+            r#""aChannelContent":["Usr1",7],"#,
+            "videoFileCfg.aChannelContent[1]: must be a user ID (a non-empty string), got 7",
+        ),
+        (
+            r#""aChannelContent":[""],"#,
+            "videoFileCfg.aChannelContent[0]: must be a user ID (a non-empty string), got \"\"",
+        ),
+        (
+            r#""aChannelType":1,"aChannelContent":["Usr1"],"#,
+            "videoFileCfg.aChannelContent: left/right (aChannelType 1) needs exactly two user IDs [left, right], got 1",
+        ),
+        (
+            r#""aChannelType":1,"aChannelContent":["a","b","c"],"#,
+            "videoFileCfg.aChannelContent: left/right (aChannelType 1) needs exactly two user IDs [left, right], got 3",
+        ),
+        (
+            r#""aChannelType":1,"#,
+            "videoFileCfg.aChannelContent: left/right (aChannelType 1) needs exactly two user IDs [left, right], got 0",
+        ),
+        (
+            r#""aChannelType":1,"aChannelContent":["a","a"],"#,
+            "videoFileCfg.aChannelContent: left/right (aChannelType 1) needs two different user IDs",
+        ),
+        (r#""aBps":1000,"#, "videoFileCfg.aBps: must be >= 16000, got 1000"),
+        (r#""aBps":1e9,"#, "videoFileCfg.aBps: must be an integer, got 1000000000.0"),
+    ];
+    for (extra, want) in cases {
+        let e = MixerConfig::from_json(&audio_cfg(extra)).unwrap_err();
+        assert_eq!(&e.to_string(), want, "{extra}");
+    }
+    let bad_files: &[(&str, &str)] = &[
+        (
+            r#"{"audioFileCfg":{"svrPathName":"/a.ogg"}}"#,
+            "audioFileCfg.svrPathName: \"/a.ogg\": extension must be .m4a, .aac, .mp3 or .wav",
+        ),
+        (
+            r#"{"audioFileCfg":{"svrPathName":"/a.mp4"}}"#,
+            "audioFileCfg.svrPathName: \"/a.mp4\": extension must be .m4a, .aac, .mp3 or .wav",
+        ),
+        (
+            r#"{"audioFileCfg":{"svrPathName":"rtmp://h/a"}}"#,
+            "audioFileCfg.svrPathName: \"rtmp://h/a\": audio recordings are files, not URLs",
+        ),
+        (
+            r#"{"audioFileCfg":{"svrPathName":"/a.mp3;/b.wav"}}"#,
+            "audioFileCfg.svrPathName: must name one audio file, got 2",
+        ),
+        (
+            r#"{"audioFileCfg":{"svrPathName":"../a.mp3"}}"#,
+            "audioFileCfg.svrPathName: \"../a.mp3\": '..' escapes the storage root",
+        ),
+        (r#"{"audioFileCfg":{}}"#, "audioFileCfg.svrPathName: is required"),
+        (
+            r#"{"audioFileCfg":{"svrPathName":"/a.wav","aChannelType":1,"aChannelContent":["x"]}}"#,
+            "audioFileCfg.aChannelContent: left/right (aChannelType 1) needs exactly two user IDs [left, right], got 1",
+        ),
+        (
+            r#"{"videoFileCfg":{"svrPathName":"/a.mp4","vWidth":64,"vHeight":48,"layoutConfig":[]},"audioFileCfg":{"svrPathName":"/a.mp4"}}"#,
+            "audioFileCfg.svrPathName: \"/a.mp4\": extension must be .m4a, .aac, .mp3 or .wav",
+        ),
+        (
+            r#"{"videoFileCfg":{"svrPathName":"/a.mp4","vWidth":64,"vHeight":48,"layoutConfig":[]},"audioFileCfg":{"svrPathName":"/x.wav","aBps":5}}"#,
+            "audioFileCfg.aBps: must be >= 16000, got 5",
+        ),
+    ];
+    for (json, want) in bad_files {
+        let e = MixerConfig::from_json(json).unwrap_err();
+        assert_eq!(&e.to_string(), want, "{json}");
+    }
+    // an audio-only mixer has no layout to update
+    let c = MixerConfig::from_json(r#"{"audioFileCfg":{"svrPathName":"/a.wav"}}"#).unwrap();
+    assert_eq!(
+        c.parse_update(r#"{"videoFileCfg":{"layoutConfig":[]}}"#)
+            .unwrap_err()
+            .to_string(),
+        "videoFileCfg: this mixer records audio only: it has no layout to update"
+    );
+}
