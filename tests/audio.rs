@@ -232,19 +232,12 @@ fn assert_in_sync(offsets: &[(f64, f64)]) {
     );
 }
 
-/// (1) offline: flash frames and beeps at the same instants, 30 s, every beep within ±20 ms.
-#[test]
-fn av_sync_offline_30s() {
-    let d = dir("sync_offline");
-    let secs = 30u64;
+/// Records `secs` seconds offline of flash frames and beeps at the same instants into `svr`.
+fn record_flashes_and_beeps(d: &Path, svr: &str, secs: u64) {
     let fps = 15;
     let total = secs * fps;
-    let m = Mixer::create_with(
-        av_config("/sync.mp4"),
-        Storage::new(&d),
-        settings(PaceMode::Offline),
-    )
-    .unwrap();
+    let mut m =
+        Mixer::create_with(av_config(svr), Storage::new(d), settings(PaceMode::Offline)).unwrap();
     let video: Vec<VideoFrame> = (0..total)
         .map(|n| {
             let f = if n % fps == 6 { white() } else { black() };
@@ -260,16 +253,61 @@ fn av_sync_offline_30s() {
         |_, _| Ok(()),
     )
     .unwrap();
-    let mut m = m;
     m.destroy().unwrap();
+}
+
+/// (1) offline: flash frames and beeps at the same instants, 30 s, every beep within ±20 ms.
+#[test]
+fn av_sync_offline_30s() {
+    let d = dir("sync_offline");
+    record_flashes_and_beeps(&d, "/sync.mp4", 30);
     let file = d.join("sync.mp4");
     let (v, a) = durations(&file);
     let (v, a) = (v.unwrap(), a.unwrap());
     assert!((v - 30.0).abs() < 1e-3, "video {v} s");
     assert!((a - v).abs() <= AAC_FRAME_S, "audio {a} s vs video {v} s");
-    let offs = sync_offsets(&file, secs);
+    let offs = sync_offsets(&file, 30);
     eprintln!("offline offsets (ms): {offs:?}");
     assert_in_sync(&offs);
+}
+
+/// Both tracks in every container, in sync.
+#[test]
+fn both_tracks_in_flv_ts_and_mkv() {
+    for ext in ["flv", "ts", "mkv"] {
+        let d = dir(&format!("container_{ext}"));
+        record_flashes_and_beeps(&d, &format!("/sync.{ext}"), 5);
+        let file = d.join(format!("sync.{ext}"));
+        let o = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let codecs = String::from_utf8_lossy(&o.stdout).to_string();
+        // (ffprobe lists a ts file's streams again under its program)
+        let mut codecs: Vec<&str> = codecs.split_whitespace().collect();
+        codecs.dedup_by(|a, b| a == b);
+        codecs.truncate(2);
+        assert_eq!(codecs, ["h264", "aac"], "{ext}");
+        let lumas = frame_lumas(&file);
+        let audio = decode_audio(&file, 1);
+        let (vd, ad) = (lumas.len() as f64 / 15.0, audio.len() as f64 / 48_000.0);
+        assert!((vd - 5.0).abs() < 1e-6, "{ext}: {} frames", lumas.len());
+        assert!(
+            (ad - vd).abs() <= AAC_FRAME_S + 1e-6,
+            "{ext}: audio {ad} s, video {vd} s"
+        );
+        let offs = sync_offsets(&file, 5);
+        eprintln!("{ext} offsets (ms): {offs:?}");
+        assert_in_sync(&offs);
+    }
 }
 
 /// (1) real time: the same, pushed live, audio arriving 150 ms after its video.
