@@ -78,3 +78,41 @@ fn push_480_does_not_allocate_after_warm_up() {
         }
     }
 }
+
+/// `Mixer::push_audio` allocates nothing once the user is known (the caller's frame is moved
+/// in; the queue is a fixed ring).
+#[test]
+fn push_audio_does_not_allocate_in_the_steady_state() {
+    use cloudmixer::model::audio::AudioFrame;
+    use cloudmixer::model::config::MixerConfig;
+    use cloudmixer::output::Storage;
+    use cloudmixer::pipeline::{Mixer, MixerSettings};
+    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("push_audio_alloc");
+    let _ = std::fs::remove_dir_all(&d);
+    let cfg = MixerConfig::from_json(r#"{"mode":0,"audioFileCfg":{"svrPathName":"/a.wav"}}"#)
+        .unwrap();
+    let mut m = Mixer::create_with(cfg, Storage::new(&d), MixerSettings::offline()).unwrap();
+    let frame = || AudioFrame::i16_interleaved(vec![100; 960], 48_000, 2).unwrap();
+    let users = ["Usr1.-1", "Usr2", "Usr3.0"];
+    let mut pushed = 0;
+    for round in 0..300u64 {
+        let counted = round >= 100; // users known, queue and stage warm
+        for u in users {
+            let f = frame();
+            COUNTING.with(|c| c.set(counted));
+            let r = m.push_audio(u, f);
+            COUNTING.with(|c| c.set(false));
+            r.unwrap();
+            pushed += 1;
+        }
+        m.advance_to(std::time::Duration::from_millis(10 * (round + 1)))
+            .unwrap();
+        if round == 99 {
+            ALLOCS.store(0, Ordering::Relaxed);
+        }
+    }
+    let allocs = ALLOCS.load(Ordering::Relaxed);
+    m.destroy().unwrap();
+    assert_eq!(m.stats().audio_frames, pushed);
+    assert_eq!(allocs, 0, "push_audio allocated {allocs} times in 600 pushes");
+}
