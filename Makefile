@@ -9,7 +9,8 @@ fixtures: deps
 	@bash scripts/make-fixtures.sh
 
 # Records the seed side-by-side layout from two fixture clips for 10 s, switching to the
-# picture-in-picture update at 5 s; writes out/demo.mp4 and prints the summary.
+# picture-in-picture update at 5 s; writes out/demo.mp4 with the clips' sound mixed into an AAC
+# track (330 Hz + 440 Hz tones, a click at each flash) and prints the summary ("audio: …").
 demo: deps
 	$(CARGO) build --release
 	@mkdir -p out

@@ -528,6 +528,7 @@ pub fn run_encode_config(
                     let opts = crate::record::RecordOptions {
                         config: cfg,
                         inputs,
+                        audio: vec![],
                         pictures: vec![],
                         updates: vec![],
                         storage: dir,

@@ -1,22 +1,28 @@
 //! `cloudmixer record`: files in, one recording out (the library side of the CLI command).
 //!
-//! Each input file is decoded on its own thread into a small bounded queue. Offline (the
-//! default) the recording runs as fast as the machine allows: for every output tick each input
-//! advances to its latest frame with `pts ≤` the tick time ([`Mixer::run_offline`]), so the
-//! output is exactly `round(duration × fps)` frames. With `realtime`, frames are pushed when
-//! their pts comes due on the wall clock, as a live recording server would.
+//! Each input file is decoded on its own thread into a small bounded queue; so is the audio of
+//! every input that has an audio stream (for the user named by the camid, the part before the
+//! first '.') and every audio-only input. Offline (the default) the recording runs as fast as
+//! the machine allows: for every output tick each input advances to its latest frame with
+//! `pts ≤` the tick time and the audio captured before the next tick is mixed
+//! ([`Mixer::run_offline_av`]), so the output is exactly `round(duration × fps)` frames. With
+//! `realtime`, frames and audio are pushed when their pts comes due on the wall clock, as a live
+//! recording server would, stamped with their capture time on the mixer clock so that both
+//! tracks stay in step.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::bounded;
+use crossbeam_channel::{bounded, Receiver};
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::media::audio_dec::{AudioDecodeError, AudioFileDecoder};
 use crate::media::decode::{DecodeError, Decoder};
-use crate::model::config::{ConfigError, MixerConfig};
+use crate::model::audio::{AudioFrame, ChannelMode};
+use crate::model::config::{ConfigError, Container, MixerConfig, Target};
 use crate::model::events::{codes, MixerEvent, OutputInfo};
 use crate::model::frame::VideoFrame;
 use crate::model::time::{frames_for, tick_time, PaceMode};
@@ -26,13 +32,21 @@ use crate::pipeline::{Mixer, MixerError, MixerSettings};
 /// Decoded frames queued per input.
 const INPUT_QUEUE: usize = 3;
 
+/// Decoded audio chunks queued per audio input (an AAC chunk is 1024 samples, ~21 ms).
+const AUDIO_INPUT_QUEUE: usize = 16;
+
 /// Everything `record` needs.
 #[derive(Debug, Clone)]
 pub struct RecordOptions {
     /// The create config.
     pub config: MixerConfig,
-    /// `(camid, file)` inputs.
+    /// `(camid, file)` inputs. The audio of a file that has an audio stream is taken too, for
+    /// the user named by the camid (the part before the first '.'), unless `audio` names
+    /// that user or an earlier input of the same user already has audio.
     pub inputs: Vec<(String, PathBuf)>,
+    /// `(user, file)` audio-only inputs (a file without an audio stream is a usage error);
+    /// one replaces the audio of the user's camera inputs.
+    pub audio: Vec<(String, PathBuf)>,
     /// `(resourceid, image file)`: pictures shown by layout items of type 1.
     pub pictures: Vec<(String, PathBuf)>,
     /// Live updates: applied before the first tick at or after their time.
@@ -81,6 +95,15 @@ pub struct RecordSummary {
     pub wall_s: f64,
     /// Recorded duration / wall time.
     pub speed: f64,
+    /// The output has an audio track (always, unless `settings.audio` is off and there is no
+    /// `audioFileCfg`).
+    pub audio: bool,
+    /// The audio track's format, e.g. `AAC 48 kHz mono` (empty without audio).
+    pub audio_format: String,
+    /// Audio inputs fed to the mixer (inputs' audio streams and audio-only inputs).
+    pub audio_inputs: usize,
+    /// The recording has a video track (false for an `audioFileCfg`-only config).
+    pub video: bool,
     /// The final output info.
     pub output: Option<OutputInfo>,
 }
@@ -88,11 +111,15 @@ pub struct RecordSummary {
 impl std::fmt::Display for RecordSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "recorded {}", self.path)?;
-        writeln!(
-            f,
-            "  frames:   {} ({} fps, constant frame rate)",
-            self.frames, self.fps
-        )?;
+        if self.video {
+            writeln!(
+                f,
+                "  frames:   {} ({} fps, constant frame rate)",
+                self.frames, self.fps
+            )?;
+        } else {
+            writeln!(f, "  frames:   none (audio only)")?;
+        }
         writeln!(f, "  duration: {:.3} s", self.duration_ms as f64 / 1000.0)?;
         writeln!(
             f,
@@ -102,6 +129,16 @@ impl std::fmt::Display for RecordSummary {
         )?;
         writeln!(f, "  encoder:  {}", self.encoder)?;
         writeln!(f, "  backend:  {}", self.backend)?;
+        if self.audio {
+            let s = if self.audio_inputs == 1 { "" } else { "s" };
+            writeln!(
+                f,
+                "  audio:    {} ({} input{s})",
+                self.audio_format, self.audio_inputs
+            )?;
+        } else {
+            writeln!(f, "  audio:    none")?;
+        }
         write!(
             f,
             "  wall:     {:.2} s, speed {:.2}x real time",
@@ -122,6 +159,9 @@ pub enum RecordError {
     /// An input could not be decoded.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// An input's audio could not be decoded.
+    #[error(transparent)]
+    AudioDecode(#[from] AudioDecodeError),
     /// The mixer failed (see the code).
     #[error(transparent)]
     Mixer(#[from] MixerError),
@@ -134,20 +174,23 @@ impl RecordError {
     /// The vendor error code.
     pub fn code(&self) -> i32 {
         match self {
-            RecordError::Usage(_) | RecordError::Config(_) | RecordError::Decode(_) => {
-                codes::PARAM_ERR
-            }
+            RecordError::Usage(_)
+            | RecordError::Config(_)
+            | RecordError::Decode(_)
+            | RecordError::AudioDecode(_) => codes::PARAM_ERR,
             RecordError::Mixer(e) => e.code(),
             RecordError::Io(_) => codes::FILE_ERR,
         }
     }
 }
 
-/// Longest container duration among the inputs.
-fn longest_input(inputs: &[(String, PathBuf)]) -> Result<Duration, RecordError> {
+/// Longest container duration among the inputs (video and audio-only).
+fn longest_input<'a>(
+    inputs: impl IntoIterator<Item = &'a PathBuf>,
+) -> Result<Duration, RecordError> {
     crate::media::decode::init_ffmpeg();
     let mut best = Duration::ZERO;
-    for (_, p) in inputs {
+    for p in inputs {
         let ctx = ffmpeg_next::format::input(p)
             .map_err(|e| RecordError::Usage(format!("{}: {e}", p.display())))?;
         let d = ctx.duration();
@@ -216,6 +259,149 @@ fn spawn_inputs(
     Ok((rxs, handles))
 }
 
+/// Whether a mixer with these settings records audio: the video targets' track (unless
+/// `settings.audio` is off) or an `audioFileCfg` file.
+fn records_audio(config: &MixerConfig, settings: &MixerSettings) -> bool {
+    (config.has_video() && settings.audio) || config.audio_file.is_some()
+}
+
+/// The format of the first target's audio track, e.g. `AAC 48 kHz mono`.
+fn audio_format(config: &MixerConfig) -> String {
+    let (codec, audio) = match (&config.audio_file, config.has_video()) {
+        (Some(af), false) => {
+            let codec = match af.target {
+                Target::File {
+                    container: Container::Mp3,
+                    ..
+                } => "MP3",
+                Target::File {
+                    container: Container::Wav,
+                    ..
+                } => "PCM",
+                _ => "AAC",
+            };
+            (codec, &af.audio)
+        }
+        _ => ("AAC", &config.audio),
+    };
+    let channels = match &audio.channels {
+        ChannelMode::Mono { .. } => "mono".to_string(),
+        ChannelMode::LeftRight { left, right } => format!("left-right ({left} | {right})"),
+    };
+    format!("{codec} 48 kHz {channels}")
+}
+
+/// The `(user, file)` audio inputs: `--audio` files (checked for an audio stream), then the
+/// first input with an audio stream of each user not named by `--audio`.
+fn audio_inputs(
+    inputs: &[(String, PathBuf)],
+    audio: &[(String, PathBuf)],
+) -> Result<Vec<(String, PathBuf)>, RecordError> {
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for (user, path) in audio {
+        if user.is_empty() || user.contains('.') {
+            return Err(RecordError::Usage(format!(
+                "--audio {user}={}: expected a user ID (no '.')",
+                path.display()
+            )));
+        }
+        if out.iter().any(|(u, _)| u == user) {
+            return Err(RecordError::Usage(format!(
+                "--audio {user}: given twice (one audio input per user)"
+            )));
+        }
+        if path.exists() && !AudioFileDecoder::has_audio(path) {
+            return Err(RecordError::Usage(format!(
+                "--audio {user}={}: {} has no audio stream",
+                path.display(),
+                path.display()
+            )));
+        }
+        out.push((user.clone(), path.clone()));
+    }
+    for (camid, path) in inputs {
+        let user = crate::pipeline::user_of(camid);
+        if !out.iter().any(|(u, _)| u == user) && AudioFileDecoder::has_audio(path) {
+            out.push((user.to_string(), path.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// One decoding thread per audio input, feeding a bounded queue of frames stamped with their
+/// pts as capture time; returns once every input opened.
+#[allow(clippy::type_complexity)]
+fn spawn_audio(
+    inputs: &[(String, PathBuf)],
+) -> Result<
+    (
+        Vec<(String, Receiver<AudioFrame>)>,
+        Vec<std::thread::JoinHandle<()>>,
+    ),
+    RecordError,
+> {
+    let mut rxs = Vec::new();
+    let mut handles = Vec::new();
+    for (user, path) in inputs {
+        let (tx, rx) = bounded::<AudioFrame>(AUDIO_INPUT_QUEUE);
+        let (open_tx, open_rx) = bounded::<Result<(), AudioDecodeError>>(1);
+        let path = path.clone();
+        let name = format!("cm-audio-dec-{user}");
+        let h = std::thread::Builder::new().name(name).spawn(move || {
+            let dec = match AudioFileDecoder::open(&path) {
+                Ok(d) => {
+                    let _ = open_tx.send(Ok(()));
+                    d
+                }
+                Err(e) => {
+                    let _ = open_tx.send(Err(e));
+                    return;
+                }
+            };
+            for chunk in dec {
+                let d = match chunk {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "audio input ended early");
+                        return;
+                    }
+                };
+                if d.samples.is_empty() {
+                    continue;
+                }
+                let f = match AudioFrame::f32_interleaved(d.samples, d.sample_rate, d.channels) {
+                    Ok(f) => f.with_capture(d.pts),
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "bad audio chunk: audio input ended");
+                        return;
+                    }
+                };
+                if tx.send(f).is_err() {
+                    return;
+                }
+            }
+        })?;
+        match open_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(AudioDecodeError::NoAudio { path })) => {
+                return Err(RecordError::Usage(format!(
+                    "{}: has no audio stream",
+                    path.display()
+                )))
+            }
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => {
+                return Err(RecordError::Usage(format!(
+                    "audio decoder thread for {user} died"
+                )))
+            }
+        }
+        rxs.push((user.clone(), rx));
+        handles.push(h);
+    }
+    Ok((rxs, handles))
+}
+
 /// Records `opts.inputs` per `opts.config`; `progress` is called about every 100 ms.
 ///
 /// ```no_run
@@ -225,6 +411,7 @@ fn spawn_inputs(
 ///     config: cfg,
 ///     inputs: vec![("Usr1.-1".into(), "fixtures/clips/cam1_640x480_15.mp4".into()),
 ///                  ("Usr2.-1".into(), "fixtures/clips/cam4_1280x720_30.mp4".into())],
+///     audio: vec![], // the clips' own audio is taken
 ///     pictures: vec![],
 ///     updates: vec![],
 ///     storage: "out".into(),
@@ -239,9 +426,27 @@ pub fn record(
     mut progress: impl FnMut(&Progress),
 ) -> Result<RecordSummary, RecordError> {
     let fps = opts.config.output.fps;
+    let has_video = opts.config.has_video();
+    let with_audio = records_audio(&opts.config, &opts.settings);
+    if !with_audio && !opts.audio.is_empty() {
+        return Err(RecordError::Usage(
+            "--audio given, but the recording has no audio track (--no-audio)".into(),
+        ));
+    }
+    if !has_video && opts.inputs.is_empty() && opts.audio.is_empty() {
+        return Err(RecordError::Usage(
+            "an audio-only recording needs --audio (or --input) files".into(),
+        ));
+    }
+    // audio inputs first: a file without audio is named before anything else is looked at
+    let audio_sources = if with_audio {
+        audio_inputs(&opts.inputs, &opts.audio)?
+    } else {
+        Vec::new()
+    };
     let duration = match opts.duration {
         Some(d) => d,
-        None => longest_input(&opts.inputs)?,
+        None => longest_input(opts.inputs.iter().chain(&opts.audio).map(|(_, p)| p))?,
     };
     let total = frames_for(fps, duration);
     if total == 0 {
@@ -271,7 +476,13 @@ pub fn record(
             ))
         })
         .collect::<Result<Vec<_>, RecordError>>()?;
-    let (inputs, decoders) = spawn_inputs(&opts.inputs)?;
+    let (audio, audio_decoders) = spawn_audio(&audio_sources)?;
+    // an audio-only recording draws no pictures: its inputs give only their audio
+    let (inputs, decoders) = if has_video {
+        spawn_inputs(&opts.inputs)?
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let t0 = Instant::now();
     let mode = opts.settings.mode;
     let created = Mixer::create_with(
@@ -333,7 +544,11 @@ pub fn record(
                 .into_iter()
                 .map(|(c, rx)| (c, rx.into_iter()))
                 .collect();
-            mixer.run_offline(iters, total, |m, n| {
+            let audio_iters: Vec<_> = audio
+                .into_iter()
+                .map(|(u, rx)| (u, rx.into_iter()))
+                .collect();
+            mixer.run_offline_av(iters, audio_iters, total, |m, n| {
                 let t = tick_time(fps, n);
                 while let Some((_, u)) = upd.next_if(|(at, _)| *at <= t) {
                     m.update_content(&u)?;
@@ -345,16 +560,37 @@ pub fn record(
         PaceMode::Realtime => {
             mixer.stop_after_frames(total);
             let m = &mixer;
+            // inputs start now: a frame or chunk with pts p is pushed at `start + p`, stamped
+            // with its capture time on the mixer clock, `base + p`
+            let start = Instant::now();
+            let base = m.clock().saturating_sub(start.elapsed());
+            let due = move |pts: Duration| {
+                if let Some(wait) = (start + pts).checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            };
             std::thread::scope(|s| {
                 for (camid, rx) in inputs {
                     s.spawn(move || {
                         for f in rx.iter() {
-                            let due = t0 + f.pts;
-                            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                                std::thread::sleep(wait);
-                            }
-                            if m.push_video(&camid, f).is_err() {
+                            due(f.pts);
+                            let capture = base + f.pts;
+                            if m.push_video_at(&camid, f, capture).is_err() {
                                 return;
+                            }
+                        }
+                    });
+                }
+                for (user, rx) in audio {
+                    s.spawn(move || {
+                        for f in rx.iter() {
+                            let pts = f.capture().unwrap_or_default();
+                            due(pts);
+                            match m.push_audio(&user, f.with_capture(base + pts)) {
+                                Ok(()) => {}
+                                // the mixer is behind: this chunk is lost, later ones may fit
+                                Err(MixerError::Backlog(_)) => {}
+                                Err(_) => return,
                             }
                         }
                     });
@@ -381,7 +617,7 @@ pub fn record(
     let destroyed = mixer.destroy();
     let frames = mixer.ticks();
     drop(mixer);
-    for d in decoders {
+    for d in decoders.into_iter().chain(audio_decoders) {
         let _ = d.join();
     }
     let wall = t0.elapsed();
@@ -395,13 +631,17 @@ pub fn record(
     }
     let out = last_info.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let duration_ms = out.as_ref().map_or(0, |o| o.duration);
-    let resolved =
-        crate::output::resolve_targets(&Storage::new(&opts.storage), &opts.config.output.targets)
-            .ok()
-            .and_then(|v| v.into_iter().next())
-            .unwrap_or_default();
+    // the first target: the video targets', or the audio file of an audio-only recording
+    let first_targets = match (&opts.config.audio_file, has_video) {
+        (Some(af), false) => std::slice::from_ref(&af.target),
+        _ => &opts.config.output.targets[..],
+    };
+    let resolved = crate::output::resolve_targets(&Storage::new(&opts.storage), first_targets)
+        .ok()
+        .and_then(|v| v.into_iter().next())
+        .unwrap_or_default();
     Ok(RecordSummary {
-        frames,
+        frames: if has_video { frames } else { 0 },
         fps,
         duration_ms,
         bytes: out.as_ref().map_or(0, |o| o.file_size),
@@ -410,6 +650,14 @@ pub fn record(
         backend,
         wall_s: wall.as_secs_f64(),
         speed: duration_ms as f64 / 1000.0 / wall.as_secs_f64().max(1e-9),
+        audio: with_audio,
+        audio_format: if with_audio {
+            audio_format(&opts.config)
+        } else {
+            String::new()
+        },
+        audio_inputs: audio_sources.len(),
+        video: has_video,
         output: out,
     })
 }

@@ -65,9 +65,15 @@ struct RecordArgs {
     /// The config JSON file.
     #[arg(long)]
     config: PathBuf,
-    /// A source: CAMID=FILE (repeatable).
+    /// A source: CAMID=FILE (repeatable). The file's audio, if it has any, is taken too, as the
+    /// audio of the user named by the camid (the part before the first '.'; the first input
+    /// of a user with audio, unless --audio names the user).
     #[arg(long = "input", value_name = "CAMID=FILE")]
     inputs: Vec<String>,
+    /// An audio-only source: USER=FILE (any file with an audio stream; repeatable). Replaces
+    /// the audio of that user's --input files.
+    #[arg(long = "audio", value_name = "USER=FILE")]
+    audio: Vec<String>,
     /// A picture for layout items of type 1: RESOURCEID=IMAGE (PNG, JPEG, …; repeatable).
     #[arg(long = "picture", value_name = "RESOURCEID=IMAGE")]
     pictures: Vec<String>,
@@ -86,6 +92,12 @@ struct RecordArgs {
     /// Pace on the wall clock (a live recording) instead of as fast as possible.
     #[arg(long)]
     realtime: bool,
+    /// Real time: how late video and audio may arrive after their capture time, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    latency: u64,
+    /// Record no audio track in the video file (video only, as before audio existed).
+    #[arg(long)]
+    no_audio: bool,
     /// Compositor backend.
     #[arg(long, default_value = "auto")]
     backend: Backend,
@@ -158,14 +170,22 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
     let mut raw: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| UserError(format!("{}: {e}", a.config.display())))?;
     if let Some(o) = &a.output {
-        match raw.get_mut("videoFileCfg").and_then(|v| v.as_object_mut()) {
+        // the video file, or the audio file of an audio-only config
+        let section = if raw.get("videoFileCfg").is_some_and(|v| !v.is_null()) {
+            "videoFileCfg"
+        } else {
+            "audioFileCfg"
+        };
+        match raw.get_mut(section).and_then(|v| v.as_object_mut()) {
             Some(v) => {
                 v.insert("svrPathName".into(), o.clone().into());
             }
             None => {
-                return Err(
-                    UserError(format!("{}: videoFileCfg is required", a.config.display())).into(),
-                )
+                return Err(UserError(format!(
+                    "{}: videoFileCfg or audioFileCfg is required",
+                    a.config.display()
+                ))
+                .into())
             }
         }
     }
@@ -178,6 +198,14 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
             .filter(|(i, f)| !i.is_empty() && !f.is_empty())
             .ok_or_else(|| UserError(format!("--input {s}: expected CAMID=FILE")))?;
         inputs.push((id.to_string(), PathBuf::from(file)));
+    }
+    let mut audio = Vec::new();
+    for s in &a.audio {
+        let (user, file) = s
+            .split_once('=')
+            .filter(|(u, f)| !u.is_empty() && !f.is_empty() && !u.contains('.'))
+            .ok_or_else(|| UserError(format!("--audio {s}: expected USER=FILE")))?;
+        audio.push((user.to_string(), PathBuf::from(file)));
     }
     let mut updates = Vec::new();
     for s in &a.updates {
@@ -211,6 +239,8 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
         } else {
             PaceMode::Offline
         },
+        latency: Duration::from_millis(a.latency),
+        audio: !a.no_audio,
         ..Default::default()
     };
     let mut pictures = Vec::new();
@@ -224,6 +254,7 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
     let opts = RecordOptions {
         config,
         inputs,
+        audio,
         pictures,
         updates,
         storage: a.storage.clone(),
