@@ -132,6 +132,10 @@ pub struct ConfigResult {
     pub peak_rss_mib: f64,
     /// Mixers whose p99 stayed under one frame interval (and, in real time, kept the rate).
     pub mixers_kept_up: usize,
+    /// Users pushing audio into each mixer (0: no audio track).
+    pub audio_users: usize,
+    /// Time of one `push_audio` call, µs (when users push audio).
+    pub push_audio_us: Option<LatencyStats>,
     /// FFmpeg in the same run, when asked.
     pub ffmpeg: Option<FfmpegResult>,
 }
@@ -358,6 +362,8 @@ impl Measured {
             cpu_ms_per_frame: self.cpu * 1e3 / total.max(1) as f64,
             peak_rss_mib: self.peak_mib,
             mixers_kept_up: self.kept,
+            audio_users: 0,
+            push_audio_us: None,
             ffmpeg: None,
         }
     }
@@ -465,6 +471,8 @@ pub enum Feed {
 /// Runs one configuration through the whole recording pipeline (compose, encode, mux into a
 /// temporary folder), offline. `encoder`: `None` = probe hardware encoders, then libx264.
 /// Latency samples are the per-tick compose hand-off times (synthetic feed only).
+/// `audio_users`: that many users each push 10 ms frames of 48 kHz mono audio (a tone of
+/// their own) per 10 ms of recording, timed per call; 0 = no audio track at all.
 #[allow(clippy::too_many_arguments)]
 pub fn run_encode_config(
     w: &Workload,
@@ -475,6 +483,7 @@ pub fn run_encode_config(
     encoder: Option<&str>,
     feed: Feed,
     clips: &Path,
+    audio_users: usize,
 ) -> Result<ConfigResult, String> {
     use crate::media::video_enc::EncoderSettings;
     use crate::pipeline::{Mixer, MixerSettings};
@@ -487,8 +496,24 @@ pub fn run_encode_config(
             preset: "ultrafast".into(),
             threads: 0,
         },
+        audio: audio_users > 0,
         ..MixerSettings::offline()
     };
+    // one second of each user's tone; each push copies 10 ms of it into a new frame, as a
+    // server hands over a freshly decoded frame (the copy is not timed)
+    let tones: Arc<Vec<Vec<i16>>> = Arc::new(
+        (0..audio_users)
+            .map(|u| {
+                let f = 200.0 + 37.0 * u as f64;
+                (0..48_000)
+                    .map(|i| {
+                        (3000.0 * (2.0 * std::f64::consts::PI * f * i as f64 / 48_000.0).sin())
+                            as i16
+                    })
+                    .collect()
+            })
+            .collect(),
+    );
     if feed == Feed::Decode {
         for (s, _) in &w.cells {
             if !clips.join(s.clip).exists() {
@@ -508,11 +533,12 @@ pub fn run_encode_config(
             w.config_json(&format!("/bench_{}_{i}.mp4", w.name)),
         )
         .map_err(|e| e.to_string())?;
-        let (settings, barrier, sources, dir) = (
+        let (settings, barrier, sources, dir, tones) = (
             settings.clone(),
             barrier.clone(),
             sources.clone(),
             dir.clone(),
+            tones.clone(),
         );
         let inputs: Vec<(String, PathBuf)> = w
             .cells
@@ -520,8 +546,9 @@ pub fn run_encode_config(
             .map(|(s, _)| (s.camid.to_string(), clips.join(s.clip)))
             .collect();
         let fps = w.fps;
+        #[allow(clippy::type_complexity)]
         handles.push(std::thread::spawn(
-            move || -> Result<(Vec<f64>, Duration, String, String), String> {
+            move || -> Result<(Vec<f64>, Vec<f64>, Duration, String, String), String> {
                 barrier.wait();
                 let start = Instant::now();
                 if feed == Feed::Decode {
@@ -537,7 +564,7 @@ pub fn run_encode_config(
                         events: None,
                     };
                     let s = crate::record::record(opts, |_| {}).map_err(|e| e.to_string())?;
-                    return Ok((vec![], start.elapsed(), s.encoder, s.backend));
+                    return Ok((vec![], vec![], start.elapsed(), s.encoder, s.backend));
                 }
                 let mut m = Mixer::create_with(cfg, crate::output::Storage::new(dir), settings)
                     .map_err(|e| e.to_string())?;
@@ -545,7 +572,28 @@ pub fn run_encode_config(
                 let mut fr: Frames = HashMap::new();
                 let mut last: HashMap<String, u64> = HashMap::new();
                 let mut lat = Vec::with_capacity(frames as usize);
+                let mut push_us = Vec::new();
+                let mut audio_k = 0u64; // next 10 ms audio frame of every user
                 for n in 0..frames {
+                    let next = crate::model::time::tick_time(fps, n + 1);
+                    while Duration::from_millis(10 * audio_k) < next && !tones.is_empty() {
+                        let cap = Duration::from_millis(10 * audio_k);
+                        let at = (audio_k % 100) as usize * 480;
+                        for (u, tone) in tones.iter().enumerate() {
+                            let f = crate::model::audio::AudioFrame::i16_interleaved(
+                                tone[at..at + 480].to_vec(),
+                                48_000,
+                                1,
+                            )
+                            .map_err(|e| e.to_string())?
+                            .with_capture(cap);
+                            let user = format!("U{u}");
+                            let t = Instant::now();
+                            m.push_audio(&user, f).map_err(|e| e.to_string())?;
+                            push_us.push(t.elapsed().as_secs_f64() * 1e6);
+                        }
+                        audio_k += 1;
+                    }
                     sources.frames_at(n, &mut fr);
                     for (id, f) in &fr {
                         if last.get(id) != Some(&f.id()) {
@@ -559,19 +607,21 @@ pub fn run_encode_config(
                     lat.push(t.elapsed().as_secs_f64() * 1e3);
                 }
                 m.destroy().map_err(|e| e.to_string())?;
-                Ok((lat, start.elapsed(), enc, back))
+                Ok((lat, push_us, start.elapsed(), enc, back))
             },
         ));
     }
     barrier.wait();
     let wall0 = Instant::now();
     let (mut all, mut min_fps, mut err) = (Vec::new(), f64::INFINITY, None);
+    let mut pushes = Vec::new();
     let (mut enc, mut back) = (String::new(), String::new());
     for h in handles {
         match h.join() {
-            Ok(Ok((lat, el, e, b))) => {
+            Ok(Ok((lat, push, el, e, b))) => {
                 min_fps = min_fps.min(frames as f64 / el.as_secs_f64().max(1e-9));
                 all.extend(lat);
+                pushes.extend(push);
                 (enc, back) = (e, b);
             }
             Ok(Err(e)) => err = Some(e),
@@ -585,7 +635,7 @@ pub fn run_encode_config(
     if let Some(e) = err {
         return Err(e);
     }
-    Ok(Measured {
+    let mut r = Measured {
         wall,
         cpu,
         peak_mib: peak,
@@ -599,7 +649,10 @@ pub fn run_encode_config(
             enc
         },
     }
-    .into_result(w, mixers, frames, false))
+    .into_result(w, mixers, frames, false);
+    r.audio_users = audio_users;
+    r.push_audio_us = (!pushes.is_empty()).then(|| LatencyStats::of(&pushes));
+    Ok(r)
 }
 
 /// The FFmpeg compose command of a workload, as a skilled FFmpeg user writes it (the graphs of
@@ -806,6 +859,12 @@ pub fn table(results: &[ConfigResult]) -> String {
             r.cpu_ratio_vs_ffmpeg()
                 .map_or("-".to_string(), |x| format!("{x:.2}x")),
         ));
+        if let Some(p) = &r.push_audio_us {
+            s.push_str(&format!(
+                "     audio: {} users, push_audio p50 {:.2} µs, p99 {:.2} µs, max {:.1} µs ({} pushes)\n",
+                r.audio_users, p.p50, p.p99, p.max, p.n
+            ));
+        }
         if let Some(f) = &r.ffmpeg {
             s.push_str(&format!(
                 "     ffmpeg: {:.2} s wall, {:.2} s cpu, decode {:.2} s cpu -> compose {:.3} cpu_ms/f, {:.1} fps\n",
@@ -1029,6 +1088,10 @@ pub struct BenchArgs {
     /// Runs of each FFmpeg command (median taken).
     #[arg(long, default_value_t = 3)]
     pub ffmpeg_runs: usize,
+    /// With --encode: users pushing 10 ms frames of 48 kHz audio into each mixer (N, or a list
+    /// N,N,… measured side by side in this run); 0 = no audio track, as before audio existed.
+    #[arg(long, default_value = "0")]
+    pub audio: String,
 }
 
 /// The whole-pipeline runner ([`run_encode_config`]) as a value, so that builds which never
@@ -1042,6 +1105,7 @@ pub type EncodeRunner = fn(
     Option<&str>,
     Feed,
     &Path,
+    usize,
 ) -> Result<ConfigResult, String>;
 
 /// Runs `cloudmixer bench` with parsed flags: prints the table, writes JSON and plot.
@@ -1069,6 +1133,18 @@ pub fn run_with(a: BenchArgs, encode: Option<EncodeRunner>) -> Result<(), String
         return Err(
             "--decode runs the whole recording pipeline: add --encode libx264 or auto".into(),
         );
+    }
+    let audio_counts: Vec<usize> = a
+        .audio
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("--audio {:?}: use N or N,N,…", a.audio))
+        })
+        .collect::<Result<_, _>>()?;
+    if encoder.is_none() && audio_counts.iter().any(|&n| n > 0) {
+        return Err("--audio mixes and encodes audio: add --encode libx264 or auto".into());
     }
     if encoder.is_some() && a.realtime {
         return Err("--encode with --realtime is not supported: encoding runs are offline".into());
@@ -1101,8 +1177,12 @@ pub fn run_with(a: BenchArgs, encode: Option<EncodeRunner>) -> Result<(), String
                     b,
                     if a.realtime { "realtime" } else { "offline" }
                 );
-                let mut r = match encoder {
-                    None => run_config(w, &sources, b, m, frames, a.realtime)?,
+                match encoder {
+                    None => {
+                        let mut r = run_config(w, &sources, b, m, frames, a.realtime)?;
+                        r.ffmpeg = ff.clone();
+                        results.push(r);
+                    }
                     Some(enc) => {
                         let feed = if a.decode {
                             Feed::Decode
@@ -1112,11 +1192,14 @@ pub fn run_with(a: BenchArgs, encode: Option<EncodeRunner>) -> Result<(), String
                         let runner = encode.ok_or(
                             "--encode: this build has no encoder (use `cloudmixer bench`)",
                         )?;
-                        runner(w, &sources, b, m, frames, enc, feed, &a.clips)?
+                        for &users in &audio_counts {
+                            let mut r =
+                                runner(w, &sources, b, m, frames, enc, feed, &a.clips, users)?;
+                            r.ffmpeg = ff.clone();
+                            results.push(r);
+                        }
                     }
-                };
-                r.ffmpeg = ff.clone();
-                results.push(r);
+                }
             }
         }
     }
@@ -1210,6 +1293,8 @@ mod tests {
             cpu_ms_per_frame: 2.0,
             peak_rss_mib: 10.0,
             mixers_kept_up: kept,
+            audio_users: 0,
+            push_audio_us: None,
             ffmpeg: None,
         }
     }
@@ -1315,11 +1400,16 @@ mod tests {
             Some("libx264"),
             Feed::Synthetic,
             Path::new("/nonexistent"),
+            3,
         )
         .unwrap();
         assert_eq!(r.encoder, "libx264");
         assert_eq!(r.latency_ms.n, 20);
         assert!(r.output_fps > 0.0 && r.cpu_ms_per_frame > 0.0);
+        // 10 frames cover 10/fps s: that many 10 ms frames from each of 3 users, per mixer
+        let per_user = 1000usize.div_ceil(w.fps as usize);
+        assert_eq!(r.audio_users, 3);
+        assert_eq!(r.push_audio_us.as_ref().map(|p| p.n), Some(2 * 3 * per_user));
         // --decode without the clips is a clear error
         let e = run_encode_config(
             &w,
@@ -1330,6 +1420,7 @@ mod tests {
             Some("libx264"),
             Feed::Decode,
             Path::new("/nonexistent"),
+            0,
         )
         .unwrap_err();
         assert!(
