@@ -28,3 +28,8 @@ pub use model::events::{MixerEvent, MixerState, OutputInfo, OutputState};
 pub use model::frame::VideoFrame;
 pub use output::Storage;
 pub use pipeline::{Mixer, MixerError, MixerSettings};
+
+/// The README's library example, compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
