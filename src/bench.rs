@@ -1409,7 +1409,10 @@ mod tests {
         // 10 frames cover 10/fps s: that many 10 ms frames from each of 3 users, per mixer
         let per_user = 1000usize.div_ceil(w.fps as usize);
         assert_eq!(r.audio_users, 3);
-        assert_eq!(r.push_audio_us.as_ref().map(|p| p.n), Some(2 * 3 * per_user));
+        assert_eq!(
+            r.push_audio_us.as_ref().map(|p| p.n),
+            Some(2 * 3 * per_user)
+        );
         // --decode without the clips is a clear error
         let e = run_encode_config(
             &w,

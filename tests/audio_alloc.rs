@@ -89,8 +89,8 @@ fn push_audio_does_not_allocate_in_the_steady_state() {
     use cloudmixer::pipeline::{Mixer, MixerSettings};
     let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("push_audio_alloc");
     let _ = std::fs::remove_dir_all(&d);
-    let cfg = MixerConfig::from_json(r#"{"mode":0,"audioFileCfg":{"svrPathName":"/a.wav"}}"#)
-        .unwrap();
+    let cfg =
+        MixerConfig::from_json(r#"{"mode":0,"audioFileCfg":{"svrPathName":"/a.wav"}}"#).unwrap();
     let mut m = Mixer::create_with(cfg, Storage::new(&d), MixerSettings::offline()).unwrap();
     let frame = || AudioFrame::i16_interleaved(vec![100; 960], 48_000, 2).unwrap();
     let users = ["Usr1.-1", "Usr2", "Usr3.0"];
@@ -114,5 +114,8 @@ fn push_audio_does_not_allocate_in_the_steady_state() {
     let allocs = ALLOCS.load(Ordering::Relaxed);
     m.destroy().unwrap();
     assert_eq!(m.stats().audio_frames, pushed);
-    assert_eq!(allocs, 0, "push_audio allocated {allocs} times in 600 pushes");
+    assert_eq!(
+        allocs, 0,
+        "push_audio allocated {allocs} times in 600 pushes"
+    );
 }
