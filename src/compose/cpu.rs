@@ -718,5 +718,5 @@ impl Compositor for CpuCompositor {
 
 mod simd;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "testkit"))]
 mod tests;
