@@ -13,7 +13,12 @@ use cloudmixer::model::frame::VideoFrame;
 use cloudmixer::model::time::{tick_time, PaceMode};
 use cloudmixer::output::Storage;
 use cloudmixer::pipeline::{Mixer, MixerError, MixerSettings};
+use cloudmixer::testkit::signal::{db, decode_audio};
 use serde_json::json;
+
+fn goertzel(x: &[f32], f: f64) -> f64 {
+    cloudmixer::testkit::signal::goertzel(x, f, RATE)
+}
 
 const RATE: u32 = 48_000;
 /// One AAC frame: the tolerance on durations.
@@ -92,28 +97,6 @@ fn frames_10ms(samples: &[f32]) -> Vec<AudioFrame> {
         .collect()
 }
 
-/// The decoded audio of `file` as 48 kHz f32 with `channels` channels (interleaved).
-fn decode_audio(file: &Path, channels: u32) -> Vec<f32> {
-    let o = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-map", "0:a:0", "-f", "f32le", "-ar", "48000", "-ac"])
-        .arg(channels.to_string())
-        .arg("-")
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "ffmpeg cannot decode {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o.stdout
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
 /// Mean luma of each decoded video frame.
 fn frame_lumas(file: &Path) -> Vec<u8> {
     let o = Command::new("ffmpeg")
@@ -168,23 +151,6 @@ fn durations(file: &Path) -> (Option<f64>, Option<f64>) {
         }
     }
     (v, a)
-}
-
-/// Power of frequency `f` in `x` (Goertzel), normalised.
-fn goertzel(x: &[f32], f: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * f / RATE as f64;
-    let c = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &v in x {
-        let s0 = v as f64 + c * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    (s1 * s1 + s2 * s2 - c * s1 * s2) / (x.len() as f64).powi(2)
-}
-
-fn db(a: f64, b: f64) -> f64 {
-    10.0 * (a / b.max(1e-30)).log10()
 }
 
 /// The first sample in `[from, to)` whose magnitude reaches `thr`.

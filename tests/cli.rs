@@ -212,35 +212,13 @@ fn secs(v: &serde_json::Value) -> f64 {
 
 /// The file's audio decoded by the FFmpeg CLI as 48 kHz mono f32.
 fn decode_mono(p: &std::path::Path) -> Vec<f32> {
-    let o = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(p)
-        .args([
-            "-map", "0:a:0", "-f", "f32le", "-ac", "1", "-ar", "48000", "-",
-        ])
-        .output()
-        .expect("ffmpeg");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o.stdout
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+    cloudmixer::testkit::signal::decode_audio(p, 1)
 }
 
-/// Goertzel power at `freq` Hz over all of `x` (48 kHz).
 fn goertzel(x: &[f32], freq: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * freq / 48_000.0;
-    let c = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &v in x {
-        let s0 = v as f64 + c * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    s1 * s1 + s2 * s2 - c * s1 * s2
+    cloudmixer::testkit::signal::goertzel(x, freq, 48_000)
 }
 
-/// Asserts the tone at `freq` is at least 20 dB above 1 kHz, where no fixture has a tone.
 fn assert_tone(x: &[f32], freq: f64) {
     let db = 10.0 * (goertzel(x, freq) / goertzel(x, 1000.0).max(1e-30)).log10();
     assert!(db >= 20.0, "{freq} Hz only {db:.1} dB above 1 kHz");

@@ -475,27 +475,8 @@ impl Iterator for AudioFileDecoder {
 mod tests {
     use super::*;
     use std::process::Command;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A file in the temp dir, removed on drop.
-    struct TempFile(PathBuf);
-
-    impl TempFile {
-        fn new(tag: &str, ext: &str) -> Self {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            TempFile(std::env::temp_dir().join(format!(
-                "cloudmixer-audio-dec-{}-{tag}-{n}.{ext}",
-                std::process::id()
-            )))
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
+    use crate::media::testfile::TempFile;
 
     fn ffmpeg_make(args: &[&str], out: &Path) {
         let status = Command::new("ffmpeg")

@@ -570,32 +570,13 @@ impl AudioEncoder {
 mod tests {
     use super::*;
     use crate::media::audio_dec::AudioFileDecoder;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::process::Command;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     const AMP: f32 = 0.5;
     const SECONDS: f64 = 3.0;
 
-    /// A file in the temp dir, removed on drop.
-    struct TempFile(PathBuf);
-
-    impl TempFile {
-        fn new(tag: &str, ext: &str) -> Self {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            TempFile(std::env::temp_dir().join(format!(
-                "cloudmixer-audio-enc-{}-{tag}-{n}.{ext}",
-                std::process::id()
-            )))
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
+    use crate::media::testfile::TempFile;
 
     fn tone(channels: u16, i: usize) -> [f32; 2] {
         let t = i as f64 / 48_000.0;
