@@ -663,3 +663,45 @@ fn bad_audio_frames_are_typed_errors_and_the_mixer_goes_on() {
     let (v, a) = durations(&d.join("bad.mp4"));
     assert!(v.unwrap() > 0.9 && a.unwrap() > 0.9, "{v:?} {a:?}");
 }
+
+/// Real time: audio later than the latency is dropped and counted; audio without a capture
+/// time is placed at its arrival; the recording goes on either way.
+#[test]
+fn late_audio_is_dropped_and_counted_in_real_time() {
+    let d = dir("late");
+    let mut s = settings(PaceMode::Realtime);
+    s.latency = Duration::from_millis(100);
+    let mut m = Mixer::create_with(av_config("/late.mp4"), Storage::new(&d), s).unwrap();
+    m.stop_after_frames(30); // 2 s
+    let start = Instant::now() - m.clock();
+    for k in 0..230u64 {
+        let t = Duration::from_millis(10 * k);
+        if let Some(w) = (start + t).checked_duration_since(Instant::now()) {
+            std::thread::sleep(w);
+        }
+        if k % 7 == 0 {
+            let _ = m.push_video("A.-1", black());
+        }
+        // A: no capture time (arrival); B: captured 300 ms ago, beyond the 100 ms latency
+        let a = AudioFrame::f32_interleaved(tone(440.0, 0.3, k * 480, 480, RATE), RATE, 1).unwrap();
+        if m.push_audio("A", a).is_err() {
+            break; // the 2 s are up
+        }
+        if t >= Duration::from_millis(300) {
+            let b = AudioFrame::f32_interleaved(tone(1000.0, 0.3, k * 480, 480, RATE), RATE, 1)
+                .unwrap()
+                .with_capture(t - Duration::from_millis(300));
+            let _ = m.push_audio("B", b);
+        }
+    }
+    m.destroy().unwrap();
+    let st = m.stats();
+    eprintln!("{st:?}");
+    assert!(st.audio_late_samples >= 100 * 480, "{st:?}");
+    let x = decode_audio(&d.join("late.mp4"), 1);
+    let mid = &x[48_000..96_000 - 4800];
+    assert!(
+        db(goertzel(mid, 440.0), goertzel(mid, 1000.0)) > 30.0,
+        "A (arrival-stamped) should be there, late B not"
+    );
+}
