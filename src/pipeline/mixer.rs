@@ -86,6 +86,10 @@ pub struct MixerSettings {
     /// Record an audio track in the video targets (default on; off gives a silent,
     /// video-only file as before audio existed).
     pub audio: bool,
+    /// Replace an existing file at a target's path. Off (the default): an existing recording
+    /// is never overwritten; the new one goes to the first free name `name_1.mp4`,
+    /// `name_2.mp4`, … and that path is reported in `svrFilePathName`.
+    pub overwrite: bool,
 }
 
 /// Counters of a running mixer ([`Mixer::stats`]).
@@ -112,6 +116,7 @@ impl Default for MixerSettings {
             max_sources: DEFAULT_MAX_SOURCES,
             latency: DEFAULT_LATENCY,
             audio: true,
+            overwrite: false,
         }
     }
 }
