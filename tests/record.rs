@@ -889,3 +889,107 @@ fn record_cli_shows_a_registered_picture_and_names_a_bad_one() {
         "{err}"
     );
 }
+
+fn final_info(m: &Mixer) -> OutputInfo {
+    events(m)
+        .into_iter()
+        .filter_map(|e| match e {
+            MixerEvent::OutputInfoChanged(i) => Some(i),
+            _ => None,
+        })
+        .last()
+        .expect("an output info")
+}
+
+fn tiny_config(svr: &str) -> MixerConfig {
+    MixerConfig::from_value(
+        serde_json::json!({"mode":0,"videoFileCfg":{"svrPathName":svr,
+        "vWidth":64,"vHeight":48,"vFps":15,"layoutConfig":[{"type":0,"left":0,"top":0,
+        "width":64,"height":48,"param":{"camid":"a"}}]}}),
+    )
+    .unwrap()
+}
+
+fn record_tiny(d: &Path, svr: &str, s: MixerSettings, secs: u64) -> Mixer {
+    let mut m = Mixer::create_with(tiny_config(svr), Storage::new(d), s).unwrap();
+    m.push_video("a", solid(32, 24, PALETTE[2])).unwrap();
+    m.advance_to(Duration::from_secs(secs)).unwrap();
+    m.destroy().unwrap();
+    m
+}
+
+#[test]
+fn an_existing_recording_is_never_overwritten() {
+    let d = dir("no_overwrite");
+    let first = record_tiny(&d, "/day/rec.mp4", settings(PaceMode::Offline), 1);
+    assert_eq!(final_info(&first).svr_file_path_name, "/day/rec.mp4");
+    let size = std::fs::metadata(d.join("day/rec.mp4")).unwrap().len();
+    // the same config again: a new name, reported as such; the first file untouched
+    let second = record_tiny(&d, "/day/rec.mp4", settings(PaceMode::Offline), 2);
+    let info = final_info(&second);
+    assert_eq!(info.svr_file_path_name, "/day/rec_1.mp4");
+    assert_eq!(info.state, OutputState::Stopped);
+    assert_eq!(
+        std::fs::metadata(d.join("day/rec.mp4")).unwrap().len(),
+        size
+    );
+    let (n, _) = each_frame(&d.join("day/rec_1.mp4"), |_, _| {});
+    assert_eq!(n, 30);
+    let third = record_tiny(&d, "/day/rec.mp4", settings(PaceMode::Offline), 1);
+    assert_eq!(final_info(&third).svr_file_path_name, "/day/rec_2.mp4");
+    // asked for: overwrite in place
+    let s = MixerSettings {
+        overwrite: true,
+        ..settings(PaceMode::Offline)
+    };
+    let fourth = record_tiny(&d, "/day/rec.mp4", s, 3);
+    assert_eq!(final_info(&fourth).svr_file_path_name, "/day/rec.mp4");
+    let (n, _) = each_frame(&d.join("day/rec.mp4"), |_, _| {});
+    assert_eq!(n, 45);
+    assert!(!d.join("day/rec_3.mp4").exists());
+}
+
+#[test]
+fn a_deleted_storage_directory_fails_the_recording_with_905() {
+    let d = dir("deleted");
+    let mut m = Mixer::create_with(
+        tiny_config("/live/rec.mp4"),
+        Storage::new(&d),
+        settings(PaceMode::Offline),
+    )
+    .unwrap();
+    m.push_video("a", solid(32, 24, PALETTE[2])).unwrap();
+    m.advance_to(Duration::from_secs(2)).unwrap();
+    std::fs::remove_dir_all(d.join("live")).unwrap();
+    // the writer looks at least once a second
+    let t0 = std::time::Instant::now();
+    while m.state() == MixerState::Running && t0.elapsed() < Duration::from_secs(3) {
+        let _ = m.advance_to(Duration::from_secs(2) + t0.elapsed());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let e = m.destroy().unwrap_err();
+    assert_eq!(e.code(), codes::FILE_ERR, "{e}");
+    let info = final_info(&m);
+    assert_eq!(info.state, OutputState::Fail);
+    assert_eq!(info.err_code, codes::FILE_ERR);
+    assert!(
+        info.err_desc.contains("deleted while recording"),
+        "{}",
+        info.err_desc
+    );
+    // a file replaced under the same name is caught too
+    let d = dir("replaced");
+    let mut m = Mixer::create_with(
+        tiny_config("/rec.mp4"),
+        Storage::new(&d),
+        settings(PaceMode::Offline),
+    )
+    .unwrap();
+    m.push_video("a", solid(32, 24, PALETTE[2])).unwrap();
+    m.advance_to(Duration::from_secs(1)).unwrap();
+    std::fs::remove_file(d.join("rec.mp4")).unwrap();
+    std::fs::write(d.join("rec.mp4"), b"someone else's").unwrap();
+    let e = m.destroy().unwrap_err();
+    assert_eq!(e.code(), codes::FILE_ERR, "{e}");
+    assert!(final_info(&m).err_desc.contains("replaced"), "{e}");
+}

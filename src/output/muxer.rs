@@ -83,6 +83,11 @@ struct Out {
     /// Where the bytes go (file path or URL).
     dest: String,
     file: Option<PathBuf>,
+    /// (device, inode) of the file as opened: a file deleted or replaced under the writer is
+    /// noticed by [`Muxer::check_files`].
+    identity: Option<(u64, u64)>,
+    /// The file name differs from the one asked for (it existed already).
+    renamed: bool,
     failed: bool,
     /// Apply the common offset (containers without edit lists); mp4 gets edit lists instead.
     shift: bool,
@@ -183,10 +188,14 @@ pub fn resolve_targets(storage: &Storage, targets: &[Target]) -> Result<Vec<Stri
 
 impl Muxer {
     /// Opens every target with one stream per track and writes the headers.
+    ///
+    /// An existing file is not overwritten unless `overwrite`: the recording goes to the first
+    /// free `name_N.ext` instead ([`Storage::reserve`]; see [`Muxer::dest_names`]).
     pub fn open(
         storage: &Storage,
         targets: &[Target],
         tracks: &[TrackSpec<'_>],
+        overwrite: bool,
     ) -> Result<Self, MuxError> {
         let mut outs = Vec::new();
         let mut streams: Vec<Stream> = tracks
@@ -204,12 +213,12 @@ impl Muxer {
             .collect();
         for t in targets {
             let fmt = format_name(t)?;
-            let (dest, file) = match t {
+            let (dest, file, renamed) = match t {
                 Target::File { path, .. } => {
-                    let p = storage.resolve(path)?;
-                    (p.display().to_string(), Some(p))
+                    let (p, renamed) = storage.reserve(path, overwrite)?;
+                    (p.display().to_string(), Some(p), renamed)
                 }
-                Target::Url { url } => (url.clone(), None),
+                Target::Url { url } => (url.clone(), None, false),
             };
             let mut ctx =
                 ffmpeg::format::output_as(&dest, fmt).map_err(|e| MuxError::ff(&dest, e))?;
@@ -244,10 +253,13 @@ impl Muxer {
                     .unwrap_or(s.enc_tb);
                 s.out_tb.push(tb);
             }
+            let identity = file.as_deref().and_then(file_identity);
             outs.push(Out {
                 ctx,
                 dest,
                 file,
+                identity,
+                renamed,
                 failed: false,
                 shift: !mp4,
             });
@@ -262,6 +274,41 @@ impl Muxer {
             offset: (!has_video).then(|| Rational::new(0, 1)),
             held: Vec::new(),
         })
+    }
+
+    /// For each target: `Some(file name)` when the file was given another name than asked
+    /// (the name existed), else `None`.
+    pub fn dest_names(&self) -> Vec<Option<String>> {
+        self.outs
+            .iter()
+            .map(|o| {
+                o.file
+                    .as_ref()
+                    .filter(|_| o.renamed)
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .collect()
+    }
+
+    /// Checks that every file target is still the file this muxer opened: a deleted file or
+    /// directory, or a file replaced under the same name, is a [`MuxError::File`] (905).
+    pub fn check_files(&self) -> Result<(), MuxError> {
+        for o in &self.outs {
+            let (Some(p), Some(id)) = (&o.file, o.identity) else {
+                continue;
+            };
+            let reason = match file_identity(p) {
+                None => "the file or its directory was deleted while recording",
+                Some(now) if now != id => "the file was replaced while recording",
+                Some(_) => continue,
+            };
+            return Err(MuxError::File {
+                path: o.dest.clone(),
+                reason: reason.into(),
+            });
+        }
+        Ok(())
     }
 
     /// Whether this muxer carries `track`.
@@ -430,4 +477,10 @@ impl Muxer {
         }
         first.map_or(Ok(()), Err)
     }
+}
+
+/// (device, inode) of the file at `p`, if it exists.
+fn file_identity(p: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
 }

@@ -103,6 +103,48 @@ impl Storage {
     }
 }
 
+impl Storage {
+    /// The file a new recording at `rel` is written to, created empty now so that no other
+    /// writer can take it: `rel` itself when it does not exist (or `overwrite`), else the first
+    /// free `stem_1.ext`, `stem_2.ext`, … in the same directory. Returns the absolute path and
+    /// whether it was renamed.
+    pub fn reserve(&self, rel: &Path, overwrite: bool) -> Result<(PathBuf, bool), MuxError> {
+        let first = self.resolve(rel)?;
+        if overwrite {
+            return Ok((first, false));
+        }
+        let dir = first.parent().map(Path::to_path_buf).unwrap_or_default();
+        let stem = first
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ext = first
+            .extension()
+            .map(|e| format!(".{}", e.to_string_lossy()))
+            .unwrap_or_default();
+        for i in 0..10_000u32 {
+            let p = if i == 0 {
+                first.clone()
+            } else {
+                dir.join(format!("{stem}_{i}{ext}"))
+            };
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&p)
+            {
+                Ok(_) => return Ok((p, i > 0)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(MuxError::io(&p, &e)),
+            }
+        }
+        Err(MuxError::File {
+            path: first.display().to_string(),
+            reason: "10 000 recordings of this name exist already".into(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +187,24 @@ mod tests {
         assert!(p.starts_with(std::fs::canonicalize(&root).unwrap().join("real")));
         std::fs::remove_dir_all(&root).unwrap();
         std::fs::remove_dir_all(&outside).unwrap();
+    }
+
+    #[test]
+    fn existing_recordings_are_never_overwritten() {
+        let root = tmp("reserve");
+        let st = Storage::new(&root);
+        let (a, renamed) = st.reserve(Path::new("d/rec.mp4"), false).unwrap();
+        assert!(!renamed && a.ends_with("d/rec.mp4"));
+        std::fs::write(&a, b"first").unwrap();
+        let (b, renamed) = st.reserve(Path::new("d/rec.mp4"), false).unwrap();
+        assert!(renamed && b.ends_with("d/rec_1.mp4"), "{}", b.display());
+        let (c, _) = st.reserve(Path::new("d/rec.mp4"), false).unwrap();
+        assert!(c.ends_with("d/rec_2.mp4"), "{}", c.display());
+        assert_eq!(std::fs::read(&a).unwrap(), b"first");
+        // overwrite: the name as given
+        let (o, renamed) = st.reserve(Path::new("d/rec.mp4"), true).unwrap();
+        assert!(!renamed && o == a);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -224,6 +224,21 @@ fn target_names(svr_path_name: &str, targets: &[Target]) -> Vec<String> {
     }
 }
 
+/// The reported names with the file names a muxer actually used (`rec.mp4` → `rec_1.mp4`).
+fn renamed(names: Vec<String>, actual: Vec<Option<String>>) -> Vec<String> {
+    names
+        .into_iter()
+        .zip(actual.into_iter().chain(std::iter::repeat(None)))
+        .map(|(n, a)| match a {
+            Some(file) => match n.rfind('/') {
+                Some(i) => format!("{}{file}", &n[..=i]),
+                None => file,
+            },
+            None => n,
+        })
+        .collect()
+}
+
 /// Everything opened before the threads start.
 struct Opened {
     video: Option<(Box<dyn compose::Compositor>, VideoEncoder)>,
@@ -436,11 +451,12 @@ impl Mixer {
                     time_base: a.enc.time_base(),
                 });
             }
-            let muxer = Muxer::open(storage, &out.targets, &tracks)?;
-            outputs.push(Output {
-                muxer,
-                names: target_names(&out.svr_path_name, &out.targets),
-            });
+            let muxer = Muxer::open(storage, &out.targets, &tracks, settings.overwrite)?;
+            let names = renamed(
+                target_names(&out.svr_path_name, &out.targets),
+                muxer.dest_names(),
+            );
+            outputs.push(Output { muxer, names });
             video = Some((compositor, encoder));
         }
         if let Some(af) = &cfg.audio_file {
@@ -471,11 +487,13 @@ impl Mixer {
                     codec: a.enc.context(),
                     time_base: a.enc.time_base(),
                 }],
+                settings.overwrite,
             )?;
-            outputs.push(Output {
-                muxer,
-                names: target_names(&af.svr_path_name, std::slice::from_ref(&af.target)),
-            });
+            let names = renamed(
+                target_names(&af.svr_path_name, std::slice::from_ref(&af.target)),
+                muxer.dest_names(),
+            );
+            outputs.push(Output { muxer, names });
             audio.push(a);
         }
         Ok(Opened {

@@ -101,6 +101,11 @@ pub(crate) fn writer_loop(
             }
         }
         if Instant::now() >= next_info {
+            // a deleted or replaced output file ends the recording (905), once a second
+            if let Some(e) = outputs.iter().find_map(|o| o.muxer.check_files().err()) {
+                end = end.worst(End::Failed(e.code(), e.to_string()));
+                break;
+            }
             for ev in rep.infos(&outputs, OutputState::Running, 0, "") {
                 shared.emit(ev);
             }
@@ -114,6 +119,10 @@ pub(crate) fn writer_loop(
     drop(rx);
     for o in &mut outputs {
         if let Err(e) = o.muxer.finish() {
+            end = end.worst(End::Failed(e.code(), e.to_string()));
+        }
+        // a file deleted in the last second is as lost as one deleted earlier
+        if let Err(e) = o.muxer.check_files() {
             end = end.worst(End::Failed(e.code(), e.to_string()));
         }
     }
