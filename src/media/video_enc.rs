@@ -134,12 +134,15 @@ fn is_hardware(name: &str) -> bool {
 impl VideoEncoder {
     /// Opens an encoder for `out` per `settings`. `global_header`: the container wants the
     /// parameter sets out of band (mp4, mkv, flv). `repeat_headers`: also keep them in-band
-    /// (a `.ts` target shares the encode).
+    /// (a `.ts` target shares the encode). `low_delay`: no frame may wait inside the encoder
+    /// (live recording: what a crash loses is bounded): x264 `tune=zerolatency` (no lookahead,
+    /// no B-frames, sliced threads), nvenc `zerolatency` with no delay.
     pub fn open(
         out: &OutputSettings,
         settings: &EncoderSettings,
         global_header: bool,
         repeat_headers: bool,
+        low_delay: bool,
     ) -> Result<Self, EncodeError> {
         init();
         if !X264_PRESETS.contains(&settings.preset.as_str()) {
@@ -174,7 +177,14 @@ impl VideoEncoder {
                 tried.push((name, r.clone()));
                 continue;
             }
-            match Self::try_open(&name, out, settings, global_header, repeat_headers) {
+            match Self::try_open(
+                &name,
+                out,
+                settings,
+                global_header,
+                repeat_headers,
+                low_delay,
+            ) {
                 Ok(e) => return Ok(e),
                 Err(reason) => {
                     if let Some(g) = failed_guard.as_mut() {
@@ -227,6 +237,7 @@ impl VideoEncoder {
         s: &EncoderSettings,
         global_header: bool,
         repeat_headers: bool,
+        low_delay: bool,
     ) -> Result<Self, String> {
         let codec = ffmpeg::encoder::find_by_name(name)
             .ok_or_else(|| "not in this FFmpeg build".to_string())?;
@@ -266,6 +277,9 @@ impl VideoEncoder {
         match name {
             SOFTWARE => {
                 opts.set("preset", &s.preset);
+                if low_delay {
+                    opts.set("tune", "zerolatency");
+                }
                 if let Some(b) = forced {
                     enc.set_bit_rate(b as usize);
                     opts.set("maxrate", &b.to_string());
@@ -278,6 +292,10 @@ impl VideoEncoder {
                 }
             }
             "h264_nvenc" => {
+                if low_delay {
+                    opts.set("zerolatency", "1");
+                    opts.set("delay", "0");
+                }
                 if let Some(b) = forced {
                     enc.set_bit_rate(b as usize);
                     opts.set("rc", "cbr");
@@ -421,7 +439,7 @@ mod tests {
             preset: "ultrafast".into(),
             ..Default::default()
         };
-        let mut e = VideoEncoder::open(&out(64, 48), &s, true, false).unwrap();
+        let mut e = VideoEncoder::open(&out(64, 48), &s, true, false, false).unwrap();
         assert_eq!(e.name(), SOFTWARE);
         let img = I420Image::new(64, 48);
         let mut f = e.alloc_frame();
@@ -442,6 +460,39 @@ mod tests {
         assert_eq!(got, 10);
     }
 
+    /// Frames sent before the first packet comes out, at the default preset.
+    fn delay_frames(low_delay: bool) -> usize {
+        let s = EncoderSettings {
+            encoder: Some(SOFTWARE.into()),
+            ..Default::default()
+        };
+        let mut e = VideoEncoder::open(&out(320, 240), &s, true, false, low_delay).unwrap();
+        let mut f = e.alloc_frame();
+        let mut pkt = Packet::empty();
+        for n in 0..60 {
+            let mut img = I420Image::new(320, 240);
+            img.y.iter_mut().enumerate().for_each(|(i, v)| {
+                *v = ((i as i64 * 7 + n * 13) % 200 + 16) as u8;
+            });
+            fill_frame(&mut f, &img).unwrap();
+            f.set_pts(Some(n));
+            e.send(&f).unwrap();
+            if e.receive(&mut pkt).unwrap() {
+                return n as usize;
+            }
+        }
+        60
+    }
+
+    #[test]
+    fn live_encoding_holds_no_frame_back() {
+        // offline (veryfast: lookahead, B-frames, frame threads) holds many frames; live none
+        let (offline, live) = (delay_frames(false), delay_frames(true));
+        eprintln!("x264 veryfast delay: offline {offline} frames, live {live}");
+        assert!(offline >= 5, "offline delay {offline} frames");
+        assert_eq!(live, 0, "live delay {live} frames");
+    }
+
     #[test]
     fn bad_names_and_presets_are_errors() {
         let s = EncoderSettings {
@@ -449,7 +500,7 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            VideoEncoder::open(&out(64, 48), &s, true, false),
+            VideoEncoder::open(&out(64, 48), &s, true, false, false),
             Err(EncodeError::NotFound(_))
         ));
         let s = EncoderSettings {
@@ -457,7 +508,7 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            VideoEncoder::open(&out(64, 48), &s, true, false),
+            VideoEncoder::open(&out(64, 48), &s, true, false, false),
             Err(EncodeError::Setting(_))
         ));
         // a named hardware encoder that cannot open falls back
@@ -467,7 +518,7 @@ mod tests {
             threads: 1,
         };
         assert_eq!(
-            VideoEncoder::open(&out(64, 48), &s, true, false)
+            VideoEncoder::open(&out(64, 48), &s, true, false, false)
                 .unwrap()
                 .name(),
             SOFTWARE

@@ -427,7 +427,9 @@ impl Mixer {
         if cfg.has_video() {
             let compositor = compose::create(settings.backend, out.width, out.height)?;
             let (global, inband) = header_needs(&out.targets);
-            let encoder = VideoEncoder::open(out, &settings.encoder, global, inband)?;
+            // live: no frame waits inside the encoder, so a crash loses little (DESIGN §6)
+            let low_delay = settings.mode == PaceMode::Realtime;
+            let encoder = VideoEncoder::open(out, &settings.encoder, global, inband, low_delay)?;
             let mut tracks = vec![TrackSpec {
                 id: VIDEO_TRACK,
                 kind: TrackKind::Video { fps: out.fps },
