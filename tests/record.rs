@@ -893,11 +893,11 @@ fn record_cli_shows_a_registered_picture_and_names_a_bad_one() {
 fn final_info(m: &Mixer) -> OutputInfo {
     events(m)
         .into_iter()
-        .filter_map(|e| match e {
+        .rev()
+        .find_map(|e| match e {
             MixerEvent::OutputInfoChanged(i) => Some(i),
             _ => None,
         })
-        .last()
         .expect("an output info")
 }
 
