@@ -53,6 +53,9 @@ pub enum EncodeError {
     /// A bad setting (e.g. an unknown x264 preset).
     #[error("invalid encoder setting: {0}")]
     Setting(String),
+    /// A frame that does not fit the picture copied into it (size or pixel format).
+    #[error("encoder frame: {0}")]
+    Frame(String),
     /// FFmpeg failed while encoding.
     #[error("{op}: {source}")]
     Ffmpeg {
@@ -382,6 +385,25 @@ impl VideoEncoder {
 /// Copies an output picture into an encoder frame (I420 or NV12), making the frame writable
 /// first (a buffer the encoder still references is replaced, never overwritten).
 pub fn fill_frame(frame: &mut ffmpeg::frame::Video, img: &I420Image) -> Result<(), EncodeError> {
+    let (w, h) = (img.width as usize, img.height as usize);
+    if !matches!(frame.format(), Pixel::YUV420P | Pixel::NV12) {
+        return Err(EncodeError::Frame(format!(
+            "pixel format {:?} (yuv420p or nv12 expected)",
+            frame.format()
+        )));
+    }
+    if (frame.width() as usize, frame.height() as usize) != (w, h) || w % 2 != 0 || h % 2 != 0 {
+        return Err(EncodeError::Frame(format!(
+            "{}x{} frame for a {w}x{h} picture (equal, even sizes expected)",
+            frame.width(),
+            frame.height()
+        )));
+    }
+    if img.y.len() < w * h || img.u.len() < w * h / 4 || img.v.len() < w * h / 4 {
+        return Err(EncodeError::Frame(format!(
+            "{w}x{h} picture with short planes"
+        )));
+    }
     // SAFETY: `frame` is a valid, allocated AVFrame owned by us.
     let r = unsafe { ffmpeg::ffi::av_frame_make_writable(frame.as_mut_ptr()) };
     if r < 0 {
@@ -390,7 +412,6 @@ pub fn fill_frame(frame: &mut ffmpeg::frame::Video, img: &I420Image) -> Result<(
             source: ffmpeg::Error::from(r),
         });
     }
-    let (w, h) = (img.width as usize, img.height as usize);
     let (cw, ch) = (w / 2, h / 2);
     let copy = |dst: &mut [u8], stride: usize, src: &[u8], row: usize, rows: usize| {
         for r in 0..rows {
@@ -491,6 +512,23 @@ mod tests {
         eprintln!("x264 veryfast delay: offline {offline} frames, live {live}");
         assert!(offline >= 5, "offline delay {offline} frames");
         assert_eq!(live, 0, "live delay {live} frames");
+    }
+
+    #[test]
+    fn fill_frame_refuses_frames_that_do_not_fit() {
+        let img = I420Image::new(64, 48);
+        for (pix, w, h) in [
+            (Pixel::YUV420P, 2, 2),
+            (Pixel::GRAY8, 64, 48),
+            (Pixel::RGBA, 64, 48),
+            (Pixel::YUV420P, 128, 48),
+        ] {
+            let mut f = ffmpeg::frame::Video::new(pix, w, h);
+            let e = fill_frame(&mut f, &img).unwrap_err();
+            assert!(matches!(e, EncodeError::Frame(_)), "{pix:?} {w}x{h}: {e}");
+        }
+        let mut f = ffmpeg::frame::Video::new(Pixel::NV12, 64, 48);
+        fill_frame(&mut f, &img).unwrap();
     }
 
     #[test]

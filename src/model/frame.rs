@@ -172,7 +172,12 @@ impl VideoFrame {
                     row,
                 });
             }
-            let needed = p.stride * (rows - 1) + row;
+            // checked: a huge stride must be an error, not a wrap to a small "needed"
+            let needed = p
+                .stride
+                .checked_mul(rows - 1)
+                .and_then(|n| n.checked_add(row))
+                .unwrap_or(usize::MAX);
             if p.data.len() < needed {
                 return Err(FrameError::ShortBuffer {
                     plane: i,
@@ -415,6 +420,22 @@ impl I420Image {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_stride_is_an_error_not_a_wrap() {
+        // stride·(rows−1) overflows usize: must not wrap to a small size that passes
+        let e = VideoFrame::new(
+            PixelFormat::Rgba,
+            2,
+            3,
+            vec![Plane {
+                data: vec![0; 64],
+                stride: 1usize << 63,
+            }],
+        )
+        .unwrap_err();
+        assert!(matches!(e, FrameError::ShortBuffer { .. }), "{e}");
+    }
 
     #[test]
     fn short_buffers_are_errors() {
