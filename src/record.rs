@@ -12,6 +12,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -104,6 +105,9 @@ pub struct RecordSummary {
     pub audio_inputs: usize,
     /// The recording has a video track (false for an `audioFileCfg`-only config).
     pub video: bool,
+    /// The recording was stopped from outside ([`record_until`]'s `stop` flag) before its
+    /// end; it holds every frame composed until then and was finalised as usual.
+    pub stopped_early: bool,
     /// The final output info.
     pub output: Option<OutputInfo>,
 }
@@ -138,6 +142,12 @@ impl std::fmt::Display for RecordSummary {
             )?;
         } else {
             writeln!(f, "  audio:    none")?;
+        }
+        if self.stopped_early {
+            writeln!(
+                f,
+                "  stopped:  early, on request (the file is complete up to there)"
+            )?;
         }
         write!(
             f,
@@ -257,6 +267,34 @@ fn spawn_inputs(
         handles.push(h);
     }
     Ok((rxs, handles))
+}
+
+/// The storage root, and every folder of a file target under it, must be a folder where it
+/// exists: a regular file there would fail the recording with a bare "File exists".
+fn check_storage(storage: &std::path::Path, targets: &[&Target]) -> Result<(), RecordError> {
+    if storage.exists() && !storage.is_dir() {
+        return Err(RecordError::Usage(format!(
+            "storage root {}: is a file, not a folder",
+            storage.display()
+        )));
+    }
+    for t in targets {
+        if let Target::File { path, .. } = t {
+            let mut dir = storage.to_path_buf();
+            for c in path.parent().into_iter().flat_map(|p| p.components()) {
+                dir.push(c);
+                if dir.exists() && !dir.is_dir() {
+                    return Err(RecordError::Usage(format!(
+                        "{}: is a file, not a folder (the folder of {} under the storage root {})",
+                        dir.display(),
+                        path.display(),
+                        storage.display()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether a mixer with these settings records audio: the video targets' track (unless
@@ -404,6 +442,9 @@ fn spawn_audio(
 
 /// Records `opts.inputs` per `opts.config`; `progress` is called about every 100 ms.
 ///
+/// The recording runs to its end (`opts.duration`, or the longest input); to stop it earlier
+/// from outside, e.g. on a signal, use [`record_until`].
+///
 /// ```no_run
 /// use cloudmixer::{model::config::MixerConfig, pipeline::MixerSettings, record::{record, RecordOptions}};
 /// let cfg = MixerConfig::from_json(&std::fs::read_to_string("fixtures/layouts/seed_side_by_side.json").unwrap()).unwrap();
@@ -423,8 +464,38 @@ fn spawn_audio(
 /// ```
 pub fn record(
     opts: RecordOptions,
+    progress: impl FnMut(&Progress),
+) -> Result<RecordSummary, RecordError> {
+    record_until(opts, &AtomicBool::new(false), progress)
+}
+
+/// As [`record`], stopping early once `stop` is set: the recording ends cleanly as if its
+/// duration were reached then ([`Mixer::destroy`]: STOPPING, the final output info with state
+/// STOPPED, NULL), holding every frame composed before, and the summary says
+/// [`RecordSummary::stopped_early`]. `stop` is checked before every output tick offline and
+/// every 5 ms in real time.
+///
+/// The library installs no signal handlers. An embedder that wants SIGTERM/SIGINT to stop
+/// the recording gracefully registers its own and sets the flag from there, e.g. with the
+/// `signal-hook` crate (what `cloudmixer record` does):
+///
+/// ```ignore
+/// let stop = Arc::new(AtomicBool::new(false));
+/// for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+///     // a second signal while stopping exits at once (the fragmented mp4 still plays)
+///     signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&stop))?;
+///     signal_hook::flag::register(sig, Arc::clone(&stop))?;
+/// }
+/// let summary = record_until(opts, &stop, |_| {})?;
+/// ```
+///
+/// Setting the flag from another thread (a control API, a timer) works the same way.
+pub fn record_until(
+    opts: RecordOptions,
+    stop: &AtomicBool,
     mut progress: impl FnMut(&Progress),
 ) -> Result<RecordSummary, RecordError> {
+    let stopped = || stop.load(Ordering::Relaxed);
     let fps = opts.config.output.fps;
     let has_video = opts.config.has_video();
     let with_audio = records_audio(&opts.config, &opts.settings);
@@ -461,6 +532,13 @@ pub fn record(
         opts.config
             .parse_update_value(u)
             .map_err(|e| RecordError::Usage(format!("update at {:.3} s: {e}", t.as_secs_f64())))?;
+    }
+    {
+        let mut targets: Vec<&Target> = opts.config.output.targets.iter().collect();
+        if let Some(af) = &opts.config.audio_file {
+            targets.push(&af.target);
+        }
+        check_storage(&opts.storage, &targets)?;
     }
     let mut events_file = match &opts.events {
         Some(p) => Some(std::fs::File::create(p)?),
@@ -548,14 +626,25 @@ pub fn record(
                 .into_iter()
                 .map(|(u, rx)| (u, rx.into_iter()))
                 .collect();
-            mixer.run_offline_av(iters, audio_iters, total, |m, n| {
+            let res = mixer.run_offline_av(iters, audio_iters, total, |m, n| {
+                if stopped() {
+                    return Err(MixerError::Stopped {
+                        code: 0,
+                        desc: "stopped on request".into(),
+                    });
+                }
                 let t = tick_time(fps, n);
                 while let Some((_, u)) = upd.next_if(|(at, _)| *at <= t) {
                     m.update_content(&u)?;
                 }
                 report(n, false);
                 Ok(())
-            })
+            });
+            // the stop request's own error is not a failure
+            match res {
+                Err(MixerError::Stopped { code: 0, .. }) if stopped() => Ok(()),
+                other => other,
+            }
         }
         PaceMode::Realtime => {
             mixer.stop_after_frames(total);
@@ -573,6 +662,9 @@ pub fn record(
                 for (camid, rx) in inputs {
                     s.spawn(move || {
                         for f in rx.iter() {
+                            if stopped() {
+                                return;
+                            }
                             due(f.pts);
                             let capture = base + f.pts;
                             if m.push_video_at(&camid, f, capture).is_err() {
@@ -584,6 +676,9 @@ pub fn record(
                 for (user, rx) in audio {
                     s.spawn(move || {
                         for f in rx.iter() {
+                            if stopped() {
+                                return;
+                            }
                             let pts = f.capture().unwrap_or_default();
                             due(pts);
                             match m.push_audio(&user, f.with_capture(base + pts)) {
@@ -596,7 +691,10 @@ pub fn record(
                     });
                 }
                 let mut res = Ok(());
-                while m.state() != crate::model::events::MixerState::Null && m.ticks() < total {
+                while m.state() != crate::model::events::MixerState::Null
+                    && m.ticks() < total
+                    && !stopped()
+                {
                     let t = t0.elapsed();
                     while let Some((_, u)) = upd.next_if(|(at, _)| *at <= t) {
                         if let Err(e) = m.update_content(&u) {
@@ -611,6 +709,7 @@ pub fn record(
             })
         }
     };
+    let stopped_early = stopped() && mixer.ticks() < total;
     report(mixer.ticks(), true);
     let encoder = mixer.encoder_name().to_string();
     let backend = mixer.backend_name().to_string();
@@ -658,6 +757,52 @@ pub fn record(
         },
         audio_inputs: audio_sources.len(),
         video: has_video,
+        stopped_early,
         output: out,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Offline, a stop request ends the recording at the next tick, cleanly.
+    #[test]
+    fn offline_recording_stops_on_request() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let text =
+            std::fs::read_to_string(format!("{root}/fixtures/layouts/seed_side_by_side.json"))
+                .unwrap();
+        let dir = std::env::temp_dir().join(format!("cm-record-stop-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let opts = RecordOptions {
+            config: MixerConfig::from_json(&text).unwrap(),
+            inputs: vec![(
+                "Usr1.-1".into(),
+                format!("{root}/fixtures/clips/cam1_640x480_15.mp4").into(),
+            )],
+            audio: vec![],
+            pictures: vec![],
+            updates: vec![],
+            storage: dir.clone(),
+            duration: Some(Duration::from_secs(20)),
+            settings: MixerSettings {
+                backend: crate::compose::Backend::Cpu,
+                audio: false,
+                ..MixerSettings::offline()
+            },
+            events: Some(dir.join("ev.jsonl")),
+        };
+        std::fs::create_dir_all(&dir).unwrap();
+        let stop = AtomicBool::new(false);
+        // the first progress report comes before tick 0: stop there
+        let s = record_until(opts, &stop, |_| stop.store(true, Ordering::Relaxed)).unwrap();
+        assert!(s.stopped_early);
+        assert!(s.frames >= 1 && s.frames < 300, "{}", s.frames);
+        assert!(s.to_string().contains("  stopped:  early, on request"));
+        let ev = std::fs::read_to_string(dir.join("ev.jsonl")).unwrap();
+        let last = ev.lines().last().unwrap();
+        assert!(last.contains(r#""state":0"#), "{ev}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -521,3 +521,437 @@ fn record_realtime_keeps_flash_and_click_in_step() {
     let p = record_marks("rec_sync_realtime", &["--realtime", "--latency", "300"]);
     assert_in_step(&p, 3);
 }
+
+// ---- record: signals, warnings, usage errors ----
+
+fn seed() -> String {
+    format!("{ROOT}/fixtures/layouts/seed_side_by_side.json")
+}
+
+fn events_of(p: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The first SIGTERM or SIGINT stops a live recording gracefully: it exits 0 within 3 s with
+/// the summary, the events end with STOPPING, the final output info (STOPPED) and NULL, and
+/// the file plays with everything recorded until the signal.
+#[test]
+fn record_stops_gracefully_on_sigterm_and_sigint() {
+    use std::time::{Duration, Instant};
+    let d = out_dir("rec_signal");
+    for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
+        let file = format!("sig{sig}.mp4");
+        let events = d.join(format!("sig{sig}.events.jsonl"));
+        let _ = std::fs::remove_file(d.join(&file));
+        let _ = std::fs::remove_file(&events);
+        let mut child = bin()
+            .args([
+                "record",
+                "--realtime",
+                "--duration",
+                "30",
+                "--backend",
+                "cpu",
+            ])
+            .args(["--config", &seed(), "--output", &file])
+            .args([
+                "--input",
+                &format!("Usr1.-1={}", clip("cam1_640x480_15.mp4")),
+            ])
+            .arg("--events")
+            .arg(&events)
+            .arg("--storage")
+            .arg(&d)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // wait for RUNNING, then record ~3 s
+        let t0 = Instant::now();
+        while !events_of(&events)
+            .iter()
+            .any(|e| e["event"] == "stateChanged" && e["state"] == 2)
+        {
+            assert!(t0.elapsed() < Duration::from_secs(30), "never RUNNING");
+            assert!(child.try_wait().unwrap().is_none(), "exited early");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        // SAFETY: kill has no memory preconditions; the pid is our child's
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
+        let killed = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if killed.elapsed() > Duration::from_secs(3) {
+                let _ = child.kill();
+                panic!("{name}: still running 3 s after the signal");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let o = child.wait_with_output().unwrap();
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        assert_eq!(status.code(), Some(0), "{name}: {err}");
+        assert!(out.contains("  stopped:  early, on request"), "{out}");
+        assert!(err.contains(&format!("stopped by {name}")), "{err}");
+        let ev = events_of(&events);
+        let n = ev.len();
+        assert!(n >= 3, "{ev:?}");
+        assert_eq!(ev[n - 1]["event"], "stateChanged", "{ev:?}");
+        assert_eq!(ev[n - 1]["state"], 0, "{ev:?}");
+        assert_eq!(ev[n - 1]["err"], 0, "{ev:?}");
+        assert_eq!(ev[n - 2]["event"], "outputInfoChanged", "{ev:?}");
+        assert_eq!(ev[n - 2]["outputInfo"]["state"], 2, "{ev:?}");
+        let stopping = ev
+            .iter()
+            .rposition(|e| e["event"] == "stateChanged" && e["state"] == 4)
+            .unwrap_or_else(|| panic!("no STOPPING: {ev:?}"));
+        assert!(stopping < n - 2, "{ev:?}");
+        // the file plays, with the ~3 s recorded
+        let p = d.join(&file);
+        let f = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&p)
+            .args(["-f", "null", "-"])
+            .output()
+            .unwrap();
+        assert!(f.status.success(), "{}", String::from_utf8_lossy(&f.stderr));
+        let streams = probe_streams(&p);
+        let vd = secs(&stream(&streams, "video")["duration"]);
+        assert!(vd >= 2.5, "{name}: {vd} s of video");
+        assert!(vd < 20.0, "{name}: {vd} s of video");
+    }
+}
+
+#[test]
+fn validate_and_record_print_config_warnings() {
+    let d = out_dir("cfg_warnings");
+    let cfg = d.join("typo.json");
+    std::fs::write(
+        &cfg,
+        r#"{"mode":0,"videoFileCfg":{"svrPathName":"/w.mp4","vWidth":640,"vHeight":360,"vWidht":640,"vendorThing":1,
+            "layoutConfig":[{"type":0,"left":0,"top":0,"width":640,"height":360,"param":{"camid":"Usr1.-1"}}]}}"#,
+    )
+    .unwrap();
+    let o = bin().arg("validate").arg(&cfg).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning: ")
+            && err.contains("videoFileCfg.vWidht: unknown field (did you mean vWidth?)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("videoFileCfg.vendorThing: unknown field\n"),
+        "{err}"
+    );
+    // record says so too, and records
+    let o = bin()
+        .args([
+            "record",
+            "--backend",
+            "cpu",
+            "--duration",
+            "0.5",
+            "--no-audio",
+        ])
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "--input",
+            &format!("Usr1.-1={}", clip("cam1_640x480_15.mp4")),
+        ])
+        .args(["--overwrite", "--storage"])
+        .arg(&d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("videoFileCfg.vWidht: unknown field (did you mean vWidth?)"),
+        "{err}"
+    );
+    // a duplicate key is an error naming it (exit 2)
+    std::fs::write(
+        &cfg,
+        r#"{"mode":0,"videoFileCfg":{"svrPathName":"/w.mp4","vWidth":640,"vHeight":360,"vHeight":720,"layoutConfig":[]}}"#,
+    )
+    .unwrap();
+    let o = bin().arg("validate").arg(&cfg).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("videoFileCfg.vHeight: duplicate key"));
+}
+
+#[test]
+fn record_warns_about_an_unused_input_and_refuses_a_camid_twice() {
+    let d = out_dir("rec_inputs");
+    let cam1 = format!("Usr1.-1={}", clip("cam1_640x480_15.mp4"));
+    let o = bin()
+        .args([
+            "record",
+            "--backend",
+            "cpu",
+            "--duration",
+            "0.5",
+            "--no-audio",
+        ])
+        .args(["--config", &seed(), "--input", &cam1])
+        .args([
+            "--input",
+            &format!("Usr7.-1={}", clip("cam7_180x320_30.mp4")),
+        ])
+        .args(["--output", "unused.mp4", "--overwrite", "--storage"])
+        .arg(&d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning: --input Usr7.-1=")
+            && err.contains("no layout item (nor any --update) shows camid 'Usr7.-1'"),
+        "{err}"
+    );
+    assert!(!err.contains("camid 'Usr1.-1'"), "{err}");
+    // a camid shown only after an update is not warned about
+    let upd = d.join("only_usr7.json");
+    std::fs::write(
+        &upd,
+        r#"{"videoFileCfg":{"layoutConfig":[{"type":0,"left":0,"top":0,"width":640,"height":360,"param":{"camid":"Usr7.-1"}}]}}"#,
+    )
+    .unwrap();
+    let o = bin()
+        .args([
+            "record",
+            "--backend",
+            "cpu",
+            "--duration",
+            "0.5",
+            "--no-audio",
+        ])
+        .args(["--config", &seed(), "--input", &cam1])
+        .args([
+            "--input",
+            &format!("Usr7.-1={}", clip("cam7_180x320_30.mp4")),
+        ])
+        .arg("--update")
+        .arg(format!("0.2={}", upd.display()))
+        .args(["--output", "unused.mp4", "--overwrite", "--storage"])
+        .arg(&d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("shows camid"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // one camid twice
+    let o = bin()
+        .args(["record", "--config", &seed(), "--input", &cam1])
+        .args([
+            "--input",
+            &format!("Usr1.-1={}", clip("cam4_1280x720_30.mp4")),
+        ])
+        .arg("--storage")
+        .arg(&d)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--input Usr1.-1: camid 'Usr1.-1' given twice"),
+        "{err}"
+    );
+}
+
+#[test]
+fn record_usage_errors_exit_2_with_clear_messages() {
+    let d = out_dir("rec_usage");
+    let cam1 = format!("Usr1.-1={}", clip("cam1_640x480_15.mp4"));
+    let run = |extra: &[&str]| {
+        let o = bin()
+            .args(["record", "--backend", "cpu", "--no-audio"])
+            .args(["--config", &seed(), "--input", &cam1])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let storage = d.to_str().unwrap();
+    // --duration
+    for (arg, want) in [
+        (
+            "--duration=inf",
+            "--duration inf: must be a finite number of seconds",
+        ),
+        ("--duration=nan", "--duration NaN: not a number"),
+        ("--duration=-3", "--duration -3: must be > 0 seconds"),
+        ("--duration=0", "--duration 0: must be > 0 seconds"),
+    ] {
+        let (code, err) = run(&[arg, "--storage", storage]);
+        assert_eq!(code, Some(2), "{arg}: {err}");
+        assert!(err.contains(want), "{arg}: {err}");
+    }
+    // an invalid --update file: usage (2), naming the file and the field
+    let upd = d.join("bad_update.json");
+    std::fs::write(
+        &upd,
+        r#"{"videoFileCfg":{"layoutConfig":[{"type":0,"left":0,"top":0,"width":-5,"height":3,"param":{"camid":"x"}}]}}"#,
+    )
+    .unwrap();
+    let u = format!("1={}", upd.display());
+    let (code, err) = run(&["--duration", "1", "--update", &u, "--storage", storage]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("bad_update.json: videoFileCfg.layoutConfig[0].width: must be > 0, got -5"),
+        "{err}"
+    );
+    std::fs::write(
+        &upd,
+        r#"{"videoFileCfg":{"layoutConfig":[],"layoutConfig":[]}}"#,
+    )
+    .unwrap();
+    let (code, err) = run(&["--duration", "1", "--update", &u, "--storage", storage]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("videoFileCfg.layoutConfig: duplicate key"),
+        "{err}"
+    );
+    // a storage root that is a file is named
+    let file = d.join("not_a_folder");
+    std::fs::write(&file, b"x").unwrap();
+    let (code, err) = run(&["--duration", "1", "--storage", file.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "storage root {}: is a file, not a folder",
+            file.display()
+        )),
+        "{err}"
+    );
+    // ... and so is a file where the recording's folder would be
+    std::fs::write(d.join("2021-09-24"), b"x").unwrap();
+    let (code, err) = run(&["--duration", "1", "--storage", storage]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: is a file, not a folder",
+            d.join("2021-09-24").display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("os error"), "{err}");
+}
+
+#[test]
+fn record_keeps_an_existing_file_unless_overwrite() {
+    let d = out_dir("rec_overwrite");
+    for f in ["o.mp4", "o_1.mp4", "o_2.mp4"] {
+        let _ = std::fs::remove_file(d.join(f));
+    }
+    let rec = |extra: &[&str]| {
+        let o = bin()
+            .args([
+                "record",
+                "--backend",
+                "cpu",
+                "--duration",
+                "0.5",
+                "--no-audio",
+            ])
+            .args(["--config", &seed()])
+            .args([
+                "--input",
+                &format!("Usr1.-1={}", clip("cam1_640x480_15.mp4")),
+            ])
+            .args(["--output", "o.mp4"])
+            .args(extra)
+            .arg("--storage")
+            .arg(&d)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    rec(&[]);
+    assert!(d.join("o.mp4").exists());
+    let out = rec(&[]);
+    assert!(d.join("o_1.mp4").exists(), "{out}");
+    let out = rec(&["--overwrite"]);
+    assert!(!d.join("o_2.mp4").exists(), "{out}");
+    // documented in --help, with the exit statuses
+    let o = bin().args(["record", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(help.contains("--overwrite"), "{help}");
+    assert!(help.contains("Exit status: 0 recorded"), "{help}");
+    assert!(help.contains("SIGTERM"), "{help}");
+}
+
+/// A second signal while stopping exits at once with 128+signal; the fragmented mp4 written
+/// until then still plays.
+#[test]
+fn record_second_signal_exits_at_once_and_the_file_plays() {
+    use std::time::{Duration, Instant};
+    let d = out_dir("rec_signal_twice");
+    let _ = std::fs::remove_file(d.join("twice.mp4"));
+    let events = d.join("twice.events.jsonl");
+    let _ = std::fs::remove_file(&events);
+    let mut child = bin()
+        .args([
+            "record",
+            "--realtime",
+            "--duration",
+            "30",
+            "--backend",
+            "cpu",
+        ])
+        .args(["--config", &seed(), "--output", "twice.mp4"])
+        .args([
+            "--input",
+            &format!("Usr1.-1={}", clip("cam1_640x480_15.mp4")),
+        ])
+        .arg("--events")
+        .arg(&events)
+        .arg("--storage")
+        .arg(&d)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // wait until a fragment with video is on disk (an output info with a duration)
+    let t0 = Instant::now();
+    while !events_of(&events)
+        .iter()
+        .any(|e| e["outputInfo"]["duration"].as_u64().unwrap_or(0) >= 1000)
+    {
+        assert!(t0.elapsed() < Duration::from_secs(30), "never recorded 1 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill has no memory preconditions; the pid is our child's
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    let p = d.join("twice.mp4");
+    let f = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&p)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(f.status.success(), "{}", String::from_utf8_lossy(&f.stderr));
+    assert!(secs(&stream(&probe_streams(&p), "video")["duration"]) >= 0.9);
+}

@@ -49,10 +49,11 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// Control characters of the path and rule (values echoed from the JSON) are escaped.
     fn invalid(path: &str, rule: impl Into<String>) -> Self {
         ConfigError::Invalid {
-            path: path.to_string(),
-            rule: rule.into(),
+            path: escape_controls(path),
+            rule: escape_controls(&rule.into()),
         }
     }
     /// The JSON path the error is about, if any.
@@ -221,10 +222,252 @@ pub struct MixerConfig {
     /// The initial layout.
     pub layout: Arc<Layout>,
     raw: Value,
+    warnings: Vec<String>,
 }
 
-fn parse_json(text: &str) -> Result<Value> {
-    serde_json::from_str(text).map_err(|e| ConfigError::Json(e.to_string()))
+/// Escapes the control characters of a value echoed into a message (`\n`, `\t`, `\r`,
+/// others as `\u{1b}`), so that an error or warning never prints them raw.
+pub fn escape_controls(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Parses config JSON text (a create config or an update) strictly: a UTF-8 byte order mark
+/// at the start is skipped, and a key repeated in one object is an error naming its path
+/// (`videoFileCfg.vWidth: duplicate key …`), at any depth; serde_json alone would keep the
+/// last value silently.
+pub fn parse_json(text: &str) -> Result<Value> {
+    use serde::de::DeserializeSeed;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let dup = std::cell::RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let seed = strict::ValueSeed {
+        path: String::new(),
+        dup: &dup,
+    };
+    let parsed = seed.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    match parsed {
+        Ok(v) => Ok(v),
+        Err(e) => match dup.into_inner() {
+            Some(path) => Err(ConfigError::invalid(
+                &path,
+                "duplicate key (each key may appear once in an object)",
+            )),
+            None => Err(ConfigError::Json(escape_controls(&e.to_string()))),
+        },
+    }
+}
+
+/// A JSON value builder that refuses duplicate keys (see [`parse_json`]).
+mod strict {
+    use std::cell::RefCell;
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Number, Value};
+
+    pub(super) struct ValueSeed<'a> {
+        /// JSON path of the value (`""` for the root).
+        pub path: String,
+        /// Set to the path of the first duplicate key.
+        pub dup: &'a RefCell<Option<String>>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+        type Value = Value;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for ValueSeed<'_> {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_string()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(v) = seq.next_element_seed(ValueSeed {
+                path: format!("{}[{}]", self.path, out.len()),
+                dup: self.dup,
+            })? {
+                out.push(v);
+            }
+            Ok(Value::Array(out))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let path = super::join(&self.path, &key);
+                if out.contains_key(&key) {
+                    let msg = format!("duplicate key {}", super::escape_controls(&path));
+                    *self.dup.borrow_mut() = Some(path);
+                    return Err(A::Error::custom(msg));
+                }
+                let v = map.next_value_seed(ValueSeed {
+                    path,
+                    dup: self.dup,
+                })?;
+                out.insert(key, v);
+            }
+            Ok(Value::Object(out))
+        }
+    }
+}
+
+/// Keys the parser reads (or accepts and ignores) in each object of a config or update.
+const ROOT_KEYS: &[&str] = &[
+    "mode",
+    "videoFileCfg",
+    "audioFileCfg",
+    // accepted, unused: storage is the mixer's storage root
+    "storageConfig",
+    // vendor extension, accepted and ignored
+    "mixedLayout",
+];
+const VIDEO_KEYS: &[&str] = &[
+    "svrPathName",
+    "vWidth",
+    "vHeight",
+    "vFps",
+    "vBps",
+    "vQP",
+    "aChannelType",
+    "aChannelContent",
+    "aBps",
+    "layoutConfig",
+    "backgroundColor",
+    "placeholder",
+    // vendor extension, accepted and ignored
+    "mixedLayout",
+];
+const AUDIO_KEYS: &[&str] = &["svrPathName", "aChannelType", "aChannelContent", "aBps"];
+const ITEM_KEYS: &[&str] = &[
+    "type",
+    "left",
+    "top",
+    "width",
+    "height",
+    "keepAspectRatio",
+    "param",
+    "zorder",
+    "alpha",
+    "fit",
+];
+const PARAM_KEYS: &[&str] = &[
+    "camid",
+    "resourceid",
+    "text",
+    "color",
+    "background",
+    "font-size",
+    "text-margin",
+];
+
+/// Levenshtein distance (in chars).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn unknown_in(m: &Map<String, Value>, path: &str, known: &[&str], out: &mut Vec<String>) {
+    for k in m.keys() {
+        if known.contains(&k.as_str()) {
+            continue;
+        }
+        let near = known
+            .iter()
+            .map(|c| {
+                (
+                    edit_distance(&k.to_ascii_lowercase(), &c.to_ascii_lowercase()),
+                    c,
+                )
+            })
+            .filter(|(d, _)| *d <= 2)
+            .min_by_key(|(d, _)| *d);
+        let p = escape_controls(&join(path, k));
+        out.push(match near {
+            Some((_, c)) => format!("{p}: unknown field (did you mean {c}?)"),
+            None => format!("{p}: unknown field"),
+        });
+    }
+}
+
+/// Warnings for the fields of a create config or update that the parser does not know:
+/// servers send fields we do not read, so they are not errors, but a near miss of a known key
+/// is most likely a typo: `videoFileCfg.vWidht: unknown field (did you mean vWidth?)`.
+/// Objects of the wrong type are left to the parser's errors.
+pub fn unknown_fields(root: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(m) = root.as_object() else {
+        return out;
+    };
+    unknown_in(m, "", ROOT_KEYS, &mut out);
+    if let Some(a) = m.get("audioFileCfg").and_then(Value::as_object) {
+        unknown_in(a, "audioFileCfg", AUDIO_KEYS, &mut out);
+    }
+    if let Some(v) = m.get("videoFileCfg").and_then(Value::as_object) {
+        unknown_in(v, "videoFileCfg", VIDEO_KEYS, &mut out);
+        if let Some(items) = v.get("layoutConfig").and_then(Value::as_array) {
+            for (i, it) in items.iter().enumerate() {
+                let Some(it) = it.as_object() else { continue };
+                let ip = format!("videoFileCfg.layoutConfig[{i}]");
+                unknown_in(it, &ip, ITEM_KEYS, &mut out);
+                if let Some(p) = it.get("param").and_then(Value::as_object) {
+                    unknown_in(p, &join(&ip, "param"), PARAM_KEYS, &mut out);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn describe(v: &Value) -> String {
@@ -260,6 +503,10 @@ fn opt_int(m: &Map<String, Value>, path: &str, key: &str) -> Result<Option<i64>>
         None | Some(Value::Null) => Ok(None),
         Some(v @ Value::Number(n)) => match n.as_i64() {
             Some(i) => Ok(Some(i)),
+            // JSON `-0` parses as the float -0.0 (as does `-0.0`, which cannot be told apart)
+            None if n.as_f64() == Some(0.0) && n.as_f64().is_some_and(f64::is_sign_negative) => {
+                Ok(Some(0))
+            }
             None => Err(ConfigError::invalid(
                 &p,
                 format!("must be an integer, got {}", describe(v)),
@@ -680,14 +927,18 @@ fn parse_audio_file(m: &Map<String, Value>) -> Result<AudioFileSettings> {
 }
 
 impl MixerConfig {
-    /// Parses and validates a create config.
+    /// Parses and validates a create config. The text is parsed by [`parse_json`] (a leading
+    /// byte order mark is skipped, a duplicate key is an error); unknown fields are not errors
+    /// but [`MixerConfig::warnings`].
     pub fn from_json(text: &str) -> Result<Self> {
         Self::from_value(parse_json(text)?)
     }
 
-    /// Validates an already-parsed JSON value.
+    /// Validates an already-parsed JSON value. (A `Value` has lost any duplicate keys: parse
+    /// text with [`parse_json`] to have them refused.)
     pub fn from_value(root: Value) -> Result<Self> {
         let m = obj(&root, "(root)")?;
+        let warnings = unknown_fields(&root);
         let mode = opt_int(m, "", "mode")?.unwrap_or(0);
         match mode {
             0 => {}
@@ -727,6 +978,7 @@ impl MixerConfig {
                     audio_file,
                     layout: Arc::new(Layout::new(0, 0, [16, 128, 128], Vec::new())),
                     raw: root,
+                    warnings,
                 });
             }
             None | Some(Value::Null) => {
@@ -778,7 +1030,21 @@ impl MixerConfig {
             audio_file,
             layout: Arc::new(layout),
             raw: root,
+            warnings,
         })
+    }
+
+    /// What the config has that the parser does not read (unknown fields, see
+    /// [`unknown_fields`]): not errors, but worth telling the operator.
+    ///
+    /// ```
+    /// use cloudmixer::model::config::MixerConfig;
+    /// let cfg = MixerConfig::from_json(r#"{"videoFileCfg":{"svrPathName":"a.mp4","vWidth":640,
+    ///   "vHeight":360,"vWidht":640,"layoutConfig":[]}}"#).unwrap();
+    /// assert_eq!(cfg.warnings(), ["videoFileCfg.vWidht: unknown field (did you mean vWidth?)"]);
+    /// ```
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Whether this mixer records video (it has a `videoFileCfg`).
@@ -804,7 +1070,9 @@ impl MixerConfig {
         }
         for (k, v) in m {
             if k != "videoFileCfg" && self.raw.get(k) != Some(v) {
-                return Err(ConfigError::NotUpdatable { path: k.clone() });
+                return Err(ConfigError::NotUpdatable {
+                    path: escape_controls(k),
+                });
             }
         }
         let vfc = match m.get("videoFileCfg") {
@@ -815,7 +1083,7 @@ impl MixerConfig {
         for (k, v) in vfc {
             if k != "layoutConfig" && cur.and_then(|c| c.get(k)) != Some(v) {
                 return Err(ConfigError::NotUpdatable {
-                    path: format!("videoFileCfg.{k}"),
+                    path: escape_controls(&format!("videoFileCfg.{k}")),
                 });
             }
         }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,10 +11,10 @@ use clap::{Parser, Subcommand};
 
 use cloudmixer::compose::{self, Backend, Frames};
 use cloudmixer::media::video_enc::EncoderSettings;
-use cloudmixer::model::config::MixerConfig;
+use cloudmixer::model::config::{self, MixerConfig};
 use cloudmixer::model::time::PaceMode;
 use cloudmixer::pipeline::MixerSettings;
-use cloudmixer::record::{record, RecordError, RecordOptions};
+use cloudmixer::record::{record_until, RecordError, RecordOptions};
 use cloudmixer::{bench, media::decode, snapshot};
 use std::io::IsTerminal;
 
@@ -57,8 +58,22 @@ enum Cmd {
     /// How many rooms this machine can mix: W1–W3 (or a config) × backends × mixer counts.
     Bench(bench::BenchArgs),
     /// Record files into one composed recording (offline, as fast as possible, by default).
+    #[command(after_help = RECORD_EXIT_HELP)]
     Record(RecordArgs),
 }
+
+/// `record --help`: signals and exit statuses (also in README.md).
+const RECORD_EXIT_HELP: &str = "\
+Signals: the first SIGTERM or SIGINT (systemctl stop, docker stop, Ctrl-C) stops the recording
+gracefully: every frame composed so far is kept, the file is finalised, the final events
+(STOPPING, the final output info, NULL) are written and the summary is printed. A second
+SIGTERM or SIGINT exits at once with status 128+signal (143, 130); the fragmented mp4 written so
+far still plays.
+
+Exit status: 0 recorded (also when stopped early by a first SIGTERM/SIGINT); 1 the recording
+failed (the vendor code is printed: 901 max duration, 902 no disk, 905 file error, ...);
+2 bad usage or an invalid config or --update file (nothing recorded); 130/143 a second
+SIGINT/SIGTERM.";
 
 #[derive(clap::Args)]
 struct RecordArgs {
@@ -110,6 +125,10 @@ struct RecordArgs {
     /// Write every event as a JSON line to this file.
     #[arg(long, value_name = "FILE.jsonl")]
     events: Option<PathBuf>,
+    /// Replace an existing file at the output path (default: keep it and record to the first
+    /// free name, rec_1.mp4, rec_2.mp4, ...).
+    #[arg(long)]
+    overwrite: bool,
 }
 
 /// A user error: printed to stderr, exit code 2.
@@ -126,7 +145,35 @@ fn read(path: &PathBuf) -> Result<String, UserError> {
 }
 
 fn load_config(path: &PathBuf) -> Result<MixerConfig, UserError> {
-    MixerConfig::from_json(&read(path)?).map_err(|e| UserError(format!("{}: {e}", path.display())))
+    let cfg = MixerConfig::from_json(&read(path)?)
+        .map_err(|e| UserError(format!("{}: {e}", path.display())))?;
+    warn_all(path, cfg.warnings());
+    Ok(cfg)
+}
+
+/// Prints warnings about a config or update file (unknown fields) to stderr.
+fn warn_all(path: &std::path::Path, warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {}: {w}", path.display());
+    }
+}
+
+/// A recording length in seconds: a finite number > 0.
+fn parse_duration(d: f64) -> Result<Duration, UserError> {
+    if d.is_nan() {
+        return Err(UserError(format!(
+            "--duration {d}: not a number; give the length in seconds, e.g. --duration 60"
+        )));
+    }
+    if d.is_infinite() {
+        return Err(UserError(format!(
+            "--duration {d}: must be a finite number of seconds (leave --duration out to record the longest input)"
+        )));
+    }
+    if d <= 0.0 {
+        return Err(UserError(format!("--duration {d}: must be > 0 seconds")));
+    }
+    Duration::try_from_secs_f64(d).map_err(|_| UserError(format!("--duration {d}: too long")))
 }
 
 /// Parses `CAMID=FILE[@SECONDS]`.
@@ -167,8 +214,8 @@ impl From<UserError> for Failure {
 
 fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
     let text = read(&a.config)?;
-    let mut raw: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| UserError(format!("{}: {e}", a.config.display())))?;
+    let mut raw =
+        config::parse_json(&text).map_err(|e| UserError(format!("{}: {e}", a.config.display())))?;
     if let Some(o) = &a.output {
         // the video file, or the audio file of an audio-only config
         let section = if raw.get("videoFileCfg").is_some_and(|v| !v.is_null()) {
@@ -191,12 +238,20 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
     }
     let config = MixerConfig::from_value(raw)
         .map_err(|e| UserError(format!("{}: {e}", a.config.display())))?;
-    let mut inputs = Vec::new();
+    warn_all(&a.config, config.warnings());
+    let mut inputs: Vec<(String, PathBuf)> = Vec::new();
     for s in &a.inputs {
         let (id, file) = s
             .split_once('=')
             .filter(|(i, f)| !i.is_empty() && !f.is_empty())
             .ok_or_else(|| UserError(format!("--input {s}: expected CAMID=FILE")))?;
+        if let Some((_, first)) = inputs.iter().find(|(c, _)| c == id) {
+            return Err(UserError(format!(
+                "--input {id}: camid '{id}' given twice ({} and {file}); one --input per camid",
+                first.display()
+            ))
+            .into());
+        }
         inputs.push((id.to_string(), PathBuf::from(file)));
     }
     let mut audio = Vec::new();
@@ -218,15 +273,39 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
             .filter(|v: &f64| v.is_finite() && *v >= 0.0)
             .ok_or_else(|| UserError(format!("--update {s}: '{t}' is not a time in seconds")))?;
         let path = PathBuf::from(file);
-        let v: serde_json::Value =
-            serde_json::from_str(&read(&path)?).map_err(|e| UserError(format!("{file}: {e}")))?;
+        let v = config::parse_json(&read(&path)?).map_err(|e| UserError(format!("{file}: {e}")))?;
+        // an invalid update is a usage error (exit 2), found before anything is recorded
+        config
+            .parse_update_value(&v)
+            .map_err(|e| UserError(format!("{file}: {e}")))?;
+        warn_all(&path, &config::unknown_fields(&v));
         updates.push((Duration::from_secs_f64(secs), v));
     }
-    let duration = match a.duration {
-        Some(d) if d.is_finite() && d > 0.0 => Some(Duration::from_secs_f64(d)),
-        Some(d) => return Err(UserError(format!("--duration {d}: must be > 0")).into()),
-        None => None,
-    };
+    if config.has_video() {
+        // the camids the layout shows, now or after an update
+        let mut shown: Vec<String> = Vec::new();
+        let layouts = std::iter::once(Ok(config.layout.clone())).chain(
+            updates
+                .iter()
+                .map(|(_, v)| config.parse_update_value(v).map(Arc::new)),
+        );
+        for l in layouts.flatten() {
+            shown.extend(
+                l.items
+                    .iter()
+                    .filter_map(|it| it.kind.source_id().map(str::to_string)),
+            );
+        }
+        for (camid, file) in &inputs {
+            if !shown.contains(camid) {
+                eprintln!(
+                    "warning: --input {camid}={}: no layout item (nor any --update) shows camid '{camid}'",
+                    file.display()
+                );
+            }
+        }
+    }
+    let duration = a.duration.map(parse_duration).transpose()?;
     let settings = MixerSettings {
         backend: a.backend,
         encoder: EncoderSettings {
@@ -241,6 +320,7 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
         },
         latency: Duration::from_millis(a.latency),
         audio: !a.no_audio,
+        overwrite: a.overwrite,
         ..Default::default()
     };
     let mut pictures = Vec::new();
@@ -262,10 +342,23 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
         settings,
         events: a.events.clone(),
     };
+    // the first SIGTERM/SIGINT stops the recording gracefully; a second one exits at once
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut by_signal = Vec::new();
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        let got = Arc::new(AtomicBool::new(false));
+        let reg = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, stop.clone())
+            .and_then(|_| signal_hook::flag::register(sig, got.clone()))
+            .and_then(|_| signal_hook::flag::register(sig, stop.clone()));
+        if let Err(e) = reg {
+            return Err(UserError(format!("cannot handle signal {sig}: {e}")).into());
+        }
+        by_signal.push((sig, got));
+    }
     let tty = std::io::stderr().is_terminal();
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut last_line = std::time::Instant::now();
-    let result = record(opts, |p| {
+    let result = record_until(opts, &stop, |p| {
         if tty {
             let b = bar.get_or_insert_with(|| {
                 let b = indicatif::ProgressBar::new(p.total);
@@ -294,6 +387,20 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
     }
     let summary = result.map_err(Failure::Record)?;
     println!("{summary}");
+    if let Some((sig, _)) = by_signal
+        .iter()
+        .find(|(_, got)| got.load(Ordering::Relaxed))
+    {
+        let name = if *sig == signal_hook::consts::SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
+        eprintln!(
+            "stopped by {name}: recording finalised ({:.3} s)",
+            summary.duration_ms as f64 / 1000.0
+        );
+    }
     Ok(())
 }
 
@@ -380,6 +487,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::User(UserError(msg))) => {
             eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+        // bad usage found by the recorder before anything was recorded (an input's camid,
+        // an update, the storage root): usage, as for the checks above
+        Err(Failure::Record(e @ (RecordError::Usage(_) | RecordError::Config(_)))) => {
+            eprintln!("error: {e}");
             ExitCode::from(2)
         }
         Err(Failure::Record(e)) => {

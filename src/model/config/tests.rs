@@ -630,3 +630,143 @@ fn bad_audio_fields_name_the_field() {
         "videoFileCfg: this mixer records audio only: it has no layout to update"
     );
 }
+
+#[test]
+fn duplicate_keys_are_errors_naming_the_path() {
+    let cases = [
+        (
+            r#"{"mode":0,"mode":0,"videoFileCfg":{}}"#,
+            "mode: duplicate key (each key may appear once in an object)",
+        ),
+        (
+            r#"{"videoFileCfg":{"svrPathName":"a.mp4","vWidth":640,"vWidth":1280,"vHeight":360,"layoutConfig":[]}}"#,
+            "videoFileCfg.vWidth: duplicate key (each key may appear once in an object)",
+        ),
+        (
+            r#"{"videoFileCfg":{"svrPathName":"a.mp4","vWidth":640,"vHeight":360,"layoutConfig":[{"type":0,"left":0,"top":0,"width":10,"height":10,"param":{"camid":"a"}},{"type":0,"left":0,"top":0,"left":5,"width":10,"height":10,"param":{"camid":"b"}}]}}"#,
+            "videoFileCfg.layoutConfig[1].left: duplicate key (each key may appear once in an object)",
+        ),
+        (
+            r#"{"videoFileCfg":{"svrPathName":"a.mp4","vWidth":640,"vHeight":360,"layoutConfig":[{"type":0,"left":0,"top":0,"width":10,"height":10,"param":{"camid":"a","camid":"b"}}]}}"#,
+            "videoFileCfg.layoutConfig[0].param.camid: duplicate key (each key may appear once in an object)",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = MixerConfig::from_json(text).unwrap_err();
+        assert_eq!(e.to_string(), want);
+        assert!(e.path().is_some());
+    }
+    // updates too
+    let c = MixerConfig::from_json(SEED_CREATE).unwrap();
+    let e = c
+        .parse_update(r#"{"videoFileCfg":{"layoutConfig":[],"layoutConfig":[]}}"#)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "videoFileCfg.layoutConfig: duplicate key (each key may appear once in an object)"
+    );
+    // the same key in two objects is fine
+    assert!(parse_json(r#"{"a":{"x":1},"b":{"x":1}}"#).is_ok());
+    // and the value is what serde_json would build
+    let text = r#"{"a":[1,-2,3.5,"s\n",null,true,{"b":{}}],"c":18446744073709551615}"#;
+    assert_eq!(
+        parse_json(text).unwrap(),
+        serde_json::from_str::<Value>(text).unwrap()
+    );
+    // trailing garbage is still refused
+    assert!(matches!(parse_json("{} x"), Err(ConfigError::Json(_))));
+}
+
+#[test]
+fn minus_zero_is_zero_for_integer_fields() {
+    let text = SEED_CREATE.replace(r#""top":180,"left":0,"#, r#""top":180,"left":-0,"#);
+    let c = MixerConfig::from_json(&text).unwrap();
+    assert_eq!(c.layout.items[0].rect, Rect::new(0, 180, 640, 360));
+    let text = SEED_CREATE.replace(r#""mode":0"#, r#""mode":-0"#);
+    assert_eq!(MixerConfig::from_json(&text).unwrap().mode, 0);
+    // other fractions stay errors
+    let text = SEED_CREATE.replace(r#""top":180,"left":0,"#, r#""top":180,"left":0.5,"#);
+    assert_eq!(
+        MixerConfig::from_json(&text).unwrap_err().to_string(),
+        "videoFileCfg.layoutConfig[0].left: must be an integer, got 0.5"
+    );
+}
+
+#[test]
+fn a_byte_order_mark_is_skipped() {
+    let text = format!("\u{feff}{SEED_CREATE}");
+    let c = MixerConfig::from_json(&text).unwrap();
+    assert_eq!(c.output.width, 1280);
+    let l = c.parse_update(&format!("\u{feff}{SEED_UPDATE}")).unwrap();
+    assert_eq!(l.items.len(), 2);
+}
+
+#[test]
+fn control_characters_in_echoed_values_are_escaped() {
+    let e = err_with(|v| v["videoFileCfg"]["svrPathName"] = json!("/rec\n\u{0}.mp4"));
+    assert!(!e.chars().any(|c| c.is_control()), "{e:?}");
+    assert!(e.contains(r"/rec\n\u{0}.mp4"), "{e}");
+    assert!(e.starts_with("videoFileCfg.svrPathName: "), "{e}");
+    let e = err_with(|v| item(v, 0)["fit"] = json!("fi\tt"));
+    assert!(e.contains(r#"got "fi\tt""#), "{e}");
+    // keys in paths (unknown, not updatable) too
+    let c = MixerConfig::from_json(SEED_CREATE).unwrap();
+    let e = c
+        .parse_update(r#"{"vid\neo":1,"videoFileCfg":{"layoutConfig":[]}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with(r"vid\neo: cannot be changed"), "{e}");
+    let e = MixerConfig::from_json(r#"{"mode":0,"mo\u0001":1,"mo\u0001":2}"#)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        r"mo\u{1}: duplicate key (each key may appear once in an object)"
+    );
+    assert_eq!(escape_controls("a\r\u{7f}b"), r"a\r\u{7f}b");
+}
+
+#[test]
+fn unknown_fields_are_warnings_with_a_did_you_mean() {
+    let text = r#"{"mode":0,"storageConfig":{"vendor":1},"recordId":"x","videoFileCfg":{"svrPathName":"a.mp4","vWidth":640,"vWidht":640,"vHeight":360,
+        "layoutConfig":[{"type":0,"left":0,"top":0,"width":10,"height":10,"keepAspectratio":1,"param":{"camid":"a","camId2":"b","font_size":3}}]},
+        "audioFileCfg":{"svrPathName":"a.m4a","aBPS":64000}}"#;
+    let c = MixerConfig::from_json(text).unwrap();
+    assert_eq!(
+        c.warnings(),
+        [
+            "recordId: unknown field",
+            "audioFileCfg.aBPS: unknown field (did you mean aBps?)",
+            "videoFileCfg.vWidht: unknown field (did you mean vWidth?)",
+            "videoFileCfg.layoutConfig[0].keepAspectratio: unknown field (did you mean keepAspectRatio?)",
+            "videoFileCfg.layoutConfig[0].param.camId2: unknown field (did you mean camid?)",
+            "videoFileCfg.layoutConfig[0].param.font_size: unknown field (did you mean font-size?)",
+        ]
+    );
+    // a far miss has no suggestion
+    assert_eq!(
+        unknown_fields(&json!({"videoFileCfg":{"layoutConfig":[{"param":{"userName":"x"}}]}})),
+        ["videoFileCfg.layoutConfig[0].param.userName: unknown field"]
+    );
+}
+
+#[test]
+fn the_seed_and_fixture_configs_have_no_warnings() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/layouts");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let v = parse_json(&text).unwrap();
+        assert_eq!(unknown_fields(&v), Vec::<String>::new(), "{}", p.display());
+        if let Ok(c) = MixerConfig::from_json(&text) {
+            assert!(c.warnings().is_empty(), "{}", p.display());
+        }
+        n += 1;
+    }
+    assert!(n >= 5);
+    assert!(MixerConfig::from_json(SEED_CREATE)
+        .unwrap()
+        .warnings()
+        .is_empty());
+}
