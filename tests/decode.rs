@@ -133,3 +133,46 @@ fn corrupt_file_ends_early_or_errors_without_panic() {
         }
     }
 }
+
+/// Two `.ts` segments concatenated (their timestamps restart): every frame decodes with
+/// increasing pts, the second part following the first.
+#[test]
+fn ts_timestamp_restart_keeps_the_source_going() {
+    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ts_restart");
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let seg = d.join("seg.ts");
+    let st = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(clip("cam9_320x240_15.mp4"))
+        .args([
+            "-t",
+            "2",
+            "-an",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-bf",
+            "0",
+        ])
+        .arg(&seg)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let one = std::fs::read(&seg).unwrap();
+    let both = d.join("both.ts");
+    std::fs::write(&both, [one.clone(), one].concat()).unwrap();
+    let mut dec = Decoder::open(&both).unwrap();
+    let mut pts = Vec::new();
+    while let Some(f) = dec.next_frame().unwrap() {
+        pts.push(f.pts);
+    }
+    assert_eq!(pts.len(), 60, "frames");
+    assert!(
+        pts.windows(2).all(|w| w[1] > w[0]),
+        "pts not increasing: {pts:?}"
+    );
+    let last = pts.last().unwrap().as_secs_f64();
+    assert!((last - 59.0 / 15.0).abs() < 0.1, "last pts {last}");
+}

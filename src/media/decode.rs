@@ -68,6 +68,10 @@ pub fn init_ffmpeg() {
     });
 }
 
+/// A forward timestamp jump larger than this is a discontinuity (backward: any step over
+/// 0.5 s), not a pause of the source.
+pub const MAX_TS_JUMP: Duration = Duration::from_secs(10);
+
 /// A video file decoder yielding frames in presentation order.
 ///
 /// ```no_run
@@ -91,6 +95,8 @@ pub struct Decoder {
     done: bool,
     last_pts: Option<Duration>,
     fps: f64,
+    /// Added to the stream's timestamps after a discontinuity (seconds).
+    offset: f64,
 }
 
 impl Decoder {
@@ -161,6 +167,7 @@ impl Decoder {
             flushed: false,
             done: false,
             last_pts: None,
+            offset: 0.0,
             fps,
         })
     }
@@ -190,6 +197,8 @@ impl Decoder {
             // not seekable (e.g. a still): decode from the start
         }
         self.decoder.flush();
+        self.last_pts = None;
+        self.offset = 0.0;
         self.skip_before = Some(t);
         self.flushed = false;
         self.done = false;
@@ -213,6 +222,32 @@ impl Decoder {
         }
     }
 
+    /// The pts of the decoded frame, continuous across timestamp discontinuities: a stream
+    /// whose timestamps restart (concatenated `.ts` segments) or jump more than
+    /// [`MAX_TS_JUMP`] goes on one frame after the previous one, with a warning.
+    fn stamp(&mut self) -> Duration {
+        let raw = self.pts_of(self.frame.timestamp().or(self.frame.pts()));
+        let mut pts = raw.as_secs_f64() + self.offset;
+        if let Some(last) = self.last_pts {
+            let last = last.as_secs_f64();
+            if pts < last - 0.5 || pts > last + MAX_TS_JUMP.as_secs_f64() {
+                let step = if self.fps > 0.0 { 1.0 / self.fps } else { 0.04 };
+                let next = last + step;
+                tracing::warn!(
+                    file = %self.path.display(),
+                    at = last,
+                    jump = pts - last,
+                    "timestamp discontinuity in the input: continuing from the previous frame"
+                );
+                self.offset += next - pts;
+                pts = next;
+            }
+        }
+        let pts = Duration::from_secs_f64(pts.max(0.0));
+        self.last_pts = Some(pts);
+        pts
+    }
+
     /// The next frame, or `None` at the end of the stream.
     pub fn next_frame(&mut self) -> Result<Option<VideoFrame>> {
         loop {
@@ -221,8 +256,7 @@ impl Decoder {
             }
             match self.decoder.receive_frame(&mut self.frame) {
                 Ok(()) => {
-                    let pts = self.pts_of(self.frame.timestamp().or(self.frame.pts()));
-                    self.last_pts = Some(pts);
+                    let pts = self.stamp();
                     if let Some(t) = self.skip_before {
                         if pts < t {
                             continue;
@@ -273,8 +307,7 @@ impl Decoder {
                 loop {
                     match self.decoder.receive_frame(&mut self.frame) {
                         Ok(()) => {
-                            let pts = self.pts_of(self.frame.timestamp().or(self.frame.pts()));
-                            self.last_pts = Some(pts);
+                            let pts = self.stamp();
                             if matches!(self.skip_before, Some(t) if pts < t) {
                                 continue;
                             }
