@@ -17,7 +17,7 @@ demo: deps
 	./target/release/cloudmixer record --config fixtures/layouts/seed_side_by_side.json \
 	  --input Usr1.-1=fixtures/clips/cam1_640x480_15.mp4 --input Usr2.-1=fixtures/clips/cam4_1280x720_30.mp4 \
 	  --update 5=fixtures/layouts/seed_pip_update.json \
-	  --storage out --output demo.mp4 --duration 10 --events out/demo.events.jsonl
+	  --storage out --output demo.mp4 --overwrite --duration 10 --events out/demo.events.jsonl
 
 test: deps
 	$(CARGO) test --all-targets

@@ -730,15 +730,23 @@ pub fn record_until(
     }
     let out = last_info.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let duration_ms = out.as_ref().map_or(0, |o| o.duration);
-    // the first target: the video targets', or the audio file of an audio-only recording
+    // the first target as written (an existing file is not overwritten: the mixer reports
+    // the free name it used), else as configured
     let first_targets = match (&opts.config.audio_file, has_video) {
         (Some(af), false) => std::slice::from_ref(&af.target),
         _ => &opts.config.output.targets[..],
     };
-    let resolved = crate::output::resolve_targets(&Storage::new(&opts.storage), first_targets)
+    let configured = crate::output::resolve_targets(&Storage::new(&opts.storage), first_targets)
         .ok()
         .and_then(|v| v.into_iter().next())
         .unwrap_or_default();
+    let resolved = match out.as_ref().map(|o| o.svr_file_path_name.as_str()) {
+        Some(name) if !name.contains("://") && !name.is_empty() => {
+            let p = opts.storage.join(name.trim_start_matches('/'));
+            std::fs::canonicalize(&p).unwrap_or(p).display().to_string()
+        }
+        _ => configured,
+    };
     Ok(RecordSummary {
         frames: if has_video { frames } else { 0 },
         fps,

@@ -9,6 +9,8 @@ fn bin() -> Command {
 
 fn out_dir(name: &str) -> std::path::PathBuf {
     let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    // fresh each run: recordings are never overwritten, a stale file would get a new name
+    let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -888,7 +890,16 @@ fn record_keeps_an_existing_file_unless_overwrite() {
     assert!(d.join("o.mp4").exists());
     let out = rec(&[]);
     assert!(d.join("o_1.mp4").exists(), "{out}");
+    // the summary names the file written
+    assert!(
+        out.contains("recorded ") && out.contains("o_1.mp4"),
+        "{out}"
+    );
     let out = rec(&["--overwrite"]);
+    assert!(
+        out.lines().next().unwrap_or("").ends_with("/o.mp4"),
+        "{out}"
+    );
     assert!(!d.join("o_2.mp4").exists(), "{out}");
     // documented in --help, with the exit statuses
     let o = bin().args(["record", "--help"]).output().unwrap();
