@@ -677,3 +677,28 @@ fn create_picks_backends() {
         }
     }
 }
+
+/// An item whose source is changed in place (the layout's generation kept, as `Layout`'s
+/// public fields allow) shows the new source at once, and a source whose textures do not match
+/// the uniforms is never sampled (the shader runs without bounds checks).
+#[test]
+fn an_item_source_changed_in_place_shows_the_new_source() {
+    let Some(mut g) = gpu(64, 48) else { return };
+    let mut l = Layout::cameras(64, 48, &[("a", Rect::new(0, 0, 64, 48))]);
+    // the same geometry: only the source id tells them apart
+    let (frames, colours) = solid_frames(&[("a", 16, 12), ("b", 16, 12)]);
+    let first = g.compose(&l, &frames).unwrap().clone();
+    assert_eq!(first.yuv_at(32, 24), colours["a"]);
+    let gen = l.generation;
+    l.items[0].kind = ItemKind::Camera { camid: "b".into() };
+    assert_eq!(l.generation, gen);
+    for n in 0..3 {
+        let got = g.compose(&l, &frames).unwrap().clone();
+        assert_eq!(
+            got.yuv_at(32, 24),
+            colours["b"],
+            "frame {n} after the change"
+        );
+        assert_eq!(got, cpu_ref(&l, &frames));
+    }
+}

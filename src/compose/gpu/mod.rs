@@ -102,6 +102,9 @@ pub struct GpuStats {
 /// One item's draws: uniform offsets per plane kind, and its source id.
 struct Draw {
     source: Option<String>,
+    /// The source geometry its uniforms were built for: the draw samples only textures of
+    /// exactly this size and format (the shader runs without bounds checks).
+    expect: Option<(u32, u32, crate::model::frame::PixelFormat)>,
     offsets: [Option<u32>; 2],
 }
 
@@ -124,7 +127,9 @@ pub struct GpuCompositor {
     uniform_bg: wgpu::BindGroup,
     sources: HashMap<String, SourceTextures>,
     draws: Vec<Draw>,
-    plan_key: Option<(u64, Vec<Option<FrameKey>>)>,
+    /// What the uniforms were built for: the layout, and per item its source id and frame
+    /// geometry (an item whose source changes in place, same generation, is seen).
+    plan_key: Option<(u64, Vec<(Option<String>, Option<FrameKey>)>)>,
     ring: Ring,
     uploads: Vec<UploadStaging>,
     in_flight: VecDeque<(Ticket, usize)>,
@@ -331,10 +336,10 @@ impl GpuCompositor {
         let unchanged = self.plan_key.as_ref().is_some_and(|(g, keys)| {
             *g == layout.generation
                 && keys.len() == layout.items.len()
-                && keys
-                    .iter()
-                    .zip(&layout.items)
-                    .all(|(k, it)| *k == source(it, frames).1.map(VideoFrame::key))
+                && keys.iter().zip(&layout.items).all(|((kid, k), it)| {
+                    let (id, f) = source(it, frames);
+                    kid.as_deref() == id && *k == f.map(VideoFrame::key)
+                })
         });
         if !unchanged {
             let p = self.ctx.pipelines();
@@ -343,7 +348,7 @@ impl GpuCompositor {
                 layout.generation,
                 items
                     .iter()
-                    .map(|(_, f)| f.map(VideoFrame::key))
+                    .map(|(id, f)| (id.map(str::to_string), f.map(VideoFrame::key)))
                     .collect::<Vec<_>>(),
             );
             let mut data: Vec<u8> = Vec::new();
@@ -364,6 +369,7 @@ impl GpuCompositor {
                 }
                 self.draws.push(Draw {
                     source: f.and(*id).map(str::to_string),
+                    expect: f.map(|f| (f.width(), f.height(), f.format())),
                     offsets,
                 });
             }
@@ -451,11 +457,15 @@ impl GpuCompositor {
             pass.set_pipeline(pipe);
             for d in &self.draws {
                 let Some(off) = d.offsets[k] else { continue };
-                let src = d
-                    .source
-                    .as_ref()
-                    .and_then(|s| self.sources.get(s))
-                    .map_or(&p.empty_source, |s| &s.bind_group);
+                let src = match &d.source {
+                    None => &p.empty_source,
+                    // only the very textures the uniforms were built for: a missing or
+                    // differently sized source is not drawn rather than sampled out of bounds
+                    Some(s) => match self.sources.get(s) {
+                        Some(t) if Some(t.geometry()) == d.expect => &t.bind_group,
+                        _ => continue,
+                    },
+                };
                 pass.set_bind_group(0, &self.uniform_bg, &[off]);
                 pass.set_bind_group(1, src, &[]);
                 pass.draw(0..4, 0..1);

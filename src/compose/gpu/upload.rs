@@ -104,6 +104,11 @@ impl SourceTextures {
         self.key == (frame.width(), frame.height(), frame.format())
     }
 
+    /// (width, height, format) of the textures: the geometry a draw's uniforms must match.
+    pub fn geometry(&self) -> (u32, u32, PixelFormat) {
+        self.key
+    }
+
     /// The plane copies `frame` needs, unless it is the frame uploaded last (then `None`).
     /// Marks the frame as uploaded: the caller must carry the jobs out in this submission.
     pub fn jobs<'f>(&mut self, frame: &'f VideoFrame) -> Option<Vec<PlaneJob<'f>>> {
