@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cloudmixer::compose::Backend;
-use cloudmixer::media::decode::Decoder;
 use cloudmixer::media::video_enc::EncoderSettings;
 use cloudmixer::model::config::MixerConfig;
 use cloudmixer::model::events::{codes, MixerEvent, MixerState, OutputInfo, OutputState};
@@ -79,22 +78,8 @@ fn close(a: [u8; 3], b: [u8; 3], tol: i32) -> bool {
 }
 
 /// Decodes every frame; returns how many decoded and the first error, if any.
-fn each_frame(path: &Path, mut f: impl FnMut(usize, &VideoFrame)) -> (usize, Option<String>) {
-    let mut d = match Decoder::open(path) {
-        Ok(d) => d,
-        Err(e) => return (0, Some(e.to_string())),
-    };
-    let mut n = 0;
-    loop {
-        match d.next_frame() {
-            Ok(Some(fr)) => {
-                f(n, &fr);
-                n += 1;
-            }
-            Ok(None) => return (n, None),
-            Err(e) => return (n, Some(e.to_string())),
-        }
-    }
+fn each_frame(path: &Path, f: impl FnMut(usize, &VideoFrame)) -> (usize, Option<String>) {
+    cloudmixer::testkit::each_frame(path, f)
 }
 
 fn ffprobe(path: &Path, entries: &str) -> String {

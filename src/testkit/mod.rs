@@ -188,3 +188,42 @@ pub fn gpu_or_skip<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> Opti
         }
     }
 }
+
+/// Decodes every video frame of `path` in order, calling `f(index, frame)`; returns the count
+/// and the error that ended decoding early, if any.
+pub fn each_frame(
+    path: &std::path::Path,
+    mut f: impl FnMut(usize, &VideoFrame),
+) -> (usize, Option<String>) {
+    let mut d = match crate::media::decode::Decoder::open(path) {
+        Ok(d) => d,
+        Err(e) => return (0, Some(e.to_string())),
+    };
+    let mut n = 0;
+    loop {
+        match d.next_frame() {
+            Ok(Some(fr)) => {
+                f(n, &fr);
+                n += 1;
+            }
+            Ok(None) => return (n, None),
+            Err(e) => return (n, Some(e.to_string())),
+        }
+    }
+}
+
+/// (Y, U, V) at luma (x, y) of a decoded I420 frame (`None` for other formats or outside).
+pub fn yuv_of(f: &VideoFrame, x: usize, y: usize) -> Option<[u8; 3]> {
+    let p = f.planes();
+    if f.format() != crate::model::frame::PixelFormat::I420
+        || x >= f.width() as usize
+        || y >= f.height() as usize
+    {
+        return None;
+    }
+    Some([
+        p[0].data[y * p[0].stride + x],
+        p[1].data[(y / 2) * p[1].stride + x / 2],
+        p[2].data[(y / 2) * p[2].stride + x / 2],
+    ])
+}
