@@ -135,8 +135,12 @@ pub fn place(rect: Rect, fit: FitMode, sw: u32, sh: u32, sar: (u32, u32)) -> Pla
             let scale = (w / disp_w).min(h / sh as f64);
             let dw = ((disp_w * scale).round() as u32).clamp(1, rect.w);
             let dh = ((sh as f64 * scale).round() as u32).clamp(1, rect.h);
-            let x = rect.x + ((rect.w - dw) / 2) as i32;
-            let y = rect.y + ((rect.h - dh) / 2) as i32;
+            // in i64: rects built in code may sit at the ends of i32 with huge sizes
+            let centre = |p: i32, outer: u32, inner: u32| {
+                (p as i64 + ((outer - inner) / 2) as i64).clamp(i32::MIN as i64, i32::MAX as i64)
+                    as i32
+            };
+            let (x, y) = (centre(rect.x, rect.w, dw), centre(rect.y, rect.h, dh));
             Placement {
                 dst: Rect::new(x, y, dw, dh),
                 src: whole,
@@ -431,6 +435,23 @@ mod tests {
         let p = place(Rect::new(5, 7, 64, 48), FitMode::Stretch, 64, 48, (1, 1));
         let (s, o) = p.map_y();
         assert_eq!((7.5) * s + o, 0.5);
+    }
+
+    #[test]
+    fn extreme_rects_do_not_overflow() {
+        for rect in [
+            Rect::new(i32::MAX, i32::MAX, u32::MAX, u32::MAX),
+            Rect::new(i32::MIN, i32::MIN, u32::MAX, 1),
+            Rect::new(i32::MAX - 1, 0, 3, u32::MAX),
+        ] {
+            for fit in [FitMode::Fit, FitMode::Fill, FitMode::Stretch] {
+                for (sw, sh) in [(1, 1), (16384, 1), (1, 16384), (640, 480)] {
+                    let p = place(rect, fit, sw, sh, (1, 1));
+                    assert!(p.dst.w >= 1 && p.dst.h >= 1, "{rect:?} {fit:?}");
+                    let _ = p.dst.clip(8192, 8192);
+                }
+            }
+        }
     }
 
     #[test]
