@@ -7,6 +7,8 @@
 //! Modules import downwards only: [`model`] ← [`compose`] / [`audio`] ← [`media`] / [`output`] ←
 //! [`pipeline`] ← [`record`] / [`snapshot`] ← the binary.
 #![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod audio;
 pub mod compose;

@@ -158,22 +158,28 @@ fn box2(r0: &[u8], r1: &[u8], out: &mut [u8]) {
 #[target_feature(enable = "ssse3")]
 unsafe fn box2_ssse3(r0: &[u8], r1: &[u8], out: &mut [u8]) -> usize {
     use std::arch::x86_64::*;
-    let ones = _mm_set1_epi8(1);
-    let two = _mm_set1_epi16(2);
-    let mut x = 0;
-    while x + 8 <= out.len() {
-        let a = _mm_loadu_si128(r0.as_ptr().add(2 * x) as *const __m128i);
-        let b = _mm_loadu_si128(r1.as_ptr().add(2 * x) as *const __m128i);
-        // pairwise sums of horizontally adjacent bytes, as u16
-        let s = _mm_add_epi16(_mm_maddubs_epi16(a, ones), _mm_maddubs_epi16(b, ones));
-        let s = _mm_srli_epi16(_mm_add_epi16(s, two), 2);
-        _mm_storel_epi64(
-            out.as_mut_ptr().add(x) as *mut __m128i,
-            _mm_packus_epi16(s, s),
-        );
-        x += 8;
+    assert!(r0.len() >= 2 * out.len() && r1.len() >= 2 * out.len());
+    // SAFETY: SSSE3 is enabled for this function; each iteration reads r0, r1 at
+    // [2x .. 2x + 16] and writes out[x .. x + 8] with x + 8 <= out.len(), so
+    // 2x + 16 <= 2·out.len() <= r0.len(), r1.len().
+    unsafe {
+        let ones = _mm_set1_epi8(1);
+        let two = _mm_set1_epi16(2);
+        let mut x = 0;
+        while x + 8 <= out.len() {
+            let a = _mm_loadu_si128(r0.as_ptr().add(2 * x) as *const __m128i);
+            let b = _mm_loadu_si128(r1.as_ptr().add(2 * x) as *const __m128i);
+            // pairwise sums of horizontally adjacent bytes, as u16
+            let s = _mm_add_epi16(_mm_maddubs_epi16(a, ones), _mm_maddubs_epi16(b, ones));
+            let s = _mm_srli_epi16(_mm_add_epi16(s, two), 2);
+            _mm_storel_epi64(
+                out.as_mut_ptr().add(x) as *mut __m128i,
+                _mm_packus_epi16(s, s),
+            );
+            x += 8;
+        }
+        x
     }
-    x
 }
 
 /// Everything needed to draw one item, rebuilt when the layout or the source geometry changes.

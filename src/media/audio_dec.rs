@@ -292,6 +292,7 @@ impl AudioFileDecoder {
         };
         // SAFETY: valid initialised SwrContext.
         let delay = unsafe { ffi::swr_get_delay(rs.ctx.as_mut_ptr(), i64::from(self.out_rate)) };
+        // SAFETY: the frame was just filled by the decoder; extended_data is its plane table.
         let input = unsafe { (*self.frame.as_ptr()).extended_data as *mut *const u8 };
         let samples = run_swr(&mut rs.ctx, input, n, self.out_channels)
             .map_err(|e| self.decode_err(format!("swr_convert: {e}")))?;
@@ -383,6 +384,7 @@ fn interleave_f32(frame: &frame::Audio, fmt: Sample, ch: usize, n: usize) -> Opt
     }
     if planar {
         let planes: Vec<*const u8> = (0..ch)
+            // SAFETY: a planar frame's extended_data has `ch` plane pointers (see above).
             .map(|c| unsafe { *data.add(c) as *const u8 })
             .collect();
         if planes.iter().any(|p| p.is_null()) {
@@ -394,6 +396,7 @@ fn interleave_f32(frame: &frame::Audio, fmt: Sample, ch: usize, n: usize) -> Opt
             }
         }
     } else {
+        // SAFETY: a packed frame's extended_data has at least one plane pointer.
         let p = unsafe { *data as *const u8 };
         if p.is_null() {
             return None;

@@ -539,6 +539,8 @@ impl AudioEncoder {
             }
             macro_rules! write_plane {
                 ($t:ty, $conv:expr) => {{
+                    // SAFETY: `data` points to `per_plane` samples of this type (see above),
+                    // owned by our writable frame, with no other reference to them.
                     let out = unsafe { std::slice::from_raw_parts_mut(data as *mut $t, per_plane) };
                     if planar {
                         for (o, s) in out.iter_mut().zip(src.iter().skip(p).step_by(ch)) {
@@ -837,6 +839,7 @@ mod tests {
             let mut enc = AudioEncoder::open(codec, 2, 0, false).expect("open");
             let block = vec![0.1f32; 960];
             let mut pkt = ffmpeg::Packet::empty();
+            // SAFETY: reads a field of the encoder's own allocated frame.
             let data = |enc: &AudioEncoder| unsafe { (*enc.frame.as_ptr()).data[0] };
             let mut seen = Vec::new();
             for i in 0..300 {

@@ -180,52 +180,70 @@ pub(super) fn hpass_scalar(tmp: &[u16], hx: &[(u32, u16)], out: &mut [u8]) {
 #[target_feature(enable = "avx2")]
 unsafe fn hpass_avx2<const W: usize>(tmp: &[u16], b: &HBlocks, out: &mut [u8]) {
     use std::arch::x86_64::*;
-    let bias = _mm256_set1_epi16(-32768);
-    let round = _mm256_set1_epi32(32768 * 256 + 32768);
-    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    let t = tmp.as_ptr();
-    // outputs of groups g, g + 1 (one per lane) as i32 (a macro, not a closure, so that the
-    // intrinsics inline under this function's target features)
-    macro_rules! pair {
-        ($g:expr) => {{
-            let g = $g;
-            let (b0, b1) = (
-                *b.base.get_unchecked(g) as usize,
-                *b.base.get_unchecked(g + 1) as usize,
-            );
-            let mut pq = _mm256_setzero_si256();
-            for k in 0..W {
-                let win = _mm256_loadu2_m128i(
-                    t.add(b1 + k * WINDOW) as *const __m128i,
-                    t.add(b0 + k * WINDOW) as *const __m128i,
+    let groups = b.n / G;
+    // the bounds every load and store below relies on, checked here where the pointers are
+    assert!(
+        W == b.windows
+            && b.n <= out.len()
+            && b.reach() <= tmp.len()
+            && b.base.len() == groups
+            && b.wts.len() == groups
+            && b.mask[..W].iter().all(|m| m.len() == groups),
+        "hpass_avx2: tap tables do not match the row or the scratch"
+    );
+    // SAFETY: AVX2 is enabled for this function (its caller checked the CPU). Every group
+    // index g, g + 1 … g + 7 used below is < groups (x + 32 <= b.n, or x + 16 <= b.n for the
+    // tail, and g = x / G), so the table reads are in bounds (lengths asserted); window loads
+    // read tmp[base + k·WINDOW .. + WINDOW] with base + W·WINDOW <= b.reach() <= tmp.len();
+    // stores write out[x .. x + 32 or 16] with x + 32 (16) <= b.n <= out.len().
+    unsafe {
+        let bias = _mm256_set1_epi16(-32768);
+        let round = _mm256_set1_epi32(32768 * 256 + 32768);
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let t = tmp.as_ptr();
+        // outputs of groups g, g + 1 (one per lane) as i32 (a macro, not a closure, so that the
+        // intrinsics inline under this function's target features)
+        macro_rules! pair {
+            ($g:expr) => {{
+                let g = $g;
+                let (b0, b1) = (
+                    *b.base.get_unchecked(g) as usize,
+                    *b.base.get_unchecked(g + 1) as usize,
                 );
-                let m = _mm256_loadu_si256(b.mask[k].as_ptr().add(g) as *const __m256i);
-                pq = _mm256_or_si256(pq, _mm256_shuffle_epi8(win, m));
-            }
-            let w = _mm256_loadu_si256(b.wts.as_ptr().add(g) as *const __m256i);
-            let pq = _mm256_xor_si256(pq, bias);
-            _mm256_srli_epi32(_mm256_add_epi32(_mm256_madd_epi16(pq, w), round), 16)
-        }};
-    }
-    let (mut x, mut g) = (0, 0);
-    while x + 32 <= b.n {
-        // packs/packus work per lane: dwords end up as outputs 0..4 8..12 16..20 24..28 |
-        // 4..8 12..16 20..24 28..32
-        let a = _mm256_packs_epi32(pair!(g), pair!(g + 2));
-        let c = _mm256_packs_epi32(pair!(g + 4), pair!(g + 6));
-        let v = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, c), order);
-        _mm256_storeu_si256(out.as_mut_ptr().add(x) as *mut __m256i, v);
-        x += 32;
-        g += 32 / G;
-    }
-    if x < b.n {
-        // one block of 16
-        let a = _mm256_packs_epi32(pair!(g), pair!(g + 2));
-        let v = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, a), order);
-        _mm_storeu_si128(
-            out.as_mut_ptr().add(x) as *mut __m128i,
-            _mm256_castsi256_si128(v),
-        );
+                let mut pq = _mm256_setzero_si256();
+                for k in 0..W {
+                    let win = _mm256_loadu2_m128i(
+                        t.add(b1 + k * WINDOW) as *const __m128i,
+                        t.add(b0 + k * WINDOW) as *const __m128i,
+                    );
+                    let m = _mm256_loadu_si256(b.mask[k].as_ptr().add(g) as *const __m256i);
+                    pq = _mm256_or_si256(pq, _mm256_shuffle_epi8(win, m));
+                }
+                let w = _mm256_loadu_si256(b.wts.as_ptr().add(g) as *const __m256i);
+                let pq = _mm256_xor_si256(pq, bias);
+                _mm256_srli_epi32(_mm256_add_epi32(_mm256_madd_epi16(pq, w), round), 16)
+            }};
+        }
+        let (mut x, mut g) = (0, 0);
+        while x + 32 <= b.n {
+            // packs/packus work per lane: dwords end up as outputs 0..4 8..12 16..20 24..28 |
+            // 4..8 12..16 20..24 28..32
+            let a = _mm256_packs_epi32(pair!(g), pair!(g + 2));
+            let c = _mm256_packs_epi32(pair!(g + 4), pair!(g + 6));
+            let v = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, c), order);
+            _mm256_storeu_si256(out.as_mut_ptr().add(x) as *mut __m256i, v);
+            x += 32;
+            g += 32 / G;
+        }
+        if x < b.n {
+            // one block of 16
+            let a = _mm256_packs_epi32(pair!(g), pair!(g + 2));
+            let v = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, a), order);
+            _mm_storeu_si128(
+                out.as_mut_ptr().add(x) as *mut __m128i,
+                _mm256_castsi256_si128(v),
+            );
+        }
     }
 }
 
@@ -251,16 +269,21 @@ pub(super) fn vpass(a0: &[u8], a1: &[u8], w0: u16, w1: u16, d: &mut [u16]) {
 #[target_feature(enable = "avx2")]
 unsafe fn vpass_avx2(a0: &[u8], a1: &[u8], w0: u16, w1: u16, d: &mut [u16]) -> usize {
     use std::arch::x86_64::*;
-    let (v0, v1) = (_mm256_set1_epi16(w0 as i16), _mm256_set1_epi16(w1 as i16));
-    let mut j = 0;
-    while j + 16 <= d.len() {
-        let p = _mm256_cvtepu8_epi16(_mm_loadu_si128(a0.as_ptr().add(j) as *const __m128i));
-        let q = _mm256_cvtepu8_epi16(_mm_loadu_si128(a1.as_ptr().add(j) as *const __m128i));
-        let s = _mm256_add_epi16(_mm256_mullo_epi16(p, v0), _mm256_mullo_epi16(q, v1));
-        _mm256_storeu_si256(d.as_mut_ptr().add(j) as *mut __m256i, s);
-        j += 16;
+    assert!(a0.len() >= d.len() && a1.len() >= d.len());
+    // SAFETY: AVX2 is enabled for this function; each iteration reads a0[j..j + 16],
+    // a1[j..j + 16] and writes d[j..j + 16] with j + 16 <= d.len() <= a0.len(), a1.len().
+    unsafe {
+        let (v0, v1) = (_mm256_set1_epi16(w0 as i16), _mm256_set1_epi16(w1 as i16));
+        let mut j = 0;
+        while j + 16 <= d.len() {
+            let p = _mm256_cvtepu8_epi16(_mm_loadu_si128(a0.as_ptr().add(j) as *const __m128i));
+            let q = _mm256_cvtepu8_epi16(_mm_loadu_si128(a1.as_ptr().add(j) as *const __m128i));
+            let s = _mm256_add_epi16(_mm256_mullo_epi16(p, v0), _mm256_mullo_epi16(q, v1));
+            _mm256_storeu_si256(d.as_mut_ptr().add(j) as *mut __m256i, s);
+            j += 16;
+        }
+        j
     }
-    j
 }
 
 /// [`super::box2`] 32 outputs at a time; returns how many it wrote.
@@ -269,28 +292,36 @@ unsafe fn vpass_avx2(a0: &[u8], a1: &[u8], w0: u16, w1: u16, d: &mut [u16]) -> u
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn box2_avx2(r0: &[u8], r1: &[u8], out: &mut [u8]) -> usize {
     use std::arch::x86_64::*;
-    let ones = _mm256_set1_epi8(1);
-    let two = _mm256_set1_epi16(2);
-    let (p0, p1) = (r0.as_ptr(), r1.as_ptr());
-    let mut x = 0;
-    while x + 32 <= out.len() {
-        // 16 outputs from 32 bytes of each row: pairwise sums of adjacent bytes, as u16
-        macro_rules! half {
-            ($o:expr) => {{
-                let a = _mm256_loadu_si256(p0.add(2 * x + $o) as *const __m256i);
-                let b = _mm256_loadu_si256(p1.add(2 * x + $o) as *const __m256i);
-                let s =
-                    _mm256_add_epi16(_mm256_maddubs_epi16(a, ones), _mm256_maddubs_epi16(b, ones));
-                _mm256_srli_epi16(_mm256_add_epi16(s, two), 2)
-            }};
+    assert!(r0.len() >= 2 * out.len() && r1.len() >= 2 * out.len());
+    // SAFETY: AVX2 is enabled for this function; each iteration reads r0, r1 at
+    // [2x .. 2x + 64] and writes out[x .. x + 32] with x + 32 <= out.len(), so
+    // 2x + 64 <= 2·out.len() <= r0.len(), r1.len().
+    unsafe {
+        let ones = _mm256_set1_epi8(1);
+        let two = _mm256_set1_epi16(2);
+        let (p0, p1) = (r0.as_ptr(), r1.as_ptr());
+        let mut x = 0;
+        while x + 32 <= out.len() {
+            // 16 outputs from 32 bytes of each row: pairwise sums of adjacent bytes, as u16
+            macro_rules! half {
+                ($o:expr) => {{
+                    let a = _mm256_loadu_si256(p0.add(2 * x + $o) as *const __m256i);
+                    let b = _mm256_loadu_si256(p1.add(2 * x + $o) as *const __m256i);
+                    let s = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(a, ones),
+                        _mm256_maddubs_epi16(b, ones),
+                    );
+                    _mm256_srli_epi16(_mm256_add_epi16(s, two), 2)
+                }};
+            }
+            let (lo, hi) = (half!(0), half!(32));
+            // packus interleaves the lanes: 0..8 16..24 | 8..16 24..32
+            let v = _mm256_permute4x64_epi64(_mm256_packus_epi16(lo, hi), 0b11_01_10_00);
+            _mm256_storeu_si256(out.as_mut_ptr().add(x) as *mut __m256i, v);
+            x += 32;
         }
-        let (lo, hi) = (half!(0), half!(32));
-        // packus interleaves the lanes: 0..8 16..24 | 8..16 24..32
-        let v = _mm256_permute4x64_epi64(_mm256_packus_epi16(lo, hi), 0b11_01_10_00);
-        _mm256_storeu_si256(out.as_mut_ptr().add(x) as *mut __m256i, v);
-        x += 32;
+        x
     }
-    x
 }
 
 /// `out[x] = src[step·x]` (texel hits on both axes).
@@ -331,17 +362,22 @@ unsafe fn copy_strided_ssse3<const S: usize>(src: &[u8], out: &mut [u8]) -> usiz
     for (j, b) in (0..16).zip((0..).step_by(step)) {
         masks[b / 16][j] = (b % 16) as u8;
     }
-    let m = masks.map(|m| _mm_loadu_si128(m.as_ptr() as *const __m128i));
-    let mut x = 0;
-    while x + 16 <= out.len() && (x + 16) * step <= src.len() {
-        let p = src.as_ptr().add(x * step);
-        let mut v = _mm_shuffle_epi8(_mm_loadu_si128(p as *const __m128i), m[0]);
-        for (k, mk) in m[1..S].iter().enumerate() {
-            let w = _mm_loadu_si128(p.add(16 * (k + 1)) as *const __m128i);
-            v = _mm_or_si128(v, _mm_shuffle_epi8(w, *mk));
+    // SAFETY: SSSE3 is enabled for this function; the mask loads read 16-byte arrays; each
+    // iteration reads src[x·S .. x·S + 16·S] and writes out[x .. x + 16], with
+    // x + 16 <= out.len() and (x + 16)·S <= src.len() (the loop condition).
+    unsafe {
+        let m = masks.map(|m| _mm_loadu_si128(m.as_ptr() as *const __m128i));
+        let mut x = 0;
+        while x + 16 <= out.len() && (x + 16) * step <= src.len() {
+            let p = src.as_ptr().add(x * step);
+            let mut v = _mm_shuffle_epi8(_mm_loadu_si128(p as *const __m128i), m[0]);
+            for (k, mk) in m[1..S].iter().enumerate() {
+                let w = _mm_loadu_si128(p.add(16 * (k + 1)) as *const __m128i);
+                v = _mm_or_si128(v, _mm_shuffle_epi8(w, *mk));
+            }
+            _mm_storeu_si128(out.as_mut_ptr().add(x) as *mut __m128i, v);
+            x += 16;
         }
-        _mm_storeu_si128(out.as_mut_ptr().add(x) as *mut __m128i, v);
-        x += 16;
+        x
     }
-    x
 }

@@ -100,6 +100,9 @@ pub struct GpuStats {
 }
 
 /// One item's draws: uniform offsets per plane kind, and its source id.
+/// A layout generation and, per item, its source id and frame geometry.
+type PlanKey = (u64, Vec<(Option<String>, Option<FrameKey>)>);
+
 struct Draw {
     source: Option<String>,
     /// The source geometry its uniforms were built for: the draw samples only textures of
@@ -129,7 +132,7 @@ pub struct GpuCompositor {
     draws: Vec<Draw>,
     /// What the uniforms were built for: the layout, and per item its source id and frame
     /// geometry (an item whose source changes in place, same generation, is seen).
-    plan_key: Option<(u64, Vec<(Option<String>, Option<FrameKey>)>)>,
+    plan_key: Option<PlanKey>,
     ring: Ring,
     uploads: Vec<UploadStaging>,
     in_flight: VecDeque<(Ticket, usize)>,
