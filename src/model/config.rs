@@ -488,7 +488,10 @@ fn obj<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>> {
     })
 }
 
+/// The JSON path of `key` inside `path`. An empty key is written `""`, so that an error
+/// about it (or inside it) still names where it is.
 fn join(path: &str, key: &str) -> String {
+    let key = if key.is_empty() { "\"\"" } else { key };
     if path.is_empty() {
         key.to_string()
     } else {
@@ -1071,7 +1074,7 @@ impl MixerConfig {
         for (k, v) in m {
             if k != "videoFileCfg" && self.raw.get(k) != Some(v) {
                 return Err(ConfigError::NotUpdatable {
-                    path: escape_controls(k),
+                    path: escape_controls(&join("", k)),
                 });
             }
         }
@@ -1083,7 +1086,7 @@ impl MixerConfig {
         for (k, v) in vfc {
             if k != "layoutConfig" && cur.and_then(|c| c.get(k)) != Some(v) {
                 return Err(ConfigError::NotUpdatable {
-                    path: escape_controls(&format!("videoFileCfg.{k}")),
+                    path: escape_controls(&join("videoFileCfg", k)),
                 });
             }
         }
