@@ -270,7 +270,10 @@ fn sixteen_live_mixers_with_a_storm_of_updates() {
         });
         assert_eq!((n as u64, err), (SECONDS * FPS, None), "m{i}: frames");
         assert!(torn.is_empty(), "m{i}: {torn:?}");
-        assert!(empty_lead < FPS, "m{i}: {empty_lead} frames before the first source");
+        assert!(
+            empty_lead < FPS,
+            "m{i}: {empty_lead} frames before the first source"
+        );
         let o = std::process::Command::new("ffprobe")
             .args([
                 "-v",
