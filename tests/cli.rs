@@ -966,3 +966,59 @@ fn record_second_signal_exits_at_once_and_the_file_plays() {
     assert!(f.status.success(), "{}", String::from_utf8_lossy(&f.stderr));
     assert!(secs(&stream(&probe_streams(&p), "video")["duration"]) >= 0.9);
 }
+
+/// The storage directory deleted 2.5 s into a real-time recording: the recording fails with
+/// 905 naming what happened, `record` exits 1, and the summary never says "recorded".
+#[test]
+fn record_reports_a_deleted_storage_directory() {
+    let d = out_dir("rec_deleted");
+    let store = d.join("store");
+    let events = d.join("events.jsonl");
+    let child = bin()
+        .args([
+            "record",
+            "--realtime",
+            "--duration",
+            "8",
+            "--backend",
+            "cpu",
+        ])
+        .args(["--config", &seed()])
+        .args([
+            "--input",
+            &format!("Usr1.-1={}", clip("cam1_640x480_15.mp4")),
+        ])
+        .arg("--storage")
+        .arg(&store)
+        .arg("--events")
+        .arg(&events)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    std::fs::remove_dir_all(&store).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(1), "stdout: {out}\nstderr: {err}");
+    assert!(!out.contains("recorded"), "{out}");
+    assert!(err.contains("905") || err.contains("deleted"), "{err}");
+    let evs = events_of(&events);
+    let last_info = evs
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "outputInfoChanged")
+        .expect("an output info");
+    assert_eq!(last_info["outputInfo"]["state"], 3, "{last_info}");
+    assert_eq!(last_info["outputInfo"]["errCode"], 905, "{last_info}");
+    assert!(
+        last_info["outputInfo"]["errDesc"]
+            .as_str()
+            .unwrap_or("")
+            .contains("deleted while recording"),
+        "{last_info}"
+    );
+}
