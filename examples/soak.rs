@@ -1,6 +1,7 @@
 //! Soak: N real-time mixers (default 16) recording for M minutes (default 10), fed at 30 fps
-//! with three sources and their audio, with a live update every 100 ms per mixer; prints the
-//! process's RSS and open file descriptors once a minute. Not a test: run it and read the
+//! with three sources and their audio, with a live update every 100 ms per mixer, reading
+//! their events as a server does; prints the process's RSS and open file descriptors once a
+//! minute. Not a test: run it and read the
 //! figures (BENCHMARKS.md).
 //!
 //!     cargo run --release --example soak -- [MIXERS] [MINUTES]
@@ -98,10 +99,15 @@ fn main() {
         }));
     }
     println!("minute  rss_MiB  open_fds  ticks(m0)");
+    let events: Vec<_> = all.iter().map(|m| m.events()).collect();
     for minute in 0..=minutes {
         let due = t0 + Duration::from_secs(60 * minute);
-        if let Some(w) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(w);
+        // a server reads its mixers' events (unread, they pile up in the channel)
+        while let Some(w) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(w.min(Duration::from_secs(1)));
+            for rx in &events {
+                while rx.try_recv().is_ok() {}
+            }
         }
         println!(
             "{minute:>6}  {:>7.1}  {:>8}  {:>9}",

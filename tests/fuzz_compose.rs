@@ -353,12 +353,12 @@ fn round16(v: u32) -> u8 {
 
 /// The plain formula: every output sample of every plane, item by item in draw order.
 fn reference(layout: &Layout, frames: &Frames) -> I420Image {
-    let (w, h) = (layout.width, layout.height);
+    let (w, h) = (layout.width(), layout.height());
     let mut img = I420Image::new(w, h);
-    img.y.fill(layout.background[0]);
-    img.u.fill(layout.background[1]);
-    img.v.fill(layout.background[2]);
-    for it in &layout.items {
+    img.y.fill(layout.background()[0]);
+    img.u.fill(layout.background()[1]);
+    img.v.fill(layout.background()[2]);
+    for it in layout.items() {
         let a = (it.alpha * 255.0).round().clamp(0.0, 255.0) as u32;
         let f = it.kind.source_id().and_then(|id| frames.get(id));
         let src = f.map(|f| {
@@ -391,17 +391,17 @@ fn reference(layout: &Layout, frames: &Frames) -> I420Image {
                     let o = &mut plane[(y * pw + x) as usize];
                     let Some((s, p, cs)) = &src else {
                         *o = if a == 255 {
-                            layout.placeholder[comp]
+                            layout.placeholder()[comp]
                         } else {
-                            blend(*o, layout.placeholder[comp], a)
+                            blend(*o, layout.placeholder()[comp], a)
                         };
                         continue;
                     };
                     if !p.dst.contains(lx, ly) {
                         *o = if a == 255 {
-                            layout.background[comp]
+                            layout.background()[comp]
                         } else {
-                            blend(*o, layout.background[comp], a)
+                            blend(*o, layout.background()[comp], a)
                         };
                         continue;
                     }

@@ -666,7 +666,7 @@ fn updates_mutated() {
             match cfg.parse_update(&c.text) {
                 Ok(layout) => {
                     prop_assert_eq!(
-                        (layout.width, layout.height),
+                        (layout.width(), layout.height()),
                         (cfg.output.width, cfg.output.height)
                     );
                 }

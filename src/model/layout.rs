@@ -243,21 +243,25 @@ impl Item {
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// A validated, immutable layout: canvas size, background and items in draw order.
+///
+/// Immutable from outside the crate: built by [`Layout::new`] / [`Layout::cameras`] (or the
+/// config parser) and read through accessors, so every distinct layout value has its own
+/// [`Layout::generation`], which the compositors' caches key on.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Layout {
     /// Canvas width (even).
-    pub width: u32,
+    pub(crate) width: u32,
     /// Canvas height (even).
-    pub height: u32,
+    pub(crate) height: u32,
     /// Background as BT.709 limited-range (Y, U, V).
-    pub background: [u8; 3],
+    pub(crate) background: [u8; 3],
     /// Drawn for a source without video (default: the background).
-    pub placeholder: [u8; 3],
+    pub(crate) placeholder: [u8; 3],
     /// Items sorted into draw order (bottom first).
-    pub items: Vec<Item>,
+    pub(crate) items: Vec<Item>,
     /// Unique id of this layout value, for caches keyed on "layout unchanged".
     #[serde(skip)]
-    pub generation: u64,
+    pub(crate) generation: u64,
 }
 
 impl Layout {
@@ -272,6 +276,58 @@ impl Layout {
             items,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// Canvas width (even).
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Canvas height (even).
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// Background as BT.709 limited-range (Y, U, V).
+    pub fn background(&self) -> [u8; 3] {
+        self.background
+    }
+
+    /// Drawn for a source without video (default: the background).
+    pub fn placeholder(&self) -> [u8; 3] {
+        self.placeholder
+    }
+
+    /// Items in draw order (bottom first).
+    pub fn items(&self) -> &[Item] {
+        &self.items
+    }
+
+    /// Unique id of this layout value (a clone keeps it: same content).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The same layout with another placeholder colour (a new generation).
+    pub fn with_placeholder(mut self, yuv: [u8; 3]) -> Self {
+        self.placeholder = yuv;
+        self.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+        self
+    }
+
+    /// The same layout with another background colour (a new generation).
+    pub fn with_background(mut self, yuv: [u8; 3]) -> Self {
+        self.background = yuv;
+        self.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+        self
+    }
+
+    /// The same layout with its items changed by `f` (re-sorted by `zorder`; a new generation).
+    pub fn with_items(mut self, f: impl FnOnce(&mut Vec<Item>)) -> Self {
+        f(&mut self.items);
+        self.items.sort_by_key(|i| i.zorder);
+        self.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+        self
     }
 
     /// A layout of camera items at the given rects, fit mode `Fit`, black background

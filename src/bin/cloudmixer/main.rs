@@ -291,7 +291,7 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
         );
         for l in layouts.flatten() {
             shown.extend(
-                l.items
+                l.items()
                     .iter()
                     .filter_map(|it| it.kind.source_id().map(str::to_string)),
             );
@@ -445,7 +445,7 @@ fn run_other(cmd: Cmd) -> Result<(), UserError> {
                 let f = decode::frame_at(&file, at)?;
                 frames.insert(id, Arc::new(f));
             }
-            for it in &layout.items {
+            for it in layout.items() {
                 if let Some(id) = it.kind.source_id() {
                     if !frames.contains_key(id) {
                         eprintln!("note: no --input for '{id}': drawing the placeholder");

@@ -640,3 +640,46 @@ impl Compositor for GpuCompositor {
         format!("gpu (wgpu {}: {}, {})", a.backend, a.name, a.device_type)
     }
 }
+
+#[cfg(all(test, feature = "testkit"))]
+mod tests {
+    use super::*;
+    use crate::compose::cpu::CpuCompositor;
+    use crate::compose::Compositor;
+    use crate::model::layout::{ItemKind, Rect};
+    use crate::testkit::{gpu_or_skip, solid_frames};
+
+    /// An item whose source is changed in place (the generation kept, as code inside the crate
+    /// could still do) shows the new source at once, and a source whose textures do not match
+    /// the uniforms is never sampled (the shader runs without bounds checks).
+    #[test]
+    fn an_item_source_changed_in_place_shows_the_new_source() {
+        let opts = GpuOptions {
+            output: OutputFormat::I420,
+            policy: AdapterPolicy::AllowSoftware,
+            ..Default::default()
+        };
+        let Some(mut g) = gpu_or_skip(GpuCompositor::new(64, 48, opts), "the bind cache test")
+        else {
+            return;
+        };
+        let mut l = Layout::cameras(64, 48, &[("a", Rect::new(0, 0, 64, 48))]);
+        // the same geometry: only the source id tells them apart
+        let (frames, colours) = solid_frames(&[("a", 16, 12), ("b", 16, 12)]);
+        let first = g.compose(&l, &frames).unwrap().clone();
+        assert_eq!(first.yuv_at(32, 24), colours["a"]);
+        let gen = l.generation;
+        l.items[0].kind = ItemKind::Camera { camid: "b".into() };
+        assert_eq!(l.generation, gen);
+        let mut cpu = CpuCompositor::new(64, 48);
+        for n in 0..3 {
+            let got = g.compose(&l, &frames).unwrap().clone();
+            assert_eq!(
+                got.yuv_at(32, 24),
+                colours["b"],
+                "frame {n} after the change"
+            );
+            assert_eq!(&got, cpu.compose(&l, &frames).unwrap());
+        }
+    }
+}
