@@ -204,7 +204,7 @@ pub struct AudioFileSettings {
 ///   "vWidth":1280,"vHeight":720,"vFps":15,"layoutConfig":[{"type":0,"left":0,"top":180,
 ///   "width":640,"height":360,"keepAspectRatio":1,"param":{"camid":"Usr1.-1"}}]}}"#).unwrap();
 /// assert_eq!(cfg.output.fps, 15);
-/// assert_eq!(cfg.layout.items.len(), 1);
+/// assert_eq!(cfg.layout.items().len(), 1);
 /// let err = MixerConfig::from_json(r#"{"videoFileCfg":{"svrPathName":"a.mp4","vWidth":1281,"vHeight":720,"layoutConfig":[]}}"#).unwrap_err();
 /// assert_eq!(err.to_string(), "videoFileCfg.vWidth: must be even, got 1281");
 /// ```
