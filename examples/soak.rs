@@ -4,7 +4,7 @@
 //! minute. Not a test: run it and read the
 //! figures (BENCHMARKS.md).
 //!
-//!     cargo run --release --example soak -- [MIXERS] [MINUTES]
+//!     [SOAK_EXT=mkv] cargo run --release --example soak -- [MIXERS] [MINUTES]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -49,6 +49,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mixers: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(16);
     let minutes: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
+    // the container (SOAK_EXT=mkv, ts, flv; default mp4)
+    let ext = std::env::var("SOAK_EXT").unwrap_or_else(|_| "mp4".into());
     let dir = std::env::temp_dir().join(format!("cloudmixer-soak-{}", std::process::id()));
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
@@ -57,7 +59,7 @@ fn main() {
     for i in 0..mixers {
         let mut v = layout(0);
         v["mode"] = 0.into();
-        v["videoFileCfg"]["svrPathName"] = format!("/m{i}.mp4").into();
+        v["videoFileCfg"]["svrPathName"] = format!("/m{i}.{ext}").into();
         v["videoFileCfg"]["vWidth"] = 192.into();
         v["videoFileCfg"]["vHeight"] = 64.into();
         v["videoFileCfg"]["vFps"] = 30.into();
