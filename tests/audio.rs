@@ -13,7 +13,7 @@ use cloudmixer::model::frame::VideoFrame;
 use cloudmixer::model::time::{tick_time, PaceMode};
 use cloudmixer::output::Storage;
 use cloudmixer::pipeline::{Mixer, MixerError, MixerSettings};
-use cloudmixer::testkit::signal::{db, decode_audio};
+use cloudmixer::testkit::signal::{db, decode_audio, frame_lumas};
 use serde_json::json;
 
 fn goertzel(x: &[f32], f: f64) -> f64 {
@@ -95,30 +95,6 @@ fn frames_10ms(samples: &[f32]) -> Vec<AudioFrame> {
                 .with_capture(Duration::from_millis(10 * k as u64))
         })
         .collect()
-}
-
-/// Mean luma of each decoded video frame.
-fn frame_lumas(file: &Path) -> Vec<u8> {
-    let o = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args([
-            "-map",
-            "0:v:0",
-            "-vsync",
-            "passthrough",
-            "-vf",
-            "scale=1:1:flags=area",
-            "-pix_fmt",
-            "gray",
-            "-f",
-            "rawvideo",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o.stdout
 }
 
 /// ffprobe's duration of each stream, by codec type.

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use cloudmixer::testkit::signal::decode_audio;
+use cloudmixer::testkit::signal::{decode_audio, frame_lumas};
 use serde_json::json;
 
 fn dir(name: &str) -> std::path::PathBuf {
@@ -14,30 +14,6 @@ fn dir(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// Mean luma of each decoded video frame.
-fn frame_lumas(file: &std::path::Path) -> Vec<u8> {
-    let o = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args([
-            "-map",
-            "0:v:0",
-            "-vsync",
-            "passthrough",
-            "-vf",
-            "scale=1:1:flags=area",
-            "-pix_fmt",
-            "gray",
-            "-f",
-            "rawvideo",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o.stdout
 }
 
 /// (6) kill -9 at 4 s of a real-time recording at the default settings: the file plays with

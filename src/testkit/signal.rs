@@ -50,3 +50,28 @@ pub fn decode_audio(file: &Path, channels: u32) -> Vec<f32> {
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
 }
+
+/// The mean luma of each video frame of `file` as decoded by the `ffmpeg` CLI (every frame
+/// kept, in order): a flash, a black frame or a count of frames at a glance.
+pub fn frame_lumas(file: &Path) -> Vec<u8> {
+    let o = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args([
+            "-map",
+            "0:v:0",
+            "-vsync",
+            "passthrough",
+            "-vf",
+            "scale=1:1:flags=area",
+            "-pix_fmt",
+            "gray",
+            "-f",
+            "rawvideo",
+            "-",
+        ])
+        .output()
+        .expect("running ffmpeg");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
