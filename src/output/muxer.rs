@@ -320,10 +320,10 @@ impl Muxer {
         self.streams.iter().any(|s| s.track == track)
     }
 
-    /// Writes one packet (timestamps in its track's encoder time base) to every target. The
-    /// packet's data is left in place for the caller (cloned per target). Packets of tracks
-    /// this muxer does not carry are ignored.
-    pub fn write(&mut self, pkt: &Packet) -> Result<(), MuxError> {
+    /// Writes one packet (timestamps in its track's encoder time base) to every target (the
+    /// last target takes it, the others a copy). Packets of tracks this muxer does not carry
+    /// are ignored.
+    pub fn write(&mut self, pkt: Packet) -> Result<(), MuxError> {
         let Some(si) = self.streams.iter().position(|s| s.track == pkt.track) else {
             return Ok(());
         };
@@ -337,32 +337,31 @@ impl Muxer {
                     s.enc_tb.denominator(),
                 ));
                 self.write_now(si, pkt)?;
-                for h in std::mem::take(&mut self.held) {
-                    if let Some(hi) = self.streams.iter().position(|s| s.track == h.track) {
-                        self.write_now(hi, &h)?;
-                    }
-                }
-                return Ok(());
+                return self.write_held();
             }
             if self.held.len() < HOLD_MAX {
-                self.held.push(Packet {
-                    track: pkt.track,
-                    data: pkt.data.clone(),
-                });
+                self.held.push(pkt);
                 return Ok(());
             }
             // no video for a long time: give up waiting
             self.offset = Some(Rational::new(0, 1));
-            for h in std::mem::take(&mut self.held) {
-                if let Some(hi) = self.streams.iter().position(|s| s.track == h.track) {
-                    self.write_now(hi, &h)?;
-                }
-            }
+            self.write_held()?;
         }
         self.write_now(si, pkt)
     }
 
-    fn write_now(&mut self, si: usize, pkt: &Packet) -> Result<(), MuxError> {
+    /// Writes the packets held while waiting for the first video packet.
+    fn write_held(&mut self) -> Result<(), MuxError> {
+        for h in std::mem::take(&mut self.held) {
+            if let Some(hi) = self.streams.iter().position(|s| s.track == h.track) {
+                self.write_now(hi, h)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes to every target: the last one takes the packet itself, the others a copy.
+    fn write_now(&mut self, si: usize, pkt: Packet) -> Result<(), MuxError> {
         let off = self.offset.unwrap_or(Rational::new(0, 1));
         let s = &mut self.streams[si];
         // the common offset in this track's time base
@@ -373,8 +372,15 @@ impl Muxer {
             let (tn, td) = (s.enc_tb.numerator() as i64, s.enc_tb.denominator() as i64);
             (n * td + d * tn / 2) / (d * tn).max(1)
         };
-        for (o, out_tb) in self.outs.iter_mut().zip(&s.out_tb) {
-            let mut p = pkt.data.clone();
+        let end = pkt.data.pts().unwrap_or(0) + pkt.data.duration().max(0);
+        let mut data = Some(pkt.data);
+        let last = self.outs.len().saturating_sub(1);
+        for (i, (o, out_tb)) in self.outs.iter_mut().zip(&s.out_tb).enumerate() {
+            let mut p = match (i == last, data.as_ref()) {
+                (true, _) => data.take().unwrap_or_else(ffmpeg::Packet::empty),
+                (false, Some(d)) => d.clone(),
+                (false, None) => ffmpeg::Packet::empty(),
+            };
             if shift != 0 && o.shift {
                 p.set_pts(p.pts().map(|t| t + shift));
                 p.set_dts(p.dts().map(|t| t + shift));
@@ -390,7 +396,6 @@ impl Muxer {
             }
         }
         s.packets += 1;
-        let end = pkt.data.pts().unwrap_or(0) + pkt.data.duration().max(0);
         s.end = s.end.max(end);
         Ok(())
     }
@@ -416,13 +421,12 @@ impl Muxer {
         }
         self.streams
             .iter()
-            .filter_map(|s| match s.kind {
-                TrackKind::Audio { rate } if rate > 0 => Some(Duration::from_secs_f64(
+            .filter(|s| matches!(s.kind, TrackKind::Audio { .. }))
+            .map(|s| {
+                Duration::from_secs_f64(
                     s.end.max(0) as f64 * s.enc_tb.numerator() as f64
                         / s.enc_tb.denominator().max(1) as f64,
-                ))
-                .filter(|_| rate > 0),
-                _ => None,
+                )
             })
             .max()
             .unwrap_or_default()
@@ -460,13 +464,9 @@ impl Muxer {
         if self.offset.is_none() && !self.held.is_empty() {
             // the video never produced a packet: write what was held
             self.offset = Some(Rational::new(0, 1));
-            for h in std::mem::take(&mut self.held) {
-                if let Some(hi) = self.streams.iter().position(|s| s.track == h.track) {
-                    if let Err(e) = self.write_now(hi, &h) {
-                        self.finished = true;
-                        return Err(e);
-                    }
-                }
+            if let Err(e) = self.write_held() {
+                self.finished = true;
+                return Err(e);
             }
         }
         self.finished = true;

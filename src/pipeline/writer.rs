@@ -73,8 +73,23 @@ pub(crate) fn writer_loop(
         match rx.recv_deadline(next_info) {
             Ok(WriterMsg::Packet(p)) => {
                 let mut failed = None;
-                for o in outputs.iter_mut().filter(|o| o.muxer.carries(p.track)) {
-                    if let Err(e) = o.muxer.write(&p) {
+                // a track is usually in one muxer: it takes the packet, no copy
+                let track = p.track;
+                let n = outputs.iter().filter(|o| o.muxer.carries(track)).count();
+                let mut p = Some(p);
+                let mut k = 0;
+                for o in outputs.iter_mut().filter(|o| o.muxer.carries(track)) {
+                    k += 1;
+                    let pk = if k == n {
+                        p.take()
+                    } else {
+                        p.as_ref().map(|p| Packet {
+                            track,
+                            data: p.data.clone(),
+                        })
+                    };
+                    let Some(pk) = pk else { break };
+                    if let Err(e) = o.muxer.write(pk) {
                         failed = Some(End::Failed(e.code(), e.to_string()));
                         break;
                     }
