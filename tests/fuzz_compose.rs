@@ -288,6 +288,7 @@ fn layout_of(c: &Case) -> Layout {
                 alpha: it.alpha,
                 zorder: 0,
                 index,
+                placeholder: None,
             }
         })
         .collect();

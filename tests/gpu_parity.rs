@@ -485,6 +485,7 @@ fn missing_source_text_item_and_background() {
             alpha: 1.0,
             zorder: 0,
             index: 2,
+            placeholder: None,
         })
     });
     let (frames, _) = solid_frames(&[("a", 8, 4)]);

@@ -12,7 +12,10 @@ use thiserror::Error;
 
 use crate::model::audio::ChannelMode;
 use crate::model::color::{parse_hex_color, rgb_to_yuv709_limited};
-use crate::model::layout::{FitMode, Item, ItemKind, Layout, Rect};
+use crate::model::layout::{
+    FitMode, Item, ItemKind, Layout, Rect, LOCAL_SCREEN_KEY, MEDIA_SHARE_KEY, SCREEN_SHARE_KEY,
+    WHITEBOARD_KEY,
+};
 
 /// Largest canvas side.
 pub const MAX_CANVAS: u32 = 8192;
@@ -376,6 +379,7 @@ const VIDEO_KEYS: &[&str] = &[
     "aBps",
     "layoutConfig",
     "backgroundColor",
+    "backgroundImage",
     "placeholder",
     // vendor extension, accepted and ignored
     "mixedLayout",
@@ -396,12 +400,47 @@ const ITEM_KEYS: &[&str] = &[
 const PARAM_KEYS: &[&str] = &[
     "camid",
     "resourceid",
+    "placeholder",
     "text",
     "color",
     "background",
     "font-size",
     "text-margin",
+    // type 2 (local screen) in the vendor's local mixer: accepted, unused here
+    "screenid",
+    "pid",
+    "area",
+    "window",
 ];
+
+/// Most characters in a text item's `param.text`.
+pub const MAX_TEXT_CHARS: usize = 256;
+/// Largest `param.font-size` (output pixels).
+pub const MAX_FONT_SIZE: i64 = 256;
+/// Largest `param.text-margin` (output pixels).
+pub const MAX_TEXT_MARGIN: i64 = 256;
+/// Most characters in a picture id (`resourceid`, `placeholder`, `backgroundImage`).
+pub const MAX_PICTURE_ID: usize = 128;
+
+/// Item types, for error messages.
+const TYPES: &str =
+    "0 camera, 1 picture, 2 local screen, 3 media share, 5 screen share, 6 whiteboard, 10 text";
+
+/// A picture id: a non-empty string of at most [`MAX_PICTURE_ID`] characters.
+fn picture_id(m: &Map<String, Value>, path: &str, key: &str) -> Result<Option<String>> {
+    match opt_str(m, path, key)? {
+        None => Ok(None),
+        Some(s) if s.trim().is_empty() => Err(ConfigError::invalid(
+            &join(path, key),
+            "must name a registered picture, got an empty string",
+        )),
+        Some(s) if s.chars().count() > MAX_PICTURE_ID => Err(ConfigError::invalid(
+            &join(path, key),
+            format!("a picture id has at most {MAX_PICTURE_ID} characters"),
+        )),
+        Some(s) => Ok(Some(s.to_string())),
+    }
+}
 
 /// Levenshtein distance (in chars).
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -756,23 +795,57 @@ fn parse_item(v: &Value, path: &str, cw: u32, ch: u32, index: usize) -> Result<I
             )),
         }
     };
+    // types 2/3/5/6: the vendor sends no param; the source key defaults per type
+    let stream = |default: &str| -> Result<String> {
+        match opt_str(param, &ppath, "camid")? {
+            None => Ok(default.to_string()),
+            Some(_) => need_str("camid"),
+        }
+    };
     let kind = match ty {
         0 => ItemKind::Camera {
             camid: need_str("camid")?,
         },
         1 => ItemKind::Picture {
-            resource_id: need_str("resourceid")?,
+            resource_id: match picture_id(param, &ppath, "resourceid")? {
+                Some(id) => id,
+                None => need_str("resourceid")?,
+            },
+        },
+        2 => ItemKind::LocalScreen {
+            camid: stream(LOCAL_SCREEN_KEY)?,
         },
         3 => ItemKind::MediaShare {
-            camid: need_str("camid")?,
+            camid: stream(MEDIA_SHARE_KEY)?,
         },
         5 => ItemKind::ScreenShare {
-            camid: need_str("camid")?,
+            camid: stream(SCREEN_SHARE_KEY)?,
+        },
+        6 => ItemKind::Whiteboard {
+            camid: stream(WHITEBOARD_KEY)?,
         },
         10 => {
+            let tpath = join(&ppath, "text");
             let text = match opt_str(param, &ppath, "text")? {
+                Some(s) if s.trim().is_empty() => {
+                    return Err(ConfigError::invalid(&tpath, "must not be empty"))
+                }
+                Some(s) if s.chars().count() > MAX_TEXT_CHARS => {
+                    return Err(ConfigError::invalid(
+                        &tpath,
+                        format!(
+                            "at most {MAX_TEXT_CHARS} characters, got {}",
+                            s.chars().count()
+                        ),
+                    ))
+                }
                 Some(s) => s.to_string(),
-                None => return Err(ConfigError::invalid(&join(&ppath, "text"), "is required for an item of type 10")),
+                None => {
+                    return Err(ConfigError::invalid(
+                        &tpath,
+                        "is required for an item of type 10",
+                    ))
+                }
             };
             let font = opt_int(param, &ppath, "font-size")?.unwrap_or(18);
             let margin = opt_int(param, &ppath, "text-margin")?.unwrap_or(5);
@@ -780,23 +853,25 @@ fn parse_item(v: &Value, path: &str, cw: u32, ch: u32, index: usize) -> Result<I
                 text,
                 color: opt_color(param, &ppath, "color")?.unwrap_or([255, 255, 255, 255]),
                 background: opt_color(param, &ppath, "background")?.unwrap_or([0, 0, 0, 0x7d]),
-                font_size: int_in(&join(&ppath, "font-size"), font, 1, 512)? as u32,
-                margin: int_in(&join(&ppath, "text-margin"), margin, 0, 512)? as u32,
+                font_size: int_in(&join(&ppath, "font-size"), font, 1, MAX_FONT_SIZE)? as u32,
+                margin: int_in(&join(&ppath, "text-margin"), margin, 0, MAX_TEXT_MARGIN)?
+                    as u32,
             }
         }
-        2 | 4 | 6..=9 => {
+        4 | 7..=9 => {
             return Err(ConfigError::invalid(
                 &join(path, "type"),
-                format!("item type {ty} is deprecated and not supported (use 0 camera, 1 picture, 3 media share, 5 screen share, 10 text)"),
+                format!("item type {ty} is deprecated and not supported (use {TYPES})"),
             ))
         }
         _ => {
             return Err(ConfigError::invalid(
                 &join(path, "type"),
-                format!("unknown item type {ty} (use 0 camera, 1 picture, 3 media share, 5 screen share, 10 text)"),
+                format!("unknown item type {ty} (use {TYPES})"),
             ))
         }
     };
+    let placeholder = picture_id(param, &ppath, "placeholder")?;
     Ok(Item {
         kind,
         rect,
@@ -804,6 +879,7 @@ fn parse_item(v: &Value, path: &str, cw: u32, ch: u32, index: usize) -> Result<I
         alpha,
         zorder,
         index,
+        placeholder,
     })
 }
 
@@ -833,9 +909,18 @@ fn parse_layout(vfc: &Map<String, Value>, cw: u32, ch: u32) -> Result<Layout> {
     let bg = opt_color(vfc, "videoFileCfg", "backgroundColor")?.unwrap_or([0, 0, 0, 255]);
     let bg = rgb_to_yuv709_limited([bg[0], bg[1], bg[2]]);
     let mut layout = Layout::new(cw, ch, bg, items);
-    if let Some(p) = opt_color(vfc, "videoFileCfg", "placeholder")? {
-        layout.placeholder = rgb_to_yuv709_limited([p[0], p[1], p[2]]);
+    // `placeholder`: a colour #RRGGBB[AA] (the '#' optional, as for every colour), or the id
+    // of a registered picture
+    match opt_str(vfc, "videoFileCfg", "placeholder")? {
+        Some(s) if s.starts_with('#') || parse_hex_color(s).is_some() => {
+            if let Some(p) = opt_color(vfc, "videoFileCfg", "placeholder")? {
+                layout.placeholder = rgb_to_yuv709_limited([p[0], p[1], p[2]]);
+            }
+        }
+        Some(_) => layout.placeholder_image = picture_id(vfc, "videoFileCfg", "placeholder")?,
+        None => {}
     }
+    layout.background_image = picture_id(vfc, "videoFileCfg", "backgroundImage")?;
     Ok(layout)
 }
 
@@ -1125,6 +1210,14 @@ pub fn resolved_layout_json(layout: &Layout, out: &OutputSettings) -> Value {
                     o["type"] = "camera".into();
                     o["camid"] = camid.clone().into();
                 }
+                ItemKind::LocalScreen { camid } => {
+                    o["type"] = "local_screen".into();
+                    o["camid"] = camid.clone().into();
+                }
+                ItemKind::Whiteboard { camid } => {
+                    o["type"] = "whiteboard".into();
+                    o["camid"] = camid.clone().into();
+                }
                 ItemKind::MediaShare { camid } => {
                     o["type"] = "media_share".into();
                     o["camid"] = camid.clone().into();
@@ -1142,6 +1235,9 @@ pub fn resolved_layout_json(layout: &Layout, out: &OutputSettings) -> Value {
                     o["text"] = text.clone().into();
                 }
             }
+            if let Some(p) = &it.placeholder {
+                o["placeholder"] = p.clone().into();
+            }
             o
         })
         .collect();
@@ -1154,6 +1250,8 @@ pub fn resolved_layout_json(layout: &Layout, out: &OutputSettings) -> Value {
         "qp": out.qp,
         "targets": out.targets,
         "background": layout.background,
+        "backgroundImage": layout.background_image,
+        "placeholderImage": layout.placeholder_image,
         "items": items,
     })
 }

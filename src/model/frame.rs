@@ -46,6 +46,92 @@ impl PixelFormat {
 
 pub use super::color::{ColorSpace, Matrix, Range};
 
+/// The clockwise rotation that turns a frame upright for display, as WebRTC frames carry it
+/// (`kVideoRotation_90` …) and as a file's display matrix or `rotate` tag says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+pub enum Rotation {
+    /// Upright as stored.
+    #[default]
+    R0,
+    /// Turn 90° clockwise to display (a phone held upright, sensor landscape).
+    R90,
+    /// Turn 180°.
+    R180,
+    /// Turn 270° clockwise (90° counter-clockwise).
+    R270,
+}
+
+impl Rotation {
+    /// The rotation of `degrees` clockwise (any multiple of 90, negative too); `None` for
+    /// other angles.
+    ///
+    /// ```
+    /// use cloudmixer::model::frame::Rotation;
+    /// assert_eq!(Rotation::from_degrees(-90), Some(Rotation::R270));
+    /// assert_eq!(Rotation::from_degrees(45), None);
+    /// ```
+    pub fn from_degrees(degrees: i64) -> Option<Rotation> {
+        if degrees % 90 != 0 {
+            return None;
+        }
+        Some(match degrees.rem_euclid(360) {
+            0 => Rotation::R0,
+            90 => Rotation::R90,
+            180 => Rotation::R180,
+            _ => Rotation::R270,
+        })
+    }
+
+    /// Clockwise degrees: 0, 90, 180 or 270.
+    pub fn degrees(self) -> u32 {
+        match self {
+            Rotation::R0 => 0,
+            Rotation::R90 => 90,
+            Rotation::R180 => 180,
+            Rotation::R270 => 270,
+        }
+    }
+
+    /// Whether width and height trade places.
+    pub fn swaps_axes(self) -> bool {
+        matches!(self, Rotation::R90 | Rotation::R270)
+    }
+}
+
+/// Rotates one plane of `w`x`h` elements of `E` bytes each (rows `stride` bytes apart) into a
+/// tightly packed plane of the rotated size. Works in 32x32 tiles so that both the reads and
+/// the writes stay in cache.
+fn rotate_plane<const E: usize>(
+    src: &[u8],
+    stride: usize,
+    w: usize,
+    h: usize,
+    rot: Rotation,
+) -> Vec<u8> {
+    let (ow, oh) = if rot.swaps_axes() { (h, w) } else { (w, h) };
+    let mut out = vec![0u8; ow * oh * E];
+    const T: usize = 32;
+    for ty in (0..oh).step_by(T) {
+        for tx in (0..ow).step_by(T) {
+            for y in ty..(ty + T).min(oh) {
+                let orow = &mut out[y * ow * E..(y + 1) * ow * E];
+                for x in tx..(tx + T).min(ow) {
+                    // output (x, y) shows source (sx, sy)
+                    let (sx, sy) = match rot {
+                        Rotation::R0 => (x, y),
+                        Rotation::R90 => (y, h - 1 - x),
+                        Rotation::R180 => (w - 1 - x, h - 1 - y),
+                        Rotation::R270 => (w - 1 - y, x),
+                    };
+                    let i = sy * stride + sx * E;
+                    orow[x * E..x * E + E].copy_from_slice(&src[i..i + E]);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Bad frame data given to a constructor.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum FrameError {
@@ -133,6 +219,9 @@ pub struct VideoFrame {
     pub pts: Duration,
     /// Sample (pixel) aspect ratio, numerator and denominator; (1, 1) for square pixels.
     pub sar: (u32, u32),
+    /// Clockwise rotation to display the frame upright; the mixer draws it turned, and fits
+    /// it by its turned size ([`VideoFrame::upright`]).
+    pub rotation: Rotation,
     id: u64,
 }
 
@@ -194,6 +283,7 @@ impl VideoFrame {
             color: ColorSpace::BT709_LIMITED,
             pts: Duration::ZERO,
             sar: (1, 1),
+            rotation: Rotation::R0,
             id: next_id(),
         })
     }
@@ -279,6 +369,65 @@ impl VideoFrame {
         self.color = color;
         self.id = next_id();
         self
+    }
+
+    /// Sets the rotation that displays the frame upright (builder style).
+    pub fn with_rotation(mut self, rotation: Rotation) -> Self {
+        self.rotation = rotation;
+        self.id = next_id();
+        self
+    }
+
+    /// The frame turned upright: a tightly packed copy rotated by [`VideoFrame::rotation`]
+    /// (width and height, and the sample aspect ratio, swapped for 90° and 270°), with
+    /// rotation `R0`. `None` when the frame is upright already.
+    ///
+    /// ```
+    /// use cloudmixer::model::frame::{Rotation, VideoFrame};
+    /// // 2x1 RGBA: red, green; turned 90° clockwise: red on top
+    /// let f = VideoFrame::rgba(2, 1, vec![255, 0, 0, 255, 0, 255, 0, 255]).unwrap()
+    ///     .with_rotation(Rotation::R90);
+    /// let up = f.upright().unwrap();
+    /// assert_eq!((up.width(), up.height()), (1, 2));
+    /// assert_eq!(&up.planes()[0].data[..4], &[255, 0, 0, 255]);
+    /// ```
+    pub fn upright(&self) -> Option<VideoFrame> {
+        let rot = self.rotation;
+        if rot == Rotation::R0 {
+            return None;
+        }
+        let (w, h) = (self.width, self.height);
+        let planes = self
+            .planes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let (row, rows) = self.format.plane_size(i, w, h);
+                let e = match (self.format, i) {
+                    (PixelFormat::Rgba, _) => 4,
+                    (PixelFormat::Nv12, 1) => 2,
+                    _ => 1,
+                };
+                let (pw, ph) = (row / e, rows);
+                let data = match e {
+                    4 => rotate_plane::<4>(&p.data, p.stride, pw, ph, rot),
+                    2 => rotate_plane::<2>(&p.data, p.stride, pw, ph, rot),
+                    _ => rotate_plane::<1>(&p.data, p.stride, pw, ph, rot),
+                };
+                let stride = if rot.swaps_axes() { ph * e } else { row };
+                Plane { data, stride }
+            })
+            .collect();
+        let (ow, oh) = if rot.swaps_axes() { (h, w) } else { (w, h) };
+        let mut f = VideoFrame::new(self.format, ow, oh, planes).ok()?;
+        f.color = self.color;
+        f.pts = self.pts;
+        f.sar = if rot.swaps_axes() {
+            (self.sar.1, self.sar.0)
+        } else {
+            self.sar
+        };
+        Some(f)
     }
 
     /// Sets the presentation time (builder style).
@@ -487,5 +636,75 @@ mod tests {
         assert_eq!(PixelFormat::Nv12.plane_size(1, 5, 3), (6, 2));
         let f = VideoFrame::solid_i420(1, 1, [16, 128, 128]).unwrap();
         assert_eq!(f.planes()[1].data.len(), 1);
+    }
+
+    /// A 5x3 frame whose every sample is distinct, in `fmt`, with padded strides.
+    fn numbered(fmt: PixelFormat) -> VideoFrame {
+        let (w, h) = (5u32, 3u32);
+        let planes = (0..fmt.plane_count())
+            .map(|i| {
+                let (row, rows) = fmt.plane_size(i, w, h);
+                let stride = row + 3;
+                let data = (0..stride * rows)
+                    .map(|k| ((k % stride) + 16 * (k / stride) + 50 * i) as u8)
+                    .collect();
+                Plane { data, stride }
+            })
+            .collect();
+        VideoFrame::new(fmt, w, h, planes).unwrap()
+    }
+
+    fn sample(f: &VideoFrame, plane: usize, e: usize, x: usize, y: usize) -> Vec<u8> {
+        let p = &f.planes()[plane];
+        p.data[y * p.stride + x * e..y * p.stride + x * e + e].to_vec()
+    }
+
+    #[test]
+    fn rotation_turns_every_plane_clockwise() {
+        for fmt in [PixelFormat::I420, PixelFormat::Nv12, PixelFormat::Rgba] {
+            let f = numbered(fmt).with_rotation(Rotation::R90);
+            let up = f.upright().unwrap();
+            assert_eq!((up.width(), up.height()), (3, 5), "{fmt:?}");
+            assert_eq!(up.rotation, Rotation::R0);
+            // luma (or RGBA): the source's bottom-left pixel lands top-left, top-left top-right
+            let e0 = if fmt == PixelFormat::Rgba { 4 } else { 1 };
+            assert_eq!(sample(&up, 0, e0, 0, 0), sample(&f, 0, e0, 0, 2), "{fmt:?}");
+            assert_eq!(sample(&up, 0, e0, 2, 0), sample(&f, 0, e0, 0, 0), "{fmt:?}");
+            assert_eq!(sample(&up, 0, e0, 2, 4), sample(&f, 0, e0, 4, 0), "{fmt:?}");
+            if fmt != PixelFormat::Rgba {
+                // chroma 3x2 → 2x3: source chroma (0,1) lands at (0,0); UV pairs stay pairs
+                let e = if fmt == PixelFormat::Nv12 { 2 } else { 1 };
+                assert_eq!(sample(&up, 1, e, 0, 0), sample(&f, 1, e, 0, 1), "{fmt:?}");
+                assert_eq!(up.planes()[1].stride, 2 * e);
+            }
+            // four quarter turns (and 90 then 270) give the frame back
+            let mut g = numbered(fmt);
+            for _ in 0..4 {
+                g = g.with_rotation(Rotation::R90).upright().unwrap();
+            }
+            let h = numbered(fmt)
+                .with_rotation(Rotation::R180)
+                .upright()
+                .unwrap()
+                .with_rotation(Rotation::R180)
+                .upright()
+                .unwrap();
+            for i in 0..fmt.plane_count() {
+                assert_eq!(g.packed_plane(i), numbered(fmt).packed_plane(i), "{fmt:?}");
+                assert_eq!(h.packed_plane(i), numbered(fmt).packed_plane(i), "{fmt:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn rotation_swaps_the_aspect_ratio_and_keeps_upright_frames() {
+        let mut f = numbered(PixelFormat::I420).with_rotation(Rotation::R270);
+        f.sar = (4, 3);
+        let up = f.upright().unwrap();
+        assert_eq!(up.sar, (3, 4));
+        assert_eq!(sample(&up, 0, 1, 0, 0), sample(&f, 0, 1, 4, 0));
+        assert!(numbered(PixelFormat::I420).upright().is_none());
+        assert_eq!(Rotation::from_degrees(450), Some(Rotation::R90));
+        assert_eq!(Rotation::from_degrees(-180), Some(Rotation::R180));
     }
 }

@@ -164,6 +164,15 @@ pub fn place(rect: Rect, fit: FitMode, sw: u32, sh: u32, sar: (u32, u32)) -> Pla
     }
 }
 
+/// Source key of a type 2 (local screen) item without `param.camid`.
+pub const LOCAL_SCREEN_KEY: &str = "_cr_localscreen_";
+/// Source key of a type 3 (media share) item without `param.camid`.
+pub const MEDIA_SHARE_KEY: &str = "_cr_media_";
+/// Source key of a type 5 (screen share) item without `param.camid`.
+pub const SCREEN_SHARE_KEY: &str = "_cr_screen_";
+/// Source key of a type 6 (whiteboard) item without `param.camid`.
+pub const WHITEBOARD_KEY: &str = "_cr_whiteboard_";
+
 /// What an item shows.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -178,13 +187,25 @@ pub enum ItemKind {
         /// Registered resource id.
         resource_id: String,
     },
-    /// type 3: a media share stream.
+    /// type 2: a local screen (the vendor's local mixer captures it; here a source pushed
+    /// under `param.camid`, default [`LOCAL_SCREEN_KEY`]).
+    LocalScreen {
+        /// Source id.
+        camid: String,
+    },
+    /// type 3: a media share stream (`param.camid`, default [`MEDIA_SHARE_KEY`]).
     MediaShare {
         /// Source id.
         camid: String,
     },
-    /// type 5: a screen share stream.
+    /// type 5: a screen share stream (`param.camid`, default [`SCREEN_SHARE_KEY`]).
     ScreenShare {
+        /// Source id.
+        camid: String,
+    },
+    /// type 6: a whiteboard rendered by the server (`param.camid`, default
+    /// [`WHITEBOARD_KEY`]).
+    Whiteboard {
         /// Source id.
         camid: String,
     },
@@ -208,8 +229,10 @@ impl ItemKind {
     pub fn source_id(&self) -> Option<&str> {
         match self {
             ItemKind::Camera { camid }
+            | ItemKind::LocalScreen { camid }
             | ItemKind::MediaShare { camid }
-            | ItemKind::ScreenShare { camid } => Some(camid),
+            | ItemKind::ScreenShare { camid }
+            | ItemKind::Whiteboard { camid } => Some(camid),
             ItemKind::Picture { resource_id } => Some(resource_id),
             ItemKind::Text { .. } => None,
         }
@@ -231,6 +254,9 @@ pub struct Item {
     pub zorder: i32,
     /// Index in the config's `layoutConfig` array.
     pub index: usize,
+    /// A registered picture shown while the source has no frame (`param.placeholder`);
+    /// `None`: the layout's placeholder.
+    pub placeholder: Option<String>,
 }
 
 impl Item {
@@ -257,6 +283,11 @@ pub struct Layout {
     pub(crate) background: [u8; 3],
     /// Drawn for a source without video (default: the background).
     pub(crate) placeholder: [u8; 3],
+    /// A registered picture drawn (fitted like the source) for a source without video, in
+    /// place of the placeholder colour.
+    pub(crate) placeholder_image: Option<String>,
+    /// A registered picture drawn under everything, covering the canvas (`backgroundImage`).
+    pub(crate) background_image: Option<String>,
     /// Items sorted into draw order (bottom first).
     pub(crate) items: Vec<Item>,
     /// Unique id of this layout value, for caches keyed on "layout unchanged".
@@ -273,6 +304,8 @@ impl Layout {
             height,
             background,
             placeholder: background,
+            placeholder_image: None,
+            background_image: None,
             items,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
         }
@@ -303,6 +336,45 @@ impl Layout {
         &self.items
     }
 
+    /// The picture drawn for a source without video, if any (else the placeholder colour).
+    pub fn placeholder_image(&self) -> Option<&str> {
+        self.placeholder_image.as_deref()
+    }
+
+    /// The picture drawn under everything, if any.
+    pub fn background_image(&self) -> Option<&str> {
+        self.background_image.as_deref()
+    }
+
+    /// Every source id this layout may draw: the items' sources, their placeholders, the
+    /// placeholder picture and the background picture (may repeat).
+    pub fn source_ids(&self) -> impl Iterator<Item = &str> {
+        self.items
+            .iter()
+            .flat_map(|it| [it.kind.source_id(), it.placeholder.as_deref()])
+            .chain([
+                self.placeholder_image.as_deref(),
+                self.background_image.as_deref(),
+            ])
+            .flatten()
+    }
+
+    /// Whether `id` is one of [`Layout::source_ids`].
+    pub fn uses_source(&self, id: &str) -> bool {
+        self.source_ids().any(|s| s == id)
+    }
+
+    /// Whether drawing this layout needs more than the items' own frames: text, placeholder
+    /// pictures or a background picture (see [`crate::compose::scene`]).
+    pub fn needs_scene(&self) -> bool {
+        self.placeholder_image.is_some()
+            || self.background_image.is_some()
+            || self
+                .items
+                .iter()
+                .any(|it| it.placeholder.is_some() || matches!(it.kind, ItemKind::Text { .. }))
+    }
+
     /// Unique id of this layout value (a clone keeps it: same content).
     pub fn generation(&self) -> u64 {
         self.generation
@@ -318,6 +390,22 @@ impl Layout {
     /// The same layout with another background colour (a new generation).
     pub fn with_background(mut self, yuv: [u8; 3]) -> Self {
         self.background = yuv;
+        self.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+        self
+    }
+
+    /// The same layout with a placeholder picture (a registered picture id) drawn for sources
+    /// without video (a new generation).
+    pub fn with_placeholder_image(mut self, id: Option<String>) -> Self {
+        self.placeholder_image = id;
+        self.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+        self
+    }
+
+    /// The same layout with a picture (a registered picture id) under everything (a new
+    /// generation).
+    pub fn with_background_image(mut self, id: Option<String>) -> Self {
+        self.background_image = id;
         self.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
         self
     }
@@ -345,6 +433,7 @@ impl Layout {
                 alpha: 1.0,
                 zorder: 0,
                 index: i,
+                placeholder: None,
             })
             .collect();
         Layout::new(width, height, [16, 128, 128], items)
@@ -535,6 +624,7 @@ mod tests {
             alpha: 1.0,
             zorder: z,
             index: i,
+            placeholder: None,
         };
         let l = Layout::new(
             4,

@@ -163,12 +163,7 @@ impl SourceSlots {
         }
         let mut next: SlotMap = (*cur).clone();
         if next.len() >= self.max {
-            let shown = |id: &str| {
-                layout
-                    .items
-                    .iter()
-                    .any(|it| it.kind.source_id() == Some(id))
-            };
+            let shown = |id: &str| layout.uses_source(id);
             let victim = next
                 .iter()
                 .filter(|(id, s)| !shown(id) && !s.pinned.load(Ordering::Acquire))
@@ -197,24 +192,17 @@ impl SourceSlots {
         self.len() == 0
     }
 
-    /// Fills `frames` with the fresh frames of the sources `layout` shows, at mixer clock
-    /// `now_us` (frames captured later stay queued). Entries of other or stale sources are removed. `frames` is reused from tick to
-    /// tick, so the steady state allocates nothing.
+    /// Fills `frames` with the fresh frames of the sources `layout` may draw
+    /// ([`Layout::source_ids`]: items, placeholders, background picture) at mixer clock
+    /// `now_us` (frames captured later stay queued). Entries of other or stale sources are
+    /// removed. `frames` is reused from tick to tick, so the steady state allocates nothing.
     pub fn snapshot(&self, layout: &Layout, now_us: u64, frames: &mut Frames) {
         let map = self.map.load();
         for s in map.values() {
             s.promote(now_us);
         }
-        frames.retain(|k, _| {
-            layout
-                .items
-                .iter()
-                .any(|it| it.kind.source_id() == Some(k.as_str()))
-        });
-        for it in &layout.items {
-            let Some(id) = it.kind.source_id() else {
-                continue;
-            };
+        frames.retain(|k, _| layout.uses_source(k));
+        for id in layout.source_ids() {
             let fresh = map.get(id).and_then(|s| {
                 let f = s.frame.load_full()?;
                 let stamp = s.stamp_us.load(Ordering::Acquire);

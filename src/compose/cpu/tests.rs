@@ -307,6 +307,7 @@ fn text_items_do_not_break_composition() {
         alpha: 1.0,
         zorder: 0,
         index: 1,
+        placeholder: None,
     });
     let (frames, colours) = solid_frames(&[("a", 8, 8)]);
     assert_eq!(compose_once(&l, &frames).yuv_at(16, 16), colours["a"]);
