@@ -201,6 +201,18 @@ struct ItemPlan {
     fill: [u8; 3],
     /// Frame id drawn last time (0 = placeholder).
     drawn: Option<u64>,
+    /// RGBA sources (pictures, text): the general path's result for every output sample of
+    /// the image, computed once per frame id, so a picture or a text box that stays the same
+    /// costs one integer blend per sample per frame.
+    overlay: Option<Overlay>,
+}
+
+/// (value, coverage) per output sample of an item's image, per plane (Y, U, V), row-major
+/// over the image span of that plane.
+#[derive(Debug)]
+struct Overlay {
+    id: u64,
+    planes: [Vec<[u8; 2]>; 3],
 }
 
 impl ItemPlan {
@@ -223,6 +235,7 @@ impl ItemPlan {
             alpha,
             fill: layout.placeholder,
             drawn: None,
+            overlay: None,
         };
         let Some(f) = frame else {
             return plan;
@@ -483,35 +496,111 @@ fn draw_band(
         });
         return;
     }
-    // general path: colour conversion and/or alpha
-    let m = &plan.matrix;
-    let rgba = frame.format() == PixelFormat::Rgba;
-    let planes = [0, 1, 2, 3].map(|c| {
-        if c < 3 || rgba {
-            Some(SrcPlane::of(frame, c))
-        } else {
-            None
+    // RGBA with a cached overlay: one blend per sample
+    if let Some(ov) = plan.overlay.as_ref().filter(|o| o.id == frame.id()) {
+        let n = x1 - x0;
+        let vals = &ov.planes[comp];
+        for y in ia..ib {
+            let yo = y - img.y0 as usize;
+            let out = &mut band[(y - r0) * pw + x0..(y - r0) * pw + x1];
+            for (o, &[v, cov]) in out.iter_mut().zip(&vals[yo * n..(yo + 1) * n]) {
+                *o = if cov == 255 {
+                    v
+                } else {
+                    blend(*o, v, cov as u32)
+                };
+            }
         }
-    });
-    let full = &plan.tabs[k][0];
-    let sub = &plan.tabs[k][if rgba { 0 } else { 1 }];
-    const S: f32 = 1.0 / 65536.0;
+        return;
+    }
+    // general path: colour conversion and/or alpha
+    let g = General::new(plan, frame, k);
     for y in ia..ib {
         let yo = y - img.y0 as usize;
         let out = &mut band[(y - r0) * pw + x0..(y - r0) * pw + x1];
         for (xo, o) in out.iter_mut().enumerate() {
-            let a0 = planes[0].unwrap().sample(full.xs[xo], full.ys[yo]) as f32 * S;
-            let b = planes[1].unwrap().sample(sub.xs[xo], sub.ys[yo]) as f32 * S;
-            let c = planes[2].unwrap().sample(sub.xs[xo], sub.ys[yo]) as f32 * S;
-            let v = color::apply(m, a0, b, c)[comp];
-            let cov = match planes[3] {
-                Some(ap) => {
-                    (ap.sample(full.xs[xo], full.ys[yo]) as f32 * S).round() as u32 * a / 255
-                }
-                None => a,
+            let [v, cov] = g.sample(comp, xo, yo);
+            *o = if cov == 255 {
+                v
+            } else {
+                blend(*o, v, cov as u32)
             };
-            *o = if cov >= 255 { v } else { blend(*o, v, cov) };
         }
+    }
+}
+
+/// The general sampling path (colour conversion and/or alpha) of one item and plane kind.
+struct General<'a> {
+    m: &'a Affine,
+    planes: [Option<SrcPlane<'a>>; 4],
+    full: &'a Tabs,
+    sub: &'a Tabs,
+    alpha: u32,
+}
+
+impl<'a> General<'a> {
+    fn new(plan: &'a ItemPlan, frame: &'a VideoFrame, k: usize) -> Self {
+        let rgba = frame.format() == PixelFormat::Rgba;
+        General {
+            m: &plan.matrix,
+            planes: [0, 1, 2, 3].map(|c| {
+                if c < 3 || rgba {
+                    Some(SrcPlane::of(frame, c))
+                } else {
+                    None
+                }
+            }),
+            full: &plan.tabs[k][0],
+            sub: &plan.tabs[k][if rgba { 0 } else { 1 }],
+            alpha: plan.alpha,
+        }
+    }
+
+    /// (value, coverage 0..=255) of component `comp` at image sample (`xo`, `yo`).
+    #[inline]
+    fn sample(&self, comp: usize, xo: usize, yo: usize) -> [u8; 2] {
+        const S: f32 = 1.0 / 65536.0;
+        let (full, sub) = (self.full, self.sub);
+        let p = |c: usize| self.planes[c].expect("the colour planes always exist");
+        let a0 = p(0).sample(full.xs[xo], full.ys[yo]) as f32 * S;
+        let b = p(1).sample(sub.xs[xo], sub.ys[yo]) as f32 * S;
+        let c = p(2).sample(sub.xs[xo], sub.ys[yo]) as f32 * S;
+        let v = color::apply(self.m, a0, b, c)[comp];
+        let cov = match self.planes[3] {
+            Some(ap) => {
+                (ap.sample(full.xs[xo], full.ys[yo]) as f32 * S).round() as u32 * self.alpha / 255
+            }
+            None => self.alpha,
+        };
+        [v, cov.min(255) as u8]
+    }
+}
+
+impl ItemPlan {
+    /// Fills [`ItemPlan::overlay`] for an RGBA frame (once per frame id), in parallel rows.
+    fn prepare_overlay(&mut self, frame: &VideoFrame) {
+        if frame.format() != PixelFormat::Rgba
+            || self.overlay.as_ref().is_some_and(|o| o.id == frame.id())
+        {
+            return;
+        }
+        let mut planes: [Vec<[u8; 2]>; 3] = Default::default();
+        for (comp, vals) in planes.iter_mut().enumerate() {
+            let k = (comp > 0) as usize;
+            let Some(img) = self.img[k] else { continue };
+            let (n, rows) = ((img.x1 - img.x0) as usize, (img.y1 - img.y0) as usize);
+            vals.resize(n * rows, [0, 0]);
+            let g = General::new(self, frame, k);
+            vals.par_chunks_mut(n).enumerate().for_each(|(yo, row)| {
+                for (xo, o) in row.iter_mut().enumerate() {
+                    *o = g.sample(comp, xo, yo);
+                }
+            });
+        }
+        self.overlay = Some(Overlay {
+            id: frame.id(),
+            planes,
+        });
     }
 }
 
@@ -652,6 +741,18 @@ impl CpuCompositor {
         if !self.dirty.iter().any(|d| *d) {
             self.current.clear();
             return Ok(());
+        }
+        let (plans, current, dirty) = (&mut self.plans, &self.current, &self.dirty);
+        let mut prepare = || {
+            for ((plan, f), d) in plans.iter_mut().zip(current).zip(dirty) {
+                if let (true, Some(f)) = (*d, f) {
+                    plan.prepare_overlay(f);
+                }
+            }
+        };
+        match &self.pool {
+            Some(p) => p.install(prepare),
+            None => prepare(),
         }
         let bg = layout.background;
         let (plans, current, dirty) = (&self.plans, &self.current, &self.dirty);

@@ -8,6 +8,8 @@
 pub mod cpu;
 pub mod gpu;
 pub mod sampling;
+pub mod scene;
+pub mod text;
 
 use std::collections::HashMap;
 
