@@ -527,10 +527,15 @@ pub fn record_until(
     }
     let mut updates = opts.updates.clone();
     updates.sort_by_key(|u| u.0);
+    // every picture the layout names must be given (--picture)
+    let given = |id: &str| opts.pictures.iter().any(|(p, _)| p == id);
+    crate::model::config::check_pictures(&opts.config.layout, given)
+        .map_err(|e| RecordError::Usage(format!("{e} (give it with --picture ID=IMAGE)")))?;
     // validate every update before recording anything
     for (t, u) in &updates {
         opts.config
             .parse_update_value(u)
+            .and_then(|l| crate::model::config::check_pictures(&l, given))
             .map_err(|e| RecordError::Usage(format!("update at {:.3} s: {e}", t.as_secs_f64())))?;
     }
     {

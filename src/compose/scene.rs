@@ -131,9 +131,8 @@ impl Scene {
         if !fresh {
             // text boxes of items that are gone
             let texts = &self.texts;
-            self.frames.retain(|k, _| {
-                !k.starts_with('\0') || texts.iter().flatten().any(|s| s.key == *k)
-            });
+            self.frames
+                .retain(|k, _| !k.starts_with('\0') || texts.iter().flatten().any(|s| s.key == *k));
             let l = self.build(layout);
             self.resolved = Some((
                 layout.generation,
@@ -387,7 +386,10 @@ mod tests {
         let mut l = Layout::cameras(
             64,
             32,
-            &[("a", Rect::new(0, 0, 32, 32)), ("b", Rect::new(32, 0, 32, 32))],
+            &[
+                ("a", Rect::new(0, 0, 32, 32)),
+                ("b", Rect::new(32, 0, 32, 32)),
+            ],
         )
         .with_placeholder_image(Some("off".into()));
         l.items[1].placeholder = Some("b-off".into());
@@ -430,7 +432,8 @@ mod tests {
 
     #[test]
     fn timestamps_render_once_a_second() {
-        let l = Layout::cameras(320, 64, &[]).with_items(|v| v.push(text_item("%timestamp%", 4, 4)));
+        let l =
+            Layout::cameras(320, 64, &[]).with_items(|v| v.push(text_item("%timestamp%", 4, 4)));
         let f = Frames::new();
         let mut s = Scene::new();
         let id_at = |s: &mut Scene, ms: i64| {

@@ -23,7 +23,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use ab_glyph::{Font, FontVec, GlyphId, PxScale, ScaleFont, point};
+use ab_glyph::{point, Font, FontVec, GlyphId, PxScale, ScaleFont};
 
 /// Environment variable overriding font discovery: paths separated by `:`.
 pub const FONTS_ENV: &str = "CLOUDMIXER_FONTS";

@@ -12,7 +12,7 @@ use ff::format::Pixel;
 use ffmpeg_next as ff;
 use thiserror::Error;
 
-use crate::model::frame::{ColorSpace, Matrix, PixelFormat, Plane, Range, VideoFrame};
+use crate::model::frame::{ColorSpace, Matrix, PixelFormat, Plane, Range, Rotation, VideoFrame};
 
 /// Why a file could not be decoded.
 #[derive(Debug, Error)]
@@ -97,6 +97,8 @@ pub struct Decoder {
     fps: f64,
     /// Added to the stream's timestamps after a discontinuity (seconds).
     offset: f64,
+    /// The stream's display rotation, given to every frame.
+    rotation: Rotation,
 }
 
 impl Decoder {
@@ -128,6 +130,7 @@ impl Decoder {
         } else {
             0.0
         };
+        let rotation = rotation_of(&st);
         let params = st.parameters();
         let codec_id = params.id();
         let mut ctx = ff::codec::context::Context::from_parameters(params).map_err(|e| {
@@ -169,6 +172,7 @@ impl Decoder {
             last_pts: None,
             offset: 0.0,
             fps,
+            rotation,
         })
     }
 
@@ -325,83 +329,165 @@ impl Decoder {
     }
 
     fn convert(&mut self, pts: Duration) -> Result<VideoFrame> {
-        let f = &self.frame;
-        let (w, h) = (f.width(), f.height());
-        let corrupt = |e: crate::model::frame::FrameError| DecodeError::Corrupt {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        };
-        let color = color_of(f);
-        let sar = {
-            let r = f.aspect_ratio();
-            if r.numerator() > 0 && r.denominator() > 0 {
-                (r.numerator() as u32, r.denominator() as u32)
-            } else {
-                (1, 1)
-            }
-        };
-        let direct = match f.format() {
-            Pixel::YUV420P | Pixel::YUVJ420P => Some(PixelFormat::I420),
-            Pixel::NV12 => Some(PixelFormat::Nv12),
-            Pixel::RGBA => Some(PixelFormat::Rgba),
-            _ => None,
-        };
-        let mut out = match direct {
-            Some(fmt) => planes_of(f, fmt, w, h).map_err(corrupt)?,
-            None => {
-                let has_alpha = matches!(
-                    f.format(),
-                    Pixel::RGBA
-                        | Pixel::BGRA
-                        | Pixel::ARGB
-                        | Pixel::ABGR
-                        | Pixel::YUVA420P
-                        | Pixel::GRAY8A
-                        | Pixel::PAL8
-                );
-                let (target, fmt) = if has_alpha || is_rgb(f.format()) {
-                    (Pixel::RGBA, PixelFormat::Rgba)
-                } else {
-                    (Pixel::YUV420P, PixelFormat::I420)
-                };
-                let key = (f.format(), w, h);
-                if self.scaler.as_ref().map(|s| s.1) != Some(key) {
-                    let ctx = ff::software::scaling::Context::get(
-                        f.format(),
-                        w,
-                        h,
-                        target,
-                        w,
-                        h,
-                        ff::software::scaling::Flags::BILINEAR,
-                    )
-                    .map_err(|e| DecodeError::Unsupported {
-                        path: self.path.clone(),
-                        codec: format!("pixel format {:?} ({e})", f.format()),
-                    })?;
-                    self.scaler = Some((ctx, key));
-                }
-                let mut dst = ff::frame::Video::empty();
-                let (sc, _) = self.scaler.as_mut().expect("scaler set above");
-                sc.run(&self.frame, &mut dst)
-                    .map_err(|e| DecodeError::Corrupt {
-                        path: self.path.clone(),
-                        reason: e.to_string(),
-                    })?;
-                let mut v = planes_of(&dst, fmt, w, h).map_err(corrupt)?;
-                if fmt == PixelFormat::I420 {
-                    // swscale kept the source's matrix and range
-                    v.color = color;
-                }
-                v
-            }
-        };
-        if out.format() != PixelFormat::Rgba {
-            out.color = color;
-        }
-        out.sar = sar;
+        let mut out = convert_frame(&self.frame, &mut self.scaler, &self.path)?;
+        out.rotation = self.rotation;
         Ok(out.with_pts(pts))
     }
+}
+
+/// The rotation that displays a stream upright: its display matrix (as FFmpeg's players
+/// read it), else its `rotate` tag; `R0` when neither says, or the angle is not a multiple of
+/// 90°.
+fn rotation_of(st: &ff::format::stream::Stream) -> Rotation {
+    for sd in st.side_data() {
+        let d = sd.data();
+        if sd.kind() == ff::codec::packet::side_data::Type::DisplayMatrix && d.len() >= 36 {
+            let m: Vec<f64> = d[..36]
+                .chunks_exact(4)
+                .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .collect();
+            let (s0, s1) = (m[0].hypot(m[3]), m[1].hypot(m[4]));
+            if s0 == 0.0 || s1 == 0.0 {
+                return Rotation::R0;
+            }
+            // clockwise display rotation (the negation of av_display_rotation_get)
+            let cw = (m[1] / s1).atan2(m[0] / s0).to_degrees();
+            return Rotation::from_degrees((cw / 90.0).round() as i64 * 90)
+                .filter(|_| (cw - (cw / 90.0).round() * 90.0).abs() < 1.0)
+                .unwrap_or_default();
+        }
+    }
+    st.metadata()
+        .get("rotate")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .and_then(Rotation::from_degrees)
+        .unwrap_or_default()
+}
+
+/// Turns a decoded FFmpeg frame into a [`VideoFrame`] (no pts), converting pixel formats other
+/// than I420, NV12 and RGBA with a cached swscale context.
+fn convert_frame(
+    f: &ff::frame::Video,
+    scaler: &mut Option<(ff::software::scaling::Context, (Pixel, u32, u32))>,
+    path: &Path,
+) -> Result<VideoFrame> {
+    let (w, h) = (f.width(), f.height());
+    let corrupt = |e: crate::model::frame::FrameError| DecodeError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let color = color_of(f);
+    let sar = {
+        let r = f.aspect_ratio();
+        if r.numerator() > 0 && r.denominator() > 0 {
+            (r.numerator() as u32, r.denominator() as u32)
+        } else {
+            (1, 1)
+        }
+    };
+    let direct = match f.format() {
+        Pixel::YUV420P | Pixel::YUVJ420P => Some(PixelFormat::I420),
+        Pixel::NV12 => Some(PixelFormat::Nv12),
+        Pixel::RGBA => Some(PixelFormat::Rgba),
+        _ => None,
+    };
+    let mut out = match direct {
+        Some(fmt) => planes_of(f, fmt, w, h).map_err(corrupt)?,
+        None => {
+            let has_alpha = matches!(
+                f.format(),
+                Pixel::RGBA
+                    | Pixel::BGRA
+                    | Pixel::ARGB
+                    | Pixel::ABGR
+                    | Pixel::YUVA420P
+                    | Pixel::GRAY8A
+                    | Pixel::PAL8
+            );
+            let (target, fmt) = if has_alpha || is_rgb(f.format()) {
+                (Pixel::RGBA, PixelFormat::Rgba)
+            } else {
+                (Pixel::YUV420P, PixelFormat::I420)
+            };
+            let key = (f.format(), w, h);
+            if scaler.as_ref().map(|s| s.1) != Some(key) {
+                let ctx = ff::software::scaling::Context::get(
+                    f.format(),
+                    w,
+                    h,
+                    target,
+                    w,
+                    h,
+                    ff::software::scaling::Flags::BILINEAR,
+                )
+                .map_err(|e| DecodeError::Unsupported {
+                    path: path.to_path_buf(),
+                    codec: format!("pixel format {:?} ({e})", f.format()),
+                })?;
+                *scaler = Some((ctx, key));
+            }
+            let mut dst = ff::frame::Video::empty();
+            let (sc, _) = scaler.as_mut().expect("scaler set above");
+            sc.run(f, &mut dst).map_err(|e| DecodeError::Corrupt {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            let mut v = planes_of(&dst, fmt, w, h).map_err(corrupt)?;
+            if fmt == PixelFormat::I420 {
+                // swscale kept the source's matrix and range
+                v.color = color;
+            }
+            v
+        }
+    };
+    if out.format() != PixelFormat::Rgba {
+        out.color = color;
+    }
+    out.sar = sar;
+    Ok(out)
+}
+
+/// Decodes a PNG or JPEG image held in memory (a picture registered through the API).
+///
+/// ```
+/// use cloudmixer::media::decode::decode_image;
+/// assert!(decode_image(b"not an image").is_err());
+/// ```
+pub fn decode_image(bytes: &[u8]) -> Result<VideoFrame> {
+    init_ffmpeg();
+    let path = Path::new("<picture bytes>");
+    let corrupt = |reason: String| DecodeError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let id = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        ff::codec::Id::PNG
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        ff::codec::Id::MJPEG
+    } else {
+        return Err(DecodeError::Open {
+            path: path.to_path_buf(),
+            reason: "not a PNG or JPEG image".into(),
+        });
+    };
+    let codec = ff::decoder::find(id).ok_or_else(|| DecodeError::Unsupported {
+        path: path.to_path_buf(),
+        codec: format!("{id:?}"),
+    })?;
+    let mut dec = ff::codec::context::Context::new_with_codec(codec)
+        .decoder()
+        .video()
+        .map_err(|e| corrupt(e.to_string()))?;
+    dec.send_packet(&ff::Packet::copy(bytes))
+        .map_err(|e| corrupt(e.to_string()))?;
+    let _ = dec.send_eof();
+    let mut frame = ff::frame::Video::empty();
+    dec.receive_frame(&mut frame)
+        .map_err(|e| corrupt(e.to_string()))?;
+    if frame.width() == 0 || frame.height() == 0 {
+        return Err(corrupt("no picture decoded".into()));
+    }
+    convert_frame(&frame, &mut None, path)
 }
 
 fn is_rgb(p: Pixel) -> bool {

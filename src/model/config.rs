@@ -854,8 +854,7 @@ fn parse_item(v: &Value, path: &str, cw: u32, ch: u32, index: usize) -> Result<I
                 color: opt_color(param, &ppath, "color")?.unwrap_or([255, 255, 255, 255]),
                 background: opt_color(param, &ppath, "background")?.unwrap_or([0, 0, 0, 0x7d]),
                 font_size: int_in(&join(&ppath, "font-size"), font, 1, MAX_FONT_SIZE)? as u32,
-                margin: int_in(&join(&ppath, "text-margin"), margin, 0, MAX_TEXT_MARGIN)?
-                    as u32,
+                margin: int_in(&join(&ppath, "text-margin"), margin, 0, MAX_TEXT_MARGIN)? as u32,
             }
         }
         4 | 7..=9 => {
@@ -1188,6 +1187,45 @@ impl MixerConfig {
     /// `source_size(camid)` (or the item rect when unknown).
     pub fn resolved_json(&self) -> Value {
         resolved_layout_json(&self.layout, &self.output)
+    }
+}
+
+/// Checks that every picture `layout` names (type 1 `resourceid`, `param.placeholder`,
+/// `placeholder`, `backgroundImage`) is one for which `registered` holds; the error names the
+/// first field that is not.
+///
+/// ```
+/// use cloudmixer::model::config::{check_pictures, MixerConfig};
+/// let cfg = MixerConfig::from_json(r#"{"videoFileCfg":{"svrPathName":"a.mp4","vWidth":640,
+///   "vHeight":360,"backgroundImage":"bg","layoutConfig":[]}}"#).unwrap();
+/// let e = check_pictures(&cfg.layout, |id| id == "logo").unwrap_err();
+/// assert_eq!(e.to_string(), "videoFileCfg.backgroundImage: picture \"bg\" is not registered");
+/// assert!(check_pictures(&cfg.layout, |id| id == "bg").is_ok());
+/// ```
+pub fn check_pictures(layout: &Layout, registered: impl Fn(&str) -> bool) -> Result<()> {
+    let mut refs: Vec<(String, &str)> = Vec::new();
+    for it in layout.items() {
+        let at = format!("videoFileCfg.layoutConfig[{}].param", it.index);
+        if let ItemKind::Picture { resource_id } = &it.kind {
+            refs.push((join(&at, "resourceid"), resource_id));
+        }
+        if let Some(p) = &it.placeholder {
+            refs.push((join(&at, "placeholder"), p));
+        }
+    }
+    if let Some(p) = layout.placeholder_image() {
+        refs.push(("videoFileCfg.placeholder".into(), p));
+    }
+    if let Some(p) = layout.background_image() {
+        refs.push(("videoFileCfg.backgroundImage".into(), p));
+    }
+    refs.sort_by(|a, b| a.0.cmp(&b.0));
+    match refs.into_iter().find(|(_, id)| !registered(id)) {
+        Some((path, id)) => Err(ConfigError::invalid(
+            &path,
+            format!("picture \"{id}\" is not registered"),
+        )),
+        None => Ok(()),
     }
 }
 

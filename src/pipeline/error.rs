@@ -40,6 +40,9 @@ pub enum MixerError {
     /// A bad user ID (code 5).
     #[error("{0}")]
     BadUser(String),
+    /// Picture bytes that are not a decodable PNG or JPEG (code 5).
+    #[error("{0}")]
+    Picture(String),
     /// The audio encoder failed to open or encode (code 5 for a bad setting, else 1).
     #[error(transparent)]
     AudioEncode(#[from] crate::media::audio_enc::AudioEncodeError),
@@ -68,7 +71,8 @@ impl MixerError {
             | MixerError::TooManySources(_)
             | MixerError::WrongMode(_)
             | MixerError::Audio(_)
-            | MixerError::BadUser(_) => codes::PARAM_ERR,
+            | MixerError::BadUser(_)
+            | MixerError::Picture(_) => codes::PARAM_ERR,
             MixerError::AudioEncode(
                 crate::media::audio_enc::AudioEncodeError::NotFound(_)
                 | crate::media::audio_enc::AudioEncodeError::Setting(_),

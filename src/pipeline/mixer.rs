@@ -42,7 +42,7 @@ use crate::compose::{self, Backend};
 use crate::media::audio_enc::{AudioCodec, AudioEncoder};
 use crate::media::video_enc::{EncoderSettings, VideoEncoder};
 use crate::model::audio::AudioFrame;
-use crate::model::config::{AudioSettings, Container, MixerConfig, Target};
+use crate::model::config::{check_pictures, AudioSettings, Container, MixerConfig, Target};
 use crate::model::events::{codes, MixerEvent, MixerState, OutputState};
 use crate::model::frame::VideoFrame;
 use crate::model::layout::Layout;
@@ -296,6 +296,7 @@ impl Mixer {
                 PaceMode::Offline => Duration::ZERO,
             },
             start: Instant::now(),
+            start_unix_ms: epoch_ms() as i64,
             clock_us: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
             stop_after: AtomicU64::new(u64::MAX),
@@ -615,13 +616,28 @@ impl Mixer {
         Ok(())
     }
 
+    /// As [`Mixer::register_picture`], from the bytes of a PNG or JPEG file (decoded here,
+    /// once; an RGBA PNG keeps its transparency).
+    pub fn register_picture_bytes(
+        &self,
+        resource_id: &str,
+        image: &[u8],
+    ) -> Result<(), MixerError> {
+        let picture = crate::media::decode::decode_image(image)
+            .map_err(|e| MixerError::Picture(format!("picture {resource_id:?}: {e}")))?;
+        self.register_picture(resource_id, picture)
+    }
+
     /// Validates a live update (`{"videoFileCfg":{"layoutConfig":[…]}}`) and applies it from
-    /// the next tick. A bad update is an error and changes nothing.
+    /// the next tick. A bad update is an error and changes nothing; so is an update that
+    /// names a picture not registered ([`Mixer::register_picture`]) as a `resourceid`,
+    /// `param.placeholder`.
     pub fn update_content<'a>(&self, update: impl Into<Update<'a>>) -> Result<(), MixerError> {
         let layout = match update.into() {
             Update::Text(t) => self.shared.config.parse_update(t)?,
             Update::Value(v) => self.shared.config.parse_update_value(v)?,
         };
+        check_pictures(&layout, |id| self.shared.slots.is_pinned(id))?;
         self.shared.layout.store(Arc::new(layout));
         Ok(())
     }

@@ -182,6 +182,14 @@ impl SourceSlots {
         Ok(slot)
     }
 
+    /// Whether `id` is a registered picture ([`SourceSlots::pin`]).
+    pub fn is_pinned(&self, id: &str) -> bool {
+        self.map
+            .load()
+            .get(id)
+            .is_some_and(|s| s.pinned.load(Ordering::Acquire))
+    }
+
     /// Number of camids kept.
     pub fn len(&self) -> usize {
         self.map.load().len()

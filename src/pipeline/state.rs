@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     /// Real time: a frame captured at `t` is composed (and its audio mixed) at `t + latency`.
     pub latency: Duration,
     pub start: Instant,
+    /// Wall-clock time of `start` (Unix ms): `%timestamp%` of tick `t` shows this + `t`.
+    pub start_unix_ms: i64,
     /// Offline: the synthetic time (µs) of the next tick, the stamp of pushed frames.
     pub clock_us: AtomicU64,
     /// Ticks taken so far.

@@ -3,7 +3,8 @@
 //! - The clock stage (`cm-compose`) ticks at the output frame rate (real time: tick `n` at
 //!   `start + n/fps + latency`; offline: when the caller advances), loads the layout snapshot
 //!   once per tick (a frame never mixes two layouts), takes the sources' frames captured up to
-//!   the tick's time, composes them into a recycled encoder frame (a pool of [`FRAME_POOL`]
+//!   the tick's time, resolves them into what to draw ([`crate::compose::scene`]: rotation,
+//!   text, placeholders, background picture), composes them into a recycled encoder frame (a pool of [`FRAME_POOL`]
 //!   frames travels between the threads, so the steady state allocates no frame buffers) and
 //!   tells the audio stage how far the timeline has advanced. A mixer without video only ticks.
 //! - The video encode stage (`cm-encode`) encodes and hands the packets to the writer.
@@ -19,6 +20,7 @@ use super::audio::AudioMsg;
 use super::state::{End, Shared};
 use super::writer::WriterMsg;
 use crate::audio::MIX_RATE;
+use crate::compose::scene::Scene;
 use crate::compose::{Compositor, Frames};
 use crate::media::video_enc::{fill_frame, VideoEncoder};
 use crate::model::events::codes;
@@ -66,6 +68,7 @@ pub(crate) fn clock_loop(
     let latency_us = shared.latency.as_micros() as u64;
     let audio = shared.audio.sender().clone();
     let mut frames = Frames::new();
+    let mut scene = Scene::new();
     let mut allowed = 0u64;
     let mut ack: Option<Sender<()>> = None;
     let mut n = 0u64;
@@ -129,7 +132,9 @@ pub(crate) fn clock_loop(
             }
         }
         if let Some(v) = video.as_mut() {
-            let img = match v.compositor.compose(&layout, &frames) {
+            let wall_ms = shared.start_unix_ms + t.as_millis() as i64;
+            let (layout, frames) = scene.resolve(&layout, &frames, wall_ms);
+            let img = match v.compositor.compose(layout, frames) {
                 Ok(img) => img,
                 Err(e) => break End::Failed(codes::INTERNAL, format!("compositor: {e}")),
             };

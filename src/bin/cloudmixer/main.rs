@@ -42,9 +42,16 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
         /// A source: CAMID=FILE or CAMID=FILE@SECONDS (repeatable). A camid without input
-        /// draws the background.
+        /// draws its placeholder.
         #[arg(long = "input", value_name = "CAMID=FILE[@SECONDS]")]
         inputs: Vec<String>,
+        /// A picture for items of type 1, placeholders and backgroundImage:
+        /// RESOURCEID=IMAGE (PNG, JPEG, …; repeatable).
+        #[arg(long = "picture", value_name = "RESOURCEID=IMAGE")]
+        pictures: Vec<String>,
+        /// Wall-clock time that `%timestamp%` shows, in Unix seconds (default: now).
+        #[arg(long, value_name = "UNIX_SECONDS")]
+        clock: Option<i64>,
         /// Apply this live-update JSON on top of the config's layout first.
         #[arg(long)]
         update: Option<PathBuf>,
@@ -323,14 +330,7 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
         overwrite: a.overwrite,
         ..Default::default()
     };
-    let mut pictures = Vec::new();
-    for s in &a.pictures {
-        let (id, file) = s
-            .split_once('=')
-            .filter(|(i, f)| !i.is_empty() && !f.is_empty())
-            .ok_or_else(|| UserError(format!("--picture {s}: expected RESOURCEID=IMAGE")))?;
-        pictures.push((id.to_string(), PathBuf::from(file)));
-    }
+    let pictures = parse_pictures(&a.pictures)?;
     let opts = RecordOptions {
         config,
         inputs,
@@ -404,6 +404,19 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `--picture RESOURCEID=IMAGE` values.
+fn parse_pictures(args: &[String]) -> Result<Vec<(String, PathBuf)>, UserError> {
+    args.iter()
+        .map(|s| {
+            let (id, file) = s
+                .split_once('=')
+                .filter(|(i, f)| !i.is_empty() && !f.is_empty())
+                .ok_or_else(|| UserError(format!("--picture {s}: expected RESOURCEID=IMAGE")))?;
+            Ok((id.to_string(), PathBuf::from(file)))
+        })
+        .collect()
+}
+
 fn speed(p: &cloudmixer::record::Progress) -> f64 {
     p.frames as f64 / p.fps.max(1) as f64 / p.elapsed.as_secs_f64().max(1e-9)
 }
@@ -427,6 +440,8 @@ fn run_other(cmd: Cmd) -> Result<(), UserError> {
         Cmd::Snapshot {
             config,
             inputs,
+            pictures,
+            clock,
             update,
             out,
             backend,
@@ -445,6 +460,9 @@ fn run_other(cmd: Cmd) -> Result<(), UserError> {
                 let f = decode::frame_at(&file, at)?;
                 frames.insert(id, Arc::new(f));
             }
+            for (id, file) in parse_pictures(&pictures)? {
+                frames.insert(id, Arc::new(decode::frame_at(&file, Duration::ZERO)?));
+            }
             for it in layout.items() {
                 if let Some(id) = it.kind.source_id() {
                     if !frames.contains_key(id) {
@@ -454,7 +472,15 @@ fn run_other(cmd: Cmd) -> Result<(), UserError> {
             }
             let mut c = compose::create(backend, cfg.output.width, cfg.output.height)?;
             eprintln!("backend: {}", c.describe());
-            let img = c.compose(&layout, &frames)?;
+            let wall_ms = match clock {
+                Some(s) => s.saturating_mul(1000),
+                None => std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
+            };
+            let mut scene = cloudmixer::compose::scene::Scene::new();
+            let (layout, frames) = scene.resolve(&layout, &frames, wall_ms);
+            let img = c.compose(layout, frames)?;
             snapshot::write_png(&out, img)
                 .map_err(|e| UserError(format!("{}: {e}", out.display())))?;
             eprintln!("wrote {} ({}x{})", out.display(), img.width, img.height);
