@@ -43,6 +43,17 @@ done
 [[ -s "$OUT/cam9_320x240_15.mkv" && -z "${FORCE:-}" ]] || ffmpeg -hide_banner -loglevel error -y -i "$OUT/cam9_320x240_15.mp4" -c copy -fflags +bitexact -map_metadata -1 "$OUT/cam9_320x240_15.mkv"
 [[ -s "$OUT/still_160x90.png" && -z "${FORCE:-}" ]] || ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=160x90:rate=1" -frames:v 1 -fflags +bitexact -flags +bitexact "$OUT/still_160x90.png"
 [[ -s "$OUT/still_160x120.jpg" && -z "${FORCE:-}" ]] || ffmpeg -hide_banner -loglevel error -y -f lavfi -i "smptebars=size=160x120:rate=1" -frames:v 1 -fflags +bitexact -flags +bitexact "$OUT/still_160x120.jpg"
+# a phone clip stored sideways (320x180) with a rotate=90 tag (a display matrix): players show
+# it portrait, as cam7 (3 s)
+ROT="$OUT/phone_rot90_320x180_30.mp4"
+if [[ ! -s "$ROT" || -n "${FORCE:-}" ]]; then
+  ffmpeg -hide_banner -loglevel error -y -i "$OUT/cam7_180x320_30.mp4" -t 3 -vf transpose=clock \
+    -c:v libx264 -threads 1 -preset medium -profile:v baseline -bf 0 -g 30 -crf 32 -c:a copy \
+    -map_metadata -1 -fflags +bitexact -flags:v +bitexact "$ROT.tmp.mp4"
+  ffmpeg -hide_banner -loglevel error -y -i "$ROT.tmp.mp4" -c copy -metadata:s:v:0 rotate=90 \
+    -fflags +bitexact "$ROT"
+  rm -f "$ROT.tmp.mp4"
+fi
 # corrupt: the first 40 % of a clip, then garbage
 if [[ ! -s "$OUT/corrupt.mp4" || -n "${FORCE:-}" ]]; then
   n=$(( $(stat -c %s "$OUT/cam9_320x240_15.mp4") * 2 / 5 ))

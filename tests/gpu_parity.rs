@@ -15,13 +15,14 @@ use cloudmixer::compose::cpu::CpuCompositor;
 use cloudmixer::compose::gpu::{
     AdapterPolicy, GpuCompositor, GpuContext, GpuOptions, OutputFormat, OutputFrame,
 };
+use cloudmixer::compose::scene::Scene;
 use cloudmixer::compose::{ComposeError, Compositor, Frames};
 use cloudmixer::model::config::MixerConfig;
-use cloudmixer::model::frame::{ColorSpace, I420Image, PixelFormat, Plane, VideoFrame};
+use cloudmixer::model::frame::{ColorSpace, I420Image, PixelFormat, Plane, Rotation, VideoFrame};
 use cloudmixer::model::layout::{FitMode, Item, ItemKind, Layout, Rect};
 use cloudmixer::testkit::workloads::Workload;
 use cloudmixer::testkit::{
-    check_edges, gpu_or_skip, pattern_frame, psnr, require_gpu, solid_frames, write_png,
+    check_edges, gpu_or_skip, pattern_frame, psnr, require_gpu, solid_frames, write_png, PALETTE,
 };
 
 const SEED_CREATE: &str = include_str!("../fixtures/layouts/seed_side_by_side.json");
@@ -684,4 +685,240 @@ fn create_picks_backends() {
             }
         }
     }
+}
+
+// ---- the layout vocabulary (text, placeholders, background picture, rotation, types 2–6),
+// resolved by the scene once for both backends ----
+
+/// Resolves `layout` through a [`Scene`] at `wall_ms` and compares GPU with CPU. Returns the
+/// CPU picture (for pixel checks) and the resolved layout and frames.
+fn scene_parity(
+    name: &str,
+    layout: &Layout,
+    frames: &Frames,
+    wall_ms: i64,
+) -> Option<(I420Image, Layout, Frames)> {
+    let mut scene = Scene::new();
+    let (l, f) = scene.resolve(layout, frames, wall_ms);
+    let mut g = gpu(l.width(), l.height())?;
+    let got = g.compose(l, f).unwrap().clone();
+    let want = cpu_ref(l, f);
+    assert_close(name, &g, &got, &want);
+    Some((want, l.clone(), f.clone()))
+}
+
+/// A config's layout (`items` is the layoutConfig array, `extra` more videoFileCfg fields).
+fn config_layout(w: u32, h: u32, items: serde_json::Value, extra: serde_json::Value) -> Layout {
+    let mut vfc = serde_json::json!({"svrPathName":"x.mp4","vWidth":w,"vHeight":h,
+        "layoutConfig": items});
+    for (k, v) in extra.as_object().unwrap() {
+        vfc[k] = v.clone();
+    }
+    let cfg = MixerConfig::from_value(serde_json::json!({"mode":0,"videoFileCfg":vfc})).unwrap();
+    (*cfg.layout).clone()
+}
+
+/// Pixels of `a` and `b` that differ inside `r` (luma).
+fn changed_in(a: &I420Image, b: &I420Image, r: Rect) -> usize {
+    let mut n = 0;
+    for y in r.y as u32..r.y as u32 + r.h {
+        for x in r.x as u32..r.x as u32 + r.w {
+            n += (a.yuv_at(x, y)[0] != b.yuv_at(x, y)[0]) as usize;
+        }
+    }
+    n
+}
+
+#[test]
+fn text_latin_and_chinese_at_12_18_48_px() {
+    let cam = serde_json::json!({"type":0,"left":0,"top":0,"width":640,"height":360,
+        "keepAspectRatio":0,"param":{"camid":"cam"}});
+    let mut items = vec![cam];
+    let lines = [
+        (12, "Latin 12px: Quick brown fox", "#FFFFFF", "#0000007D"),
+        (18, "会议录制 18px", "#FFCC00", "#20408060"),
+        (48, "Room 会议 48", "#FF000080", "#00000000"),
+        (18, "半透明 #RRGGBBAA", "#00FF00C0", "#FFFFFF40"),
+    ];
+    let mut top = 3;
+    for (size, text, color, bg) in lines {
+        items.push(
+            serde_json::json!({"type":10,"left":7,"top":top,"width":1,"height":1,
+            "param":{"text":text,"font-size":size,"color":color,"background":bg}}),
+        );
+        top += size + 20;
+    }
+    let layout = config_layout(640, 360, items.into(), serde_json::json!({}));
+    let frames = patterns(&[("cam", 640, 360)]);
+    let Some((img, l, f)) = scene_parity("text_sizes", &layout, &frames, 0) else {
+        return;
+    };
+    // every box is drawn, sized to its text, and changes the picture under it
+    let plain = cpu_ref(&layout.clone().with_items(|v| v.truncate(1)), &frames);
+    let boxes: Vec<Rect> = l.items()[1..].iter().map(|it| it.rect).collect();
+    assert_eq!(boxes.len(), 4);
+    for (b, (size, ..)) in boxes.iter().zip(lines) {
+        assert!(b.h as i64 > size, "box {b:?} for {size} px");
+        // (the 48 px line has a transparent box: only its glyphs change pixels)
+        assert!(changed_in(&img, &plain, *b) > 200, "{b:?}");
+    }
+    assert!(boxes[2].h > 2 * boxes[1].h, "48 px box taller than 18 px");
+    // the boxes are pictures of the scene's frames
+    assert_eq!(f.len(), 5);
+}
+
+#[test]
+fn timestamp_across_a_second_boundary() {
+    let layout = config_layout(
+        320,
+        64,
+        serde_json::json!([{"type":10,"left":4,"top":4,"width":1,"height":1,
+            "param":{"text":"%timestamp% 录制","font-size":18}}]),
+        serde_json::json!({"backgroundColor":"#204060"}),
+    );
+    let frames = Frames::new();
+    let t0 = 1_700_000_000_000i64;
+    let at = |ms| scene_parity(&format!("timestamp_{ms}"), &layout, &frames, t0 + ms);
+    let (Some(a), Some(b), Some(c)) = (at(900), at(1100), at(1900)) else {
+        return;
+    };
+    let r = b.1.items()[0].rect;
+    assert!(changed_in(&a.0, &b.0, r) > 0, "a new second, a new box");
+    assert_eq!(changed_in(&b.0, &c.0, r), 0, "the same second");
+}
+
+#[test]
+fn placeholder_colour_and_image() {
+    let layout = config_layout(
+        96,
+        48,
+        serde_json::json!([
+            {"type":0,"left":0,"top":0,"width":32,"height":48,"param":{"camid":"a"}},
+            {"type":0,"left":32,"top":0,"width":32,"height":48,"param":{"camid":"b","placeholder":"b_off"}},
+            {"type":0,"left":64,"top":0,"width":32,"height":48,"param":{"camid":"c"}}]),
+        serde_json::json!({"placeholder":"#4060A0"}),
+    );
+    // a sends, b and c do not: b shows its picture (fitted: a 16x8 card letterboxed), c the colour
+    let (mut frames, _) = solid_frames(&[("a", 8, 8)]);
+    insert(
+        &mut frames,
+        "b_off",
+        VideoFrame::solid_i420(16, 8, [170, 60, 200]).unwrap(),
+    );
+    let Some((img, ..)) = scene_parity("placeholder", &layout, &frames, 0) else {
+        return;
+    };
+    assert_eq!(
+        img.yuv_at(48, 24),
+        [170, 60, 200],
+        "b's placeholder picture"
+    );
+    assert_eq!(img.yuv_at(48, 2), [16, 128, 128], "bars of the fitted card");
+    let want = cloudmixer::model::color::rgb_to_yuv709_limited([0x40, 0x60, 0xA0]);
+    assert_eq!(img.yuv_at(80, 24), want, "c's placeholder colour");
+}
+
+#[test]
+fn background_image_under_everything() {
+    let layout = config_layout(
+        128,
+        72,
+        serde_json::json!([{"type":0,"left":32,"top":18,"width":64,"height":36,"param":{"camid":"a"}},
+            {"type":1,"left":4,"top":4,"width":24,"height":24,"param":{"resourceid":"logo"}}]),
+        serde_json::json!({"backgroundImage":"bg"}),
+    );
+    let mut frames = patterns(&[("a", 64, 48)]);
+    insert(&mut frames, "bg", rgba_pattern(50, 30, 3, false));
+    insert(&mut frames, "logo", rgba_pattern(12, 12, 9, true));
+    let Some((img, ..)) = scene_parity("background_image", &layout, &frames, 0) else {
+        return;
+    };
+    // the background picture shows outside the camera (not the black background colour)
+    assert_ne!(img.yuv_at(120, 60), [16, 128, 128]);
+}
+
+#[test]
+fn rotation_90_and_270_with_odd_sizes_in_fit_and_fill() {
+    for rot in [Rotation::R90, Rotation::R270] {
+        for fit in [FitMode::Fit, FitMode::Fill] {
+            let l = with_fit(
+                Layout::cameras(
+                    160,
+                    90,
+                    &[
+                        ("p", Rect::new(0, 0, 80, 45)),
+                        ("s", Rect::new(80, 0, 80, 45)),
+                        ("q", Rect::new(1, 45, 79, 45)),
+                    ],
+                ),
+                &[fit; 3],
+            );
+            let mut frames = Frames::new();
+            // a 37x21 textured phone frame, a solid one (exact bars), an NV12 one
+            insert(
+                &mut frames,
+                "p",
+                pattern_frame(37, 21, 5).with_rotation(rot),
+            );
+            insert(
+                &mut frames,
+                "s",
+                VideoFrame::solid_i420(33, 19, PALETTE[4])
+                    .unwrap()
+                    .with_rotation(rot),
+            );
+            insert(
+                &mut frames,
+                "q",
+                nv12_of(&pattern_frame(41, 23, 2)).with_rotation(rot),
+            );
+            let name = format!("rotation_{}_{fit:?}", rot.degrees());
+            let Some((img, _, f)) = scene_parity(&name, &l, &frames, 0) else {
+                return;
+            };
+            // turned: portrait images, pillarboxed in the landscape cells when fitted
+            assert_eq!((f["p"].width(), f["p"].height()), (21, 37), "{name}");
+            assert_eq!((f["s"].width(), f["s"].height()), (19, 33), "{name}");
+            assert_eq!(img.yuv_at(120, 20), PALETTE[4], "{name}: image");
+            if fit == FitMode::Fit {
+                // 19x33 in 80x45: 26x45 at x = 80 + 27; bars exactly black
+                for x in [80, 104, 134, 159] {
+                    assert_eq!(img.yuv_at(x, 20), [16, 128, 128], "{name}: bar at {x}");
+                }
+                assert_eq!(img.yuv_at(108, 20), PALETTE[4], "{name}: image edge");
+            } else {
+                assert_eq!(img.yuv_at(80, 20), PALETTE[4], "{name}: filled");
+            }
+        }
+    }
+}
+
+#[test]
+fn stream_types_2_3_5_6_are_sources() {
+    let layout = config_layout(
+        128,
+        64,
+        serde_json::json!([
+            {"type":2,"left":0,"top":0,"width":64,"height":32},
+            {"type":3,"left":64,"top":0,"width":64,"height":32},
+            {"type":5,"left":0,"top":32,"width":64,"height":32},
+            {"type":6,"left":64,"top":32,"width":64,"height":32,"param":{"camid":"wb"}}]),
+        serde_json::json!({}),
+    );
+    let ids: Vec<&str> = layout
+        .items()
+        .iter()
+        .filter_map(|it| it.kind.source_id())
+        .collect();
+    assert_eq!(ids, ["_cr_localscreen_", "_cr_media_", "_cr_screen_", "wb"]);
+    edges(
+        "types_2_3_5_6",
+        &layout,
+        &[
+            ("_cr_localscreen_", 40, 30),
+            ("_cr_media_", 16, 9),
+            ("_cr_screen_", 30, 40),
+            ("wb", 64, 32),
+        ],
+    );
 }

@@ -90,6 +90,10 @@ pub struct MixerSettings {
     /// is never overwritten; the new one goes to the first free name `name_1.mp4`,
     /// `name_2.mp4`, … and that path is reported in `svrFilePathName`.
     pub overwrite: bool,
+    /// Wall-clock time of the recording's first frame, which `%timestamp%` in text items
+    /// counts from (tick `t` shows this + `t`). `None` (the default): when the mixer is
+    /// created. Set it when recording files offline to show when they were captured.
+    pub start_time: Option<SystemTime>,
 }
 
 /// Counters of a running mixer ([`Mixer::stats`]).
@@ -117,6 +121,7 @@ impl Default for MixerSettings {
             latency: DEFAULT_LATENCY,
             audio: true,
             overwrite: false,
+            start_time: None,
         }
     }
 }
@@ -296,7 +301,13 @@ impl Mixer {
                 PaceMode::Offline => Duration::ZERO,
             },
             start: Instant::now(),
-            start_unix_ms: epoch_ms() as i64,
+            start_unix_ms: match settings.start_time {
+                Some(t) => t.duration_since(UNIX_EPOCH).map_or_else(
+                    |e| -(e.duration().as_millis() as i64),
+                    |d| d.as_millis() as i64,
+                ),
+                None => epoch_ms() as i64,
+            },
             clock_us: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
             stop_after: AtomicU64::new(u64::MAX),
