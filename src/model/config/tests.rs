@@ -299,15 +299,135 @@ fn bad_item_outside_canvas_negative() {
 fn bad_unknown_type() {
     assert_eq!(
         err_with(|v| item(v, 1)["type"] = json!(42)),
-        "videoFileCfg.layoutConfig[1].type: unknown item type 42 (use 0 camera, 1 picture, 3 media share, 5 screen share, 10 text)"
+        "videoFileCfg.layoutConfig[1].type: unknown item type 42 (use 0 camera, 1 picture, 2 local screen, 3 media share, 5 screen share, 6 whiteboard, 10 text)"
     );
 }
 #[test]
 fn bad_deprecated_type() {
-    let e = err_with(|v| item(v, 1)["type"] = json!(2));
-    assert!(
-        e.starts_with("videoFileCfg.layoutConfig[1].type: item type 2 is deprecated"),
-        "{e}"
+    for ty in [4, 7, 8, 9] {
+        let e = err_with(|v| item(v, 1)["type"] = json!(ty));
+        assert!(
+            e.starts_with(&format!(
+                "videoFileCfg.layoutConfig[1].type: item type {ty} is deprecated"
+            )),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn stream_types_take_a_camid_or_their_default_key() {
+    let mut v = base();
+    let cell = |ty: i64, param: Value| {
+        json!({"type":ty,"left":0,"top":0,"width":64,"height":64,"param":param})
+    };
+    v["videoFileCfg"]["layoutConfig"] = json!([
+        cell(2, json!({"screenid": 1})),
+        cell(3, Value::Null),
+        cell(5, json!({})),
+        cell(6, json!({"camid": "board.1"}))
+    ]);
+    let c = MixerConfig::from_value(v).unwrap();
+    let ids: Vec<&str> = c.layout.items.iter().filter_map(|i| i.kind.source_id()).collect();
+    assert_eq!(
+        ids,
+        [LOCAL_SCREEN_KEY, MEDIA_SHARE_KEY, SCREEN_SHARE_KEY, "board.1"]
+    );
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    assert_eq!(
+        err_with(|v| *item(v, 1) = cell(6, json!({"camid": " "}))),
+        "videoFileCfg.layoutConfig[1].param.camid: must not be empty"
+    );
+}
+
+#[test]
+fn placeholders_and_background_picture() {
+    let mut v = base();
+    v["videoFileCfg"]["placeholder"] = json!("camera_off");
+    v["videoFileCfg"]["backgroundImage"] = json!("room_bg");
+    item(&mut v, 1)["param"]["placeholder"] = json!("usr2_avatar");
+    let c = MixerConfig::from_value(v).unwrap();
+    let l = &c.layout;
+    assert_eq!(l.placeholder_image(), Some("camera_off"));
+    assert_eq!(l.placeholder(), l.background(), "the colour stays the default");
+    assert_eq!(l.background_image(), Some("room_bg"));
+    assert_eq!(l.items[1].placeholder.as_deref(), Some("usr2_avatar"));
+    assert!(l.uses_source("usr2_avatar") && l.uses_source("room_bg"));
+    // a colour (with or without '#') is a colour
+    for p in ["#FF0000", "FF0000"] {
+        let mut v = base();
+        v["videoFileCfg"]["placeholder"] = json!(p);
+        let c = MixerConfig::from_value(v).unwrap();
+        assert_eq!(c.layout.placeholder(), [63, 102, 240]);
+        assert_eq!(c.layout.placeholder_image(), None);
+    }
+    // every named picture must be registered; the error names the field
+    let mut v = base();
+    v["videoFileCfg"]["backgroundImage"] = json!("room_bg");
+    item(&mut v, 1)["param"]["placeholder"] = json!("usr2_avatar");
+    let c = MixerConfig::from_value(v).unwrap();
+    assert_eq!(
+        check_pictures(&c.layout, |id| id == "room_bg")
+            .unwrap_err()
+            .to_string(),
+        "videoFileCfg.layoutConfig[1].param.placeholder: picture \"usr2_avatar\" is not registered"
+    );
+    assert!(check_pictures(&c.layout, |_| true).is_ok());
+}
+
+#[test]
+fn bad_text_items_name_the_field() {
+    let text = |param: Value| {
+        move |v: &mut Value| {
+            *item(v, 1) = json!({"type":10,"left":0,"top":0,"width":1,"height":1,"param":param})
+        }
+    };
+    let p = "videoFileCfg.layoutConfig[1].param";
+    assert_eq!(
+        err_with(text(json!({}))),
+        format!("{p}.text: is required for an item of type 10")
+    );
+    assert_eq!(
+        err_with(text(json!({"text": "  "}))),
+        format!("{p}.text: must not be empty")
+    );
+    assert_eq!(
+        err_with(text(json!({"text": "会".repeat(257)}))),
+        format!("{p}.text: at most 256 characters, got 257")
+    );
+    assert!(MixerConfig::from_value({
+        let mut v = base();
+        text(json!({"text": "会".repeat(256)}))(&mut v);
+        v
+    })
+    .is_ok());
+    assert_eq!(
+        err_with(text(json!({"text": "a", "font-size": -3}))),
+        format!("{p}.font-size: must be > 0, got -3")
+    );
+    assert_eq!(
+        err_with(text(json!({"text": "a", "font-size": 300}))),
+        format!("{p}.font-size: must be <= 256, got 300")
+    );
+    assert_eq!(
+        err_with(text(json!({"text": "a", "text-margin": -1}))),
+        format!("{p}.text-margin: must be >= 0, got -1")
+    );
+    assert_eq!(
+        err_with(text(json!({"text": "a", "color": "#FFF"}))),
+        format!("{p}.color: must be a colour #RRGGBB or #RRGGBBAA, got \"#FFF\"")
+    );
+    assert_eq!(
+        err_with(text(json!({"text": "a", "background": "black"}))),
+        format!("{p}.background: must be a colour #RRGGBB or #RRGGBBAA, got \"black\"")
+    );
+    assert_eq!(
+        err_with(|v| item(v, 1)["param"]["placeholder"] = json!("")),
+        "videoFileCfg.layoutConfig[1].param.placeholder: must name a registered picture, got an empty string"
+    );
+    assert_eq!(
+        err_with(|v| v["videoFileCfg"]["backgroundImage"] = json!(5)),
+        "videoFileCfg.backgroundImage: must be a string, got 5"
     );
 }
 #[test]
