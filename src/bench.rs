@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::compose::scene::Scene;
 use crate::compose::{self, Backend, Frames};
 use crate::model::frame::VideoFrame;
 use crate::testkit::pattern_frame;
@@ -386,6 +387,7 @@ pub fn run_config(
     }
     let adapter = comps.first().map(|c| c.describe()).unwrap_or_default();
     let interval = Duration::from_secs_f64(1.0 / w.fps as f64);
+    let w_fps = w.fps.max(1) as u64;
     let barrier = Arc::new(Barrier::new(mixers + 1));
     let rss = RssSampler::start();
     let cpu0 = cpu_seconds(false);
@@ -395,6 +397,11 @@ pub fn run_config(
         handles.push(std::thread::spawn(
             move || -> Result<(Vec<f64>, Duration, u64), String> {
                 let mut fr: Frames = HashMap::new();
+                // text, placeholders, rotation: resolved as the mixer does, inside the timing
+                let mut scene = Scene::new();
+                let wall0 = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
                 let mut lat = Vec::with_capacity(frames as usize);
                 let mut late_ticks = 0u64;
                 barrier.wait();
@@ -411,7 +418,9 @@ pub fn run_config(
                     }
                     sources.frames_at(n, &mut fr);
                     let t = Instant::now();
-                    comp.compose(&layout, &fr).map_err(|e| e.to_string())?;
+                    let wall_ms = wall0 + (n * 1000 / w_fps) as i64;
+                    let (l, f) = scene.resolve(&layout, &fr, wall_ms);
+                    comp.compose(l, f).map_err(|e| e.to_string())?;
                     lat.push(t.elapsed().as_secs_f64() * 1e3);
                 }
                 Ok((lat, start.elapsed(), late_ticks))

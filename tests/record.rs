@@ -393,7 +393,7 @@ fn concurrent_random_updates_never_tear_a_frame() {
                                         u["videoFileCfg"]["layoutConfig"][1]["width"] = (-5).into()
                                     }
                                     1 => u["videoFileCfg"]["vWidth"] = 640.into(),
-                                    2 => u["videoFileCfg"]["layoutConfig"][0]["type"] = 2.into(),
+                                    2 => u["videoFileCfg"]["layoutConfig"][0]["type"] = 4.into(),
                                     3 => u["videoFileCfg"]["layoutConfig"] = "nope".into(),
                                     _ => u["videoFileCfg"]["layoutConfig"][2]["left"] = 5000.into(),
                                 }

@@ -167,7 +167,7 @@ fn sixteen_live_mixers_with_a_storm_of_updates() {
                                         u["videoFileCfg"]["layoutConfig"][1]["width"] = (-5).into()
                                     }
                                     1 => u["videoFileCfg"]["vWidth"] = 640.into(),
-                                    2 => u["videoFileCfg"]["layoutConfig"][0]["type"] = 2.into(),
+                                    2 => u["videoFileCfg"]["layoutConfig"][0]["type"] = 4.into(),
                                     _ => u["videoFileCfg"]["layoutConfig"] = "nope".into(),
                                 }
                             }
