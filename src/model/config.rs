@@ -713,18 +713,18 @@ fn parse_item(v: &Value, path: &str, cw: u32, ch: u32, index: usize) -> Result<I
         -MAX_ITEM,
         MAX_ITEM,
     )?;
-    let width = int_in(
-        &join(path, "width"),
-        req_int(m, path, "width")?,
-        1,
-        MAX_ITEM,
-    )?;
-    let height = int_in(
-        &join(path, "height"),
-        req_int(m, path, "height")?,
-        1,
-        MAX_ITEM,
-    )?;
+    // a text box sizes itself: its width/height are ignored (optional, 0 allowed)
+    let size = |key: &str| -> Result<i64> {
+        let p = join(path, key);
+        if ty == 10 {
+            let v = opt_int(m, path, key)?.unwrap_or(0);
+            int_in(&p, v, 0, MAX_ITEM).map(|v| v.max(1))
+        } else {
+            int_in(&p, req_int(m, path, key)?, 1, MAX_ITEM)
+        }
+    };
+    let width = size("width")?;
+    let height = size("height")?;
     let rect = Rect::new(left as i32, top as i32, width as u32, height as u32);
     if rect.clip(cw, ch).is_none() {
         return Err(ConfigError::invalid(
