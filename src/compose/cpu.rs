@@ -288,11 +288,22 @@ impl ItemPlan {
         self.alpha == 255 && self.key.is_none_or(|k| k.format != PixelFormat::Rgba)
     }
 
+    /// Whether the rects share a pixel in either plane kind (items side by side at an odd
+    /// column share a chroma sample).
     fn overlaps(&self, other: &ItemPlan) -> bool {
-        match (self.rect[0], other.rect[0]) {
+        (0..2).any(|k| match (self.rect[k], other.rect[k]) {
             (Some(a), Some(b)) => a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1,
             _ => false,
-        }
+        })
+    }
+
+    /// Whether `other`'s rect lies inside this one's in both plane kinds.
+    fn contains(&self, other: &ItemPlan) -> bool {
+        (0..2).all(|k| match (self.rect[k], other.rect[k]) {
+            (Some(a), Some(b)) => a.x0 <= b.x0 && b.x1 <= a.x1 && a.y0 <= b.y0 && b.y1 <= a.y1,
+            (_, None) => true,
+            (None, Some(_)) => false,
+        })
     }
 }
 
@@ -658,6 +669,10 @@ pub struct CpuCompositor {
     /// item's current frame, and whether it is redrawn this frame.
     current: Vec<Option<SharedFrame>>,
     dirty: Vec<bool>,
+    /// Per item: whether an incremental redraw may leave its bars as they are.
+    keep: Vec<bool>,
+    /// Per item: redrawn because it lies on a dirty item.
+    above: Vec<bool>,
 }
 
 impl CpuCompositor {
@@ -670,6 +685,8 @@ impl CpuCompositor {
             pool: None,
             current: Vec::new(),
             dirty: Vec::new(),
+            keep: Vec::new(),
+            above: Vec::new(),
         }
     }
 
@@ -728,13 +745,37 @@ impl CpuCompositor {
                 .zip(&self.current)
                 .map(|(p, f)| p.drawn != Some(id_of(f))),
         );
-        // partial redraw is exact only for opaque items that overlap nothing
-        full |= (0..self.plans.len()).any(|i| {
-            self.dirty[i]
-                && (!self.plans[i].opaque()
-                    || (0..self.plans.len())
-                        .any(|j| j != i && self.plans[i].overlaps(&self.plans[j])))
-        });
+        // Partial redraw is exact for an opaque dirty item that overlaps nothing, or whose
+        // overlapping items all lie inside it, above it, unchanged, and overlap nothing else (a
+        // text box or a logo over a camera): they are redrawn after it, bars included. Anything
+        // else redraws the whole canvas.
+        let n = self.plans.len();
+        self.keep.clear();
+        self.keep.resize(n, true);
+        let mut above = std::mem::take(&mut self.above);
+        above.clear();
+        above.resize(n, false);
+        'check: for i in (0..n).filter(|&i| self.dirty[i]) {
+            if !self.plans[i].opaque() {
+                full = true;
+                break;
+            }
+            for j in (0..n).filter(|&j| j != i && self.plans[i].overlaps(&self.plans[j])) {
+                let (pi, pj) = (&self.plans[i], &self.plans[j]);
+                let alone = (0..n).all(|k| k == i || k == j || !pj.overlaps(&self.plans[k]));
+                if j < i || self.dirty[j] || !pi.contains(pj) || !alone {
+                    full = true;
+                    break 'check;
+                }
+                above[j] = true;
+                self.keep[i] = false;
+                self.keep[j] = false;
+            }
+        }
+        for (d, a) in self.dirty.iter_mut().zip(&above) {
+            *d |= *a;
+        }
+        self.above = above;
         if full {
             self.dirty.iter_mut().for_each(|d| *d = true);
         }
@@ -755,7 +796,7 @@ impl CpuCompositor {
             None => prepare(),
         }
         let bg = layout.background;
-        let (plans, current, dirty) = (&self.plans, &self.current, &self.dirty);
+        let (plans, current, dirty, keep) = (&self.plans, &self.current, &self.dirty, &self.keep);
         let (w, cw) = (w as usize, w as usize / 2);
         let c = &mut self.canvas;
         let work = |((yb, ub), vb): ((&mut [u8], &mut [u8]), &mut [u8]), band: usize| {
@@ -778,9 +819,9 @@ impl CpuCompositor {
             }
             for (i, plan) in plans.iter().enumerate() {
                 if dirty[i] {
-                    // an incremental redraw touches only opaque items that overlap nothing, and
-                    // their plans (so their bars) are unchanged since they were last drawn
-                    let keep = !full && plan.drawn.is_some();
+                    // an incremental redraw of an item that overlaps nothing keeps its bars: its
+                    // plan (so its bars) is unchanged since it was last drawn
+                    let keep = !full && keep[i] && plan.drawn.is_some();
                     let f = current[i].as_deref();
                     draw_band(plan, f, 0, yb, w, band * BAND, keep);
                     draw_band(plan, f, 1, ub, cw, band * BAND / 2, keep);

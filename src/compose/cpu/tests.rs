@@ -270,6 +270,72 @@ fn partial_redraw_matches_full_redraw() {
 }
 
 #[test]
+fn boxes_on_changing_cameras_redraw_exactly() {
+    // translucent boxes (text, logos) above cameras that change every frame: one inside a
+    // cell (redrawn with it), one at odd coordinates inside another, one across two cells
+    let w = Workload::w3();
+    let pic = |id: &str, x: i32, y: i32, ww: u32, hh: u32, index: usize| Item {
+        kind: ItemKind::Picture {
+            resource_id: id.into(),
+        },
+        rect: Rect::new(x, y, ww, hh),
+        fit: FitMode::Stretch,
+        alpha: 1.0,
+        zorder: 1,
+        index,
+        placeholder: None,
+    };
+    let inside = w.layout().with_items(|v| {
+        v.push(pic("t1", 16, 16, 200, 30, 9));
+        v.push(pic("t2", 651, 371, 101, 29, 10));
+    });
+    let across = inside
+        .clone()
+        .with_items(|v| v.push(pic("t3", 600, 700, 90, 40, 11)));
+    let rgba = |ww: u32, hh: u32, seed: u32| {
+        let d = (0..ww * hh)
+            .flat_map(|i| {
+                [
+                    (i * 7 + seed) as u8,
+                    (i / 3) as u8,
+                    200,
+                    ((i * 13 + seed) % 256) as u8,
+                ]
+            })
+            .collect();
+        Arc::new(VideoFrame::rgba(ww, hh, d).unwrap())
+    };
+    for layout in [inside, across] {
+        let mut inc = CpuCompositor::new(w.width, w.height);
+        let mut frames: Frames = HashMap::new();
+        for step in 0..5u32 {
+            for (i, (s, _)) in w.cells.iter().enumerate() {
+                if step == 0 || s.fps == 30 {
+                    let f = pattern_frame(s.width / 4, s.height / 4, step * 10 + i as u32);
+                    frames.insert(s.camid.into(), Arc::new(f));
+                }
+            }
+            if step == 0 || step == 3 {
+                // the boxes change now and then (a timestamp's second)
+                frames.insert("t1".into(), rgba(200, 30, step));
+                frames.insert("t2".into(), rgba(101, 29, step + 1));
+                frames.insert("t3".into(), rgba(90, 40, step + 2));
+            }
+            let a = inc.compose(&layout, &frames).unwrap().clone();
+            let b = compose_once(&layout, &frames);
+            assert!(
+                a == b,
+                "{} items, step {step}: incremental differs (psnr {} / {} / {})",
+                layout.items().len(),
+                psnr(&a.y, &b.y),
+                psnr(&a.u, &b.u),
+                psnr(&a.v, &b.v)
+            );
+        }
+    }
+}
+
+#[test]
 fn layout_change_redraws_everything() {
     let cfg = MixerConfig::from_json(SEED_CREATE).unwrap();
     let pip = cfg.parse_update(SEED_UPDATE).unwrap();
