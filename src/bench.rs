@@ -1049,6 +1049,13 @@ pub fn workloads(arg: &str) -> Result<Vec<Workload>, String> {
         fps: cfg.output.fps,
         frames: cfg.output.fps * 10,
         cells,
+        extra: cfg
+            .layout
+            .items
+            .iter()
+            .filter(|it| it.kind.source_id().is_none())
+            .cloned()
+            .collect(),
     }])
 }
 

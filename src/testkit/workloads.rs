@@ -1,7 +1,7 @@
 //! The reference workloads W1–W3 (shared/peers/WORKLOADS.md) as layouts plus source
 //! descriptions, shared by tests, benches and `cloudmixer bench`.
 
-use crate::model::layout::{Layout, Rect};
+use crate::model::layout::{Item, Layout, Rect};
 
 /// One source of a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub struct SourceSpec {
 }
 
 /// A workload: canvas, rate, length and the sources in their rects.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Workload {
     /// "W1", "W2" or "W3".
     pub name: &'static str,
@@ -33,6 +33,8 @@ pub struct Workload {
     pub frames: u32,
     /// Sources with their rects, in draw order.
     pub cells: Vec<(SourceSpec, Rect)>,
+    /// Items that show no pushed source (text), drawn after the cells (a config file's).
+    pub extra: Vec<Item>,
 }
 
 const fn s(
@@ -73,6 +75,7 @@ impl Workload {
             height: 720,
             fps: 15,
             frames: 150,
+            extra: vec![],
             cells: vec![
                 (CAMS[0], Rect::new(0, 180, 640, 360)),
                 (CAMS[3], Rect::new(640, 180, 640, 360)),
@@ -87,6 +90,7 @@ impl Workload {
             height: 720,
             fps: 15,
             frames: 150,
+            extra: vec![],
             cells: vec![
                 (CAMS[7], Rect::new(0, 0, 1280, 720)),
                 (CAMS[6], Rect::new(880, 495, 400, 225)),
@@ -101,6 +105,7 @@ impl Workload {
             height: 1080,
             fps: 30,
             frames: 300,
+            extra: vec![],
             cells: CAMS
                 .iter()
                 .enumerate()
@@ -126,7 +131,11 @@ impl Workload {
     /// The workload's layout (fit, black background).
     pub fn layout(&self) -> Layout {
         let cells: Vec<(&str, Rect)> = self.cells.iter().map(|(s, r)| (s.camid, *r)).collect();
-        Layout::cameras(self.width, self.height, &cells)
+        let l = Layout::cameras(self.width, self.height, &cells);
+        if self.extra.is_empty() {
+            return l;
+        }
+        l.with_items(|v| v.extend(self.extra.iter().cloned()))
     }
     /// The workload as a cloud-mixer config JSON.
     pub fn config_json(&self, svr_path_name: &str) -> serde_json::Value {
