@@ -6,6 +6,7 @@
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -90,6 +91,8 @@ pub enum Container {
     Mp3,
     /// Audio only: WAV (16-bit PCM).
     Wav,
+    /// HLS (`.m3u8`): a playlist and fMP4 segments next to it, written live.
+    Hls,
 }
 
 impl Container {
@@ -137,6 +140,60 @@ pub struct OutputSettings {
     pub bitrate: Option<u32>,
     /// Quantiser when no bitrate is forced.
     pub qp: u8,
+    /// Split file targets into numbered segments (`segmentDuration`, `segmentSize`).
+    pub segments: Segments,
+}
+
+/// When to start the next segment of a file target (extensions `segmentDuration` in seconds,
+/// `segmentSize` in bytes): at the first keyframe after either limit. Neither: one file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Segments {
+    /// Longest segment.
+    pub duration: Option<Duration>,
+    /// Largest segment in bytes.
+    pub size: Option<u64>,
+}
+
+impl Segments {
+    /// Whether files are split at all.
+    pub fn enabled(&self) -> bool {
+        self.duration.is_some() || self.size.is_some()
+    }
+}
+
+/// `storageConfig`: where finished recordings are uploaded (an S3-compatible object store).
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StorageSettings {
+    /// The vendor's storage kind: 1 Aliyun OSS; any other value an S3-compatible store
+    /// (AWS S3 of `region` unless `endpoint` says otherwise).
+    pub vendor: u32,
+    /// Region, e.g. `cn-hangzhou` or `us-east-1`.
+    pub region: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret key (never printed).
+    #[serde(skip)]
+    pub secret_key: String,
+    /// Extension: the store's URL (`http://127.0.0.1:9000`, an R2 or MinIO endpoint).
+    pub endpoint: Option<String>,
+    /// Extension `keepLocal`: keep the local file after a verified upload (default: removed).
+    pub keep_local: bool,
+}
+
+impl std::fmt::Debug for StorageSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageSettings")
+            .field("vendor", &self.vendor)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"…")
+            .field("endpoint", &self.endpoint)
+            .field("keep_local", &self.keep_local)
+            .finish()
+    }
 }
 
 impl OutputSettings {
@@ -224,6 +281,8 @@ pub struct MixerConfig {
     pub audio_file: Option<AudioFileSettings>,
     /// The initial layout.
     pub layout: Arc<Layout>,
+    /// `storageConfig`: upload finished files there.
+    pub storage: Option<StorageSettings>,
     raw: Value,
     warnings: Vec<String>,
 }
@@ -362,7 +421,7 @@ const ROOT_KEYS: &[&str] = &[
     "mode",
     "videoFileCfg",
     "audioFileCfg",
-    // accepted, unused: storage is the mixer's storage root
+    // upload of finished files (object storage)
     "storageConfig",
     // vendor extension, accepted and ignored
     "mixedLayout",
@@ -381,8 +440,19 @@ const VIDEO_KEYS: &[&str] = &[
     "backgroundColor",
     "backgroundImage",
     "placeholder",
+    "segmentDuration",
+    "segmentSize",
     // vendor extension, accepted and ignored
     "mixedLayout",
+];
+const STORAGE_KEYS: &[&str] = &[
+    "vendor",
+    "region",
+    "bucket",
+    "accessKey",
+    "secretKey",
+    "endpoint",
+    "keepLocal",
 ];
 const AUDIO_KEYS: &[&str] = &["svrPathName", "aChannelType", "aChannelContent", "aBps"];
 const ITEM_KEYS: &[&str] = &[
@@ -490,6 +560,9 @@ pub fn unknown_fields(root: &Value) -> Vec<String> {
         return out;
     };
     unknown_in(m, "", ROOT_KEYS, &mut out);
+    if let Some(st) = m.get("storageConfig").and_then(Value::as_object) {
+        unknown_in(st, "storageConfig", STORAGE_KEYS, &mut out);
+    }
     if let Some(a) = m.get("audioFileCfg").and_then(Value::as_object) {
         unknown_in(a, "audioFileCfg", AUDIO_KEYS, &mut out);
     }
@@ -624,7 +697,14 @@ fn parse_targets_of(s: &str, path: &str, audio: bool) -> Result<Vec<Target>> {
                 || lower.starts_with("rtmps://")
                 || lower.starts_with("rtsp://"))
         {
-            out.push(Target::Url { url: t.to_string() });
+            let target = Target::Url { url: t.to_string() };
+            if out.contains(&target) {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("\"{t}\" is named twice"),
+                ));
+            }
+            out.push(target);
             continue;
         }
         if lower.contains("://") {
@@ -636,18 +716,25 @@ fn parse_targets_of(s: &str, path: &str, audio: bool) -> Result<Vec<Target>> {
             return Err(ConfigError::invalid(path, rule));
         }
         let container = container_of(t).filter(|c| c.audio_only() == audio);
-        out.push(Target::File {
+        let target = Target::File {
             path: confine(t)
                 .map_err(|rule| ConfigError::invalid(path, format!("\"{t}\": {rule}")))?,
             container: container.ok_or_else(|| {
                 let exts = if audio {
                     ".m4a, .aac, .mp3 or .wav"
                 } else {
-                    ".mp4, .flv, .ts or .mkv"
+                    ".mp4, .flv, .ts, .mkv or .m3u8"
                 };
                 ConfigError::invalid(path, format!("\"{t}\": extension must be {exts}"))
             })?,
-        });
+        };
+        if out.contains(&target) {
+            return Err(ConfigError::invalid(
+                path,
+                format!("\"{t}\" is named twice (each file is written once)"),
+            ));
+        }
+        out.push(target);
     }
     Ok(out)
 }
@@ -663,6 +750,7 @@ fn container_of(p: &str) -> Option<Container> {
         "aac" => Container::Aac,
         "mp3" => Container::Mp3,
         "wav" => Container::Wav,
+        "m3u8" => Container::Hls,
         _ => return None,
     })
 }
@@ -923,6 +1011,85 @@ fn parse_layout(vfc: &Map<String, Value>, cw: u32, ch: u32) -> Result<Layout> {
     Ok(layout)
 }
 
+/// `segmentDuration` (seconds, 1–86 400) and `segmentSize` (bytes, ≥ 64 KiB).
+fn parse_segments(m: &Map<String, Value>, path: &str) -> Result<Segments> {
+    let duration = match m.get("segmentDuration") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => {
+            let s = n.as_f64().unwrap_or(f64::NAN);
+            if !(1.0..=86_400.0).contains(&s) {
+                return Err(ConfigError::invalid(
+                    &join(path, "segmentDuration"),
+                    format!("must be between 1 and 86400 seconds, got {s}"),
+                ));
+            }
+            Some(Duration::from_secs_f64(s))
+        }
+        Some(v) => {
+            return Err(ConfigError::invalid(
+                &join(path, "segmentDuration"),
+                format!("must be a number of seconds, got {}", describe(v)),
+            ))
+        }
+    };
+    let size = match opt_int(m, path, "segmentSize")? {
+        None => None,
+        Some(b) => Some(int_in(&join(path, "segmentSize"), b, 65_536, i64::MAX)? as u64),
+    };
+    Ok(Segments { duration, size })
+}
+
+/// `storageConfig { vendor, region, bucket, accessKey, secretKey }` + `endpoint`, `keepLocal`.
+fn parse_storage(m: &Map<String, Value>) -> Result<StorageSettings> {
+    let path = "storageConfig";
+    let req = |key: &str| -> Result<String> {
+        match opt_str(m, path, key)? {
+            Some(s) if !s.trim().is_empty() => Ok(s.to_string()),
+            Some(_) => Err(ConfigError::invalid(&join(path, key), "must not be empty")),
+            None => Err(ConfigError::invalid(&join(path, key), "is required")),
+        }
+    };
+    let vendor = int_in(
+        &join(path, "vendor"),
+        opt_int(m, path, "vendor")?.unwrap_or(0),
+        0,
+        u32::MAX as i64,
+    )? as u32;
+    let endpoint = match opt_str(m, path, "endpoint")? {
+        None => None,
+        Some(e) if e.starts_with("http://") || e.starts_with("https://") => Some(e.to_string()),
+        Some(e) => {
+            return Err(ConfigError::invalid(
+                &join(path, "endpoint"),
+                format!("must be an http:// or https:// URL, got \"{e}\""),
+            ))
+        }
+    };
+    let keep_local = match m.get("keepLocal") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => match v.as_i64() {
+            Some(0) => false,
+            Some(1) => true,
+            _ => {
+                return Err(ConfigError::invalid(
+                    &join(path, "keepLocal"),
+                    format!("must be true/false or 1/0, got {}", describe(v)),
+                ))
+            }
+        },
+    };
+    Ok(StorageSettings {
+        vendor,
+        region: req("region")?,
+        bucket: req("bucket")?,
+        access_key: req("accessKey")?,
+        secret_key: req("secretKey")?,
+        endpoint,
+        keep_local,
+    })
+}
+
 /// `aChannelType`, `aChannelContent` and `aBps` of `videoFileCfg` or `audioFileCfg`.
 fn parse_audio(m: &Map<String, Value>, path: &str) -> Result<AudioSettings> {
     let tp = join(path, "aChannelType");
@@ -1042,6 +1209,10 @@ impl MixerConfig {
                 ))
             }
         }
+        let storage = match m.get("storageConfig") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(parse_storage(obj(v, "storageConfig")?)?),
+        };
         let audio_file = match m.get("audioFileCfg") {
             None | Some(Value::Null) => None,
             Some(v) => Some(parse_audio_file(obj(v, "audioFileCfg")?)?),
@@ -1060,10 +1231,12 @@ impl MixerConfig {
                         fps: AUDIO_ONLY_TICK_RATE,
                         bitrate: None,
                         qp: DEFAULT_QP,
+                        segments: Segments::default(),
                     },
                     audio: AudioSettings::default(),
                     audio_file,
                     layout: Arc::new(Layout::new(0, 0, [16, 128, 128], Vec::new())),
+                    storage,
                     raw: root,
                     warnings,
                 });
@@ -1112,10 +1285,12 @@ impl MixerConfig {
                 fps,
                 bitrate,
                 qp,
+                segments: parse_segments(vfc, vp)?,
             },
             audio,
             audio_file,
             layout: Arc::new(layout),
+            storage,
             raw: root,
             warnings,
         })

@@ -149,6 +149,7 @@ fn format_name(t: &Target) -> Result<&'static str, MuxError> {
             Container::Aac => "adts",
             Container::Mp3 => "mp3",
             Container::Wav => "wav",
+            Container::Hls => "hls",
         },
         Target::Url { url } => {
             let l = url.to_ascii_lowercase();
@@ -224,8 +225,19 @@ impl Muxer {
                 }
                 Target::Url { url } => (url.clone(), None, false),
             };
-            let mut ctx =
-                ffmpeg::format::output_as(&dest, fmt).map_err(|e| MuxError::ff(&dest, e))?;
+            let mut ctx = match t {
+                // a live server that stops reading must not block the writer for ever
+                Target::Url { .. } => {
+                    let mut io = Dictionary::new();
+                    io.set(
+                        "rw_timeout",
+                        &super::live::IO_TIMEOUT.as_micros().to_string(),
+                    );
+                    ffmpeg::format::output_as_with(&dest, fmt, io)
+                }
+                Target::File { .. } => ffmpeg::format::output_as(&dest, fmt),
+            }
+            .map_err(|e| MuxError::ff(&dest, e))?;
             for spec in tracks {
                 let mut st = ctx
                     .add_stream_with(spec.codec)
@@ -238,6 +250,9 @@ impl Muxer {
             }
             let mut opts = Dictionary::new();
             opts.set("flush_packets", "1");
+            if fmt == "hls" {
+                hls_options(&mut opts, file.as_deref());
+            }
             let mp4 = fmt == "mp4" || fmt == "ipod";
             if mp4 {
                 // delay_moov: the moov (with edit lists for B-frame delay) follows the first
@@ -257,7 +272,11 @@ impl Muxer {
                     .unwrap_or(s.enc_tb);
                 s.out_tb.push(tb);
             }
-            let identity = file.as_deref().and_then(file_identity);
+            // the HLS muxer rewrites its playlist (a new file) at every segment
+            let identity = file
+                .as_deref()
+                .filter(|_| fmt != "hls")
+                .and_then(file_identity);
             outs.push(Out {
                 ctx,
                 dest,
@@ -480,6 +499,31 @@ impl Muxer {
             }
         }
         first.map_or(Ok(()), Err)
+    }
+}
+
+/// Segment duration of `.m3u8` targets.
+pub const HLS_SEGMENT: Duration = Duration::from_secs(2);
+
+/// HLS: fMP4 segments `<stem>_00001.m4s` and the init segment `<stem>_init.mp4` next to the
+/// playlist, a 2 s target duration, an EVENT playlist (every segment stays listed, so a player
+/// can follow it live and play it all after the end, when `#EXT-X-ENDLIST` is written).
+fn hls_options(opts: &mut Dictionary, playlist: Option<&std::path::Path>) {
+    opts.set("hls_segment_type", "fmp4");
+    opts.set("hls_time", &HLS_SEGMENT.as_secs().to_string());
+    opts.set("hls_playlist_type", "event");
+    opts.set("hls_flags", "independent_segments+temp_file");
+    if let Some(p) = playlist {
+        let stem = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "stream".into());
+        let dir = p.parent().unwrap_or(std::path::Path::new("."));
+        opts.set(
+            "hls_segment_filename",
+            &dir.join(format!("{stem}_%05d.m4s")).display().to_string(),
+        );
+        opts.set("hls_fmp4_init_filename", &format!("{stem}_init.mp4"));
     }
 }
 

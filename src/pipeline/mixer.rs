@@ -35,7 +35,7 @@ use super::error::MixerError;
 use super::sources::{SourceSlots, DEFAULT_MAX_SOURCES};
 use super::state::{Counters, Shared};
 use super::video::{clock_loop, encode_loop, Cmd, Msg, VideoSide, FRAME_POOL};
-use super::writer::{writer_loop, Output, Reporter, WriterMsg};
+use super::writer::{writer_loop, Live, Output, Reporter, WriterMsg};
 use crate::audio::mix::AudioMix;
 use crate::audio::MIX_RATE;
 use crate::compose::{self, Backend};
@@ -47,6 +47,7 @@ use crate::model::events::{codes, MixerEvent, MixerState, OutputState};
 use crate::model::frame::VideoFrame;
 use crate::model::layout::Layout;
 use crate::model::time::{frames_for, tick_time, ticks_before, LatestUpTo, PaceMode, PTS_SLACK};
+use crate::output::live::{LiveSink, OwnedTrack};
 use crate::output::{header_needs, Muxer, Storage, TrackId, TrackKind, TrackSpec};
 
 /// Track ids: the video, the audio of the video targets, the audio-only file.
@@ -249,6 +250,7 @@ struct Opened {
     video: Option<(Box<dyn compose::Compositor>, VideoEncoder)>,
     audio: Vec<AudioOutput>,
     outputs: Vec<Output>,
+    lives: Vec<Live>,
 }
 
 fn open_audio(
@@ -335,6 +337,7 @@ impl Mixer {
             video,
             audio,
             outputs,
+            lives,
         } = opened;
         let backend_name = match &video {
             Some((c, _)) => c.describe(),
@@ -349,7 +352,8 @@ impl Mixer {
         let reporter = Reporter {
             start_time: epoch_ms(),
         };
-        for ev in reporter.infos(&outputs, OutputState::Running, 0, "") {
+        let mut lives = lives;
+        for (_, ev) in reporter.infos(&outputs, &mut lives, OutputState::Running, 0, "") {
             shared.emit(ev);
         }
         shared.set_state(MixerState::Running);
@@ -376,7 +380,7 @@ impl Mixer {
         let s = shared.clone();
         threads.push(spawn(
             "cm-write",
-            Box::new(move || writer_loop(s, outputs, wr_rx, stages, reporter)),
+            Box::new(move || writer_loop(s, outputs, lives, wr_rx, stages, reporter)),
         )?);
         let s = shared.clone();
         let w = wr_tx.clone();
@@ -435,6 +439,7 @@ impl Mixer {
         }
         let mut audio = Vec::new();
         let mut outputs = Vec::new();
+        let mut lives = Vec::new();
         let mut video = None;
         if cfg.has_video() {
             let compositor = compose::create(settings.backend, out.width, out.height)?;
@@ -465,12 +470,48 @@ impl Mixer {
                     time_base: a.enc.time_base(),
                 });
             }
-            let muxer = Muxer::open(storage, &out.targets, &tracks, settings.overwrite)?;
-            let names = renamed(
-                target_names(&out.svr_path_name, &out.targets),
-                muxer.dest_names(),
-            );
-            outputs.push(Output { muxer, names });
+            // the files in one muxer; each HLS playlist in its own; each live URL a sink with
+            // its own thread, so a live server never holds up the files
+            let names = target_names(&out.svr_path_name, &out.targets);
+            let mut groups: Vec<Vec<usize>> = Vec::new();
+            let mut files = Vec::new();
+            for (i, t) in out.targets.iter().enumerate() {
+                match t {
+                    Target::Url { url } => {
+                        let owned = tracks
+                            .iter()
+                            .map(OwnedTrack::of)
+                            .collect::<Result<Vec<_>, _>>()?;
+                        lives.push(Live::new(
+                            LiveSink::start(url, owned)?,
+                            names[i].clone(),
+                            i as u32,
+                            tracks.iter().map(|t| t.id).collect(),
+                        ));
+                    }
+                    Target::File {
+                        container: Container::Hls,
+                        ..
+                    } => groups.push(vec![i]),
+                    Target::File { .. } => files.push(i),
+                }
+            }
+            if !files.is_empty() {
+                groups.insert(0, files);
+            }
+            for g in groups {
+                let ts: Vec<Target> = g.iter().map(|&i| out.targets[i].clone()).collect();
+                let muxer = Muxer::open(storage, &ts, &tracks, settings.overwrite)?;
+                let names = renamed(
+                    g.iter().map(|&i| names[i].clone()).collect(),
+                    muxer.dest_names(),
+                );
+                outputs.push(Output {
+                    muxer,
+                    names,
+                    ids: g.iter().map(|&i| i as u32).collect(),
+                });
+            }
             video = Some((compositor, encoder));
         }
         if let Some(af) = &cfg.audio_file {
@@ -507,13 +548,18 @@ impl Mixer {
                 target_names(&af.svr_path_name, std::slice::from_ref(&af.target)),
                 muxer.dest_names(),
             );
-            outputs.push(Output { muxer, names });
+            outputs.push(Output {
+                muxer,
+                names,
+                ids: vec![out.targets.len() as u32],
+            });
             audio.push(a);
         }
         Ok(Opened {
             video,
             audio,
             outputs,
+            lives,
         })
     }
 

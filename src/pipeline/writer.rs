@@ -10,7 +10,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::state::{End, Shared, MAX_DURATION_DESC};
 use crate::model::events::{codes, MixerEvent, OutputInfo, OutputState};
-use crate::output::{Muxer, Packet};
+use crate::output::live::{LiveSink, LiveStatus};
+use crate::output::{Muxer, Packet, TrackId};
 
 pub(crate) enum WriterMsg {
     Packet(Packet),
@@ -18,42 +19,117 @@ pub(crate) enum WriterMsg {
     End(End),
 }
 
-/// One muxer and the names its targets are reported under.
+/// One muxer and the names and output ids its targets are reported under.
 pub(crate) struct Output {
     pub muxer: Muxer,
     pub names: Vec<String>,
+    pub ids: Vec<u32>,
 }
+
+/// A live target: its sink, reported name and output id, and the tracks it carries.
+pub(crate) struct Live {
+    sink: Option<LiveSink>,
+    name: String,
+    id: u32,
+    tracks: Vec<TrackId>,
+    /// The status as last seen (the final one once finished).
+    last: LiveStatus,
+}
+
+impl Live {
+    pub(crate) fn new(sink: LiveSink, name: String, id: u32, tracks: Vec<TrackId>) -> Self {
+        Live {
+            sink: Some(sink),
+            name,
+            id,
+            tracks,
+            last: LiveStatus::default(),
+        }
+    }
+
+    fn status(&mut self) -> &LiveStatus {
+        if let Some(s) = &self.sink {
+            self.last = s.status();
+        }
+        &self.last
+    }
+}
+
+/// How long the end of a recording waits for a live target to send what is queued.
+const LIVE_FINISH: Duration = Duration::from_secs(2);
 
 pub(crate) struct Reporter {
     pub start_time: u64,
 }
 
 impl Reporter {
+    /// One output info per target, by id. Live targets report their own state: 1 while
+    /// connected, 3 with the error while down (and at the end if they were down), 2 at a clean
+    /// end; `state`/`err`/`desc` are the files'.
     pub(crate) fn infos(
         &self,
         outputs: &[Output],
+        lives: &mut [Live],
         state: OutputState,
         err: i32,
         desc: &str,
-    ) -> Vec<MixerEvent> {
-        let mut id = 0u32;
+    ) -> Vec<(u32, MixerEvent)> {
         let mut evs = Vec::new();
+        let mut dur = 0;
         for o in outputs {
-            let dur = o.muxer.duration().as_millis() as u64;
-            for (p, name) in o.muxer.progress().into_iter().zip(&o.names) {
-                evs.push(MixerEvent::OutputInfoChanged(OutputInfo {
-                    id,
-                    state,
-                    svr_file_path_name: name.clone(),
-                    start_time: self.start_time,
-                    duration: dur,
-                    file_size: p.bytes,
-                    err_code: err,
-                    err_desc: desc.to_string(),
-                }));
-                id += 1;
+            let d = o.muxer.duration().as_millis() as u64;
+            dur = dur.max(d);
+            for ((p, name), id) in o.muxer.progress().into_iter().zip(&o.names).zip(&o.ids) {
+                evs.push((
+                    *id,
+                    MixerEvent::OutputInfoChanged(OutputInfo {
+                        id: *id,
+                        state,
+                        svr_file_path_name: name.clone(),
+                        start_time: self.start_time,
+                        duration: d,
+                        file_size: p.bytes,
+                        err_code: err,
+                        err_desc: desc.to_string(),
+                    }),
+                ));
             }
         }
+        for l in lives.iter_mut() {
+            let (id, name) = (l.id, l.name.clone());
+            let st = l.status().clone();
+            let (state, err, desc) = match (&st.error, st.connected, state) {
+                (Some(e), false, s) => (
+                    OutputState::Fail,
+                    codes::FILE_ERR,
+                    match s {
+                        OutputState::Running => format!("live target down: {e}; reconnecting"),
+                        _ => format!("live target down at the end: {e}"),
+                    },
+                ),
+                (_, _, OutputState::Running) => (OutputState::Running, codes::OK, String::new()),
+                (_, _, s) => (s, err, desc.to_string()),
+            };
+            let desc = if st.dropped > 0 && err == codes::OK {
+                format!("{} packets dropped", st.dropped)
+            } else {
+                desc
+            };
+            evs.push((
+                id,
+                MixerEvent::OutputInfoChanged(OutputInfo {
+                    id,
+                    state,
+                    svr_file_path_name: name,
+                    start_time: self.start_time,
+                    duration: dur,
+                    file_size: st.bytes,
+                    err_code: err,
+                    err_desc: desc,
+                }),
+            ));
+        }
+        evs.sort_by_key(|e| e.0);
         evs
     }
 }
@@ -62,6 +138,7 @@ impl Reporter {
 pub(crate) fn writer_loop(
     shared: Arc<Shared>,
     mut outputs: Vec<Output>,
+    mut lives: Vec<Live>,
     rx: Receiver<WriterMsg>,
     stages: usize,
     rep: Reporter,
@@ -72,6 +149,15 @@ pub(crate) fn writer_loop(
     loop {
         match rx.recv_deadline(next_info) {
             Ok(WriterMsg::Packet(p)) => {
+                // live targets get a reference to the packet's data (no copy), never block
+                for l in lives.iter().filter(|l| l.tracks.contains(&p.track)) {
+                    if let Some(s) = &l.sink {
+                        s.send(Packet {
+                            track: p.track,
+                            data: p.data.clone(),
+                        });
+                    }
+                }
                 let mut failed = None;
                 // a track is usually in one muxer: it takes the packet, no copy
                 let track = p.track;
@@ -121,7 +207,7 @@ pub(crate) fn writer_loop(
                 end = end.worst(End::Failed(e.code(), e.to_string()));
                 break;
             }
-            for ev in rep.infos(&outputs, OutputState::Running, 0, "") {
+            for (_, ev) in rep.infos(&outputs, &mut lives, OutputState::Running, 0, "") {
                 shared.emit(ev);
             }
             next_info = Instant::now() + Duration::from_secs(1);
@@ -132,6 +218,20 @@ pub(crate) fn writer_loop(
     }
     // the stages' sends fail from now on, so they stop at once
     drop(rx);
+    // live targets send what is queued (bounded in time) and close, in parallel
+    let finishing: Vec<_> = lives
+        .iter_mut()
+        .filter_map(|l| {
+            l.sink
+                .take()
+                .map(|s| std::thread::spawn(move || s.finish(LIVE_FINISH)))
+        })
+        .collect();
+    for (l, h) in lives.iter_mut().zip(finishing) {
+        if let Ok(st) = h.join() {
+            l.last = st;
+        }
+    }
     for o in &mut outputs {
         if let Err(e) = o.muxer.finish() {
             end = end.worst(End::Failed(e.code(), e.to_string()));
@@ -154,7 +254,7 @@ pub(crate) fn writer_loop(
         shared.set_ended(code, &desc);
     }
     shared.begin_stopping();
-    for ev in rep.infos(&outputs, out_state, code, &desc) {
+    for (_, ev) in rep.infos(&outputs, &mut lives, out_state, code, &desc) {
         shared.emit(ev);
     }
     shared.end_null(code, desc);
