@@ -318,9 +318,7 @@ fn bad_deprecated_type() {
 #[test]
 fn stream_types_take_a_camid_or_their_default_key() {
     let mut v = base();
-    let cell = |ty: i64, param: Value| {
-        json!({"type":ty,"left":0,"top":0,"width":64,"height":64,"param":param})
-    };
+    let cell = |ty: i64, param: Value| json!({"type":ty,"left":0,"top":0,"width":64,"height":64,"param":param});
     v["videoFileCfg"]["layoutConfig"] = json!([
         cell(2, json!({"screenid": 1})),
         cell(3, Value::Null),
@@ -328,10 +326,20 @@ fn stream_types_take_a_camid_or_their_default_key() {
         cell(6, json!({"camid": "board.1"}))
     ]);
     let c = MixerConfig::from_value(v).unwrap();
-    let ids: Vec<&str> = c.layout.items.iter().filter_map(|i| i.kind.source_id()).collect();
+    let ids: Vec<&str> = c
+        .layout
+        .items
+        .iter()
+        .filter_map(|i| i.kind.source_id())
+        .collect();
     assert_eq!(
         ids,
-        [LOCAL_SCREEN_KEY, MEDIA_SHARE_KEY, SCREEN_SHARE_KEY, "board.1"]
+        [
+            LOCAL_SCREEN_KEY,
+            MEDIA_SHARE_KEY,
+            SCREEN_SHARE_KEY,
+            "board.1"
+        ]
     );
     assert!(c.warnings().is_empty(), "{:?}", c.warnings());
     assert_eq!(
@@ -349,7 +357,11 @@ fn placeholders_and_background_picture() {
     let c = MixerConfig::from_value(v).unwrap();
     let l = &c.layout;
     assert_eq!(l.placeholder_image(), Some("camera_off"));
-    assert_eq!(l.placeholder(), l.background(), "the colour stays the default");
+    assert_eq!(
+        l.placeholder(),
+        l.background(),
+        "the colour stays the default"
+    );
     assert_eq!(l.background_image(), Some("room_bg"));
     assert_eq!(l.items[1].placeholder.as_deref(), Some("usr2_avatar"));
     assert!(l.uses_source("usr2_avatar") && l.uses_source("room_bg"));
