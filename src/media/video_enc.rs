@@ -264,9 +264,14 @@ impl VideoEncoder {
         enc.set_color_range(color::Range::MPEG);
         enc.set_color_primaries(color::Primaries::BT709);
         enc.set_color_transfer_characteristic(color::TransferCharacteristic::BT709);
+        // closed GOPs: every keyframe starts an independent stream (x264 through the API
+        // defaults to open GOPs, whose leading B-frames need the previous GOP), so a segment, a
+        // live reconnect or a seek starting at a keyframe decodes from its first frame
+        let mut flags = codec::Flags::CLOSED_GOP;
         if global_header {
-            enc.set_flags(codec::Flags::GLOBAL_HEADER);
+            flags |= codec::Flags::GLOBAL_HEADER;
         }
+        enc.set_flags(flags);
         if s.threads > 0 {
             enc.set_threading(codec::threading::Config {
                 kind: codec::threading::Type::Frame,

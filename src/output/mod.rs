@@ -2,10 +2,12 @@
 //!
 //! - [`storage`]: the directory recordings are written under; paths confined to it.
 //! - [`muxer`]: one encode written to every target of `svrPathName`, crash-safe.
+//! - [`segment`]: files split into numbered segments.
 //! - [`live`]: live targets (`rtmp://`, `rtsp://`), each on its own thread, reconnecting.
 
 pub mod live;
 pub mod muxer;
+pub mod segment;
 pub mod storage;
 pub mod upload;
 

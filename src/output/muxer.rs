@@ -314,6 +314,19 @@ impl Muxer {
             .collect()
     }
 
+    /// For each target: the file name it writes (`None` for URLs).
+    pub fn file_names(&self) -> Vec<Option<String>> {
+        self.outs
+            .iter()
+            .map(|o| {
+                o.file
+                    .as_ref()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .collect()
+    }
+
     /// Checks that every file target is still the file this muxer opened: a deleted file or
     /// directory, or a file replaced under the same name, is a [`MuxError::File`] (905).
     pub fn check_files(&self) -> Result<(), MuxError> {

@@ -48,6 +48,7 @@ use crate::model::frame::VideoFrame;
 use crate::model::layout::Layout;
 use crate::model::time::{frames_for, tick_time, ticks_before, LatestUpTo, PaceMode, PTS_SLACK};
 use crate::output::live::{LiveSink, OwnedTrack};
+use crate::output::segment::Segmented;
 use crate::output::{header_needs, Muxer, Storage, TrackId, TrackKind, TrackSpec};
 
 /// Track ids: the video, the audio of the video targets, the audio-only file.
@@ -499,13 +500,26 @@ impl Mixer {
             if !files.is_empty() {
                 groups.insert(0, files);
             }
-            for g in groups {
+            for (k, g) in groups.into_iter().enumerate() {
                 let ts: Vec<Target> = g.iter().map(|&i| out.targets[i].clone()).collect();
-                let muxer = Muxer::open(storage, &ts, &tracks, settings.overwrite)?;
-                let names = renamed(
-                    g.iter().map(|&i| names[i].clone()).collect(),
-                    muxer.dest_names(),
-                );
+                // the files (the first group) may be split into segments; HLS is already
+                let limits = match (k, &out.targets[g[0]]) {
+                    (
+                        _,
+                        Target::File {
+                            container: Container::Hls,
+                            ..
+                        },
+                    ) => Default::default(),
+                    _ => out.segments,
+                };
+                let muxer = Segmented::open(storage, &ts, &tracks, settings.overwrite, limits)?;
+                let actual = if limits.enabled() {
+                    muxer.muxer().file_names()
+                } else {
+                    muxer.muxer().dest_names()
+                };
+                let names = renamed(g.iter().map(|&i| names[i].clone()).collect(), actual);
                 outputs.push(Output {
                     muxer,
                     names,
@@ -533,7 +547,7 @@ impl Mixer {
                 settings.max_sources,
                 AUDIO_FILE_TRACK,
             )?;
-            let muxer = Muxer::open(
+            let muxer = Segmented::plain(Muxer::open(
                 storage,
                 std::slice::from_ref(&af.target),
                 &[TrackSpec {
@@ -543,10 +557,10 @@ impl Mixer {
                     time_base: a.enc.time_base(),
                 }],
                 settings.overwrite,
-            )?;
+            )?);
             let names = renamed(
                 target_names(&af.svr_path_name, std::slice::from_ref(&af.target)),
-                muxer.dest_names(),
+                muxer.muxer().dest_names(),
             );
             outputs.push(Output {
                 muxer,

@@ -11,7 +11,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use super::state::{End, Shared, MAX_DURATION_DESC};
 use crate::model::events::{codes, MixerEvent, OutputInfo, OutputState};
 use crate::output::live::{LiveSink, LiveStatus};
-use crate::output::{Muxer, Packet, TrackId};
+use crate::output::segment::Segmented;
+use crate::output::{Packet, TrackId};
 
 pub(crate) enum WriterMsg {
     Packet(Packet),
@@ -19,11 +20,44 @@ pub(crate) enum WriterMsg {
     End(End),
 }
 
-/// One muxer and the names and output ids its targets are reported under.
+/// One muxer (or series of segments) and the names and output ids its targets are reported
+/// under.
 pub(crate) struct Output {
-    pub muxer: Muxer,
+    pub muxer: Segmented,
     pub names: Vec<String>,
     pub ids: Vec<u32>,
+}
+
+impl Output {
+    /// After a segment closed: its final infos (its ids, names), then new ids and names for
+    /// the open segment.
+    fn roll(&mut self, next_id: &mut u32, rep: &Reporter, shared: &Shared) {
+        for c in self.muxer.take_closed() {
+            for ((f, name), id) in c.files.iter().zip(&self.names).zip(&self.ids) {
+                shared.emit(MixerEvent::OutputInfoChanged(OutputInfo {
+                    id: *id,
+                    state: OutputState::Stopped,
+                    svr_file_path_name: name.clone(),
+                    start_time: rep.start_time,
+                    duration: c.duration.as_millis() as u64,
+                    file_size: f.bytes,
+                    err_code: codes::OK,
+                    err_desc: String::new(),
+                }));
+            }
+            let files = self.muxer.muxer().file_names();
+            for ((name, id), file) in self.names.iter_mut().zip(&mut self.ids).zip(files) {
+                if let Some(file) = file {
+                    match name.rfind('/') {
+                        Some(i) => name.replace_range(i + 1.., &file),
+                        None => *name = file,
+                    }
+                }
+                *id = *next_id;
+                *next_id += 1;
+            }
+        }
+    }
 }
 
 /// A live target: its sink, reported name and output id, and the tracks it carries.
@@ -77,9 +111,10 @@ impl Reporter {
         let mut evs = Vec::new();
         let mut dur = 0;
         for o in outputs {
-            let d = o.muxer.duration().as_millis() as u64;
+            let m = o.muxer.muxer();
+            let d = m.duration().as_millis() as u64;
             dur = dur.max(d);
-            for ((p, name), id) in o.muxer.progress().into_iter().zip(&o.names).zip(&o.ids) {
+            for ((p, name), id) in m.progress().into_iter().zip(&o.names).zip(&o.ids) {
                 evs.push((
                     *id,
                     MixerEvent::OutputInfoChanged(OutputInfo {
@@ -144,6 +179,13 @@ pub(crate) fn writer_loop(
     rep: Reporter,
 ) {
     let mut next_info = Instant::now() + Duration::from_secs(1);
+    // segments after the first get ids after every configured target's
+    let mut next_id = outputs
+        .iter()
+        .flat_map(|o| o.ids.iter())
+        .chain(lives.iter().map(|l| &l.id))
+        .max()
+        .map_or(0, |m| m + 1);
     let mut ended = 0usize;
     let mut end = End::Stop;
     loop {
@@ -161,10 +203,16 @@ pub(crate) fn writer_loop(
                 let mut failed = None;
                 // a track is usually in one muxer: it takes the packet, no copy
                 let track = p.track;
-                let n = outputs.iter().filter(|o| o.muxer.carries(track)).count();
+                let n = outputs
+                    .iter()
+                    .filter(|o| o.muxer.muxer().carries(track))
+                    .count();
                 let mut p = Some(p);
                 let mut k = 0;
-                for o in outputs.iter_mut().filter(|o| o.muxer.carries(track)) {
+                for o in outputs
+                    .iter_mut()
+                    .filter(|o| o.muxer.muxer().carries(track))
+                {
                     k += 1;
                     let pk = if k == n {
                         p.take()
@@ -179,6 +227,7 @@ pub(crate) fn writer_loop(
                         failed = Some(End::Failed(e.code(), e.to_string()));
                         break;
                     }
+                    o.roll(&mut next_id, &rep, &shared);
                 }
                 if let Some(f) = failed {
                     end = f;
@@ -203,7 +252,10 @@ pub(crate) fn writer_loop(
         }
         if Instant::now() >= next_info {
             // a deleted or replaced output file ends the recording (905), once a second
-            if let Some(e) = outputs.iter().find_map(|o| o.muxer.check_files().err()) {
+            if let Some(e) = outputs
+                .iter()
+                .find_map(|o| o.muxer.muxer().check_files().err())
+            {
                 end = end.worst(End::Failed(e.code(), e.to_string()));
                 break;
             }
@@ -236,8 +288,9 @@ pub(crate) fn writer_loop(
         if let Err(e) = o.muxer.finish() {
             end = end.worst(End::Failed(e.code(), e.to_string()));
         }
+        o.roll(&mut next_id, &rep, &shared);
         // a file deleted in the last second is as lost as one deleted earlier
-        if let Err(e) = o.muxer.check_files() {
+        if let Err(e) = o.muxer.muxer().check_files() {
             end = end.worst(End::Failed(e.code(), e.to_string()));
         }
     }
