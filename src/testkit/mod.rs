@@ -3,6 +3,7 @@
 //! command. Not part of the library API a recording server uses: build with
 //! `default-features = false` to leave it (and the CLI) out.
 
+pub mod nginx;
 pub mod signal;
 pub mod synth;
 pub mod workloads;
