@@ -274,6 +274,7 @@ fn server_killed_mid_upload_and_restarted_completes() {
     s.lock().unwrap().restart();
     let evs = until_done(&rx, Duration::from_secs(60));
 
+    eprintln!("killed at {at_kill} bytes; retries {:?}", retries_of(&evs));
     assert!(
         !retries_of(&evs).is_empty(),
         "no retry after the kill: {evs:#?}"

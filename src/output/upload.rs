@@ -1011,10 +1011,14 @@ async fn attempt(
         .iter()
         .map(|p| p.clone().expect("all parts stored"))
         .collect();
-    store
-        .complete_multipart(location, &id, parts)
-        .await
-        .map_err(|e| classify(&e, &sh.target))?;
+    if let Err(e) = store.complete_multipart(location, &id, parts).await {
+        match classify(&e, &sh.target) {
+            // an earlier complete whose answer was lost may have finished it: the HEAD below
+            // tells (and restarts the upload when the object is not there)
+            Failure::Restart(_) => {}
+            f => return Err(f),
+        }
+    }
     let meta = store
         .head(location)
         .await
@@ -1087,7 +1091,7 @@ fn classify(e: &object_store::Error, target: &UploadTarget) -> Failure {
             "server refused the upload ({s}{code_txt}): {}",
             short(&text)
         )),
-        None => Failure::Retry(format!("network error: {}", short(&text))),
+        None => Failure::Retry(network_desc(&text)),
     }
 }
 
@@ -1102,6 +1106,31 @@ fn s3_code(text: &str) -> Option<&str> {
     let i = text.find("<Code>")? + "<Code>".len();
     let j = text[i..].find("</Code>")? + i;
     Some(&text[i..j])
+}
+
+/// "network error (POST http://host/bucket/key?uploads=): tcp connect error: Connection
+/// refused" from object_store's "Generic S3 error: Error performing POST … in 1ms - HTTP error:
+/// error sending request: …".
+fn network_desc(text: &str) -> String {
+    let request = text
+        .split_once("Error performing ")
+        .and_then(|(_, r)| r.split_once(" in "))
+        .map(|(req, _)| req);
+    let cause = text.split_once(" - ").map_or(text, |(_, c)| c);
+    // the innermost reason is the most telling ("tcp connect error: Connection refused")
+    let cause = [
+        "tcp connect error",
+        "connection closed",
+        "operation timed out",
+        "timed out",
+    ]
+    .iter()
+    .find_map(|m| cause.find(m).map(|i| &cause[i..]))
+    .unwrap_or(cause);
+    match request {
+        Some(r) => format!("network error ({r}): {}", short(cause)),
+        None => format!("network error: {}", short(cause)),
+    }
 }
 
 /// The error text without XML bodies, cut to a readable length.
@@ -1192,6 +1221,14 @@ mod tests {
         assert_eq!(status_in(t), Some(403));
         assert_eq!(s3_code(t), Some("SignatureDoesNotMatch"));
         assert!(!short(t).contains('<'));
+        let n = "Generic S3 error: Error performing POST http://h/b/k?uploads= in 286µs - HTTP \
+                 error: error sending request: client error (Connect): tcp connect error: \
+                 Connection refused (os error 111)";
+        assert_eq!(
+            network_desc(n),
+            "network error (POST http://h/b/k?uploads=): tcp connect error: Connection refused \
+             (os error 111)"
+        );
     }
 
     #[test]
