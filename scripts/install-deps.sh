@@ -25,3 +25,9 @@ if [ -z "${S3S_FS_BIN:-}" ] && ! command -v s3s-fs >/dev/null 2>&1 \
   echo "installing: s3s-fs (cargo install, a few minutes)"
   cargo install s3s-fs@0.14.1 --locked --features binary --quiet
 fi
+
+# Installing nginx starts and enables a system nginx on port 80 where systemd runs; the tests
+# start their own (testkit::nginx) on free ports, so the system one is stopped and disabled.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled nginx >/dev/null 2>&1; then
+  $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+fi
