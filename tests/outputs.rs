@@ -183,3 +183,29 @@ fn an_unreachable_live_target_never_costs_the_file() {
         (Some(0), Some(0))
     );
 }
+
+#[test]
+fn a_file_and_an_rtmp_push_to_nginx_both_get_everything() {
+    use cloudmixer::testkit::nginx::RtmpServer;
+    let d = dir("rtmp");
+    let mut server = RtmpServer::start(&d.join("nginx"));
+    let url = server.url("room");
+    let ev = record(&d, &format!("/room.mp4;{url}"), json!({}), 4);
+    // let nginx write what it received, then read its recording
+    server.stop();
+    let (fv, fa) = counts(&d.join("out/room.mp4"));
+    assert_eq!(fv, 60);
+    let recs = server.recordings();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let (rv, ra) = counts(&recs[0]);
+    assert_eq!(rv, fv, "every frame reached the server");
+    assert!(ra + 2 >= fa && ra > 0, "audio: server {ra}, file {fa}");
+    let f = finals(&ev);
+    assert_eq!(f[1]["svrFilePathName"], url.as_str());
+    assert_eq!(
+        (f[1]["state"].as_u64(), f[1]["errCode"].as_i64()),
+        (Some(2), Some(0)),
+        "{f:?}"
+    );
+    assert!(f[1]["fileSize"].as_u64().unwrap() > 10_000, "{f:?}");
+}

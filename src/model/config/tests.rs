@@ -546,7 +546,7 @@ fn bad_path_escapes() {
 fn bad_path_extension() {
     assert_eq!(
         err_with(|v| v["videoFileCfg"]["svrPathName"] = json!("/a/rec.avi")),
-        "videoFileCfg.svrPathName: \"/a/rec.avi\": extension must be .mp4, .flv, .ts or .mkv"
+        "videoFileCfg.svrPathName: \"/a/rec.avi\": extension must be .mp4, .flv, .ts, .mkv or .m3u8"
     );
 }
 #[test]
@@ -860,7 +860,7 @@ fn control_characters_in_echoed_values_are_escaped() {
 
 #[test]
 fn unknown_fields_are_warnings_with_a_did_you_mean() {
-    let text = r#"{"mode":0,"storageConfig":{"vendor":1},"recordId":"x","videoFileCfg":{"svrPathName":"a.mp4","vWidth":640,"vWidht":640,"vHeight":360,
+    let text = r#"{"mode":0,"storageConfig":{"vendor":1,"region":"cn-hangzhou","bucket":"b","accessKey":"k","secretKey":"s","endPoint":"x"},"recordId":"x","videoFileCfg":{"svrPathName":"a.mp4","vWidth":640,"vWidht":640,"vHeight":360,
         "layoutConfig":[{"type":0,"left":0,"top":0,"width":10,"height":10,"keepAspectratio":1,"param":{"camid":"a","camId2":"b","font_size":3}}]},
         "audioFileCfg":{"svrPathName":"a.m4a","aBPS":64000}}"#;
     let c = MixerConfig::from_json(text).unwrap();
@@ -868,6 +868,7 @@ fn unknown_fields_are_warnings_with_a_did_you_mean() {
         c.warnings(),
         [
             "recordId: unknown field",
+            "storageConfig.endPoint: unknown field (did you mean endpoint?)",
             "audioFileCfg.aBPS: unknown field (did you mean aBps?)",
             "videoFileCfg.vWidht: unknown field (did you mean vWidth?)",
             "videoFileCfg.layoutConfig[0].keepAspectratio: unknown field (did you mean keepAspectRatio?)",
@@ -901,4 +902,44 @@ fn the_seed_and_fixture_configs_have_no_warnings() {
         .unwrap()
         .warnings()
         .is_empty());
+}
+
+#[test]
+fn outputs_storage_and_segments() {
+    let c = MixerConfig::from_value({
+        let mut v = base();
+        v["videoFileCfg"]["svrPathName"] = json!("/a.mp4;live/a.m3u8;rtmp://h/live/x");
+        v["videoFileCfg"]["segmentDuration"] = json!(2);
+        v["storageConfig"] = json!({"vendor":1,"region":"cn-hangzhou","bucket":"rec",
+            "accessKey":"AK","secretKey":"SK","endpoint":"http://127.0.0.1:9000","keepLocal":1});
+        v
+    })
+    .unwrap();
+    assert_eq!(c.output.targets.len(), 3);
+    assert_eq!(
+        c.output.segments.duration,
+        Some(std::time::Duration::from_secs(2))
+    );
+    let st = c.storage.as_ref().unwrap();
+    assert_eq!(
+        (st.vendor, st.bucket.as_str(), st.keep_local),
+        (1, "rec", true)
+    );
+    assert!(
+        !format!("{st:?}").contains("SK"),
+        "the secret is never printed"
+    );
+    assert_eq!(
+        err_with(|v| v["videoFileCfg"]["svrPathName"] = json!("/a.mp4; a.mp4")),
+        "videoFileCfg.svrPathName: \"a.mp4\" is named twice (each file is written once)"
+    );
+    assert_eq!(
+        err_with(|v| v["storageConfig"] =
+            json!({"vendor":1,"bucket":"b","accessKey":"k","secretKey":"s"})),
+        "storageConfig.region: is required"
+    );
+    assert_eq!(
+        err_with(|v| v["videoFileCfg"]["segmentDuration"] = json!(0.5)),
+        "videoFileCfg.segmentDuration: must be between 1 and 86400 seconds, got 0.5"
+    );
 }
