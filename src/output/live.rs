@@ -243,6 +243,7 @@ fn run(url: &str, tracks: &[OwnedTrack], rx: &Receiver<Msg>, status: &Mutex<Live
         tracing::info!(url, "live target connected");
         // a new connection starts at a video keyframe
         let mut waiting_key = video.is_some();
+        let mut held: Vec<Packet> = Vec::new();
         let mut bytes0 = 0;
         let failed = loop {
             let p = match rx.recv() {
@@ -257,8 +258,28 @@ fn run(url: &str, tracks: &[OwnedTrack], rx: &Receiver<Msg>, status: &Mutex<Live
             if waiting_key {
                 if Some(p.track) == video && p.data.is_key() {
                     waiting_key = false;
+                    // the audio that arrived first, from the keyframe's time on (the encoded
+                    // video runs behind the audio)
+                    let key_t = time_of(tracks, &p);
+                    let mut err = None;
+                    for h in std::mem::take(&mut held) {
+                        if time_of(tracks, &h) + 1e-3 < key_t {
+                            lock(status).dropped += 1;
+                        } else if err.is_none() {
+                            if let Err(e) = muxer.write(h) {
+                                err = Some(e);
+                            }
+                        }
+                    }
+                    if let Some(e) = err {
+                        break e;
+                    }
                 } else {
-                    lock(status).dropped += 1;
+                    if Some(p.track) != video && held.len() < LIVE_QUEUE {
+                        held.push(p);
+                    } else {
+                        lock(status).dropped += 1;
+                    }
                     continue;
                 }
             }
@@ -284,6 +305,15 @@ fn run(url: &str, tracks: &[OwnedTrack], rx: &Receiver<Msg>, status: &Mutex<Live
             return;
         }
     }
+}
+
+/// A packet's time in seconds.
+fn time_of(tracks: &[OwnedTrack], p: &Packet) -> f64 {
+    let tb = tracks
+        .iter()
+        .find(|t| t.id == p.track)
+        .map_or(ffmpeg::Rational::new(1, 1), |t| t.time_base);
+    p.data.pts().unwrap_or(0) as f64 * tb.numerator() as f64 / tb.denominator().max(1) as f64
 }
 
 /// Drops packets until `until`; true when the recording ended meanwhile.
