@@ -4,7 +4,7 @@
 //! A [`Layout`] names sources; the scene turns it into a layout of plain pictures and a frame
 //! per picture:
 //!
-//! - **Rotation**: a frame with a [`Rotation`](crate::model::frame::Rotation) is turned upright
+//! - **Rotation**: a frame with a [`Rotation`] is turned upright
 //!   ([`VideoFrame::upright`]) once per frame (cached by frame id), so fit, fill and
 //!   letterboxing use the turned size.
 //! - **Text** (type 10): rasterised ([`super::text`]) into a straight-alpha RGBA picture once

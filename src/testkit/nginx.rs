@@ -10,7 +10,7 @@
 //!
 //! ```no_run
 //! use cloudmixer::testkit::nginx::RtmpServer;
-//! let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("my-test");
+//! let dir = std::env::temp_dir().join("my-rtmp-test");
 //! let _ = std::fs::remove_dir_all(&dir);
 //! let mut srv = RtmpServer::start(&dir);
 //! let url = srv.url("cam"); // rtmp://127.0.0.1:<port>/live/cam
