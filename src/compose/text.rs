@@ -880,26 +880,4 @@ mod tests {
         };
         assert_eq!(no.to_string(), "no font found (tried: /a.ttf, /b.ttc)");
     }
-
-    /// `cargo test --release -- --ignored --nocapture timing`
-    #[test]
-    #[ignore]
-    fn timing() {
-        let f = fonts();
-        let cases = [("2026-11-26 12:34:56", 18), ("会议录制 2026", 48)];
-        for (text, size) in cases {
-            let style = TextStyle {
-                font_size: size,
-                ..WHITE_ON_BLACK
-            };
-            let _ = render(&f, text, &style, 1920, 1080);
-            let n = 2000;
-            let t = std::time::Instant::now();
-            for _ in 0..n {
-                std::hint::black_box(render(&f, std::hint::black_box(text), &style, 1920, 1080));
-            }
-            let per = t.elapsed() / n;
-            println!("{text:?} at {size}px: {per:?} per render");
-        }
-    }
 }

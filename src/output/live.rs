@@ -307,12 +307,14 @@ fn run(url: &str, tracks: &[OwnedTrack], rx: &Receiver<Msg>, status: &Mutex<Live
     }
 }
 
+/// The time base of track `id` among `tracks`.
+pub(crate) fn time_base_of(tracks: &[OwnedTrack], id: super::TrackId) -> Option<ffmpeg::Rational> {
+    tracks.iter().find(|t| t.id == id).map(|t| t.time_base)
+}
+
 /// A packet's time in seconds.
-fn time_of(tracks: &[OwnedTrack], p: &Packet) -> f64 {
-    let tb = tracks
-        .iter()
-        .find(|t| t.id == p.track)
-        .map_or(ffmpeg::Rational::new(1, 1), |t| t.time_base);
+pub(crate) fn time_of(tracks: &[OwnedTrack], p: &Packet) -> f64 {
+    let tb = time_base_of(tracks, p.track).unwrap_or(ffmpeg::Rational::new(1, 1));
     p.data.pts().unwrap_or(0) as f64 * tb.numerator() as f64 / tb.denominator().max(1) as f64
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ffmpeg_next as ffmpeg;
 
-use super::live::OwnedTrack;
+use super::live::{time_base_of, OwnedTrack};
 use super::{MuxError, Muxer, Packet, Storage, TargetProgress, TrackId, TrackKind, TrackSpec};
 use crate::model::config::{Segments, Target};
 
@@ -155,12 +155,9 @@ impl Segmented {
         let Some(plan) = self.plan.as_mut() else {
             return self.current.write(p);
         };
-        let tb = plan
-            .tracks
-            .iter()
-            .find(|t| t.id == p.track)
-            .map(|t| t.time_base);
-        let Some(tb) = tb else { return Ok(()) };
+        let Some(tb) = time_base_of(&plan.tracks, p.track) else {
+            return Ok(());
+        };
         let t = secs(p.data.pts().unwrap_or(0), tb);
         let is_video = plan.video.is_some_and(|(v, _)| v == p.track);
         if is_video {
@@ -221,11 +218,7 @@ impl Segmented {
         plan.start = boundary;
         // audio that waited for this keyframe
         for h in std::mem::take(&mut plan.held) {
-            let tb = plan
-                .tracks
-                .iter()
-                .find(|t| t.id == h.track)
-                .map_or(ffmpeg::Rational::new(1, 1), |t| t.time_base);
+            let tb = time_base_of(&plan.tracks, h.track).unwrap_or(ffmpeg::Rational::new(1, 1));
             let t = secs(h.data.pts().unwrap_or(0), tb);
             match plan.old.as_mut() {
                 Some((old, start, b)) if t < *b => old.write(rebase(h, *start, tb))?,
@@ -251,11 +244,7 @@ impl Segmented {
         if let Some(plan) = self.plan.as_mut() {
             let start = plan.start;
             for h in std::mem::take(&mut plan.held) {
-                let tb = plan
-                    .tracks
-                    .iter()
-                    .find(|t| t.id == h.track)
-                    .map_or(ffmpeg::Rational::new(1, 1), |t| t.time_base);
+                let tb = time_base_of(&plan.tracks, h.track).unwrap_or(ffmpeg::Rational::new(1, 1));
                 self.current.write(rebase(h, start, tb))?;
             }
             Self::close_old(plan)?;
