@@ -11,8 +11,9 @@
 //!   extension; `.m4a` (fragmented the same way), `.aac`, `.mp3` and `.wav` hold audio only.
 //! - An existing file is never overwritten unless asked ([`Storage::reserve`]), and a file
 //!   deleted or replaced under the writer is noticed ([`Muxer::check_files`]).
-//! - `rtmp://` targets are written with the FLV muxer, `rtsp://` with the RTSP muxer (untested
-//!   against real servers).
+//! - `rtmp://` targets are written with the FLV muxer (tested against nginx-rtmp), `rtsp://`
+//!   with the RTSP muxer (untested); each live target has its own muxer on its own thread
+//!   ([`super::live`]). `.m3u8` is FFmpeg's HLS muxer (fMP4 segments).
 //! - File paths are confined to the [`Storage`] root: `..` and absolute escapes are refused by
 //!   [`crate::model::config::confine`], symlink escapes here (the parent directory is canonicalised and
 //!   must lie under the canonical root; an existing symlink as the file itself is refused).

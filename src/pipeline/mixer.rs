@@ -8,8 +8,9 @@
 //!
 //! - The clock stage ([`super::video`]) ticks, composes, and moves the audio stage's timeline
 //!   on; the video and audio stages ([`super::audio`]) hand timestamped packets of their
-//!   tracks to one writer ([`super::writer`]) that owns every muxer (the video targets carry
-//!   video + audio, an `audioFileCfg` file carries audio).
+//!   tracks to one writer ([`super::writer`]) that owns the file muxers and feeds each live
+//!   target's own thread ([`crate::output::live`]) (the video targets carry video + audio, an
+//!   `audioFileCfg` file carries audio).
 //! - `push_video`, `push_audio` and `update_content` never block on the frame path and hold no
 //!   lock across a frame.
 //! - One timeline for both tracks: video pts = n / fps, audio pts = samples / 48000, from the
