@@ -11,7 +11,8 @@
 //! tracks stay in step.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,9 +25,10 @@ use crate::media::audio_dec::{AudioDecodeError, AudioFileDecoder};
 use crate::media::decode::{DecodeError, Decoder};
 use crate::model::audio::{AudioFrame, ChannelMode};
 use crate::model::config::{ConfigError, Container, MixerConfig, Target};
-use crate::model::events::{codes, MixerEvent, OutputInfo};
+use crate::model::events::{codes, MixerEvent, OutputInfo, OutputState};
 use crate::model::frame::VideoFrame;
 use crate::model::time::{frames_for, tick_time, PaceMode};
+use crate::output::upload::{UploadEvent, UploadOptions, Uploader};
 use crate::output::Storage;
 use crate::pipeline::{Mixer, MixerError, MixerSettings};
 
@@ -62,8 +64,8 @@ pub struct RecordOptions {
     pub events: Option<PathBuf>,
 }
 
-/// Progress, reported about every 100 ms.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Progress, reported about every 100 ms (also while the finished files upload).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Progress {
     /// Ticks composed.
     pub frames: u64,
@@ -73,6 +75,9 @@ pub struct Progress {
     pub fps: u32,
     /// Wall time since the start.
     pub elapsed: Duration,
+    /// The latest output info of every output (file, segment, live target), by id: bytes
+    /// written, live state, and after the end the upload state and `progress`.
+    pub outputs: Vec<OutputInfo>,
 }
 
 /// The result of a recording.
@@ -108,8 +113,23 @@ pub struct RecordSummary {
     /// The recording was stopped from outside ([`record_until`]'s `stop` flag) before its
     /// end; it holds every frame composed until then and was finalised as usual.
     pub stopped_early: bool,
-    /// The final output info.
+    /// The final output info (of output 0).
     pub output: Option<OutputInfo>,
+    /// The final output info of every output (files, segments, live targets), by id; with a
+    /// `storageConfig`, after the uploads (state 5 uploaded or 6 failed).
+    pub outputs: Vec<OutputInfo>,
+    /// Uploads left pending by an earlier run (journals under the storage root) that this run
+    /// finished: `(file, object key, error)`, `None` = uploaded.
+    pub resumed_uploads: Vec<(PathBuf, String, Option<String>)>,
+}
+
+impl RecordSummary {
+    /// The outputs whose upload failed (state 6): the files are kept, with their journals.
+    pub fn failed_uploads(&self) -> impl Iterator<Item = &OutputInfo> {
+        self.outputs
+            .iter()
+            .filter(|o| o.state == OutputState::UploadFail)
+    }
 }
 
 impl std::fmt::Display for RecordSummary {
@@ -149,11 +169,116 @@ impl std::fmt::Display for RecordSummary {
                 "  stopped:  early, on request (the file is complete up to there)"
             )?;
         }
+        if self.outputs.len() > 1
+            || self
+                .outputs
+                .iter()
+                .any(|o| o.state as u8 >= OutputState::Uploading as u8)
+        {
+            for o in &self.outputs {
+                writeln!(f, "  output {}: {}", o.id, describe_output(o))?;
+            }
+        }
+        for (file, key, err) in &self.resumed_uploads {
+            match err {
+                None => writeln!(
+                    f,
+                    "  resumed:  {} uploaded as {key} (left pending by an earlier run)",
+                    file.display()
+                )?,
+                Some(e) => writeln!(
+                    f,
+                    "  resumed:  {} still not uploaded: {e} (kept for the next run)",
+                    file.display()
+                )?,
+            }
+        }
         write!(
             f,
             "  wall:     {:.2} s, speed {:.2}x real time",
             self.wall_s, self.speed
         )
+    }
+}
+
+/// One output's state in words, e.g. `rec/a.mp4: uploaded (1.20 MB)`.
+pub fn describe_output(o: &OutputInfo) -> String {
+    let mb = o.file_size as f64 / 1e6;
+    let name = &o.svr_file_path_name;
+    let err = |what: &str| format!("{name}: {what} ({} {})", o.err_code, o.err_desc);
+    match o.state {
+        OutputState::Null => format!("{name}: not started"),
+        OutputState::Running if name.contains("://") => format!("{name}: live, {mb:.2} MB sent"),
+        OutputState::Running => format!("{name}: {mb:.2} MB"),
+        OutputState::Stopped => format!("{name}: finished, {mb:.2} MB"),
+        OutputState::Fail => err("failed"),
+        OutputState::Uploading => format!(
+            "{name}: uploading {:.1}% of {mb:.2} MB{}",
+            o.progress.unwrap_or(0.0),
+            if o.err_desc.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", o.err_desc)
+            }
+        ),
+        OutputState::Uploaded => format!("{name}: uploaded ({mb:.2} MB)"),
+        OutputState::UploadFail => err("upload failed, file kept"),
+    }
+}
+
+/// Uploads of files an earlier run left pending under the storage root.
+struct Resumer {
+    up: Uploader,
+    done: Arc<Mutex<Vec<(PathBuf, String, Option<String>)>>>,
+}
+
+impl Resumer {
+    /// `None` when nothing is pending (or the uploader cannot start: the recording's own upload
+    /// reports that).
+    fn start(
+        st: &crate::model::config::StorageSettings,
+        opts: &UploadOptions,
+        root: &Path,
+    ) -> Option<Resumer> {
+        if !root.is_dir() {
+            return None;
+        }
+        let done: Arc<Mutex<Vec<_>>> = Arc::default();
+        let d = done.clone();
+        let up = Uploader::new(
+            crate::pipeline::upload_target(st),
+            opts.clone(),
+            move |ev| {
+                let r = match ev {
+                    UploadEvent::Uploaded { file, key, .. } => (file, key, None),
+                    UploadEvent::Failed {
+                        file, key, desc, ..
+                    } => (file, key, Some(desc)),
+                    _ => return,
+                };
+                d.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+            },
+        )
+        .map_err(|e| tracing::warn!("pending uploads not resumed: {e}"))
+        .ok()?;
+        match up.resume_pending(root) {
+            Ok(0) => None,
+            Ok(n) => {
+                tracing::info!("resuming {n} pending uploads under {}", root.display());
+                Some(Resumer { up, done })
+            }
+            Err(e) => {
+                tracing::warn!("pending uploads not resumed: {e}");
+                None
+            }
+        }
+    }
+
+    fn finish(self) -> Vec<(PathBuf, String, Option<String>)> {
+        // bounded by the retry budget of each upload
+        self.up.wait_idle(Duration::from_secs(24 * 3600));
+        drop(self.up);
+        std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -566,6 +691,12 @@ pub fn record_until(
     } else {
         (Vec::new(), Vec::new())
     };
+    // uploads an earlier run left pending (journals under the storage root) go first
+    let resumer = opts
+        .config
+        .storage
+        .as_ref()
+        .and_then(|st| Resumer::start(st, &opts.settings.upload, &opts.storage));
     let t0 = Instant::now();
     let mode = opts.settings.mode;
     let created = Mixer::create_with(
@@ -574,7 +705,7 @@ pub fn record_until(
         opts.settings.clone(),
     );
     // events: written as they come (a kill leaves a complete log of what happened)
-    let last_info: Arc<Mutex<Option<OutputInfo>>> = Arc::default();
+    let infos: Arc<Mutex<BTreeMap<u32, OutputInfo>>> = Arc::default();
     let mut mixer = match created {
         Ok(m) => m,
         Err(e) => {
@@ -593,13 +724,13 @@ pub fn record_until(
         mixer.register_picture(&id, pic)?;
     }
     let rx = mixer.events();
-    let li = last_info.clone();
+    let li = infos.clone();
     let ev_thread = std::thread::spawn(move || -> std::io::Result<()> {
         for ev in rx.iter() {
             if let MixerEvent::OutputInfoChanged(i) = &ev {
-                if i.id == 0 {
-                    *li.lock().unwrap_or_else(|e| e.into_inner()) = Some(i.clone());
-                }
+                li.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(i.id, i.clone());
             }
             if let Some(f) = events_file.as_mut() {
                 writeln!(f, "{}", ev.to_json())?;
@@ -616,6 +747,12 @@ pub fn record_until(
                 total,
                 fps,
                 elapsed: t0.elapsed(),
+                outputs: infos
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .cloned()
+                    .collect(),
             });
             next_report = Instant::now() + Duration::from_millis(100);
         }
@@ -725,7 +862,17 @@ pub fn record_until(
         let _ = d.join();
     }
     let wall = t0.elapsed();
+    // with a storageConfig the event stream ends after the uploads: report them meanwhile
+    while !ev_thread.is_finished() {
+        report(frames, false);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    report(frames, true);
     let ev_res = ev_thread.join();
+    let resumed_uploads = match resumer {
+        Some(r) => r.finish(),
+        None => Vec::new(),
+    };
     // a failure recorded by the mixer (e.g. a full disk) takes precedence over the driver's
     // "mixer stopped" error
     destroyed?;
@@ -733,7 +880,13 @@ pub fn record_until(
     if let Ok(Err(e)) = ev_res {
         return Err(RecordError::Io(e));
     }
-    let out = last_info.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let outputs: Vec<OutputInfo> = infos
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    let out = outputs.iter().find(|o| o.id == 0).cloned();
     let duration_ms = out.as_ref().map_or(0, |o| o.duration);
     // the first target as written (an existing file is not overwritten: the mixer reports
     // the free name it used), else as configured
@@ -772,6 +925,8 @@ pub fn record_until(
         video: has_video,
         stopped_early,
         output: out,
+        outputs,
+        resumed_uploads,
     })
 }
 

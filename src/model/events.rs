@@ -20,6 +20,8 @@ pub mod codes {
     pub const RECORD_NO_DISK: i32 = 902;
     /// A target file cannot be created or written.
     pub const FILE_ERR: i32 = 905;
+    /// Uploading a finished file to `storageConfig` failed (output state 6).
+    pub const UPLOAD_FAIL: i32 = 1107;
 }
 
 /// Mixer state (vendor numbering; 3 PAUSED is unused).
@@ -46,8 +48,14 @@ pub enum OutputState {
     Running = 1,
     /// 2: finished and finalised.
     Stopped = 2,
-    /// 3: failed (see `errCode`).
+    /// 3: failed (see `errCode`); for a live target: down, reconnecting.
     Fail = 3,
+    /// 4: the finished file is being uploaded (`storageConfig`; see `progress`).
+    Uploading = 4,
+    /// 5: uploaded; the object's size was checked.
+    Uploaded = 5,
+    /// 6: the upload failed (`errCode` 1107); the local file is kept.
+    UploadFail = 6,
 }
 
 impl Serialize for MixerState {
@@ -67,13 +75,15 @@ impl Serialize for OutputState {
 /// ```
 /// use cloudmixer::model::events::{OutputInfo, OutputState};
 /// let info = OutputInfo { id: 0, state: OutputState::Running, svr_file_path_name: "/a.mp4".into(),
-///     start_time: 1_700_000_000_000, duration: 1500, file_size: 4096, err_code: 0, err_desc: String::new() };
+///     start_time: 1_700_000_000_000, duration: 1500, file_size: 4096, err_code: 0,
+///     err_desc: String::new(), progress: None };
 /// let v = serde_json::to_value(&info).unwrap();
 /// assert_eq!(v["svrFilePathName"], "/a.mp4");
 /// assert_eq!(v["state"], 1);
 /// assert_eq!(v["fileSize"], 4096);
+/// assert!(v.get("progress").is_none()); // only while uploading (state 4)
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OutputInfo {
     /// Output index (0 for the first target of `svrPathName`).
@@ -93,6 +103,9 @@ pub struct OutputInfo {
     pub err_code: i32,
     /// Empty, or the error description.
     pub err_desc: String,
+    /// Upload progress 0–100 (state 4 UPLOADING only; 100 at 5 UPLOADED).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f64>,
 }
 
 /// An event from a mixer (see [`crate::pipeline::Mixer::events`]).

@@ -177,7 +177,7 @@ impl UploadTarget {
 }
 
 /// How the uploader works; [`Default`] gives the documented values.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UploadOptions {
     /// Files uploaded at the same time (default 2).
     pub workers: usize,

@@ -36,7 +36,9 @@ use super::error::MixerError;
 use super::sources::{SourceSlots, DEFAULT_MAX_SOURCES};
 use super::state::{Counters, Shared};
 use super::video::{clock_loop, encode_loop, Cmd, Msg, VideoSide, FRAME_POOL};
+use super::uploads::UploadPlan;
 use super::writer::{writer_loop, Live, Output, Reporter, WriterMsg};
+use crate::output::upload::UploadOptions;
 use crate::audio::mix::AudioMix;
 use crate::audio::MIX_RATE;
 use crate::compose::{self, Backend};
@@ -97,6 +99,9 @@ pub struct MixerSettings {
     /// counts from (tick `t` shows this + `t`). `None` (the default): when the mixer is
     /// created. Set it when recording files offline to show when they were captured.
     pub start_time: Option<SystemTime>,
+    /// How finished files are uploaded when the config has a `storageConfig` (workers,
+    /// retries and backoff, part size).
+    pub upload: UploadOptions,
 }
 
 /// Counters of a running mixer ([`Mixer::stats`]).
@@ -125,6 +130,7 @@ impl Default for MixerSettings {
             audio: true,
             overwrite: false,
             start_time: None,
+            upload: UploadOptions::default(),
         }
     }
 }
@@ -354,6 +360,11 @@ impl Mixer {
         let reporter = Reporter {
             start_time: epoch_ms(),
         };
+        let upload = shared
+            .config
+            .storage
+            .as_ref()
+            .map(|st| UploadPlan::new(st, &settings.upload));
         let mut lives = lives;
         for (_, ev) in reporter.infos(&outputs, &mut lives, OutputState::Running, 0, "") {
             shared.emit(ev);
@@ -382,7 +393,7 @@ impl Mixer {
         let s = shared.clone();
         threads.push(spawn(
             "cm-write",
-            Box::new(move || writer_loop(s, outputs, lives, wr_rx, stages, reporter)),
+            Box::new(move || writer_loop(s, outputs, lives, wr_rx, stages, reporter, upload)),
         )?);
         let s = shared.clone();
         let w = wr_tx.clone();
@@ -436,6 +447,16 @@ impl Mixer {
         let out = &cfg.output;
         // paths first: a bad target must not cost an encoder open
         crate::output::resolve_targets(storage, &out.targets)?;
+        if let Some(st) = &cfg.storage {
+            super::uploads::target_of(st)
+                .resolved_endpoint()
+                .map_err(|e| {
+                    crate::model::config::ConfigError::Invalid {
+                        path: "storageConfig".into(),
+                        rule: e.to_string(),
+                    }
+                })?;
+        }
         if let Some(af) = &cfg.audio_file {
             crate::output::resolve_targets(storage, std::slice::from_ref(&af.target))?;
         }
@@ -525,6 +546,13 @@ impl Mixer {
                     muxer,
                     names,
                     ids: g.iter().map(|&i| i as u32).collect(),
+                    upload: !matches!(
+                        out.targets[g[0]],
+                        Target::File {
+                            container: Container::Hls,
+                            ..
+                        }
+                    ),
                 });
             }
             video = Some((compositor, encoder));
@@ -567,6 +595,7 @@ impl Mixer {
                 muxer,
                 names,
                 ids: vec![out.targets.len() as u32],
+                upload: true,
             });
             audio.push(a);
         }

@@ -6,10 +6,12 @@ mod error;
 mod mixer;
 pub mod sources;
 mod state;
+mod uploads;
 mod video;
 mod writer;
 
 pub use audio::{user_of, AUDIO_QUEUE};
 pub use error::MixerError;
 pub use mixer::*;
+pub use uploads::{target_of as upload_target, MAX_UPLOADING_MIXERS};
 pub use video::FRAME_POOL;

@@ -14,6 +14,8 @@ use crate::output::live::{LiveSink, LiveStatus};
 use crate::output::segment::Segmented;
 use crate::output::{Packet, TrackId};
 
+use super::uploads::{Finished, UploadPlan};
+
 pub(crate) enum WriterMsg {
     Packet(Packet),
     /// A stage has ended (after its last packet).
@@ -26,15 +28,23 @@ pub(crate) struct Output {
     pub muxer: Segmented,
     pub names: Vec<String>,
     pub ids: Vec<u32>,
+    /// Its files are uploaded after the end (`storageConfig`; not HLS playlists).
+    pub upload: bool,
 }
 
 impl Output {
     /// After a segment closed: its final infos (its ids, names), then new ids and names for
     /// the open segment.
-    fn roll(&mut self, next_id: &mut u32, rep: &Reporter, shared: &Shared) {
+    fn roll(
+        &mut self,
+        next_id: &mut u32,
+        rep: &Reporter,
+        shared: &Shared,
+        finished: &mut Vec<Finished>,
+    ) {
         for c in self.muxer.take_closed() {
             for ((f, name), id) in c.files.iter().zip(&self.names).zip(&self.ids) {
-                shared.emit(MixerEvent::OutputInfoChanged(OutputInfo {
+                let info = OutputInfo {
                     id: *id,
                     state: OutputState::Stopped,
                     svr_file_path_name: name.clone(),
@@ -43,7 +53,15 @@ impl Output {
                     file_size: f.bytes,
                     err_code: codes::OK,
                     err_desc: String::new(),
-                }));
+                    progress: None,
+                };
+                if self.upload {
+                    finished.push(Finished {
+                        path: f.dest.clone().into(),
+                        info: info.clone(),
+                    });
+                }
+                shared.emit(MixerEvent::OutputInfoChanged(info));
             }
             let files = self.muxer.muxer().file_names();
             for ((name, id), file) in self.names.iter_mut().zip(&mut self.ids).zip(files) {
@@ -126,6 +144,7 @@ impl Reporter {
                         file_size: p.bytes,
                         err_code: err,
                         err_desc: desc.to_string(),
+                        progress: None,
                     }),
                 ));
             }
@@ -161,6 +180,7 @@ impl Reporter {
                     file_size: st.bytes,
                     err_code: err,
                     err_desc: desc,
+                    progress: None,
                 }),
             ));
         }
@@ -177,7 +197,10 @@ pub(crate) fn writer_loop(
     rx: Receiver<WriterMsg>,
     stages: usize,
     rep: Reporter,
+    upload: Option<UploadPlan>,
 ) {
+    // closed segments and final files, uploaded after the end when `upload` is set
+    let mut finished = Vec::new();
     let mut next_info = Instant::now() + Duration::from_secs(1);
     // segments after the first get ids after every configured target's
     let mut next_id = outputs
@@ -227,7 +250,7 @@ pub(crate) fn writer_loop(
                         failed = Some(End::Failed(e.code(), e.to_string()));
                         break;
                     }
-                    o.roll(&mut next_id, &rep, &shared);
+                    o.roll(&mut next_id, &rep, &shared, &mut finished);
                 }
                 if let Some(f) = failed {
                     end = f;
@@ -288,7 +311,7 @@ pub(crate) fn writer_loop(
         if let Err(e) = o.muxer.finish() {
             end = end.worst(End::Failed(e.code(), e.to_string()));
         }
-        o.roll(&mut next_id, &rep, &shared);
+        o.roll(&mut next_id, &rep, &shared, &mut finished);
         // a file deleted in the last second is as lost as one deleted earlier
         if let Err(e) = o.muxer.muxer().check_files() {
             end = end.worst(End::Failed(e.code(), e.to_string()));
@@ -307,8 +330,27 @@ pub(crate) fn writer_loop(
         shared.set_ended(code, &desc);
     }
     shared.begin_stopping();
-    for (_, ev) in rep.infos(&outputs, &mut lives, out_state, code, &desc) {
+    let infos = rep.infos(&outputs, &mut lives, out_state, code, &desc);
+    // the open files' final infos, in the same order as the muxers' targets
+    for o in outputs.iter().filter(|o| o.upload) {
+        for (p, id) in o.muxer.muxer().progress().into_iter().zip(&o.ids) {
+            if let Some((_, MixerEvent::OutputInfoChanged(i))) = infos.iter().find(|e| e.0 == *id)
+            {
+                finished.push(Finished {
+                    path: p.dest.into(),
+                    info: i.clone(),
+                });
+            }
+        }
+    }
+    for (_, ev) in infos {
         shared.emit(ev);
     }
-    shared.end_null(code, desc);
+    match upload {
+        Some(plan) if !finished.is_empty() => {
+            finished.sort_by_key(|f| f.info.id);
+            super::uploads::spawn(shared, plan, finished, code, desc)
+        }
+        _ => shared.end_null(code, desc),
+    }
 }

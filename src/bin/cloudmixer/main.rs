@@ -79,8 +79,12 @@ far still plays.
 
 Exit status: 0 recorded (also when stopped early by a first SIGTERM/SIGINT); 1 the recording
 failed (the vendor code is printed: 901 max duration, 902 no disk, 905 file error, ...);
-2 bad usage or an invalid config or --update file (nothing recorded); 130/143 a second
-SIGINT/SIGTERM.";
+2 bad usage or an invalid config or --update file (nothing recorded); 3 recorded, but the upload
+to storageConfig failed (1107; the file is kept with its .upload.json journal and the next run
+with the same --storage and storageConfig uploads it); 130/143 a second SIGINT/SIGTERM.
+
+Progress (stderr, once a second when not a terminal) shows every output: bytes written, live
+targets' state, and after the end the upload percentage.";
 
 #[derive(clap::Args)]
 struct RecordArgs {
@@ -211,6 +215,8 @@ fn parse_input(s: &str) -> Result<(String, PathBuf, Duration), UserError> {
 enum Failure {
     User(UserError),
     Record(RecordError),
+    /// Recorded, but uploads failed: `(name, code, desc)`; exit code 3.
+    Upload(Vec<(String, i32, String)>),
 }
 
 impl From<UserError> for Failure {
@@ -358,6 +364,8 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
     let tty = std::io::stderr().is_terminal();
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut last_line = std::time::Instant::now();
+    // the line of the last frame is printed once (uploads may follow)
+    let mut last_printed = false;
     let result = record_until(opts, &stop, |p| {
         if tty {
             let b = bar.get_or_insert_with(|| {
@@ -370,15 +378,19 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
                 b
             });
             b.set_position(p.frames);
-            b.set_message(format!("{:.1}x real time", speed(p)));
-        } else if last_line.elapsed() >= Duration::from_secs(1) || p.frames == p.total {
+            b.set_message(format!("{:.1}x real time{}", speed(p), sinks(p)));
+        } else if last_line.elapsed() >= Duration::from_secs(1)
+            || (p.frames == p.total && !last_printed)
+        {
+            last_printed = p.frames == p.total;
             last_line = std::time::Instant::now();
             eprintln!(
-                "progress: {}/{} frames ({:.0}%), {:.1}x real time",
+                "progress: {}/{} frames ({:.0}%), {:.1}x real time{}",
                 p.frames,
                 p.total,
                 100.0 * p.frames as f64 / p.total.max(1) as f64,
-                speed(p)
+                speed(p),
+                sinks(p)
             );
         }
     });
@@ -387,6 +399,10 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
     }
     let summary = result.map_err(Failure::Record)?;
     println!("{summary}");
+    let failed: Vec<_> = summary
+        .failed_uploads()
+        .map(|o| (o.svr_file_path_name.clone(), o.err_code, o.err_desc.clone()))
+        .collect();
     if let Some((sig, _)) = by_signal
         .iter()
         .find(|(_, got)| got.load(Ordering::Relaxed))
@@ -401,7 +417,23 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
             summary.duration_ms as f64 / 1000.0
         );
     }
-    Ok(())
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Upload(failed))
+    }
+}
+
+/// The outputs on the progress line: `; #0 a.mp4 1.20 MB; #1 rtmp://… live 0.31 MB`, and
+/// after the end the uploads.
+fn sinks(p: &cloudmixer::record::Progress) -> String {
+    if p.outputs.len() < 2 && !p.outputs.iter().any(|o| o.state as u8 >= 4) {
+        return String::new();
+    }
+    p.outputs
+        .iter()
+        .map(|o| format!("; #{} {}", o.id, cloudmixer::record::describe_output(o)))
+        .collect()
 }
 
 /// `--picture RESOURCEID=IMAGE` values.
@@ -524,6 +556,15 @@ fn main() -> ExitCode {
         Err(Failure::Record(e)) => {
             eprintln!("error (code {}): {e}", e.code());
             ExitCode::from(1)
+        }
+        Err(Failure::Upload(failed)) => {
+            for (name, code, desc) in failed {
+                eprintln!(
+                    "error (code {code}): upload of {name} failed: {desc}; the file is kept and \
+                     the next run with this --storage and storageConfig uploads it"
+                );
+            }
+            ExitCode::from(3)
         }
     }
 }
