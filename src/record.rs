@@ -10,8 +10,8 @@
 //! recording server would, stamped with their capture time on the mixer clock so that both
 //! tracks stay in step.
 
-use std::io::Write;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -604,7 +604,13 @@ pub fn record(
 /// the recording gracefully registers its own and sets the flag from there, e.g. with the
 /// `signal-hook` crate (what `cloudmixer record` does):
 ///
-/// ```ignore
+/// ```no_run
+/// # #[cfg(feature = "cli")]
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use std::sync::{atomic::AtomicBool, Arc};
+/// # use cloudmixer::record::{record_until, RecordOptions};
+/// # fn options() -> RecordOptions { unimplemented!() }
+/// # let opts = options();
 /// let stop = Arc::new(AtomicBool::new(false));
 /// for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
 ///     // a second signal while stopping exits at once (the fragmented mp4 still plays)
@@ -612,13 +618,56 @@ pub fn record(
 ///     signal_hook::flag::register(sig, Arc::clone(&stop))?;
 /// }
 /// let summary = record_until(opts, &stop, |_| {})?;
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "cli"))]
+/// # fn main() {}
 /// ```
 ///
 /// Setting the flag from another thread (a control API, a timer) works the same way.
 pub fn record_until(
     opts: RecordOptions,
     stop: &AtomicBool,
+    progress: impl FnMut(&Progress),
+) -> Result<RecordSummary, RecordError> {
+    // uploads an earlier run left pending (journals under the storage root) go along
+    let resumer = opts
+        .config
+        .storage
+        .as_ref()
+        .and_then(|st| Resumer::start(st, &opts.settings.upload, &opts.storage));
+    let res = if opts.config.per_stream.is_some() {
+        per_stream::record(opts, stop, progress)
+    } else {
+        let log = match &opts.events {
+            Some(p) => Some(EventLog {
+                file: std::fs::File::create(p)?,
+                ids: None,
+            }),
+            None => None,
+        };
+        record_one(opts, stop, progress, log)
+    };
+    let resumed = resumer.map(Resumer::finish).unwrap_or_default();
+    res.map(|mut s| {
+        s.resumed_uploads = resumed;
+        s
+    })
+}
+
+/// Where a recording's events go: a JSON-lines file; `ids`: mode 1 gives every stream's files
+/// ids of the whole recording (from this counter) and keeps its own state changes.
+pub(crate) struct EventLog {
+    pub file: std::fs::File,
+    pub ids: Option<Arc<std::sync::atomic::AtomicU32>>,
+}
+
+/// One mixer's recording (mode 0, or one stream of mode 1).
+pub(crate) fn record_one(
+    opts: RecordOptions,
+    stop: &AtomicBool,
     mut progress: impl FnMut(&Progress),
+    log: Option<EventLog>,
 ) -> Result<RecordSummary, RecordError> {
     let stopped = || stop.load(Ordering::Relaxed);
     let fps = opts.config.output.fps;
@@ -670,10 +719,7 @@ pub fn record_until(
         }
         check_storage(&opts.storage, &targets)?;
     }
-    let mut events_file = match &opts.events {
-        Some(p) => Some(std::fs::File::create(p)?),
-        None => None,
-    };
+    let mut events_file = log;
     let pictures = opts
         .pictures
         .iter()
@@ -691,12 +737,6 @@ pub fn record_until(
     } else {
         (Vec::new(), Vec::new())
     };
-    // uploads an earlier run left pending (journals under the storage root) go first
-    let resumer = opts
-        .config
-        .storage
-        .as_ref()
-        .and_then(|st| Resumer::start(st, &opts.settings.upload, &opts.storage));
     let t0 = Instant::now();
     let mode = opts.settings.mode;
     let created = Mixer::create_with(
@@ -715,7 +755,7 @@ pub fn record_until(
                     code: e.code(),
                     desc: e.to_string(),
                 };
-                writeln!(f, "{}", ev.to_json())?;
+                writeln!(f.file, "{}", ev.to_json())?;
             }
             return Err(e.into());
         }
@@ -726,15 +766,26 @@ pub fn record_until(
     let rx = mixer.events();
     let li = infos.clone();
     let ev_thread = std::thread::spawn(move || -> std::io::Result<()> {
-        for ev in rx.iter() {
+        let mut ids = std::collections::HashMap::new();
+        for mut ev in rx.iter() {
+            if let (MixerEvent::OutputInfoChanged(i), Some(EventLog { ids: Some(n), .. })) =
+                (&mut ev, &events_file)
+            {
+                i.id = *ids
+                    .entry(i.id)
+                    .or_insert_with(|| n.fetch_add(1, Ordering::AcqRel));
+            }
             if let MixerEvent::OutputInfoChanged(i) = &ev {
                 li.lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(i.id, i.clone());
             }
             if let Some(f) = events_file.as_mut() {
-                writeln!(f, "{}", ev.to_json())?;
-                f.flush()?;
+                if f.ids.is_some() && matches!(ev, MixerEvent::StateChanged { .. }) {
+                    continue;
+                }
+                writeln!(f.file, "{}", ev.to_json())?;
+                f.file.flush()?;
             }
         }
         Ok(())
@@ -869,10 +920,7 @@ pub fn record_until(
     }
     report(frames, true);
     let ev_res = ev_thread.join();
-    let resumed_uploads = match resumer {
-        Some(r) => r.finish(),
-        None => Vec::new(),
-    };
+
     // a failure recorded by the mixer (e.g. a full disk) takes precedence over the driver's
     // "mixer stopped" error
     destroyed?;
@@ -886,7 +934,7 @@ pub fn record_until(
         .values()
         .cloned()
         .collect();
-    let out = outputs.iter().find(|o| o.id == 0).cloned();
+    let out = outputs.first().cloned();
     let duration_ms = out.as_ref().map_or(0, |o| o.duration);
     // the first target as written (an existing file is not overwritten: the mixer reports
     // the free name it used), else as configured
@@ -926,9 +974,11 @@ pub fn record_until(
         stopped_early,
         output: out,
         outputs,
-        resumed_uploads,
+        resumed_uploads: Vec::new(),
     })
 }
+
+mod per_stream;
 
 #[cfg(test)]
 mod tests {

@@ -289,7 +289,11 @@ fn an_rtmp_server_that_dies_and_comes_back_costs_the_file_nothing() {
     });
     server.stop();
     assert!(r.status.success(), "{}", r.stderr);
-    assert_eq!(counts(&d.join("out/room.mp4")).0, 150, "the file has every frame");
+    assert_eq!(
+        counts(&d.join("out/room.mp4")).0,
+        150,
+        "the file has every frame"
+    );
     let st = states(&r.events, 1);
     assert!(
         st.windows(3).any(|w| w == [1, 3, 1]),
@@ -338,7 +342,10 @@ fn an_rtmp_server_down_at_start_is_pushed_to_once_it_is_up() {
     let recs = server.recordings();
     assert_eq!(recs.len(), 1, "{recs:?}");
     let (v, a) = counts(&recs[0]);
-    assert!(v >= 30 && a > 0, "pushed after the server came up: {v} frames, {a} audio");
+    assert!(
+        v >= 30 && a > 0,
+        "pushed after the server came up: {v} frames, {a} audio"
+    );
 }
 
 fn storage(s: &cloudmixer::testkit::s3::S3Server, extra: Value) -> Value {
@@ -370,11 +377,17 @@ fn a_finished_recording_is_uploaded_and_the_local_copy_removed() {
         .filter_map(|e| e.get("outputInfo"))
         .filter(|o| o["state"] == 4)
         .collect();
-    assert!(uploading.iter().all(|o| o["progress"].is_number()), "{uploading:?}");
+    assert!(
+        uploading.iter().all(|o| o["progress"].is_number()),
+        "{uploading:?}"
+    );
     let done = last_info(&r.events, 0);
     assert_eq!(done["progress"], 100.0);
     let last = r.events.last().unwrap();
-    assert_eq!((last["state"].as_u64(), last["err"].as_i64()), (Some(0), Some(0)));
+    assert_eq!(
+        (last["state"].as_u64(), last["err"].as_i64()),
+        (Some(0), Some(0))
+    );
     let local = d.join("out/rec/a.mp4");
     assert!(!local.exists() && !journal(&local).exists());
     let obj = s3.get_object("rec/a.mp4").unwrap();
@@ -384,7 +397,11 @@ fn a_finished_recording_is_uploaded_and_the_local_copy_removed() {
     let (v, a) = counts(&copy);
     assert_eq!(v, 45);
     assert!(a > 0);
-    assert!(r.stdout.contains("output 0: /rec/a.mp4: uploaded"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("output 0: /rec/a.mp4: uploaded"),
+        "{}",
+        r.stdout
+    );
 }
 
 /// `keepLocal` with 2 s segments: every segment is uploaded as its own object, byte for byte.
@@ -426,7 +443,11 @@ fn an_upload_that_fails_is_kept_and_finished_by_the_next_run() {
         .filter(|o| o["state"] == 4 && o["errDesc"].as_str().unwrap().contains("retrying"))
         .count();
     assert_eq!(retries, 5, "the default retry budget");
-    assert!(r.stderr.contains("upload of /down.mp4 failed"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("upload of /down.mp4 failed"),
+        "{}",
+        r.stderr
+    );
     let local = d.join("out/down.mp4");
     assert!(local.exists() && journal(&local).exists());
     assert_eq!(counts(&local).0, 30);
@@ -452,7 +473,10 @@ fn wrong_credentials_fail_the_upload_and_say_so() {
     let r = record_run(&d, "/c.mp4", json!({}), top, 1, &[]);
     assert_eq!(r.status.code(), Some(3), "{}", r.stderr);
     let f = last_info(&r.events, 0);
-    assert_eq!((f["state"].as_u64(), f["errCode"].as_i64()), (Some(6), Some(1107)));
+    assert_eq!(
+        (f["state"].as_u64(), f["errCode"].as_i64()),
+        (Some(6), Some(1107))
+    );
     let desc = f["errDesc"].as_str().unwrap();
     assert!(desc.contains("secretKey"), "{desc}");
     assert!(d.join("out/c.mp4").exists());

@@ -283,6 +283,9 @@ pub struct MixerConfig {
     pub layout: Arc<Layout>,
     /// `storageConfig`: upload finished files there.
     pub storage: Option<StorageSettings>,
+    /// Mode 1: one file per stream (then `output` has no targets and `layout` is empty; each
+    /// stream is recorded with [`PerStream::video_config`] / [`PerStream::audio_config`]).
+    pub per_stream: Option<PerStream>,
     raw: Value,
     warnings: Vec<String>,
 }
@@ -425,6 +428,9 @@ const ROOT_KEYS: &[&str] = &[
     "storageConfig",
     // vendor extension, accepted and ignored
     "mixedLayout",
+    // mode 1 file names (extensions)
+    "roomId",
+    "nicknames",
 ];
 const VIDEO_KEYS: &[&str] = &[
     "svrPathName",
@@ -442,6 +448,11 @@ const VIDEO_KEYS: &[&str] = &[
     "placeholder",
     "segmentDuration",
     "segmentSize",
+    // mode 1
+    "svrPath",
+    "svrFileNameSuffix",
+    "subscribeVideos",
+    "aStreamType",
     // vendor extension, accepted and ignored
     "mixedLayout",
 ];
@@ -454,7 +465,16 @@ const STORAGE_KEYS: &[&str] = &[
     "endpoint",
     "keepLocal",
 ];
-const AUDIO_KEYS: &[&str] = &["svrPathName", "aChannelType", "aChannelContent", "aBps"];
+const AUDIO_KEYS: &[&str] = &[
+    "svrPathName",
+    "aChannelType",
+    "aChannelContent",
+    "aBps",
+    // mode 1
+    "svrPath",
+    "svrFileNameSuffix",
+    "subscribeAudios",
+];
 const ITEM_KEYS: &[&str] = &[
     "type",
     "left",
@@ -1194,25 +1214,45 @@ impl MixerConfig {
         let m = obj(&root, "(root)")?;
         let warnings = unknown_fields(&root);
         let mode = opt_int(m, "", "mode")?.unwrap_or(0);
-        match mode {
-            0 => {}
-            1 => {
-                return Err(ConfigError::invalid(
-                    "mode",
-                    "mode 1 (one file per stream) is not supported yet; use 0 (composite)",
-                ))
-            }
-            other => {
-                return Err(ConfigError::invalid(
-                    "mode",
-                    format!("must be 0 (composite), got {other}"),
-                ))
-            }
-        }
         let storage = match m.get("storageConfig") {
             None | Some(Value::Null) => None,
             Some(v) => Some(parse_storage(obj(v, "storageConfig")?)?),
         };
+        match mode {
+            0 => {}
+            1 => {
+                let ps = per_stream::parse(m, storage.clone())?;
+                return Ok(MixerConfig {
+                    mode: 1,
+                    output: OutputSettings {
+                        targets: Vec::new(),
+                        svr_path_name: String::new(),
+                        width: 0,
+                        height: 0,
+                        fps: ps
+                            .video
+                            .as_ref()
+                            .map_or(AUDIO_ONLY_TICK_RATE, |v| v.fps.unwrap_or(DEFAULT_FPS)),
+                        bitrate: None,
+                        qp: DEFAULT_QP,
+                        segments: Segments::default(),
+                    },
+                    audio: AudioSettings::default(),
+                    audio_file: None,
+                    layout: Arc::new(Layout::new(0, 0, [16, 128, 128], Vec::new())),
+                    storage,
+                    per_stream: Some(ps),
+                    raw: root,
+                    warnings,
+                });
+            }
+            other => {
+                return Err(ConfigError::invalid(
+                    "mode",
+                    format!("must be 0 (composite) or 1 (one file per stream), got {other}"),
+                ))
+            }
+        }
         let audio_file = match m.get("audioFileCfg") {
             None | Some(Value::Null) => None,
             Some(v) => Some(parse_audio_file(obj(v, "audioFileCfg")?)?),
@@ -1237,6 +1277,7 @@ impl MixerConfig {
                     audio_file,
                     layout: Arc::new(Layout::new(0, 0, [16, 128, 128], Vec::new())),
                     storage,
+                    per_stream: None,
                     raw: root,
                     warnings,
                 });
@@ -1291,6 +1332,7 @@ impl MixerConfig {
             audio_file,
             layout: Arc::new(layout),
             storage,
+            per_stream: None,
             raw: root,
             warnings,
         })
@@ -1468,6 +1510,9 @@ pub fn resolved_layout_json(layout: &Layout, out: &OutputSettings) -> Value {
         "items": items,
     })
 }
+
+pub mod per_stream;
+pub use per_stream::{PerStream, PerStreamAudio, PerStreamVideo, Subscribe};
 
 #[cfg(test)]
 mod tests;

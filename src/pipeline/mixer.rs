@@ -35,16 +35,16 @@ use super::audio::{audio_loop, AudioInbox, AudioOutput, PushError};
 use super::error::MixerError;
 use super::sources::{SourceSlots, DEFAULT_MAX_SOURCES};
 use super::state::{Counters, Shared};
-use super::video::{clock_loop, encode_loop, Cmd, Msg, VideoSide, FRAME_POOL};
 use super::uploads::UploadPlan;
+use super::video::{clock_loop, encode_loop, Cmd, Msg, VideoSide, FRAME_POOL};
 use super::writer::{writer_loop, Live, Output, Reporter, WriterMsg};
-use crate::output::upload::UploadOptions;
 use crate::audio::mix::AudioMix;
 use crate::audio::MIX_RATE;
 use crate::compose::{self, Backend};
 use crate::media::audio_enc::{AudioCodec, AudioEncoder};
 use crate::media::video_enc::{EncoderSettings, VideoEncoder};
 use crate::model::audio::AudioFrame;
+use crate::model::config::ConfigError;
 use crate::model::config::{check_pictures, AudioSettings, Container, MixerConfig, Target};
 use crate::model::events::{codes, MixerEvent, MixerState, OutputState};
 use crate::model::frame::VideoFrame;
@@ -52,6 +52,7 @@ use crate::model::layout::Layout;
 use crate::model::time::{frames_for, tick_time, ticks_before, LatestUpTo, PaceMode, PTS_SLACK};
 use crate::output::live::{LiveSink, OwnedTrack};
 use crate::output::segment::Segmented;
+use crate::output::upload::UploadOptions;
 use crate::output::{header_needs, Muxer, Storage, TrackId, TrackKind, TrackSpec};
 
 /// Track ids: the video, the audio of the video targets, the audio-only file.
@@ -298,6 +299,13 @@ impl Mixer {
         storage: Storage,
         settings: MixerSettings,
     ) -> Result<Mixer, MixerError> {
+        if config.per_stream.is_some() {
+            return Err(MixerError::Config(ConfigError::Invalid {
+                path: "mode".into(),
+                rule: "mode 1 (one file per stream) is recorded by StreamRecorder, not Mixer"
+                    .into(),
+            }));
+        }
         let (ev_tx, ev_rx) = unbounded();
         let (inbox, audio_rx) = AudioInbox::new(settings.max_sources);
         let shared = Arc::new(Shared {
@@ -450,11 +458,9 @@ impl Mixer {
         if let Some(st) = &cfg.storage {
             super::uploads::target_of(st)
                 .resolved_endpoint()
-                .map_err(|e| {
-                    crate::model::config::ConfigError::Invalid {
-                        path: "storageConfig".into(),
-                        rule: e.to_string(),
-                    }
+                .map_err(|e| ConfigError::Invalid {
+                    path: "storageConfig".into(),
+                    rule: e.to_string(),
                 })?;
         }
         if let Some(af) = &cfg.audio_file {

@@ -4,6 +4,7 @@
 mod audio;
 mod error;
 mod mixer;
+mod per_stream;
 pub mod sources;
 mod state;
 mod uploads;
@@ -13,5 +14,6 @@ mod writer;
 pub use audio::{user_of, AUDIO_QUEUE};
 pub use error::MixerError;
 pub use mixer::*;
+pub use per_stream::{measured_fps, start_stamp, StreamRecorder};
 pub use uploads::{target_of as upload_target, MAX_UPLOADING_MIXERS};
 pub use video::FRAME_POOL;

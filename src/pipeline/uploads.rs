@@ -209,7 +209,9 @@ mod tests {
             tx.send(()).unwrap();
         });
         // all slots held: the next one waits
-        assert!(rx.recv_timeout(std::time::Duration::from_millis(200)).is_err());
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err());
         drop(held);
         rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
         t.join().unwrap();

@@ -334,8 +334,7 @@ pub(crate) fn writer_loop(
     // the open files' final infos, in the same order as the muxers' targets
     for o in outputs.iter().filter(|o| o.upload) {
         for (p, id) in o.muxer.muxer().progress().into_iter().zip(&o.ids) {
-            if let Some((_, MixerEvent::OutputInfoChanged(i))) = infos.iter().find(|e| e.0 == *id)
-            {
+            if let Some((_, MixerEvent::OutputInfoChanged(i))) = infos.iter().find(|e| e.0 == *id) {
                 finished.push(Finished {
                     path: p.dest.into(),
                     info: i.clone(),

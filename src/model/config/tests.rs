@@ -516,9 +516,72 @@ fn bad_background_colour() {
 fn bad_mode() {
     assert_eq!(
         err_with(|v| v["mode"] = json!(7)),
-        "mode: must be 0 (composite), got 7"
+        "mode: must be 0 (composite) or 1 (one file per stream), got 7"
     );
-    assert!(err_with(|v| v["mode"] = json!(1)).contains("not supported yet"));
+    // the seed is a mode 0 config: with mode 1 its mode 0 fields are named
+    assert_eq!(
+        err_with(|v| v["mode"] = json!(1)),
+        "videoFileCfg.svrPathName: is for mode 0; mode 1 names its files by svrPath + svrFileNameSuffix"
+    );
+}
+
+fn mode1(f: impl FnOnce(&mut Value)) -> std::result::Result<MixerConfig, String> {
+    let mut v = json!({"mode": 1,
+        "videoFileCfg": {"svrPath": "/r", "svrFileNameSuffix": ".mp4", "subscribeVideos": ["u1.0"]},
+        "audioFileCfg": {"svrPath": "/r", "svrFileNameSuffix": ".wav", "subscribeAudios": "_cr_all_"}});
+    f(&mut v);
+    MixerConfig::from_value(v).map_err(|e| e.to_string())
+}
+
+#[test]
+fn mode1_fields_and_errors() {
+    let c = mode1(|_| {}).unwrap();
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    let ps = c.per_stream.as_ref().unwrap();
+    assert!(ps.subscribes_video("u1.0", true) && !ps.subscribes_video("u2.0", true));
+    assert!(ps.subscribes_audio("anyone"));
+    assert!(!c.has_video() && c.audio_file.is_none());
+    assert_eq!(
+        ps.audio_file_name("u/1", "2026-01-02_03-04-05").unwrap(),
+        "/r/u_1_0_2026-01-02_03-04-05.wav",
+        "a '/' in a user ID cannot make a folder"
+    );
+    let err = |f: fn(&mut Value)| mode1(f).unwrap_err();
+    assert_eq!(
+        err(|v| v["videoFileCfg"]["subscribeVideos"] = json!(["u1"])),
+        "videoFileCfg.subscribeVideos[0]: \"u1\" is not a camid \"userId.camId\" (or _cr_all_, _cr_allDefCam_)"
+    );
+    assert_eq!(
+        err(|v| v["videoFileCfg"]["subscribeVideos"] = json!([])),
+        "videoFileCfg.subscribeVideos: must not be empty"
+    );
+    assert_eq!(
+        err(|v| v["videoFileCfg"]["svrFileNameSuffix"] = json!(".avi")),
+        "videoFileCfg.svrFileNameSuffix: must be one of .mp4, .flv, .ts, .mkv, got \".avi\""
+    );
+    assert_eq!(
+        err(|v| v["videoFileCfg"]["aStreamType"] = json!(2)),
+        "videoFileCfg.aStreamType: must be 0 (the user's own audio) or 1 (everyone's), got 2"
+    );
+    assert_eq!(
+        err(|v| v["audioFileCfg"]["subscribeAudios"] = json!(["_cr_allDefCam_"])),
+        "audioFileCfg.subscribeAudios: _cr_allDefCam_ selects cameras; use _cr_all_ or user IDs"
+    );
+    assert_eq!(
+        err(|v| v["videoFileCfg"]["svrPath"] = json!("/a/../../b")),
+        "videoFileCfg.svrPath: '..' escapes the storage root"
+    );
+    assert_eq!(
+        err(|v| {
+            v.as_object_mut().unwrap().remove("videoFileCfg");
+            v.as_object_mut().unwrap().remove("audioFileCfg");
+        }),
+        "videoFileCfg: mode 1 needs a videoFileCfg or an audioFileCfg"
+    );
+    assert_eq!(
+        err(|v| v["nicknames"] = json!({"u1": ""})),
+        "nicknames.u1: must be a non-empty string"
+    );
 }
 #[test]
 fn bad_path_dotdot() {
