@@ -481,3 +481,65 @@ fn wrong_credentials_fail_the_upload_and_say_so() {
     assert!(desc.contains("secretKey"), "{desc}");
     assert!(d.join("out/c.mp4").exists());
 }
+
+/// Whether something listens on 127.0.0.1:`port` (from /proc/net/tcp, without connecting: an
+/// RTSP server in listen mode takes the first connection as its publisher).
+fn listening(port: u16) -> bool {
+    let want = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1] == want && f[3] == "0A"
+        })
+}
+
+/// `rtsp://` next to a file, to a real RTSP server: FFmpeg in listen mode (`-rtsp_flags
+/// listen`, RTP over the RTSP connection) that lists what it receives: every video frame
+/// and every audio packet (but possibly the last) arrives.
+#[test]
+fn an_rtsp_push_reaches_a_listening_server() {
+    use cloudmixer::testkit::nginx::free_port;
+    let d = dir("rtsp");
+    let port = free_port();
+    let url = format!("rtsp://127.0.0.1:{port}/live/room");
+    let crc = d.join("received.crc");
+    let mut server = Command::new("ffmpeg")
+        .args(["-v", "error", "-rtsp_flags", "listen", "-timeout", "20", "-i", &url])
+        .args(["-map", "0", "-c", "copy", "-f", "framecrc", "-y"])
+        .arg(&crc)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !listening(port) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "ffmpeg did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ev = record(&d, &format!("/room.mp4;{url}"), json!({}), 4);
+    // the server ends when the publisher tears down
+    let t1 = std::time::Instant::now();
+    while server.try_wait().unwrap().is_none() {
+        if t1.elapsed() > Duration::from_secs(10) {
+            let _ = server.kill();
+            panic!("the RTSP server did not end after the push");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (fv, fa) = counts(&d.join("out/room.mp4"));
+    let text = std::fs::read_to_string(&crc).unwrap();
+    let per_stream = |i: &str| {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.split(',').next().map(str::trim) == Some(i))
+            .count() as u64
+    };
+    assert_eq!(fv, 60);
+    assert_eq!(per_stream("0"), fv, "every video frame reached the server");
+    // FFmpeg's RTP AAC packetizer may hold the very last 21 ms packet at teardown
+    let ra = per_stream("1");
+    assert!(ra <= fa && ra + 1 >= fa, "audio packets: server {ra}, file {fa}");
+    let f = finals(&ev);
+    assert_eq!(f[1]["svrFilePathName"], url.as_str());
+    assert_eq!(f[1]["state"], 2, "{f:?}");
+}

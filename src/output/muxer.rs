@@ -228,6 +228,9 @@ impl Muxer {
             };
             let mut ctx = match t {
                 // a live server that stops reading must not block the writer for ever
+                // RTSP opens its own connections (no AVIO): FFmpeg's output_as would fail
+                // with "Protocol not found"
+                Target::Url { .. } if fmt == "rtsp" => open_nofile(&dest, fmt),
                 Target::Url { .. } => {
                     let mut io = Dictionary::new();
                     io.set(
@@ -251,6 +254,11 @@ impl Muxer {
             }
             let mut opts = Dictionary::new();
             opts.set("flush_packets", "1");
+            if fmt == "rtsp" {
+                // interleaved in the RTSP connection: no UDP ports to open or lose packets on
+                opts.set("rtsp_transport", "tcp");
+                opts.set("timeout", &super::live::IO_TIMEOUT.as_micros().to_string());
+            }
             if fmt == "hls" {
                 hls_options(&mut opts, file.as_deref());
             }
@@ -513,6 +521,31 @@ impl Muxer {
             }
         }
         first.map_or(Ok(()), Err)
+    }
+}
+
+/// An output context for a format that does its own I/O (`AVFMT_NOFILE`, e.g. RTSP).
+fn open_nofile(
+    dest: &str,
+    fmt: &str,
+) -> Result<ffmpeg::format::context::Output, ffmpeg::Error> {
+    let (Ok(name), Ok(url)) = (std::ffi::CString::new(fmt), std::ffi::CString::new(dest)) else {
+        return Err(ffmpeg::Error::InvalidData);
+    };
+    let mut ps = std::ptr::null_mut();
+    // SAFETY: both strings are NUL-terminated and live across the call; on success `ps` is a
+    // fresh context that `Output` owns and frees (its null `pb` is left alone by avio_close).
+    unsafe {
+        let r = ffmpeg::ffi::avformat_alloc_output_context2(
+            &mut ps,
+            std::ptr::null(),
+            name.as_ptr(),
+            url.as_ptr(),
+        );
+        if r < 0 || ps.is_null() {
+            return Err(ffmpeg::Error::from(r.min(-1)));
+        }
+        Ok(ffmpeg::format::context::Output::wrap(ps))
     }
 }
 
