@@ -1,8 +1,9 @@
 //! Upload speed to a loopback S3 server (s3s-fs, `testkit::s3`): writes a file (default 1 GiB),
 //! uploads it with `output::upload::Uploader` and prints MB/s from submit to the verified
-//! `Uploaded` event.
+//! `Uploaded` event. With `beside`, a real-time W1 recording (`target/release/cloudmixer record
+//! --realtime`, 20 s) runs during the upload and its summary (late ticks) is printed.
 //!
-//!     cargo run --release --example upload_speed -- [MiB] [part MiB] [parts in flight]
+//!     cargo run --release --example upload_speed -- [MiB] [part MiB] [parts in flight] [beside]
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -57,6 +58,32 @@ fn main() {
         let _ = tx.send(e);
     })
     .unwrap();
+    let beside = (std::env::args().nth(4).as_deref() == Some("beside")).then(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let clip = |c: &str| root.join("fixtures/clips").join(c).display().to_string();
+        std::process::Command::new(root.join("target/release/cloudmixer"))
+            .args(["record", "--config"])
+            .arg(root.join("fixtures/layouts/seed_side_by_side.json"))
+            .args([
+                "--input",
+                &format!("Usr1.-1={}", clip("cam1_640x480_15.mp4")),
+            ])
+            .args([
+                "--input",
+                &format!("Usr2.-1={}", clip("cam4_1280x720_30.mp4")),
+            ])
+            .arg("--storage")
+            .arg(dir.join("rec"))
+            .args(["--realtime", "--duration", "20"])
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("target/release/cloudmixer (cargo build --release)")
+    });
+    if beside.is_some() {
+        // the recording is under way before the upload starts
+        std::thread::sleep(Duration::from_secs(2));
+    }
     let t0 = Instant::now();
     up.submit(&file, "big.mp4").unwrap();
     let mut parts_done: Option<Duration> = None;
@@ -87,6 +114,13 @@ fn main() {
             UploadEvent::Failed { desc, .. } => panic!("upload failed: {desc}"),
             _ => {}
         }
+    }
+    if let Some(rec) = beside {
+        let out = rec.wait_with_output().unwrap();
+        println!(
+            "the recording beside it:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
     drop(up);
     drop(server);

@@ -30,7 +30,7 @@ use crate::model::frame::VideoFrame;
 use crate::model::time::{frames_for, tick_time, PaceMode};
 use crate::output::upload::{UploadEvent, UploadOptions, Uploader};
 use crate::output::Storage;
-use crate::pipeline::{Mixer, MixerError, MixerSettings};
+use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats};
 
 /// Decoded frames queued per input.
 const INPUT_QUEUE: usize = 3;
@@ -118,6 +118,9 @@ pub struct RecordSummary {
     /// The final output info of every output (files, segments, live targets), by id; with a
     /// `storageConfig`, after the uploads (state 5 uploaded or 6 failed).
     pub outputs: Vec<OutputInfo>,
+    /// The mixer's counters at the end (real time: late ticks, dropped audio; see
+    /// [`MixerStats`]).
+    pub stats: MixerStats,
     /// Uploads left pending by an earlier run (journals under the storage root) that this run
     /// finished: `(file, object key, error)`, `None` = uploaded.
     pub resumed_uploads: Vec<(PathBuf, String, Option<String>)>,
@@ -167,6 +170,19 @@ impl std::fmt::Display for RecordSummary {
             writeln!(
                 f,
                 "  stopped:  early, on request (the file is complete up to there)"
+            )?;
+        }
+        if self.stats.late_ticks > 0 || self.stats.max_tick_late_us > 0 {
+            writeln!(
+                f,
+                "  timing:   {} late ticks (most {:.1} ms behind){}",
+                self.stats.late_ticks,
+                self.stats.max_tick_late_us as f64 / 1000.0,
+                if self.stats.late_ticks > 0 {
+                    ": the machine could not keep real time"
+                } else {
+                    ""
+                }
             )?;
         }
         if self.outputs.len() > 1
@@ -907,6 +923,7 @@ pub(crate) fn record_one(
     let encoder = mixer.encoder_name().to_string();
     let backend = mixer.backend_name().to_string();
     let destroyed = mixer.destroy();
+    let stats = mixer.stats();
     let frames = mixer.ticks();
     drop(mixer);
     for d in decoders.into_iter().chain(audio_decoders) {
@@ -974,6 +991,7 @@ pub(crate) fn record_one(
         stopped_early,
         output: out,
         outputs,
+        stats,
         resumed_uploads: Vec::new(),
     })
 }

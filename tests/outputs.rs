@@ -506,7 +506,16 @@ fn an_rtsp_push_reaches_a_listening_server() {
     let url = format!("rtsp://127.0.0.1:{port}/live/room");
     let crc = d.join("received.crc");
     let mut server = Command::new("ffmpeg")
-        .args(["-v", "error", "-rtsp_flags", "listen", "-timeout", "20", "-i", &url])
+        .args([
+            "-v",
+            "error",
+            "-rtsp_flags",
+            "listen",
+            "-timeout",
+            "20",
+            "-i",
+            &url,
+        ])
         .args(["-map", "0", "-c", "copy", "-f", "framecrc", "-y"])
         .arg(&crc)
         .stdin(std::process::Stdio::null())
@@ -514,7 +523,10 @@ fn an_rtsp_push_reaches_a_listening_server() {
         .unwrap();
     let t0 = std::time::Instant::now();
     while !listening(port) {
-        assert!(t0.elapsed() < Duration::from_secs(10), "ffmpeg did not listen on {port}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "ffmpeg did not listen on {port}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let ev = record(&d, &format!("/room.mp4;{url}"), json!({}), 4);
@@ -538,7 +550,10 @@ fn an_rtsp_push_reaches_a_listening_server() {
     assert_eq!(per_stream("0"), fv, "every video frame reached the server");
     // FFmpeg's RTP AAC packetizer may hold the very last 21 ms packet at teardown
     let ra = per_stream("1");
-    assert!(ra <= fa && ra + 1 >= fa, "audio packets: server {ra}, file {fa}");
+    assert!(
+        ra <= fa && ra + 1 >= fa,
+        "audio packets: server {ra}, file {fa}"
+    );
     let f = finals(&ev);
     assert_eq!(f[1]["svrFilePathName"], url.as_str());
     assert_eq!(f[1]["state"], 2, "{f:?}");

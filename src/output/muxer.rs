@@ -525,10 +525,7 @@ impl Muxer {
 }
 
 /// An output context for a format that does its own I/O (`AVFMT_NOFILE`, e.g. RTSP).
-fn open_nofile(
-    dest: &str,
-    fmt: &str,
-) -> Result<ffmpeg::format::context::Output, ffmpeg::Error> {
+fn open_nofile(dest: &str, fmt: &str) -> Result<ffmpeg::format::context::Output, ffmpeg::Error> {
     let (Ok(name), Ok(url)) = (std::ffi::CString::new(fmt), std::ffi::CString::new(dest)) else {
         return Err(ffmpeg::Error::InvalidData);
     };

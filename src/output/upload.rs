@@ -502,6 +502,7 @@ impl Uploader {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("cm-upload-io")
+            .on_thread_start(lower_priority)
             .enable_all()
             .build()
             .map_err(|e| UploadError::Runtime(e.to_string()))?;
@@ -534,7 +535,10 @@ impl Uploader {
             );
             let w = std::thread::Builder::new()
                 .name(format!("cm-upload-{i}"))
-                .spawn(move || worker(rx, sh, handle, c))
+                .spawn(move || {
+                    lower_priority();
+                    worker(rx, sh, handle, c)
+                })
                 .map_err(|e| UploadError::Runtime(e.to_string()))?;
             up.workers.push(w);
         }
@@ -691,6 +695,17 @@ impl Drop for Uploader {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+/// Upload threads run at nice 10: a recording's clock, compose and encode threads come first
+/// when the cores are busy (measured: BENCHMARKS.md "Outputs").
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread's own id; failure only leaves the priority.
+    unsafe {
+        let tid = libc::gettid();
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
     }
 }
 

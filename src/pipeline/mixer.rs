@@ -116,6 +116,11 @@ pub struct MixerStats {
     pub audio_queue_full: u64,
     /// Audio samples (48 kHz) dropped because they arrived after their block was mixed.
     pub audio_late_samples: u64,
+    /// Real time: ticks taken more than one frame interval after their deadline (the mixer
+    /// could not keep time: the machine is overloaded). Always 0 offline.
+    pub late_ticks: u64,
+    /// Real time: the most any tick was taken after its deadline, in µs.
+    pub max_tick_late_us: u64,
 }
 
 impl Default for MixerSettings {
@@ -705,6 +710,8 @@ impl Mixer {
             audio_frames: c.audio_frames.load(Ordering::Relaxed),
             audio_queue_full: c.audio_queue_full.load(Ordering::Relaxed),
             audio_late_samples: c.audio_late_samples.load(Ordering::Relaxed),
+            late_ticks: c.late_ticks.load(Ordering::Relaxed),
+            max_tick_late_us: c.max_tick_late_us.load(Ordering::Relaxed),
         }
     }
 

@@ -43,6 +43,10 @@ pub(crate) struct Counters {
     pub audio_frames: AtomicU64,
     pub audio_queue_full: AtomicU64,
     pub audio_late_samples: AtomicU64,
+    /// Real time: ticks taken more than one frame interval after their deadline.
+    pub late_ticks: AtomicU64,
+    /// Real time: the most any tick was taken after its deadline, µs.
+    pub max_tick_late_us: AtomicU64,
 }
 
 pub(crate) struct Shared {

@@ -11,7 +11,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ffmpeg_next as ffmpeg;
@@ -66,6 +66,7 @@ pub(crate) fn clock_loop(
     let fps = shared.config.output.fps;
     let pacer = Pacer::new(fps, shared.start + shared.latency);
     let latency_us = shared.latency.as_micros() as u64;
+    let frame_interval = tick_time(fps, 1);
     let audio = shared.audio.sender().clone();
     let mut frames = Frames::new();
     let mut scene = Scene::new();
@@ -83,7 +84,15 @@ pub(crate) fn clock_loop(
             PaceMode::Realtime => match cmd.recv_deadline(pacer.deadline(n)) {
                 Ok(Cmd::Stop) | Err(RecvTimeoutError::Disconnected) => break End::Stop,
                 Ok(Cmd::Advance { .. }) => continue,
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    let late = Instant::now().saturating_duration_since(pacer.deadline(n));
+                    let c = &shared.counters;
+                    c.max_tick_late_us
+                        .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
+                    if late > frame_interval {
+                        c.late_ticks.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             },
             PaceMode::Offline => {
                 while n >= allowed {

@@ -196,6 +196,18 @@ pub(super) fn record(
         stopped_early: summaries.iter().any(|s| s.stopped_early),
         output: first.output.clone(),
         outputs: summaries.iter().flat_map(|s| s.outputs.clone()).collect(),
+        stats: summaries
+            .iter()
+            .fold(crate::pipeline::MixerStats::default(), |a, s| {
+                crate::pipeline::MixerStats {
+                    ticks: a.ticks + s.stats.ticks,
+                    audio_frames: a.audio_frames + s.stats.audio_frames,
+                    audio_queue_full: a.audio_queue_full + s.stats.audio_queue_full,
+                    audio_late_samples: a.audio_late_samples + s.stats.audio_late_samples,
+                    late_ticks: a.late_ticks + s.stats.late_ticks,
+                    max_tick_late_us: a.max_tick_late_us.max(s.stats.max_tick_late_us),
+                }
+            }),
         resumed_uploads: Vec::new(),
     })
 }
