@@ -10,6 +10,7 @@ use std::process::Command;
 use cloudmixer::testkit::nginx::RtmpServer;
 
 /// CPU seconds (user, system) of one `record` run.
+#[allow(clippy::zombie_processes)] // reaped with wait4, which also reports its CPU time
 fn run(bin: &Path, root: &Path, out: &Path, svr: &str) -> (f64, f64) {
     let child = Command::new(bin)
         .args(["record", "--config"])
@@ -46,6 +47,8 @@ fn run(bin: &Path, root: &Path, out: &Path, svr: &str) -> (f64, f64) {
         r > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "record failed"
     );
+    // reaped by wait4 above: this only releases the handle
+    drop(child);
     let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     (s(ru.ru_utime), s(ru.ru_stime))
 }

@@ -122,8 +122,19 @@ pub struct RecordSummary {
     /// [`MixerStats`]).
     pub stats: MixerStats,
     /// Uploads left pending by an earlier run (journals under the storage root) that this run
-    /// finished: `(file, object key, error)`, `None` = uploaded.
-    pub resumed_uploads: Vec<(PathBuf, String, Option<String>)>,
+    /// tried again.
+    pub resumed_uploads: Vec<ResumedUpload>,
+}
+
+/// An upload an earlier run left pending, tried again by this one.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ResumedUpload {
+    /// The local file.
+    pub file: PathBuf,
+    /// Its object key.
+    pub key: String,
+    /// `None`: uploaded; else why it failed again (the file and journal are kept).
+    pub error: Option<String>,
 }
 
 impl RecordSummary {
@@ -195,8 +206,8 @@ impl std::fmt::Display for RecordSummary {
                 writeln!(f, "  output {}: {}", o.id, describe_output(o))?;
             }
         }
-        for (file, key, err) in &self.resumed_uploads {
-            match err {
+        for ResumedUpload { file, key, error } in &self.resumed_uploads {
+            match error {
                 None => writeln!(
                     f,
                     "  resumed:  {} uploaded as {key} (left pending by an earlier run)",
@@ -245,7 +256,7 @@ pub fn describe_output(o: &OutputInfo) -> String {
 /// Uploads of files an earlier run left pending under the storage root.
 struct Resumer {
     up: Uploader,
-    done: Arc<Mutex<Vec<(PathBuf, String, Option<String>)>>>,
+    done: Arc<Mutex<Vec<ResumedUpload>>>,
 }
 
 impl Resumer {
@@ -266,10 +277,18 @@ impl Resumer {
             opts.clone(),
             move |ev| {
                 let r = match ev {
-                    UploadEvent::Uploaded { file, key, .. } => (file, key, None),
+                    UploadEvent::Uploaded { file, key, .. } => ResumedUpload {
+                        file,
+                        key,
+                        error: None,
+                    },
                     UploadEvent::Failed {
                         file, key, desc, ..
-                    } => (file, key, Some(desc)),
+                    } => ResumedUpload {
+                        file,
+                        key,
+                        error: Some(desc),
+                    },
                     _ => return,
                 };
                 d.lock().unwrap_or_else(|e| e.into_inner()).push(r);
@@ -290,7 +309,7 @@ impl Resumer {
         }
     }
 
-    fn finish(self) -> Vec<(PathBuf, String, Option<String>)> {
+    fn finish(self) -> Vec<ResumedUpload> {
         // bounded by the retry budget of each upload
         self.up.wait_idle(Duration::from_secs(24 * 3600));
         drop(self.up);

@@ -252,8 +252,7 @@ fn last_info(events: &[Value], id: u64) -> Value {
     events
         .iter()
         .filter_map(|e| e.get("outputInfo"))
-        .filter(|o| o["id"] == id)
-        .last()
+        .rfind(|o| o["id"] == id)
         .cloned()
         .unwrap_or_else(|| panic!("no outputInfo {id}: {events:?}"))
 }
