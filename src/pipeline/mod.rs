@@ -4,7 +4,7 @@
 mod audio;
 mod error;
 mod mixer;
-mod per_stream;
+pub mod per_stream;
 pub mod sources;
 mod state;
 mod uploads;
