@@ -24,12 +24,38 @@ pub mod bench;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+/// The channel crate whose `Receiver` [`Mixer::events`] returns.
+pub use crossbeam_channel;
 pub use model::audio::AudioFrame;
 pub use model::config::MixerConfig;
 pub use model::events::{MixerEvent, MixerState, OutputInfo, OutputState};
 pub use model::frame::VideoFrame;
 pub use output::Storage;
-pub use pipeline::{Mixer, MixerError, MixerSettings};
+pub use pipeline::{Mixer, MixerError, MixerSettings, MixerStats, StreamRecorder};
+
+/// What an embedder needs, in one import: `use cloudmixer::prelude::*;`.
+///
+/// ```no_run
+/// use cloudmixer::prelude::*;
+/// let cfg = MixerConfig::from_json(&std::fs::read_to_string("room.json")?)?;
+/// let mixer = Mixer::create(cfg, Storage::new("/srv/records"))?;
+/// let events: Receiver<MixerEvent> = mixer.events();
+/// mixer.push_video("Usr1.-1", VideoFrame::solid_i420(640, 480, [81, 90, 240])?)?;
+/// # let _ = events;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub mod prelude {
+    pub use crate::compose::Backend;
+    pub use crate::model::audio::AudioFrame;
+    pub use crate::model::color::ColorSpace;
+    pub use crate::model::config::MixerConfig;
+    pub use crate::model::events::{MixerEvent, MixerState, OutputInfo, OutputState};
+    pub use crate::model::frame::{PixelFormat, Rotation, VideoFrame};
+    pub use crate::model::time::PaceMode;
+    pub use crate::output::Storage;
+    pub use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats, StreamRecorder};
+    pub use crossbeam_channel::Receiver;
+}
 
 /// The README's library example, compiled by `cargo test --doc`.
 #[cfg(doctest)]

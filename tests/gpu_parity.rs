@@ -184,7 +184,9 @@ fn patterns(sources: &[(&str, u32, u32)]) -> Frames {
 fn nv12_of(f: &VideoFrame) -> VideoFrame {
     let (u, v) = (f.packed_plane(1), f.packed_plane(2));
     let uv = u.iter().zip(&v).flat_map(|(a, b)| [*a, *b]).collect();
-    VideoFrame::nv12(f.width(), f.height(), f.packed_plane(0), uv).unwrap()
+    VideoFrame::nv12(f.width(), f.height(), f.packed_plane(0), uv)
+        .unwrap()
+        .with_color(f.color)
 }
 
 fn rgba_pattern(w: u32, h: u32, seed: u32, alpha: bool) -> VideoFrame {
@@ -221,7 +223,9 @@ fn padded_i420(f: &VideoFrame, pad: usize) -> VideoFrame {
             Plane { data, stride }
         })
         .collect();
-    VideoFrame::new(PixelFormat::I420, f.width(), f.height(), planes).unwrap()
+    VideoFrame::new(PixelFormat::I420, f.width(), f.height(), planes)
+        .unwrap()
+        .with_color(f.color)
 }
 
 fn with_fit(l: Layout, fits: &[FitMode]) -> Layout {
@@ -803,7 +807,9 @@ fn placeholder_colour_and_image() {
     insert(
         &mut frames,
         "b_off",
-        VideoFrame::solid_i420(16, 8, [170, 60, 200]).unwrap(),
+        VideoFrame::solid_i420(16, 8, [170, 60, 200])
+            .unwrap()
+            .with_color(ColorSpace::BT709_LIMITED),
     );
     let Some((img, ..)) = scene_parity("placeholder", &layout, &frames, 0) else {
         return;
@@ -865,6 +871,7 @@ fn rotation_90_and_270_with_odd_sizes_in_fit_and_fill() {
                 "s",
                 VideoFrame::solid_i420(33, 19, PALETTE[4])
                     .unwrap()
+                    .with_color(ColorSpace::BT709_LIMITED)
                     .with_rotation(rot),
             );
             insert(

@@ -125,7 +125,12 @@ fn a_silent_camera_shows_its_placeholder_and_comes_back() {
     // "camera off" card from PNG bytes (BT.709 of RGB 200, 40, 160)
     m.register_picture_bytes("off", &png_bytes(32, 32, [200, 40, 160]))
         .unwrap();
-    let cam = |c: usize| VideoFrame::solid_i420(32, 32, PALETTE[c]).unwrap();
+    // tagged BT.709, the output's space: the colours come out as they went in
+    let cam = |c: usize| {
+        VideoFrame::solid_i420(32, 32, PALETTE[c])
+            .unwrap()
+            .with_color(cloudmixer::model::color::ColorSpace::BT709_LIMITED)
+    };
     // u1 sends for 1 s, stops (the 2 s timeout passes at 3 s), sends again from 4.5 s
     for i in 0..10u32 {
         m.push_video("u1.0", cam(0)).unwrap();

@@ -54,8 +54,11 @@ fn seed(svr: &str) -> Value {
     v
 }
 
+/// A solid frame tagged BT.709 (the output's space): its colour comes out as it went in.
 fn solid(w: u32, h: u32, c: [u8; 3]) -> VideoFrame {
-    VideoFrame::solid_i420(w, h, c).unwrap()
+    VideoFrame::solid_i420(w, h, c)
+        .unwrap()
+        .with_color(cloudmixer::model::color::ColorSpace::BT709_LIMITED)
 }
 
 /// (Y, U, V) at luma (x, y) of a decoded frame.

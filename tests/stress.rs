@@ -103,7 +103,12 @@ fn sixteen_live_mixers_with_a_storm_of_updates() {
                 threads.push(std::thread::spawn(move || {
                     let frames: Vec<VideoFrame> = colours
                         .iter()
-                        .map(|c| VideoFrame::solid_i420(64, 64, *c).unwrap())
+                        .map(|c| {
+                            // tagged BT.709: the colours come out as they went in
+                            VideoFrame::solid_i420(64, 64, *c)
+                                .unwrap()
+                                .with_color(cloudmixer::model::color::ColorSpace::BT709_LIMITED)
+                        })
                         .collect();
                     let mut k = 0u64;
                     loop {

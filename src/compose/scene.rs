@@ -332,7 +332,11 @@ mod tests {
     use crate::compose::Compositor;
 
     fn solid(w: u32, h: u32, yuv: [u8; 3]) -> SharedFrame {
-        Arc::new(VideoFrame::solid_i420(w, h, yuv).unwrap())
+        Arc::new(
+            VideoFrame::solid_i420(w, h, yuv)
+                .unwrap()
+                .with_color(crate::model::color::ColorSpace::BT709_LIMITED),
+        )
     }
 
     fn text_item(text: &str, x: i32, y: i32) -> Item {

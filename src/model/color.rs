@@ -35,7 +35,7 @@ pub struct ColorSpace {
 }
 
 impl ColorSpace {
-    /// BT.709 limited range: the output colour space and the default input tag.
+    /// BT.709 limited range: the output colour space (and the tag of untagged HD frames).
     pub const BT709_LIMITED: ColorSpace = ColorSpace {
         matrix: Matrix::Bt709,
         range: Range::Limited,
@@ -45,6 +45,21 @@ impl ColorSpace {
         matrix: Matrix::Bt601,
         range: Range::Limited,
     };
+    /// The colour space of an untagged frame `height` lines tall: BT.601 limited below 720
+    /// lines, BT.709 limited from 720 up (FFmpeg's and the browsers' guess).
+    ///
+    /// ```
+    /// use cloudmixer::model::color::ColorSpace;
+    /// assert_eq!(ColorSpace::for_height(480), ColorSpace::BT601_LIMITED);
+    /// assert_eq!(ColorSpace::for_height(720), ColorSpace::BT709_LIMITED);
+    /// ```
+    pub const fn for_height(height: u32) -> ColorSpace {
+        if height < 720 {
+            ColorSpace::BT601_LIMITED
+        } else {
+            ColorSpace::BT709_LIMITED
+        }
+    }
     /// BT.601 full range (JPEG).
     pub const BT601_FULL: ColorSpace = ColorSpace {
         matrix: Matrix::Bt601,

@@ -213,7 +213,10 @@ pub struct VideoFrame {
     width: u32,
     height: u32,
     planes: Vec<Plane>,
-    /// Colour space of YUV data.
+    /// Colour space of YUV data. Untagged frames (built without [`VideoFrame::with_color`])
+    /// default by size as decoders do: BT.601 limited range below 720 lines (SD webcams,
+    /// libyuv/WebRTC frames), BT.709 limited range from 720 lines up
+    /// ([`ColorSpace::for_height`]).
     pub color: ColorSpace,
     /// Presentation time relative to the source's start.
     pub pts: Duration,
@@ -280,7 +283,7 @@ impl VideoFrame {
             width,
             height,
             planes,
-            color: ColorSpace::BT709_LIMITED,
+            color: ColorSpace::for_height(height),
             pts: Duration::ZERO,
             sar: (1, 1),
             rotation: Rotation::R0,

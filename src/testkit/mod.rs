@@ -38,7 +38,12 @@ pub fn solid_frames(sources: &[(&str, u32, u32)]) -> (Frames, HashMap<String, [u
         let c = PALETTE[i % PALETTE.len()];
         frames.insert(
             id.to_string(),
-            Arc::new(VideoFrame::solid_i420(*w, *h, c).expect("valid size")),
+            // tagged BT.709 (the output's space): the colour comes out as it went in
+            Arc::new(
+                VideoFrame::solid_i420(*w, *h, c)
+                    .expect("valid size")
+                    .with_color(crate::model::color::ColorSpace::BT709_LIMITED),
+            ),
         );
         colours.insert(id.to_string(), c);
     }
@@ -163,7 +168,9 @@ pub fn pattern_frame(w: u32, h: u32, seed: u32) -> VideoFrame {
     let v = (0..ch)
         .flat_map(|r| (0..cw).map(move |c| (64 + (c + r * 3 + seed * 7) % 128) as u8))
         .collect();
-    VideoFrame::i420(w, h, y, u, v).expect("valid pattern")
+    VideoFrame::i420(w, h, y, u, v)
+        .expect("valid pattern")
+        .with_color(crate::model::color::ColorSpace::BT709_LIMITED)
 }
 
 /// Writes an RGB PNG (for failure artefacts and snapshots).

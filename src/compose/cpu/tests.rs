@@ -145,8 +145,8 @@ fn formats_agree() {
         compose_once(&l, &m)
     };
     let a = run(src.clone());
-    assert_eq!(a, run(nv12));
-    assert_eq!(a, run(padded));
+    assert_eq!(a, run(nv12.with_color(src.color)));
+    assert_eq!(a, run(padded.with_color(src.color)));
 }
 
 #[test]
@@ -187,11 +187,19 @@ fn item_alpha_and_overlap_order() {
     let mut m: Frames = HashMap::new();
     m.insert(
         "a".into(),
-        Arc::new(VideoFrame::solid_i420(8, 8, [200, 100, 150]).unwrap()),
+        Arc::new(
+            VideoFrame::solid_i420(8, 8, [200, 100, 150])
+                .unwrap()
+                .with_color(ColorSpace::BT709_LIMITED),
+        ),
     );
     m.insert(
         "b".into(),
-        Arc::new(VideoFrame::solid_i420(8, 8, [100, 200, 50]).unwrap()),
+        Arc::new(
+            VideoFrame::solid_i420(8, 8, [100, 200, 50])
+                .unwrap()
+                .with_color(ColorSpace::BT709_LIMITED),
+        ),
     );
     let img = compose_once(&l, &m);
     assert_eq!(img.yuv_at(2, 2), [200, 100, 150]);
@@ -648,4 +656,34 @@ fn bars_are_redrawn_over_items_below() {
         let got = c.compose(&l, &f).unwrap().clone();
         assert!(got == compose_once(&l, &f), "step {step}");
     }
+}
+
+/// An untagged SD frame (a WebRTC/libyuv webcam frame is BT.601) comes out in its colours:
+/// red encoded with BT.601 coefficients is red in the BT.709 output; the same bytes in a
+/// 720-line frame are read as BT.709.
+#[test]
+fn untagged_frames_default_to_bt601_below_720_lines() {
+    // RGB (200, 40, 160) in BT.601 limited range, computed here from the standard's formula
+    let (r, g, b) = (200.0f32, 40.0f32, 160.0f32);
+    let y = 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0;
+    let u = 128.0 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255.0;
+    let v = 128.0 + (112.0 * r - 93.786 * g - 18.214 * b) / 255.0;
+    let yuv601 = [y.round() as u8, u.round() as u8, v.round() as u8];
+    let want = crate::model::color::rgb_to_yuv709_limited([200, 40, 160]);
+    let out = |h: u32| {
+        let f = VideoFrame::solid_i420(640, h, yuv601).unwrap();
+        let l = Layout::cameras(64, 48, &[("a", Rect::new(0, 0, 64, 48))]);
+        let mut m = HashMap::new();
+        m.insert("a".to_string(), Arc::new(f));
+        compose_once(&l, &m).yuv_at(32, 24)
+    };
+    let sd = out(480);
+    for c in 0..3 {
+        assert!(
+            (sd[c] as i32 - want[c] as i32).abs() <= 1,
+            "480 lines: {sd:?} vs {want:?}"
+        );
+    }
+    // 720 lines: the bytes are taken as BT.709 and pass through
+    assert_eq!(out(720), yuv601);
 }

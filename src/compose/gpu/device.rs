@@ -5,8 +5,9 @@
 //!
 //! - `CLOUDMIXER_ADAPTER=<substring>` keeps only adapters whose name contains it
 //!   (case-insensitive); naming an adapter also allows a software one.
-//! - `WGPU_BACKEND=vulkan,gl,…` restricts the backends (wgpu's own syntax); without it GL is
-//!   only tried when no Vulkan / Metal / DX12 adapter exists.
+//! - `WGPU_BACKEND=vulkan,gl,…` restricts the backends (wgpu's own syntax); without it only
+//!   Vulkan / Metal / DX12 are probed (GL's EGL loaders write to stderr on headless hosts), so
+//!   GL is used only when named.
 //! - Otherwise the best hardware adapter wins (discrete > integrated > virtual > other, Vulkan
 //!   before GL); a CPU adapter (lavapipe, llvmpipe) only under [`AdapterPolicy::AllowSoftware`].
 //!
@@ -161,16 +162,10 @@ fn enumerated() -> &'static Enumerated {
         };
         match wgpu::Backends::from_env() {
             Some(b) => make(b),
-            None => {
-                // GL only when no Vulkan / Metal / DX12 adapter exists (it is the slowest path,
-                // and probing it prints EGL noise on headless servers)
-                let e = make(wgpu::Backends::PRIMARY);
-                if e.adapters.is_empty() {
-                    make(wgpu::Backends::GL)
-                } else {
-                    e
-                }
-            }
+            // Vulkan / Metal / DX12 only: probing GL goes through EGL, whose loaders print to
+            // stderr on headless servers ("XDG_RUNTIME_DIR is invalid"); GL, the slowest path,
+            // is used only when asked for (WGPU_BACKEND=gl)
+            None => make(wgpu::Backends::PRIMARY),
         }
     })
 }

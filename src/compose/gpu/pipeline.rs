@@ -300,7 +300,9 @@ mod tests {
     #[test]
     fn spans_follow_the_cpu_rule() {
         let l = Layout::cameras(64, 32, &[("a", Rect::new(3, 5, 10, 7))]);
-        let f = VideoFrame::solid_i420(10, 7, [1, 2, 3]).unwrap();
+        let f = VideoFrame::solid_i420(10, 7, [1, 2, 3])
+            .unwrap()
+            .with_color(crate::model::color::ColorSpace::BT709_LIMITED);
         let [y, c] = item_uniforms(&l.items[0], &l, Some(&f));
         let (y, c) = (y.unwrap(), c.unwrap());
         assert_eq!(y.rect, [3, 5, 13, 12]);
