@@ -108,6 +108,27 @@ pub struct OutputInfo {
     pub progress: Option<f64>,
 }
 
+/// Counters of a running mixer (`Mixer::stats`, and the `stats` event once a second).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MixerStats {
+    /// Ticks taken (video frames, or 20 ms steps without video).
+    pub ticks: u64,
+    /// Audio frames accepted by `push_audio`.
+    pub audio_frames: u64,
+    /// Audio frames refused because the audio queue was full.
+    pub audio_queue_full: u64,
+    /// Audio samples (48 kHz) dropped because they arrived after their block was mixed.
+    pub audio_late_samples: u64,
+    /// Real time: ticks taken more than one frame interval after their deadline (the mixer
+    /// could not keep time: the machine is overloaded). Always 0 offline.
+    pub late_ticks: u64,
+    /// Real time: the most any tick was taken after its deadline, in µs.
+    pub max_tick_late_us: u64,
+    /// Real time: a tick in the last second was late (the mixer is not keeping time now).
+    pub overloaded: bool,
+}
+
 /// An event from a mixer (see [`crate::pipeline::Mixer::events`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum MixerEvent {
@@ -127,6 +148,8 @@ pub enum MixerEvent {
     },
     /// Progress or result of an output.
     OutputInfoChanged(OutputInfo),
+    /// The mixer's counters, once a second while it runs (`{"event":"stats",…}`, ours).
+    Stats(MixerStats),
     /// A failure (followed by a StateChanged to NULL when it ends the recording).
     Error {
         /// Error code ([`codes`]).
@@ -176,6 +199,7 @@ impl MixerEvent {
             MixerEvent::OutputInfoChanged(info) => {
                 json!({"event":"outputInfoChanged","outputInfo":info})
             }
+            MixerEvent::Stats(st) => json!({"event":"stats","stats":st}),
             MixerEvent::Error { code, desc } => json!({"event":"error","code":code,"desc":desc}),
         }
     }

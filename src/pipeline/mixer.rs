@@ -28,13 +28,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender};
 use serde_json::Value;
 
 use super::audio::{audio_loop, AudioInbox, AudioOutput, PushError};
 use super::error::MixerError;
 use super::sources::{SourceSlots, DEFAULT_MAX_SOURCES};
-use super::state::{Counters, Shared};
+use super::state::{Counters, EventHub, Shared};
 use super::uploads::UploadPlan;
 use super::video::{clock_loop, encode_loop, Cmd, Msg, VideoSide, FRAME_POOL};
 use super::writer::{writer_loop, Live, Output, Reporter, WriterMsg};
@@ -46,7 +46,7 @@ use crate::media::video_enc::{EncoderSettings, VideoEncoder};
 use crate::model::audio::AudioFrame;
 use crate::model::config::ConfigError;
 use crate::model::config::{check_pictures, AudioSettings, Container, MixerConfig, Target};
-use crate::model::events::{codes, MixerEvent, MixerState, OutputState};
+use crate::model::events::{codes, MixerEvent, MixerState, MixerStats, OutputInfo, OutputState};
 use crate::model::frame::VideoFrame;
 use crate::model::layout::Layout;
 use crate::model::time::{frames_for, tick_time, ticks_before, LatestUpTo, PaceMode, PTS_SLACK};
@@ -103,24 +103,6 @@ pub struct MixerSettings {
     /// How finished files are uploaded when the config has a `storageConfig` (workers,
     /// retries and backoff, part size).
     pub upload: UploadOptions,
-}
-
-/// Counters of a running mixer ([`Mixer::stats`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct MixerStats {
-    /// Ticks taken (video frames, or 20 ms steps without video).
-    pub ticks: u64,
-    /// Audio frames accepted by `push_audio`.
-    pub audio_frames: u64,
-    /// Audio frames refused because the audio queue was full.
-    pub audio_queue_full: u64,
-    /// Audio samples (48 kHz) dropped because they arrived after their block was mixed.
-    pub audio_late_samples: u64,
-    /// Real time: ticks taken more than one frame interval after their deadline (the mixer
-    /// could not keep time: the machine is overloaded). Always 0 offline.
-    pub late_ticks: u64,
-    /// Real time: the most any tick was taken after its deadline, in µs.
-    pub max_tick_late_us: u64,
 }
 
 impl Default for MixerSettings {
@@ -311,13 +293,12 @@ impl Mixer {
                     .into(),
             }));
         }
-        let (ev_tx, ev_rx) = unbounded();
         let (inbox, audio_rx) = AudioInbox::new(settings.max_sources);
-        let shared = Arc::new(Shared {
+        let mut shared = Arc::new(Shared {
             layout: ArcSwap::new(config.layout.clone()),
             slots: SourceSlots::with_capacity(settings.source_timeout, settings.max_sources),
             state: AtomicU8::new(MixerState::Null as u8),
-            events: ev_tx,
+            events: EventHub::default(),
             mode: settings.mode,
             latency: match settings.mode {
                 PaceMode::Realtime => settings.latency,
@@ -339,6 +320,8 @@ impl Mixer {
             counters: Counters::default(),
             config,
         });
+        // the first subscriber, made before the first event: `events()` misses nothing
+        let ev_rx = shared.events.subscribe();
         shared.set_state(MixerState::Starting);
         shared.emit(MixerEvent::state(MixerState::Starting));
         let opened = match Self::open_stages(&shared, &storage, &settings) {
@@ -360,6 +343,15 @@ impl Mixer {
             outputs,
             lives,
         } = opened;
+        // the recording's clock starts now, when everything is open: capture time 0, the
+        // first tick's frame (real time: composed `latency` later) and `startTime`
+        let start_ms = epoch_ms();
+        if let Some(sh) = Arc::get_mut(&mut shared) {
+            sh.start = Instant::now();
+            if settings.start_time.is_none() {
+                sh.start_unix_ms = start_ms as i64;
+            }
+        }
         let backend_name = match &video {
             Some((c, _)) => c.describe(),
             None => "none (audio only)".to_string(),
@@ -371,7 +363,7 @@ impl Mixer {
             (None, None) => String::new(),
         };
         let reporter = Reporter {
-            start_time: epoch_ms(),
+            start_time: start_ms,
         };
         let upload = shared
             .config
@@ -704,15 +696,7 @@ impl Mixer {
 
     /// Counters: ticks, audio frames accepted, refused and late.
     pub fn stats(&self) -> MixerStats {
-        let c = &self.shared.counters;
-        MixerStats {
-            ticks: self.ticks(),
-            audio_frames: c.audio_frames.load(Ordering::Relaxed),
-            audio_queue_full: c.audio_queue_full.load(Ordering::Relaxed),
-            audio_late_samples: c.audio_late_samples.load(Ordering::Relaxed),
-            late_ticks: c.late_ticks.load(Ordering::Relaxed),
-            max_tick_late_us: c.max_tick_late_us.load(Ordering::Relaxed),
-        }
+        self.shared.stats()
     }
 
     /// Registers (or replaces) the picture that layout items of type 1 show by `resource_id`
@@ -761,10 +745,74 @@ impl Mixer {
         self.shared.layout.load_full()
     }
 
-    /// The mixer's events (state changes, output info, errors). All clones of the receiver
-    /// share one queue.
+    /// The mixer's events from its creation on (STARTING, RUNNING, output infos, errors,
+    /// STOPPING, NULL). All clones of this receiver share one queue: for a second reader use
+    /// [`Mixer::subscribe`]. The stream ends (iteration stops) after NULL.
     pub fn events(&self) -> Receiver<MixerEvent> {
         self.events.clone()
+    }
+
+    /// A stream of its own that gets every event from now on (each subscriber sees all of
+    /// them; a dropped receiver is forgotten), ending after NULL; already ended once the mixer
+    /// has returned to NULL.
+    ///
+    /// ```no_run
+    /// # use cloudmixer::prelude::*;
+    /// # let mixer = Mixer::create(MixerConfig::from_json("{}")?, Storage::new("out"))?;
+    /// let log = mixer.subscribe();
+    /// std::thread::spawn(move || {
+    ///     for ev in log {
+    ///         println!("{}", ev.to_json()); // ends after NULL
+    ///     }
+    /// });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn subscribe(&self) -> Receiver<MixerEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Ends the recording at the next tick, from any thread that shares the mixer
+    /// (`Arc<Mixer>`): STOPPING, the files finalised, the final output infos, NULL. Returns at
+    /// once; [`Mixer::wait`] blocks until the end. Idempotent.
+    pub fn stop(&self) {
+        let now = self.shared.ticks.load(Ordering::Acquire);
+        self.shared.stop_after.fetch_min(now, Ordering::AcqRel);
+        self.shared.begin_stopping();
+        if let Some(cmd) = &self.cmd {
+            let _ = cmd.send(Cmd::Stop);
+        }
+    }
+
+    /// Ends the recording cleanly when it holds `d` of video: exactly `round(d × fps)` frames
+    /// (12 s at 15 fps: 180), counted from the first tick; see [`Mixer::stop_after_frames`].
+    pub fn stop_after(&self, d: Duration) {
+        self.stop_after_frames(crate::model::time::frames_for(
+            self.shared.config.output.fps,
+            d,
+        ));
+    }
+
+    /// Blocks until the mixer is back at NULL (stopped, failed, or after the uploads of a
+    /// `storageConfig`) and returns every output's final info, by id. `Err` carries the failure
+    /// that ended the recording (reaching the maximum duration is not one).
+    pub fn wait(&self) -> Result<Vec<OutputInfo>, MixerError> {
+        let (end, outputs) = self
+            .shared
+            .events
+            .wait(None)
+            .unwrap_or(((codes::INTERNAL, "ended without NULL".into()), Vec::new()));
+        ended(end, outputs)
+    }
+
+    /// As [`Mixer::wait`], giving up after `timeout` (`None`: still running).
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<Vec<OutputInfo>, MixerError>> {
+        let (end, outputs) = self.shared.events.wait(Some(timeout))?;
+        Some(ended(end, outputs))
+    }
+
+    /// The latest info of every output (bytes, duration, state), by id.
+    pub fn outputs(&self) -> Vec<OutputInfo> {
+        self.shared.events.outputs()
     }
 
     /// Current state.
@@ -945,6 +993,17 @@ impl Mixer {
             }),
             _ => Ok(()),
         }
+    }
+}
+
+fn ended(
+    (code, desc): (i32, String),
+    outputs: Vec<OutputInfo>,
+) -> Result<Vec<OutputInfo>, MixerError> {
+    if code == codes::OK || code == codes::RECORD_MAX {
+        Ok(outputs)
+    } else {
+        Err(MixerError::Stopped { code, desc })
     }
 }
 

@@ -11,6 +11,7 @@ mod uploads;
 mod video;
 mod writer;
 
+pub use crate::model::events::MixerStats;
 pub use audio::{user_of, AUDIO_QUEUE};
 pub use error::MixerError;
 pub use mixer::*;

@@ -372,7 +372,7 @@ fn forward(
                     state: MixerState::Null,
                     ..
                 } => break,
-                MixerEvent::StateChanged { .. } => {}
+                MixerEvent::StateChanged { .. } | MixerEvent::Stats(_) => {}
             }
         }
     })

@@ -1,17 +1,18 @@
 //! What the stages of one mixer share: config, layout, source slots, state, clock, events.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use super::audio::AudioInbox;
 use super::error::MixerError;
 use super::sources::SourceSlots;
 use crate::model::config::MixerConfig;
-use crate::model::events::{codes, MixerEvent, MixerState};
+use crate::model::events::{codes, MixerEvent, MixerState, MixerStats, OutputInfo};
 use crate::model::layout::Layout;
 use crate::model::time::PaceMode;
 
@@ -37,6 +38,86 @@ impl End {
     }
 }
 
+/// Every event to every subscriber; the streams end after NULL. Keeps the latest output info
+/// of each output and the end, for `wait`.
+#[derive(Default)]
+pub(crate) struct EventHub {
+    inner: Mutex<HubInner>,
+    ended: Condvar,
+}
+
+#[derive(Default)]
+struct HubInner {
+    subs: Vec<Sender<MixerEvent>>,
+    outputs: BTreeMap<u32, OutputInfo>,
+    /// `(err, errDesc)` of the NULL that ended the mixer, once it has.
+    end: Option<(i32, String)>,
+}
+
+impl EventHub {
+    /// A new stream of every event from now on (already ended after NULL).
+    pub fn subscribe(&self) -> Receiver<MixerEvent> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.end.is_none() {
+            g.subs.push(tx);
+        }
+        rx
+    }
+
+    pub fn send(&self, ev: MixerEvent) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.end.is_some() {
+            return;
+        }
+        match &ev {
+            MixerEvent::OutputInfoChanged(i) => {
+                g.outputs.insert(i.id, i.clone());
+            }
+            MixerEvent::StateChanged {
+                state: MixerState::Null,
+                err,
+                err_desc,
+                ..
+            } => g.end = Some((*err, err_desc.clone())),
+            _ => {}
+        }
+        // a subscriber that dropped its receiver is forgotten
+        g.subs.retain(|s| s.send(ev.clone()).is_ok());
+        if g.end.is_some() {
+            // the streams end: their senders go
+            g.subs.clear();
+            self.ended.notify_all();
+        }
+    }
+
+    /// Blocks until NULL (or `timeout`): the end and every output's final info.
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<((i32, String), Vec<OutputInfo>)> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        while g.end.is_none() {
+            g = match deadline {
+                None => self.ended.wait(g).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.checked_duration_since(Instant::now())?;
+                    self.ended
+                        .wait_timeout(g, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+        let end = g.end.clone()?;
+        Some((end, g.outputs.values().cloned().collect()))
+    }
+
+    /// The latest info of every output, by id.
+    pub fn outputs(&self) -> Vec<OutputInfo> {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.outputs.values().cloned().collect()
+    }
+}
+
 /// Counters a server can read while recording ([`super::Mixer::stats`]).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -47,6 +128,8 @@ pub(crate) struct Counters {
     pub late_ticks: AtomicU64,
     /// Real time: the most any tick was taken after its deadline, µs.
     pub max_tick_late_us: AtomicU64,
+    /// A tick of the last second was late (set by the writer's once-a-second report).
+    pub overloaded: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) struct Shared {
@@ -54,7 +137,7 @@ pub(crate) struct Shared {
     pub layout: ArcSwap<Layout>,
     pub slots: SourceSlots,
     pub state: AtomicU8,
-    pub events: Sender<MixerEvent>,
+    pub events: EventHub,
     pub mode: PaceMode,
     /// Real time: a frame captured at `t` is composed (and its audio mixed) at `t + latency`.
     pub latency: Duration,
@@ -74,6 +157,20 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The counters now (see `Mixer::stats`).
+    pub fn stats(&self) -> MixerStats {
+        let c = &self.counters;
+        MixerStats {
+            ticks: self.ticks.load(Ordering::Acquire),
+            audio_frames: c.audio_frames.load(Ordering::Relaxed),
+            audio_queue_full: c.audio_queue_full.load(Ordering::Relaxed),
+            audio_late_samples: c.audio_late_samples.load(Ordering::Relaxed),
+            late_ticks: c.late_ticks.load(Ordering::Relaxed),
+            max_tick_late_us: c.max_tick_late_us.load(Ordering::Relaxed),
+            overloaded: c.overloaded.load(Ordering::Relaxed),
+        }
+    }
+
     /// The mixer clock now, in µs: wall time since start (real time) or the synthetic time
     /// of the next tick (offline).
     pub fn now_us(&self) -> u64 {
@@ -116,7 +213,7 @@ impl Shared {
     }
 
     pub fn emit(&self, ev: MixerEvent) {
-        let _ = self.events.send(ev);
+        self.events.send(ev);
     }
 
     pub fn set_state(&self, s: MixerState) {

@@ -211,6 +211,7 @@ pub(crate) fn writer_loop(
         .map_or(0, |m| m + 1);
     let mut ended = 0usize;
     let mut end = End::Stop;
+    let mut late_before = 0u64;
     loop {
         match rx.recv_deadline(next_info) {
             Ok(WriterMsg::Packet(p)) => {
@@ -285,6 +286,21 @@ pub(crate) fn writer_loop(
             for (_, ev) in rep.infos(&outputs, &mut lives, OutputState::Running, 0, "") {
                 shared.emit(ev);
             }
+            // the counters, and whether the last second kept time
+            let mut st = shared.stats();
+            st.overloaded = st.late_ticks > late_before;
+            if st.overloaded {
+                tracing::warn!(
+                    late = st.late_ticks - late_before,
+                    "ticks late in the last second: the mixer cannot keep real time"
+                );
+            }
+            late_before = st.late_ticks;
+            shared
+                .counters
+                .overloaded
+                .store(st.overloaded, std::sync::atomic::Ordering::Relaxed);
+            shared.emit(MixerEvent::Stats(st));
             next_info = Instant::now() + Duration::from_secs(1);
         }
     }

@@ -206,6 +206,7 @@ pub(super) fn record(
                     audio_late_samples: a.audio_late_samples + s.stats.audio_late_samples,
                     late_ticks: a.late_ticks + s.stats.late_ticks,
                     max_tick_late_us: a.max_tick_late_us.max(s.stats.max_tick_late_us),
+                    overloaded: a.overloaded || s.stats.overloaded,
                 }
             }),
         resumed_uploads: Vec::new(),

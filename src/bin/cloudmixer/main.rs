@@ -521,25 +521,7 @@ fn run_other(cmd: Cmd) -> Result<(), UserError> {
     }
 }
 
-/// Mesa's Vulkan WSI prints "XDG_RUNTIME_DIR is invalid" on headless servers where the
-/// variable is unset; give it a private directory so the CLI's output stays clean.
-fn quiet_mesa() {
-    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
-        return;
-    }
-    use std::os::unix::fs::DirBuilderExt;
-    // SAFETY: getuid has no preconditions
-    let uid = unsafe { libc::getuid() };
-    let dir = std::env::temp_dir().join(format!("cloudmixer-runtime-{uid}"));
-    let ok = std::fs::DirBuilder::new().mode(0o700).create(&dir).is_ok() || dir.is_dir();
-    if ok {
-        // still single-threaded: nothing else reads the environment concurrently
-        std::env::set_var("XDG_RUNTIME_DIR", &dir);
-    }
-}
-
 fn main() -> ExitCode {
-    quiet_mesa();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

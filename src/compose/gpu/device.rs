@@ -160,14 +160,62 @@ fn enumerated() -> &'static Enumerated {
             let adapters = pollster::block_on(instance.enumerate_adapters(backends));
             Enumerated { instance, adapters }
         };
-        match wgpu::Backends::from_env() {
+        // the drivers' loaders write to stderr ("XDG_RUNTIME_DIR is invalid…" from Mesa's WSI
+        // on headless hosts): their words go to tracing instead
+        let backends = wgpu::Backends::from_env();
+        stderr_to_tracing(|| match backends {
             Some(b) => make(b),
             // Vulkan / Metal / DX12 only: probing GL goes through EGL, whose loaders print to
             // stderr on headless servers ("XDG_RUNTIME_DIR is invalid"); GL, the slowest path,
             // is used only when asked for (WGPU_BACKEND=gl)
             None => make(wgpu::Backends::PRIMARY),
-        }
+        })
     })
+}
+
+/// Runs `f` with the process's stderr (fd 2) going into a pipe, then logs what was written
+/// through `tracing` (debug). Writes of other threads in that window are logged, not lost
+/// (beyond the pipe's 64 KiB they are dropped).
+#[cfg(unix)]
+fn stderr_to_tracing<T>(f: impl FnOnce() -> T) -> T {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: plain fd syscalls on fds this function owns; fd 2 is restored before returning.
+    let saved = unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) != 0 {
+            return f();
+        }
+        let saved = libc::dup(2);
+        if saved < 0 || libc::dup2(fds[1], 2) < 0 {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+            if saved >= 0 {
+                libc::close(saved);
+            }
+            return f();
+        }
+        libc::close(fds[1]);
+        saved
+    };
+    let out = f();
+    // SAFETY: restores fd 2 from the saved copy; the read end becomes a File that closes it.
+    let mut pipe = unsafe {
+        libc::dup2(saved, 2);
+        libc::close(saved);
+        std::fs::File::from_raw_fd(fds[0])
+    };
+    let mut text = Vec::new();
+    let _ = pipe.read_to_end(&mut text);
+    for line in String::from_utf8_lossy(&text).lines() {
+        tracing::debug!(target: "cloudmixer::gpu", "driver: {line}");
+    }
+    out
+}
+
+#[cfg(not(unix))]
+fn stderr_to_tracing<T>(f: impl FnOnce() -> T) -> T {
+    f()
 }
 
 fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {

@@ -1,0 +1,260 @@
+//! What a recording server embedding the crate relies on: a mixer shared by threads
+//! (`Arc<Mixer>`, `stop` + `wait`), exact lengths, every subscriber getting every event until
+//! NULL, and an overloaded mixer saying so.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cloudmixer::prelude::*;
+use serde_json::json;
+
+fn dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("embedding")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn config(w: u32, h: u32, fps: u32) -> MixerConfig {
+    MixerConfig::from_value(json!({"mode":0,"videoFileCfg":{"svrPathName":"rec.mp4",
+        "vWidth":w,"vHeight":h,"vFps":fps,"layoutConfig":[
+            {"type":0,"left":0,"top":0,"width":w,"height":h,"param":{"camid":"u1.0"}}]}}))
+    .unwrap()
+}
+
+/// Video frames ffprobe counts in a file.
+fn frames(p: &Path) -> u64 {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(p)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// A camera thread pushing a frame every `every` until the mixer refuses.
+fn camera(m: Arc<Mixer>, every: Duration) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut n = 0;
+        loop {
+            let f = VideoFrame::solid_i420(320, 240, [120, 100, 160]).unwrap();
+            if m.push_video("u1.0", f).is_err() {
+                return n;
+            }
+            n += 1;
+            std::thread::sleep(every);
+        }
+    })
+}
+
+/// `Arc<Mixer>`: one thread waits, another stops it; `wait` returns the final output info;
+/// the camera thread's pushes are refused from then on.
+#[test]
+fn a_shared_mixer_is_stopped_and_waited_for_from_other_threads() {
+    let d = dir("shared");
+    let m = Arc::new(
+        Mixer::create_with(
+            config(320, 240, 15),
+            Storage::new(&d),
+            MixerSettings::default(),
+        )
+        .unwrap(),
+    );
+    let cam = camera(m.clone(), Duration::from_millis(33));
+    let waiter = {
+        let m = m.clone();
+        std::thread::spawn(move || m.wait())
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    m.stop();
+    let outputs = waiter.join().unwrap().unwrap();
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0].state, OutputState::Stopped);
+    assert!(
+        outputs[0].file_size > 0 && outputs[0].duration >= 1000,
+        "{:?}",
+        outputs[0]
+    );
+    assert!(cam.join().unwrap() > 10);
+    assert_eq!(m.state(), MixerState::Null);
+    // stopping again, waiting again: the same answer at once
+    m.stop();
+    assert_eq!(m.wait().unwrap(), outputs);
+    assert_eq!(
+        frames(&d.join("rec.mp4")),
+        (outputs[0].duration * 15 + 500) / 1000
+    );
+}
+
+/// `stop_after(12 s)` in real time: exactly 180 frames at 15 fps, and `startTime` is when the
+/// recording's clock started (after `create` opened everything, before it returned).
+#[test]
+fn a_twelve_second_recording_holds_exactly_180_frames() {
+    let d = dir("twelve");
+    let epoch_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let before = epoch_ms();
+    let m = Arc::new(
+        Mixer::create_with(
+            config(320, 240, 15),
+            Storage::new(&d),
+            MixerSettings::default(),
+        )
+        .unwrap(),
+    );
+    let after = epoch_ms();
+    m.stop_after(Duration::from_secs(12));
+    let cam = camera(m.clone(), Duration::from_millis(40));
+    let t0 = Instant::now();
+    let outputs = m.wait().unwrap();
+    let took = t0.elapsed();
+    cam.join().unwrap();
+    assert_eq!(frames(&d.join("rec.mp4")), 180);
+    assert_eq!(outputs[0].duration, 12_000);
+    assert!(
+        (before..=after).contains(&outputs[0].start_time),
+        "startTime {} not within create ({before}..{after})",
+        outputs[0].start_time
+    );
+    // the last tick is due at 11.933 s + the 200 ms latency
+    assert!(took >= Duration::from_millis(11_900), "{took:?}");
+}
+
+/// Two subscribers each get every event, in the same order, and their streams end after NULL;
+/// a subscriber made after the end gets an ended stream.
+#[test]
+fn every_subscriber_gets_every_event_and_its_stream_ends() {
+    let d = dir("subscribers");
+    let mut m = Mixer::create_with(
+        config(160, 120, 10),
+        Storage::new(&d),
+        MixerSettings::offline(),
+    )
+    .unwrap();
+    let collect =
+        |rx: Receiver<MixerEvent>| std::thread::spawn(move || rx.iter().collect::<Vec<_>>());
+    let a = collect(m.subscribe());
+    let b = collect(m.subscribe());
+    for i in 0..20u64 {
+        m.push_video(
+            "u1.0",
+            VideoFrame::solid_i420(160, 120, [90, 90, 90]).unwrap(),
+        )
+        .unwrap();
+        m.advance_frames(i + 1).unwrap();
+    }
+    m.destroy().unwrap();
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    assert_eq!(a, b);
+    assert!(
+        matches!(
+            a.last(),
+            Some(MixerEvent::StateChanged {
+                state: MixerState::Null,
+                ..
+            })
+        ),
+        "{a:?}"
+    );
+    assert!(a
+        .iter()
+        .any(|e| matches!(e, MixerEvent::OutputInfoChanged(i) if i.state == OutputState::Stopped)));
+    // the first receiver (from create) has STARTING too, and also ends
+    let all: Vec<MixerEvent> = m.events().iter().collect();
+    assert!(matches!(
+        all[0],
+        MixerEvent::StateChanged {
+            state: MixerState::Starting,
+            ..
+        }
+    ));
+    assert_eq!(all.last(), a.last());
+    assert_eq!(m.subscribe().iter().count(), 0);
+}
+
+/// An encoder far too slow for real time (x264 `medium` on 1080p noise at 30 fps here):
+/// the late ticks are counted, and the once-a-second stats event says the mixer is overloaded.
+#[test]
+fn an_overloaded_mixer_counts_late_ticks_and_says_so() {
+    let d = dir("overload");
+    let mut settings = MixerSettings::default();
+    settings.encoder.preset = "medium".into();
+    let m =
+        Arc::new(Mixer::create_with(config(1920, 1080, 30), Storage::new(&d), settings).unwrap());
+    let events = m.subscribe();
+    m.stop_after(Duration::from_secs(2));
+    let cam = {
+        let m = m.clone();
+        std::thread::spawn(move || {
+            // noise: nothing for the encoder to predict
+            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            let mut noise = |n: usize| -> Vec<u8> {
+                (0..n)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect()
+            };
+            let fs: Vec<VideoFrame> = (0..4)
+                .map(|_| {
+                    let (y, u, v) = (noise(1920 * 1080), noise(960 * 540), noise(960 * 540));
+                    VideoFrame::i420(1920, 1080, y, u, v).unwrap()
+                })
+                .collect();
+            let mut i = 0;
+            while m.push_video("u1.0", fs[i % 4].clone()).is_ok() {
+                i += 1;
+                std::thread::sleep(Duration::from_millis(33));
+            }
+        })
+    };
+    m.wait().unwrap();
+    cam.join().unwrap();
+    let st = m.stats();
+    assert!(st.late_ticks > 0, "{st:?}");
+    assert!(st.max_tick_late_us > 33_333, "{st:?}");
+    let overloaded = events
+        .iter()
+        .filter_map(|e| match e {
+            MixerEvent::Stats(s) => Some(s),
+            _ => None,
+        })
+        .any(|s| s.overloaded && s.late_ticks > 0);
+    assert!(overloaded, "no stats event said overloaded: {st:?}");
+}
+
+/// The GPU probe on a headless host (no XDG_RUNTIME_DIR) writes nothing to stderr: the
+/// drivers' messages go to `tracing`. `record` prints only its progress lines there.
+#[test]
+fn the_gpu_probe_writes_nothing_to_stderr() {
+    let d = dir("quiet");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloudmixer"))
+        .args(["record", "--config"])
+        .arg(format!("{root}/fixtures/layouts/seed_side_by_side.json"))
+        .arg("--input")
+        .arg(format!("Usr1.-1={root}/fixtures/clips/cam1_640x480_15.mp4"))
+        .arg("--storage")
+        .arg(&d)
+        .args(["--duration", "1", "--backend", "auto"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().all(|l| l.starts_with("progress:")),
+        "stderr: {err}"
+    );
+}
