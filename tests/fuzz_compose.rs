@@ -245,7 +245,10 @@ fn frame(s: &Src, generation: u64) -> VideoFrame {
                     }
                 }
             }
-            Plane { data, stride }
+            Plane {
+                data: data.into(),
+                stride,
+            }
         })
         .collect();
     let mut f = VideoFrame::new(s.format, s.w, s.h, planes)

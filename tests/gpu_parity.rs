@@ -220,7 +220,10 @@ fn padded_i420(f: &VideoFrame, pad: usize) -> VideoFrame {
             for r in 0..rows {
                 data[r * stride..r * stride + row].copy_from_slice(&packed[r * row..(r + 1) * row]);
             }
-            Plane { data, stride }
+            Plane {
+                data: data.into(),
+                stride,
+            }
         })
         .collect();
     VideoFrame::new(PixelFormat::I420, f.width(), f.height(), planes)

@@ -541,7 +541,7 @@ fn planes_of(
             // copy only what the frame's rows cover (the buffer may be padded)
             let need = (stride * (rows - 1) + row).min(data.len());
             Plane {
-                data: data[..need].to_vec(),
+                data: data[..need].to_vec().into(),
                 stride,
             }
         })

@@ -44,6 +44,7 @@ impl PixelFormat {
     }
 }
 
+pub use super::buffer::PlaneData;
 pub use super::color::{ColorSpace, Matrix, Range};
 
 /// The clockwise rotation that turns a frame upright for display, as WebRTC frames carry it
@@ -183,8 +184,9 @@ pub const MAX_SIDE: u32 = 16384;
 /// One plane: bytes and the distance between row starts.
 #[derive(Debug, Clone)]
 pub struct Plane {
-    /// Pixel bytes; row `r` starts at `r * stride`.
-    pub data: Vec<u8>,
+    /// Pixel bytes; row `r` starts at `r * stride`. Shared, never copied (see
+    /// [`crate::model::buffer`]): a `Vec<u8>` converts with `.into()`.
+    pub data: PlaneData,
     /// Bytes from one row start to the next (≥ the row's width in bytes).
     pub stride: usize,
 }
@@ -306,6 +308,38 @@ impl VideoFrame {
             height,
             vec![
                 Plane {
+                    data: y.into(),
+                    stride: width as usize,
+                },
+                Plane {
+                    data: u.into(),
+                    stride: cw,
+                },
+                Plane {
+                    data: v.into(),
+                    stride: cw,
+                },
+            ],
+        )
+    }
+
+    /// Tightly packed I420 from shared planes (no copy: see [`crate::model::buffer`]), e.g.
+    /// a decoder's buffers lent with [`PlaneData::from_raw`] or [`crate::model::buffer::FramePool`]
+    /// buffers. Use [`VideoFrame::new`] for padded strides or NV12/RGBA.
+    pub fn i420_shared(
+        width: u32,
+        height: u32,
+        y: PlaneData,
+        u: PlaneData,
+        v: PlaneData,
+    ) -> Result<Self, FrameError> {
+        let cw = width.div_ceil(2) as usize;
+        Self::new(
+            PixelFormat::I420,
+            width,
+            height,
+            vec![
+                Plane {
                     data: y,
                     stride: width as usize,
                 },
@@ -330,11 +364,11 @@ impl VideoFrame {
             height,
             vec![
                 Plane {
-                    data: y,
+                    data: y.into(),
                     stride: width as usize,
                 },
                 Plane {
-                    data: uv,
+                    data: uv.into(),
                     stride: cw,
                 },
             ],
@@ -348,7 +382,7 @@ impl VideoFrame {
             width,
             height,
             vec![Plane {
-                data,
+                data: data.into(),
                 stride: width as usize * 4,
             }],
         )
@@ -418,7 +452,10 @@ impl VideoFrame {
                     _ => rotate_plane::<1>(&p.data, p.stride, pw, ph, rot),
                 };
                 let stride = if rot.swaps_axes() { ph * e } else { row };
-                Plane { data, stride }
+                Plane {
+                    data: data.into(),
+                    stride,
+                }
             })
             .collect();
         let (ow, oh) = if rot.swaps_axes() { (h, w) } else { (w, h) };
@@ -581,7 +618,7 @@ mod tests {
             2,
             3,
             vec![Plane {
-                data: vec![0; 64],
+                data: vec![0; 64].into(),
                 stride: 1usize << 63,
             }],
         )
@@ -617,7 +654,7 @@ mod tests {
     #[test]
     fn strides_are_checked_and_padding_is_allowed() {
         let p = |len, stride| Plane {
-            data: vec![0; len],
+            data: vec![0; len].into(),
             stride,
         };
         assert!(matches!(
@@ -648,10 +685,13 @@ mod tests {
             .map(|i| {
                 let (row, rows) = fmt.plane_size(i, w, h);
                 let stride = row + 3;
-                let data = (0..stride * rows)
+                let data: Vec<u8> = (0..stride * rows)
                     .map(|k| ((k % stride) + 16 * (k / stride) + 50 * i) as u8)
                     .collect();
-                Plane { data, stride }
+                Plane {
+                    data: data.into(),
+                    stride,
+                }
             })
             .collect();
         VideoFrame::new(fmt, w, h, planes).unwrap()

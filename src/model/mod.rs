@@ -2,6 +2,7 @@
 //! GPU; every other module builds on it.
 
 pub mod audio;
+pub mod buffer;
 pub mod color;
 pub mod config;
 pub mod events;

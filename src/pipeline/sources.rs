@@ -123,12 +123,20 @@ impl SourceSlots {
         let slot = self.slot(camid, layout)?;
         let frame = Arc::new(frame);
         let mut q = slot.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if q.len() >= PENDING_MAX {
-            q.pop_front();
-        }
+        let dropped = if q.len() >= PENDING_MAX {
+            q.pop_front()
+        } else {
+            None
+        };
         // out-of-order stamps are clamped so the queue stays sorted
         let stamp = q.back().map_or(stamp_us, |(s, _)| stamp_us.max(*s));
         q.push_back((stamp, frame));
+        drop(q);
+        if let Some((_, f)) = dropped {
+            // a frame replaced before use is freed (or its release callback called) off the
+            // caller's thread
+            release_later(f);
+        }
         Ok(())
     }
 
@@ -227,6 +235,30 @@ impl SourceSlots {
                 }
             }
         }
+    }
+}
+
+/// Drops `x` on a process-wide releaser thread instead of the caller's (a pushed frame that a
+/// newer one replaced: its planes' memory or release callback must not cost the pushing
+/// thread). Falls back to dropping here if the thread cannot start.
+pub fn release_later<T: Send + 'static>(x: T) {
+    use std::sync::OnceLock;
+    type Job = Box<dyn Send>;
+    static TX: OnceLock<Option<crossbeam_channel::Sender<Job>>> = OnceLock::new();
+    let tx = TX.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        std::thread::Builder::new()
+            .name("cm-release".into())
+            .spawn(move || {
+                for job in rx {
+                    drop(job)
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    if let Some(tx) = tx {
+        let _ = tx.send(Box::new(x));
     }
 }
 

@@ -124,15 +124,15 @@ fn formats_agree() {
         48,
         vec![
             crate::model::frame::Plane {
-                data: pad(src.packed_plane(0), 64),
+                data: pad(src.packed_plane(0), 64).into(),
                 stride: 71,
             },
             crate::model::frame::Plane {
-                data: pad(src.packed_plane(1), 32),
+                data: pad(src.packed_plane(1), 32).into(),
                 stride: 39,
             },
             crate::model::frame::Plane {
-                data: pad(src.packed_plane(2), 32),
+                data: pad(src.packed_plane(2), 32).into(),
                 stride: 39,
             },
         ],
