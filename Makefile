@@ -1,6 +1,6 @@
 # cloudmixer — the two commands: `make demo` and `make test`.
 CARGO ?= cargo
-.PHONY: deps demo test fixtures bench peers lint doc
+.PHONY: deps demo test capi-test fixtures bench peers lint doc
 
 deps:
 	@bash scripts/install-deps.sh
@@ -22,6 +22,22 @@ demo: deps
 test: deps
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
+	$(MAKE) capi-test
+
+# The C ABI: builds capi/ (cdylib + staticlib, include/cloudmixer.h by cbindgen), checks the
+# header compiles as C++, builds and runs the C example (a 2 s recording with lent frames),
+# and checks the file it wrote.
+CC ?= cc
+CXX ?= c++
+capi-test:
+	$(CARGO) build -p cloudmixer-capi
+	echo '#include "cloudmixer.h"' | $(CXX) -x c++ -std=c++17 -fsyntax-only -Wall -Icapi/include -
+	$(CC) -std=c11 -Wall -Wextra -Werror -o target/c-record examples/c/record.c \
+	  -Icapi/include -Ltarget/debug -lcloudmixer_capi -lm -Wl,-rpath,$(CURDIR)/target/debug
+	rm -rf target/c-record-out
+	./target/c-record target/c-record-out
+	test "$$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames \
+	  -of csv=p=0 target/c-record-out/c/rec.mp4)" = 30
 
 bench: deps
 	$(CARGO) bench --bench compose

@@ -105,6 +105,24 @@ impl PlaneData {
         })
     }
 
+    /// Other bytes kept alive by the same owner as `self` (e.g. the U and V planes of a
+    /// caller's frame lent with one release callback: the callback runs once, when every plane
+    /// is done).
+    ///
+    /// # Safety
+    /// `ptr..ptr + len` must be readable and unchanged for as long as `self`'s owner lives.
+    pub unsafe fn sharing(&self, ptr: *const u8, len: usize) -> PlaneData {
+        PlaneData {
+            ptr: if len == 0 {
+                std::ptr::NonNull::dangling().as_ptr()
+            } else {
+                ptr
+            },
+            len,
+            _owner: self._owner.clone(),
+        }
+    }
+
     /// The address of the first byte (two `PlaneData` with the same address share bytes).
     pub fn as_ptr(&self) -> *const u8 {
         self.ptr
