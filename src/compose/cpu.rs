@@ -650,11 +650,13 @@ fn covered(
 /// ```
 /// use std::{collections::HashMap, sync::Arc};
 /// use cloudmixer::compose::{cpu::CpuCompositor, Compositor};
-/// use cloudmixer::model::frame::VideoFrame;
+/// use cloudmixer::model::frame::{ColorSpace, VideoFrame};
 /// use cloudmixer::model::layout::{Layout, Rect};
 /// let layout = Layout::cameras(64, 32, &[("a", Rect::new(0, 0, 32, 32))]);
 /// let mut frames = HashMap::new();
-/// frames.insert("a".to_string(), Arc::new(VideoFrame::solid_i420(16, 16, [200, 90, 60]).unwrap()));
+/// // tagged BT.709 (the output's space): the colour passes through unchanged
+/// let f = VideoFrame::solid_i420(16, 16, [200, 90, 60]).unwrap().with_color(ColorSpace::BT709_LIMITED);
+/// frames.insert("a".to_string(), Arc::new(f));
 /// let mut c = CpuCompositor::new(64, 32);
 /// let out = c.compose(&layout, &frames).unwrap();
 /// assert_eq!(out.yuv_at(10, 10), [200, 90, 60]); // the camera

@@ -24,13 +24,14 @@
 //! ```
 //! use std::{collections::HashMap, sync::Arc};
 //! use cloudmixer::compose::{cpu::CpuCompositor, scene::Scene, Compositor};
-//! use cloudmixer::model::frame::VideoFrame;
+//! use cloudmixer::model::frame::{ColorSpace, VideoFrame};
 //! use cloudmixer::model::layout::{Layout, Rect};
 //! let layout = Layout::cameras(64, 32, &[("a", Rect::new(0, 0, 32, 32))])
 //!     .with_placeholder_image(Some("off".into()));
 //! let mut frames = HashMap::new();
 //! // camera "a" sent nothing yet: its cell shows the registered "camera off" picture
-//! frames.insert("off".to_string(), Arc::new(VideoFrame::solid_i420(8, 8, [81, 90, 240]).unwrap()));
+//! let off = VideoFrame::solid_i420(8, 8, [81, 90, 240]).unwrap().with_color(ColorSpace::BT709_LIMITED);
+//! frames.insert("off".to_string(), Arc::new(off));
 //! let mut scene = Scene::new();
 //! let (l, f) = scene.resolve(&layout, &frames, 0);
 //! let out = CpuCompositor::new(64, 32).compose(l, f).unwrap().clone();
