@@ -26,6 +26,9 @@ pub mod testkit;
 
 /// The channel crate whose `Receiver` [`Mixer::events`] returns.
 pub use crossbeam_channel;
+/// The crate whose `Stream` [`pipeline::EventStream`] implements (feature `async`).
+#[cfg(feature = "async")]
+pub use futures_core;
 pub use model::audio::AudioFrame;
 pub use model::config::MixerConfig;
 pub use model::events::{MixerEvent, MixerState, OutputInfo, OutputState};

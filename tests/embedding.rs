@@ -258,3 +258,65 @@ fn the_gpu_probe_writes_nothing_to_stderr() {
         "stderr: {err}"
     );
 }
+
+/// The async stream (feature `async`) gets every event and ends after NULL, polled here by a
+/// minimal executor (no runtime needed).
+#[cfg(feature = "async")]
+#[test]
+fn the_async_event_stream_ends_after_null() {
+    use std::future::poll_fn;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use futures_core::Stream;
+
+    struct Thread(std::thread::Thread);
+    impl Wake for Thread {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let waker = Waker::from(Arc::new(Thread(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+            std::thread::park_timeout(Duration::from_millis(100));
+        }
+    }
+
+    let d = dir("async");
+    let m = Arc::new(
+        Mixer::create_with(
+            config(160, 120, 10),
+            Storage::new(&d),
+            MixerSettings::default(),
+        )
+        .unwrap(),
+    );
+    let mut stream = m.event_stream();
+    m.stop_after(Duration::from_millis(500));
+    let events = block_on(async {
+        let mut v = Vec::new();
+        while let Some(ev) = poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await {
+            v.push(ev);
+        }
+        v
+    });
+    assert!(
+        matches!(
+            events.last(),
+            Some(MixerEvent::StateChanged {
+                state: MixerState::Null,
+                ..
+            })
+        ),
+        "{events:?}"
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, MixerEvent::OutputInfoChanged(i) if i.state == OutputState::Stopped)));
+}

@@ -771,6 +771,26 @@ impl Mixer {
         self.shared.events.subscribe()
     }
 
+    /// As [`Mixer::subscribe`], as a `futures_core::Stream` (feature `async`, on by default):
+    /// every event from now on, ending after NULL; works on any async runtime.
+    ///
+    /// ```no_run
+    /// # use cloudmixer::prelude::*;
+    /// # async fn log(mixer: &Mixer) {
+    /// use std::future::poll_fn;
+    /// use std::pin::Pin;
+    /// use cloudmixer::futures_core::Stream;
+    /// let mut events = mixer.event_stream();
+    /// while let Some(ev) = poll_fn(|cx| Pin::new(&mut events).poll_next(cx)).await {
+    ///     println!("{}", ev.to_json());
+    /// }
+    /// # }
+    /// ```
+    #[cfg(feature = "async")]
+    pub fn event_stream(&self) -> EventStream {
+        EventStream(self.shared.events.subscribe_async())
+    }
+
     /// Ends the recording at the next tick, from any thread that shares the mixer
     /// (`Arc<Mixer>`): STOPPING, the files finalised, the final output infos, NULL. Returns at
     /// once; [`Mixer::wait`] blocks until the end. Idempotent.
@@ -1004,6 +1024,22 @@ fn ended(
         Ok(outputs)
     } else {
         Err(MixerError::Stopped { code, desc })
+    }
+}
+
+/// The events of one mixer as an async stream ([`Mixer::event_stream`]).
+#[cfg(feature = "async")]
+#[derive(Debug)]
+pub struct EventStream(tokio::sync::mpsc::UnboundedReceiver<MixerEvent>);
+
+#[cfg(feature = "async")]
+impl futures_core::Stream for EventStream {
+    type Item = MixerEvent;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<MixerEvent>> {
+        self.0.poll_recv(cx)
     }
 }
 

@@ -49,6 +49,8 @@ pub(crate) struct EventHub {
 #[derive(Default)]
 struct HubInner {
     subs: Vec<Sender<MixerEvent>>,
+    #[cfg(feature = "async")]
+    streams: Vec<tokio::sync::mpsc::UnboundedSender<MixerEvent>>,
     outputs: BTreeMap<u32, OutputInfo>,
     /// `(err, errDesc)` of the NULL that ended the mixer, once it has.
     end: Option<(i32, String)>,
@@ -61,6 +63,17 @@ impl EventHub {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if g.end.is_none() {
             g.subs.push(tx);
+        }
+        rx
+    }
+
+    /// An async stream of every event from now on (already ended after NULL).
+    #[cfg(feature = "async")]
+    pub fn subscribe_async(&self) -> tokio::sync::mpsc::UnboundedReceiver<MixerEvent> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.end.is_none() {
+            g.streams.push(tx);
         }
         rx
     }
@@ -84,9 +97,13 @@ impl EventHub {
         }
         // a subscriber that dropped its receiver is forgotten
         g.subs.retain(|s| s.send(ev.clone()).is_ok());
+        #[cfg(feature = "async")]
+        g.streams.retain(|s| s.send(ev.clone()).is_ok());
         if g.end.is_some() {
             // the streams end: their senders go
             g.subs.clear();
+            #[cfg(feature = "async")]
+            g.streams.clear();
             self.ended.notify_all();
         }
     }
