@@ -183,6 +183,16 @@ impl std::fmt::Display for RecordSummary {
                 "  stopped:  early, on request (the file is complete up to there)"
             )?;
         }
+        if self.stats.frames_received > 0 {
+            writeln!(
+                f,
+                "  inputs:   {} frames received, {} shown, {} replaced before use; encoder at most {:.1} ms behind",
+                self.stats.frames_received,
+                self.stats.frames_used,
+                self.stats.frames_replaced,
+                self.stats.encoder_max_us as f64 / 1000.0
+            )?;
+        }
         if self.stats.late_ticks > 0 || self.stats.max_tick_late_us > 0 {
             writeln!(
                 f,

@@ -320,3 +320,46 @@ fn the_async_event_stream_ends_after_null() {
         .iter()
         .any(|e| matches!(e, MixerEvent::OutputInfoChanged(i) if i.state == OutputState::Stopped)));
 }
+
+/// Input and encoder counters: frames pushed faster than the output rate are counted as
+/// replaced before use; every composed frame went through the encoder.
+#[test]
+fn stats_count_frames_received_used_and_replaced() {
+    let d = dir("stats");
+    let mut m = Mixer::create_with(
+        config(160, 120, 10),
+        Storage::new(&d),
+        MixerSettings::offline(),
+    )
+    .unwrap();
+    for i in 0..10u64 {
+        // three frames per output tick: the last one is shown, two are replaced before use
+        for _ in 0..3 {
+            m.push_video(
+                "u1.0",
+                VideoFrame::solid_i420(160, 120, [90, 90, 90]).unwrap(),
+            )
+            .unwrap();
+        }
+        m.advance_frames(i + 1).unwrap();
+    }
+    let src = m.source_stats();
+    assert_eq!(src.len(), 1);
+    assert_eq!(
+        (
+            src[0].camid.as_str(),
+            src[0].received,
+            src[0].used,
+            src[0].replaced
+        ),
+        ("u1.0", 30, 10, 20)
+    );
+    m.destroy().unwrap();
+    let st = m.stats();
+    assert_eq!(
+        (st.frames_received, st.frames_used, st.frames_replaced),
+        (30, 10, 20)
+    );
+    assert_eq!((st.ticks, st.encoder_queue), (10, 0));
+    assert!(st.encoder_max_us > 0, "{st:?}");
+}

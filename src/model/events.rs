@@ -127,6 +127,16 @@ pub struct MixerStats {
     pub max_tick_late_us: u64,
     /// Real time: a tick in the last second was late (the mixer is not keeping time now).
     pub overloaded: bool,
+    /// Video frames pushed, all sources (per source: `Mixer::source_stats`).
+    pub frames_received: u64,
+    /// Pushed frames that became their source's picture.
+    pub frames_used: u64,
+    /// Pushed frames superseded before they were ever shown.
+    pub frames_replaced: u64,
+    /// Composed frames handed to the video encoder and not yet encoded (0–3 when it keeps up).
+    pub encoder_queue: u64,
+    /// The longest a composed frame waited for the encoder and was encoded, µs.
+    pub encoder_max_us: u64,
 }
 
 /// An event from a mixer (see [`crate::pipeline::Mixer::events`]).

@@ -699,6 +699,11 @@ impl Mixer {
         self.shared.stats()
     }
 
+    /// Input counters per source (frames received, used, replaced before use), by camid.
+    pub fn source_stats(&self) -> Vec<super::sources::SourceStats> {
+        self.shared.slots.stats()
+    }
+
     /// Registers (or replaces) the picture that layout items of type 1 show by `resource_id`
     /// (a logo, a background, a "camera off" card). Unlike a camera it never times out.
     pub fn register_picture(

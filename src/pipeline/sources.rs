@@ -42,6 +42,12 @@ pub struct Slot {
     pinned: std::sync::atomic::AtomicBool,
     /// Frames pushed but not yet due: (capture stamp µs, frame), oldest first.
     pending: Mutex<VecDeque<(u64, Arc<VideoFrame>)>>,
+    /// Frames pushed.
+    received: AtomicU64,
+    /// Frames that became the source's picture.
+    used: AtomicU64,
+    /// Frames superseded by a newer one before they were ever the picture.
+    replaced: AtomicU64,
 }
 
 impl Slot {
@@ -49,15 +55,38 @@ impl Slot {
     fn promote(&self, now_us: u64) {
         let mut q = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let mut due = None;
+        let mut skipped = 0;
         while q.front().is_some_and(|(s, _)| *s <= now_us) {
+            if due.is_some() {
+                skipped += 1;
+            }
             due = q.pop_front();
         }
         drop(q);
+        if skipped > 0 {
+            self.replaced.fetch_add(skipped, Ordering::Relaxed);
+        }
         if let Some((stamp, f)) = due {
+            self.used.fetch_add(1, Ordering::Relaxed);
             self.frame.store(Some(f));
             self.stamp_us.store(stamp, Ordering::Release);
         }
     }
+}
+
+/// Input counters of one source ([`SourceSlots::stats`], `Mixer::source_stats`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStats {
+    /// The camid (or picture id).
+    pub camid: String,
+    /// Frames pushed.
+    pub received: u64,
+    /// Frames that became the source's picture (shown from their capture time on).
+    pub used: u64,
+    /// Frames a newer one superseded before they were ever shown (pushed faster than the
+    /// output rate, or a burst after a stall). received = used + replaced + waiting.
+    pub replaced: u64,
 }
 
 /// Too many distinct camids, all of them shown by the current layout.
@@ -123,7 +152,9 @@ impl SourceSlots {
         let slot = self.slot(camid, layout)?;
         let frame = Arc::new(frame);
         let mut q = slot.pending.lock().unwrap_or_else(|e| e.into_inner());
+        slot.received.fetch_add(1, Ordering::Relaxed);
         let dropped = if q.len() >= PENDING_MAX {
+            slot.replaced.fetch_add(1, Ordering::Relaxed);
             q.pop_front()
         } else {
             None
@@ -206,6 +237,23 @@ impl SourceSlots {
     /// Whether no camid has pushed yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every source's input counters, by camid.
+    pub fn stats(&self) -> Vec<SourceStats> {
+        let mut v: Vec<SourceStats> = self
+            .map
+            .load()
+            .iter()
+            .map(|(k, s)| SourceStats {
+                camid: k.to_string(),
+                received: s.received.load(Ordering::Relaxed),
+                used: s.used.load(Ordering::Relaxed),
+                replaced: s.replaced.load(Ordering::Relaxed),
+            })
+            .collect();
+        v.sort_by(|a, b| a.camid.cmp(&b.camid));
+        v
     }
 
     /// Fills `frames` with the fresh frames of the sources `layout` may draw

@@ -147,6 +147,11 @@ pub(crate) struct Counters {
     pub max_tick_late_us: AtomicU64,
     /// A tick of the last second was late (set by the writer's once-a-second report).
     pub overloaded: std::sync::atomic::AtomicBool,
+    /// Frames handed to the video encoder, and frames it has taken and encoded.
+    pub encoder_in: AtomicU64,
+    pub encoder_out: AtomicU64,
+    /// The longest hand-off → encoded time, µs.
+    pub encoder_max_us: AtomicU64,
 }
 
 pub(crate) struct Shared {
@@ -185,6 +190,24 @@ impl Shared {
             late_ticks: c.late_ticks.load(Ordering::Relaxed),
             max_tick_late_us: c.max_tick_late_us.load(Ordering::Relaxed),
             overloaded: c.overloaded.load(Ordering::Relaxed),
+            ..self.input_and_encoder_stats()
+        }
+    }
+
+    fn input_and_encoder_stats(&self) -> MixerStats {
+        let c = &self.counters;
+        let src = self.slots.stats();
+        let (i, o) = (
+            c.encoder_in.load(Ordering::Relaxed),
+            c.encoder_out.load(Ordering::Relaxed),
+        );
+        MixerStats {
+            frames_received: src.iter().map(|s| s.received).sum(),
+            frames_used: src.iter().map(|s| s.used).sum(),
+            frames_replaced: src.iter().map(|s| s.replaced).sum(),
+            encoder_queue: i.saturating_sub(o),
+            encoder_max_us: c.encoder_max_us.load(Ordering::Relaxed),
+            ..MixerStats::default()
         }
     }
 

@@ -41,7 +41,8 @@ pub(crate) enum Cmd {
 }
 
 pub(crate) enum Msg {
-    Frame(ffmpeg::frame::Video),
+    /// A composed frame and when it was handed over.
+    Frame(ffmpeg::frame::Video, Instant),
     End(End),
 }
 
@@ -154,7 +155,8 @@ pub(crate) fn clock_loop(
                 break End::Failed(codes::INTERNAL, e.to_string());
             }
             vf.set_pts(Some(n as i64));
-            if v.out.send(Msg::Frame(vf)).is_err() {
+            shared.counters.encoder_in.fetch_add(1, Ordering::Relaxed);
+            if v.out.send(Msg::Frame(vf, Instant::now())).is_err() {
                 break End::Stop;
             }
         }
@@ -190,7 +192,7 @@ pub(crate) fn encode_loop(
     };
     let end = loop {
         match frames.recv() {
-            Ok(Msg::Frame(vf)) => {
+            Ok(Msg::Frame(vf, handed)) => {
                 let sent = enc.send(&vf);
                 let _ = pool.send(vf);
                 if let Err(e) = sent {
@@ -199,6 +201,10 @@ pub(crate) fn encode_loop(
                 if let Err(e) = drain(&mut enc) {
                     break e;
                 }
+                let c = &shared.counters;
+                c.encoder_out.fetch_add(1, Ordering::Relaxed);
+                c.encoder_max_us
+                    .fetch_max(handed.elapsed().as_micros() as u64, Ordering::Relaxed);
             }
             Ok(Msg::End(e)) => break e,
             Err(_) => break End::Failed(codes::INTERNAL, "compose thread ended".into()),

@@ -207,6 +207,11 @@ pub(super) fn record(
                     late_ticks: a.late_ticks + s.stats.late_ticks,
                     max_tick_late_us: a.max_tick_late_us.max(s.stats.max_tick_late_us),
                     overloaded: a.overloaded || s.stats.overloaded,
+                    frames_received: a.frames_received + s.stats.frames_received,
+                    frames_used: a.frames_used + s.stats.frames_used,
+                    frames_replaced: a.frames_replaced + s.stats.frames_replaced,
+                    encoder_queue: 0,
+                    encoder_max_us: a.encoder_max_us.max(s.stats.encoder_max_us),
                 }
             }),
         resumed_uploads: Vec::new(),
