@@ -26,7 +26,7 @@ test: deps
 
 # The C ABI: builds capi/ (cdylib + staticlib, include/cloudmixer.h by cbindgen), checks the
 # header compiles as C++, builds and runs the C example (a 2 s recording with lent frames),
-# and checks the file it wrote.
+# checks the file it wrote, and runs it again under ASan/UBSan.
 CC ?= cc
 CXX ?= c++
 capi-test:
@@ -38,6 +38,14 @@ capi-test:
 	./target/c-record target/c-record-out
 	test "$$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames \
 	  -of csv=p=0 target/c-record-out/c/rec.mp4)" = 30
+	# again under AddressSanitizer + UBSan with leak detection (the C side instrumented; the
+	# library's frees and copies go through the intercepted allocator and memcpy)
+	$(CC) -std=c11 -g -fsanitize=address,undefined -fno-omit-frame-pointer -o target/c-record-asan \
+	  examples/c/record.c -Icapi/include -Ltarget/debug -lcloudmixer_capi -lm \
+	  -Wl,-rpath,$(CURDIR)/target/debug
+	rm -rf target/c-record-asan-out
+	ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
+	  ./target/c-record-asan target/c-record-asan-out
 
 bench: deps
 	$(CARGO) bench --bench compose

@@ -4,7 +4,8 @@ set -euo pipefail
 PKGS=(mesa-vulkan-drivers libvulkan1 pkg-config clang libclang-dev
       libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
       libavfilter-dev libavdevice-dev ffmpeg fonts-dejavu-core fonts-droid-fallback
-      nginx-light libnginx-mod-rtmp)
+      nginx-light libnginx-mod-rtmp
+      gcc g++ libasan8 libubsan1)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
