@@ -504,22 +504,32 @@ fn an_rtsp_push_reaches_a_listening_server() {
     let port = free_port();
     let url = format!("rtsp://127.0.0.1:{port}/live/room");
     let crc = d.join("received.crc");
-    let mut server = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-rtsp_flags",
-            "listen",
-            "-timeout",
-            "20",
-            "-i",
-            &url,
-        ])
-        .args(["-map", "0", "-c", "copy", "-f", "framecrc", "-y"])
-        .arg(&crc)
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    /// The listening server, killed when the test ends (also when it fails).
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = Server(
+        Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-rtsp_flags",
+                "listen",
+                "-timeout",
+                "20",
+                "-i",
+                &url,
+            ])
+            .args(["-map", "0", "-c", "copy", "-f", "framecrc", "-y"])
+            .arg(&crc)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let t0 = std::time::Instant::now();
     while !listening(port) {
         assert!(
@@ -531,9 +541,8 @@ fn an_rtsp_push_reaches_a_listening_server() {
     let ev = record(&d, &format!("/room.mp4;{url}"), json!({}), 4);
     // the server ends when the publisher tears down
     let t1 = std::time::Instant::now();
-    while server.try_wait().unwrap().is_none() {
+    while server.0.try_wait().unwrap().is_none() {
         if t1.elapsed() > Duration::from_secs(10) {
-            let _ = server.kill();
             panic!("the RTSP server did not end after the push");
         }
         std::thread::sleep(Duration::from_millis(50));

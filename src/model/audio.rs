@@ -273,6 +273,12 @@ pub enum ChannelMode {
     },
 }
 
+/// The user an audio frame belongs to: the part of a camid before the first '.'
+/// ("Usr1.-1" → "Usr1").
+pub fn user_of(id: &str) -> &str {
+    id.split('.').next().unwrap_or(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

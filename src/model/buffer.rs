@@ -79,16 +79,9 @@ impl PlaneData {
         len: usize,
         release: impl FnOnce() + Send + 'static,
     ) -> PlaneData {
-        let owner = Lent(Mutex::new(Some(Box::new(release))));
-        PlaneData {
-            ptr: if len == 0 {
-                std::ptr::NonNull::dangling().as_ptr()
-            } else {
-                ptr
-            },
-            len,
-            _owner: Arc::new(owner),
-        }
+        let owner = PlaneData::from_arc(Arc::new(Lent(Mutex::new(Some(Box::new(release))))));
+        // SAFETY: the caller's promise, for as long as the owner (the release) lives
+        unsafe { owner.sharing(ptr, len) }
     }
 
     /// A part of these bytes, sharing them (no copy): e.g. the Y, U and V planes of one frame
@@ -155,6 +148,12 @@ type Release = Box<dyn FnOnce() + Send>;
 
 /// Caller-owned bytes: calls the release callback when the last holder goes.
 struct Lent(Mutex<Option<Release>>);
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        &[]
+    }
+}
 
 impl Drop for Lent {
     fn drop(&mut self) {

@@ -293,7 +293,7 @@ impl VideoFrame {
         })
     }
 
-    /// Tightly packed I420 (strides = plane widths).
+    /// Tightly packed I420 (strides = plane widths); the vectors are moved in, not copied.
     pub fn i420(
         width: u32,
         height: u32,
@@ -301,26 +301,7 @@ impl VideoFrame {
         u: Vec<u8>,
         v: Vec<u8>,
     ) -> Result<Self, FrameError> {
-        let cw = width.div_ceil(2) as usize;
-        Self::new(
-            PixelFormat::I420,
-            width,
-            height,
-            vec![
-                Plane {
-                    data: y.into(),
-                    stride: width as usize,
-                },
-                Plane {
-                    data: u.into(),
-                    stride: cw,
-                },
-                Plane {
-                    data: v.into(),
-                    stride: cw,
-                },
-            ],
-        )
+        Self::i420_shared(width, height, y.into(), u.into(), v.into())
     }
 
     /// Tightly packed I420 from shared planes (no copy: see [`crate::model::buffer`]), e.g.

@@ -59,11 +59,7 @@ pub(crate) struct AudioInbox {
     max_users: usize,
 }
 
-/// The user an audio frame belongs to: the part of a camid before the first '.'
-/// ("Usr1.-1" → "Usr1").
-pub fn user_of(id: &str) -> &str {
-    id.split('.').next().unwrap_or(id)
-}
+pub use crate::model::audio::user_of;
 
 impl AudioInbox {
     pub(crate) fn new(max_users: usize) -> (Self, Receiver<AudioMsg>) {

@@ -286,27 +286,22 @@ impl SourceSlots {
     }
 }
 
-/// Drops `x` on a process-wide releaser thread instead of the caller's (a pushed frame that a
+/// Drops `f` on a process-wide releaser thread instead of the caller's (a pushed frame that a
 /// newer one replaced: its planes' memory or release callback must not cost the pushing
 /// thread). Falls back to dropping here if the thread cannot start.
-pub fn release_later<T: Send + 'static>(x: T) {
+pub fn release_later(f: Arc<VideoFrame>) {
     use std::sync::OnceLock;
-    type Job = Box<dyn Send>;
-    static TX: OnceLock<Option<crossbeam_channel::Sender<Job>>> = OnceLock::new();
+    static TX: OnceLock<Option<crossbeam_channel::Sender<Arc<VideoFrame>>>> = OnceLock::new();
     let tx = TX.get_or_init(|| {
-        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let (tx, rx) = crossbeam_channel::unbounded::<Arc<VideoFrame>>();
         std::thread::Builder::new()
             .name("cm-release".into())
-            .spawn(move || {
-                for job in rx {
-                    drop(job)
-                }
-            })
+            .spawn(move || rx.into_iter().for_each(drop))
             .ok()
             .map(|_| tx)
     });
     if let Some(tx) = tx {
-        let _ = tx.send(Box::new(x));
+        let _ = tx.send(f);
     }
 }
 

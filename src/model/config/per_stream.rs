@@ -121,7 +121,7 @@ fn folder(path: &str, name: String) -> String {
 impl PerStream {
     /// The user of a camid (`user.cam` → `user`).
     pub fn user_of(camid: &str) -> &str {
-        camid.split_once('.').map_or(camid, |(u, _)| u)
+        crate::model::audio::user_of(camid)
     }
 
     fn nickname(&self, user: &str) -> String {
