@@ -857,6 +857,10 @@ impl Compositor for CpuCompositor {
         Ok(&self.canvas)
     }
 
+    fn picture(&self) -> &I420Image {
+        &self.canvas
+    }
+
     fn describe(&self) -> String {
         let n = self
             .pool

@@ -7,6 +7,7 @@
 
 pub mod cpu;
 pub mod gpu;
+pub mod pipelined;
 pub mod sampling;
 pub mod scene;
 pub mod text;
@@ -14,6 +15,9 @@ pub mod text;
 use std::collections::HashMap;
 
 use thiserror::Error;
+
+pub use gpu::OutputFormat;
+pub use pipelined::{create_pipelined, Immediate, OutPlanes, Pipelined};
 
 use crate::model::frame::{I420Image, SharedFrame};
 use crate::model::layout::Layout;
@@ -67,6 +71,9 @@ pub enum ComposeError {
     /// A GPU error (validation, device loss, out of memory).
     #[error("gpu: {0}")]
     Gpu(String),
+    /// The planes a picture is written into do not fit it, or the call order was wrong.
+    #[error("output: {0}")]
+    Output(String),
 }
 
 /// A compositor: one per mixer, with a fixed canvas size.
@@ -74,6 +81,8 @@ pub trait Compositor: Send {
     /// Composes one frame and returns the output picture (I420, BT.709 limited range). The
     /// picture stays valid until the next call; copy what you keep.
     fn compose(&mut self, layout: &Layout, frames: &Frames) -> Result<&I420Image, ComposeError>;
+    /// The picture of the last successful `compose` (blank before the first).
+    fn picture(&self) -> &I420Image;
     /// Short description, e.g. `cpu (rayon, 2 threads)` or the adapter name.
     fn describe(&self) -> String;
 }

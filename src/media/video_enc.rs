@@ -20,6 +20,7 @@ use ffmpeg::{Dictionary, Packet, Rational};
 use ffmpeg_next as ffmpeg;
 use thiserror::Error;
 
+use crate::compose::{OutPlanes, OutputFormat};
 use crate::model::config::OutputSettings;
 use crate::model::frame::I420Image;
 
@@ -345,6 +346,11 @@ impl VideoEncoder {
         &self.enc
     }
 
+    /// What the compositor should write for this encoder: NV12 or I420.
+    pub fn output_format(&self) -> OutputFormat {
+        output_format(self.pix)
+    }
+
     /// A frame buffer of the encoder's size and pixel format (for a recycling pool).
     pub fn alloc_frame(&self) -> ffmpeg::frame::Video {
         let mut f = ffmpeg::frame::Video::new(self.pix, self.width, self.height);
@@ -387,26 +393,22 @@ impl VideoEncoder {
     }
 }
 
-/// Copies an output picture into an encoder frame (I420 or NV12), making the frame writable
-/// first (a buffer the encoder still references is replaced, never overwritten).
-pub fn fill_frame(frame: &mut ffmpeg::frame::Video, img: &I420Image) -> Result<(), EncodeError> {
-    let (w, h) = (img.width as usize, img.height as usize);
-    if !matches!(frame.format(), Pixel::YUV420P | Pixel::NV12) {
+/// The planes of an encoder frame (I420 or NV12) to compose into, made writable first (a
+/// buffer the encoder still references is replaced, never overwritten).
+pub fn frame_planes(frame: &mut ffmpeg::frame::Video) -> Result<OutPlanes<'_>, EncodeError> {
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    let format = match frame.format() {
+        Pixel::YUV420P => OutputFormat::I420,
+        Pixel::NV12 => OutputFormat::Nv12,
+        other => {
+            return Err(EncodeError::Frame(format!(
+                "pixel format {other:?} (yuv420p or nv12 expected)"
+            )))
+        }
+    };
+    if w % 2 != 0 || h % 2 != 0 || w == 0 || h == 0 {
         return Err(EncodeError::Frame(format!(
-            "pixel format {:?} (yuv420p or nv12 expected)",
-            frame.format()
-        )));
-    }
-    if (frame.width() as usize, frame.height() as usize) != (w, h) || w % 2 != 0 || h % 2 != 0 {
-        return Err(EncodeError::Frame(format!(
-            "{}x{} frame for a {w}x{h} picture (equal, even sizes expected)",
-            frame.width(),
-            frame.height()
-        )));
-    }
-    if img.y.len() < w * h || img.u.len() < w * h / 4 || img.v.len() < w * h / 4 {
-        return Err(EncodeError::Frame(format!(
-            "{w}x{h} picture with short planes"
+            "{w}x{h} frame (even, non-zero sizes expected)"
         )));
     }
     // SAFETY: `frame` is a valid, allocated AVFrame owned by us.
@@ -417,33 +419,48 @@ pub fn fill_frame(frame: &mut ffmpeg::frame::Video, img: &I420Image) -> Result<(
             source: ffmpeg::Error::from(r),
         });
     }
-    let (cw, ch) = (w / 2, h / 2);
-    let copy = |dst: &mut [u8], stride: usize, src: &[u8], row: usize, rows: usize| {
-        for r in 0..rows {
-            dst[r * stride..r * stride + row].copy_from_slice(&src[r * row..(r + 1) * row]);
-        }
-    };
-    let s0 = frame.stride(0);
-    copy(frame.data_mut(0), s0, &img.y, w, h);
-    match frame.format() {
-        Pixel::NV12 => {
-            let s1 = frame.stride(1);
-            let d = frame.data_mut(1);
-            for r in 0..ch {
-                let row = &mut d[r * s1..r * s1 + 2 * cw];
-                for (i, px) in row.chunks_exact_mut(2).enumerate() {
-                    px[0] = img.u[r * cw + i];
-                    px[1] = img.v[r * cw + i];
-                }
+    let n = if format == OutputFormat::I420 { 3 } else { 2 };
+    let mut planes: [(&mut [u8], usize); 3] = [(&mut [], 0), (&mut [], 0), (&mut [], 0)];
+    for (i, p) in planes.iter_mut().enumerate().take(n) {
+        let rows = if i == 0 { h } else { h / 2 };
+        // SAFETY: plane `i` of a writable frame of this format and size holds `rows` rows of
+        // `linesize[i]` bytes; the planes are distinct allocations (or disjoint parts of one),
+        // so the slices do not overlap, and they borrow `frame` mutably for their lifetime.
+        unsafe {
+            let f = frame.as_mut_ptr();
+            let stride = (*f).linesize[i];
+            let data = (*f).data[i];
+            if stride <= 0 || data.is_null() {
+                return Err(EncodeError::Frame(format!("plane {i} is not allocated")));
             }
-        }
-        _ => {
-            let (s1, s2) = (frame.stride(1), frame.stride(2));
-            copy(frame.data_mut(1), s1, &img.u, cw, ch);
-            copy(frame.data_mut(2), s2, &img.v, cw, ch);
+            *p = (
+                std::slice::from_raw_parts_mut(data, stride as usize * rows),
+                stride as usize,
+            );
         }
     }
-    Ok(())
+    Ok(OutPlanes {
+        width: w as u32,
+        height: h as u32,
+        format,
+        planes,
+    })
+}
+
+/// The compositor output format an encoder frame of this pixel format takes.
+pub fn output_format(pix: Pixel) -> OutputFormat {
+    match pix {
+        Pixel::NV12 => OutputFormat::Nv12,
+        _ => OutputFormat::I420,
+    }
+}
+
+/// Copies an output picture into an encoder frame (I420 or NV12), making the frame writable
+/// first (a buffer the encoder still references is replaced, never overwritten).
+pub fn fill_frame(frame: &mut ffmpeg::frame::Video, img: &I420Image) -> Result<(), EncodeError> {
+    frame_planes(frame)?
+        .write_i420(img)
+        .map_err(|e| EncodeError::Frame(e.to_string()))
 }
 
 #[cfg(test)]

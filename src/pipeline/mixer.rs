@@ -243,7 +243,7 @@ fn renamed(names: Vec<String>, actual: Vec<Option<String>>) -> Vec<String> {
 
 /// Everything opened before the threads start.
 struct Opened {
-    video: Option<(Box<dyn compose::Compositor>, VideoEncoder)>,
+    video: Option<(Box<dyn compose::Pipelined>, VideoEncoder)>,
     audio: Vec<AudioOutput>,
     outputs: Vec<Output>,
     lives: Vec<Live>,
@@ -468,11 +468,17 @@ impl Mixer {
         let mut lives = Vec::new();
         let mut video = None;
         if cfg.has_video() {
-            let compositor = compose::create(settings.backend, out.width, out.height)?;
             let (global, inband) = header_needs(&out.targets);
             // live: no frame waits inside the encoder, so a crash loses little (DESIGN §6)
             let low_delay = settings.mode == PaceMode::Realtime;
             let encoder = VideoEncoder::open(out, &settings.encoder, global, inband, low_delay)?;
+            // the compositor writes the encoder's own input format into its frames
+            let compositor = compose::create_pipelined(
+                settings.backend,
+                out.width,
+                out.height,
+                encoder.output_format(),
+            )?;
             let mut tracks = vec![TrackSpec {
                 id: VIDEO_TRACK,
                 kind: TrackKind::Video { fps: out.fps },

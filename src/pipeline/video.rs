@@ -21,8 +21,8 @@ use super::state::{End, Shared};
 use super::writer::WriterMsg;
 use crate::audio::MIX_RATE;
 use crate::compose::scene::Scene;
-use crate::compose::{Compositor, Frames};
-use crate::media::video_enc::{fill_frame, VideoEncoder};
+use crate::compose::{Frames, Pipelined};
+use crate::media::video_enc::{frame_planes, VideoEncoder};
 use crate::model::events::codes;
 use crate::model::time::{tick_time, PaceMode, Pacer};
 use crate::output::{Packet, TrackId};
@@ -53,9 +53,34 @@ pub(crate) fn samples_at(t: Duration) -> u64 {
 
 /// The compose side of a mixer with video.
 pub(crate) struct VideoSide {
-    pub compositor: Box<dyn Compositor>,
+    pub compositor: Box<dyn Pipelined>,
     pub pool: Receiver<ffmpeg::frame::Video>,
     pub out: Sender<Msg>,
+}
+
+impl VideoSide {
+    /// Receives the oldest tick in flight (`n`) into a pooled encoder frame and hands it to
+    /// the encoder.
+    fn hand_off(&mut self, shared: &Shared, n: u64) -> Result<(), End> {
+        let Ok(mut vf) = self.pool.recv() else {
+            return Err(End::Stop); // the encoder stopped on its own and reports why
+        };
+        let received = frame_planes(&mut vf)
+            .map_err(|e| e.to_string())
+            .and_then(|mut planes| {
+                self.compositor
+                    .receive(&mut planes)
+                    .map_err(|e| format!("compositor: {e}"))
+            });
+        if let Err(e) = received {
+            return Err(End::Failed(codes::INTERNAL, e));
+        }
+        vf.set_pts(Some(n as i64));
+        shared.counters.encoder_in.fetch_add(1, Ordering::Relaxed);
+        self.out
+            .send(Msg::Frame(vf, Instant::now()))
+            .map_err(|_| End::Stop)
+    }
 }
 
 pub(crate) fn clock_loop(
@@ -74,6 +99,8 @@ pub(crate) fn clock_loop(
     let mut allowed = 0u64;
     let mut ack: Option<Sender<()>> = None;
     let mut n = 0u64;
+    // ticks submitted to the compositor and not yet handed to the encoder
+    let mut in_flight: std::collections::VecDeque<u64> = Default::default();
     let end = 'run: loop {
         if n >= max_ticks {
             break End::MaxDuration;
@@ -144,24 +171,34 @@ pub(crate) fn clock_loop(
         if let Some(v) = video.as_mut() {
             let wall_ms = shared.start_unix_ms + t.as_millis() as i64;
             let (layout, frames) = scene.resolve(&layout, &frames, wall_ms);
-            let img = match v.compositor.compose(layout, frames) {
-                Ok(img) => img,
-                Err(e) => break End::Failed(codes::INTERNAL, format!("compositor: {e}")),
-            };
-            let Ok(mut vf) = v.pool.recv() else {
-                break End::Stop; // the encoder stopped on its own and reports why
-            };
-            if let Err(e) = fill_frame(&mut vf, img) {
-                break End::Failed(codes::INTERNAL, e.to_string());
+            if let Err(e) = v.compositor.submit(layout, frames) {
+                break End::Failed(codes::INTERNAL, format!("compositor: {e}"));
             }
-            vf.set_pts(Some(n as i64));
-            shared.counters.encoder_in.fetch_add(1, Ordering::Relaxed);
-            if v.out.send(Msg::Frame(vf, Instant::now())).is_err() {
-                break End::Stop;
+            in_flight.push_back(n);
+            // keep `depth` ticks in flight (the GPU's readback overlaps the encoder's work);
+            // hand over whatever is done already
+            while let Some(&k) = in_flight.front() {
+                if in_flight.len() < v.compositor.depth() && !v.compositor.is_ready() {
+                    break;
+                }
+                in_flight.pop_front();
+                if let Err(e) = v.hand_off(&shared, k) {
+                    break 'run e;
+                }
             }
         }
         n += 1;
     };
+    // the ticks taken are in the output: hand over those still in flight
+    let mut end = end;
+    if let (Some(v), false) = (video.as_mut(), matches!(end, End::Failed(..))) {
+        for k in in_flight.drain(..) {
+            if let Err(e) = v.hand_off(&shared, k) {
+                end = e.worst(end);
+                break;
+            }
+        }
+    }
     shared.note_end(&end);
     drop(ack);
     let _ = audio.send(AudioMsg::End(samples_at(tick_time(fps, n)), end.clone()));

@@ -30,23 +30,25 @@
 //! assert_eq!(t, t0);
 //! ```
 
+pub mod batch;
 pub mod device;
 pub mod pipeline;
+pub(crate) mod plan;
 pub mod readback;
 pub mod upload;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use device::{adapters, shared, AdapterPolicy, AdapterSummary, GpuContext, GpuError};
 pub use readback::{Nv12Image, OutputFormat, OutputFrame};
 
-use self::pipeline::{item_uniforms, ItemUniform, UNIFORM_STRIDE};
+use self::plan::{Plan, Recording, Targets};
 use self::readback::Ring;
-use self::upload::{PlaneJob, SourceTextures, UploadStaging};
+use self::upload::{PlaneJob, UploadStaging};
 use super::{ComposeError, Compositor, Frames};
-use crate::model::frame::{FrameKey, I420Image, VideoFrame};
+use crate::model::frame::I420Image;
 use crate::model::layout::Layout;
 
 /// Options of a [`GpuCompositor`].
@@ -99,40 +101,14 @@ pub struct GpuStats {
     pub copy_s: f64,
 }
 
-/// One item's draws: uniform offsets per plane kind, and its source id.
-/// A layout generation and, per item, its source id and frame geometry.
-type PlanKey = (u64, Vec<(Option<String>, Option<FrameKey>)>);
-
-struct Draw {
-    source: Option<String>,
-    /// The source geometry its uniforms were built for: the draw samples only textures of
-    /// exactly this size and format (the shader runs without bounds checks).
-    expect: Option<(u32, u32, crate::model::frame::PixelFormat)>,
-    offsets: [Option<u32>; 2],
-}
-
-struct Targets {
-    y: wgpu::Texture,
-    y_view: wgpu::TextureView,
-    chroma: Vec<wgpu::Texture>,
-    chroma_views: Vec<wgpu::TextureView>,
-}
-
 /// The wgpu compositor (see the module docs).
 pub struct GpuCompositor {
     ctx: Arc<GpuContext>,
     width: u32,
     height: u32,
     opts: GpuOptions,
-    targets: Targets,
-    uniform: wgpu::Buffer,
-    uniform_slots: usize,
-    uniform_bg: wgpu::BindGroup,
-    sources: HashMap<String, SourceTextures>,
-    draws: Vec<Draw>,
-    /// What the uniforms were built for: the layout, and per item its source id and frame
-    /// geometry (an item whose source changes in place, same generation, is seen).
-    plan_key: Option<PlanKey>,
+    targets: Arc<Targets>,
+    plan: Plan,
     ring: Ring,
     uploads: Vec<UploadStaging>,
     in_flight: VecDeque<(Ticket, usize)>,
@@ -142,9 +118,6 @@ pub struct GpuCompositor {
     scratch: OutputFrame,
     stats: GpuStats,
 }
-
-/// Frames after which an unused source's textures are dropped.
-const EVICT_AFTER: u64 = 300;
 
 impl GpuCompositor {
     /// A compositor for a `width`x`height` canvas on the process-wide shared device.
@@ -168,48 +141,8 @@ impl GpuCompositor {
         }
         let c2 = ctx.clone();
         c2.scoped(|| {
-            let p = ctx.pipelines();
-            let dev = &ctx.device;
-            let tex = |label, w, h, format| {
-                dev.create_texture(&wgpu::TextureDescriptor {
-                    label: Some(label),
-                    size: wgpu::Extent3d {
-                        width: w,
-                        height: h,
-                        depth_or_array_layers: 1,
-                    },
-                    mip_level_count: 1,
-                    sample_count: 1,
-                    dimension: wgpu::TextureDimension::D2,
-                    format,
-                    usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
-                    view_formats: &[],
-                })
-            };
-            let r8 = wgpu::TextureFormat::R8Unorm;
-            let y = tex("out Y", width, height, r8);
-            let chroma = match opts.output {
-                OutputFormat::I420 => vec![
-                    tex("out U", width / 2, height / 2, r8),
-                    tex("out V", width / 2, height / 2, r8),
-                ],
-                OutputFormat::Nv12 => vec![tex(
-                    "out UV",
-                    width / 2,
-                    height / 2,
-                    wgpu::TextureFormat::Rg8Unorm,
-                )],
-            };
-            let targets = Targets {
-                y_view: y.create_view(&Default::default()),
-                chroma_views: chroma
-                    .iter()
-                    .map(|t| t.create_view(&Default::default()))
-                    .collect(),
-                y,
-                chroma,
-            };
-            let (uniform, uniform_bg) = Self::uniform_buffer(&ctx, p, 16);
+            let targets = Arc::new(Targets::new(&ctx, width, height, opts.output));
+            let plan = Plan::new(&ctx);
             let ring = Ring::new(&ctx, opts.output, width, height, opts.ring.max(1));
             Ok(GpuCompositor {
                 ctx: ctx.clone(),
@@ -217,12 +150,7 @@ impl GpuCompositor {
                 height,
                 opts,
                 targets,
-                uniform,
-                uniform_slots: 16,
-                uniform_bg,
-                sources: HashMap::new(),
-                draws: Vec::new(),
-                plan_key: None,
+                plan,
                 uploads: (0..ring.slots.len())
                     .map(|_| UploadStaging::new())
                     .collect(),
@@ -235,32 +163,6 @@ impl GpuCompositor {
                 stats: GpuStats::default(),
             })
         })
-    }
-
-    fn uniform_buffer(
-        ctx: &GpuContext,
-        p: &pipeline::Pipelines,
-        slots: usize,
-    ) -> (wgpu::Buffer, wgpu::BindGroup) {
-        let buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("item uniforms"),
-            size: slots as u64 * UNIFORM_STRIDE,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("item uniforms"),
-            layout: &p.item_layout,
-            entries: &[wgpu::BindGroupEntry {
-                binding: 0,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &buf,
-                    offset: 0,
-                    size: wgpu::BufferSize::new(std::mem::size_of::<ItemUniform>() as u64),
-                }),
-            }],
-        });
-        (buf, bg)
     }
 
     /// The adapter this compositor runs on.
@@ -288,220 +190,6 @@ impl GpuCompositor {
         self.stats
     }
 
-    /// Creates / re-creates source textures and lists the plane uploads this frame needs.
-    fn source_jobs<'f>(
-        &mut self,
-        layout: &Layout,
-        frames: &'f Frames,
-    ) -> Result<Vec<PlaneJob<'f>>, GpuError> {
-        let frame_no = self.stats.frames + 1;
-        let p = self.ctx.pipelines();
-        let mut jobs = Vec::new();
-        for it in &layout.items {
-            let Some(id) = it.kind.source_id() else {
-                continue;
-            };
-            let Some(f) = frames.get(id) else { continue };
-            let st = match self.sources.get_mut(id) {
-                Some(st) if st.fits(f) => st,
-                _ => {
-                    let st = SourceTextures::new(&self.ctx.device, p, f).map_err(|e| match e {
-                        GpuError::Validation { message, .. } => GpuError::Validation {
-                            adapter: self.ctx.adapter.to_string(),
-                            message: format!("source {id:?}: {message}"),
-                        },
-                        e => e,
-                    })?;
-                    self.sources.insert(id.to_string(), st);
-                    self.sources.get_mut(id).expect("just inserted")
-                }
-            };
-            st.last_used = frame_no;
-            if let Some(j) = st.jobs(f) {
-                jobs.extend(j);
-            }
-        }
-        self.sources
-            .retain(|_, s| frame_no - s.last_used < EVICT_AFTER);
-        Ok(jobs)
-    }
-
-    /// Rebuilds the item uniforms when the layout or a source's geometry changed.
-    fn prepare_uniforms(&mut self, layout: &Layout, frames: &Frames) {
-        fn source<'a>(
-            it: &'a crate::model::layout::Item,
-            frames: &'a Frames,
-        ) -> (Option<&'a str>, Option<&'a VideoFrame>) {
-            let id = it.kind.source_id();
-            (id, id.and_then(|id| frames.get(id)).map(|f| &**f))
-        }
-        // unchanged layout and source geometry: nothing to do, and nothing allocated
-        let unchanged = self.plan_key.as_ref().is_some_and(|(g, keys)| {
-            *g == layout.generation
-                && keys.len() == layout.items.len()
-                && keys.iter().zip(&layout.items).all(|((kid, k), it)| {
-                    let (id, f) = source(it, frames);
-                    kid.as_deref() == id && *k == f.map(VideoFrame::key)
-                })
-        });
-        if !unchanged {
-            let p = self.ctx.pipelines();
-            let items: Vec<_> = layout.items.iter().map(|it| source(it, frames)).collect();
-            let key = (
-                layout.generation,
-                items
-                    .iter()
-                    .map(|(id, f)| (id.map(str::to_string), f.map(VideoFrame::key)))
-                    .collect::<Vec<_>>(),
-            );
-            let mut data: Vec<u8> = Vec::new();
-            self.draws.clear();
-            for (it, (id, f)) in layout.items.iter().zip(&items) {
-                let u = item_uniforms(it, layout, *f);
-                let mut offsets = [None, None];
-                for (k, u) in u.iter().enumerate() {
-                    if let Some(u) = u {
-                        offsets[k] = Some(data.len() as u32);
-                        data.extend_from_slice(bytemuck::bytes_of(u));
-                        data.resize(
-                            data.len() + UNIFORM_STRIDE as usize
-                                - std::mem::size_of::<ItemUniform>(),
-                            0,
-                        );
-                    }
-                }
-                self.draws.push(Draw {
-                    source: f.and(*id).map(str::to_string),
-                    expect: f.map(|f| (f.width(), f.height(), f.format())),
-                    offsets,
-                });
-            }
-            let slots = data.len() / UNIFORM_STRIDE as usize;
-            if slots > self.uniform_slots {
-                let n = slots.next_power_of_two();
-                let (b, bg) = Self::uniform_buffer(&self.ctx, p, n);
-                self.uniform = b;
-                self.uniform_bg = bg;
-                self.uniform_slots = n;
-            }
-            if !data.is_empty() {
-                self.ctx.queue.write_buffer(&self.uniform, 0, &data);
-            }
-            self.plan_key = Some(key);
-        }
-    }
-
-    /// Records the two passes and the readback copy into slot `slot`, and submits.
-    fn encode_and_submit(
-        &mut self,
-        layout: &Layout,
-        slot: usize,
-        uploads: Option<(&wgpu::Buffer, &[PlaneJob<'_>])>,
-    ) -> wgpu::SubmissionIndex {
-        let p = self.ctx.pipelines();
-        let bg = layout.background;
-        let mut enc = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("compose"),
-            });
-        if let Some((buf, jobs)) = uploads {
-            upload::encode_copies(&mut enc, buf, jobs);
-        }
-        let clear = |v: [u8; 2]| wgpu::Operations {
-            load: wgpu::LoadOp::Clear(wgpu::Color {
-                r: v[0] as f64 / 255.0,
-                g: v[1] as f64 / 255.0,
-                b: 0.0,
-                a: 1.0,
-            }),
-            store: wgpu::StoreOp::Store,
-        };
-        let att = |view, v| {
-            Some(wgpu::RenderPassColorAttachment {
-                view,
-                depth_slice: None,
-                resolve_target: None,
-                ops: clear(v),
-            })
-        };
-        let chroma_atts: Vec<_> = match self.opts.output {
-            OutputFormat::I420 => vec![
-                att(&self.targets.chroma_views[0], [bg[1], 0]),
-                att(&self.targets.chroma_views[1], [bg[2], 0]),
-            ],
-            OutputFormat::Nv12 => vec![att(&self.targets.chroma_views[0], [bg[1], bg[2]])],
-        };
-        let passes: [(
-            &[Option<wgpu::RenderPassColorAttachment>],
-            &wgpu::RenderPipeline,
-            usize,
-        ); 2] = [
-            (&[att(&self.targets.y_view, [bg[0], 0])], &p.y, 0),
-            (
-                &chroma_atts,
-                match self.opts.output {
-                    OutputFormat::I420 => &p.u_v,
-                    OutputFormat::Nv12 => &p.uv,
-                },
-                1,
-            ),
-        ];
-        for (atts, pipe, k) in passes {
-            let mut pass = enc.begin_render_pass(&wgpu::RenderPassDescriptor {
-                label: Some("compose plane"),
-                color_attachments: atts,
-                depth_stencil_attachment: None,
-                timestamp_writes: None,
-                occlusion_query_set: None,
-                multiview_mask: None,
-            });
-            pass.set_pipeline(pipe);
-            for d in &self.draws {
-                let Some(off) = d.offsets[k] else { continue };
-                let src = match &d.source {
-                    None => &p.empty_source,
-                    // only the very textures the uniforms were built for: a missing or
-                    // differently sized source is not drawn rather than sampled out of bounds
-                    Some(s) => match self.sources.get(s) {
-                        Some(t) if Some(t.geometry()) == d.expect => &t.bind_group,
-                        _ => continue,
-                    },
-                };
-                pass.set_bind_group(0, &self.uniform_bg, &[off]);
-                pass.set_bind_group(1, src, &[]);
-                pass.draw(0..4, 0..1);
-            }
-        }
-        let buf = &self.ring.slots[slot].buffer;
-        let textures = std::iter::once(&self.targets.y).chain(&self.targets.chroma);
-        for (tex, pc) in textures.zip(&self.ring.planes) {
-            enc.copy_texture_to_buffer(
-                wgpu::TexelCopyTextureInfo {
-                    texture: tex,
-                    mip_level: 0,
-                    origin: wgpu::Origin3d::ZERO,
-                    aspect: wgpu::TextureAspect::All,
-                },
-                wgpu::TexelCopyBufferInfo {
-                    buffer: buf,
-                    layout: wgpu::TexelCopyBufferLayout {
-                        offset: pc.offset,
-                        bytes_per_row: Some(pc.padded_row),
-                        rows_per_image: None,
-                    },
-                },
-                wgpu::Extent3d {
-                    width: pc.width,
-                    height: pc.rows,
-                    depth_or_array_layers: 1,
-                },
-            );
-        }
-        self.ctx.queue.submit([enc.finish()])
-    }
-
     /// Submits one frame without waiting for it. Frames come back from [`Self::receive`] in
     /// order. When `ring` frames are in flight already, the oldest is completed first (and kept
     /// for `receive`).
@@ -524,7 +212,7 @@ impl GpuCompositor {
         let ctx = self.ctx.clone();
         let r = ctx.scoped(|| {
             let t0 = Instant::now();
-            let mut jobs = self.source_jobs(layout, frames)?;
+            let mut jobs = self.plan.source_jobs(&ctx, layout, frames)?;
             let staging = self.uploads[slot].write(
                 &ctx,
                 &mut jobs,
@@ -534,9 +222,29 @@ impl GpuCompositor {
             self.stats.upload_bytes += jobs.iter().map(|j| (j.row * j.rows) as u64).sum::<u64>();
             let t1 = Instant::now();
             self.stats.upload_s += (t1 - t0).as_secs_f64();
-            self.prepare_uniforms(layout, frames);
-            let sub =
-                self.encode_and_submit(layout, slot, staging.as_ref().map(|b| (b, &jobs[..])));
+            let rec = Recording {
+                targets: self.targets.clone(),
+                background: layout.background,
+                uniform_write: self.plan.prepare_uniforms(&ctx, layout, frames),
+                uniform_bg: self.plan.uniform_bind_group().clone(),
+                passes: self.plan.passes(ctx.pipelines()),
+                uploads: staging
+                    .as_ref()
+                    .map(|b| (b.clone(), jobs.iter().map(PlaneJob::copy).collect())),
+            };
+            if let Some((buf, data)) = &rec.uniform_write {
+                ctx.queue.write_buffer(buf, 0, data);
+            }
+            let mut enc = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("compose"),
+                });
+            rec.encode(ctx.pipelines(), &mut enc);
+            let ring = &self.ring;
+            self.targets
+                .encode_readback(&mut enc, &ring.slots[slot].buffer, 0, &ring.planes);
+            let sub = ctx.queue.submit([enc.finish()]);
             if staging.is_some() {
                 self.uploads[slot].remap_after(sub.clone());
             }
@@ -546,9 +254,7 @@ impl GpuCompositor {
         });
         if let Err(e) = r {
             // whatever was half-done, upload everything again next time
-            self.sources
-                .values_mut()
-                .for_each(SourceTextures::invalidate);
+            self.plan.invalidate();
             return Err(e.into());
         }
         self.stats.frames += 1;
@@ -633,6 +339,10 @@ impl Compositor for GpuCompositor {
             }
         }
         Ok(&self.last)
+    }
+
+    fn picture(&self) -> &I420Image {
+        &self.last
     }
 
     fn describe(&self) -> String {

@@ -142,6 +142,39 @@ pub(crate) fn plane_copies(format: OutputFormat, w: u32, h: u32) -> (Vec<PlaneCo
     (planes, off)
 }
 
+/// Copies one read-back picture (`data` starts at its first plane; planes laid out as
+/// `planes`, rows padded) into `out`, row by row at `out`'s strides.
+pub(crate) fn copy_out(
+    data: &[u8],
+    planes: &[PlaneCopy],
+    out: &mut crate::compose::OutPlanes<'_>,
+) -> Result<(), crate::compose::ComposeError> {
+    out.check()?;
+    let want = match out.format {
+        OutputFormat::I420 => 3,
+        OutputFormat::Nv12 => 2,
+    };
+    if planes.len() != want || planes[0].width != out.width || planes[0].rows != out.height {
+        return Err(crate::compose::ComposeError::Output(format!(
+            "{:?} {}x{} planes for a {}-plane {}x{} picture",
+            out.format,
+            out.width,
+            out.height,
+            planes.len(),
+            planes.first().map_or(0, |p| p.width),
+            planes.first().map_or(0, |p| p.rows)
+        )));
+    }
+    for (p, (dst, stride)) in planes.iter().zip(out.planes.iter_mut()) {
+        let row = p.row_bytes as usize;
+        for r in 0..p.rows as usize {
+            let s = p.offset as usize + r * p.padded_row as usize;
+            dst[r * *stride..r * *stride + row].copy_from_slice(&data[s..s + row]);
+        }
+    }
+    Ok(())
+}
+
 /// Result of a `map_async`, set by its callback (`None` while pending).
 pub(crate) type MapState = Arc<Mutex<Option<Result<(), String>>>>;
 

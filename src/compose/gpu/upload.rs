@@ -196,11 +196,7 @@ impl UploadStaging {
         if jobs.is_empty() {
             return Ok(None);
         }
-        let mut size = 0u64;
-        for j in jobs.iter_mut() {
-            j.offset = size;
-            size += j.padded_row as u64 * j.rows as u64;
-        }
+        let size = lay_out(jobs);
         let fits = self.buffer.as_ref().is_some_and(|b| b.size() >= size);
         if !fits {
             // grow with headroom, so that a source switching size does not re-allocate every frame
@@ -230,12 +226,7 @@ impl UploadStaging {
                 message: format!("upload staging: {e}"),
             })?;
         let copy = |(mut view, j): (wgpu::BufferViewMut, &PlaneJob<'_>)| {
-            let pr = j.padded_row as usize;
-            let mut dst = view.slice(..);
-            for r in 0..j.rows {
-                dst.slice(r * pr..r * pr + j.row)
-                    .copy_from_slice(&j.src[r * j.stride..r * j.stride + j.row]);
-            }
+            j.write_rows(&mut view);
         };
         let parts: Vec<_> = views.into_iter().zip(jobs.iter()).collect();
         if parallel && size > PARALLEL_UPLOAD_BYTES && parts.len() > 1 {
@@ -262,11 +253,56 @@ impl UploadStaging {
 /// Uploads above this many bytes may copy their planes on rayon's pool.
 const PARALLEL_UPLOAD_BYTES: u64 = 4 << 20;
 
+/// One plane copy out of a staging buffer into a source texture (owned: recorded on the
+/// thread that submits).
+pub(crate) struct UploadCopy {
+    pub texture: wgpu::Texture,
+    pub width: u32,
+    pub height: u32,
+    pub offset: u64,
+    pub padded_row: u32,
+}
+
+impl PlaneJob<'_> {
+    /// The copy that moves this plane from the staging buffer into its texture.
+    pub fn copy(&self) -> UploadCopy {
+        UploadCopy {
+            texture: self.texture.clone(),
+            width: self.width,
+            height: self.height,
+            offset: self.offset,
+            padded_row: self.padded_row,
+        }
+    }
+
+    /// Copies the plane's rows into `view` (this job's part of a mapped staging buffer, from
+    /// its start), each row at a multiple of `padded_row`.
+    pub fn write_rows(&self, view: &mut wgpu::BufferViewMut) {
+        let pr = self.padded_row as usize;
+        let mut dst = view.slice(..);
+        for r in 0..self.rows {
+            dst.slice(r * pr..r * pr + self.row)
+                .copy_from_slice(&self.src[r * self.stride..r * self.stride + self.row]);
+        }
+    }
+}
+
+/// Lays `jobs` out one after the other from offset 0 (each plane's rows padded to 256 bytes)
+/// and returns the bytes they need.
+pub(crate) fn lay_out(jobs: &mut [PlaneJob<'_>]) -> u64 {
+    let mut size = 0u64;
+    for j in jobs.iter_mut() {
+        j.offset = size;
+        size += j.padded_row as u64 * j.rows as u64;
+    }
+    size
+}
+
 /// Records the staging → texture copies.
 pub(crate) fn encode_copies(
     enc: &mut wgpu::CommandEncoder,
     buffer: &wgpu::Buffer,
-    jobs: &[PlaneJob<'_>],
+    jobs: &[UploadCopy],
 ) {
     for j in jobs {
         enc.copy_buffer_to_texture(
