@@ -5,30 +5,39 @@
 #   scripts/device-gpu-check.sh           # there: run them, print everything
 #
 # Runs, from ./devbin/:
-#   1. the GPU parity tests (tests/gpu_parity.rs) with CLOUDMIXER_REQUIRE_GPU=1,
+#   1. the GPU parity and batch-renderer tests (tests/gpu_parity.rs, tests/gpu_batch.rs) with
+#      CLOUDMIXER_REQUIRE_GPU=1,
 #   2. gpu_bench offline: 1 W3 mixer x 3000 frames (I420 upload + compose + NV12 readback,
-#      3 in flight), serial and parallel upload,
-#   3. gpu_bench realtime: 100 W3 mixers x 10 s at 30 fps (p50/p99 latency, how many kept up).
+#      3 in flight): the one-mixer compositor, then the batch renderer, serial and parallel upload,
+#   3. gpu_bench realtime: 100 W3 mixers x 10 s at 30 fps (p50/p99 latency, how many kept up),
+#      one-mixer compositors vs the batch renderer,
+#   4. bench_sweep (`cloudmixer bench` without FFmpeg): the W3 real-time sweep through the batch
+#      renderer, table + JSON + plot into $OUT.
 # Failure PNGs of the parity tests go to $OUT/gpu-parity (or ./gpu-parity-out).
-# Env: FRAMES (3000), MIXERS (100), RT_SECONDS (10), CLOUDMIXER_ADAPTER, WGPU_BACKEND pass through.
+# Env: FRAMES (3000), MIXERS (100), RT_SECONDS (10), SWEEP (1,16,32,64,100,128), GATHERS (batch
+# gather windows in µs for step 3: 3000 0 8000), CLOUDMIXER_ADAPTER,
+# WGPU_BACKEND pass through.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = "--build" ]; then
   set -e
   mkdir -p devbin
-  cargo build --release --bin gpu_bench
+  cargo build --release --bin gpu_bench --example bench_sweep
   cp target/release/gpu_bench devbin/gpu_bench
-  exe=$(cargo test --release --no-run --test gpu_parity --message-format=json 2>/dev/null \
-        | grep -o '"executable":"[^"]*"' | grep gpu_parity | tail -1 | cut -d'"' -f4)
-  [ -n "$exe" ] || { echo "could not find the gpu_parity test executable" >&2; exit 1; }
-  cp "$exe" devbin/gpu_parity
-  strip devbin/gpu_bench devbin/gpu_parity
+  cp target/release/examples/bench_sweep devbin/bench_sweep
+  for t in gpu_parity gpu_batch; do
+    exe=$(cargo test --release --no-run --test $t --message-format=json 2>/dev/null \
+          | grep -o '"executable":"[^"]*"' | grep "/$t-" | tail -1 | cut -d'"' -f4)
+    [ -n "$exe" ] || { echo "could not find the $t test executable" >&2; exit 1; }
+    cp "$exe" devbin/$t
+  done
+  strip devbin/*
   ls -la devbin/
   exit 0
 fi
 
-[ -x devbin/gpu_bench ] && [ -x devbin/gpu_parity ] || {
+[ -x devbin/gpu_bench ] && [ -x devbin/gpu_parity ] && [ -x devbin/gpu_batch ] && [ -x devbin/bench_sweep ] || {
   echo "devbin/gpu_bench and devbin/gpu_parity are missing: run '$0 --build' first" >&2; exit 2; }
 
 FRAMES=${FRAMES:-3000}
@@ -42,19 +51,31 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 nproc; uname -r
 
 echo "=== 1. parity tests (CLOUDMIXER_REQUIRE_GPU=1)"
-CLOUDMIXER_REQUIRE_GPU=1 timeout 300 devbin/gpu_parity --test-threads 4 --nocapture 2>&1 | grep -v '^pipelined_[0-9]' \
+CLOUDMIXER_REQUIRE_GPU=1 timeout 300 devbin/gpu_parity --test-threads 4 2>&1 | tail -4 \
   || { echo "PARITY FAILED (exit $?)"; status=1; }
+echo "=== 1b. batch renderer tests"
+CLOUDMIXER_REQUIRE_GPU=1 timeout 120 devbin/gpu_batch 2>&1 | tail -8 \
+  || { echo "BATCH TESTS FAILED (exit $?)"; status=1; }
 
-echo "=== 2a. offline: 1 x W3, $FRAMES frames, NV12 readback, serial upload"
-timeout 300 devbin/gpu_bench --workload W3 --output nv12 --hardware-only offline --frames "$FRAMES" --inflight 3 \
-  || { echo "OFFLINE FAILED (exit $?)"; status=1; }
-echo "=== 2b. offline: same, parallel upload"
-timeout 300 devbin/gpu_bench --workload W3 --output nv12 --hardware-only offline --frames "$FRAMES" --inflight 3 --parallel-upload \
-  || { echo "OFFLINE (parallel) FAILED (exit $?)"; status=1; }
-
-echo "=== 3. realtime: $MIXERS x W3 @ 30 fps for $SECONDS_RT s, NV12 readback"
-timeout 300 devbin/gpu_bench --workload W3 --output nv12 --hardware-only realtime --mixers "$MIXERS" --seconds "$SECONDS_RT" \
+for b in "" --batched; do
+  for p in "" --parallel-upload; do
+    echo "=== 2. offline ${b:-one-mixer}: 1 x W3, $FRAMES frames, NV12 readback ${p}"
+    timeout 120 devbin/gpu_bench --workload W3 --output nv12 --hardware-only $b offline --frames "$FRAMES" --inflight 3 $p \
+      || { echo "OFFLINE FAILED (exit $?)"; status=1; }
+  done
+done
+echo "=== 3. realtime one-mixer compositors: $MIXERS x W3 @ 30 fps for $SECONDS_RT s, NV12 readback"
+timeout 120 devbin/gpu_bench --workload W3 --output nv12 --hardware-only realtime --mixers "$MIXERS" --seconds "$SECONDS_RT" \
   || { echo "REALTIME FAILED (exit $?)"; status=1; }
-
+for g in ${GATHERS:-3000 0 8000}; do
+  echo "=== 3. realtime batched, gather window ${g} us: $MIXERS x W3 @ 30 fps for $SECONDS_RT s, NV12 readback"
+  CLOUDMIXER_BATCH_GATHER_US=$g timeout 120 devbin/gpu_bench --workload W3 --output nv12 --hardware-only --batched realtime --mixers "$MIXERS" --seconds "$SECONDS_RT" \
+    || { echo "REALTIME FAILED (exit $?)"; status=1; }
+done
+echo "=== 4. sweep through the batch renderer (bench --backend gpu)"
+mkdir -p "${OUT:-.}"
+timeout 240 devbin/bench_sweep --backend gpu --workload W3 --realtime --mixers ${SWEEP:-1,16,32,64,100,128} --frames 150 \
+  --json "${OUT:-.}/h100_w3_batched.json" --plot "${OUT:-.}/h100_w3_batched.png" \
+  || { echo "SWEEP FAILED (exit $?)"; status=1; }
 echo "=== done (status $status)"
 exit $status

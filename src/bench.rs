@@ -133,6 +133,11 @@ pub struct ConfigResult {
     pub peak_rss_mib: f64,
     /// Mixers whose p99 stayed under one frame interval (and, in real time, kept the rate).
     pub mixers_kept_up: usize,
+    /// Real time: late ticks of each mixer (a tick composed more than one frame interval after
+    /// its due time), in mixer order.
+    pub late_ticks: Vec<u64>,
+    /// GPU backend: what the process's batch renderer did in this configuration.
+    pub gpu: Option<GpuFigures>,
     /// Users pushing audio into each mixer (0: no audio track).
     pub audio_users: usize,
     /// Time of one `push_audio` call, µs (when users push audio).
@@ -154,6 +159,48 @@ impl ConfigResult {
             .as_ref()
             .filter(|f| f.comp_cpu_ms_per_frame > 0.0)
             .map(|f| self.cpu_ms_per_frame / f.comp_cpu_ms_per_frame)
+    }
+}
+
+/// The batch renderer's work in one configuration (GPU backend).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct GpuFigures {
+    /// Submissions (batches).
+    pub submits: u64,
+    /// Frames rendered on the GPU (repeats of unchanged pictures are not).
+    pub frames: u64,
+    /// Submissions per output tick (all mixers together; 1 = one submit per tick for all).
+    pub submits_per_tick: f64,
+    /// Largest batch.
+    pub max_batch: u64,
+    /// Source bytes staged per composed frame (MB).
+    pub upload_mb_per_frame: f64,
+    /// Readback bytes per composed frame (MB, rows padded).
+    pub readback_mb_per_frame: f64,
+    /// Upload belt + readback buffers allocated at the end, per mixer (MiB).
+    pub staging_mib_per_mixer: f64,
+}
+
+impl GpuFigures {
+    fn between(
+        a: crate::compose::gpu::batch::RendererStats,
+        b: crate::compose::gpu::batch::RendererStats,
+        mixers: usize,
+        ticks: u64,
+    ) -> GpuFigures {
+        let frames = b.frames - a.frames;
+        let per = |x: u64| x as f64 / 1e6 / frames.max(1) as f64;
+        GpuFigures {
+            submits: b.batches - a.batches,
+            frames,
+            submits_per_tick: (b.batches - a.batches) as f64 / ticks.max(1) as f64,
+            max_batch: b.max_batch,
+            upload_mb_per_frame: per(b.upload_bytes - a.upload_bytes),
+            readback_mb_per_frame: per(b.readback_bytes - a.readback_bytes),
+            staging_mib_per_mixer: (b.belt_bytes + b.readback_pool_bytes) as f64
+                / (1 << 20) as f64
+                / mixers.max(1) as f64,
+        }
     }
 }
 
@@ -334,6 +381,8 @@ struct Measured {
     kept: usize,
     adapter: String,
     encoder: String,
+    late_ticks: Vec<u64>,
+    gpu: Option<GpuFigures>,
 }
 
 impl Measured {
@@ -363,6 +412,8 @@ impl Measured {
             cpu_ms_per_frame: self.cpu * 1e3 / total.max(1) as f64,
             peak_rss_mib: self.peak_mib,
             mixers_kept_up: self.kept,
+            late_ticks: self.late_ticks,
+            gpu: self.gpu,
             audio_users: 0,
             push_audio_us: None,
             ffmpeg: None,
@@ -370,7 +421,19 @@ impl Measured {
     }
 }
 
-/// Runs one configuration (compose only).
+/// The process's batch renderer counters, when `backend` is the GPU.
+fn renderer_stats(backend: Backend) -> Option<crate::compose::gpu::batch::RendererStats> {
+    use crate::compose::gpu::{batch::shared_renderer, AdapterPolicy};
+    (backend == Backend::Gpu)
+        .then(|| shared_renderer(AdapterPolicy::AllowSoftware).ok())
+        .flatten()
+        .map(|r| r.stats())
+}
+
+/// Runs one configuration (compose only), through the compositor the mixer uses
+/// ([`compose::create_pipelined`]: the GPU backend is the process's batch renderer). Offline,
+/// each mixer keeps the compositor's depth of frames in flight; in real time each tick is
+/// submitted at its due time and received before the next. Latency = submit → picture received.
 pub fn run_config(
     w: &Workload,
     sources: &Arc<SyntheticSources>,
@@ -379,16 +442,23 @@ pub fn run_config(
     frames: u64,
     realtime: bool,
 ) -> Result<ConfigResult, String> {
+    use crate::compose::{OutPlanes, OutputFormat};
+    use crate::model::frame::I420Image;
     let layout = Arc::new(w.layout());
     // create every compositor before starting the clock (GPU setup is not per frame)
     let mut comps = Vec::with_capacity(mixers);
     for _ in 0..mixers {
-        comps.push(compose::create(backend, w.width, w.height).map_err(|e| e.to_string())?);
+        comps.push(
+            compose::create_pipelined(backend, w.width, w.height, OutputFormat::I420)
+                .map_err(|e| e.to_string())?,
+        );
     }
     let adapter = comps.first().map(|c| c.describe()).unwrap_or_default();
     let interval = Duration::from_secs_f64(1.0 / w.fps as f64);
     let w_fps = w.fps.max(1) as u64;
+    let (cw, ch) = (w.width, w.height);
     let barrier = Arc::new(Barrier::new(mixers + 1));
+    let gpu0 = renderer_stats(backend);
     let rss = RssSampler::start();
     let cpu0 = cpu_seconds(false);
     let mut handles = Vec::with_capacity(mixers);
@@ -397,31 +467,50 @@ pub fn run_config(
         handles.push(std::thread::spawn(
             move || -> Result<(Vec<f64>, Duration, u64), String> {
                 let mut fr: Frames = HashMap::new();
+                let mut out = I420Image::new(cw, ch);
                 // text, placeholders, rotation: resolved as the mixer does, inside the timing
                 let mut scene = Scene::new();
                 let wall0 = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as i64);
                 let mut lat = Vec::with_capacity(frames as usize);
+                let mut sent: std::collections::VecDeque<Instant> = Default::default();
                 let mut late_ticks = 0u64;
+                let depth = if realtime { 1 } else { comp.depth() };
                 barrier.wait();
                 let start = Instant::now();
+                let mut receive = |comp: &mut Box<dyn compose::Pipelined>,
+                                   sent: &mut std::collections::VecDeque<Instant>|
+                 -> Result<(), String> {
+                    comp.receive(&mut OutPlanes::i420(&mut out))
+                        .map_err(|e| e.to_string())?;
+                    let t = sent.pop_front().expect("one per frame in flight");
+                    lat.push(t.elapsed().as_secs_f64() * 1e3);
+                    Ok(())
+                };
                 for n in 0..frames {
+                    let due = start + interval.mul_f64(n as f64);
                     if realtime {
-                        let due = start + interval.mul_f64(n as f64);
                         let now = Instant::now();
                         if due > now {
                             std::thread::sleep(due - now);
-                        } else if now - due > interval {
-                            late_ticks += 1;
                         }
                     }
                     sources.frames_at(n, &mut fr);
                     let t = Instant::now();
                     let wall_ms = wall0 + (n * 1000 / w_fps) as i64;
                     let (l, f) = scene.resolve(&layout, &fr, wall_ms);
-                    comp.compose(l, f).map_err(|e| e.to_string())?;
-                    lat.push(t.elapsed().as_secs_f64() * 1e3);
+                    comp.submit(l, f).map_err(|e| e.to_string())?;
+                    sent.push_back(t);
+                    while comp.in_flight() >= depth {
+                        receive(&mut comp, &mut sent)?;
+                    }
+                    if realtime && Instant::now() > due + interval {
+                        late_ticks += 1;
+                    }
+                }
+                while comp.in_flight() > 0 {
+                    receive(&mut comp, &mut sent)?;
                 }
                 Ok((lat, start.elapsed(), late_ticks))
             },
@@ -433,6 +522,7 @@ pub fn run_config(
     let mut min_fps = f64::INFINITY;
     let mut kept = 0;
     let mut err = None;
+    let mut lates = Vec::with_capacity(mixers);
     for h in handles {
         match h.join() {
             Ok(Ok((lat, el, late))) => {
@@ -443,6 +533,7 @@ pub fn run_config(
                 if st.p99 < interval.as_secs_f64() * 1e3 && rate_ok {
                     kept += 1;
                 }
+                lates.push(late);
                 all.extend(lat);
             }
             Ok(Err(e)) => err = Some(e),
@@ -455,6 +546,10 @@ pub fn run_config(
     if let Some(e) = err {
         return Err(e);
     }
+    let gpu = match (gpu0, renderer_stats(backend)) {
+        (Some(a), Some(b)) => Some(GpuFigures::between(a, b, mixers, frames)),
+        _ => None,
+    };
     Ok(Measured {
         wall,
         cpu,
@@ -464,6 +559,8 @@ pub fn run_config(
         kept,
         adapter,
         encoder: "none".into(),
+        late_ticks: if realtime { lates } else { Vec::new() },
+        gpu,
     }
     .into_result(w, mixers, frames, realtime))
 }
@@ -478,8 +575,12 @@ pub enum Feed {
 }
 
 /// Runs one configuration through the whole recording pipeline (compose, encode, mux into a
-/// temporary folder), offline. `encoder`: `None` = probe hardware encoders, then libx264.
-/// Latency samples are the per-tick compose hand-off times (synthetic feed only).
+/// temporary folder). `encoder`: `None` = probe hardware encoders, then libx264.
+/// Offline (libx264 `ultrafast`): latency samples are the per-tick compose hand-off times
+/// (synthetic feed only). `realtime` (synthetic feed, the default encoder settings, as
+/// `cloudmixer record --realtime` runs): each tick's frames are pushed at its time, and a mixer
+/// is kept when it had no late tick and wrote every frame; latency samples are each mixer's
+/// worst tick lateness.
 /// `audio_users`: that many users each push 10 ms frames of 48 kHz mono audio (a tone of
 /// their own) per 10 ms of recording, timed per call; 0 = no audio track at all.
 #[allow(clippy::too_many_arguments)]
@@ -493,20 +594,36 @@ pub fn run_encode_config(
     feed: Feed,
     clips: &Path,
     audio_users: usize,
+    realtime: bool,
 ) -> Result<ConfigResult, String> {
     use crate::media::video_enc::EncoderSettings;
     use crate::pipeline::{Mixer, MixerSettings};
+    if realtime && feed == Feed::Decode {
+        return Err("--decode with --realtime: use `cloudmixer record --realtime` per room".into());
+    }
     let dir = std::env::temp_dir().join(format!("cloudmixer-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let settings = MixerSettings {
-        backend,
-        encoder: EncoderSettings {
-            encoder: encoder.map(str::to_string),
-            preset: "ultrafast".into(),
-            threads: 0,
-        },
-        audio: audio_users > 0,
-        ..MixerSettings::offline()
+    let settings = if realtime {
+        MixerSettings {
+            backend,
+            encoder: EncoderSettings {
+                encoder: encoder.map(str::to_string),
+                ..Default::default()
+            },
+            audio: audio_users > 0,
+            ..MixerSettings::default()
+        }
+    } else {
+        MixerSettings {
+            backend,
+            encoder: EncoderSettings {
+                encoder: encoder.map(str::to_string),
+                preset: "ultrafast".into(),
+                threads: 0,
+            },
+            audio: audio_users > 0,
+            ..MixerSettings::offline()
+        }
     };
     // one second of each user's tone; each push copies 10 ms of it into a new frame, as a
     // server hands over a freshly decoded frame (the copy is not timed)
@@ -534,6 +651,7 @@ pub fn run_encode_config(
         }
     }
     let barrier = Arc::new(Barrier::new(mixers + 1));
+    let gpu0 = renderer_stats(backend);
     let rss = RssSampler::start();
     let cpu0 = cpu_seconds(false);
     let mut handles = Vec::new();
@@ -557,7 +675,7 @@ pub fn run_encode_config(
         let fps = w.fps;
         #[allow(clippy::type_complexity)]
         handles.push(std::thread::spawn(
-            move || -> Result<(Vec<f64>, Vec<f64>, Duration, String, String), String> {
+            move || -> Result<(Vec<f64>, Vec<f64>, Duration, String, String, u64), String> {
                 barrier.wait();
                 let start = Instant::now();
                 if feed == Feed::Decode {
@@ -573,7 +691,7 @@ pub fn run_encode_config(
                         events: None,
                     };
                     let s = crate::record::record(opts, |_| {}).map_err(|e| e.to_string())?;
-                    return Ok((vec![], vec![], start.elapsed(), s.encoder, s.backend));
+                    return Ok((vec![], vec![], start.elapsed(), s.encoder, s.backend, 0));
                 }
                 let mut m = Mixer::create_with(cfg, crate::output::Storage::new(dir), settings)
                     .map_err(|e| e.to_string())?;
@@ -583,10 +701,19 @@ pub fn run_encode_config(
                 let mut lat = Vec::with_capacity(frames as usize);
                 let mut push_us = Vec::new();
                 let mut audio_k = 0u64; // next 10 ms audio frame of every user
+                let clock0 = m.clock();
+                let t0 = Instant::now();
                 for n in 0..frames {
+                    if realtime {
+                        // this tick's frames arrive at its time
+                        let due = t0 + crate::model::time::tick_time(fps, n);
+                        if let Some(d) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(d);
+                        }
+                    }
                     let next = crate::model::time::tick_time(fps, n + 1);
                     while Duration::from_millis(10 * audio_k) < next && !tones.is_empty() {
-                        let cap = Duration::from_millis(10 * audio_k);
+                        let cap = clock0 + Duration::from_millis(10 * audio_k);
                         let at = (audio_k % 100) as usize * 480;
                         for (u, tone) in tones.iter().enumerate() {
                             let f = crate::model::audio::AudioFrame::i16_interleaved(
@@ -611,12 +738,25 @@ pub fn run_encode_config(
                             m.push_video(id, (**f).clone()).map_err(|e| e.to_string())?;
                         }
                     }
-                    let t = Instant::now();
-                    m.advance_frames(n + 1).map_err(|e| e.to_string())?;
-                    lat.push(t.elapsed().as_secs_f64() * 1e3);
+                    if !realtime {
+                        let t = Instant::now();
+                        m.advance_frames(n + 1).map_err(|e| e.to_string())?;
+                        lat.push(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                }
+                let mut late = 0;
+                if realtime {
+                    m.stop_after(crate::model::time::tick_time(fps, frames));
+                    m.wait().map_err(|e| e.to_string())?;
+                    let st = m.stats();
+                    late = st.late_ticks;
+                    lat.push(st.max_tick_late_us as f64 / 1e3);
+                    if st.ticks < frames {
+                        return Err(format!("a mixer made {} of {frames} ticks", st.ticks));
+                    }
                 }
                 m.destroy().map_err(|e| e.to_string())?;
-                Ok((lat, push_us, start.elapsed(), enc, back))
+                Ok((lat, push_us, t0.elapsed(), enc, back, late))
             },
         ));
     }
@@ -625,9 +765,11 @@ pub fn run_encode_config(
     let (mut all, mut min_fps, mut err) = (Vec::new(), f64::INFINITY, None);
     let mut pushes = Vec::new();
     let (mut enc, mut back) = (String::new(), String::new());
+    let mut lates = Vec::new();
     for h in handles {
         match h.join() {
-            Ok(Ok((lat, push, el, e, b))) => {
+            Ok(Ok((lat, push, el, e, b, late))) => {
+                lates.push(late);
                 min_fps = min_fps.min(frames as f64 / el.as_secs_f64().max(1e-9));
                 all.extend(lat);
                 pushes.extend(push);
@@ -650,7 +792,16 @@ pub fn run_encode_config(
         peak_mib: peak,
         latencies: all,
         min_fps,
-        kept: mixers,
+        kept: if realtime {
+            lates.iter().filter(|&&l| l == 0).count()
+        } else {
+            mixers
+        },
+        late_ticks: if realtime { lates } else { Vec::new() },
+        gpu: match (gpu0, renderer_stats(backend)) {
+            (Some(a), Some(b)) => Some(GpuFigures::between(a, b, mixers, frames)),
+            _ => None,
+        },
         adapter: back,
         encoder: if feed == Feed::Decode {
             format!("{enc} (+decode)")
@@ -658,7 +809,7 @@ pub fn run_encode_config(
             enc
         },
     }
-    .into_result(w, mixers, frames, false);
+    .into_result(w, mixers, frames, realtime);
     r.audio_users = audio_users;
     r.push_audio_us = (!pushes.is_empty()).then(|| LatencyStats::of(&pushes));
     Ok(r)
@@ -868,6 +1019,22 @@ pub fn table(results: &[ConfigResult]) -> String {
             r.cpu_ratio_vs_ffmpeg()
                 .map_or("-".to_string(), |x| format!("{x:.2}x")),
         ));
+        if r.late_ticks.iter().any(|&l| l > 0) {
+            s.push_str(&format!(
+                "     late ticks per mixer: {}\n",
+                r.late_ticks
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+        }
+        if let Some(g) = &r.gpu {
+            s.push_str(&format!(
+                "     gpu: {} submits for {} frames ({:.3} per tick, largest batch {}), staged {:.2} MB up + {:.2} MB down per frame, {:.1} MiB staging per mixer\n",
+                g.submits, g.frames, g.submits_per_tick, g.max_batch, g.upload_mb_per_frame, g.readback_mb_per_frame, g.staging_mib_per_mixer
+            ));
+        }
         if let Some(p) = &r.push_audio_us {
             s.push_str(&format!(
                 "     audio: {} users, push_audio p50 {:.2} µs, p99 {:.2} µs, max {:.1} µs ({} pushes)\n",
@@ -1077,8 +1244,10 @@ pub struct BenchArgs {
     /// Tick at the output rate instead of as fast as possible; reports the capacity.
     #[arg(long)]
     pub realtime: bool,
-    /// none (compose only), libx264 (ultrafast) or auto (hardware first): with an encoder every
-    /// mixer runs the whole recording pipeline (offline) into a temporary folder.
+    /// none (compose only), libx264 or auto (hardware first): with an encoder every mixer runs
+    /// the whole recording pipeline into a temporary folder — offline with x264 `ultrafast`,
+    /// or with --realtime at the default encoder settings, as `record --realtime` runs (the
+    /// capacity: how many rooms this box records in real time).
     #[arg(long, default_value = "none")]
     pub encode: String,
     /// Decode the workload's real clips (from --clips) instead of synthetic frames (needs
@@ -1122,6 +1291,7 @@ pub type EncodeRunner = fn(
     Feed,
     &Path,
     usize,
+    bool,
 ) -> Result<ConfigResult, String>;
 
 /// Runs `cloudmixer bench` with parsed flags: prints the table, writes JSON and plot.
@@ -1161,9 +1331,6 @@ pub fn run_with(a: BenchArgs, encode: Option<EncodeRunner>) -> Result<(), String
         .collect::<Result<_, _>>()?;
     if encoder.is_none() && audio_counts.iter().any(|&n| n > 0) {
         return Err("--audio mixes and encodes audio: add --encode libx264 or auto".into());
-    }
-    if encoder.is_some() && a.realtime {
-        return Err("--encode with --realtime is not supported: encoding runs are offline".into());
     }
     let mut results = Vec::new();
     for w in &workloads {
@@ -1209,8 +1376,9 @@ pub fn run_with(a: BenchArgs, encode: Option<EncodeRunner>) -> Result<(), String
                             "--encode: this build has no encoder (use `cloudmixer bench`)",
                         )?;
                         for &users in &audio_counts {
-                            let mut r =
-                                runner(w, &sources, b, m, frames, enc, feed, &a.clips, users)?;
+                            let mut r = runner(
+                                w, &sources, b, m, frames, enc, feed, &a.clips, users, a.realtime,
+                            )?;
                             r.ffmpeg = ff.clone();
                             results.push(r);
                         }
@@ -1309,6 +1477,8 @@ mod tests {
             cpu_ms_per_frame: 2.0,
             peak_rss_mib: 10.0,
             mixers_kept_up: kept,
+            late_ticks: vec![0; mixers],
+            gpu: None,
             audio_users: 0,
             push_audio_us: None,
             ffmpeg: None,
@@ -1417,6 +1587,7 @@ mod tests {
             Feed::Synthetic,
             Path::new("/nonexistent"),
             3,
+            false,
         )
         .unwrap();
         assert_eq!(r.encoder, "libx264");
@@ -1440,12 +1611,44 @@ mod tests {
             Feed::Decode,
             Path::new("/nonexistent"),
             0,
+            false,
         )
         .unwrap_err();
         assert!(
             e.contains("/nonexistent/cam1_640x480_15.mp4: missing"),
             "{e}"
         );
+    }
+
+    /// `bench --realtime --encode libx264`: two real-time W1 recordings at the default encoder
+    /// settings for 2 s; every tick is made, and each mixer's late ticks are reported.
+    #[test]
+    fn realtime_encode_counts_late_ticks_per_mixer() {
+        let w = Workload::w1();
+        let s = Arc::new(SyntheticSources::new(&w));
+        let t = Instant::now();
+        let r = run_encode_config(
+            &w,
+            &s,
+            Backend::Cpu,
+            2,
+            30,
+            Some("libx264"),
+            Feed::Synthetic,
+            Path::new("/nonexistent"),
+            0,
+            true,
+        )
+        .unwrap();
+        assert!(r.realtime && r.encoder == "libx264", "{r:?}");
+        assert_eq!(r.late_ticks.len(), 2);
+        assert_eq!(
+            r.mixers_kept_up,
+            r.late_ticks.iter().filter(|&&l| l == 0).count()
+        );
+        // real time: 30 frames at 15 fps take 2 s, plus the latency and the finish
+        assert!(t.elapsed() >= Duration::from_secs(2), "{:?}", t.elapsed());
+        assert!(table(&[r]).contains("realtime"));
     }
 
     #[test]

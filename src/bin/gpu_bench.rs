@@ -6,14 +6,21 @@
 //! - `gpu_bench realtime --mixers 100 --seconds 10`: M compositors on M threads, each ticking at
 //!   the workload's fps in real time; prints p50/p99/max compose latency (submit → readback done)
 //!   and how many mixers kept up (no frame later than one period).
+//! - `--batched`: the same through the process's batch renderer (`compose::gpu::batch`, what
+//!   the mixer uses): one submission and one readback map per batch for all mixers; prints
+//!   submits per tick, bytes staged per frame and staging memory per mixer.
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use cloudmixer::compose::gpu::batch::{shared_renderer, BatchCompositor, RendererStats};
 use cloudmixer::compose::gpu::{
-    AdapterPolicy, GpuCompositor, GpuOptions, OutputFormat, OutputFrame,
+    AdapterPolicy, GpuCompositor, GpuOptions, Nv12Image, OutputFormat, OutputFrame,
 };
+use cloudmixer::compose::{Frames, OutPlanes};
+use cloudmixer::model::frame::I420Image;
+use cloudmixer::model::layout::Layout;
 use cloudmixer::testkit::synth::SyntheticSources;
 use cloudmixer::testkit::workloads::Workload;
 
@@ -31,6 +38,96 @@ struct Args {
     /// Refuse software adapters (lavapipe).
     #[arg(long, global = true)]
     hardware_only: bool,
+    /// Through the process's batch renderer (one submission per batch for all mixers).
+    #[arg(long, global = true)]
+    batched: bool,
+}
+
+/// One mixer's compositor: the one-mixer GpuCompositor or a BatchCompositor.
+enum Comp {
+    One(GpuCompositor, OutputFrame),
+    Batch(BatchCompositor, OutputFrame),
+}
+
+impl Comp {
+    fn new(batched: bool, w: u32, h: u32, opts: GpuOptions) -> Comp {
+        let r = if batched {
+            BatchCompositor::new(w, h, opts.output, opts.policy).map(|mut c| {
+                c.set_parallel_upload(opts.parallel_upload);
+                let f = match opts.output {
+                    OutputFormat::I420 => OutputFrame::I420(I420Image::new(w, h)),
+                    OutputFormat::Nv12 => OutputFrame::Nv12(Nv12Image {
+                        width: w,
+                        height: h,
+                        y: vec![0; (w * h) as usize],
+                        uv: vec![0; (w * h / 2) as usize],
+                    }),
+                };
+                Comp::Batch(c, f)
+            })
+        } else {
+            GpuCompositor::new(w, h, opts).map(|c| Comp::One(c, OutputFrame::empty(opts.output)))
+        };
+        r.unwrap_or_else(|e| {
+            eprintln!("no GPU compositor: {e}");
+            std::process::exit(1)
+        })
+    }
+    fn submit(&mut self, l: &Layout, f: &Frames) {
+        match self {
+            Comp::One(c, _) => c.submit(l, f).map(|_| ()),
+            Comp::Batch(c, _) => c.submit(l, f).map(|_| ()),
+        }
+        .expect("submit")
+    }
+    fn receive(&mut self) {
+        match self {
+            Comp::One(c, out) => c.receive_into(out).map(|_| ()),
+            Comp::Batch(c, out) => {
+                let mut planes = match out {
+                    OutputFrame::I420(i) => OutPlanes::i420(i),
+                    OutputFrame::Nv12(n) => OutPlanes::nv12(n),
+                };
+                c.receive_into(&mut planes).map(|_| ())
+            }
+        }
+        .expect("receive")
+    }
+    fn in_flight(&self) -> usize {
+        match self {
+            Comp::One(c, _) => c.in_flight(),
+            Comp::Batch(c, _) => c.in_flight(),
+        }
+    }
+    fn adapter(&self) -> String {
+        match self {
+            Comp::One(c, _) => c.adapter().to_string(),
+            Comp::Batch(c, _) => c.renderer().adapter().to_string(),
+        }
+    }
+}
+
+fn renderer_stats(args: &Args, policy: AdapterPolicy) -> Option<RendererStats> {
+    args.batched
+        .then(|| shared_renderer(policy).ok().map(|r| r.stats()))
+        .flatten()
+}
+
+fn print_batch(a: Option<RendererStats>, b: Option<RendererStats>, mixers: usize, ticks: u64) {
+    let (Some(a), Some(b)) = (a, b) else { return };
+    let frames = (b.frames - a.frames).max(1);
+    println!(
+        "batch renderer: {} submits for {} frames ({:.3} submits per tick, {:.1} frames per submit, largest {}), staged {:.2} MB up + {:.2} MB down per frame, staging {:.1} MiB ({:.1} MiB per mixer)",
+        b.batches - a.batches,
+        b.frames - a.frames,
+        (b.batches - a.batches) as f64 / ticks.max(1) as f64,
+        (b.frames - a.frames) as f64 / (b.batches - a.batches).max(1) as f64,
+        b.max_batch,
+        (b.upload_bytes - a.upload_bytes) as f64 / 1e6 / frames as f64,
+        (b.readback_bytes - a.readback_bytes) as f64 / 1e6 / frames as f64,
+        (b.belt_bytes + b.readback_pool_bytes) as f64 / 1048576.0,
+        (b.belt_bytes + b.readback_pool_bytes) as f64 / 1048576.0 / mixers.max(1) as f64,
+    );
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -114,12 +211,10 @@ fn main() {
                 parallel_upload,
                 ..opts
             };
-            let mut c = GpuCompositor::new(w.width, w.height, opts).unwrap_or_else(|e| {
-                eprintln!("no GPU compositor: {e}");
-                std::process::exit(1)
-            });
+            let mut c = Comp::new(args.batched, w.width, w.height, opts);
             println!(
-                "gpu_bench offline: {} {}x{} ({} sources), {} frames, {} in flight, {:?} readback, parallel upload {}, adapter {}",
+                "gpu_bench offline{}: {} {}x{} ({} sources), {} frames, {} in flight, {:?} readback, parallel upload {}, adapter {}",
+                if args.batched { " (batched)" } else { "" },
                 w.name,
                 w.width,
                 w.height,
@@ -131,61 +226,63 @@ fn main() {
                 c.adapter()
             );
             let mut src = SyntheticSources::new(&w);
-            let mut out = OutputFrame::empty(opts.output);
             // warm-up: first uploads, pipeline compilation
             for n in 0..3 {
-                c.submit(&layout, src.at(n)).expect("submit");
-                c.receive_into(&mut out).expect("receive");
+                c.submit(&layout, src.at(n));
+                c.receive();
             }
-            let s0 = c.stats();
+            let s0 = match &c {
+                Comp::One(g, _) => Some(g.stats()),
+                Comp::Batch(..) => None,
+            };
+            let r0 = renderer_stats(&args, opts.policy);
             let t0 = Instant::now();
             let mut received = 0u64;
             for n in 0..frames {
                 if c.in_flight() >= inflight {
-                    c.receive_into(&mut out).expect("receive");
+                    c.receive();
                     received += 1;
                 }
-                c.submit(&layout, src.at(n + 3)).expect("submit");
+                c.submit(&layout, src.at(n + 3));
             }
             while c.in_flight() > 0 {
-                c.receive_into(&mut out).expect("receive");
+                c.receive();
                 received += 1;
             }
             let wall = t0.elapsed().as_secs_f64();
-            let s = c.stats();
-            let ms = |v: f64| v * 1e3 / frames as f64;
             println!(
                 "frames/s: {:.1} ({} frames in {:.3} s)",
                 received as f64 / wall,
                 received,
                 wall
             );
-            println!(
-                "per frame: upload {:.3} ms ({:.2} MB/frame), encode+submit {:.3} ms, readback wait {:.3} ms, readback copy {:.3} ms, other {:.3} ms",
-                ms(s.upload_s - s0.upload_s),
-                (s.upload_bytes - s0.upload_bytes) as f64 / 1e6 / frames as f64,
-                ms(s.submit_s - s0.submit_s),
-                ms(s.wait_s - s0.wait_s),
-                ms(s.copy_s - s0.copy_s),
-                ms(wall - (s.upload_s - s0.upload_s) - (s.submit_s - s0.submit_s) - (s.wait_s - s0.wait_s) - (s.copy_s - s0.copy_s)),
-            );
+            if let (Some(s0), Comp::One(g, _)) = (s0, &c) {
+                let s = g.stats();
+                let ms = |v: f64| v * 1e3 / frames as f64;
+                println!(
+                    "per frame: upload {:.3} ms ({:.2} MB/frame), encode+submit {:.3} ms, readback wait {:.3} ms, readback copy {:.3} ms, other {:.3} ms",
+                    ms(s.upload_s - s0.upload_s),
+                    (s.upload_bytes - s0.upload_bytes) as f64 / 1e6 / frames as f64,
+                    ms(s.submit_s - s0.submit_s),
+                    ms(s.wait_s - s0.wait_s),
+                    ms(s.copy_s - s0.copy_s),
+                    ms(wall - (s.upload_s - s0.upload_s) - (s.submit_s - s0.submit_s) - (s.wait_s - s0.wait_s) - (s.copy_s - s0.copy_s)),
+                );
+            }
+            print_batch(r0, renderer_stats(&args, opts.policy), 1, frames);
             println!("RSS: {:.1} MiB", rss_mib());
         }
         Mode::Realtime { mixers, seconds } => {
             let period = Duration::from_secs_f64(1.0 / w.fps as f64);
             let ticks = (seconds * w.fps as f64).round() as u64;
             println!(
-                "gpu_bench realtime: {} mixers x {} {}x{} @ {} fps for {:.1} s ({} ticks), {:?} readback",
+                "gpu_bench realtime{}: {} mixers x {} {}x{} @ {} fps for {:.1} s ({} ticks), {:?} readback",
+                if args.batched { " (batched)" } else { "" },
                 mixers, w.name, w.width, w.height, w.fps, seconds, ticks, opts.output
             );
             let t_setup = Instant::now();
-            let comps: Vec<GpuCompositor> = (0..mixers)
-                .map(|_| {
-                    GpuCompositor::new(w.width, w.height, opts).unwrap_or_else(|e| {
-                        eprintln!("no GPU compositor: {e}");
-                        std::process::exit(1)
-                    })
-                })
+            let comps: Vec<Comp> = (0..mixers)
+                .map(|_| Comp::new(args.batched, w.width, w.height, opts))
                 .collect();
             println!(
                 "adapter {}; {} compositors created in {:.2} s",
@@ -195,6 +292,7 @@ fn main() {
             );
             // one set of synthetic pictures shared by all mixers (each still uploads its own)
             let shared_src = SyntheticSources::new(&w);
+            let r0 = renderer_stats(&args, opts.policy);
             let barrier = Arc::new(Barrier::new(mixers));
             let handles: Vec<_> = comps
                 .into_iter()
@@ -203,10 +301,9 @@ fn main() {
                     let (layout, barrier, mut src) =
                         (layout.clone(), barrier.clone(), shared_src.clone());
                     std::thread::spawn(move || {
-                        let mut out = OutputFrame::empty(c.options().output);
                         // warm-up (uploads, first submit), then start together, staggered in the period
-                        c.submit(&layout, src.at(0)).expect("submit");
-                        c.receive_into(&mut out).expect("receive");
+                        c.submit(&layout, src.at(0));
+                        c.receive();
                         barrier.wait();
                         let start = Instant::now() + period.mul_f64(i as f64 / mixers as f64);
                         let mut lat = Vec::with_capacity(ticks as usize);
@@ -218,8 +315,8 @@ fn main() {
                                 std::thread::sleep(due - now);
                             }
                             let t = Instant::now();
-                            c.submit(&layout, src.at(n + 1)).expect("submit");
-                            c.receive_into(&mut out).expect("receive");
+                            c.submit(&layout, src.at(n + 1));
+                            c.receive();
                             let done = Instant::now();
                             lat.push((done - t).as_secs_f64() * 1e3);
                             if done > due + period {
@@ -254,6 +351,7 @@ fn main() {
                 period.as_secs_f64() * 1e3,
                 pct(&all, 0.99) < period.as_secs_f64() * 1e3
             );
+            print_batch(r0, renderer_stats(&args, opts.policy), mixers, ticks);
             println!(
                 "RSS: {:.1} MiB ({:.1} MiB per mixer; the synthetic source pictures are shared)",
                 rss_mib(),

@@ -56,8 +56,11 @@ use crate::model::layout::Layout;
 pub struct RendererOptions {
     /// Most frames in one batch (default 256).
     pub max_batch: usize,
-    /// After the first frame of a batch arrives, wait this long for more (default 0: take
-    /// what is queued; batches still grow while the GPU is busy).
+    /// After the first frame of a batch arrives, wait up to this long for the other mixers'
+    /// frames (default 3 ms; the wait ends as soon as every compositor on the renderer has a
+    /// frame queued, so one mixer alone never waits). Real-time mixers tick at their own
+    /// phases: without a window each frame would be a submission of its own.
+    /// `CLOUDMIXER_BATCH_GATHER_US` overrides the default of [`shared_renderer`].
     pub gather: Duration,
     /// Batches on the GPU at once (default 3).
     pub max_in_flight: usize,
@@ -71,7 +74,7 @@ impl Default for RendererOptions {
     fn default() -> Self {
         RendererOptions {
             max_batch: 256,
-            gather: Duration::ZERO,
+            gather: Duration::from_millis(3),
             max_in_flight: 3,
             chunk_bytes: 32 << 20,
             timeout: Duration::from_secs(20),
@@ -437,6 +440,8 @@ struct InFlight {
 }
 
 struct Shared {
+    /// Compositors alive on this renderer.
+    live: AtomicUsize,
     ctx: Arc<GpuContext>,
     opts: RendererOptions,
     belt: Arc<Belt>,
@@ -472,6 +477,7 @@ impl Renderer {
             ..opts
         };
         let shared = Arc::new(Shared {
+            live: AtomicUsize::new(0),
             belt: Arc::new(Belt {
                 ctx: ctx.clone(),
                 chunk_bytes: opts.chunk_bytes.max(1 << 20),
@@ -547,7 +553,14 @@ pub fn shared_renderer(policy: AdapterPolicy) -> Result<Arc<Renderer>, GpuError>
             return Ok(r.clone());
         }
     }
-    let r = Renderer::new(ctx, RendererOptions::default())?;
+    let mut opts = RendererOptions::default();
+    if let Some(us) = std::env::var("CLOUDMIXER_BATCH_GATHER_US")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        opts.gather = Duration::from_micros(us);
+    }
+    let r = Renderer::new(ctx, opts)?;
     *g = Some(r.clone());
     Ok(r)
 }
@@ -568,7 +581,7 @@ fn batch_loop(sh: Arc<Shared>, rx: Receiver<Request>, done: Sender<InFlight>) {
             }
             if !opts.gather.is_zero() {
                 let deadline = Instant::now() + opts.gather;
-                while queued < opts.max_batch {
+                while queued < opts.max_batch && queues.len() < sh.live.load(Ordering::Acquire) {
                     match rx.recv_deadline(deadline) {
                         Ok(r) => push(&mut queues, &mut queued, r),
                         Err(_) => break,
@@ -754,6 +767,7 @@ pub struct BatchCompositor {
     last: Last,
     next_ticket: u64,
     stats: BatchStats,
+    parallel_upload: bool,
 }
 
 impl std::fmt::Debug for BatchCompositor {
@@ -799,6 +813,7 @@ impl BatchCompositor {
         })?;
         let (planes, size) = plane_copies(format, width, height);
         let mixer = renderer.next_mixer.fetch_add(1, Ordering::Relaxed);
+        renderer.shared.live.fetch_add(1, Ordering::AcqRel);
         Ok(BatchCompositor {
             renderer,
             mixer,
@@ -813,7 +828,14 @@ impl BatchCompositor {
             last: Last::None,
             next_ticket: 0,
             stats: BatchStats::default(),
+            parallel_upload: false,
         })
+    }
+
+    /// Copy large uploads (> 4 MiB) plane by plane on rayon's pool: helps one mixer on a
+    /// many-core machine; leave it off with many mixers (each already copies on its own thread).
+    pub fn set_parallel_upload(&mut self, on: bool) {
+        self.parallel_upload = on;
     }
 
     /// The renderer it submits to.
@@ -911,18 +933,26 @@ impl BatchCompositor {
         let mut copies: Vec<UploadCopy> = Vec::new();
         if size > 0 {
             let mut l = self.renderer.shared.belt.alloc(size);
-            for j in &jobs {
-                let start = l.offset + j.offset;
-                let len = j.padded_row as u64 * j.rows as u64;
-                let mut view = l
-                    .buffer
-                    .slice(start..start + len)
-                    .get_mapped_range_mut()
-                    .map_err(|e| GpuError::Validation {
-                        adapter: ctx.adapter.to_string(),
-                        message: format!("upload belt: {e}"),
-                    })?;
-                j.write_rows(&mut view);
+            let views = jobs
+                .iter()
+                .map(|j| {
+                    let start = l.offset + j.offset;
+                    let len = j.padded_row as u64 * j.rows as u64;
+                    l.buffer.slice(start..start + len).get_mapped_range_mut()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| GpuError::Validation {
+                    adapter: ctx.adapter.to_string(),
+                    message: format!("upload belt: {e}"),
+                })?;
+            let parts: Vec<_> = views.into_iter().zip(jobs.iter()).collect();
+            let copy =
+                |(mut view, j): (wgpu::BufferViewMut, &PlaneJob<'_>)| j.write_rows(&mut view);
+            if self.parallel_upload && size > (4 << 20) && parts.len() > 1 {
+                use rayon::prelude::*;
+                parts.into_par_iter().for_each(copy);
+            } else {
+                parts.into_iter().for_each(copy);
             }
             self.renderer.shared.belt.written(&mut l);
             copies = jobs
@@ -1031,6 +1061,12 @@ impl BatchCompositor {
             self.last = Last::Copied(f);
         }
         Ok(())
+    }
+}
+
+impl Drop for BatchCompositor {
+    fn drop(&mut self) {
+        self.renderer.shared.live.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
