@@ -15,7 +15,8 @@
 #      renderer, table + JSON + plot into $OUT.
 # Failure PNGs of the parity tests go to $OUT/gpu-parity (or ./gpu-parity-out).
 # Env: FRAMES (3000), MIXERS (100), RT_SECONDS (10), SWEEP (1,16,32,64,100,128), GATHERS (batch
-# gather windows in µs for step 3: 3000 0 8000), CLOUDMIXER_ADAPTER,
+# gather windows in µs for step 3: 3000 0 8000), STEPS (which steps after 1: 234, and 5 = the
+# batched real-time run at each of SWEEP_RT mixer counts, staggered ticks), CLOUDMIXER_ADAPTER,
 # WGPU_BACKEND pass through.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +33,10 @@ if [ "${1:-}" = "--build" ]; then
     [ -n "$exe" ] || { echo "could not find the $t test executable" >&2; exit 1; }
     cp "$exe" devbin/$t
   done
-  strip devbin/*
+  strip devbin/gpu_bench devbin/bench_sweep devbin/gpu_parity devbin/gpu_batch
+  # the text tests and the plot need the fonts the CI box has (the device has none)
+  mkdir -p devbin/fonts
+  cp /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf devbin/fonts/
   ls -la devbin/
   exit 0
 fi
@@ -40,6 +44,11 @@ fi
 [ -x devbin/gpu_bench ] && [ -x devbin/gpu_parity ] && [ -x devbin/gpu_batch ] && [ -x devbin/bench_sweep ] || {
   echo "devbin/gpu_bench and devbin/gpu_parity are missing: run '$0 --build' first" >&2; exit 2; }
 
+if [ -d devbin/fonts ] && [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+  mkdir -p /usr/share/fonts/truetype/dejavu /usr/share/fonts/truetype/droid
+  cp devbin/fonts/DejaVuSans.ttf /usr/share/fonts/truetype/dejavu/
+  cp devbin/fonts/DroidSansFallbackFull.ttf /usr/share/fonts/truetype/droid/
+fi
 FRAMES=${FRAMES:-3000}
 MIXERS=${MIXERS:-100}
 SECONDS_RT=${RT_SECONDS:-10}
@@ -57,13 +66,16 @@ echo "=== 1b. batch renderer tests"
 CLOUDMIXER_REQUIRE_GPU=1 timeout 120 devbin/gpu_batch 2>&1 | tail -8 \
   || { echo "BATCH TESTS FAILED (exit $?)"; status=1; }
 
+STEPS=${STEPS:-1234}
+case $STEPS in *2*)
 for b in "" --batched; do
   for p in "" --parallel-upload; do
     echo "=== 2. offline ${b:-one-mixer}: 1 x W3, $FRAMES frames, NV12 readback ${p}"
     timeout 120 devbin/gpu_bench --workload W3 --output nv12 --hardware-only $b offline --frames "$FRAMES" --inflight 3 $p \
       || { echo "OFFLINE FAILED (exit $?)"; status=1; }
   done
-done
+done;; esac
+case $STEPS in *3*)
 echo "=== 3. realtime one-mixer compositors: $MIXERS x W3 @ 30 fps for $SECONDS_RT s, NV12 readback"
 timeout 120 devbin/gpu_bench --workload W3 --output nv12 --hardware-only realtime --mixers "$MIXERS" --seconds "$SECONDS_RT" \
   || { echo "REALTIME FAILED (exit $?)"; status=1; }
@@ -71,11 +83,18 @@ for g in ${GATHERS:-3000 0 8000}; do
   echo "=== 3. realtime batched, gather window ${g} us: $MIXERS x W3 @ 30 fps for $SECONDS_RT s, NV12 readback"
   CLOUDMIXER_BATCH_GATHER_US=$g timeout 120 devbin/gpu_bench --workload W3 --output nv12 --hardware-only --batched realtime --mixers "$MIXERS" --seconds "$SECONDS_RT" \
     || { echo "REALTIME FAILED (exit $?)"; status=1; }
-done
+done;; esac
+case $STEPS in *5*)
+for m in ${SWEEP_RT:-16 32 64 100}; do
+  echo "=== 5. realtime batched, staggered ticks: $m x W3 @ 30 fps for $SECONDS_RT s"
+  timeout 60 devbin/gpu_bench --workload W3 --output nv12 --hardware-only --batched realtime --mixers "$m" --seconds "$SECONDS_RT" \
+    || { echo "REALTIME FAILED (exit $?)"; status=1; }
+done;; esac
+case $STEPS in *4*)
 echo "=== 4. sweep through the batch renderer (bench --backend gpu)"
 mkdir -p "${OUT:-.}"
 timeout 240 devbin/bench_sweep --backend gpu --workload W3 --realtime --mixers ${SWEEP:-1,16,32,64,100,128} --frames 150 \
   --json "${OUT:-.}/h100_w3_batched.json" --plot "${OUT:-.}/h100_w3_batched.png" \
-  || { echo "SWEEP FAILED (exit $?)"; status=1; }
+  || { echo "SWEEP FAILED (exit $?)"; status=1; };; esac
 echo "=== done (status $status)"
 exit $status

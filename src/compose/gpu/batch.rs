@@ -453,9 +453,22 @@ struct Shared {
 /// per device) or [`Renderer::new`] (a private one, e.g. to tune [`RendererOptions`]).
 pub struct Renderer {
     shared: Arc<Shared>,
-    tx: Sender<Request>,
+    tx: Option<Sender<Request>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
     next_mixer: AtomicU64,
     seq: AtomicU64,
+}
+
+impl Drop for Renderer {
+    /// Ends the threads once every compositor is gone: the batch thread finishes what is
+    /// queued, the wait thread the batches in flight (a driver torn down at process exit
+    /// under a thread still polling it can crash).
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Renderer {
@@ -495,18 +508,19 @@ impl Renderer {
             message: format!("cannot start the renderer thread: {e}"),
         };
         let s = shared.clone();
-        std::thread::Builder::new()
+        let batch = std::thread::Builder::new()
             .name("cm-gpu-batch".into())
             .spawn(move || batch_loop(s, rx, done_tx))
             .map_err(spawn_err)?;
         let s = shared.clone();
-        std::thread::Builder::new()
+        let wait = std::thread::Builder::new()
             .name("cm-gpu-wait".into())
             .spawn(move || wait_loop(s, done_rx))
             .map_err(spawn_err)?;
         Ok(Arc::new(Renderer {
             shared,
-            tx,
+            tx: Some(tx),
+            threads: vec![batch, wait],
             next_mixer: AtomicU64::new(0),
             seq: AtomicU64::new(0),
         }))
@@ -598,17 +612,25 @@ fn batch_loop(sh: Arc<Shared>, rx: Receiver<Request>, done: Sender<InFlight>) {
             .filter_map(|(m, q)| q.front().map(|r| (r.seq, *m)))
             .collect();
         fronts.sort_unstable();
-        let mut batch = Vec::new();
+        let mut batch: Vec<Request> = Vec::new();
+        // one readback buffer per batch: no larger than the device allows
+        let max_bytes = sh.ctx.device.limits().max_buffer_size;
+        let mut bytes = 0u64;
         for (_, m) in fronts {
             if batch.len() >= opts.max_batch {
                 break;
             }
             let q = queues.get_mut(&m).expect("listed above");
+            let need = q.front().map_or(0, |r| r.size.div_ceil(ALIGN) * ALIGN);
+            if !batch.is_empty() && bytes + need > max_bytes {
+                break;
+            }
             let ready = q
                 .front()
                 .and_then(|r| r.lease.as_ref())
                 .is_none_or(|l| sh.belt.prepare(l.chunk));
             if ready {
+                bytes += need;
                 batch.push(q.pop_front().expect("listed above"));
             }
         }
@@ -643,8 +665,9 @@ fn record(sh: &Shared, batch: &mut [Request]) -> Result<InFlight, GpuError> {
         bases.push(total);
         total += r.size.div_ceil(ALIGN) * ALIGN;
     }
-    let buffer = sh.pool.take(ctx, total, &sh.counters);
+    let mut buffer = None;
     let r = ctx.scoped(|| {
+        let buffer = buffer.insert(sh.pool.take(ctx, total, &sh.counters));
         let p = ctx.pipelines();
         let mut enc = ctx
             .device
@@ -658,7 +681,7 @@ fn record(sh: &Shared, batch: &mut [Request]) -> Result<InFlight, GpuError> {
             r.rec.encode(p, &mut enc);
             r.rec
                 .targets
-                .encode_readback(&mut enc, &buffer, base, &r.planes);
+                .encode_readback(&mut enc, buffer, base, &r.planes);
         }
         Ok(ctx.queue.submit([enc.finish()]))
     });
@@ -671,6 +694,7 @@ fn record(sh: &Shared, batch: &mut [Request]) -> Result<InFlight, GpuError> {
         }
     }
     let submission = r?;
+    let buffer = buffer.expect("set inside the scope");
     let c = &sh.counters;
     c.batches.fetch_add(1, Ordering::Relaxed);
     c.frames.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -990,10 +1014,16 @@ impl BatchCompositor {
             size: self.size,
             reply,
         };
-        self.renderer.tx.send(req).map_err(|_| GpuError::Readback {
-            adapter: ctx.adapter.to_string(),
-            reason: "the renderer has stopped".into(),
-        })?;
+        let sent = match &self.renderer.tx {
+            Some(tx) => tx.send(req).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(GpuError::Readback {
+                adapter: ctx.adapter.to_string(),
+                reason: "the renderer has stopped".into(),
+            });
+        }
         Ok(Pending::Gpu(rx))
     }
 
