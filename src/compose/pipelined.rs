@@ -10,11 +10,13 @@
 //! ```
 //! use std::{collections::HashMap, sync::Arc};
 //! use cloudmixer::compose::{create_pipelined, Backend, OutPlanes, OutputFormat};
-//! use cloudmixer::model::frame::{I420Image, VideoFrame};
+//! use cloudmixer::model::frame::{ColorSpace, I420Image, VideoFrame};
 //! use cloudmixer::model::layout::{Layout, Rect};
 //! let layout = Layout::cameras(64, 32, &[("a", Rect::new(0, 0, 32, 32))]);
 //! let mut frames = HashMap::new();
-//! frames.insert("a".to_string(), Arc::new(VideoFrame::solid_i420(16, 16, [200, 90, 60]).unwrap()));
+//! // tagged BT.709 (the output's space): the colour comes out as it went in
+//! let f = VideoFrame::solid_i420(16, 16, [200, 90, 60]).unwrap().with_color(ColorSpace::BT709_LIMITED);
+//! frames.insert("a".to_string(), Arc::new(f));
 //! let mut c = create_pipelined(Backend::Cpu, 64, 32, OutputFormat::I420).unwrap();
 //! c.submit(&layout, &frames).unwrap();
 //! let mut img = I420Image::new(64, 32);

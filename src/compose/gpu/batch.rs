@@ -64,7 +64,8 @@ pub struct RendererOptions {
     pub gather: Duration,
     /// Batches on the GPU at once (default 3).
     pub max_in_flight: usize,
-    /// Size of one upload belt chunk (default 32 MiB; larger uploads get a chunk of their own).
+    /// Size of one upload belt chunk (default 16 MiB, a little more than one W3 frame's
+    /// sources; larger uploads get a chunk of their own).
     pub chunk_bytes: u64,
     /// Longest wait for one batch before its frames are answered with an error.
     pub timeout: Duration,
@@ -76,7 +77,7 @@ impl Default for RendererOptions {
             max_batch: 256,
             gather: Duration::from_millis(3),
             max_in_flight: 3,
-            chunk_bytes: 32 << 20,
+            chunk_bytes: 16 << 20,
             timeout: Duration::from_secs(20),
         }
     }
@@ -340,7 +341,7 @@ struct ReadPool {
     idle: Mutex<Vec<wgpu::Buffer>>,
 }
 
-const POOL_KEEP: usize = 8;
+const POOL_KEEP: usize = 4;
 
 impl ReadPool {
     fn take(&self, ctx: &GpuContext, size: u64, counters: &Counters) -> wgpu::Buffer {
@@ -424,16 +425,15 @@ struct Request {
     lease: Option<Lease>,
     planes: Arc<[PlaneCopy]>,
     size: u64,
-    reply: Sender<Result<Readback, GpuError>>,
+    reply: Reply,
 }
 
+/// Where a frame's answer goes.
+type Reply = Sender<Result<Readback, GpuError>>;
+
 struct InFlight {
-    requests: Vec<(
-        Sender<Result<Readback, GpuError>>,
-        u64,
-        u64,
-        Arc<[PlaneCopy]>,
-    )>,
+    /// Per frame: its reply, offset and size in the batch buffer, plane layout.
+    requests: Vec<(Reply, u64, u64, Arc<[PlaneCopy]>)>,
     buffer: wgpu::Buffer,
     state: MapState,
     submission: wgpu::SubmissionIndex,
