@@ -25,8 +25,9 @@ test: deps
 	$(MAKE) capi-test
 
 # The C ABI: builds capi/ (cdylib + staticlib, include/cloudmixer.h by cbindgen), checks the
-# header compiles as C++, builds and runs the C example (a 2 s recording with lent frames),
-# checks the file it wrote, and runs it again under ASan/UBSan.
+# header compiles as C++, builds and runs the C example (a 2 s recording with lent frames) and
+# the C++ example (two lent cameras, RAII), checks the files they wrote, and runs the C example
+# again under ASan/UBSan.
 CC ?= cc
 CXX ?= c++
 capi-test:
@@ -38,6 +39,13 @@ capi-test:
 	./target/c-record target/c-record-out
 	test "$$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames \
 	  -of csv=p=0 target/c-record-out/c/rec.mp4)" = 30
+	# the C++ example: an RAII handle, exceptions, two lent cameras side by side
+	$(CXX) -std=c++17 -Wall -Wextra -Werror -o target/cpp-record examples/cpp/record.cpp \
+	  -Icapi/include -Ltarget/debug -lcloudmixer_capi -Wl,-rpath,$(CURDIR)/target/debug
+	rm -rf target/cpp-record-out
+	./target/cpp-record target/cpp-record-out
+	test "$$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=width,height,nb_read_frames \
+	  -of csv=p=0 target/cpp-record-out/cpp/rec.mp4)" = 640,240,30
 	# again under AddressSanitizer + UBSan with leak detection (the C side instrumented; the
 	# library's frees and copies go through the intercepted allocator and memcpy)
 	$(CC) -std=c11 -g -fsanitize=address,undefined -fno-omit-frame-pointer -o target/c-record-asan \
