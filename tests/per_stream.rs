@@ -199,9 +199,22 @@ fn stream_recorder_gives_each_camera_its_file_when_it_appears() {
     }
     assert_eq!(rec.streams(), 2);
     rec.destroy().unwrap();
-    let evs: Vec<MixerEvent> = events.try_iter().collect();
+    // the stream ends after NULL
+    let mut evs: Vec<MixerEvent> = Vec::new();
+    let ended = loop {
+        match events.recv_timeout(Duration::from_secs(5)) {
+            Ok(e) => evs.push(e),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break true,
+            Err(_) => break false,
+        }
+    };
+    assert!(ended, "the event stream did not end after NULL: {evs:?}");
     assert!(
         matches!(evs.last(), Some(MixerEvent::StateChanged { state, .. }) if *state as u8 == 0)
+    );
+    assert!(
+        rec.subscribe().recv().is_err(),
+        "a late subscriber's stream has ended"
     );
     let f1 = file_like(&d, "u1_cam0_7_", ".mp4");
     let f2 = file_like(&d, "u2_cam-1_7_", ".mp4");

@@ -19,10 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{unbounded, Receiver, Sender};
+use crossbeam_channel::Receiver;
 
 use super::error::MixerError;
 use super::mixer::{Mixer, MixerSettings};
+use super::state::EventHub;
 use crate::compose::text::{format_timestamp, local_utc_offset};
 use crate::model::audio::AudioFrame;
 use crate::model::config::{ConfigError, MixerConfig, PerStream};
@@ -91,7 +92,7 @@ pub struct StreamRecorder {
     storage: Storage,
     settings: MixerSettings,
     inner: Mutex<Inner>,
-    tx: Sender<MixerEvent>,
+    hub: Arc<EventHub>,
     rx: Receiver<MixerEvent>,
     next_id: Arc<AtomicU32>,
     state: AtomicU8,
@@ -123,13 +124,15 @@ impl StreamRecorder {
                 "mode 1 runs in real time (offline, record each stream's file on its own)",
             ));
         }
-        let (tx, rx) = unbounded();
+        let hub = Arc::new(EventHub::default());
+        // subscribed before STARTING: `events()` sees everything
+        let rx = hub.subscribe();
         let r = StreamRecorder {
             ps,
             storage,
             settings,
             inner: Mutex::default(),
-            tx,
+            hub,
             rx,
             next_id: Arc::new(AtomicU32::new(0)),
             state: AtomicU8::new(MixerState::Starting as u8),
@@ -141,12 +144,20 @@ impl StreamRecorder {
     }
 
     fn emit(&self, ev: MixerEvent) {
-        let _ = self.tx.send(ev);
+        self.hub.send(ev);
     }
 
-    /// The events of every stream's file (see the [module docs](self)).
+    /// The events of every stream's file since create (see the [module docs](self)); the
+    /// stream ends after NULL. Clones of it share one stream (each event goes to one of them);
+    /// use [`StreamRecorder::subscribe`] for a stream of one's own.
     pub fn events(&self) -> Receiver<MixerEvent> {
         self.rx.clone()
+    }
+
+    /// A stream of its own that gets every event from now on, ending after NULL (already
+    /// ended once the recorder is back to NULL).
+    pub fn subscribe(&self) -> Receiver<MixerEvent> {
+        self.hub.subscribe()
     }
 
     /// The state: RUNNING until [`StreamRecorder::destroy`], then NULL.
@@ -250,7 +261,7 @@ impl StreamRecorder {
                 return Err(e);
             }
         };
-        let forward = forward(mixer.events(), self.tx.clone(), self.next_id.clone(), what);
+        let forward = forward(mixer.events(), self.hub.clone(), self.next_id.clone(), what);
         Ok(g.streams.entry(key).or_insert(Stream { mixer, forward }))
     }
 
@@ -347,7 +358,7 @@ impl Drop for StreamRecorder {
 /// the stream; ends when the stream's mixer has reported NULL (after its uploads).
 fn forward(
     rx: Receiver<MixerEvent>,
-    tx: Sender<MixerEvent>,
+    tx: Arc<EventHub>,
     next_id: Arc<AtomicU32>,
     what: &str,
 ) -> JoinHandle<()> {
@@ -360,10 +371,10 @@ fn forward(
                     i.id = *ids
                         .entry(i.id)
                         .or_insert_with(|| next_id.fetch_add(1, Ordering::AcqRel));
-                    let _ = tx.send(MixerEvent::OutputInfoChanged(i));
+                    tx.send(MixerEvent::OutputInfoChanged(i));
                 }
                 MixerEvent::Error { code, desc } => {
-                    let _ = tx.send(MixerEvent::Error {
+                    tx.send(MixerEvent::Error {
                         code,
                         desc: format!("stream {what}: {desc}"),
                     });
