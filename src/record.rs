@@ -186,10 +186,11 @@ impl std::fmt::Display for RecordSummary {
         if self.stats.frames_received > 0 {
             writeln!(
                 f,
-                "  inputs:   {} frames received, {} shown, {} replaced before use; encoder at most {:.1} ms behind",
+                "  inputs:   {} frames received, {} shown, {} replaced before use; {} output frames repeated; encoder at most {:.1} ms behind",
                 self.stats.frames_received,
                 self.stats.frames_used,
                 self.stats.frames_replaced,
+                self.stats.frames_repeated,
                 self.stats.encoder_max_us as f64 / 1000.0
             )?;
         }

@@ -354,12 +354,16 @@ fn stats_count_frames_received_used_and_replaced() {
         ),
         ("u1.0", 30, 10, 20)
     );
+    assert_eq!(m.stats().frames_repeated, 0, "a new frame every tick");
+    // the camera stalls: five more ticks show its last frame again
+    m.advance_frames(15).unwrap();
     m.destroy().unwrap();
     let st = m.stats();
     assert_eq!(
         (st.frames_received, st.frames_used, st.frames_replaced),
         (30, 10, 20)
     );
-    assert_eq!((st.ticks, st.encoder_queue), (10, 0));
+    assert_eq!(st.frames_repeated, 5, "{st:?}");
+    assert_eq!((st.ticks, st.encoder_queue), (15, 0));
     assert!(st.encoder_max_us > 0, "{st:?}");
 }

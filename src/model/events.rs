@@ -133,6 +133,9 @@ pub struct MixerStats {
     pub frames_used: u64,
     /// Pushed frames superseded before they were ever shown.
     pub frames_replaced: u64,
+    /// Composed frames that repeat the one before: no source had a new frame and the layout
+    /// did not change (sources stalled, or an output rate above every source's rate).
+    pub frames_repeated: u64,
     /// Composed frames handed to the video encoder and not yet encoded (0–3 when it keeps up).
     pub encoder_queue: u64,
     /// The longest a composed frame waited for the encoder and was encoded, µs.

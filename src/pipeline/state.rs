@@ -152,6 +152,8 @@ pub(crate) struct Counters {
     pub encoder_out: AtomicU64,
     /// The longest hand-off → encoded time, µs.
     pub encoder_max_us: AtomicU64,
+    /// Composed frames with no new source frame and the same layout as the one before.
+    pub frames_repeated: AtomicU64,
 }
 
 pub(crate) struct Shared {
@@ -207,6 +209,7 @@ impl Shared {
             frames_replaced: src.iter().map(|s| s.replaced).sum(),
             encoder_queue: i.saturating_sub(o),
             encoder_max_us: c.encoder_max_us.load(Ordering::Relaxed),
+            frames_repeated: c.frames_repeated.load(Ordering::Relaxed),
             ..MixerStats::default()
         }
     }

@@ -101,6 +101,8 @@ pub(crate) fn clock_loop(
     let mut n = 0u64;
     // ticks submitted to the compositor and not yet handed to the encoder
     let mut in_flight: std::collections::VecDeque<u64> = Default::default();
+    // what the previous tick showed: layout generation and each source's frame id
+    let mut shown: (u64, std::collections::HashMap<String, u64>) = Default::default();
     let end = 'run: loop {
         if n >= max_ticks {
             break End::MaxDuration;
@@ -152,6 +154,12 @@ pub(crate) fn clock_loop(
         let layout = shared.layout.load_full();
         if video.is_some() {
             shared.slots.snapshot(&layout, now_us, &mut frames);
+            if n > 0 && repeats(&mut shown, layout.generation, &frames) {
+                shared
+                    .counters
+                    .frames_repeated
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
         // every input pushed before this tick is in the audio queue ahead of this message
         if audio.send(AudioMsg::MixUntil(samples_at(t))).is_err() {
@@ -205,6 +213,32 @@ pub(crate) fn clock_loop(
     if let Some(v) = video {
         let _ = v.out.send(Msg::End(end));
     }
+}
+
+/// Whether this tick shows what the previous one did (same layout generation, every source
+/// the same frame); remembers this tick's for the next. Allocates only for a new source id.
+fn repeats(
+    shown: &mut (u64, std::collections::HashMap<String, u64>),
+    generation: u64,
+    frames: &Frames,
+) -> bool {
+    let (gen, ids) = shown;
+    let same = *gen == generation
+        && ids.len() == frames.len()
+        && frames.iter().all(|(k, f)| ids.get(k) == Some(&f.id()));
+    if !same {
+        *gen = generation;
+        ids.retain(|k, _| frames.contains_key(k));
+        for (k, f) in frames {
+            match ids.get_mut(k) {
+                Some(v) => *v = f.id(),
+                None => {
+                    ids.insert(k.clone(), f.id());
+                }
+            }
+        }
+    }
+    same
 }
 
 pub(crate) fn encode_loop(
