@@ -182,7 +182,8 @@ pub struct GpuFigures {
 }
 
 impl GpuFigures {
-    fn between(
+    /// The renderer's work between two readings of its counters (`ticks` per mixer).
+    pub fn between(
         a: crate::compose::gpu::batch::RendererStats,
         b: crate::compose::gpu::batch::RendererStats,
         mixers: usize,

@@ -154,19 +154,7 @@ fn every_subscriber_gets_every_event_and_its_stream_ends() {
     m.destroy().unwrap();
     let (a, b) = (a.join().unwrap(), b.join().unwrap());
     assert_eq!(a, b);
-    assert!(
-        matches!(
-            a.last(),
-            Some(MixerEvent::StateChanged {
-                state: MixerState::Null,
-                ..
-            })
-        ),
-        "{a:?}"
-    );
-    assert!(a
-        .iter()
-        .any(|e| matches!(e, MixerEvent::OutputInfoChanged(i) if i.state == OutputState::Stopped)));
+    assert_ended_stopped(&a);
     // the first receiver (from create) has STARTING too, and also ends
     let all: Vec<MixerEvent> = m.events().iter().collect();
     assert!(matches!(
@@ -306,6 +294,11 @@ fn the_async_event_stream_ends_after_null() {
         }
         v
     });
+    assert_ended_stopped(&events);
+}
+
+/// The events end with NULL and include the file's final output info (state 2, stopped).
+fn assert_ended_stopped(events: &[MixerEvent]) {
     assert!(
         matches!(
             events.last(),

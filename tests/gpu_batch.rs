@@ -43,23 +43,9 @@ fn cpu(layout: &Layout, f: &Frames) -> I420Image {
 /// Receives one picture as I420 (NV12 output is split for the comparison).
 fn receive(c: &mut BatchCompositor) -> I420Image {
     let (w, h) = c.size();
-    match c.format() {
-        OutputFormat::I420 => {
-            let mut img = I420Image::new(w, h);
-            c.receive_into(&mut OutPlanes::i420(&mut img)).unwrap();
-            img
-        }
-        OutputFormat::Nv12 => {
-            let mut f = cloudmixer::compose::gpu::Nv12Image {
-                width: w,
-                height: h,
-                y: vec![0; (w * h) as usize],
-                uv: vec![0; (w * h / 2) as usize],
-            };
-            c.receive_into(&mut OutPlanes::nv12(&mut f)).unwrap();
-            OutputFrame::Nv12(f).to_i420()
-        }
-    }
+    let mut f = OutputFrame::sized(c.format(), w, h);
+    c.receive_into(&mut f.planes_mut()).unwrap();
+    f.to_i420()
 }
 
 /// Eight mixers, each with its own canvas size, layout and output format.
@@ -286,15 +272,10 @@ fn a_stalled_mixer_does_not_delay_the_others() {
                     .map(|n| frames(&[("a", 160, 120), ("b", 96, 64)], 100 + m * 50 + n))
                     .collect();
                 let (w, h) = c.size();
-                let mut nv = cloudmixer::compose::gpu::Nv12Image {
-                    width: w,
-                    height: h,
-                    y: vec![0; (w * h) as usize],
-                    uv: vec![0; (w * h / 2) as usize],
-                };
+                let mut nv = OutputFrame::sized(OutputFormat::Nv12, w, h);
                 // warm-up (textures, the first use of the pipelines), not timed
                 c.submit(&l, &sets[30]).unwrap();
-                c.receive_into(&mut OutPlanes::nv12(&mut nv)).unwrap();
+                c.receive_into(&mut nv.planes_mut()).unwrap();
                 let mut worst = Duration::ZERO;
                 let start = Instant::now();
                 for (n, f) in sets[..30].iter().enumerate() {
@@ -303,11 +284,10 @@ fn a_stalled_mixer_does_not_delay_the_others() {
                         std::thread::sleep(d);
                     }
                     c.submit(&l, f).unwrap();
-                    c.receive_into(&mut OutPlanes::nv12(&mut nv)).unwrap();
+                    c.receive_into(&mut nv.planes_mut()).unwrap();
                     worst = worst.max(Instant::now() - due);
                     if n == 29 {
-                        let got = OutputFrame::Nv12(nv.clone()).to_i420();
-                        assert!(got == cpu(&l, f), "mixer {m}: last frame differs");
+                        assert!(nv.to_i420() == cpu(&l, f), "mixer {m}: last frame differs");
                     }
                 }
                 worst

@@ -14,12 +14,12 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use cloudmixer::bench::GpuFigures;
 use cloudmixer::compose::gpu::batch::{shared_renderer, BatchCompositor, RendererStats};
 use cloudmixer::compose::gpu::{
-    AdapterPolicy, GpuCompositor, GpuOptions, Nv12Image, OutputFormat, OutputFrame,
+    AdapterPolicy, GpuCompositor, GpuOptions, OutputFormat, OutputFrame,
 };
-use cloudmixer::compose::{Frames, OutPlanes};
-use cloudmixer::model::frame::I420Image;
+use cloudmixer::compose::Frames;
 use cloudmixer::model::layout::Layout;
 use cloudmixer::testkit::synth::SyntheticSources;
 use cloudmixer::testkit::workloads::Workload;
@@ -54,16 +54,7 @@ impl Comp {
         let r = if batched {
             BatchCompositor::new(w, h, opts.output, opts.policy).map(|mut c| {
                 c.set_parallel_upload(opts.parallel_upload);
-                let f = match opts.output {
-                    OutputFormat::I420 => OutputFrame::I420(I420Image::new(w, h)),
-                    OutputFormat::Nv12 => OutputFrame::Nv12(Nv12Image {
-                        width: w,
-                        height: h,
-                        y: vec![0; (w * h) as usize],
-                        uv: vec![0; (w * h / 2) as usize],
-                    }),
-                };
-                Comp::Batch(c, f)
+                Comp::Batch(c, OutputFrame::sized(opts.output, w, h))
             })
         } else {
             GpuCompositor::new(w, h, opts).map(|c| Comp::One(c, OutputFrame::empty(opts.output)))
@@ -83,13 +74,7 @@ impl Comp {
     fn receive(&mut self) {
         match self {
             Comp::One(c, out) => c.receive_into(out).map(|_| ()),
-            Comp::Batch(c, out) => {
-                let mut planes = match out {
-                    OutputFrame::I420(i) => OutPlanes::i420(i),
-                    OutputFrame::Nv12(n) => OutPlanes::nv12(n),
-                };
-                c.receive_into(&mut planes).map(|_| ())
-            }
+            Comp::Batch(c, out) => c.receive_into(&mut out.planes_mut()).map(|_| ()),
         }
         .expect("receive")
     }
@@ -115,18 +100,17 @@ fn renderer_stats(args: &Args, policy: AdapterPolicy) -> Option<RendererStats> {
 
 fn print_batch(a: Option<RendererStats>, b: Option<RendererStats>, mixers: usize, ticks: u64) {
     let (Some(a), Some(b)) = (a, b) else { return };
-    let frames = (b.frames - a.frames).max(1);
+    let g = GpuFigures::between(a, b, mixers, ticks);
     println!(
-        "batch renderer: {} submits for {} frames ({:.3} submits per tick, {:.1} frames per submit, largest {}), staged {:.2} MB up + {:.2} MB down per frame, staging {:.1} MiB ({:.1} MiB per mixer)",
-        b.batches - a.batches,
-        b.frames - a.frames,
-        (b.batches - a.batches) as f64 / ticks.max(1) as f64,
-        (b.frames - a.frames) as f64 / (b.batches - a.batches).max(1) as f64,
-        b.max_batch,
-        (b.upload_bytes - a.upload_bytes) as f64 / 1e6 / frames as f64,
-        (b.readback_bytes - a.readback_bytes) as f64 / 1e6 / frames as f64,
-        (b.belt_bytes + b.readback_pool_bytes) as f64 / 1048576.0,
-        (b.belt_bytes + b.readback_pool_bytes) as f64 / 1048576.0 / mixers.max(1) as f64,
+        "batch renderer: {} submits for {} frames ({:.3} submits per tick, {:.1} frames per submit, largest {}), staged {:.2} MB up + {:.2} MB down per frame, staging {:.1} MiB per mixer",
+        g.submits,
+        g.frames,
+        g.submits_per_tick,
+        g.frames as f64 / g.submits.max(1) as f64,
+        g.max_batch,
+        g.upload_mb_per_frame,
+        g.readback_mb_per_frame,
+        g.staging_mib_per_mixer,
     );
 }
 

@@ -709,14 +709,7 @@ impl CpuCompositor {
 
     fn compose_inner(&mut self, layout: &Layout, frames: &Frames) -> Result<(), ComposeError> {
         let (w, h) = (self.canvas.width, self.canvas.height);
-        if layout.width != w || layout.height != h {
-            return Err(ComposeError::CanvasMismatch {
-                got_w: layout.width,
-                got_h: layout.height,
-                want_w: w,
-                want_h: h,
-            });
-        }
+        ComposeError::check_canvas(layout, w, h)?;
         let mut full = layout.generation != self.layout_gen;
         if full {
             self.plans.clear();

@@ -76,6 +76,21 @@ pub enum ComposeError {
     Output(String),
 }
 
+impl ComposeError {
+    /// `Err(CanvasMismatch)` unless `layout`'s canvas is `width`x`height`.
+    pub(crate) fn check_canvas(layout: &Layout, width: u32, height: u32) -> Result<(), Self> {
+        if (layout.width, layout.height) == (width, height) {
+            return Ok(());
+        }
+        Err(ComposeError::CanvasMismatch {
+            got_w: layout.width,
+            got_h: layout.height,
+            want_w: width,
+            want_h: height,
+        })
+    }
+}
+
 /// A compositor: one per mixer, with a fixed canvas size.
 pub trait Compositor: Send {
     /// Composes one frame and returns the output picture (I420, BT.709 limited range). The

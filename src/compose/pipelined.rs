@@ -32,9 +32,9 @@ use crate::model::layout::Layout;
 /// Where a composed picture goes: the planes of an encoder frame (or any buffer), each with its
 /// stride in bytes. I420: Y, U, V; NV12: Y, interleaved UV (the third plane empty).
 pub struct OutPlanes<'a> {
-    /// Picture width (even).
+    /// Picture width (chroma planes are `width / 2` wide, rounded down, as in [`I420Image`]).
     pub width: u32,
-    /// Picture height (even).
+    /// Picture height (chroma planes have `height / 2` rows, rounded down).
     pub height: u32,
     /// I420 or NV12.
     pub format: OutputFormat,
@@ -82,9 +82,9 @@ impl<'a> OutPlanes<'a> {
 
     /// Checks that every plane holds its rows at its stride.
     pub fn check(&self) -> Result<(), ComposeError> {
-        if self.width % 2 != 0 || self.height % 2 != 0 || self.width == 0 || self.height == 0 {
+        if self.width == 0 || self.height == 0 {
             return Err(ComposeError::Output(format!(
-                "{}x{} picture (even, non-zero sizes expected)",
+                "{}x{} picture (non-zero sizes expected)",
                 self.width, self.height
             )));
         }
@@ -103,31 +103,50 @@ impl<'a> OutPlanes<'a> {
         Ok(())
     }
 
+    /// Copies each of `src`'s planes, given as (bytes, stride), into the plane of the same
+    /// index, row by row: the one plane copy of every compositor output (GPU readback rows
+    /// padded to 256 bytes, pictures kept in memory, encoder frames with their own strides).
+    pub fn copy_planes(&mut self, src: &[(&[u8], usize)]) -> Result<(), ComposeError> {
+        self.check()?;
+        for (i, &(data, stride)) in src.iter().enumerate() {
+            let (row, rows) = self.plane_size(i);
+            if rows == 0 {
+                return Err(ComposeError::Output(format!(
+                    "{} source planes for a {:?} picture",
+                    src.len(),
+                    self.format
+                )));
+            }
+            if stride < row || data.len() < (rows - 1) * stride + row {
+                return Err(ComposeError::Output(format!(
+                    "source plane {i}: {} bytes at stride {stride} cannot hold {rows} rows of {row}",
+                    data.len()
+                )));
+            }
+            let (dst, dstride) = &mut self.planes[i];
+            for r in 0..rows {
+                dst[r * *dstride..r * *dstride + row]
+                    .copy_from_slice(&data[r * stride..r * stride + row]);
+            }
+        }
+        Ok(())
+    }
+
     /// Copies (I420) or interleaves (NV12) a picture of the same size into the planes.
     pub fn write_i420(&mut self, img: &I420Image) -> Result<(), ComposeError> {
-        self.check()?;
         if (img.width, img.height) != (self.width, self.height) {
             return Err(ComposeError::Output(format!(
                 "{}x{} picture into {}x{} planes",
                 img.width, img.height, self.width, self.height
             )));
         }
-        let (w, h) = (self.width as usize, self.height as usize);
-        let (cw, ch) = (w / 2, h / 2);
-        let copy = |(dst, stride): &mut (&mut [u8], usize), src: &[u8], row: usize, rows| {
-            for r in 0..rows {
-                dst[r * *stride..r * *stride + row].copy_from_slice(&src[r * row..(r + 1) * row]);
-            }
-        };
-        copy(&mut self.planes[0], &img.y, w, h);
+        let (w, cw) = (self.width as usize, self.width as usize / 2);
         match self.format {
-            OutputFormat::I420 => {
-                copy(&mut self.planes[1], &img.u, cw, ch);
-                copy(&mut self.planes[2], &img.v, cw, ch);
-            }
+            OutputFormat::I420 => self.copy_planes(&[(&img.y, w), (&img.u, cw), (&img.v, cw)]),
             OutputFormat::Nv12 => {
+                self.copy_planes(&[(&img.y, w)])?;
                 let (dst, stride) = &mut self.planes[1];
-                for r in 0..ch {
+                for r in 0..self.height as usize / 2 {
                     let row = &mut dst[r * *stride..r * *stride + 2 * cw];
                     let (u, v) = (&img.u[r * cw..(r + 1) * cw], &img.v[r * cw..(r + 1) * cw]);
                     for (x, p) in row.chunks_exact_mut(2).enumerate() {
@@ -135,9 +154,9 @@ impl<'a> OutPlanes<'a> {
                         p[1] = v[x];
                     }
                 }
+                Ok(())
             }
         }
-        Ok(())
     }
 }
 

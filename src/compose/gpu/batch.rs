@@ -502,7 +502,13 @@ impl Renderer {
             counters: Arc::default(),
         });
         let (tx, rx) = unbounded::<Request>();
-        let (done_tx, done_rx) = bounded::<InFlight>(opts.max_in_flight);
+        let (done_tx, done_rx) = unbounded::<InFlight>();
+        // one token per batch that may be on the GPU: taken to submit, returned once answered
+        let (tok_tx, tok_rx) = bounded::<()>(opts.max_in_flight);
+        for _ in 0..opts.max_in_flight {
+            let _ = tok_tx.send(());
+        }
+        let tok_back = tok_tx.clone();
         let spawn_err = |e: std::io::Error| GpuError::Validation {
             adapter: shared.ctx.adapter.to_string(),
             message: format!("cannot start the renderer thread: {e}"),
@@ -510,12 +516,12 @@ impl Renderer {
         let s = shared.clone();
         let batch = std::thread::Builder::new()
             .name("cm-gpu-batch".into())
-            .spawn(move || batch_loop(s, rx, done_tx))
+            .spawn(move || batch_loop(s, rx, done_tx, (tok_back, tok_rx)))
             .map_err(spawn_err)?;
         let s = shared.clone();
         let wait = std::thread::Builder::new()
             .name("cm-gpu-wait".into())
-            .spawn(move || wait_loop(s, done_rx))
+            .spawn(move || wait_loop(s, done_rx, tok_tx))
             .map_err(spawn_err)?;
         Ok(Arc::new(Renderer {
             shared,
@@ -579,10 +585,16 @@ pub fn shared_renderer(policy: AdapterPolicy) -> Result<Arc<Renderer>, GpuError>
     Ok(r)
 }
 
-fn batch_loop(sh: Arc<Shared>, rx: Receiver<Request>, done: Sender<InFlight>) {
+fn batch_loop(
+    sh: Arc<Shared>,
+    rx: Receiver<Request>,
+    done: Sender<InFlight>,
+    (tok_back, tokens): (Sender<()>, Receiver<()>),
+) {
     let opts = sh.opts;
     let mut queues: HashMap<u64, VecDeque<Request>> = HashMap::new();
     let mut queued = 0usize;
+    let mut fronts: Vec<(u64, u64)> = Vec::new();
     let push = |q: &mut HashMap<u64, VecDeque<Request>>, n: &mut usize, r: Request| {
         q.entry(r.mixer).or_default().push_back(r);
         *n += 1;
@@ -603,20 +615,27 @@ fn batch_loop(sh: Arc<Shared>, rx: Receiver<Request>, done: Sender<InFlight>) {
                 }
             }
         }
+        // back-pressure: at most `max_in_flight` batches on the GPU; while they are, frames
+        // queue up and the next batch takes them
+        if tokens.recv().is_err() {
+            return;
+        }
         while let Ok(r) = rx.try_recv() {
             push(&mut queues, &mut queued, r);
         }
         // the oldest frame of each mixer, mixers in arrival order
-        let mut fronts: Vec<(u64, u64)> = queues
-            .iter()
-            .filter_map(|(m, q)| q.front().map(|r| (r.seq, *m)))
-            .collect();
+        fronts.clear();
+        fronts.extend(
+            queues
+                .iter()
+                .filter_map(|(m, q)| q.front().map(|r| (r.seq, *m))),
+        );
         fronts.sort_unstable();
-        let mut batch: Vec<Request> = Vec::new();
+        let mut batch: Vec<Request> = Vec::with_capacity(fronts.len());
         // one readback buffer per batch: no larger than the device allows
         let max_bytes = sh.ctx.device.limits().max_buffer_size;
         let mut bytes = 0u64;
-        for (_, m) in fronts {
+        for &(_, m) in &fronts {
             if batch.len() >= opts.max_batch {
                 break;
             }
@@ -637,6 +656,7 @@ fn batch_loop(sh: Arc<Shared>, rx: Receiver<Request>, done: Sender<InFlight>) {
         queues.retain(|_, q| !q.is_empty());
         if batch.is_empty() {
             // every queued frame shares a chunk another mixer is still writing: a memcpy away
+            let _ = tok_back.send(());
             std::thread::sleep(Duration::from_micros(50));
             continue;
         }
@@ -648,6 +668,7 @@ fn batch_loop(sh: Arc<Shared>, rx: Receiver<Request>, done: Sender<InFlight>) {
                 }
             }
             Err(e) => {
+                let _ = tok_back.send(());
                 for r in batch {
                     let _ = r.reply.send(Err(e.clone()));
                 }
@@ -717,7 +738,7 @@ fn record(sh: &Shared, batch: &mut [Request]) -> Result<InFlight, GpuError> {
     })
 }
 
-fn wait_loop(sh: Arc<Shared>, rx: Receiver<InFlight>) {
+fn wait_loop(sh: Arc<Shared>, rx: Receiver<InFlight>, tokens: Sender<()>) {
     for b in rx {
         let r = wait_mapped(&sh.ctx, &b.state, Some(b.submission), sh.opts.timeout);
         match r {
@@ -744,6 +765,7 @@ fn wait_loop(sh: Arc<Shared>, rx: Receiver<InFlight>) {
                 }
             }
         }
+        let _ = tokens.send(());
     }
 }
 
@@ -899,14 +921,7 @@ impl BatchCompositor {
     /// Submits one frame: copies the sources that changed into the upload belt and hands the
     /// frame to the renderer (or, when nothing changed, queues a repeat of the previous one).
     pub fn submit(&mut self, layout: &Layout, frames: &Frames) -> Result<Ticket, ComposeError> {
-        if layout.width != self.width || layout.height != self.height {
-            return Err(ComposeError::CanvasMismatch {
-                got_w: layout.width,
-                got_h: layout.height,
-                want_w: self.width,
-                want_h: self.height,
-            });
-        }
+        ComposeError::check_canvas(layout, self.width, self.height)?;
         let ctx = self.renderer.shared.ctx.clone();
         let r = ctx.scoped(|| self.prepare(&ctx, layout, frames));
         let pending = match r {
@@ -918,16 +933,9 @@ impl BatchCompositor {
         };
         if matches!(pending, Pending::Repeat) {
             self.stats.repeated += 1;
-            if let Last::Mapped(rb) = &self.last {
-                if self.pending.is_empty() {
-                    // the picture to repeat is in a batch buffer: copy it out, unpin the buffer
-                    let mut f = super::OutputFrame::empty(self.format);
-                    let copied = fill(&mut f, self.width, self.height, |o| rb.copy_to(o));
-                    self.last = match copied {
-                        Ok(()) => Last::Copied(f),
-                        Err(_) => Last::None,
-                    };
-                }
+            if self.pending.is_empty() {
+                // the picture to repeat is the one received last
+                self.unpin();
             }
         } else if self.pending.is_empty() {
             // the previous picture is no longer needed
@@ -1064,15 +1072,25 @@ impl BatchCompositor {
                     Last::Mapped(rb)
                 };
                 if matches!(self.pending.front(), Some((_, Pending::Repeat))) {
-                    self.unpin()?;
+                    self.unpin();
                 }
             }
             Pending::Repeat => match &self.last {
                 Last::Mapped(rb) => {
                     rb.copy_to(out)?;
-                    self.unpin()?;
+                    self.unpin();
                 }
-                Last::Copied(f) => write_frame(f, out)?,
+                Last::Copied(f) if f.size() == (out.width, out.height) => {
+                    out.copy_planes(&f.planes())?
+                }
+                Last::Copied(f) => {
+                    return Err(ComposeError::Output(format!(
+                        "a {:?} picture into {}x{} planes",
+                        f.size(),
+                        out.width,
+                        out.height
+                    )))
+                }
                 Last::None => {
                     return Err(ComposeError::Gpu(
                         "repeat without a previous picture (after an error)".into(),
@@ -1083,71 +1101,22 @@ impl BatchCompositor {
         Ok(t)
     }
 
-    /// Copies a mapped previous picture out so that its batch buffer can be reused.
-    fn unpin(&mut self) -> Result<(), ComposeError> {
+    /// Copies a mapped previous picture out so that its batch buffer can be reused (a copy
+    /// that fails forgets the picture: a repeat of it is then an error).
+    fn unpin(&mut self) {
         if let Last::Mapped(rb) = &self.last {
-            let mut f = super::OutputFrame::empty(self.format);
-            fill(&mut f, self.width, self.height, |o| rb.copy_to(o))?;
-            self.last = Last::Copied(f);
+            let mut f = super::OutputFrame::sized(self.format, self.width, self.height);
+            self.last = match rb.copy_to(&mut f.planes_mut()) {
+                Ok(()) => Last::Copied(f),
+                Err(_) => Last::None,
+            };
         }
-        Ok(())
     }
 }
 
 impl Drop for BatchCompositor {
     fn drop(&mut self) {
         self.renderer.shared.live.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Sizes `f` to `w`x`h` and lets `write` fill it.
-fn fill(
-    f: &mut super::OutputFrame,
-    w: u32,
-    h: u32,
-    write: impl FnOnce(&mut OutPlanes<'_>) -> Result<(), ComposeError>,
-) -> Result<(), ComposeError> {
-    let (wu, hu) = (w as usize, h as usize);
-    match f {
-        super::OutputFrame::I420(img) => {
-            img.width = w;
-            img.height = h;
-            img.y.resize(wu * hu, 0);
-            img.u.resize(wu * hu / 4, 0);
-            img.v.resize(wu * hu / 4, 0);
-            write(&mut OutPlanes::i420(img))
-        }
-        super::OutputFrame::Nv12(img) => {
-            img.width = w;
-            img.height = h;
-            img.y.resize(wu * hu, 0);
-            img.uv.resize(wu * hu / 2, 0);
-            write(&mut OutPlanes::nv12(img))
-        }
-    }
-}
-
-/// Writes a copied-out picture into `out` (same format and size).
-fn write_frame(f: &super::OutputFrame, out: &mut OutPlanes<'_>) -> Result<(), ComposeError> {
-    match f {
-        super::OutputFrame::I420(img) => out.write_i420(img),
-        super::OutputFrame::Nv12(img) => {
-            out.check()?;
-            if out.format != OutputFormat::Nv12
-                || (img.width, img.height) != (out.width, out.height)
-            {
-                return Err(ComposeError::Output("picture and planes differ".into()));
-            }
-            let w = img.width as usize;
-            for (i, src) in [&img.y, &img.uv].into_iter().enumerate() {
-                let (row, rows) = out.plane_size(i);
-                let (dst, stride) = &mut out.planes[i];
-                for r in 0..rows {
-                    dst[r * *stride..r * *stride + row].copy_from_slice(&src[r * w..r * w + row]);
-                }
-            }
-            Ok(())
-        }
     }
 }
 

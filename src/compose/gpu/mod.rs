@@ -194,14 +194,7 @@ impl GpuCompositor {
     /// order. When `ring` frames are in flight already, the oldest is completed first (and kept
     /// for `receive`).
     pub fn submit(&mut self, layout: &Layout, frames: &Frames) -> Result<Ticket, ComposeError> {
-        if layout.width != self.width || layout.height != self.height {
-            return Err(ComposeError::CanvasMismatch {
-                got_w: layout.width,
-                got_h: layout.height,
-                want_w: self.width,
-                want_h: self.height,
-            });
-        }
+        ComposeError::check_canvas(layout, self.width, self.height)?;
         if self.in_flight.len() >= self.ring.slots.len() {
             let mut out = OutputFrame::empty(self.opts.output);
             let t = self.finish_oldest(&mut out)?;

@@ -17,6 +17,9 @@ use crate::model::layout::{Item, Layout};
 /// Frames after which an unused source's textures are dropped.
 const EVICT_AFTER: u64 = 300;
 
+/// Per pass (Y, chroma): the uniform offset and source bind group of each draw.
+pub(crate) type Passes = [Vec<(u32, wgpu::BindGroup)>; 2];
+
 /// A layout generation and, per item, its source id and frame geometry.
 type PlanKey = (u64, Vec<(Option<String>, Option<FrameKey>)>);
 
@@ -123,8 +126,8 @@ pub(crate) struct Recording {
     pub targets: Arc<Targets>,
     pub background: [u8; 3],
     pub uniform_bg: wgpu::BindGroup,
-    /// Per pass (Y, chroma): uniform offset and source bind group of each draw.
-    pub passes: [Vec<(u32, wgpu::BindGroup)>; 2],
+    /// The draws (shared with the plan until the layout or a source's textures change).
+    pub passes: Arc<Passes>,
     /// New item uniforms to write before this frame's passes (layout changed).
     pub uniform_write: Option<(wgpu::Buffer, Vec<u8>)>,
     /// Source uploads: the staging buffer and the plane copies out of it.
@@ -173,7 +176,7 @@ impl Recording {
             &[Option<wgpu::RenderPassColorAttachment>],
             &wgpu::RenderPipeline,
         ); 2] = [(&y_atts, &p.y), (&chroma_atts, chroma_pipe)];
-        for ((atts, pipe), draws) in passes.into_iter().zip(&self.passes) {
+        for ((atts, pipe), draws) in passes.into_iter().zip(self.passes.iter()) {
             let mut pass = enc.begin_render_pass(&wgpu::RenderPassDescriptor {
                 label: Some("compose plane"),
                 color_attachments: atts,
@@ -202,6 +205,8 @@ pub(crate) struct Plan {
     /// What the uniforms were built for: the layout, and per item its source id and frame
     /// geometry (an item whose source changes in place, same generation, is seen).
     plan_key: Option<PlanKey>,
+    /// The draws built from `draws` and `sources`, until either changes.
+    passes: Option<Arc<Passes>>,
     frame_no: u64,
 }
 
@@ -246,6 +251,7 @@ impl Plan {
             sources: HashMap::new(),
             draws: Vec::new(),
             plan_key: None,
+            passes: None,
             frame_no: 0,
         }
     }
@@ -278,6 +284,7 @@ impl Plan {
                         e => e,
                     })?;
                     self.sources.insert(id.to_string(), st);
+                    self.passes = None;
                     self.sources.get_mut(id).expect("just inserted")
                 }
             };
@@ -286,8 +293,12 @@ impl Plan {
                 jobs.extend(j);
             }
         }
+        let before = self.sources.len();
         self.sources
             .retain(|_, s| frame_no - s.last_used < EVICT_AFTER);
+        if self.sources.len() != before {
+            self.passes = None;
+        }
         Ok(jobs)
     }
 
@@ -348,28 +359,34 @@ impl Plan {
             self.uniform_slots = n;
         }
         self.plan_key = Some(key);
+        self.passes = None;
         (!data.is_empty()).then(|| (self.uniform.clone(), data))
     }
 
     /// The draws of both passes with their bind groups: only the very textures the uniforms
     /// were built for (a missing or differently sized source is not drawn rather than sampled
-    /// out of bounds).
-    pub fn passes(&self, p: &Pipelines) -> [Vec<(u32, wgpu::BindGroup)>; 2] {
-        let mut out = [Vec::new(), Vec::new()];
-        for (k, pass) in out.iter_mut().enumerate() {
-            for d in &self.draws {
-                let Some(off) = d.offsets[k] else { continue };
-                let src = match &d.source {
-                    None => &p.empty_source,
-                    Some(s) => match self.sources.get(s) {
-                        Some(t) if Some(t.geometry()) == d.expect => &t.bind_group,
-                        _ => continue,
-                    },
-                };
-                pass.push((off, src.clone()));
-            }
-        }
-        out
+    /// out of bounds). Built again only after the layout or a source's textures changed.
+    pub fn passes(&mut self, p: &Pipelines) -> Arc<Passes> {
+        let (draws, sources) = (&self.draws, &self.sources);
+        self.passes
+            .get_or_insert_with(|| {
+                let mut out: Passes = [Vec::new(), Vec::new()];
+                for (k, pass) in out.iter_mut().enumerate() {
+                    for d in draws {
+                        let Some(off) = d.offsets[k] else { continue };
+                        let src = match &d.source {
+                            None => &p.empty_source,
+                            Some(s) => match sources.get(s) {
+                                Some(t) if Some(t.geometry()) == d.expect => &t.bind_group,
+                                _ => continue,
+                            },
+                        };
+                        pass.push((off, src.clone()));
+                    }
+                }
+                Arc::new(out)
+            })
+            .clone()
     }
 
     /// The uniform bind group.
@@ -384,5 +401,6 @@ impl Plan {
             .values_mut()
             .for_each(SourceTextures::invalidate);
         self.plan_key = None;
+        self.passes = None;
     }
 }

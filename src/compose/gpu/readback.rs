@@ -88,6 +88,55 @@ impl OutputFrame {
         }
     }
 
+    /// A `width`x`height` frame of the given format (buffers zeroed).
+    pub fn sized(format: OutputFormat, width: u32, height: u32) -> Self {
+        let mut f = OutputFrame::empty(format);
+        f.resize(width, height);
+        f
+    }
+
+    /// Sets the size, growing or shrinking the buffers (their capacity is kept).
+    pub fn resize(&mut self, width: u32, height: u32) {
+        let (y, c) = (
+            width as usize * height as usize,
+            (width / 2 * (height / 2)) as usize,
+        );
+        match self {
+            OutputFrame::I420(i) => {
+                (i.width, i.height) = (width, height);
+                i.y.resize(y, 0);
+                i.u.resize(c, 0);
+                i.v.resize(c, 0);
+            }
+            OutputFrame::Nv12(n) => {
+                (n.width, n.height) = (width, height);
+                n.y.resize(y, 0);
+                n.uv.resize(2 * c, 0);
+            }
+        }
+    }
+
+    /// Its planes with their strides (I420: Y, U, V; NV12: Y, UV).
+    pub fn planes(&self) -> Vec<(&[u8], usize)> {
+        match self {
+            OutputFrame::I420(i) => {
+                let w = i.width as usize;
+                vec![(&i.y[..], w), (&i.u[..], w / 2), (&i.v[..], w / 2)]
+            }
+            OutputFrame::Nv12(n) => {
+                vec![(&n.y[..], n.width as usize), (&n.uv[..], n.width as usize)]
+            }
+        }
+    }
+
+    /// Its planes to write into.
+    pub fn planes_mut(&mut self) -> crate::compose::OutPlanes<'_> {
+        match self {
+            OutputFrame::I420(i) => crate::compose::OutPlanes::i420(i),
+            OutputFrame::Nv12(n) => crate::compose::OutPlanes::nv12(n),
+        }
+    }
+
     /// Width and height.
     pub fn size(&self) -> (u32, u32) {
         match self {
@@ -104,8 +153,6 @@ pub(crate) struct PlaneCopy {
     pub offset: u64,
     /// Padded bytes per row (a multiple of 256).
     pub padded_row: u32,
-    /// Bytes per row of the plane.
-    pub row_bytes: u32,
     /// Texels per row.
     pub width: u32,
     /// Rows.
@@ -131,7 +178,6 @@ pub(crate) fn plane_copies(format: OutputFormat, w: u32, h: u32) -> (Vec<PlaneCo
             let p = PlaneCopy {
                 offset: off,
                 padded_row: padded(pw * bpp),
-                row_bytes: pw * bpp,
                 width: pw,
                 rows: ph,
             };
@@ -143,36 +189,36 @@ pub(crate) fn plane_copies(format: OutputFormat, w: u32, h: u32) -> (Vec<PlaneCo
 }
 
 /// Copies one read-back picture (`data` starts at its first plane; planes laid out as
-/// `planes`, rows padded) into `out`, row by row at `out`'s strides.
+/// `planes`, rows padded) into `out`.
 pub(crate) fn copy_out(
     data: &[u8],
     planes: &[PlaneCopy],
     out: &mut crate::compose::OutPlanes<'_>,
 ) -> Result<(), crate::compose::ComposeError> {
-    out.check()?;
     let want = match out.format {
         OutputFormat::I420 => 3,
         OutputFormat::Nv12 => 2,
     };
-    if planes.len() != want || planes[0].width != out.width || planes[0].rows != out.height {
+    let p0 = planes.first().map_or((0, 0), |p| (p.width, p.rows));
+    if planes.len() != want || p0 != (out.width, out.height) {
         return Err(crate::compose::ComposeError::Output(format!(
-            "{:?} {}x{} planes for a {}-plane {}x{} picture",
+            "a {}-plane {}x{} picture into {:?} {}x{} planes",
+            planes.len(),
+            p0.0,
+            p0.1,
             out.format,
             out.width,
-            out.height,
-            planes.len(),
-            planes.first().map_or(0, |p| p.width),
-            planes.first().map_or(0, |p| p.rows)
+            out.height
         )));
     }
-    for (p, (dst, stride)) in planes.iter().zip(out.planes.iter_mut()) {
-        let row = p.row_bytes as usize;
-        for r in 0..p.rows as usize {
-            let s = p.offset as usize + r * p.padded_row as usize;
-            dst[r * *stride..r * *stride + row].copy_from_slice(&data[s..s + row]);
-        }
+    let mut src: [(&[u8], usize); 3] = [(&[], 0); 3];
+    for (s, p) in src.iter_mut().zip(planes) {
+        *s = (
+            data.get(p.offset as usize..).unwrap_or(&[]),
+            p.padded_row as usize,
+        );
     }
-    Ok(())
+    out.copy_planes(&src[..want])
 }
 
 /// Result of a `map_async`, set by its callback (`None` while pending).
@@ -269,34 +315,8 @@ impl Ring {
                 .slice(..)
                 .get_mapped_range()
                 .map_err(|e| e.to_string())?;
-            let data: &[u8] = &view;
-            let strip = |p: &PlaneCopy, dst: &mut Vec<u8>| {
-                let n = p.row_bytes as usize * p.rows as usize;
-                dst.resize(n, 0);
-                if p.row_bytes == p.padded_row {
-                    dst.copy_from_slice(&data[p.offset as usize..p.offset as usize + n]);
-                    return;
-                }
-                for (r, row) in dst.chunks_exact_mut(p.row_bytes as usize).enumerate() {
-                    let s = p.offset as usize + r * p.padded_row as usize;
-                    row.copy_from_slice(&data[s..s + p.row_bytes as usize]);
-                }
-            };
-            match out {
-                OutputFrame::I420(img) => {
-                    img.width = w;
-                    img.height = h;
-                    strip(&self.planes[0], &mut img.y);
-                    strip(&self.planes[1], &mut img.u);
-                    strip(&self.planes[2], &mut img.v);
-                }
-                OutputFrame::Nv12(img) => {
-                    img.width = w;
-                    img.height = h;
-                    strip(&self.planes[0], &mut img.y);
-                    strip(&self.planes[1], &mut img.uv);
-                }
-            }
+            out.resize(w, h);
+            copy_out(&view, &self.planes, &mut out.planes_mut()).map_err(|e| e.to_string())?;
         }
         slot.buffer.unmap();
         slot.submission = None;
@@ -316,10 +336,7 @@ mod tests {
         assert_eq!(p[1].padded_row, 1024);
         assert_eq!(size, 2048 * 1080 + 2 * 1024 * 540);
         let (p, _) = plane_copies(OutputFormat::Nv12, 322, 242);
-        assert_eq!(
-            (p[1].row_bytes, p[1].padded_row, p[1].rows),
-            (322, 512, 121)
-        );
+        assert_eq!((p[1].width, p[1].padded_row, p[1].rows), (161, 512, 121));
         assert!(p.iter().all(|p| p.offset % 256 == 0));
     }
 }
