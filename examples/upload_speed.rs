@@ -54,9 +54,15 @@ fn main() {
         ..UploadOptions::default()
     };
     let (tx, rx) = crossbeam_channel::unbounded();
-    let up = Uploader::new(target, opts, move |e| {
-        let _ = tx.send(e);
-    })
+    let up = Uploader::new(
+        target,
+        opts,
+        cloudmixer::output::Storage::new(&dir),
+        cloudmixer::output::upload::JournalKey::random(),
+        move |e| {
+            let _ = tx.send(e);
+        },
+    )
     .unwrap();
     let beside = (std::env::args().nth(4).as_deref() == Some("beside")).then(|| {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

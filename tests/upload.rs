@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cloudmixer::output::upload::{
-    UploadError, UploadEvent, UploadOptions, UploadTarget, Uploader, ERR_UPLOAD_FAIL,
+    JournalKey, UploadError, UploadEvent, UploadOptions, UploadTarget, Uploader, ERR_UPLOAD_FAIL,
     STATE_UPLOADED, STATE_UPLOADFAIL, STATE_UPLOADING,
 };
+use cloudmixer::output::Storage;
 use cloudmixer::testkit::s3::{free_port, S3Server};
 use crossbeam_channel::{Receiver, Sender};
 
@@ -45,6 +46,11 @@ fn make_file(path: &Path, len: usize, seed: u64) -> Vec<u8> {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, &data).unwrap();
     data
+}
+
+/// The journal key both "processes" of a test share (as `record` keeps one in a file).
+fn key() -> JournalKey {
+    JournalKey::from_bytes([7; 32])
 }
 
 fn journal(file: &Path) -> PathBuf {
@@ -122,9 +128,15 @@ fn uploads_in_parts_then_removes_file_and_journal() {
     let file = dir.0.join("rec/2021-09-24/rec.mp4");
     let data = make_file(&file, 20_000_000, 7);
     let (tx, rx) = channel();
-    let up = Uploader::new(target(&s), quick_opts(), move |e| {
-        let _ = tx.send(e);
-    })
+    let up = Uploader::new(
+        target(&s),
+        quick_opts(),
+        Storage::new(&dir.0),
+        key(),
+        move |e| {
+            let _ = tx.send(e);
+        },
+    )
     .unwrap();
 
     let t0 = Instant::now();
@@ -164,7 +176,7 @@ fn uploads_in_parts_then_removes_file_and_journal() {
     let (tx, rx) = channel();
     let mut t = target(&s);
     t.keep_local = true;
-    let up = Uploader::new(t, quick_opts(), move |e| {
+    let up = Uploader::new(t, quick_opts(), Storage::new(&dir.0), key(), move |e| {
         let _ = tx.send(e);
     })
     .unwrap();
@@ -207,7 +219,7 @@ fn server_down_retries_with_backoff_then_fails_keeping_file() {
         ..quick_opts()
     };
     let (tx, rx) = channel();
-    let up = Uploader::new(t, opts, move |e| {
+    let up = Uploader::new(t, opts, Storage::new(&dir.0), key(), move |e| {
         let _ = tx.send(e);
     })
     .unwrap();
@@ -255,7 +267,7 @@ fn server_killed_mid_upload_and_restarted_completes() {
     let (killed_tx, killed_rx) = crossbeam_channel::bounded::<u64>(1);
     let server = s.clone();
     let t = target(&s.lock().unwrap());
-    let up = Uploader::new(t, opts, move |e| {
+    let up = Uploader::new(t, opts, Storage::new(&dir.0), key(), move |e| {
         // kill the server as soon as the first part is stored, before anything else moves on
         if let UploadEvent::Progress { bytes, .. } = &e {
             if *bytes > 0 && killed_tx.try_send(*bytes).is_ok() {
@@ -305,9 +317,15 @@ fn wrong_credentials_fail_at_once_naming_them() {
     let mut t = target(&s);
     t.secret_key = "not-the-secret".into();
     let (tx, rx) = channel();
-    let up = Uploader::new(t, UploadOptions::default(), move |e| {
-        let _ = tx.send(e);
-    })
+    let up = Uploader::new(
+        t,
+        UploadOptions::default(),
+        Storage::new(&dir.0),
+        key(),
+        move |e| {
+            let _ = tx.send(e);
+        },
+    )
     .unwrap();
     let t0 = Instant::now();
     up.submit(&file, "rec.mp4").unwrap();
@@ -351,7 +369,7 @@ fn pending_upload_is_resumed_by_a_new_uploader() {
         backoff_start: Duration::from_secs(10),
         ..quick_opts()
     };
-    let up = Uploader::new(target(&s), opts, move |e| {
+    let up = Uploader::new(target(&s), opts, Storage::new(&recs), key(), move |e| {
         let _ = tx.send(e);
     })
     .unwrap();
@@ -378,9 +396,15 @@ fn pending_upload_is_resumed_by_a_new_uploader() {
     // process 2: the server is back
     s.restart();
     let (tx, rx) = channel();
-    let up = Uploader::new(target(&s), quick_opts(), move |e| {
-        let _ = tx.send(e);
-    })
+    let up = Uploader::new(
+        target(&s),
+        quick_opts(),
+        Storage::new(&recs),
+        key(),
+        move |e| {
+            let _ = tx.send(e);
+        },
+    )
     .unwrap();
     assert_eq!(up.resume_pending(&recs).unwrap(), 1);
     let evs = until_done(&rx, Duration::from_secs(60));
@@ -398,11 +422,18 @@ fn pending_upload_is_resumed_by_a_new_uploader() {
 fn bad_input_is_an_error_not_a_panic() {
     let dir = TempDir::new("bad");
     let t = UploadTarget {
-        bucket: "b".into(),
+        bucket: "bkt".into(),
         endpoint: Some(format!("http://127.0.0.1:{}", free_port())),
         ..UploadTarget::default()
     };
-    let up = Uploader::new(t.clone(), UploadOptions::default(), |_| {}).unwrap();
+    let up = Uploader::new(
+        t.clone(),
+        UploadOptions::default(),
+        Storage::new(&dir.0),
+        key(),
+        |_| {},
+    )
+    .unwrap();
     let missing = dir.0.join("missing.mp4");
     assert!(matches!(
         up.submit(&missing, "k"),
@@ -419,19 +450,59 @@ fn bad_input_is_an_error_not_a_panic() {
         Err(UploadError::Key { .. })
     ));
     assert!(!journal(&missing).exists() && !journal(&f).exists());
-    // a journal whose file is gone: Failed, no panic
+    // a journal without a valid signature, and junk: skipped, no panic, left alone
     std::fs::write(
         journal(&dir.0.join("gone.mp4")),
-        br#"{"version":1,"key":"gone.mp4","size":5,"bucket":"b","created_ms":0}"#,
+        br#"{"version":2,"key":"gone.mp4","size":5,"bucket":"bkt","endpoint":"","rel":"gone.mp4","dev":0,"ino":0,"created_ms":0,"mac":""}"#,
     )
     .unwrap();
     std::fs::write(journal(&dir.0.join("junk.mp4")), b"not json").unwrap();
-    let (tx, rx) = channel();
-    let up = Uploader::new(t.clone(), quick_opts(), move |e| {
-        let _ = tx.send(e);
-    })
+    let (tx, _rx) = channel();
+    let up = Uploader::new(
+        t.clone(),
+        quick_opts(),
+        Storage::new(&dir.0),
+        key(),
+        move |e| {
+            let _ = tx.send(e);
+        },
+    )
     .unwrap();
-    assert_eq!(up.resume_pending(&dir.0).unwrap(), 1);
+    assert_eq!(up.resume_pending(&dir.0).unwrap(), 0);
+    assert!(journal(&dir.0.join("gone.mp4")).exists() && journal(&dir.0.join("junk.mp4")).exists());
+    // a signed journal whose file is gone: Failed ("missing"), no panic
+    let g = dir.0.join("gone2.mp4");
+    make_file(&g, 10, 2);
+    let (tx, rx) = channel();
+    let up2 = Uploader::new(
+        t.clone(),
+        UploadOptions {
+            retries: 0,
+            ..quick_opts()
+        },
+        Storage::new(&dir.0),
+        key(),
+        move |e| {
+            let _ = tx.send(e);
+        },
+    )
+    .unwrap();
+    up2.submit(&g, "gone2.mp4").unwrap();
+    let _ = until_done(&rx, Duration::from_secs(20));
+    drop(up2);
+    std::fs::remove_file(&g).unwrap();
+    let (tx, rx) = channel();
+    let up3 = Uploader::new(
+        t.clone(),
+        quick_opts(),
+        Storage::new(&dir.0),
+        key(),
+        move |e| {
+            let _ = tx.send(e);
+        },
+    )
+    .unwrap();
+    assert_eq!(up3.resume_pending(&dir.0).unwrap(), 1);
     let evs = until_done(&rx, Duration::from_secs(20));
     assert!(
         matches!(evs.last().unwrap(), UploadEvent::Failed { desc, .. } if desc.contains("missing")),
@@ -443,7 +514,13 @@ fn bad_input_is_an_error_not_a_panic() {
             ..t.clone()
         };
         assert!(matches!(
-            Uploader::new(t, UploadOptions::default(), |_| {}),
+            Uploader::new(
+                t,
+                UploadOptions::default(),
+                Storage::new(&dir.0),
+                key(),
+                |_| {}
+            ),
             Err(UploadError::Config(_))
         ));
     }

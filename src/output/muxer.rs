@@ -14,16 +14,24 @@
 //! - `rtmp://` targets are written with the FLV muxer (tested against nginx-rtmp), `rtsp://`
 //!   with the RTSP muxer (untested); each live target has its own muxer on its own thread
 //!   ([`super::live`]). `.m3u8` is FFmpeg's HLS muxer (fMP4 segments).
-//! - File paths are confined to the [`Storage`] root: `..` and absolute escapes are refused by
-//!   [`crate::model::config::confine`], symlink escapes here (the parent directory is canonicalised and
-//!   must lie under the canonical root; an existing symlink as the file itself is refused).
+//! - File paths are confined to the [`Storage`] root ([`super::storage`]): every file is created
+//!   by us through a directory descriptor with `O_NOFOLLOW` (no symlink below the root is
+//!   followed) and FFmpeg writes through that descriptor (`/proc/self/fd/N`). The HLS muxer's
+//!   own files (init segment, segments, their `.tmp` names, the playlist's `.tmp`) are opened
+//!   by our `io_open` callback in the playlist's directory, never through a name that exists
+//!   (temporaries replace what is there, the rest must be new), and the playlist's name is
+//!   chosen so that none of its side files exists yet.
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ffmpeg::{Dictionary, Rational};
 use ffmpeg_next as ffmpeg;
 
+use super::storage::{identity, Dir, Reserved};
 use super::{MuxError, Storage};
 use crate::model::config::{Container, Target};
 
@@ -87,12 +95,13 @@ struct Out {
     ctx: ffmpeg::format::context::Output,
     /// Where the bytes go (file path or URL).
     dest: String,
-    file: Option<PathBuf>,
+    /// The file we created for it (kept open: FFmpeg writes the same inode).
+    file: Option<Reserved>,
+    /// The HLS muxer's file opener (its address is the context's `opaque`).
+    _hls: Option<Box<HlsIo>>,
     /// (device, inode) of the file as opened: a file deleted or replaced under the writer is
     /// noticed by [`Muxer::check_files`].
     identity: Option<(u64, u64)>,
-    /// The file name differs from the one asked for (it existed already).
-    renamed: bool,
     failed: bool,
     /// Apply the common offset (containers without edit lists); mp4 gets edit lists instead.
     shift: bool,
@@ -219,19 +228,24 @@ impl Muxer {
             .collect();
         for t in targets {
             let fmt = format_name(t)?;
-            let (dest, file, renamed) = match t {
+            let hls = fmt == "hls";
+            let (dest, file) = match t {
                 Target::File { path, .. } => {
-                    let (p, renamed) = storage.reserve(path, overwrite)?;
-                    (p.display().to_string(), Some(p), renamed)
+                    let r = if hls {
+                        storage.reserve_with(path, overwrite, hls_side_names)?
+                    } else {
+                        storage.reserve(path, overwrite)?
+                    };
+                    (r.path().display().to_string(), Some(r))
                 }
-                Target::Url { url } => (url.clone(), None, false),
+                Target::Url { url } => (url.clone(), None),
             };
-            let mut ctx = match t {
+            let mut ctx = match (t, &file) {
                 // a live server that stops reading must not block the writer for ever
                 // RTSP opens its own connections (no AVIO): FFmpeg's output_as would fail
                 // with "Protocol not found"
-                Target::Url { .. } if fmt == "rtsp" => open_nofile(&dest, fmt),
-                Target::Url { .. } => {
+                (Target::Url { .. }, _) if fmt == "rtsp" => open_nofile(&dest, fmt),
+                (Target::Url { .. }, _) => {
                     let mut io = Dictionary::new();
                     io.set(
                         "rw_timeout",
@@ -239,9 +253,35 @@ impl Muxer {
                     );
                     ffmpeg::format::output_as_with(&dest, fmt, io)
                 }
-                Target::File { .. } => ffmpeg::format::output_as(&dest, fmt),
+                // FFmpeg opens by path: the playlist through its directory's descriptor, any
+                // other file through the descriptor of the file we created
+                // the HLS muxer opens every file itself (AVFMT_NOFILE), through our io_open
+                (Target::File { .. }, Some(r)) if hls => {
+                    open_nofile(&r.dir.proc_path(&r.name), fmt)
+                }
+                (Target::File { .. }, Some(r)) => {
+                    ffmpeg::format::output_as(&format!("/proc/self/fd/{}", r.file.as_raw_fd()), fmt)
+                }
+                (Target::File { .. }, None) => unreachable!("a file target is reserved"),
             }
             .map_err(|e| MuxError::ff(&dest, e))?;
+            // every further file the muxer opens goes through our callback
+            let hls_io = file.as_ref().map(|r| {
+                Box::new(HlsIo {
+                    dir: r.dir.clone(),
+                    overwrite,
+                    allow: hls,
+                })
+            });
+            if let Some(io) = &hls_io {
+                // SAFETY: the context is alive; `opaque` points to the boxed HlsIo, which the
+                // Out owning this context keeps alive (dropped after the context, see Out).
+                unsafe {
+                    let c = ctx.as_mut_ptr();
+                    (*c).opaque = (&**io as *const HlsIo).cast_mut().cast();
+                    (*c).io_open = Some(confined_io_open);
+                }
+            }
             for spec in tracks {
                 let mut st = ctx
                     .add_stream_with(spec.codec)
@@ -259,8 +299,8 @@ impl Muxer {
                 opts.set("rtsp_transport", "tcp");
                 opts.set("timeout", &super::live::IO_TIMEOUT.as_micros().to_string());
             }
-            if fmt == "hls" {
-                hls_options(&mut opts, file.as_deref());
+            if let (true, Some(r)) = (hls, &file) {
+                hls_options(&mut opts, r);
             }
             let mp4 = fmt == "mp4" || fmt == "ipod";
             if mp4 {
@@ -283,15 +323,15 @@ impl Muxer {
             }
             // the HLS muxer rewrites its playlist (a new file) at every segment
             let identity = file
-                .as_deref()
-                .filter(|_| fmt != "hls")
-                .and_then(file_identity);
+                .as_ref()
+                .filter(|_| !hls)
+                .and_then(|r| identity(&r.file));
             outs.push(Out {
                 ctx,
                 dest,
                 file,
+                _hls: hls_io,
                 identity,
-                renamed,
                 failed: false,
                 shift: !mp4,
             });
@@ -316,9 +356,8 @@ impl Muxer {
             .map(|o| {
                 o.file
                     .as_ref()
-                    .filter(|_| o.renamed)
-                    .and_then(|p| p.file_name())
-                    .map(|n| n.to_string_lossy().into_owned())
+                    .filter(|r| r.renamed)
+                    .map(|r| r.name.to_string_lossy().into_owned())
             })
             .collect()
     }
@@ -330,9 +369,16 @@ impl Muxer {
             .map(|o| {
                 o.file
                     .as_ref()
-                    .and_then(|p| p.file_name())
-                    .map(|n| n.to_string_lossy().into_owned())
+                    .map(|r| r.name.to_string_lossy().into_owned())
             })
+            .collect()
+    }
+
+    /// For each target: the file's path relative to the storage root (`None` for URLs).
+    pub fn file_rels(&self) -> Vec<Option<std::path::PathBuf>> {
+        self.outs
+            .iter()
+            .map(|o| o.file.as_ref().map(Reserved::rel))
             .collect()
     }
 
@@ -340,11 +386,20 @@ impl Muxer {
     /// directory, or a file replaced under the same name, is a [`MuxError::File`] (905).
     pub fn check_files(&self) -> Result<(), MuxError> {
         for o in &self.outs {
-            let (Some(p), Some(id)) = (&o.file, o.identity) else {
+            let (Some(r), Some(id)) = (&o.file, o.identity) else {
                 continue;
             };
-            let reason = match file_identity(p) {
+            let now = r
+                .dir
+                .stat(&r.name)
+                .ok()
+                .flatten()
+                .map(|st| (st.st_dev, st.st_ino));
+            // a deleted directory keeps its descriptor: its link count drops to 0
+            let dir_gone = identity_nlink(&r.dir) == Some(0);
+            let reason = match now {
                 None => "the file or its directory was deleted while recording",
+                Some(_) if dir_gone => "the file or its directory was deleted while recording",
                 Some(now) if now != id => "the file was replaced while recording",
                 Some(_) => continue,
             };
@@ -480,7 +535,12 @@ impl Muxer {
             .map(|o| TargetProgress {
                 dest: o.dest.clone(),
                 bytes: match &o.file {
-                    Some(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+                    Some(r) => r
+                        .dir
+                        .stat(&r.name)
+                        .ok()
+                        .flatten()
+                        .map_or(0, |st| st.st_size.max(0) as u64),
                     // SAFETY: pb is the open AVIOContext of a live output context.
                     None => unsafe {
                         let pb = (*o.ctx.as_ptr()).pb;
@@ -549,30 +609,115 @@ fn open_nofile(dest: &str, fmt: &str) -> Result<ffmpeg::format::context::Output,
 /// Segment duration of `.m3u8` targets.
 pub const HLS_SEGMENT: Duration = Duration::from_secs(2);
 
-/// HLS: fMP4 segments `<stem>_00001.m4s` and the init segment `<stem>_init.mp4` next to the
+/// HLS: fMP4 segments `<stem>_00000.m4s` and the init segment `<stem>_init.mp4` next to the
 /// playlist, a 2 s target duration, an EVENT playlist (every segment stays listed, so a player
 /// can follow it live and play it all after the end, when `#EXT-X-ENDLIST` is written).
-fn hls_options(opts: &mut Dictionary, playlist: Option<&std::path::Path>) {
+/// Segments and playlist updates are written as `.tmp` and renamed (through the directory's
+/// descriptor).
+fn hls_options(opts: &mut Dictionary, playlist: &Reserved) {
     opts.set("hls_segment_type", "fmp4");
     opts.set("hls_time", &HLS_SEGMENT.as_secs().to_string());
     opts.set("hls_playlist_type", "event");
     opts.set("hls_flags", "independent_segments+temp_file");
-    if let Some(p) = playlist {
-        let stem = p
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "stream".into());
-        let dir = p.parent().unwrap_or(std::path::Path::new("."));
-        opts.set(
-            "hls_segment_filename",
-            &dir.join(format!("{stem}_%05d.m4s")).display().to_string(),
-        );
-        opts.set("hls_fmp4_init_filename", &format!("{stem}_init.mp4"));
+    let stem = Path::new(&playlist.name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "stream".into());
+    opts.set(
+        "hls_segment_filename",
+        &playlist
+            .dir
+            .proc_path(OsStr::new(&format!("{stem}_%05d.m4s"))),
+    );
+    opts.set("hls_fmp4_init_filename", &format!("{stem}_init.mp4"));
+}
+
+/// The files an HLS playlist with this stem writes next to it (which must not exist when its
+/// name is chosen): the init segment, the segments (`stem_0…`) and the playlist's temporary.
+pub fn hls_side_names(stem: &str) -> Vec<String> {
+    vec![
+        format!("{stem}_init.mp4"),
+        format!("{stem}_0*"),
+        format!("{stem}.m3u8.tmp"),
+    ]
+}
+
+/// What FFmpeg may open while muxing a file target: for HLS, new files in the playlist's
+/// directory (temporaries replace what is there; other names must not exist unless
+/// `overwrite`); for other targets nothing (their one file is opened before).
+struct HlsIo {
+    dir: Arc<Dir>,
+    overwrite: bool,
+    allow: bool,
+}
+
+impl HlsIo {
+    /// Opens `url` (which must be `/proc/self/fd/D/name` of our directory) for writing and
+    /// returns the descriptor path FFmpeg should open instead.
+    fn open(&self, url: &[u8], write: bool) -> Result<(std::fs::File, String), i32> {
+        if !self.allow || !write {
+            return Err(libc::EPERM);
+        }
+        let prefix = format!("/proc/self/fd/{}/", self.dir.raw_fd());
+        let name = url
+            .strip_prefix(prefix.as_bytes())
+            .map(<OsStr as std::os::unix::ffi::OsStrExt>::from_bytes)
+            .ok_or(libc::EPERM)?;
+        let tmp = name.as_encoded_bytes().ends_with(b".tmp");
+        let f = if tmp || self.overwrite {
+            self.dir.create_replacing(name)
+        } else {
+            self.dir.create_new(name)
+        };
+        let f = f.map_err(|e| {
+            tracing::warn!(
+                "refusing to write {}: {e}",
+                self.dir.path().join(name).display()
+            );
+            e.raw_os_error().unwrap_or(libc::EPERM)
+        })?;
+        let path = format!("/proc/self/fd/{}", f.as_raw_fd());
+        Ok((f, path))
     }
 }
 
-/// (device, inode) of the file at `p`, if it exists.
-fn file_identity(p: &std::path::Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+/// `AVFormatContext.io_open` of file targets: see [`HlsIo`].
+unsafe extern "C" fn confined_io_open(
+    s: *mut ffmpeg::ffi::AVFormatContext,
+    pb: *mut *mut ffmpeg::ffi::AVIOContext,
+    url: *const libc::c_char,
+    flags: libc::c_int,
+    options: *mut *mut ffmpeg::ffi::AVDictionary,
+) -> libc::c_int {
+    // SAFETY (whole body): FFmpeg calls this with its live context, whose opaque we set to an
+    // HlsIo that outlives the context, and a NUL-terminated url.
+    let io = unsafe { (*s).opaque as *const HlsIo };
+    if io.is_null() || url.is_null() {
+        return -libc::EPERM;
+    }
+    let url = unsafe { std::ffi::CStr::from_ptr(url) }.to_bytes();
+    let write = flags & ffmpeg::ffi::AVIO_FLAG_WRITE as libc::c_int != 0;
+    match unsafe { &*io }.open(url, write) {
+        Ok((file, path)) => {
+            let Ok(c) = std::ffi::CString::new(path) else {
+                return -libc::EINVAL;
+            };
+            // the file protocol reopens the inode we created (the magic link is not a name)
+            let r = unsafe {
+                ffmpeg::ffi::avio_open2(pb, c.as_ptr(), flags, &(*s).interrupt_callback, options)
+            };
+            drop(file);
+            r
+        }
+        Err(errno) => -errno,
+    }
+}
+
+/// The link count of a directory (0 once it was removed).
+fn identity_nlink(d: &Dir) -> Option<u64> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: a valid descriptor; st written on success.
+    let r = unsafe { libc::fstat(d.raw_fd(), st.as_mut_ptr()) };
+    // SAFETY: initialised by the successful fstat.
+    (r == 0).then(|| unsafe { st.assume_init() }.st_nlink as u64)
 }

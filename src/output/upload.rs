@@ -1,11 +1,29 @@
 //! Upload of finished recordings to S3-compatible object storage (the vendor's `storageConfig`).
 //!
 //! An [`Uploader`] owns a small pool of worker threads and one small tokio runtime; nothing
-//! async leaks out. [`Uploader::submit`] writes a sidecar journal `<file>.upload.json` first
-//! (atomically: temporary file + rename), then queues the file on a bounded queue and returns at
-//! once: it never blocks a recording. A worker uploads the file as an S3 multipart upload
-//! (several parts in flight), checks with a `HEAD` that the object's size equals the file's, and
-//! only then deletes the local file (unless [`UploadTarget::keep_local`]) and the journal.
+//! async leaks out. It works inside one [`Storage`] root: [`Uploader::submit`] opens the file
+//! with `O_NOFOLLOW` (a regular file under the root, reached without following a symlink),
+//! writes a sidecar journal `<file>.upload.json` next to it (atomically: temporary file +
+//! rename, both through the directory's descriptor), then queues the file on a bounded queue and
+//! returns at once: it never blocks a recording. A worker uploads the file from that descriptor
+//! as an S3 multipart upload (several parts in flight), checks with a `HEAD` that the object's
+//! size equals the file's, and only then deletes the local file (unless
+//! [`UploadTarget::keep_local`]; only if the name still holds the same inode) and the journal.
+//!
+//! **Journals prove themselves.** A journal carries an HMAC-SHA256 (key: a [`JournalKey`] kept
+//! outside the storage tree) over its fields: the object key, the bucket and endpoint, the
+//! file's path under the root, its device, inode and size. [`Uploader::resume_pending`] uploads
+//! a file only when its journal's MAC is valid, the journal lies next to the file it names, the
+//! key is that path (the `svrPathName` rule), and the file is a regular file with the recorded
+//! inode and size; anything else is skipped with a warning and left alone. A journal being
+//! uploaded holds an exclusive `flock`: a second process resuming from the same root skips it.
+//!
+//! **Never overwrite an object.** Before a multipart upload starts, and again before it is
+//! completed, the key is checked with `HEAD`: when an object of that name exists, the file goes
+//! to the first free `stem_1.ext`, `stem_2.ext`, … instead (the key used is in
+//! [`UploadEvent::Uploaded`]). Keys in flight in this uploader are reserved. The race left:
+//! another process storing the same key between our last `HEAD` and the completion (S3's
+//! conditional `If-None-Match` completion is not reachable through this client).
 //!
 //! Failures: network errors, timeouts and 5xx/408/429 answers are retried with exponential
 //! backoff ([`UploadOptions::backoff_start`] doubling up to [`UploadOptions::backoff_max`]);
@@ -24,13 +42,17 @@
 //! ```no_run
 //! use std::path::Path;
 //! use std::time::Duration;
-//! use cloudmixer::output::upload::{UploadEvent, UploadOptions, UploadTarget, Uploader};
+//! use cloudmixer::output::upload::{JournalKey, UploadEvent, UploadOptions, UploadTarget, Uploader};
+//! use cloudmixer::output::Storage;
 //!
 //! let target: UploadTarget = serde_json::from_str(
 //!     r#"{"vendor": 1, "region": "cn-hangzhou", "bucket": "records",
 //!         "accessKey": "AK", "secretKey": "SK"}"#,
 //! )?;
-//! let up = Uploader::new(target, UploadOptions::default(), |ev: UploadEvent| {
+//! // kept outside the storage tree, so nobody who can write there can forge a journal
+//! let key = JournalKey::load_or_create(Path::new("/var/lib/cloudmixer/journal.key"))?;
+//! let storage = Storage::new("/srv/records");
+//! let up = Uploader::new(target, UploadOptions::default(), storage, key, |ev: UploadEvent| {
 //!     println!("state {}: {ev:?}", ev.output_state());
 //! })?;
 //! up.resume_pending(Path::new("/srv/records"))?; // journals left by an earlier process
@@ -53,10 +75,13 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStoreExt, PutPayload, RetryConfig};
+use ring::hmac;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+
+use super::storage::{identity, Dir, Storage};
 
 /// The vendor error code of a failed upload (output state 6 UPLOADFAIL).
 pub const ERR_UPLOAD_FAIL: i32 = 1107;
@@ -78,6 +103,8 @@ const MAX_PARTS: u64 = 10_000;
 /// One HTTP request (one part) may take this long before it counts as a network failure.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A response that sends nothing for this long counts as a network failure.
+const READ_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Where recordings go: the vendor's `storageConfig` plus our extensions. Deserialises from the
 /// vendor JSON (`vendor`, `region`, `bucket`, `accessKey`, `secretKey`, and ours: `endpoint`,
@@ -126,6 +153,7 @@ impl UploadTarget {
     /// The URL requests go to and whether it is virtual-hosted style (the bucket in the host
     /// name, already included in the URL); `None` for AWS S3 of `region`.
     pub fn resolved_endpoint(&self) -> Result<Option<(String, bool)>, UploadError> {
+        check_bucket(&self.bucket)?;
         let oss = self.vendor == VENDOR_ALIYUN_OSS;
         let url = match (&self.endpoint, oss) {
             (Some(e), _) => e.trim().trim_end_matches('/').to_string(),
@@ -147,6 +175,13 @@ impl UploadTarget {
             ))
         })?;
         let host = rest.split('/').next().unwrap_or("");
+        if host.contains('@') {
+            return Err(UploadError::Config(format!(
+                "storageConfig.endpoint {:?}: must not carry a user name or password \
+                 (give them as accessKey/secretKey)",
+                redact_url(&url)
+            )));
+        }
         if !matches!(scheme, "http" | "https")
             || host.is_empty()
             || url.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -173,6 +208,181 @@ impl UploadTarget {
         } else {
             r.into()
         }
+    }
+}
+
+/// S3's bucket naming rules (3–63 characters: lower-case letters, digits, '.', '-'; a letter or
+/// digit at both ends; no "..", no IP address): a name like `records/../other` is refused.
+fn check_bucket(bucket: &str) -> Result<(), UploadError> {
+    let b = bucket.trim();
+    let bad = |why: &str| {
+        Err(UploadError::Config(format!(
+            "storageConfig.bucket {bucket:?}: {why}"
+        )))
+    };
+    if b.is_empty() {
+        return bad("is empty");
+    }
+    if !(3..=63).contains(&b.len()) {
+        return bad("must be 3 to 63 characters long");
+    }
+    if !b
+        .bytes()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+    {
+        return bad("may hold only lower-case letters, digits, '.' and '-'");
+    }
+    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !edge(b.as_bytes()[0]) || !edge(b.as_bytes()[b.len() - 1]) {
+        return bad("must begin and end with a letter or digit");
+    }
+    if b.contains("..") || b.contains(".-") || b.contains("-.") {
+        return bad("must not contain \"..\", \".-\" or \"-.\"");
+    }
+    if b.split('.').count() == 4 && b.split('.').all(|p| p.parse::<u8>().is_ok()) {
+        return bad("must not be an IP address");
+    }
+    Ok(())
+}
+
+/// A URL with any `user:password@` replaced by `***@` (for messages).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// Replaces every `scheme://user:pass@` in a text (error messages from the HTTP client).
+fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***@");
+                rest = &tail[at + 1..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The secret that authenticates upload journals (HMAC-SHA256). Keep it outside the storage
+/// tree: whoever can write there must not be able to read it. Its `Debug` output hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JournalKey([u8; 32]);
+
+impl fmt::Debug for JournalKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JournalKey(***)")
+    }
+}
+
+impl Default for JournalKey {
+    /// A random key: journals it writes can be resumed by this process only.
+    fn default() -> Self {
+        JournalKey::random()
+    }
+}
+
+impl JournalKey {
+    /// 32 random bytes from the system's generator.
+    pub fn random() -> JournalKey {
+        use ring::rand::SecureRandom;
+        let mut k = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut k)
+            .expect("the system random generator works");
+        JournalKey(k)
+    }
+
+    /// A key from bytes (e.g. from a secret store).
+    pub fn from_bytes(bytes: [u8; 32]) -> JournalKey {
+        JournalKey(bytes)
+    }
+
+    /// Reads the key file at `path`, or creates it (mode 0600, its folder 0700) with a random
+    /// key when it does not exist; two processes creating it at once end with the same key.
+    pub fn load_or_create(path: &Path) -> std::io::Result<JournalKey> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let read = |p: &Path| -> std::io::Result<JournalKey> {
+            let b = std::fs::read(p)?;
+            let k: [u8; 32] = b.as_slice().try_into().map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: a journal key file holds 32 bytes", p.display()),
+                )
+            })?;
+            Ok(JournalKey(k))
+        };
+        match read(path) {
+            Ok(k) => return Ok(k),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            Err(_) => {}
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        let key = JournalKey::random();
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&key.0)?;
+        f.sync_all()?;
+        // link fails when another process was first: then its key is the key
+        let linked = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(key),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(path),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn sign(&self, body: &[u8]) -> String {
+        let k = hmac::Key::new(hmac::HMAC_SHA256, &self.0);
+        hmac::sign(&k, body)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn verify(&self, body: &[u8], mac_hex: &str) -> bool {
+        let Some(mac) = (0..mac_hex.len())
+            .step_by(2)
+            .map(|i| {
+                mac_hex
+                    .get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect::<Option<Vec<u8>>>()
+        else {
+            return false;
+        };
+        let k = hmac::Key::new(hmac::HMAC_SHA256, &self.0);
+        hmac::verify(&k, body, &mac).is_ok()
     }
 }
 
@@ -347,50 +557,58 @@ impl UploadError {
     }
 }
 
-/// The sidecar journal `<file>.upload.json`: the file is pending until it is gone.
-#[derive(Debug, Serialize, Deserialize)]
+/// The sidecar journal `<file>.upload.json`: the file is pending until it is gone. `mac` is
+/// the HMAC of the journal with `mac` empty (fields in this order).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Journal {
     version: u32,
     key: String,
     size: u64,
     bucket: String,
+    endpoint: String,
+    /// The file's path under the storage root.
+    rel: String,
+    dev: u64,
+    ino: u64,
     created_ms: u64,
+    #[serde(default)]
+    mac: String,
 }
 
-fn journal_path(file: &Path) -> PathBuf {
-    let mut s = file.as_os_str().to_owned();
+const JOURNAL_VERSION: u32 = 2;
+
+impl Journal {
+    fn body(&self) -> Vec<u8> {
+        let mut j = self.clone();
+        j.mac.clear();
+        serde_json::to_vec(&j).expect("journal serialises")
+    }
+}
+
+fn journal_name(name: &std::ffi::OsStr) -> std::ffi::OsString {
+    let mut s = name.to_os_string();
     s.push(JOURNAL_SUFFIX);
-    PathBuf::from(s)
+    s
 }
 
-fn write_journal(path: &Path, j: &Journal) -> Result<(), UploadError> {
+/// Takes an exclusive `flock` on `f` without waiting; false when another holds it.
+fn try_lock(f: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on an open descriptor we own.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Writes the journal next to the file (temporary + rename through the directory), locked.
+fn write_journal(dir: &Dir, name: &std::ffi::OsStr, j: &Journal) -> Result<File, UploadError> {
+    let jn = journal_name(name);
     let err = |e: std::io::Error| UploadError::Journal {
-        path: path.display().to_string(),
+        path: dir.path().join(&jn).display().to_string(),
         reason: e.to_string(),
     };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
     let body = serde_json::to_vec_pretty(j).expect("journal serialises");
-    {
-        use std::io::Write;
-        let mut f = File::create(&tmp).map_err(err)?;
-        f.write_all(&body).map_err(err)?;
-        f.sync_all().map_err(err)?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })
-}
-
-fn read_journal(path: &Path) -> Result<Journal, UploadError> {
-    let err = |reason: String| UploadError::Journal {
-        path: path.display().to_string(),
-        reason,
-    };
-    let body = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    serde_json::from_slice(&body).map_err(|e| err(e.to_string()))
+    let f = dir.write_atomic(&jn, &body).map_err(err)?;
+    try_lock(&f);
+    Ok(f)
 }
 
 fn parse_key(key: &str) -> Result<ObjectPath, UploadError> {
@@ -405,11 +623,17 @@ fn parse_key(key: &str) -> Result<ObjectPath, UploadError> {
     ObjectPath::parse(trimmed).map_err(|e| bad(&e.to_string()))
 }
 
-#[derive(Debug, Clone)]
 struct Job {
+    /// The file's absolute path (for events and messages).
     file: PathBuf,
     key: String,
-    journal: PathBuf,
+    /// The directory of the file and its journal, and the file's name there.
+    dir: Arc<Dir>,
+    name: std::ffi::OsString,
+    /// The file, opened without following a symlink (`None`: gone, maybe uploaded already).
+    data: Option<Arc<File>>,
+    /// The journal, open and locked while the job lives.
+    journal: File,
     /// The size recorded in the journal (to recognise an object uploaded by an earlier process
     /// whose file is already gone).
     size: u64,
@@ -427,6 +651,8 @@ struct Shared {
     events: Box<dyn Fn(UploadEvent) + Send + Sync>,
     pending: Mutex<Pending>,
     idle: Condvar,
+    /// Object keys chosen by uploads in flight (no two of ours pick the same free name).
+    keys: Mutex<HashSet<String>>,
 }
 
 /// A bounded pool of upload workers (see the [module docs](self)).
@@ -438,6 +664,8 @@ struct Shared {
 pub struct Uploader {
     tx: Option<Sender<Job>>,
     shared: Arc<Shared>,
+    storage: Storage,
+    journal_key: JournalKey,
     cancel: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -453,16 +681,16 @@ impl fmt::Debug for Uploader {
 }
 
 impl Uploader {
-    /// Checks the target and options, builds the S3 client and starts the workers. `events`
-    /// is called from the worker threads (it must not block for long nor panic).
+    /// Checks the target and options, builds the S3 client and starts the workers. Files are
+    /// uploaded from under `storage` only; journals are signed with `journal_key`. `events` is
+    /// called from the worker threads (it must not block for long nor panic).
     pub fn new(
         target: UploadTarget,
         opts: UploadOptions,
+        storage: Storage,
+        journal_key: JournalKey,
         events: impl Fn(UploadEvent) + Send + Sync + 'static,
     ) -> Result<Uploader, UploadError> {
-        if target.bucket.trim().is_empty() {
-            return Err(UploadError::Config("storageConfig.bucket is empty".into()));
-        }
         if opts.workers == 0 || opts.part_concurrency == 0 || opts.queue == 0 {
             return Err(UploadError::Config(
                 "workers, part_concurrency and queue must be at least 1".into(),
@@ -477,6 +705,7 @@ impl Uploader {
         let endpoint = target.resolved_endpoint()?;
         let mut client = ClientOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_read_timeout(READ_TIMEOUT)
             .with_timeout(REQUEST_TIMEOUT);
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(target.bucket.trim())
@@ -518,10 +747,13 @@ impl Uploader {
                 files: HashSet::new(),
             }),
             idle: Condvar::new(),
+            keys: Mutex::new(HashSet::new()),
         });
         let mut up = Uploader {
             tx: Some(tx),
             shared: shared.clone(),
+            storage,
+            journal_key,
             cancel,
             workers: Vec::new(),
             runtime: None,
@@ -546,82 +778,100 @@ impl Uploader {
         Ok(up)
     }
 
-    /// Queues `file` for upload as object `key` (a leading '/' is dropped). Writes the journal
-    /// `<file>.upload.json` first, then queues without blocking: a full queue is
-    /// [`UploadError::QueueFull`] (the journal stays for [`Uploader::resume_pending`]). A file
-    /// already queued or uploading is not queued twice.
+    /// Queues `file` (a path under the storage root) for upload as object `key` (a leading
+    /// '/' is dropped). The file is opened without following a symlink and must be a regular
+    /// file under the root. Writes the signed journal `<file>.upload.json` first, then queues
+    /// without blocking: a full queue is [`UploadError::QueueFull`] (the journal stays for
+    /// [`Uploader::resume_pending`]). A file already queued or uploading is not queued twice.
     pub fn submit(&self, file: &Path, key: &str) -> Result<(), UploadError> {
         parse_key(key)?;
-        let meta = std::fs::metadata(file).map_err(|e| UploadError::File {
+        let ferr = |reason: String| UploadError::File {
             path: file.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        if !meta.is_file() {
-            return Err(UploadError::File {
-                path: file.display().to_string(),
-                reason: "not a regular file".into(),
-            });
-        }
-        File::open(file).map_err(|e| UploadError::File {
-            path: file.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let journal = journal_path(file);
+            reason,
+        };
+        let rel = self
+            .storage
+            .rel_of(file)
+            .ok_or_else(|| ferr("not under the storage root".into()))?;
+        let (dir, name) = Storage::split(&rel).map_err(|e| ferr(e.to_string()))?;
+        let dir = Arc::new(
+            self.storage
+                .open_dir(&dir, false)
+                .map_err(|e| ferr(e.to_string()))?,
+        );
+        let data = dir.open_read(&name).map_err(|e| ferr(e.to_string()))?;
+        let meta = data.metadata().map_err(|e| ferr(e.to_string()))?;
+        let (dev, ino) = identity(&data).unwrap_or_default();
         let created_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        write_journal(
-            &journal,
-            &Journal {
-                version: 1,
-                key: key.to_string(),
-                size: meta.len(),
-                bucket: self.shared.target.bucket.clone(),
-                created_ms,
-            },
-        )?;
-        self.enqueue(Job {
-            file: file.to_path_buf(),
+        let mut j = Journal {
+            version: JOURNAL_VERSION,
             key: key.to_string(),
+            size: meta.len(),
+            bucket: self.shared.target.bucket.clone(),
+            endpoint: self.shared.target.endpoint.clone().unwrap_or_default(),
+            rel: rel_string(&rel),
+            dev,
+            ino,
+            created_ms,
+            mac: String::new(),
+        };
+        j.mac = self.journal_key.sign(&j.body());
+        let journal = write_journal(&dir, &name, &j)?;
+        self.enqueue(Job {
+            file: dir.path().join(&name),
+            key: key.to_string(),
+            dir,
+            name,
+            data: Some(Arc::new(data)),
             journal,
             size: meta.len(),
         })
         .map(|_| ())
     }
 
-    /// Finds the journals (`*.upload.json`) under `dir`, recursively (symbolic links are not
-    /// followed), and queues their files again; returns how many were queued. Journals that
-    /// cannot be read are skipped with a warning, files already queued are not counted, and when
-    /// the queue fills up the rest is left for a later call.
+    /// Finds the journals (`*.upload.json`) under `dir` (the storage root or a folder below
+    /// it), recursively, without following a symlink, and queues again the files whose journals
+    /// prove themselves (see the [module docs](self)); returns how many were queued. Journals
+    /// that fail a check are skipped with a warning and left alone, journals locked by another
+    /// process (uploading them now) are skipped, files already queued are not counted, and
+    /// when the queue fills up the rest is left for a later call.
     pub fn resume_pending(&self, dir: &Path) -> Result<usize, UploadError> {
-        let mut journals = Vec::new();
-        find_journals(dir, &mut journals).map_err(|e| UploadError::File {
+        let derr = |reason: String| UploadError::File {
             path: dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        journals.sort();
+            reason,
+        };
+        let rel = if dir == self.storage.root() {
+            Some(PathBuf::new())
+        } else {
+            self.storage.rel_of(dir).or_else(|| {
+                std::fs::canonicalize(self.storage.root())
+                    .ok()
+                    .filter(|r| r == dir)
+                    .map(|_| PathBuf::new())
+            })
+        }
+        .ok_or_else(|| derr("not under the storage root".into()))?;
+        let start = self
+            .storage
+            .open_dir(&rel, false)
+            .map_err(|e| derr(e.to_string()))?;
+        let mut journals = Vec::new();
+        find_journals(Arc::new(start), &mut journals, 0).map_err(|e| derr(e.to_string()))?;
+        journals.sort_by(|a, b| (a.0.rel(), &a.1).cmp(&(b.0.rel(), &b.1)));
         let mut queued = 0;
-        for jp in journals {
-            let j = match read_journal(&jp) {
-                Ok(j) => j,
-                Err(e) => {
-                    tracing::warn!("skipping {e}");
+        for (d, jn) in journals {
+            let job = match self.check_journal(&d, &jn) {
+                Ok(Some(job)) => job,
+                Ok(None) => continue,
+                Err(why) => {
+                    tracing::warn!("not resuming {}: {why}", d.path().join(&jn).display());
                     continue;
                 }
             };
-            if let Err(e) = parse_key(&j.key) {
-                tracing::warn!("skipping {}: {e}", jp.display());
-                continue;
-            }
-            let s = jp.as_os_str().to_string_lossy();
-            let file = PathBuf::from(&s[..s.len() - JOURNAL_SUFFIX.len()]);
-            match self.enqueue(Job {
-                file,
-                key: j.key,
-                journal: jp,
-                size: j.size,
-            }) {
+            match self.enqueue(job) {
                 Ok(true) => queued += 1,
                 Ok(false) => {}
                 Err(e @ UploadError::QueueFull { .. }) => {
@@ -632,6 +882,85 @@ impl Uploader {
             }
         }
         Ok(queued)
+    }
+
+    /// A journal's job, if it proves itself; `Ok(None)` when another process holds it.
+    fn check_journal(&self, d: &Arc<Dir>, jn: &std::ffi::OsStr) -> Result<Option<Job>, String> {
+        let journal = d.open_read(jn).map_err(|e| e.to_string())?;
+        if !try_lock(&journal) {
+            return Ok(None);
+        }
+        let mut body = Vec::new();
+        {
+            use std::io::Read;
+            (&journal)
+                .take(64 * 1024)
+                .read_to_end(&mut body)
+                .map_err(|e| e.to_string())?;
+        }
+        let j: Journal = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        if j.version != JOURNAL_VERSION || !self.journal_key.verify(&j.body(), &j.mac) {
+            return Err(
+                "the journal's signature is not valid (not written by a recorder \
+                        holding this journal key)"
+                    .into(),
+            );
+        }
+        let jb = jn.as_encoded_bytes();
+        let name = std::ffi::OsStr::new(
+            std::str::from_utf8(&jb[..jb.len() - JOURNAL_SUFFIX.len()])
+                .map_err(|_| "the file name is not UTF-8".to_string())?,
+        )
+        .to_os_string();
+        let rel = rel_string(&d.rel().join(&name));
+        if j.rel != rel {
+            return Err(format!(
+                "the journal names {:?}, not the file beside it",
+                j.rel
+            ));
+        }
+        if j.key.trim_start_matches('/') != rel {
+            return Err(format!(
+                "object key {:?} is not the file's path under the storage root",
+                j.key
+            ));
+        }
+        parse_key(&j.key).map_err(|e| e.to_string())?;
+        let t = &self.shared.target;
+        if j.bucket != t.bucket || j.endpoint != t.endpoint.clone().unwrap_or_default() {
+            return Err(format!(
+                "it is for bucket {:?} at {:?}, not this storageConfig",
+                j.bucket,
+                redact_url(&j.endpoint)
+            ));
+        }
+        let data = match d.open_read(&name) {
+            Ok(f) => {
+                let id = identity(&f).unwrap_or_default();
+                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                if id != (j.dev, j.ino) {
+                    return Err("the file is not the one the journal was written for".into());
+                }
+                if len != j.size {
+                    return Err(format!(
+                        "the file has {len} bytes, the journal says {}",
+                        j.size
+                    ));
+                }
+                Some(Arc::new(f))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+            Err(e) => return Err(format!("cannot open the file: {e}")),
+        };
+        Ok(Some(Job {
+            file: d.path().join(&name),
+            key: j.key,
+            dir: d.clone(),
+            name,
+            data,
+            journal,
+            size: j.size,
+        }))
     }
 
     /// Waits until every queued upload has finished (uploaded or failed); false on timeout.
@@ -709,20 +1038,41 @@ fn lower_priority() {
     }
 }
 
-fn find_journals(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let ty = entry.file_type()?;
-        let path = entry.path();
-        if ty.is_dir() {
-            find_journals(&path, out)?;
-        } else if ty.is_file()
-            && path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(JOURNAL_SUFFIX) && n.len() > JOURNAL_SUFFIX.len())
-        {
-            out.push(path);
+/// The path as '/'-separated text (object keys and journals).
+fn rel_string(rel: &Path) -> String {
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Journals under `dir` (depth-limited), walked through directory descriptors: symlinks are
+/// neither followed nor taken.
+fn find_journals(
+    dir: Arc<Dir>,
+    out: &mut Vec<(Arc<Dir>, std::ffi::OsString)>,
+    depth: usize,
+) -> std::io::Result<()> {
+    if depth > 64 {
+        return Ok(());
+    }
+    for name in dir.entries()? {
+        let Ok(Some(st)) = dir.stat(&name) else {
+            continue;
+        };
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                if let Ok(sub) = dir.subdir(&name) {
+                    find_journals(Arc::new(sub), out, depth + 1)?;
+                }
+            }
+            libc::S_IFREG => {
+                let b = name.as_encoded_bytes();
+                if b.ends_with(JOURNAL_SUFFIX.as_bytes()) && b.len() > JOURNAL_SUFFIX.len() {
+                    out.push((dir.clone(), name));
+                }
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -776,6 +1126,72 @@ struct Multipart {
     id: Option<String>,
     parts: Vec<Option<PartId>>,
     stored: Arc<AtomicU64>,
+    /// The free key this upload goes to, chosen when the multipart upload is created.
+    key: Option<(String, ObjectPath)>,
+}
+
+/// `a/rec.mp4` → `a/rec_3.mp4` (0: the key itself).
+fn numbered_key(key: &str, i: u32) -> String {
+    if i == 0 {
+        return key.to_string();
+    }
+    let (dir, name) = match key.rfind('/') {
+        Some(k) => key.split_at(k + 1),
+        None => ("", key),
+    };
+    match name.rfind('.').filter(|&d| d > 0) {
+        Some(d) => format!("{dir}{}_{i}{}", &name[..d], &name[d..]),
+        None => format!("{dir}{name}_{i}"),
+    }
+}
+
+/// The first free key `key`, `stem_1.ext`, … (no object of that name in the bucket, none
+/// chosen by another upload of ours), reserved in `sh.keys` until released.
+async fn free_key(sh: &Shared, key: &str) -> Result<(String, ObjectPath), Failure> {
+    let key = key.trim_start_matches('/');
+    for i in 0..10_000u32 {
+        let cand = numbered_key(key, i);
+        let loc = parse_key(&cand).map_err(|e| Failure::Fatal(e.to_string()))?;
+        if !sh
+            .keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(cand.clone())
+        {
+            continue;
+        }
+        match sh.store.head(&loc).await {
+            Err(object_store::Error::NotFound { .. }) => return Ok((cand, loc)),
+            Ok(_) => {}
+            Err(e) => {
+                release_key(sh, &cand);
+                return Err(classify(&e, &sh.target));
+            }
+        }
+        release_key(sh, &cand);
+    }
+    Err(Failure::Fatal(format!(
+        "10 000 objects named like {key:?} exist already"
+    )))
+}
+
+fn release_key(sh: &Shared, key: &str) {
+    sh.keys
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(key);
+}
+
+/// Removes `name` from `dir` only while it is still the file `f` (same device and inode).
+fn unlink_if_same(dir: &Dir, name: &std::ffi::OsStr, f: &File) -> std::io::Result<()> {
+    let now = dir.stat(name)?.map(|st| (st.st_dev, st.st_ino));
+    if now.is_some() && now == identity(f) {
+        dir.unlink(name)
+    } else {
+        Err(std::io::Error::other(
+            "it was replaced meanwhile; left alone",
+        ))
+    }
 }
 
 struct Progress<'a> {
@@ -835,27 +1251,23 @@ async fn run_job(sh: &Shared, job: &Job) {
         Ok(l) => l,
         Err(e) => return fail(e.to_string()),
     };
-    let size = match std::fs::metadata(&job.file) {
-        Ok(m) if m.is_file() => m.len(),
-        Ok(_) => return fail(format!("{}: not a regular file", job.file.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // uploaded by an earlier process that stopped before removing the journal?
-            if let Ok(meta) = sh.store.head(&location).await {
-                if meta.size == job.size {
-                    let _ = std::fs::remove_file(&job.journal);
-                    return emit(UploadEvent::Uploaded {
-                        file: job.file.clone(),
-                        key: job.key.clone(),
-                        size: meta.size,
-                    });
-                }
+    let jname = journal_name(&job.name);
+    let Some(file) = job.data.clone() else {
+        // uploaded by an earlier process that stopped before removing the journal?
+        if let Ok(meta) = sh.store.head(&location).await {
+            if meta.size == job.size {
+                let _ = unlink_if_same(&job.dir, &jname, &job.journal);
+                return emit(UploadEvent::Uploaded {
+                    file: job.file.clone(),
+                    key: job.key.clone(),
+                    size: meta.size,
+                });
             }
-            return fail(format!("{}: file missing", job.file.display()));
         }
-        Err(e) => return fail(format!("cannot read {}: {e}", job.file.display())),
+        return fail(format!("{}: file missing", job.file.display()));
     };
-    let file = match File::open(&job.file) {
-        Ok(f) => Arc::new(f),
+    let size = match file.metadata() {
+        Ok(m) => m.len(),
         Err(e) => return fail(format!("cannot read {}: {e}", job.file.display())),
     };
     let mut part_size = sh.opts.part_size as u64;
@@ -868,6 +1280,7 @@ async fn run_job(sh: &Shared, job: &Job) {
         id: None,
         parts: vec![None; n_parts],
         stored: stored.clone(),
+        key: None,
     };
     let progress = Progress {
         sh,
@@ -882,7 +1295,7 @@ async fn run_job(sh: &Shared, job: &Job) {
         let mut failures = 0u32;
         loop {
             let before = mp.parts.iter().filter(|p| p.is_some()).count();
-            let res = attempt(sh, &location, &file, size, part_size, &mut mp, &progress).await;
+            let res = attempt(sh, &job.key, &file, size, part_size, &mut mp, &progress).await;
             let desc = match res {
                 Ok(()) => return Ok(()),
                 Err(Failure::Fatal(d)) => return Err(d),
@@ -891,6 +1304,9 @@ async fn run_job(sh: &Shared, job: &Job) {
                     mp.id = None;
                     mp.parts.iter_mut().for_each(|p| *p = None);
                     mp.stored.store(0, Ordering::Relaxed);
+                    if let Some((k, _)) = mp.key.take() {
+                        release_key(sh, &k);
+                    }
                     d
                 }
             };
@@ -924,20 +1340,27 @@ async fn run_job(sh: &Shared, job: &Job) {
         r = upload => r,
         _ = ticker => unreachable!("the ticker never ends"),
     };
+    let chosen = mp.key.take().map(|(k, _)| k);
+    if let Some(k) = &chosen {
+        release_key(sh, k);
+    }
     if let Err(desc) = res {
         return fail(desc);
     }
     if !sh.target.keep_local {
-        if let Err(e) = std::fs::remove_file(&job.file) {
+        if let Err(e) = unlink_if_same(&job.dir, &job.name, &file) {
             tracing::warn!("uploaded, but cannot remove {}: {e}", job.file.display());
         }
     }
-    if let Err(e) = std::fs::remove_file(&job.journal) {
-        tracing::warn!("uploaded, but cannot remove {}: {e}", job.journal.display());
+    if let Err(e) = unlink_if_same(&job.dir, &jname, &job.journal) {
+        tracing::warn!(
+            "uploaded, but cannot remove {}: {e}",
+            job.dir.path().join(&jname).display()
+        );
     }
     emit(UploadEvent::Uploaded {
         file: job.file.clone(),
-        key: job.key.clone(),
+        key: chosen.unwrap_or_else(|| job.key.trim_start_matches('/').to_string()),
         size,
     });
 }
@@ -953,7 +1376,7 @@ fn backoff(opts: &UploadOptions, n: u32) -> Duration {
 /// One attempt: create the upload if needed, store the missing parts, complete, check the size.
 async fn attempt(
     sh: &Shared,
-    location: &ObjectPath,
+    key: &str,
     file: &Arc<File>,
     size: u64,
     part_size: u64,
@@ -961,6 +1384,10 @@ async fn attempt(
     progress: &Progress<'_>,
 ) -> Result<(), Failure> {
     let store = &sh.store;
+    if mp.key.is_none() {
+        mp.key = Some(free_key(sh, key).await?);
+    }
+    let location = &mp.key.as_ref().expect("chosen above").1.clone();
     let id = match &mp.id {
         Some(id) => id.clone(),
         None => {
@@ -1026,6 +1453,18 @@ async fn attempt(
         .iter()
         .map(|p| p.clone().expect("all parts stored"))
         .collect();
+    // never overwrite: an object that appeared under this name since it was chosen sends the
+    // upload to the next free name
+    match store.head(location).await {
+        Err(object_store::Error::NotFound { .. }) => {}
+        Ok(_) => {
+            let _ = store.abort_multipart(location, &id).await;
+            return Err(Failure::Restart(format!(
+                "an object named {location} appeared while uploading; choosing another name"
+            )));
+        }
+        Err(e) => return Err(classify(&e, &sh.target)),
+    }
     if let Err(e) = store.complete_multipart(location, &id, parts).await {
         match classify(&e, &sh.target) {
             // an earlier complete whose answer was lost may have finished it: the HEAD below
@@ -1079,6 +1518,8 @@ fn classify(e: &object_store::Error, target: &UploadTarget) -> Failure {
         }
         src = s.source();
     }
+    // an endpoint's user:password must never reach an event or a log
+    let text = redact_text(&text);
     let status = match e {
         object_store::Error::PermissionDenied { .. } => Some(403),
         object_store::Error::Unauthenticated { .. } => Some(401),
@@ -1246,16 +1687,104 @@ mod tests {
         );
     }
 
+    fn st() -> Storage {
+        Storage::new(std::env::temp_dir().join("cm-upload-unit"))
+    }
+
+    #[test]
+    fn bucket_names_and_endpoint_credentials() {
+        for bad in [
+            "records/../other",
+            "a",
+            "UPPER",
+            "-abc",
+            "ab..cd",
+            "192.168.1.1",
+            "x y z",
+        ] {
+            let mut t = target(0, Some("http://127.0.0.1:9000"));
+            t.bucket = bad.into();
+            let e = t.resolved_endpoint().unwrap_err().to_string();
+            assert!(e.contains("storageConfig.bucket"), "{bad}: {e}");
+        }
+        let t = target(0, Some("http://user:s3cr3t@127.0.0.1:9000"));
+        let e = t.resolved_endpoint().unwrap_err().to_string();
+        assert!(!e.contains("s3cr3t") && e.contains("***@127.0.0.1"), "{e}");
+        assert_eq!(
+            redact_text("error sending request for url (http://u:pw@h:1/b/k?x=1): refused"),
+            "error sending request for url (http://***@h:1/b/k?x=1): refused"
+        );
+    }
+
+    #[test]
+    fn journal_mac_and_keys() {
+        let k = JournalKey::random();
+        let j = Journal {
+            version: JOURNAL_VERSION,
+            key: "a/rec.mp4".into(),
+            size: 10,
+            bucket: "b".into(),
+            endpoint: String::new(),
+            rel: "a/rec.mp4".into(),
+            dev: 1,
+            ino: 2,
+            created_ms: 3,
+            mac: String::new(),
+        };
+        let mac = k.sign(&j.body());
+        assert!(k.verify(&j.body(), &mac));
+        let mut forged = j.clone();
+        forged.key = "other-tenant/room42/rec.mp4".into();
+        assert!(!k.verify(&forged.body(), &mac));
+        assert!(!JournalKey::random().verify(&j.body(), &mac));
+        assert!(!k.verify(&j.body(), "zz"));
+        assert_eq!(format!("{k:?}"), "JournalKey(***)");
+        assert_eq!(numbered_key("a/rec.mp4", 0), "a/rec.mp4");
+        assert_eq!(numbered_key("a/rec.mp4", 2), "a/rec_2.mp4");
+        assert_eq!(numbered_key("a.b/rec", 1), "a.b/rec_1");
+        // a key file is created once and read back
+        let p = std::env::temp_dir().join(format!("cm-jk-{}/k", std::process::id()));
+        let a = JournalKey::load_or_create(&p).unwrap();
+        assert_eq!(JournalKey::load_or_create(&p).unwrap(), a);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
+    }
+
     #[test]
     fn bad_config_is_an_error() {
         let mut t = target(0, Some("http://127.0.0.1:1"));
         t.bucket = " ".into();
-        assert!(Uploader::new(t, UploadOptions::default(), |_| {}).is_err());
+        assert!(Uploader::new(
+            t,
+            UploadOptions::default(),
+            st(),
+            JournalKey::random(),
+            |_| {}
+        )
+        .is_err());
         let o = UploadOptions {
             part_size: 1024,
             ..UploadOptions::default()
         };
-        assert!(Uploader::new(target(0, Some("http://127.0.0.1:1")), o, |_| {}).is_err());
-        assert!(Uploader::new(target(0, Some("nope")), UploadOptions::default(), |_| {}).is_err());
+        assert!(Uploader::new(
+            target(0, Some("http://127.0.0.1:1")),
+            o,
+            st(),
+            JournalKey::random(),
+            |_| {}
+        )
+        .is_err());
+        assert!(Uploader::new(
+            target(0, Some("nope")),
+            UploadOptions::default(),
+            st(),
+            JournalKey::random(),
+            |_| {}
+        )
+        .is_err());
     }
 }

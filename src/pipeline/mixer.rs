@@ -52,7 +52,7 @@ use crate::model::layout::Layout;
 use crate::model::time::{frames_for, tick_time, ticks_before, LatestUpTo, PaceMode, PTS_SLACK};
 use crate::output::live::{LiveSink, OwnedTrack};
 use crate::output::segment::Segmented;
-use crate::output::upload::UploadOptions;
+use crate::output::upload::{JournalKey, UploadOptions};
 use crate::output::{header_needs, Muxer, Storage, TrackId, TrackKind, TrackSpec};
 
 /// Track ids: the video, the audio of the video targets, the audio-only file.
@@ -103,6 +103,12 @@ pub struct MixerSettings {
     /// How finished files are uploaded when the config has a `storageConfig` (workers,
     /// retries and backoff, part size).
     pub upload: UploadOptions,
+    /// Signs the upload journals left next to files not uploaded yet, so that only journals
+    /// written by a holder of this key are resumed ([`crate::output::upload`]). Default: a
+    /// random key (journals resumable by this process only); `cloudmixer record` keeps one in
+    /// a file outside the storage tree. Never serialised.
+    #[serde(skip)]
+    pub journal_key: JournalKey,
 }
 
 impl Default for MixerSettings {
@@ -119,6 +125,7 @@ impl Default for MixerSettings {
             overwrite: false,
             start_time: None,
             upload: UploadOptions::default(),
+            journal_key: JournalKey::random(),
         }
     }
 }
@@ -369,7 +376,7 @@ impl Mixer {
             .config
             .storage
             .as_ref()
-            .map(|st| UploadPlan::new(st, &settings.upload));
+            .map(|st| UploadPlan::new(st, &settings.upload, &storage, &settings.journal_key));
         let mut lives = lives;
         for (_, ev) in reporter.infos(&outputs, &mut lives, OutputState::Running, 0, "") {
             shared.emit(ev);

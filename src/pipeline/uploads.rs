@@ -14,7 +14,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use super::state::Shared;
 use crate::model::config::StorageSettings;
 use crate::model::events::{codes, MixerEvent, OutputInfo, OutputState};
-use crate::output::upload::{UploadEvent, UploadOptions, UploadTarget, Uploader};
+use crate::output::upload::{JournalKey, UploadEvent, UploadOptions, UploadTarget, Uploader};
+use crate::output::Storage;
 
 /// Mixers of one process that upload at the same time; the rest queue.
 pub const MAX_UPLOADING_MIXERS: usize = 4;
@@ -49,13 +50,22 @@ impl Drop for Slot {
 pub(crate) struct UploadPlan {
     pub target: UploadTarget,
     pub opts: UploadOptions,
+    pub storage: Storage,
+    pub journal_key: JournalKey,
 }
 
 impl UploadPlan {
-    pub(crate) fn new(st: &StorageSettings, opts: &UploadOptions) -> UploadPlan {
+    pub(crate) fn new(
+        st: &StorageSettings,
+        opts: &UploadOptions,
+        storage: &Storage,
+        journal_key: &JournalKey,
+    ) -> UploadPlan {
         UploadPlan {
             target: target_of(st),
             opts: opts.clone(),
+            storage: storage.clone(),
+            journal_key: journal_key.clone(),
         }
     }
 }
@@ -125,49 +135,59 @@ fn run(shared: &Arc<Shared>, plan: UploadPlan, files: Vec<Finished>) {
         }));
     };
     let (s, map) = (shared.clone(), infos.clone());
-    let up = Uploader::new(plan.target, plan.opts, move |ev: UploadEvent| {
-        let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(info) = m.get_mut(ev.file()) else {
-            return;
-        };
-        match ev {
-            UploadEvent::Started { .. } => {
-                info.state = OutputState::Uploading;
-                info.progress = Some(0.0);
-                info.err_desc.clear();
+    let up = Uploader::new(
+        plan.target,
+        plan.opts,
+        plan.storage,
+        plan.journal_key,
+        move |ev: UploadEvent| {
+            let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(info) = m.get_mut(ev.file()) else {
+                return;
+            };
+            match ev {
+                UploadEvent::Started { .. } => {
+                    info.state = OutputState::Uploading;
+                    info.progress = Some(0.0);
+                    info.err_desc.clear();
+                }
+                UploadEvent::Progress { percent, .. } => {
+                    info.state = OutputState::Uploading;
+                    info.progress = Some((percent * 10.0).round() / 10.0);
+                    info.err_desc.clear();
+                }
+                UploadEvent::Retrying {
+                    attempt,
+                    delay,
+                    desc,
+                    ..
+                } => {
+                    info.state = OutputState::Uploading;
+                    info.err_desc = format!(
+                        "attempt {attempt} failed ({desc}); retrying in {:.0} s",
+                        delay.as_secs_f64()
+                    );
+                }
+                UploadEvent::Uploaded { size, key, .. } => {
+                    info.state = OutputState::Uploaded;
+                    info.progress = Some(100.0);
+                    info.file_size = size;
+                    info.err_desc.clear();
+                    // the bucket had an object of that name: stored under the next free one
+                    if key != key_of(&info.svr_file_path_name) {
+                        info.svr_file_path_name = format!("/{key}");
+                    }
+                }
+                UploadEvent::Failed { code, desc, .. } => {
+                    info.state = OutputState::UploadFail;
+                    info.progress = None;
+                    info.err_code = code;
+                    info.err_desc = desc;
+                }
             }
-            UploadEvent::Progress { percent, .. } => {
-                info.state = OutputState::Uploading;
-                info.progress = Some((percent * 10.0).round() / 10.0);
-                info.err_desc.clear();
-            }
-            UploadEvent::Retrying {
-                attempt,
-                delay,
-                desc,
-                ..
-            } => {
-                info.state = OutputState::Uploading;
-                info.err_desc = format!(
-                    "attempt {attempt} failed ({desc}); retrying in {:.0} s",
-                    delay.as_secs_f64()
-                );
-            }
-            UploadEvent::Uploaded { size, .. } => {
-                info.state = OutputState::Uploaded;
-                info.progress = Some(100.0);
-                info.file_size = size;
-                info.err_desc.clear();
-            }
-            UploadEvent::Failed { code, desc, .. } => {
-                info.state = OutputState::UploadFail;
-                info.progress = None;
-                info.err_code = code;
-                info.err_desc = desc;
-            }
-        }
-        s.emit(MixerEvent::OutputInfoChanged(info.clone()));
-    });
+            s.emit(MixerEvent::OutputInfoChanged(info.clone()));
+        },
+    );
     let up = match up {
         Ok(u) => u,
         Err(e) => {
