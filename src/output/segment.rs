@@ -8,6 +8,11 @@
 //!   old segment stays open until the first audio packet past the boundary), and audio past
 //!   the limit that arrives before the keyframe waits for it. No frame or audio packet is lost
 //!   or written twice at a boundary.
+//! - With a size limit the boundary's time is not known in advance (it is the time of the
+//!   first keyframe written once the limit is reached), and the video encoder's delay makes
+//!   audio arrive up to a second ahead of the video of the same time. So audio at or after
+//!   the newest video packet's time waits until the video has passed it: at a boundary, the
+//!   audio before the keyframe goes to the old segment and the rest to the new one.
 
 use std::time::Duration;
 
@@ -38,6 +43,8 @@ struct Plan {
     /// Number of the open segment (1-based).
     index: u32,
     video: Option<(TrackId, ffmpeg::Rational)>,
+    /// The latest presentation time of the video packets so far (seconds), if any.
+    newest_video: Option<f64>,
     /// Start of the open segment, seconds on the recording's timeline.
     start: f64,
     /// The previous segment, open for late audio: (muxer, its start, the boundary).
@@ -129,6 +136,7 @@ impl Segmented {
                 limits,
                 index: 1,
                 video,
+                newest_video: None,
                 start: 0.0,
                 old: None,
                 held: Vec::new(),
@@ -178,8 +186,11 @@ impl Segmented {
             if p.data.is_key() && self.current.frames() > 0 && (by_time || by_size) {
                 self.roll(t)?;
             }
-            let plan = self.plan.as_ref().expect("segmented");
-            return self.current.write(rebase(p, plan.start, tb));
+            let plan = self.plan.as_mut().expect("segmented");
+            plan.newest_video = Some(plan.newest_video.map_or(t, |n| n.max(t)));
+            let start = plan.start;
+            self.current.write(rebase(p, start, tb))?;
+            return self.release_held();
         }
         // audio (or any other track)
         if let Some((old, start, boundary)) = plan.old.as_mut() {
@@ -189,16 +200,50 @@ impl Segmented {
             // the first audio past the boundary: the old segment is complete
             Self::close_old(plan)?;
         }
-        let limit = plan
-            .limits
-            .duration
-            .is_some_and(|d| t - plan.start + 1e-6 >= d.as_secs_f64());
-        if limit && plan.video.is_some() && plan.held.len() < HOLD_MAX {
+        if plan.video.is_some() && (Self::past_limit(plan, t) || !plan.held.is_empty()) {
+            // in time order behind the audio already waiting
+            if plan.held.len() >= HOLD_MAX {
+                // the video is stalled: the oldest waits no longer
+                let h = plan.held.remove(0);
+                let htb = time_base_of(&plan.tracks, h.track).unwrap_or(tb);
+                self.current.write(rebase(h, plan.start, htb))?;
+            }
             plan.held.push(p);
             return Ok(());
         }
         let start = plan.start;
         self.current.write(rebase(p, start, tb))
+    }
+
+    /// Whether audio at `t` (seconds) may belong to a segment that has not started yet: past
+    /// the duration limit, or (with a size limit) not yet passed by the video.
+    fn past_limit(plan: &Plan, t: f64) -> bool {
+        let by_time = plan
+            .limits
+            .duration
+            .is_some_and(|d| t - plan.start + 1e-6 >= d.as_secs_f64());
+        let by_size = plan.limits.size.is_some() && plan.newest_video.is_none_or(|v| t >= v);
+        by_time || by_size
+    }
+
+    /// Writes the held audio that can no longer belong to a later segment (size limit: the
+    /// video has passed it) into the open segment, in order.
+    fn release_held(&mut self) -> Result<(), MuxError> {
+        let plan = self.plan.as_mut().expect("segmented");
+        let mut n = 0;
+        for h in &plan.held {
+            let tb = time_base_of(&plan.tracks, h.track).unwrap_or(ffmpeg::Rational::new(1, 1));
+            if Self::past_limit(plan, secs(h.data.pts().unwrap_or(0), tb)) {
+                break;
+            }
+            n += 1;
+        }
+        let start = plan.start;
+        for h in plan.held.drain(..n) {
+            let tb = time_base_of(&plan.tracks, h.track).unwrap_or(ffmpeg::Rational::new(1, 1));
+            self.current.write(rebase(h, start, tb))?;
+        }
+        Ok(())
     }
 
     /// Starts the next segment at `boundary` (seconds): the open one stays open for late audio.
@@ -216,13 +261,15 @@ impl Segmented {
         let old = std::mem::replace(&mut self.current, new);
         plan.old = Some((old, plan.start, boundary));
         plan.start = boundary;
-        // audio that waited for this keyframe
-        for h in std::mem::take(&mut plan.held) {
+        // audio that waited for this keyframe: what is before it ends the old segment, the
+        // rest waits on for the video of the new one (see `release_held`)
+        let held = std::mem::take(&mut plan.held);
+        for h in held {
             let tb = time_base_of(&plan.tracks, h.track).unwrap_or(ffmpeg::Rational::new(1, 1));
             let t = secs(h.data.pts().unwrap_or(0), tb);
             match plan.old.as_mut() {
                 Some((old, start, b)) if t < *b => old.write(rebase(h, *start, tb))?,
-                _ => self.current.write(rebase(h, boundary, tb))?,
+                _ => plan.held.push(h),
             }
         }
         Ok(())
