@@ -441,10 +441,10 @@ impl Storage {
     }
 
     /// The file a new recording at `rel` is written to, created empty now so that no other
-    /// writer can take it: `rel` itself when it does not exist (with `overwrite`, the old entry
-    /// is unlinked first), else the first free `stem_1.ext`, `stem_2.ext`, … in the same
-    /// directory. `side` lists other names the recording will write next to it (HLS init and
-    /// segments): a candidate is free only when none of them exists either.
+    /// writer can take it: `rel` itself when nothing has that name (a symlink, a FIFO, a
+    /// directory count as taken), else the first free `stem_1.ext`, `stem_2.ext`, … in the same
+    /// directory. With `overwrite` the old file is unlinked first (a symlink or directory
+    /// there is refused).
     pub fn reserve(&self, rel: &Path, overwrite: bool) -> Result<Reserved, MuxError> {
         self.reserve_with(rel, overwrite, |_| Vec::new())
     }
@@ -460,7 +460,10 @@ impl Storage {
     ) -> Result<Reserved, MuxError> {
         let (dir, name) = Self::split(rel)?;
         let d = Arc::new(self.open_dir(&dir, true)?);
-        check_final(&d, &name, rel)?;
+        if overwrite {
+            // replacing: a symlink there is refused (a free name is taken as it is)
+            check_final(&d, &name, rel)?;
+        }
         let p = Path::new(&name);
         let stem = p
             .file_stem()
@@ -580,6 +583,9 @@ mod tests {
             st.reserve(Path::new("f.mp4"), true),
             Err(MuxError::Escape { .. })
         ));
+        // a new recording named like the symlink takes the next free name
+        let r = st.reserve(Path::new("f.mp4"), false).unwrap();
+        assert!(r.renamed && r.path().ends_with("f_1.mp4"));
         assert!(!outside.join("f.mp4").exists());
         assert!(matches!(
             st.resolve(Path::new("../x.mp4")),

@@ -570,9 +570,29 @@ struct Journal {
     rel: String,
     dev: u64,
     ino: u64,
+    /// The file's status-change time (ns): a new file that reuses the inode number differs.
+    ctime_ns: i128,
     created_ms: u64,
     #[serde(default)]
     mac: String,
+}
+
+/// A recording has one name; a second hard link could be a file from outside the root.
+const HARD_LINKED: &str =
+    "the file has other hard links (it could be a file from outside the storage root)";
+
+fn nlink(m: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    m.nlink()
+}
+
+/// The file's status-change time in nanoseconds (not settable by its owner: `utimes` and
+/// every write move it to now).
+fn ctime_ns(f: &File) -> i128 {
+    use std::os::unix::fs::MetadataExt;
+    f.metadata()
+        .map(|m| m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128)
+        .unwrap_or(0)
 }
 
 const JOURNAL_VERSION: u32 = 2;
@@ -801,6 +821,9 @@ impl Uploader {
         );
         let data = dir.open_read(&name).map_err(|e| ferr(e.to_string()))?;
         let meta = data.metadata().map_err(|e| ferr(e.to_string()))?;
+        if nlink(&meta) > 1 {
+            return Err(ferr(HARD_LINKED.into()));
+        }
         let (dev, ino) = identity(&data).unwrap_or_default();
         let created_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -815,6 +838,7 @@ impl Uploader {
             rel: rel_string(&rel),
             dev,
             ino,
+            ctime_ns: ctime_ns(&data),
             created_ms,
             mac: String::new(),
         };
@@ -938,7 +962,10 @@ impl Uploader {
             Ok(f) => {
                 let id = identity(&f).unwrap_or_default();
                 let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-                if id != (j.dev, j.ino) {
+                if f.metadata().map(|m| nlink(&m)).unwrap_or(0) > 1 {
+                    return Err(HARD_LINKED.into());
+                }
+                if id != (j.dev, j.ino) || ctime_ns(&f) != j.ctime_ns {
                     return Err("the file is not the one the journal was written for".into());
                 }
                 if len != j.size {
@@ -1728,6 +1755,7 @@ mod tests {
             rel: "a/rec.mp4".into(),
             dev: 1,
             ino: 2,
+            ctime_ns: 4,
             created_ms: 3,
             mac: String::new(),
         };

@@ -325,6 +325,7 @@ impl Mixer {
             ended: Mutex::new(None),
             audio: inbox,
             counters: Counters::default(),
+            uploads_abandoned: Default::default(),
             config,
         });
         // the first subscriber, made before the first event: `events()` misses nothing
@@ -809,6 +810,12 @@ impl Mixer {
         EventStream(self.shared.events.subscribe_async())
     }
 
+    /// A handle that stops this mixer's uploads (after the end, `storageConfig`) at once, e.g.
+    /// on a signal; it outlives the mixer. See [`UploadAbandon::abandon`].
+    pub fn upload_abandon(&self) -> UploadAbandon {
+        UploadAbandon(self.shared.clone())
+    }
+
     /// Ends the recording at the next tick, from any thread that shares the mixer
     /// (`Arc<Mixer>`): STOPPING, the files finalised, the final output infos, NULL. Returns at
     /// once; [`Mixer::wait`] blocks until the end. Idempotent.
@@ -1064,5 +1071,27 @@ impl futures_core::Stream for EventStream {
 impl Drop for Mixer {
     fn drop(&mut self) {
         let _ = self.destroy();
+    }
+}
+
+/// Stops a mixer's uploads at once ([`Mixer::upload_abandon`]).
+#[derive(Clone)]
+pub struct UploadAbandon(Arc<Shared>);
+
+impl std::fmt::Debug for UploadAbandon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UploadAbandon")
+    }
+}
+
+impl UploadAbandon {
+    /// Cancels the running uploads and drops the waiting ones within a fraction of a second:
+    /// their files and signed journals stay, so a later run resumes them; each such file is
+    /// reported 6 UPLOADFAIL (1107, "upload interrupted…") and the mixer then ends with NULL.
+    /// Uploads that already finished keep their state. Idempotent; harmless before the end.
+    pub fn abandon(&self) {
+        self.0
+            .uploads_abandoned
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 }

@@ -178,6 +178,8 @@ pub(crate) struct Shared {
     pub ended: Mutex<Option<(i32, String)>>,
     pub audio: AudioInbox,
     pub counters: Counters,
+    /// Set by [`super::UploadAbandon::abandon`]: the uploads after the end stop at once.
+    pub uploads_abandoned: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {

@@ -206,8 +206,33 @@ fn run(shared: &Arc<Shared>, plan: UploadPlan, files: Vec<Finished>) {
             fail(&f.info, e.to_string());
         }
     }
-    // the retry budget bounds every upload; this only guards against a hung worker
-    let _ = up.wait_idle(std::time::Duration::from_secs(24 * 3600));
+    // the retry budget bounds every upload; a stop request ends them at once
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(24 * 3600);
+    while !up.wait_idle(std::time::Duration::from_millis(50)) {
+        let abandoned = shared
+            .uploads_abandoned
+            .load(std::sync::atomic::Ordering::Acquire);
+        if abandoned || std::time::Instant::now() >= deadline {
+            // cancels what runs (files and journals stay) and sends no more events
+            drop(up);
+            let left: Vec<OutputInfo> = infos
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .filter(|i| !matches!(i.state, OutputState::Uploaded | OutputState::UploadFail))
+                .cloned()
+                .collect();
+            for info in left {
+                fail(
+                    &info,
+                    "upload interrupted (the recorder was stopped); the file is kept with its \
+                     journal and the next run with the same storage uploads it"
+                        .into(),
+                );
+            }
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
