@@ -38,6 +38,71 @@ const INPUT_QUEUE: usize = 3;
 /// Decoded audio chunks queued per audio input (an AAC chunk is 1024 samples, ~21 ms).
 const AUDIO_INPUT_QUEUE: usize = 16;
 
+/// Real time: how long a stop request waits for the first frame (a file without one does
+/// not play).
+const FIRST_FRAME_WAIT: Duration = Duration::from_secs(3);
+
+/// The picture ids that the layout or any update shows (resourceid, placeholders,
+/// backgroundImage).
+fn shown_pictures(config: &MixerConfig, updates: &[(Duration, Value)]) -> Vec<String> {
+    let used = std::cell::RefCell::new(Vec::new());
+    let note = |id: &str| {
+        used.borrow_mut().push(id.to_string());
+        true
+    };
+    let _ = crate::model::config::check_pictures(&config.layout, note);
+    for (_, u) in updates {
+        if let Ok(l) = config.parse_update_value(u) {
+            let _ = crate::model::config::check_pictures(&l, note);
+        }
+    }
+    used.into_inner()
+}
+
+/// A mixer's failure to start: a refused setting (code 5: encoder, preset, config) is bad
+/// usage, anything else a failed recording.
+fn setting_or_failure(e: MixerError) -> RecordError {
+    use crate::media::audio_enc::AudioEncodeError as A;
+    use crate::media::video_enc::EncodeError as V;
+    match e {
+        MixerError::Encode(V::NotFound(_) | V::Setting(_))
+        | MixerError::AudioEncode(A::NotFound(_) | A::Setting(_))
+        | MixerError::Config(_) => RecordError::Setting(e),
+        e => RecordError::Mixer(e),
+    }
+}
+
+/// Logs what a mixer that fails to start reports: STARTING, the error, NULL with its code
+/// (`states` false: the error only, for mode 1's per-stream mixers).
+fn log_failed_start(
+    file: &mut std::fs::File,
+    code: i32,
+    desc: &str,
+    states: bool,
+) -> std::io::Result<()> {
+    use crate::model::events::MixerState;
+    let error = MixerEvent::Error {
+        code,
+        desc: desc.to_string(),
+    };
+    let null = MixerEvent::StateChanged {
+        state: MixerState::Null,
+        err: code,
+        err_desc: desc.to_string(),
+        encoder: None,
+        backend: None,
+    };
+    let events = if states {
+        vec![MixerEvent::state(MixerState::Starting), error, null]
+    } else {
+        vec![error]
+    };
+    for ev in events {
+        writeln!(file, "{}", ev.to_json())?;
+    }
+    file.flush()
+}
+
 /// Everything `record` needs.
 #[derive(Debug, Clone)]
 pub struct RecordOptions {
@@ -343,6 +408,34 @@ pub enum RecordError {
     /// An input's audio could not be decoded.
     #[error(transparent)]
     AudioDecode(#[from] AudioDecodeError),
+    /// An `--input` file that cannot be opened (missing, not media, no video stream): bad
+    /// usage, found before anything is recorded.
+    #[error("--input {camid}: {source}")]
+    Input {
+        /// The input's camid.
+        camid: String,
+        /// Why (names the file).
+        #[source]
+        source: DecodeError,
+    },
+    /// An audio input (`--audio`, or the audio of an `--input`) that cannot be opened: bad
+    /// usage, found before anything is recorded.
+    #[error("audio input of user {user}: {source}")]
+    AudioInput {
+        /// The user the audio is for.
+        user: String,
+        /// Why (names the file).
+        #[source]
+        source: AudioDecodeError,
+    },
+    /// A `--picture` that cannot be used (missing, not an image, over the size limits): bad
+    /// usage, found before anything is recorded.
+    #[error(transparent)]
+    Picture(#[from] crate::pipeline::picture::PictureError),
+    /// The mixer refused a setting when it started (an encoder that is not available, a bad
+    /// preset): bad usage, nothing recorded.
+    #[error(transparent)]
+    Setting(MixerError),
     /// The mixer failed (see the code).
     #[error(transparent)]
     Mixer(#[from] MixerError),
@@ -358,8 +451,11 @@ impl RecordError {
             RecordError::Usage(_)
             | RecordError::Config(_)
             | RecordError::Decode(_)
-            | RecordError::AudioDecode(_) => codes::PARAM_ERR,
-            RecordError::Mixer(e) => e.code(),
+            | RecordError::AudioDecode(_)
+            | RecordError::Input { .. }
+            | RecordError::AudioInput { .. }
+            | RecordError::Picture(_) => codes::PARAM_ERR,
+            RecordError::Mixer(e) | RecordError::Setting(e) => e.code(),
             RecordError::Io(_) => codes::FILE_ERR,
         }
     }
@@ -433,7 +529,11 @@ fn spawn_inputs(
         })?;
         open_rx
             .recv()
-            .map_err(|_| RecordError::Usage(format!("decoder thread for {camid} died")))??;
+            .map_err(|_| RecordError::Usage(format!("decoder thread for {camid} died")))?
+            .map_err(|source| RecordError::Input {
+                camid: camid.clone(),
+                source,
+            })?;
         rxs.push((camid.clone(), rx));
         handles.push(h);
     }
@@ -598,7 +698,12 @@ fn spawn_audio(
                     path.display()
                 )))
             }
-            Ok(Err(e)) => return Err(e.into()),
+            Ok(Err(source)) => {
+                return Err(RecordError::AudioInput {
+                    user: user.clone(),
+                    source,
+                })
+            }
             Err(_) => {
                 return Err(RecordError::Usage(format!(
                     "audio decoder thread for {user} died"
@@ -692,7 +797,19 @@ pub fn record_until(
             }),
             None => None,
         };
-        record_one(opts, stop, progress, log)
+        // a recording that fails before its mixer exists logs what a failed mixer reports
+        let start_log = log.as_ref().map(|l| l.file.try_clone()).transpose()?;
+        let res = record_one(opts, stop, progress, log);
+        if let (Err(e), Some(mut f)) = (&res, start_log) {
+            // (a mixer that failed to start logged itself)
+            if !matches!(
+                e,
+                RecordError::Mixer(_) | RecordError::Setting(_) | RecordError::Io(_)
+            ) {
+                log_failed_start(&mut f, e.code(), &e.to_string(), true)?;
+            }
+        }
+        res
     };
     let resumed = resumer.map(Resumer::finish).unwrap_or_default();
     res.map(|mut s| {
@@ -766,15 +883,17 @@ pub(crate) fn record_one(
         check_storage(&opts.storage, &targets)?;
     }
     let mut events_file = log;
+    // every picture is checked from its header (size limits) before anything is decoded; only
+    // those the layout or an update shows are decoded
+    for (id, p) in &opts.pictures {
+        crate::pipeline::picture::check_picture_file(id, p)?;
+    }
+    let shown = shown_pictures(&opts.config, &updates);
     let pictures = opts
         .pictures
         .iter()
-        .map(|(id, p)| {
-            Ok((
-                id.clone(),
-                crate::media::decode::frame_at(p, Duration::ZERO)?,
-            ))
-        })
+        .filter(|(id, _)| shown.contains(id))
+        .map(|(id, p)| Ok((id.clone(), crate::pipeline::picture::load_picture(id, p)?)))
         .collect::<Result<Vec<_>, RecordError>>()?;
     let (audio, audio_decoders) = spawn_audio(&audio_sources)?;
     // an audio-only recording draws no pictures: its inputs give only their audio
@@ -795,15 +914,11 @@ pub(crate) fn record_one(
     let mut mixer = match created {
         Ok(m) => m,
         Err(e) => {
-            // the failed create's events are lost with it; log the error itself
+            // the failed create's events are lost with it: log what it reported
             if let Some(f) = events_file.as_mut() {
-                let ev = MixerEvent::Error {
-                    code: e.code(),
-                    desc: e.to_string(),
-                };
-                writeln!(f.file, "{}", ev.to_json())?;
+                log_failed_start(&mut f.file, e.code(), &e.to_string(), f.ids.is_none())?;
             }
-            return Err(e.into());
+            return Err(setting_or_failure(e));
         }
     };
     for (id, pic) in pictures {
@@ -866,7 +981,8 @@ pub(crate) fn record_one(
                 .map(|(u, rx)| (u, rx.into_iter()))
                 .collect();
             let res = mixer.run_offline_av(iters, audio_iters, total, |m, n| {
-                if stopped() {
+                // the first tick is always recorded: a file without a frame does not play
+                if stopped() && n > 0 {
                     return Err(MixerError::Stopped {
                         code: 0,
                         desc: "stopped on request".into(),
@@ -930,9 +1046,18 @@ pub(crate) fn record_one(
                     });
                 }
                 let mut res = Ok(());
+                // a stop is honoured once the first frame is composed (a file without a frame
+                // does not play), or after FIRST_FRAME_WAIT if none comes
+                let mut stop_seen: Option<Instant> = None;
+                let mut stop_now = || {
+                    stopped()
+                        && (m.ticks() > 0
+                            || stop_seen.get_or_insert_with(Instant::now).elapsed()
+                                >= FIRST_FRAME_WAIT)
+                };
                 while m.state() != crate::model::events::MixerState::Null
                     && m.ticks() < total
-                    && !stopped()
+                    && !stop_now()
                 {
                     let t = t0.elapsed();
                     while let Some((_, u)) = upd.next_if(|(at, _)| *at <= t) {

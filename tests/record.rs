@@ -869,11 +869,11 @@ fn record_cli_shows_a_registered_picture_and_names_a_bad_one() {
     let px = last.unwrap();
     assert!(px[0] > 120, "{px:?}");
     let o = run("card=/no/such.png");
-    // like a missing --input: a failed recording (exit 1) with PARAM_ERR, naming the file
+    // like a missing --input: bad usage (exit 2), naming the picture and the file
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("code 5") && err.contains("/no/such.png: no such file"),
+        err.contains("picture \"card\" (/no/such.png): cannot read the file: no such file"),
         "{err}"
     );
 }

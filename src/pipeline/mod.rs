@@ -5,6 +5,7 @@ mod audio;
 mod error;
 mod mixer;
 pub mod per_stream;
+pub mod picture;
 pub mod sources;
 mod state;
 mod uploads;

@@ -12,7 +12,9 @@ use clap::{Parser, Subcommand};
 use cloudmixer::compose::{self, Backend, Frames};
 use cloudmixer::media::video_enc::EncoderSettings;
 use cloudmixer::model::config::{self, MixerConfig};
+use cloudmixer::model::events::{OutputInfo, OutputState};
 use cloudmixer::model::time::PaceMode;
+use cloudmixer::pipeline::picture::load_picture;
 use cloudmixer::pipeline::MixerSettings;
 use cloudmixer::record::{record_until, RecordError, RecordOptions};
 use cloudmixer::{bench, media::decode, snapshot};
@@ -72,14 +74,17 @@ enum Cmd {
 /// `record --help`: signals and exit statuses (also in README.md).
 const RECORD_EXIT_HELP: &str = "\
 Signals: the first SIGTERM or SIGINT (systemctl stop, docker stop, Ctrl-C) stops the recording
-gracefully: every frame composed so far is kept, the file is finalised, the final events
+gracefully: every frame composed so far is kept (at least the first, so the file always
+plays), the file is finalised, the final events
 (STOPPING, the final output info, NULL) are written and the summary is printed. A second
 SIGTERM or SIGINT exits at once with status 128+signal (143, 130); the fragmented mp4 written so
 far still plays.
 
 Exit status: 0 recorded (also when stopped early by a first SIGTERM/SIGINT); 1 the recording
-failed (the vendor code is printed: 901 max duration, 902 no disk, 905 file error, ...);
-2 bad usage or an invalid config or --update file (nothing recorded); 3 recorded, but the upload
+failed (the vendor code is printed: 901 max duration, 902 no disk, 905 file error, ...; also
+when every output failed, e.g. a live target that never connected); 2 bad usage or an invalid
+config or --update file, an --input/--audio/--picture file that cannot be used, an --encoder
+or --preset this build does not have (nothing recorded); 3 recorded, but the upload
 to storageConfig failed (1107; the file is kept with its .upload.json journal and the next run
 with the same --storage and storageConfig uploads it); 130/143 a second SIGINT/SIGTERM.
 
@@ -100,7 +105,9 @@ struct RecordArgs {
     /// the audio of that user's --input files.
     #[arg(long = "audio", value_name = "USER=FILE")]
     audio: Vec<String>,
-    /// A picture for layout items of type 1: RESOURCEID=IMAGE (PNG, JPEG, …; repeatable).
+    /// A picture for layout items of type 1: RESOURCEID=IMAGE (PNG, JPEG, GIF, BMP or WebP, at
+    /// most 4096x4096 pixels and 32 MiB; repeatable). Decoded only if the layout or an
+    /// --update shows it.
     #[arg(long = "picture", value_name = "RESOURCEID=IMAGE")]
     pictures: Vec<String>,
     /// A live layout update applied at a time: SECONDS=LAYOUT.json (repeatable).
@@ -140,6 +147,11 @@ struct RecordArgs {
     /// free name, rec_1.mp4, rec_2.mp4, ...).
     #[arg(long)]
     overwrite: bool,
+    /// The key that signs upload journals (32 bytes; created when missing). It must lie
+    /// outside --storage. Default: $CLOUDMIXER_JOURNAL_KEY, else
+    /// $XDG_STATE_HOME/cloudmixer/journal.key, else ~/.local/state/cloudmixer/journal.key.
+    #[arg(long, value_name = "FILE")]
+    journal_key: Option<PathBuf>,
 }
 
 /// A user error: printed to stderr, exit code 2.
@@ -215,6 +227,9 @@ fn parse_input(s: &str) -> Result<(String, PathBuf, Duration), UserError> {
 enum Failure {
     User(UserError),
     Record(RecordError),
+    /// The recording ran but every output failed (e.g. a live target that never
+    /// connected): nothing was recorded; exit code 1.
+    Outputs(Vec<OutputInfo>),
     /// Recorded, but uploads failed: `(name, code, desc)`; exit code 3.
     Upload(Vec<(String, i32, String)>),
 }
@@ -225,7 +240,32 @@ impl From<UserError> for Failure {
     }
 }
 
-fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
+/// `record`'s SIGTERM/SIGINT handling: the first signal sets `stop` (a graceful stop), a
+/// second one exits at once with 128+signal; `by_signal` says which signal came.
+struct Signals {
+    stop: Arc<AtomicBool>,
+    by_signal: Vec<(i32, Arc<AtomicBool>)>,
+}
+
+/// Installs `record`'s handlers (first thing in `main`, so that a signal during start-up
+/// stops the recording gracefully too).
+fn install_signals() -> Result<Signals, UserError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut by_signal = Vec::new();
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        let got = Arc::new(AtomicBool::new(false));
+        let reg = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, stop.clone())
+            .and_then(|_| signal_hook::flag::register(sig, got.clone()))
+            .and_then(|_| signal_hook::flag::register(sig, stop.clone()));
+        if let Err(e) = reg {
+            return Err(UserError(format!("cannot handle signal {sig}: {e}")));
+        }
+        by_signal.push((sig, got));
+    }
+    Ok(Signals { stop, by_signal })
+}
+
+fn record_cmd(a: RecordArgs, signals: Option<Signals>) -> Result<(), Failure> {
     let text = read(&a.config)?;
     let mut raw =
         config::parse_json(&text).map_err(|e| UserError(format!("{}: {e}", a.config.display())))?;
@@ -318,6 +358,30 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
             }
         }
     }
+    let pictures = parse_pictures(&a.pictures)?;
+    {
+        // the pictures the layout shows, now or after an update (the others are not decoded)
+        let used = std::cell::RefCell::new(Vec::<String>::new());
+        let note = |id: &str| {
+            used.borrow_mut().push(id.to_string());
+            true
+        };
+        let _ = config::check_pictures(&config.layout, note);
+        for (_, v) in &updates {
+            if let Ok(l) = config.parse_update_value(v) {
+                let _ = config::check_pictures(&l, note);
+            }
+        }
+        let used = used.into_inner();
+        for (id, file) in &pictures {
+            if !used.contains(id) {
+                eprintln!(
+                    "warning: --picture {id}={}: no layout item (nor any --update) shows picture '{id}'",
+                    file.display()
+                );
+            }
+        }
+    }
     let duration = a.duration.map(parse_duration).transpose()?;
     let settings = MixerSettings {
         backend: a.backend,
@@ -336,7 +400,12 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
         overwrite: a.overwrite,
         ..Default::default()
     };
-    let pictures = parse_pictures(&a.pictures)?;
+    let mut settings = settings;
+    if config.storage.is_some() {
+        settings.journal_key =
+            cloudmixer::record::load_journal_key(a.journal_key.as_deref(), &a.storage)
+                .map_err(|e| UserError(e.to_string()))?;
+    }
     let opts = RecordOptions {
         config,
         inputs,
@@ -349,18 +418,10 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
         events: a.events.clone(),
     };
     // the first SIGTERM/SIGINT stops the recording gracefully; a second one exits at once
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut by_signal = Vec::new();
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        let got = Arc::new(AtomicBool::new(false));
-        let reg = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, stop.clone())
-            .and_then(|_| signal_hook::flag::register(sig, got.clone()))
-            .and_then(|_| signal_hook::flag::register(sig, stop.clone()));
-        if let Err(e) = reg {
-            return Err(UserError(format!("cannot handle signal {sig}: {e}")).into());
-        }
-        by_signal.push((sig, got));
-    }
+    let Signals { stop, by_signal } = match signals {
+        Some(s) => s,
+        None => install_signals()?,
+    };
     let tty = std::io::stderr().is_terminal();
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut last_line = std::time::Instant::now();
@@ -398,6 +459,10 @@ fn record_cmd(a: RecordArgs) -> Result<(), Failure> {
         b.finish_and_clear();
     }
     let summary = result.map_err(Failure::Record)?;
+    // every output failed (a live target that never connected): nothing was recorded
+    if !summary.outputs.is_empty() && summary.outputs.iter().all(|o| o.state == OutputState::Fail) {
+        return Err(Failure::Outputs(summary.outputs));
+    }
     println!("{summary}");
     let failed: Vec<_> = summary
         .failed_uploads()
@@ -453,9 +518,9 @@ fn speed(p: &cloudmixer::record::Progress) -> f64 {
     p.frames as f64 / p.fps.max(1) as f64 / p.elapsed.as_secs_f64().max(1e-9)
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
+fn run(cli: Cli, signals: Option<Signals>) -> Result<(), Failure> {
     match cli.cmd {
-        Cmd::Record(a) => record_cmd(a),
+        Cmd::Record(a) => record_cmd(a, signals),
         other => run_other(other).map_err(Failure::User),
     }
 }
@@ -493,7 +558,7 @@ fn run_other(cmd: Cmd) -> Result<(), UserError> {
                 frames.insert(id, Arc::new(f));
             }
             for (id, file) in parse_pictures(&pictures)? {
-                frames.insert(id, Arc::new(decode::frame_at(&file, Duration::ZERO)?));
+                frames.insert(id.clone(), Arc::new(load_picture(&id, &file)?));
             }
             for it in layout.items() {
                 if let Some(id) = it.kind.source_id() {
@@ -522,18 +587,65 @@ fn run_other(cmd: Cmd) -> Result<(), UserError> {
 }
 
 fn main() -> ExitCode {
+    // `record` handles SIGTERM/SIGINT from the start (a signal during start-up still ends in
+    // a finalised file or a clear error)
+    let signals = if std::env::args_os().nth(1).is_some_and(|a| a == "record") {
+        match install_signals() {
+            Ok(s) => Some(s),
+            Err(UserError(msg)) => {
+                eprintln!("error: {msg}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     let cli = Cli::parse();
-    match run(cli) {
+    match run(cli, signals) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::User(UserError(msg))) => {
             eprintln!("error: {msg}");
             ExitCode::from(2)
         }
         // bad usage found by the recorder before anything was recorded (an input's camid,
-        // an update, the storage root): usage, as for the checks above
-        Err(Failure::Record(e @ (RecordError::Usage(_) | RecordError::Config(_)))) => {
+        // an input or picture that cannot be used, an update, the storage root): usage, as
+        // for the checks above
+        Err(Failure::Record(
+            e @ (RecordError::Usage(_)
+            | RecordError::Config(_)
+            | RecordError::Input { .. }
+            | RecordError::AudioInput { .. }
+            | RecordError::Picture(_)),
+        )) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
+        }
+        // a setting the mixer refused at start: name the option
+        Err(Failure::Record(RecordError::Setting(e))) => {
+            use cloudmixer::media::video_enc::EncodeError;
+            use cloudmixer::pipeline::MixerError;
+            let opt = match &e {
+                MixerError::Encode(EncodeError::NotFound(n)) => format!("--encoder {n}: "),
+                MixerError::Encode(EncodeError::Setting(_)) => "--encoder/--preset: ".into(),
+                _ => String::new(),
+            };
+            eprintln!("error (code {}): {opt}{e}", e.code());
+            ExitCode::from(2)
+        }
+        Err(Failure::Outputs(outputs)) => {
+            for o in outputs {
+                let name = &o.svr_file_path_name;
+                let what = if name.contains("://") && o.file_size == 0 {
+                    "the live target never connected"
+                } else {
+                    "the output failed"
+                };
+                eprintln!(
+                    "error (code {}): {name}: {what} ({}); nothing was recorded",
+                    o.err_code, o.err_desc
+                );
+            }
+            ExitCode::from(1)
         }
         Err(Failure::Record(e)) => {
             eprintln!("error (code {}): {e}", e.code());
