@@ -503,6 +503,35 @@ const PARAM_KEYS: &[&str] = &[
     "window",
 ];
 
+/// Keys of mode 1 only, by object (`""`: the root): an error in a mode 0 config.
+const MODE1_KEYS: &[(&str, &str)] = &[
+    ("", "roomId"),
+    ("", "nicknames"),
+    ("videoFileCfg", "svrPath"),
+    ("videoFileCfg", "svrFileNameSuffix"),
+    ("videoFileCfg", "subscribeVideos"),
+    ("videoFileCfg", "aStreamType"),
+    ("audioFileCfg", "svrPath"),
+    ("audioFileCfg", "svrFileNameSuffix"),
+    ("audioFileCfg", "subscribeAudios"),
+];
+
+/// Refuses the first of `keys` (`(object, key)`, object `""` the root) that `root` has with a
+/// value other than null: a key of the other mode would be silently ignored.
+fn refuse_keys(root: &Map<String, Value>, keys: &[(&str, &str)], rule: &str) -> Result<()> {
+    for (o, k) in keys {
+        let m = if o.is_empty() {
+            Some(root)
+        } else {
+            root.get(*o).and_then(Value::as_object)
+        };
+        if m.and_then(|m| m.get(*k)).is_some_and(|v| !v.is_null()) {
+            return Err(ConfigError::invalid(&join(o, k), rule));
+        }
+    }
+    Ok(())
+}
+
 /// Most characters in a text item's `param.text`.
 pub const MAX_TEXT_CHARS: usize = 256;
 /// Largest `param.font-size` (output pixels).
@@ -748,15 +777,83 @@ fn parse_targets_of(s: &str, path: &str, audio: bool) -> Result<Vec<Target>> {
                 ConfigError::invalid(path, format!("\"{t}\": extension must be {exts}"))
             })?,
         };
-        if out.contains(&target) {
-            return Err(ConfigError::invalid(
-                path,
-                format!("\"{t}\" is named twice (each file is written once)"),
-            ));
+        if container == Some(Container::Hls) {
+            let name = Path::new(t).file_name().map(|n| n.to_string_lossy());
+            if name.is_some_and(|n| n.contains('%')) {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!(
+                        "\"{t}\": an HLS playlist's name must not contain '%' (FFmpeg reads it \
+                         as a pattern in the names of the segments)"
+                    ),
+                ));
+            }
+        }
+        if let Some(other) = out.iter().find(|o| same_file(o, &target)) {
+            let rule = match (other, &target) {
+                (Target::File { path: o, .. }, Target::File { path: p, container }) if o != p => {
+                    let (playlist, file) = if *container == Container::Hls && hls_writes(p, o) {
+                        (p, o)
+                    } else {
+                        (o, p)
+                    };
+                    format!(
+                        "\"{}\" is named twice: the HLS playlist \"{}\" writes it next to \
+                         itself (each file is written once)",
+                        file.display(),
+                        playlist.display()
+                    )
+                }
+                _ => format!("\"{t}\" is named twice (each file is written once)"),
+            };
+            return Err(ConfigError::invalid(path, rule));
         }
         out.push(target);
     }
     Ok(out)
+}
+
+/// Whether an HLS playlist at `playlist` writes `file` next to it: its init segment
+/// `<stem>_init.mp4` or a segment `<stem>_NNNNN.m4s`.
+fn hls_writes(playlist: &Path, file: &Path) -> bool {
+    if playlist.parent() != file.parent() {
+        return false;
+    }
+    let (Some(stem), Some(name)) = (
+        playlist.file_stem().and_then(|s| s.to_str()),
+        file.file_name().and_then(|s| s.to_str()),
+    ) else {
+        return false;
+    };
+    let Some(rest) = name.strip_prefix(stem).and_then(|r| r.strip_prefix('_')) else {
+        return false;
+    };
+    rest == "init.mp4"
+        || rest
+            .strip_suffix(".m4s")
+            .is_some_and(|n| n.len() >= 5 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether two targets write the same file: the same name, or a name one of them (an HLS
+/// playlist) writes as a side file.
+fn same_file(a: &Target, b: &Target) -> bool {
+    match (a, b) {
+        (
+            Target::File {
+                path: pa,
+                container: ca,
+            },
+            Target::File {
+                path: pb,
+                container: cb,
+            },
+        ) => {
+            pa == pb
+                || (*ca == Container::Hls && hls_writes(pa, pb))
+                || (*cb == Container::Hls && hls_writes(pb, pa))
+        }
+        _ => a == b,
+    }
 }
 
 fn container_of(p: &str) -> Option<Container> {
@@ -795,6 +892,12 @@ pub fn confine(p: &str) -> std::result::Result<PathBuf, String> {
     for c in Path::new(p).components() {
         match c {
             Component::RootDir | Component::CurDir => {}
+            Component::Normal(s) if s.len() > 255 => {
+                return Err(format!(
+                    "a name in the path is {} bytes long; file systems allow 255",
+                    s.len()
+                ))
+            }
             Component::Normal(s) => rel.push(s),
             Component::ParentDir => return Err("'..' escapes the storage root".into()),
             Component::Prefix(_) => return Err("path prefix escapes the storage root".into()),
@@ -1219,7 +1322,11 @@ impl MixerConfig {
             Some(v) => Some(parse_storage(obj(v, "storageConfig")?)?),
         };
         match mode {
-            0 => {}
+            0 => refuse_keys(
+                m,
+                MODE1_KEYS,
+                "is for mode 1 (one file per stream); this config is mode 0 (composite)",
+            )?,
             1 => {
                 let ps = per_stream::parse(m, storage.clone())?;
                 return Ok(MixerConfig {
@@ -1235,7 +1342,7 @@ impl MixerConfig {
                             .map_or(AUDIO_ONLY_TICK_RATE, |v| v.fps.unwrap_or(DEFAULT_FPS)),
                         bitrate: None,
                         qp: DEFAULT_QP,
-                        segments: Segments::default(),
+                        segments: ps.video.as_ref().map(|v| v.segments).unwrap_or_default(),
                     },
                     audio: AudioSettings::default(),
                     audio_file: None,

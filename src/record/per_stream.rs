@@ -1,7 +1,9 @@
 //! `record` of a mode 1 config (one file per stream), offline: each subscribed `--input`
 //! camera is recorded on its own, at its size and frame rate (or `vFps`), with its user's audio
 //! or everyone's (`aStreamType`); each subscribed user's audio into its own audio file. The
-//! streams run one after the other; their events go to one log, each file its own output id.
+//! streams run one after the other; their events go to one log, each file its own output id
+//! (in the log and in the summary). A stream that fails (its file cannot be written) does not
+//! end the others: they are all recorded, then the first failure is returned, naming its stream.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -13,9 +15,9 @@ use super::{
     RecordOptions, RecordSummary,
 };
 use crate::media::decode::{frame_at, Decoder};
-use crate::model::events::{MixerEvent, MixerState};
+use crate::model::events::{MixerEvent, MixerState, OutputInfo};
 use crate::model::time::PaceMode;
-use crate::pipeline::{start_stamp, user_of};
+use crate::pipeline::{start_stamp, user_of, MixerError};
 
 pub(super) fn record(
     opts: RecordOptions,
@@ -83,12 +85,18 @@ pub(super) fn record(
             .filter(|(u, _)| room || u == user)
             .cloned()
             .collect();
-        runs.push(sub(cfg, vec![(camid.clone(), path.clone())], audio));
+        runs.push((
+            camid.clone(),
+            sub(cfg, vec![(camid.clone(), path.clone())], audio),
+        ));
     }
     for (user, path) in &room_audio {
         if ps.subscribes_audio(user) {
             let cfg = ps.audio_config(user, &stamp)?;
-            runs.push(sub(cfg, Vec::new(), vec![(user.clone(), path.clone())]));
+            runs.push((
+                format!("{user} (audio)"),
+                sub(cfg, Vec::new(), vec![(user.clone(), path.clone())]),
+            ));
         }
     }
     if runs.is_empty() {
@@ -114,11 +122,13 @@ pub(super) fn record(
     let ids = Arc::new(AtomicU32::new(0));
     let total: u64 = runs
         .iter()
-        .map(|r| crate::model::time::frames_for(r.config.output.fps, duration))
+        .map(|(_, r)| crate::model::time::frames_for(r.config.output.fps, duration))
         .sum();
     let mut done = 0;
     let mut summaries = Vec::new();
-    for run in runs {
+    let mut failures: Vec<(String, RecordError)> = Vec::new();
+    let streams = runs.len();
+    for (what, run) in runs {
         if stop.load(Ordering::Relaxed) {
             break;
         }
@@ -134,12 +144,19 @@ pub(super) fn record(
             .iter()
             .flat_map(|s: &RecordSummary| s.outputs.iter().cloned())
             .collect();
+        // without an events log the stream's outputs keep their own ids (0, 1…): number them
+        // after the outputs of the streams before (the log numbers them as they appear)
+        let offset = if file.is_some() {
+            None
+        } else {
+            Some(before.len() as u32)
+        };
         let s = record_one(
             run,
             stop,
             |p| {
                 let mut outputs = before.clone();
-                outputs.extend(p.outputs.iter().cloned());
+                outputs.extend(renumbered(&p.outputs, offset));
                 progress(&Progress {
                     frames: done + p.frames,
                     total,
@@ -150,21 +167,47 @@ pub(super) fn record(
             },
             el,
         );
-        let s = match s {
-            Ok(s) => s,
-            Err(e) => {
-                log(MixerEvent::StateChanged {
-                    state: MixerState::Null,
-                    err: e.code(),
-                    err_desc: e.to_string(),
-                    encoder: None,
-                    backend: None,
-                })?;
-                return Err(e);
-            }
-        };
         done += n;
-        summaries.push(s);
+        match s {
+            Ok(mut s) => {
+                s.outputs = renumbered(&s.outputs, offset);
+                s.output = s.outputs.first().cloned();
+                summaries.push(s);
+            }
+            Err(e) => {
+                // this stream only: the others are recorded all the same
+                log(MixerEvent::Error {
+                    code: e.code(),
+                    desc: format!("stream {what}: {e}"),
+                })?;
+                failures.push((what, e));
+            }
+        }
+    }
+    if let Some((what, e)) = failures.into_iter().next() {
+        let code = e.code();
+        let desc = if summaries.is_empty() {
+            None
+        } else {
+            Some(format!(
+                "stream {what}: {e} ({} of {streams} streams recorded)",
+                summaries.len()
+            ))
+        };
+        log(MixerEvent::StateChanged {
+            state: MixerState::Null,
+            err: code,
+            err_desc: desc
+                .clone()
+                .unwrap_or_else(|| format!("stream {what}: {e}")),
+            encoder: None,
+            backend: None,
+        })?;
+        return Err(match desc {
+            // nothing was recorded: the error as it is (a usage error stays one)
+            None => e,
+            Some(desc) => RecordError::Mixer(MixerError::Stopped { code, desc }),
+        });
     }
     log(MixerEvent::state(MixerState::Stopping))?;
     log(MixerEvent::state(MixerState::Null))?;
@@ -217,4 +260,20 @@ pub(super) fn record(
             }),
         resumed_uploads: Vec::new(),
     })
+}
+
+/// `outputs` (one stream's, by its own ids) numbered from `offset` on in their order; as they
+/// are with `None` (already numbered by the events log).
+fn renumbered(outputs: &[OutputInfo], offset: Option<u32>) -> Vec<OutputInfo> {
+    outputs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let mut o = o.clone();
+            if let Some(base) = offset {
+                o.id = base + i as u32;
+            }
+            o
+        })
+        .collect()
 }

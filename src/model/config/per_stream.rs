@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::{
-    int_in, join, obj, opt_int, opt_str, ConfigError, MixerConfig, Result, StorageSettings,
+    int_in, join, obj, opt_int, opt_str, parse_segments, refuse_keys, ConfigError, MixerConfig,
+    Result, Segments, StorageSettings,
 };
 
 /// `_cr_all_`: every stream.
@@ -60,6 +61,9 @@ pub struct PerStreamVideo {
     pub bitrate: Option<u32>,
     /// `vQP` (extension in mode 1).
     pub qp: Option<u8>,
+    /// `segmentDuration` / `segmentSize` (extensions): each camera's file is split into
+    /// numbered segments as a mode 0 file is.
+    pub segments: Segments,
 }
 
 /// `audioFileCfg` of mode 1.
@@ -107,6 +111,47 @@ fn safe(s: &str) -> String {
     }
 }
 
+/// The longest file name (bytes) a stream's file is given: the file system's 255 bytes per
+/// name, less room for what may be appended to it (a segment number `_0001`, a free-name number
+/// `_12` when the file exists, the upload journal's `.upload.json`).
+pub const MAX_FILE_NAME: usize = 255 - 32;
+
+/// 64-bit FNV-1a: a hash that stays the same across builds and platforms.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The first at most `max` bytes of `s`, cut between characters.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// `nick + rest` (`rest`: the rule's other parts and the suffix), or when that is longer than
+/// [`MAX_FILE_NAME`], the nickname cut and followed by `~` and a hash of the whole name, so two
+/// long names stay apart: `Annnn…~1a2b3c4d_cam0_888_2026-11-26_10-00-00.mp4`. Only when the
+/// other parts alone are too long (a huge room ID or camera number) are they cut too, before
+/// the suffix.
+fn fit_name(nick: &str, rest: &str, suffix: &str) -> String {
+    let full = format!("{nick}{rest}");
+    if full.len() <= MAX_FILE_NAME {
+        return full;
+    }
+    let hash = format!("~{:08x}", fnv1a(full.as_bytes()) as u32);
+    let room = MAX_FILE_NAME.saturating_sub(rest.len() + hash.len());
+    if room >= 8.min(nick.len()) {
+        return format!("{}{hash}{rest}", cut(nick, room));
+    }
+    let stem = full.strip_suffix(suffix).unwrap_or(&full);
+    let room = MAX_FILE_NAME.saturating_sub(suffix.len() + hash.len());
+    format!("{}{hash}{}", cut(stem, room), cut(suffix, MAX_FILE_NAME))
+}
+
 fn folder(path: &str, name: String) -> String {
     let p = path.trim_end_matches('/');
     if p.is_empty() && path.starts_with('/') {
@@ -149,35 +194,33 @@ impl PerStream {
 
     /// The vendor's rule: `svrPath/nickname_cam<camNo>_roomID_startTime.suffix` (camNo: the
     /// camid's part after the '.'); `start` is the stream's start as the caller formats it
-    /// (cloudmixer: local time `YYYY-MM-DD_HH-MM-SS`). `None` without a `videoFileCfg`.
+    /// (cloudmixer: local time `YYYY-MM-DD_HH-MM-SS`). `None` without a `videoFileCfg`. A name
+    /// longer than [`MAX_FILE_NAME`] bytes has its nickname cut and a hash added (see
+    /// `fit_name`).
     pub fn video_file_name(&self, camid: &str, start: &str) -> Option<String> {
         let v = self.video.as_ref()?;
         let cam = camid.split_once('.').map_or("0", |(_, c)| c);
+        let rest = format!(
+            "_cam{}_{}_{}{}",
+            safe(cam),
+            safe(&self.room_id),
+            safe(start),
+            v.suffix
+        );
         Some(folder(
             &v.svr_path,
-            format!(
-                "{}_cam{}_{}_{}{}",
-                self.nickname(Self::user_of(camid)),
-                safe(cam),
-                safe(&self.room_id),
-                safe(start),
-                v.suffix
-            ),
+            fit_name(&self.nickname(Self::user_of(camid)), &rest, &v.suffix),
         ))
     }
 
-    /// The vendor's rule: `svrPath/nickname_roomID_startTime.suffix`.
+    /// The vendor's rule: `svrPath/nickname_roomID_startTime.suffix` (shortened as
+    /// [`PerStream::video_file_name`] is).
     pub fn audio_file_name(&self, user: &str, start: &str) -> Option<String> {
         let a = self.audio.as_ref()?;
+        let rest = format!("_{}_{}{}", safe(&self.room_id), safe(start), a.suffix);
         Some(folder(
             &a.svr_path,
-            format!(
-                "{}_{}_{}{}",
-                self.nickname(user),
-                safe(&self.room_id),
-                safe(start),
-                a.suffix
-            ),
+            fit_name(&self.nickname(user), &rest, &a.suffix),
         ))
     }
 
@@ -214,6 +257,12 @@ impl PerStream {
         }
         if let Some(q) = v.qp {
             vfc["vQP"] = q.into();
+        }
+        if let Some(d) = v.segments.duration {
+            vfc["segmentDuration"] = d.as_secs_f64().into();
+        }
+        if let Some(b) = v.segments.size {
+            vfc["segmentSize"] = b.into();
         }
         self.derived(json!({"mode": 0, "videoFileCfg": vfc}))
     }
@@ -325,6 +374,26 @@ fn parse_suffix(m: &Map<String, Value>, path: &str, allowed: &[&str]) -> Result<
     Ok(norm)
 }
 
+/// A mode 0 file name in a mode 1 config.
+const NAMES_RULE: &str = "is for mode 0; mode 1 names its files by svrPath + svrFileNameSuffix";
+/// Any other mode 0 key in a mode 1 config.
+const OTHER_MODE_RULE: &str =
+    "is for mode 0 (composite); this config is mode 1 (one file per stream), where it would be \
+     ignored";
+/// Keys of a mode 0 `videoFileCfg` that mode 1 has no use for (besides the names).
+const MODE0_VIDEO_KEYS: [&str; 8] = [
+    "vWidth",
+    "vHeight",
+    "aChannelType",
+    "aChannelContent",
+    "aBps",
+    "backgroundColor",
+    "backgroundImage",
+    "placeholder",
+];
+/// Keys of a mode 0 `audioFileCfg` that mode 1 has no use for (besides the name).
+const MODE0_AUDIO_KEYS: [&str; 3] = ["aChannelType", "aChannelContent", "aBps"];
+
 /// Parses the mode 1 parts of a config.
 pub(super) fn parse(
     root: &Map<String, Value>,
@@ -335,14 +404,9 @@ pub(super) fn parse(
         Some(v) => {
             let p = "videoFileCfg";
             let m = obj(v, p)?;
-            for k in ["svrPathName", "layoutConfig"] {
-                if m.contains_key(k) {
-                    return Err(ConfigError::invalid(
-                        &join(p, k),
-                        "is for mode 0; mode 1 names its files by svrPath + svrFileNameSuffix",
-                    ));
-                }
-            }
+            refuse_keys(root, &[(p, "svrPathName"), (p, "layoutConfig")], NAMES_RULE)?;
+            let others = MODE0_VIDEO_KEYS.map(|k| (p, k));
+            refuse_keys(root, &others, OTHER_MODE_RULE)?;
             let fps = match opt_int(m, p, "vFps")?.unwrap_or(0) {
                 0 => None,
                 f => Some(int_in("videoFileCfg.vFps", f, 1, 30)? as u32),
@@ -371,6 +435,7 @@ pub(super) fn parse(
                     None => None,
                     Some(q) => Some(int_in("videoFileCfg.vQP", q, 0, 51)? as u8),
                 },
+                segments: parse_segments(m, p)?,
             })
         }
     };
@@ -379,12 +444,9 @@ pub(super) fn parse(
         Some(v) => {
             let p = "audioFileCfg";
             let m = obj(v, p)?;
-            if m.contains_key("svrPathName") {
-                return Err(ConfigError::invalid(
-                    "audioFileCfg.svrPathName",
-                    "is for mode 0; mode 1 names its files by svrPath + svrFileNameSuffix",
-                ));
-            }
+            refuse_keys(root, &[(p, "svrPathName")], NAMES_RULE)?;
+            let others = MODE0_AUDIO_KEYS.map(|k| (p, k));
+            refuse_keys(root, &others, OTHER_MODE_RULE)?;
             Some(PerStreamAudio {
                 svr_path: parse_path(m, p)?,
                 suffix: parse_suffix(m, p, &[".mp3", ".wav", ".m4a", ".aac"])?,

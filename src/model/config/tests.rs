@@ -1006,3 +1006,182 @@ fn outputs_storage_and_segments() {
         "videoFileCfg.segmentDuration: must be between 1 and 86400 seconds, got 0.5"
     );
 }
+
+#[test]
+fn keys_of_the_other_mode_are_errors() {
+    // mode 1 keys in a mode 0 config
+    let rule = "is for mode 1 (one file per stream); this config is mode 0 (composite)";
+    for (path, set) in [
+        (
+            "roomId",
+            (|v: &mut Value| v["roomId"] = json!("888")) as fn(&mut Value),
+        ),
+        ("nicknames", |v| v["nicknames"] = json!({"Usr1": "Ann"})),
+        ("videoFileCfg.svrPath", |v| {
+            v["videoFileCfg"]["svrPath"] = json!("/rec")
+        }),
+        ("videoFileCfg.svrFileNameSuffix", |v| {
+            v["videoFileCfg"]["svrFileNameSuffix"] = json!(".mp4")
+        }),
+        ("videoFileCfg.subscribeVideos", |v| {
+            v["videoFileCfg"]["subscribeVideos"] = json!(["_cr_all_"])
+        }),
+        ("videoFileCfg.aStreamType", |v| {
+            v["videoFileCfg"]["aStreamType"] = json!(1)
+        }),
+        (
+            "audioFileCfg.subscribeAudios",
+            |v| v["audioFileCfg"] = json!({"svrPathName": "/a.mp3", "subscribeAudios": ["u1"]}),
+        ),
+        ("audioFileCfg.svrPath", |v| {
+            v["audioFileCfg"] = json!({"svrPathName": "/a.mp3", "svrPath": "/rec"})
+        }),
+    ] {
+        assert_eq!(err_with(set), format!("{path}: {rule}"));
+    }
+    // null is no value
+    let mut v = base();
+    v["roomId"] = Value::Null;
+    MixerConfig::from_value(v).unwrap();
+    // mode 0 keys in a mode 1 config
+    let rule = "is for mode 0 (composite); this config is mode 1 (one file per stream), where \
+                it would be ignored";
+    let err = |f: fn(&mut Value)| mode1(f).unwrap_err();
+    assert_eq!(
+        err(|v| v["videoFileCfg"]["vWidth"] = json!(640)),
+        format!("videoFileCfg.vWidth: {rule}")
+    );
+    assert_eq!(
+        err(|v| v["videoFileCfg"]["placeholder"] = json!("#000000")),
+        format!("videoFileCfg.placeholder: {rule}")
+    );
+    assert_eq!(
+        err(|v| v["audioFileCfg"]["aChannelContent"] = json!(["u1"])),
+        format!("audioFileCfg.aChannelContent: {rule}")
+    );
+    assert_eq!(
+        err(|v| v["videoFileCfg"]["layoutConfig"] = json!([])),
+        "videoFileCfg.layoutConfig: is for mode 0; mode 1 names its files by svrPath + svrFileNameSuffix"
+    );
+    // the extensions both modes share stay accepted
+    mode1(|v| {
+        v["videoFileCfg"]["vFps"] = json!(15);
+        v["videoFileCfg"]["segmentSize"] = json!(1_000_000);
+        v["videoFileCfg"]["mixedLayout"] = json!(1);
+    })
+    .unwrap();
+}
+
+#[test]
+fn mode1_segments_reach_each_streams_config() {
+    let c = mode1(|v| {
+        v["videoFileCfg"]["segmentDuration"] = json!(2.5);
+        v["videoFileCfg"]["segmentSize"] = json!(100_000);
+    })
+    .unwrap();
+    let want = Segments {
+        duration: Some(std::time::Duration::from_millis(2500)),
+        size: Some(100_000),
+    };
+    assert_eq!(c.output.segments, want);
+    let ps = c.per_stream.as_ref().unwrap();
+    let one = ps
+        .video_config("u1.0", 640, 480, 15, "2026-01-02_03-04-05")
+        .unwrap();
+    assert_eq!(one.output.segments, want);
+    assert_eq!(
+        mode1(|v| v["videoFileCfg"]["segmentSize"] = json!(10)).unwrap_err(),
+        "videoFileCfg.segmentSize: must be >= 65536, got 10"
+    );
+}
+
+#[test]
+fn long_nicknames_are_cut_to_fit_a_file_name() {
+    let long = |end: &str| format!("{}{end}", "é".repeat(140));
+    let c = mode1(|v| {
+        v["roomId"] = json!("888");
+        v["nicknames"] = json!({"u1": long("a"), "u2": long("b"), "u3": "Bob"});
+    })
+    .unwrap();
+    let ps = c.per_stream.as_ref().unwrap();
+    let at = "2026-01-02_03-04-05";
+    let name = |p: String| p.rsplit('/').next().unwrap().to_string();
+    let v1 = name(ps.video_file_name("u1.0", at).unwrap());
+    let v2 = name(ps.video_file_name("u2.0", at).unwrap());
+    let a1 = name(ps.audio_file_name("u1", at).unwrap());
+    let a2 = name(ps.audio_file_name("u2", at).unwrap());
+    for n in [&v1, &v2, &a1, &a2] {
+        assert!(
+            n.len() <= per_stream::MAX_FILE_NAME,
+            "{} bytes: {n}",
+            n.len()
+        );
+        assert!(n.starts_with("éééé"), "{n}");
+        assert!(n.contains('~'), "{n}");
+    }
+    assert!(v1.ends_with("_cam0_888_2026-01-02_03-04-05.mp4"), "{v1}");
+    assert!(a1.ends_with("_888_2026-01-02_03-04-05.wav"), "{a1}");
+    assert_ne!(v1, v2);
+    assert_ne!(a1, a2);
+    // stable: the same stream gets the same name
+    assert_eq!(v1, name(ps.video_file_name("u1.0", at).unwrap()));
+    // short names are the vendor's rule unchanged
+    assert_eq!(
+        ps.video_file_name("u3.0", at).unwrap(),
+        "/r/Bob_cam0_888_2026-01-02_03-04-05.mp4"
+    );
+    // a huge camera number is cut too, the suffix kept
+    let v = name(
+        ps.video_file_name(&format!("u3.{}", "9".repeat(300)), at)
+            .unwrap(),
+    );
+    assert!(
+        v.len() <= per_stream::MAX_FILE_NAME && v.ends_with(".mp4"),
+        "{v}"
+    );
+    // a path component too long for any file system is a config error
+    assert_eq!(
+        mode1(|v| v["videoFileCfg"]["svrPath"] = json!(format!("/{}", "d".repeat(256))))
+            .unwrap_err(),
+        "videoFileCfg.svrPath: a name in the path is 256 bytes long; file systems allow 255"
+    );
+}
+
+#[test]
+fn hls_names_ffmpeg_cannot_write_are_refused() {
+    assert_eq!(
+        err_with(|v| v["videoFileCfg"]["svrPathName"] = json!("/live/a%d.m3u8")),
+        "videoFileCfg.svrPathName: \"/live/a%d.m3u8\": an HLS playlist's name must not contain \
+         '%' (FFmpeg reads it as a pattern in the names of the segments)"
+    );
+    // '%' in an mp4's name is an ordinary character
+    let mut v = base();
+    v["videoFileCfg"]["svrPathName"] = json!("/rec/100%.mp4");
+    MixerConfig::from_value(v).unwrap();
+    for svr in [
+        "/live/a.m3u8;/live/a_init.mp4",
+        "/live/a_init.mp4;live/a.m3u8",
+    ] {
+        assert_eq!(
+            err_with(|v| v["videoFileCfg"]["svrPathName"] = json!(svr)),
+            "videoFileCfg.svrPathName: \"live/a_init.mp4\" is named twice: the HLS playlist \
+             \"live/a.m3u8\" writes it next to itself (each file is written once)",
+            "{svr}"
+        );
+    }
+    let p = Path::new("live/a.m3u8");
+    assert!(hls_writes(p, Path::new("live/a_00012.m4s")));
+    assert!(!hls_writes(p, Path::new("live/a_0001.m4s")));
+    assert!(!hls_writes(p, Path::new("other/a_init.mp4")));
+    assert!(!hls_writes(p, Path::new("live/ab_init.mp4")));
+    // other stems, folders or plain files stay fine
+    for svr in [
+        "/live/a.m3u8;/live/b_init.mp4",
+        "/live/a.m3u8;/vod/a_init.mp4",
+        "/live/a.m3u8;/live/a.mp4",
+    ] {
+        let mut v = base();
+        v["videoFileCfg"]["svrPathName"] = json!(svr);
+        MixerConfig::from_value(v).unwrap_or_else(|e| panic!("{svr}: {e}"));
+    }
+}
