@@ -403,7 +403,7 @@ fn the_same_path_twice_never_overwrites_an_object() {
         .filter_map(|e| e.get("outputInfo"))
         .filter(|o| o["state"] == 5)
         .map(|o| o["svrFilePathName"].as_str().unwrap().to_string())
-        .last()
+        .next_back()
         .unwrap();
     assert_eq!(name, "/r/rec_2.mp4");
 }
@@ -494,7 +494,7 @@ fn sigterm_while_uploading_exits_within_two_seconds() {
         let last_info = evs
             .iter()
             .filter_map(|e| e.get("outputInfo"))
-            .last()
+            .next_back()
             .unwrap();
         assert_eq!(last_info["state"], 6, "{name}: {last_info}");
         assert!(

@@ -689,20 +689,23 @@ unsafe extern "C" fn confined_io_open(
     flags: libc::c_int,
     options: *mut *mut ffmpeg::ffi::AVDictionary,
 ) -> libc::c_int {
-    // SAFETY (whole body): FFmpeg calls this with its live context, whose opaque we set to an
-    // HlsIo that outlives the context, and a NUL-terminated url.
+    // SAFETY: FFmpeg calls this with its live context, whose opaque we set to an HlsIo that
+    // outlives the context.
     let io = unsafe { (*s).opaque as *const HlsIo };
     if io.is_null() || url.is_null() {
         return -libc::EPERM;
     }
+    // SAFETY: FFmpeg passes a NUL-terminated url (checked non-null above).
     let url = unsafe { std::ffi::CStr::from_ptr(url) }.to_bytes();
     let write = flags & ffmpeg::ffi::AVIO_FLAG_WRITE as libc::c_int != 0;
+    // SAFETY: io is non-null and points to the HlsIo kept alive by the muxer (see above).
     match unsafe { &*io }.open(url, write) {
         Ok((file, path)) => {
             let Ok(c) = std::ffi::CString::new(path) else {
                 return -libc::EINVAL;
             };
             // the file protocol reopens the inode we created (the magic link is not a name)
+            // SAFETY: pb and options come from FFmpeg for this call; c lives across it.
             let r = unsafe {
                 ffmpeg::ffi::avio_open2(pb, c.as_ptr(), flags, &(*s).interrupt_callback, options)
             };
@@ -718,6 +721,7 @@ fn identity_nlink(d: &Dir) -> Option<u64> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
     // SAFETY: a valid descriptor; st written on success.
     let r = unsafe { libc::fstat(d.raw_fd(), st.as_mut_ptr()) };
+    #[allow(clippy::unnecessary_cast)] // nlink_t is u32 on some targets
     // SAFETY: initialised by the successful fstat.
     (r == 0).then(|| unsafe { st.assume_init() }.st_nlink as u64)
 }
