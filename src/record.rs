@@ -28,7 +28,7 @@ use crate::model::config::{ConfigError, Container, MixerConfig, Target};
 use crate::model::events::{codes, MixerEvent, OutputInfo, OutputState};
 use crate::model::frame::VideoFrame;
 use crate::model::time::{frames_for, tick_time, PaceMode};
-use crate::output::upload::{UploadEvent, UploadOptions, Uploader};
+use crate::output::upload::{UploadEvent, Uploader};
 use crate::output::Storage;
 use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats};
 
@@ -329,6 +329,74 @@ pub fn describe_output(o: &OutputInfo) -> String {
     }
 }
 
+/// The events file, opened for appending (one `write` per line, so the recording and the
+/// resumed uploads can both write to it).
+pub(crate) fn open_events(p: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(p)
+}
+
+/// Output ids of resumed uploads in the events: from here on, apart from the recording's own.
+pub const RESUMED_OUTPUT_IDS: u32 = 1000;
+
+/// The upload journal key of `record`: the file `path`, else `$CLOUDMIXER_JOURNAL_KEY`, else
+/// `$XDG_STATE_HOME/cloudmixer/journal.key`, else `$HOME/.local/state/cloudmixer/journal.key`
+/// (created with a random key when missing). A key file under the storage root is refused:
+/// whoever can write there could read it and forge journals.
+pub fn load_journal_key(
+    path: Option<&Path>,
+    storage: &Path,
+) -> Result<crate::output::upload::JournalKey, RecordError> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let p = path
+        .map(Path::to_path_buf)
+        .or_else(|| env("CLOUDMIXER_JOURNAL_KEY"))
+        .or_else(|| env("XDG_STATE_HOME").map(|d| d.join("cloudmixer/journal.key")))
+        .or_else(|| env("HOME").map(|d| d.join(".local/state/cloudmixer/journal.key")))
+        .ok_or_else(|| {
+            RecordError::Usage(
+                "no place for the upload journal key: give --journal-key FILE (or set HOME)".into(),
+            )
+        })?;
+    let abs = |p: &Path| {
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        };
+        // the deepest existing ancestor, canonicalised, with the rest appended
+        let mut head = p.clone();
+        let mut tail = Vec::new();
+        while !head.exists() {
+            match (head.parent(), head.file_name()) {
+                (Some(parent), Some(name)) => {
+                    tail.push(name.to_os_string());
+                    head = parent.to_path_buf();
+                }
+                _ => break,
+            }
+        }
+        let mut out = std::fs::canonicalize(&head).unwrap_or(head);
+        out.extend(tail.into_iter().rev());
+        out
+    };
+    if abs(&p).starts_with(abs(storage)) {
+        return Err(RecordError::Usage(format!(
+            "--journal-key {}: lies under the storage root {}; keep it outside",
+            p.display(),
+            storage.display()
+        )));
+    }
+    crate::output::upload::JournalKey::load_or_create(&p)
+        .map_err(|e| RecordError::Usage(format!("journal key {}: {e}", p.display())))
+}
+
 /// Uploads of files an earlier run left pending under the storage root.
 struct Resumer {
     up: Uploader,
@@ -337,21 +405,49 @@ struct Resumer {
 
 impl Resumer {
     /// `None` when nothing is pending (or the uploader cannot start: the recording's own upload
-    /// reports that).
+    /// reports that). Each resumed file's output states 4/5/6 go to `events` as
+    /// `OutputInfoChanged` with `"resumed": true` and an id from [`RESUMED_OUTPUT_IDS`].
     fn start(
         st: &crate::model::config::StorageSettings,
-        opts: &UploadOptions,
+        settings: &MixerSettings,
         root: &Path,
+        events: Option<std::fs::File>,
     ) -> Option<Resumer> {
         if !root.is_dir() {
             return None;
         }
         let done: Arc<Mutex<Vec<_>>> = Arc::default();
         let d = done.clone();
+        let ids: Mutex<(u32, std::collections::HashMap<PathBuf, OutputInfo>)> =
+            Mutex::new((RESUMED_OUTPUT_IDS, Default::default()));
         let up = Uploader::new(
             crate::pipeline::upload_target(st),
-            opts.clone(),
+            settings.upload.clone(),
+            Storage::new(root),
+            settings.journal_key.clone(),
             move |ev| {
+                if let Some(mut f) = events.as_ref() {
+                    let mut g = ids.lock().unwrap_or_else(|e| e.into_inner());
+                    let (next, infos) = &mut *g;
+                    let info = infos.entry(ev.file().to_path_buf()).or_insert_with(|| {
+                        *next += 1;
+                        OutputInfo {
+                            id: *next - 1,
+                            state: OutputState::Uploading,
+                            svr_file_path_name: String::new(),
+                            start_time: 0,
+                            duration: 0,
+                            file_size: ev.file().metadata().map(|m| m.len()).unwrap_or(0),
+                            err_code: 0,
+                            err_desc: String::new(),
+                            progress: None,
+                        }
+                    });
+                    resumed_info(info, &ev);
+                    let mut v = MixerEvent::OutputInfoChanged(info.clone()).to_json();
+                    v["resumed"] = Value::Bool(true);
+                    let _ = f.write_all(format!("{v}\n").as_bytes());
+                }
                 let r = match ev {
                     UploadEvent::Uploaded { file, key, .. } => ResumedUpload {
                         file,
@@ -390,6 +486,47 @@ impl Resumer {
         self.up.wait_idle(Duration::from_secs(24 * 3600));
         drop(self.up);
         std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Updates a resumed file's output info from an uploader event (states 4, 5, 6).
+fn resumed_info(info: &mut OutputInfo, ev: &UploadEvent) {
+    match ev {
+        UploadEvent::Started { key, .. } => {
+            info.svr_file_path_name = format!("/{}", key.trim_start_matches('/'));
+            info.state = OutputState::Uploading;
+            info.progress = Some(0.0);
+        }
+        UploadEvent::Progress { percent, .. } => {
+            info.state = OutputState::Uploading;
+            info.progress = Some((percent * 10.0).round() / 10.0);
+            info.err_desc.clear();
+        }
+        UploadEvent::Retrying {
+            attempt,
+            delay,
+            desc,
+            ..
+        } => {
+            info.state = OutputState::Uploading;
+            info.err_desc = format!(
+                "attempt {attempt} failed ({desc}); retrying in {:.0} s",
+                delay.as_secs_f64()
+            );
+        }
+        UploadEvent::Uploaded { key, size, .. } => {
+            info.svr_file_path_name = format!("/{key}");
+            info.state = OutputState::Uploaded;
+            info.progress = Some(100.0);
+            info.file_size = *size;
+            info.err_desc.clear();
+        }
+        UploadEvent::Failed { code, desc, .. } => {
+            info.state = OutputState::UploadFail;
+            info.progress = None;
+            info.err_code = *code;
+            info.err_desc = desc.clone();
+        }
     }
 }
 
@@ -781,18 +918,24 @@ pub fn record_until(
     stop: &AtomicBool,
     progress: impl FnMut(&Progress),
 ) -> Result<RecordSummary, RecordError> {
+    // the events file starts empty; the recording and the resumed uploads append to it
+    if let Some(p) = &opts.events {
+        std::fs::File::create(p)?;
+    }
     // uploads an earlier run left pending (journals under the storage root) go along
-    let resumer = opts
-        .config
-        .storage
-        .as_ref()
-        .and_then(|st| Resumer::start(st, &opts.settings.upload, &opts.storage));
+    let resumer = match (&opts.config.storage, &opts.events) {
+        (Some(st), ev) => {
+            let events = ev.as_deref().map(open_events).transpose()?;
+            Resumer::start(st, &opts.settings, &opts.storage, events)
+        }
+        (None, _) => None,
+    };
     let res = if opts.config.per_stream.is_some() {
         per_stream::record(opts, stop, progress)
     } else {
         let log = match &opts.events {
             Some(p) => Some(EventLog {
-                file: std::fs::File::create(p)?,
+                file: open_events(p)?,
                 ids: None,
             }),
             None => None,
@@ -945,8 +1088,8 @@ pub(crate) fn record_one(
                 if f.ids.is_some() && matches!(ev, MixerEvent::StateChanged { .. }) {
                     continue;
                 }
-                writeln!(f.file, "{}", ev.to_json())?;
-                f.file.flush()?;
+                // one write per line: resumed uploads append to the same file
+                f.file.write_all(format!("{}\n", ev.to_json()).as_bytes())?;
             }
         }
         Ok(())
@@ -1077,6 +1220,7 @@ pub(crate) fn record_one(
     report(mixer.ticks(), true);
     let encoder = mixer.encoder_name().to_string();
     let backend = mixer.backend_name().to_string();
+    let uploads = mixer.upload_abandon();
     let destroyed = mixer.destroy();
     let stats = mixer.stats();
     let frames = mixer.ticks();
@@ -1085,8 +1229,12 @@ pub(crate) fn record_one(
         let _ = d.join();
     }
     let wall = t0.elapsed();
-    // with a storageConfig the event stream ends after the uploads: report them meanwhile
+    // with a storageConfig the event stream ends after the uploads: report them meanwhile; a
+    // stop request (a signal) ends them at once, their files kept with signed journals
     while !ev_thread.is_finished() {
+        if stopped() {
+            uploads.abandon();
+        }
         report(frames, false);
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -1118,8 +1266,19 @@ pub(crate) fn record_one(
         .ok()
         .and_then(|v| v.into_iter().next())
         .unwrap_or_default();
-    let resolved = match out.as_ref().map(|o| o.svr_file_path_name.as_str()) {
-        Some(name) if !name.contains("://") && !name.is_empty() => {
+    let resolved = match out.as_ref().map(|o| (o.svr_file_path_name.as_str(), o.state)) {
+        // uploaded and the local copy removed: name the object, not a file that is gone
+        Some((name, OutputState::Uploaded))
+            if !opts.storage.join(name.trim_start_matches('/')).exists() =>
+        {
+            let bucket = opts
+                .config
+                .storage
+                .as_ref()
+                .map_or("", |s| s.bucket.as_str());
+            format!("s3://{bucket}/{}", name.trim_start_matches('/'))
+        }
+        Some((name, _)) if !name.contains("://") && !name.is_empty() => {
             let p = opts.storage.join(name.trim_start_matches('/'));
             std::fs::canonicalize(&p).unwrap_or(p).display().to_string()
         }

@@ -467,3 +467,38 @@ fn stream_recorder_records_a_long_nickname_next_to_a_normal_one() {
         assert!(spans(f).0.n >= 10, "{name}");
     }
 }
+
+/// A stream whose file cannot be written (its folder is a file) does not end the recording:
+/// the streams after it are recorded, then `record` fails (exit 1) naming the stream.
+#[test]
+fn a_failing_stream_does_not_end_the_others() {
+    let d = dir("failing_stream");
+    std::fs::create_dir_all(d.join("out")).unwrap();
+    // the cameras' folder cannot be made: their files fail, the mp3s do not
+    std::fs::write(d.join("out/v"), b"not a folder").unwrap();
+    let cfg = json!({"mode": 1, "roomId": "888",
+        "videoFileCfg": {"svrPath": "/v", "svrFileNameSuffix": ".mp4",
+            "subscribeVideos": ["_cr_all_"]},
+        "audioFileCfg": {"svrPath": "/a", "svrFileNameSuffix": ".mp3",
+            "subscribeAudios": ["_cr_all_"]}});
+    let out = record(
+        &d,
+        &cfg,
+        2,
+        &inputs(&[
+            ("u1.0", "cam9_320x240_15.mp4"),
+            ("u2.0", "cam8_480x270_30.mp4"),
+        ]),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("stream u1.0") && stderr.contains("2 of 4 streams recorded"),
+        "{stderr}"
+    );
+    let mp3 = files_ending(&d.join("out/a"), ".mp3");
+    assert_eq!(mp3.len(), 2, "{mp3:?}");
+    for f in &mp3 {
+        assert!(spans(f).1.n > 50, "{}", f.display());
+    }
+}
