@@ -734,14 +734,16 @@ impl Mixer {
     }
 
     /// As [`Mixer::register_picture`], from the bytes of a PNG or JPEG file (decoded here,
-    /// once; an RGBA PNG keeps its transparency).
+    /// once; an RGBA PNG keeps its transparency). Pictures over the limits of
+    /// [`super::picture`] (4096 × 4096 pixels, 32 MiB), read from the header, are refused
+    /// before anything is decoded.
     pub fn register_picture_bytes(
         &self,
         resource_id: &str,
         image: &[u8],
     ) -> Result<(), MixerError> {
-        let picture = crate::media::decode::decode_image(image)
-            .map_err(|e| MixerError::Picture(format!("picture {resource_id:?}: {e}")))?;
+        let picture = super::picture::load_picture_bytes(resource_id, image)
+            .map_err(|e| MixerError::Picture(e.to_string()))?;
         self.register_picture(resource_id, picture)
     }
 
