@@ -12,6 +12,9 @@
 //!
 //! Events of all streams come out of one receiver: each file is its own output (`id` in order of
 //! appearance), errors name their stream, and NULL comes last, after every stream has ended.
+//! A stream that fails (its file cannot be written) ends alone: the others go on, and streams
+//! that appear later still get their files. File names longer than a file system allows are
+//! shortened ([`PerStream::video_file_name`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
@@ -289,7 +292,8 @@ impl StreamRecorder {
         for (k, s) in &g.streams {
             let carries =
                 *k == key || (!k.starts_with('\0') && (room || PerStream::user_of(k) == user));
-            if carries {
+            // a stream that has failed has said so once (its error event); the others go on
+            if carries && s.mixer.state() != MixerState::Null {
                 // a full queue drops this frame for that file only
                 match s.mixer.push_audio(user, frame.clone()) {
                     Ok(()) | Err(MixerError::Backlog(_)) => {}
