@@ -16,8 +16,8 @@
 //!   file is cut, not written through), then creates a new file.
 //! - FFmpeg writes through these descriptors: a file target's URL is `/proc/self/fd/N` of the
 //!   file we created, an HLS target's is `/proc/self/fd/D/name` of its directory, and every
-//!   further file the HLS muxer opens goes through [`Dir::open_for_ffmpeg`] (see
-//!   [`super::muxer`]), its renames through the same directory descriptor.
+//!   further file the HLS muxer opens is created by our `io_open` callback in that directory
+//!   (see [`super::muxer`]), its renames go through the same directory descriptor.
 //! - Reads for upload open the file with `O_NOFOLLOW` and check it is a regular file, then read
 //!   from that descriptor.
 
