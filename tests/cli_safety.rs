@@ -175,6 +175,24 @@ fn huge_picture_is_refused_from_its_header_with_low_peak_rss() {
             r.max_rss >> 20
         );
         assert!(!d.join("store/pic.mp4").exists());
+        // snapshot too
+        let r = run_measured(
+            bin()
+                .args(["snapshot", "--backend", "cpu", "--config"])
+                .arg(&cfg)
+                .arg("--picture")
+                .arg(format!("big={}", big.display()))
+                .arg("--out")
+                .arg(d.join("snap.png")),
+        );
+        assert_eq!(r.code, Some(2), "snapshot, used {used}: {}", r.err);
+        assert!(
+            r.err.contains("picture \"big\"") && r.err.contains("16000x16000"),
+            "{}",
+            r.err
+        );
+        assert!(r.max_rss < RSS_LIMIT, "snapshot: {} MB", r.max_rss >> 20);
+        assert!(!d.join("snap.png").exists());
     }
     // a file over the byte limit (sparse: a PNG signature, then 33 MiB)
     let fat = d.join("fat.png");

@@ -14,7 +14,7 @@ use cloudmixer::media::video_enc::EncoderSettings;
 use cloudmixer::model::config::{self, MixerConfig};
 use cloudmixer::model::events::{OutputInfo, OutputState};
 use cloudmixer::model::time::PaceMode;
-use cloudmixer::pipeline::picture::load_picture;
+use cloudmixer::pipeline::picture::{check_picture_file, load_picture};
 use cloudmixer::pipeline::MixerSettings;
 use cloudmixer::record::{record_until, RecordError, RecordOptions};
 use cloudmixer::{bench, media::decode, snapshot};
@@ -557,8 +557,30 @@ fn run_other(cmd: Cmd) -> Result<(), UserError> {
                 let f = decode::frame_at(&file, at)?;
                 frames.insert(id, Arc::new(f));
             }
+            // every picture is checked from its header; only those the layout shows are decoded
+            let used = std::cell::RefCell::new(Vec::<String>::new());
+            let _ = config::check_pictures(&layout, |id| {
+                used.borrow_mut().push(id.to_string());
+                true
+            });
+            let mut used = used.into_inner();
+            // (a picture may also stand in for a camid)
+            used.extend(
+                layout
+                    .items()
+                    .iter()
+                    .filter_map(|it| it.kind.source_id().map(str::to_string)),
+            );
             for (id, file) in parse_pictures(&pictures)? {
-                frames.insert(id.clone(), Arc::new(load_picture(&id, &file)?));
+                if used.contains(&id) {
+                    frames.insert(id.clone(), Arc::new(load_picture(&id, &file)?));
+                } else {
+                    check_picture_file(&id, &file)?;
+                    eprintln!(
+                        "warning: --picture {id}={}: no layout item shows picture '{id}'",
+                        file.display()
+                    );
+                }
             }
             for it in layout.items() {
                 if let Some(id) = it.kind.source_id() {
