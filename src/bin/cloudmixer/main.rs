@@ -657,13 +657,13 @@ fn main() -> ExitCode {
         Err(Failure::Outputs(outputs)) => {
             for o in outputs {
                 let name = &o.svr_file_path_name;
-                let what = if name.contains("://") && o.file_size == 0 {
-                    "the live target never connected"
-                } else {
-                    "the output failed"
+                let what = match (name.contains("://"), o.file_size) {
+                    (true, 0) => "the live target never connected; nothing was recorded".into(),
+                    (_, 0) => "the output failed; nothing was recorded".into(),
+                    (_, n) => format!("the output failed after {n} bytes"),
                 };
                 eprintln!(
-                    "error (code {}): {name}: {what} ({}); nothing was recorded",
+                    "error (code {}): {name}: {what} ({})",
                     o.err_code, o.err_desc
                 );
             }
