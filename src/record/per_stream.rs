@@ -106,14 +106,15 @@ pub(super) fn record(
                 .into(),
         ));
     }
+    // created empty by record_until; appended to line by line (resumed uploads write too)
     let file = match &opts.events {
-        Some(p) => Some(std::fs::File::create(p)?),
+        Some(p) => Some(super::open_events(p)?),
         None => None,
     };
     let log = |ev: MixerEvent| -> Result<(), RecordError> {
         if let Some(mut f) = file.as_ref() {
             use std::io::Write;
-            writeln!(f, "{}", ev.to_json())?;
+            f.write_all(format!("{}\n", ev.to_json()).as_bytes())?;
         }
         Ok(())
     };
