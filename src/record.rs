@@ -1266,7 +1266,10 @@ pub(crate) fn record_one(
         .ok()
         .and_then(|v| v.into_iter().next())
         .unwrap_or_default();
-    let resolved = match out.as_ref().map(|o| (o.svr_file_path_name.as_str(), o.state)) {
+    let resolved = match out
+        .as_ref()
+        .map(|o| (o.svr_file_path_name.as_str(), o.state))
+    {
         // uploaded and the local copy removed: name the object, not a file that is gone
         Some((name, OutputState::Uploaded))
             if !opts.storage.join(name.trim_start_matches('/')).exists() =>
