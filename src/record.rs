@@ -443,7 +443,7 @@ impl Resumer {
                             progress: None,
                         }
                     });
-                    resumed_info(info, &ev);
+                    crate::pipeline::apply_upload_event(info, &ev);
                     let mut v = MixerEvent::OutputInfoChanged(info.clone()).to_json();
                     v["resumed"] = Value::Bool(true);
                     let _ = f.write_all(format!("{v}\n").as_bytes());
@@ -486,47 +486,6 @@ impl Resumer {
         self.up.wait_idle(Duration::from_secs(24 * 3600));
         drop(self.up);
         std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
-/// Updates a resumed file's output info from an uploader event (states 4, 5, 6).
-fn resumed_info(info: &mut OutputInfo, ev: &UploadEvent) {
-    match ev {
-        UploadEvent::Started { key, .. } => {
-            info.svr_file_path_name = format!("/{}", key.trim_start_matches('/'));
-            info.state = OutputState::Uploading;
-            info.progress = Some(0.0);
-        }
-        UploadEvent::Progress { percent, .. } => {
-            info.state = OutputState::Uploading;
-            info.progress = Some((percent * 10.0).round() / 10.0);
-            info.err_desc.clear();
-        }
-        UploadEvent::Retrying {
-            attempt,
-            delay,
-            desc,
-            ..
-        } => {
-            info.state = OutputState::Uploading;
-            info.err_desc = format!(
-                "attempt {attempt} failed ({desc}); retrying in {:.0} s",
-                delay.as_secs_f64()
-            );
-        }
-        UploadEvent::Uploaded { key, size, .. } => {
-            info.svr_file_path_name = format!("/{key}");
-            info.state = OutputState::Uploaded;
-            info.progress = Some(100.0);
-            info.file_size = *size;
-            info.err_desc.clear();
-        }
-        UploadEvent::Failed { code, desc, .. } => {
-            info.state = OutputState::UploadFail;
-            info.progress = None;
-            info.err_code = *code;
-            info.err_desc = desc.clone();
-        }
     }
 }
 

@@ -116,6 +116,18 @@ impl Segmented {
                 storage, targets, tracks, overwrite,
             )?));
         }
+        // a new series never mixes with an earlier one: `rec_1_0001.mp4`, … when any
+        // `rec_0…` exists (with overwrite the names are taken as they are)
+        let targets: Vec<Target> = targets
+            .iter()
+            .map(|t| match t {
+                Target::File { path, container } if !overwrite => Ok(Target::File {
+                    path: storage.free_series(path)?,
+                    container: *container,
+                }),
+                other => Ok(other.clone()),
+            })
+            .collect::<Result<_, MuxError>>()?;
         let first: Vec<Target> = targets.iter().map(|t| numbered(t, 1)).collect();
         let current = Muxer::open(storage, &first, tracks, overwrite)?;
         let owned = tracks
@@ -130,7 +142,7 @@ impl Segmented {
             current,
             plan: Some(Box::new(Plan {
                 storage: Storage::new(storage.root()),
-                targets: targets.to_vec(),
+                targets,
                 tracks: owned,
                 overwrite,
                 limits,

@@ -219,7 +219,18 @@ impl Dir {
 
     /// Opens the regular file `name` for reading, without following a symlink.
     pub fn open_read(&self, name: &OsStr) -> std::io::Result<File> {
-        let f = self.openat(name, libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
+        let f = self
+            .openat(name, libc::O_RDONLY | libc::O_NONBLOCK, 0)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "is a symlink (symlinks below the storage root are never followed)",
+                    )
+                } else {
+                    e
+                }
+            })?;
         match fstat(f.as_raw_fd()) {
             Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => Ok(f),
             _ => Err(std::io::Error::new(
@@ -464,15 +475,7 @@ impl Storage {
             // replacing: a symlink there is refused (a free name is taken as it is)
             check_final(&d, &name, rel)?;
         }
-        let p = Path::new(&name);
-        let stem = p
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let ext = p
-            .extension()
-            .map(|e| format!(".{}", e.to_string_lossy()))
-            .unwrap_or_default();
+        let (stem, ext) = stem_ext(&name);
         if overwrite {
             let file = d.create_replacing(&name).map_err(|e| d.err(&name, &e))?;
             return Ok(Reserved {
@@ -518,6 +521,39 @@ impl Storage {
         })
     }
 
+    /// For a series of numbered files `stem_0001.ext`, `stem_0002.ext`, … (segments): `rel`
+    /// when no name of its series (`stem_0…`) exists in its directory, else the first
+    /// `stem_1.ext`, `stem_2.ext`, … whose series is free. Creates the directory, no file (each
+    /// file of the series is still created with [`Storage::reserve`]).
+    pub fn free_series(&self, rel: &Path) -> Result<PathBuf, MuxError> {
+        let (dir, name) = Self::split(rel)?;
+        let d = self.open_dir(&dir, true)?;
+        let (stem, ext) = stem_ext(&name);
+        let listing = d.entries().map_err(|e| d.err(OsStr::new(""), &e))?;
+        for i in 0..10_000u32 {
+            let s = if i == 0 {
+                stem.clone()
+            } else {
+                format!("{stem}_{i}")
+            };
+            let prefix = format!("{s}_0");
+            if !listing
+                .iter()
+                .any(|e| e.as_bytes().starts_with(prefix.as_bytes()))
+            {
+                return Ok(if i == 0 {
+                    rel.to_path_buf()
+                } else {
+                    dir.join(format!("{s}{ext}"))
+                });
+            }
+        }
+        Err(MuxError::File {
+            path: d.path.join(&name).display().to_string(),
+            reason: "10 000 series of this name exist already".into(),
+        })
+    }
+
     /// The path of `abs` relative to the root, when it lies under it (no symlink resolved).
     pub fn rel_of(&self, abs: &Path) -> Option<PathBuf> {
         let canon = std::fs::canonicalize(&self.root).ok();
@@ -527,6 +563,20 @@ impl Storage {
             .find_map(|r| abs.strip_prefix(&r).ok().map(Path::to_path_buf))
             .filter(|r| Self::split(r).is_ok())
     }
+}
+
+/// `rec.mp4` → (`rec`, `.mp4`).
+fn stem_ext(name: &OsStr) -> (String, String) {
+    let p = Path::new(name);
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = p
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (stem, ext)
 }
 
 /// The target's own name must not be a symlink or a directory.

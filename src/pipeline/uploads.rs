@@ -95,6 +95,54 @@ fn key_of(name: &str) -> String {
     name.trim_start_matches('/').to_string()
 }
 
+/// An output's info after an uploader event: 4 UPLOADING (with `progress`, or why it
+/// retries), 5 UPLOADED (under the next free name when the bucket had the key), 6 UPLOADFAIL.
+pub(crate) fn apply_upload_event(info: &mut OutputInfo, ev: &UploadEvent) {
+    match ev {
+        UploadEvent::Started { key, .. } => {
+            if info.svr_file_path_name.is_empty() {
+                info.svr_file_path_name = format!("/{}", key.trim_start_matches('/'));
+            }
+            info.state = OutputState::Uploading;
+            info.progress = Some(0.0);
+            info.err_desc.clear();
+        }
+        UploadEvent::Progress { percent, .. } => {
+            info.state = OutputState::Uploading;
+            info.progress = Some((percent * 10.0).round() / 10.0);
+            info.err_desc.clear();
+        }
+        UploadEvent::Retrying {
+            attempt,
+            delay,
+            desc,
+            ..
+        } => {
+            info.state = OutputState::Uploading;
+            info.err_desc = format!(
+                "attempt {attempt} failed ({desc}); retrying in {:.0} s",
+                delay.as_secs_f64()
+            );
+        }
+        UploadEvent::Uploaded { size, key, .. } => {
+            info.state = OutputState::Uploaded;
+            info.progress = Some(100.0);
+            info.file_size = *size;
+            info.err_desc.clear();
+            // the bucket had an object of that name: stored under the next free one
+            if *key != key_of(&info.svr_file_path_name) {
+                info.svr_file_path_name = format!("/{key}");
+            }
+        }
+        UploadEvent::Failed { code, desc, .. } => {
+            info.state = OutputState::UploadFail;
+            info.progress = None;
+            info.err_code = *code;
+            info.err_desc = desc.clone();
+        }
+    }
+}
+
 /// Starts the upload thread; it ends the mixer (NULL with `code`/`desc`) when every file is
 /// uploaded or failed. Falls back to ending at once if the thread cannot start.
 pub(crate) fn spawn(
@@ -145,46 +193,7 @@ fn run(shared: &Arc<Shared>, plan: UploadPlan, files: Vec<Finished>) {
             let Some(info) = m.get_mut(ev.file()) else {
                 return;
             };
-            match ev {
-                UploadEvent::Started { .. } => {
-                    info.state = OutputState::Uploading;
-                    info.progress = Some(0.0);
-                    info.err_desc.clear();
-                }
-                UploadEvent::Progress { percent, .. } => {
-                    info.state = OutputState::Uploading;
-                    info.progress = Some((percent * 10.0).round() / 10.0);
-                    info.err_desc.clear();
-                }
-                UploadEvent::Retrying {
-                    attempt,
-                    delay,
-                    desc,
-                    ..
-                } => {
-                    info.state = OutputState::Uploading;
-                    info.err_desc = format!(
-                        "attempt {attempt} failed ({desc}); retrying in {:.0} s",
-                        delay.as_secs_f64()
-                    );
-                }
-                UploadEvent::Uploaded { size, key, .. } => {
-                    info.state = OutputState::Uploaded;
-                    info.progress = Some(100.0);
-                    info.file_size = size;
-                    info.err_desc.clear();
-                    // the bucket had an object of that name: stored under the next free one
-                    if key != key_of(&info.svr_file_path_name) {
-                        info.svr_file_path_name = format!("/{key}");
-                    }
-                }
-                UploadEvent::Failed { code, desc, .. } => {
-                    info.state = OutputState::UploadFail;
-                    info.progress = None;
-                    info.err_code = code;
-                    info.err_desc = desc;
-                }
-            }
+            apply_upload_event(info, &ev);
             s.emit(MixerEvent::OutputInfoChanged(info.clone()));
         },
     );
