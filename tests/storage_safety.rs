@@ -16,7 +16,10 @@ use cloudmixer::testkit::s3::{free_port, S3Server};
 use serde_json::{json, Value};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const BIN: &str = env!("CARGO_BIN_EXE_cloudmixer");
+/// The binary under test (`CLOUDMIXER_TEST_BIN` runs these attacks against another build).
+fn bin() -> String {
+    std::env::var("CLOUDMIXER_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cloudmixer").into())
+}
 
 fn dir(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -69,7 +72,7 @@ fn config(d: &Path, svr: &str, top: Value) -> PathBuf {
 
 /// `record` of cam1 into `svr` under `d/st` for `secs` seconds.
 fn record_cmd(d: &Path, svr: &str, top: Value, secs: u32, events: &Path) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = Command::new(bin());
     c.args(["record", "--config"])
         .arg(config(d, svr, top))
         .arg("--input")
@@ -79,8 +82,7 @@ fn record_cmd(d: &Path, svr: &str, top: Value, secs: u32, events: &Path) -> Comm
         .args(["--duration", &secs.to_string(), "--events"])
         .arg(events)
         // the journal key lives outside the storage tree, shared by the runs of one test
-        .arg("--journal-key")
-        .arg(d.join("journal.key"));
+        .env("CLOUDMIXER_JOURNAL_KEY", d.join("journal.key"));
     c
 }
 
