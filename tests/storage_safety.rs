@@ -579,3 +579,97 @@ fn bad_buckets_and_endpoint_credentials_are_refused_without_echo() {
     assert_ne!(r.code, Some(0));
     assert!(r.stderr.contains("storageConfig.bucket"), "{}", r.stderr);
 }
+
+/// Item 5 for embedders: mixers whose uploads wait for one of the process's upload slots
+/// (all held by mixers uploading to an endpoint that never answers) are abandoned at once
+/// too: state 6 "interrupted", NULL, and a signed journal left so the next run uploads them.
+#[test]
+fn abandoned_uploads_waiting_for_a_slot_end_at_once_with_journals() {
+    use cloudmixer::model::config::MixerConfig;
+    use cloudmixer::model::events::{MixerEvent, MixerState, OutputState};
+    use cloudmixer::model::frame::VideoFrame;
+    use cloudmixer::pipeline::{Mixer, MixerSettings, MAX_UPLOADING_MIXERS};
+    let d = dir("slots");
+    let hole = BlackHole::start();
+    let root = d.join("st");
+    let key = JournalKey::from_bytes([3; 32]);
+    let n = MAX_UPLOADING_MIXERS + 2;
+    let mut mixers = Vec::new();
+    for i in 0..n {
+        let cfg = MixerConfig::from_value(json!({"mode":0,"videoFileCfg":{
+            "svrPathName": format!("/m{i}.mp4"),"vWidth":64,"vHeight":48,"vFps":15,
+            "layoutConfig":[{"type":0,"left":0,"top":0,"width":64,"height":48,
+            "param":{"camid":"a"}}]},
+            "storageConfig":{"vendor":0,"region":"us-east-1","bucket":"recordings",
+            "accessKey":"a","secretKey":"s","endpoint":format!("http://127.0.0.1:{}", hole.port)}}))
+        .unwrap();
+        let settings = MixerSettings {
+            journal_key: key.clone(),
+            ..MixerSettings::offline()
+        };
+        let mut m = Mixer::create_with(cfg, Storage::new(&root), settings).unwrap();
+        let rx = m.events();
+        m.push_video("a", VideoFrame::solid_i420(64, 48, [80, 90, 100]).unwrap())
+            .unwrap();
+        m.advance_to(Duration::from_millis(500)).unwrap();
+        m.destroy().unwrap();
+        mixers.push((m, rx));
+    }
+    // let the first ones take the slots and hang on the black hole
+    std::thread::sleep(Duration::from_millis(800));
+    // the ones still waiting for a slot first: they must not wait for the others
+    let t0 = Instant::now();
+    for (m, _) in &mixers[MAX_UPLOADING_MIXERS..] {
+        m.upload_abandon().abandon();
+    }
+    let check = |i: usize, rx: &crossbeam_channel::Receiver<MixerEvent>, t0: Instant| {
+        let mut last_state = None;
+        loop {
+            let left = Duration::from_secs(3).saturating_sub(t0.elapsed());
+            match rx.recv_timeout(left) {
+                Ok(MixerEvent::OutputInfoChanged(info)) => last_state = Some(info),
+                Ok(MixerEvent::StateChanged { state, .. }) if state == MixerState::Null => break,
+                Ok(_) => {}
+                Err(e) => panic!("mixer {i}: no NULL within 3 s of abandon ({e})"),
+            }
+        }
+        let info = last_state.unwrap();
+        assert_eq!(info.state, OutputState::UploadFail, "mixer {i}");
+        assert!(info.err_desc.contains("interrupted"), "{}", info.err_desc);
+        let f = root.join(format!("m{i}.mp4"));
+        assert!(
+            f.is_file() && root.join(format!("m{i}.mp4.upload.json")).is_file(),
+            "{i}"
+        );
+    };
+    for (i, (_, rx)) in mixers.iter().enumerate().skip(MAX_UPLOADING_MIXERS) {
+        check(i, rx, t0);
+    }
+    // then the ones hanging on the endpoint
+    let t0 = Instant::now();
+    for (m, _) in &mixers[..MAX_UPLOADING_MIXERS] {
+        m.upload_abandon().abandon();
+    }
+    for (i, (_, rx)) in mixers.iter().enumerate().take(MAX_UPLOADING_MIXERS) {
+        check(i, rx, t0);
+    }
+    // every journal is signed: a resumer with the key takes all of them
+    let up = Uploader::new(
+        UploadTarget {
+            bucket: "recordings".into(),
+            access_key: "a".into(),
+            secret_key: "s".into(),
+            endpoint: Some(format!("http://127.0.0.1:{}", hole.port)),
+            ..UploadTarget::default()
+        },
+        UploadOptions {
+            queue: 64,
+            ..UploadOptions::default()
+        },
+        Storage::new(&root),
+        key,
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(up.resume_pending(&root).unwrap(), n);
+}

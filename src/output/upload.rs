@@ -804,56 +804,14 @@ impl Uploader {
     /// without blocking: a full queue is [`UploadError::QueueFull`] (the journal stays for
     /// [`Uploader::resume_pending`]). A file already queued or uploading is not queued twice.
     pub fn submit(&self, file: &Path, key: &str) -> Result<(), UploadError> {
-        parse_key(key)?;
-        let ferr = |reason: String| UploadError::File {
-            path: file.display().to_string(),
-            reason,
-        };
-        let rel = self
-            .storage
-            .rel_of(file)
-            .ok_or_else(|| ferr("not under the storage root".into()))?;
-        let (dir, name) = Storage::split(&rel).map_err(|e| ferr(e.to_string()))?;
-        let dir = Arc::new(
-            self.storage
-                .open_dir(&dir, false)
-                .map_err(|e| ferr(e.to_string()))?,
-        );
-        let data = dir.open_read(&name).map_err(|e| ferr(e.to_string()))?;
-        let meta = data.metadata().map_err(|e| ferr(e.to_string()))?;
-        if nlink(&meta) > 1 {
-            return Err(ferr(HARD_LINKED.into()));
-        }
-        let (dev, ino) = identity(&data).unwrap_or_default();
-        let created_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let mut j = Journal {
-            version: JOURNAL_VERSION,
-            key: key.to_string(),
-            size: meta.len(),
-            bucket: self.shared.target.bucket.clone(),
-            endpoint: self.shared.target.endpoint.clone().unwrap_or_default(),
-            rel: rel_string(&rel),
-            dev,
-            ino,
-            ctime_ns: ctime_ns(&data),
-            created_ms,
-            mac: String::new(),
-        };
-        j.mac = self.journal_key.sign(&j.body());
-        let journal = write_journal(&dir, &name, &j)?;
-        self.enqueue(Job {
-            file: dir.path().join(&name),
-            key: key.to_string(),
-            dir,
-            name,
-            data: Some(Arc::new(data)),
-            journal,
-            size: meta.len(),
-        })
-        .map(|_| ())
+        let job = journal_file(
+            &self.shared.target,
+            &self.storage,
+            &self.journal_key,
+            file,
+            key,
+        )?;
+        self.enqueue(job).map(|_| ())
     }
 
     /// Finds the journals (`*.upload.json`) under `dir` (the storage root or a folder below
@@ -1063,6 +1021,77 @@ fn lower_priority() {
         let tid = libc::gettid();
         let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
     }
+}
+
+/// Leaves `file` (under `storage`) pending for upload as `key` without uploading it: writes
+/// its signed journal, so that a later [`Uploader::resume_pending`] (with the same key and
+/// `storageConfig`) uploads it. Same checks as [`Uploader::submit`].
+pub fn write_pending(
+    target: &UploadTarget,
+    storage: &Storage,
+    journal_key: &JournalKey,
+    file: &Path,
+    key: &str,
+) -> Result<(), UploadError> {
+    journal_file(target, storage, journal_key, file, key).map(drop)
+}
+
+/// Opens `file` without following a symlink, writes its signed journal: the upload's job.
+fn journal_file(
+    target: &UploadTarget,
+    storage: &Storage,
+    journal_key: &JournalKey,
+    file: &Path,
+    key: &str,
+) -> Result<Job, UploadError> {
+    parse_key(key)?;
+    let ferr = |reason: String| UploadError::File {
+        path: file.display().to_string(),
+        reason,
+    };
+    let rel = storage
+        .rel_of(file)
+        .ok_or_else(|| ferr("not under the storage root".into()))?;
+    let (dir, name) = Storage::split(&rel).map_err(|e| ferr(e.to_string()))?;
+    let dir = Arc::new(
+        storage
+            .open_dir(&dir, false)
+            .map_err(|e| ferr(e.to_string()))?,
+    );
+    let data = dir.open_read(&name).map_err(|e| ferr(e.to_string()))?;
+    let meta = data.metadata().map_err(|e| ferr(e.to_string()))?;
+    if nlink(&meta) > 1 {
+        return Err(ferr(HARD_LINKED.into()));
+    }
+    let (dev, ino) = identity(&data).unwrap_or_default();
+    let created_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut j = Journal {
+        version: JOURNAL_VERSION,
+        key: key.to_string(),
+        size: meta.len(),
+        bucket: target.bucket.clone(),
+        endpoint: target.endpoint.clone().unwrap_or_default(),
+        rel: rel_string(&rel),
+        dev,
+        ino,
+        ctime_ns: ctime_ns(&data),
+        created_ms,
+        mac: String::new(),
+    };
+    j.mac = journal_key.sign(&j.body());
+    let journal = write_journal(&dir, &name, &j)?;
+    Ok(Job {
+        file: dir.path().join(&name),
+        key: key.to_string(),
+        dir,
+        name,
+        data: Some(Arc::new(data)),
+        journal,
+        size: meta.len(),
+    })
 }
 
 /// The path as '/'-separated text (object keys and journals).

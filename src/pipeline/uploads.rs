@@ -14,7 +14,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use super::state::Shared;
 use crate::model::config::StorageSettings;
 use crate::model::events::{codes, MixerEvent, OutputInfo, OutputState};
-use crate::output::upload::{JournalKey, UploadEvent, UploadOptions, UploadTarget, Uploader};
+use crate::output::upload::{
+    write_pending, JournalKey, UploadEvent, UploadOptions, UploadTarget, Uploader,
+};
 use crate::output::Storage;
 
 /// Mixers of one process that upload at the same time; the rest queue.
@@ -26,14 +28,26 @@ static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
 struct Slot;
 
 impl Slot {
+    #[cfg(test)]
     fn take() -> Slot {
+        Self::take_unless(|| false).expect("never given up")
+    }
+
+    /// Waits for a slot; `None` once `give_up()` says so (checked every 50 ms).
+    fn take_unless(give_up: impl Fn() -> bool) -> Option<Slot> {
         let (m, cv) = &SLOTS;
         let mut n = m.lock().unwrap_or_else(|e| e.into_inner());
         while *n >= MAX_UPLOADING_MIXERS {
-            n = cv.wait(n).unwrap_or_else(|e| e.into_inner());
+            if give_up() {
+                return None;
+            }
+            n = cv
+                .wait_timeout(n, std::time::Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         *n += 1;
-        Slot
+        Some(Slot)
     }
 }
 
@@ -44,6 +58,10 @@ impl Drop for Slot {
         cv.notify_one();
     }
 }
+
+/// Why a file was not uploaded when the uploads were abandoned (state 6).
+const INTERRUPTED: &str = "upload interrupted (the recorder was stopped); the file is kept \
+                           and the next run with the same storage uploads it";
 
 /// What a mixer uploads to, from its config and settings.
 #[derive(Debug, Clone)]
@@ -166,7 +184,35 @@ pub(crate) fn spawn(
 }
 
 fn run(shared: &Arc<Shared>, plan: UploadPlan, files: Vec<Finished>) {
-    let _slot = Slot::take();
+    let abandoned = || {
+        shared
+            .uploads_abandoned
+            .load(std::sync::atomic::Ordering::Acquire)
+    };
+    let Some(_slot) = Slot::take_unless(abandoned) else {
+        // stopped while waiting for a slot: nothing was uploaded; every file is kept with a
+        // signed journal, for the next run
+        for f in &files {
+            let desc = match write_pending(
+                &plan.target,
+                &plan.storage,
+                &plan.journal_key,
+                &f.path,
+                &key_of(&f.info.svr_file_path_name),
+            ) {
+                Ok(()) => INTERRUPTED.to_string(),
+                Err(e) => format!("upload interrupted; {e}"),
+            };
+            shared.emit(MixerEvent::OutputInfoChanged(OutputInfo {
+                state: OutputState::UploadFail,
+                err_code: codes::UPLOAD_FAIL,
+                err_desc: desc,
+                progress: None,
+                ..f.info.clone()
+            }));
+        }
+        return;
+    };
     let infos: Arc<Mutex<HashMap<PathBuf, OutputInfo>>> = Arc::new(Mutex::new(
         files
             .iter()
@@ -232,12 +278,7 @@ fn run(shared: &Arc<Shared>, plan: UploadPlan, files: Vec<Finished>) {
                 .cloned()
                 .collect();
             for info in left {
-                fail(
-                    &info,
-                    "upload interrupted (the recorder was stopped); the file is kept with its \
-                     journal and the next run with the same storage uploads it"
-                        .into(),
-                );
+                fail(&info, INTERRUPTED.into());
             }
             return;
         }

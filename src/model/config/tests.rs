@@ -1185,3 +1185,19 @@ fn hls_names_ffmpeg_cannot_write_are_refused() {
         MixerConfig::from_value(v).unwrap_or_else(|e| panic!("{svr}: {e}"));
     }
 }
+
+#[test]
+fn file_names_leave_room_for_what_the_recorder_adds() {
+    let ok = format!("/d/{}.mp4", "a".repeat(219));
+    assert!(confine(&ok).is_ok());
+    // 224 bytes: `_1`, `_0001` or `.upload.json` would push it over the 255 of a file system
+    let long = format!("/d/{}.mp4", "a".repeat(220));
+    let e = confine(&long).unwrap_err();
+    assert!(e.contains("224 bytes") && e.contains("at most 223"), "{e}");
+    let cfg = format!(
+        r#"{{"mode":0,"videoFileCfg":{{"svrPathName":"{long}","vWidth":320,"vHeight":240,
+        "layoutConfig":[]}}}}"#
+    );
+    let e = MixerConfig::from_json(&cfg).unwrap_err();
+    assert!(e.to_string().contains("svrPathName"), "{e}");
+}
