@@ -907,7 +907,10 @@ pub fn confine(p: &str) -> std::result::Result<PathBuf, String> {
         return Err("must name a file".into());
     }
     // room for what the recorder adds to a name: `_N`, `_0001`, `.upload.json`
-    if let Some(name) = rel.file_name().filter(|n| n.len() > per_stream::MAX_FILE_NAME) {
+    if let Some(name) = rel
+        .file_name()
+        .filter(|n| n.len() > per_stream::MAX_FILE_NAME)
+    {
         return Err(format!(
             "the file name is {} bytes long; at most {} (file systems allow 255, and the \
              recorder may add `_1`, `_0001` or `.upload.json`)",
