@@ -628,7 +628,10 @@ fn abandoned_uploads_waiting_for_a_slot_end_at_once_with_journals() {
             let left = Duration::from_secs(3).saturating_sub(t0.elapsed());
             match rx.recv_timeout(left) {
                 Ok(MixerEvent::OutputInfoChanged(info)) => last_state = Some(info),
-                Ok(MixerEvent::StateChanged { state, .. }) if state == MixerState::Null => break,
+                Ok(MixerEvent::StateChanged {
+                    state: MixerState::Null,
+                    ..
+                }) => break,
                 Ok(_) => {}
                 Err(e) => panic!("mixer {i}: no NULL within 3 s of abandon ({e})"),
             }
