@@ -489,6 +489,7 @@ fn sigterm_while_uploading_exits_within_two_seconds() {
             std::thread::sleep(Duration::from_millis(10));
         };
         let took = sent.elapsed();
+        eprintln!("{name}: exited {took:?} after SIGTERM");
         assert!(
             took < Duration::from_secs(2),
             "{name}: exited {took:?} after SIGTERM"
