@@ -52,23 +52,30 @@ pub struct Slot {
 
 impl Slot {
     /// Makes the newest pending frame with `stamp ≤ now_us` the current one.
+    ///
+    /// Frames it replaces are released after the lock is let go, on the releaser thread
+    /// ([`release_later`]): a release callback may push to this very camera.
     fn promote(&self, now_us: u64) {
         let mut q = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let mut due = None;
-        let mut skipped = 0;
+        let mut skipped = Vec::new();
         while q.front().is_some_and(|(s, _)| *s <= now_us) {
-            if due.is_some() {
-                skipped += 1;
+            if let Some((_, old)) = due.take() {
+                skipped.push(old);
             }
             due = q.pop_front();
         }
         drop(q);
-        if skipped > 0 {
-            self.replaced.fetch_add(skipped, Ordering::Relaxed);
+        if !skipped.is_empty() {
+            self.replaced
+                .fetch_add(skipped.len() as u64, Ordering::Relaxed);
+            skipped.into_iter().for_each(release_later);
         }
         if let Some((stamp, f)) = due {
             self.used.fetch_add(1, Ordering::Relaxed);
-            self.frame.store(Some(f));
+            if let Some(old) = self.frame.swap(Some(f)) {
+                release_later(old);
+            }
             self.stamp_us.store(stamp, Ordering::Release);
         }
     }
@@ -265,7 +272,18 @@ impl SourceSlots {
         for s in map.values() {
             s.promote(now_us);
         }
-        frames.retain(|k, _| layout.uses_source(k));
+        // frames leave the map through the releaser thread (a release callback never runs on
+        // the compose thread)
+        let unused: Vec<String> = frames
+            .keys()
+            .filter(|k| !layout.uses_source(k))
+            .cloned()
+            .collect();
+        for k in unused {
+            if let Some(old) = frames.remove(&k) {
+                release_later(old);
+            }
+        }
         for id in layout.source_ids() {
             let fresh = map.get(id).and_then(|s| {
                 let f = s.frame.load_full()?;
@@ -274,12 +292,18 @@ impl SourceSlots {
                 (pinned || now_us.saturating_sub(stamp) <= self.timeout_us).then_some(f)
             });
             match (fresh, frames.get_mut(id)) {
-                (Some(f), Some(slot)) => *slot = f,
+                (Some(f), Some(slot)) => {
+                    if !Arc::ptr_eq(slot, &f) {
+                        release_later(std::mem::replace(slot, f));
+                    }
+                }
                 (Some(f), None) => {
                     frames.insert(id.to_string(), f);
                 }
                 (None, _) => {
-                    frames.remove(id);
+                    if let Some(old) = frames.remove(id) {
+                        release_later(old);
+                    }
                 }
             }
         }
