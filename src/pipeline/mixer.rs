@@ -329,7 +329,7 @@ impl Mixer {
             config,
         });
         // the first subscriber, made before the first event: `events()` misses nothing
-        let ev_rx = shared.events.subscribe();
+        let ev_rx = shared.events.subscribe_own();
         shared.set_state(MixerState::Starting);
         shared.emit(MixerEvent::state(MixerState::Starting));
         let opened = match Self::open_stages(&shared, &storage, &settings) {
@@ -769,7 +769,13 @@ impl Mixer {
     /// The mixer's events from its creation on (STARTING, RUNNING, output infos, errors,
     /// STOPPING, NULL). All clones of this receiver share one queue: for a second reader use
     /// [`Mixer::subscribe`]. The stream ends (iteration stops) after NULL.
+    ///
+    /// Until this is first called the queue keeps only the latest
+    /// [`OWN_EVENTS_KEPT`](super::OWN_EVENTS_KEPT) events (a server that reads
+    /// [`Mixer::subscribe`] or `event_stream` instead never pays for it); from then on it keeps
+    /// every event until read.
     pub fn events(&self) -> Receiver<MixerEvent> {
+        self.shared.events.own_taken();
         self.events.clone()
     }
 

@@ -54,7 +54,14 @@ struct HubInner {
     outputs: BTreeMap<u32, OutputInfo>,
     /// `(err, errDesc)` of the NULL that ended the mixer, once it has.
     end: Option<(i32, String)>,
+    /// The mixer's own queue (`Mixer::events`) until somebody asks for it: trimmed to the
+    /// latest [`OWN_EVENTS_KEPT`] events, so a queue nobody reads does not grow.
+    own: Option<Receiver<MixerEvent>>,
 }
+
+/// Events the mixer's own queue keeps until [`crate::pipeline::Mixer::events`] is first
+/// called (then it is the caller's, every event kept).
+pub const OWN_EVENTS_KEPT: usize = 1024;
 
 impl EventHub {
     /// A new stream of every event from now on (already ended after NULL).
@@ -65,6 +72,19 @@ impl EventHub {
             g.subs.push(tx);
         }
         rx
+    }
+
+    /// The mixer's own queue: every event from now on, trimmed to the latest
+    /// [`OWN_EVENTS_KEPT`] until [`EventHub::own_taken`].
+    pub fn subscribe_own(&self) -> Receiver<MixerEvent> {
+        let rx = self.subscribe();
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).own = Some(rx.clone());
+        rx
+    }
+
+    /// Somebody reads the mixer's own queue: it is no longer trimmed.
+    pub fn own_taken(&self) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).own = None;
     }
 
     /// An async stream of every event from now on (already ended after NULL).
@@ -97,6 +117,11 @@ impl EventHub {
         }
         // a subscriber that dropped its receiver is forgotten
         g.subs.retain(|s| s.send(ev.clone()).is_ok());
+        if let Some(own) = &g.own {
+            while own.len() > OWN_EVENTS_KEPT {
+                let _ = own.try_recv();
+            }
+        }
         #[cfg(feature = "async")]
         g.streams.retain(|s| s.send(ev.clone()).is_ok());
         if g.end.is_some() {
@@ -299,5 +324,34 @@ impl Shared {
                 desc: "destroyed".into(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod hub_tests {
+    use super::*;
+
+    fn stats() -> MixerEvent {
+        MixerEvent::Stats(MixerStats::default())
+    }
+
+    /// Issue 20, item 3: a server that reads only `subscribe()` (the README's pattern) does
+    /// not pay for the mixer's own queue: after 10 000 events it holds `OWN_EVENTS_KEPT`,
+    /// while the subscriber got every one; once taken, the queue keeps everything.
+    #[test]
+    fn the_own_queue_nobody_reads_stays_bounded() {
+        let hub = EventHub::default();
+        let own = hub.subscribe_own();
+        let sub = hub.subscribe();
+        for _ in 0..10_000 {
+            hub.send(stats());
+        }
+        assert_eq!(sub.len(), 10_000);
+        assert_eq!(own.len(), OWN_EVENTS_KEPT);
+        hub.own_taken();
+        for _ in 0..2_000 {
+            hub.send(stats());
+        }
+        assert_eq!(own.len(), OWN_EVENTS_KEPT + 2_000);
     }
 }
