@@ -50,12 +50,15 @@ pub use pipeline::{Mixer, MixerError, MixerSettings, MixerStats, StreamRecorder}
 pub mod prelude {
     pub use crate::compose::Backend;
     pub use crate::model::audio::AudioFrame;
+    pub use crate::model::buffer::{FramePool, PlaneData};
     pub use crate::model::color::ColorSpace;
-    pub use crate::model::config::MixerConfig;
+    pub use crate::model::config::{ConfigError, MixerConfig};
     pub use crate::model::events::{MixerEvent, MixerState, OutputInfo, OutputState};
-    pub use crate::model::frame::{PixelFormat, Rotation, VideoFrame};
+    pub use crate::model::frame::{PixelFormat, Plane, Rotation, VideoFrame};
     pub use crate::model::time::PaceMode;
     pub use crate::output::Storage;
+    #[cfg(feature = "async")]
+    pub use crate::pipeline::EventStream;
     pub use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats, StreamRecorder};
     pub use crossbeam_channel::Receiver;
 }

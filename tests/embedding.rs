@@ -360,3 +360,47 @@ fn stats_count_frames_received_used_and_replaced() {
     assert_eq!((st.ticks, st.encoder_queue), (15, 0));
     assert!(st.encoder_max_us > 0, "{st:?}");
 }
+
+/// Issue 20, item 6: after `stop()` the mixer refuses updates and pushes with an error that
+/// says it was stopped (not "destroyed"), and a subscriber made while it runs sees RUNNING
+/// first.
+#[test]
+fn a_stopped_mixer_says_so_and_a_late_subscriber_sees_the_state() {
+    let d = dir("stopped_says_so");
+    let m = Mixer::create_with(
+        config(160, 120, 10),
+        Storage::new(&d),
+        MixerSettings::offline(),
+    )
+    .unwrap();
+    let late = m.subscribe();
+    assert!(matches!(
+        late.try_recv(),
+        Ok(MixerEvent::StateChanged {
+            state: MixerState::Running,
+            ..
+        })
+    ));
+    m.push_video(
+        "u1.0",
+        VideoFrame::solid_i420(160, 120, [90, 90, 90]).unwrap(),
+    )
+    .unwrap();
+    m.advance_frames(3).unwrap();
+    m.stop();
+    assert!(m.wait_timeout(Duration::from_secs(10)).is_some());
+    let update = json!([{"type":0,"left":0,"top":0,"width":80,"height":60,
+        "param":{"camid":"u1.0"}}]);
+    let e = m.update_content(&update).unwrap_err();
+    assert!(e.to_string().contains("stopped"), "{e}");
+    let e = m
+        .push_video(
+            "u1.0",
+            VideoFrame::solid_i420(160, 120, [90, 90, 90]).unwrap(),
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("stopped") && !e.to_string().contains("destroyed"),
+        "{e}"
+    );
+}

@@ -84,6 +84,25 @@ impl PlaneData {
         unsafe { owner.sharing(ptr, len) }
     }
 
+    /// Lends a buffer of the caller's (e.g. from its own pool) without copying and without
+    /// `unsafe`: `release` gets the buffer back, exactly once, on the thread that drops the
+    /// last holder (a mixer's releaser thread for frames it lets go of), to recycle it.
+    ///
+    /// ```
+    /// use cloudmixer::model::buffer::PlaneData;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let p = PlaneData::lend(vec![7u8; 64], move |buf| tx.send(buf).unwrap());
+    /// assert_eq!(p.len(), 64);
+    /// drop(p);
+    /// assert_eq!(rx.recv().unwrap().len(), 64); // back for the next frame
+    /// ```
+    pub fn lend(buf: Vec<u8>, release: impl FnOnce(Vec<u8>) + Send + 'static) -> PlaneData {
+        let (ptr, len) = (buf.as_ptr(), buf.len());
+        // SAFETY: the Vec moves into the release closure: its heap bytes stay where they are,
+        // unchanged (nothing else can reach them), until the closure hands them back
+        unsafe { PlaneData::from_raw(ptr, len, move || release(buf)) }
+    }
+
     /// A part of these bytes, sharing them (no copy): e.g. the Y, U and V planes of one frame
     /// buffer lent with a single release callback. `None` if `range` is out of bounds.
     pub fn slice(&self, range: std::ops::Range<usize>) -> Option<PlaneData> {

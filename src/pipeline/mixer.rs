@@ -752,6 +752,10 @@ impl Mixer {
     /// names a picture not registered ([`Mixer::register_picture`]) as a `resourceid`,
     /// `param.placeholder`.
     pub fn update_content<'a>(&self, update: impl Into<Update<'a>>) -> Result<(), MixerError> {
+        // an ended (or ending) mixer draws nothing more: say so rather than accept it
+        if !self.shared.running() {
+            return Err(self.shared.stopped_error());
+        }
         let layout = match update.into() {
             Update::Text(t) => self.shared.config.parse_update(t)?,
             Update::Value(v) => self.shared.config.parse_update_value(v)?,

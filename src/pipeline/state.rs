@@ -54,6 +54,8 @@ struct HubInner {
     outputs: BTreeMap<u32, OutputInfo>,
     /// `(err, errDesc)` of the NULL that ended the mixer, once it has.
     end: Option<(i32, String)>,
+    /// The latest state change: a subscriber made later gets it first.
+    state: Option<MixerEvent>,
     /// The mixer's own queue (`Mixer::events`) until somebody asks for it: trimmed to the
     /// latest [`OWN_EVENTS_KEPT`] events, so a queue nobody reads does not grow.
     own: Option<Receiver<MixerEvent>>,
@@ -65,10 +67,16 @@ pub const OWN_EVENTS_KEPT: usize = 1024;
 
 impl EventHub {
     /// A new stream of every event from now on (already ended after NULL).
+    ///
+    /// A subscriber made after the first state change gets the current state first (the latest
+    /// `StateChanged`, e.g. RUNNING with the encoder and backend names).
     pub fn subscribe(&self) -> Receiver<MixerEvent> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if g.end.is_none() {
+            if let Some(st) = &g.state {
+                let _ = tx.send(st.clone());
+            }
             g.subs.push(tx);
         }
         rx
@@ -93,6 +101,9 @@ impl EventHub {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if g.end.is_none() {
+            if let Some(st) = &g.state {
+                let _ = tx.send(st.clone());
+            }
             g.streams.push(tx);
         }
         rx
@@ -102,6 +113,9 @@ impl EventHub {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if g.end.is_some() {
             return;
+        }
+        if let MixerEvent::StateChanged { .. } = &ev {
+            g.state = Some(ev.clone());
         }
         match &ev {
             MixerEvent::OutputInfoChanged(i) => {
@@ -321,7 +335,7 @@ impl Shared {
             },
             None => MixerError::Stopped {
                 code: codes::OK,
-                desc: "destroyed".into(),
+                desc: "the recording was stopped (stop, stop_after or destroy)".into(),
             },
         }
     }
@@ -353,5 +367,26 @@ mod hub_tests {
             hub.send(stats());
         }
         assert_eq!(own.len(), OWN_EVENTS_KEPT + 2_000);
+    }
+
+    /// Issue 20, item 6: a subscriber made after RUNNING sees RUNNING first.
+    #[test]
+    fn a_late_subscriber_gets_the_current_state_first() {
+        let hub = EventHub::default();
+        assert!(hub.subscribe().try_recv().is_err(), "no state yet");
+        hub.send(MixerEvent::state(MixerState::Starting));
+        hub.send(MixerEvent::state(MixerState::Running));
+        hub.send(stats());
+        let late = hub.subscribe();
+        assert!(matches!(
+            late.try_recv(),
+            Ok(MixerEvent::StateChanged {
+                state: MixerState::Running,
+                ..
+            })
+        ));
+        assert!(late.try_recv().is_err());
+        hub.send(stats());
+        assert!(matches!(late.try_recv(), Ok(MixerEvent::Stats(_))));
     }
 }
