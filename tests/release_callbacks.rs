@@ -141,3 +141,91 @@ fn a_release_callback_that_stops_the_mixer_never_hangs() {
     let end = m.wait_timeout(Duration::from_secs(10));
     assert!(end.is_some(), "the mixer hung after a callback stopped it");
 }
+
+/// A lent frame that counts its release.
+fn counted(y: u8, n: &Arc<AtomicUsize>) -> VideoFrame {
+    let n = n.clone();
+    lent(y, move || {
+        n.fetch_add(1, Ordering::SeqCst);
+    })
+}
+
+fn released_within(n: &Arc<AtomicUsize>, want: usize, limit: Duration) -> bool {
+    let t0 = Instant::now();
+    while n.load(Ordering::SeqCst) < want && t0.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    n.load(Ordering::SeqCst) == want
+}
+
+/// Issue 20, item 5: the last frame of a camera that left goes back once the camera times
+/// out, a frame of a camid no item shows goes back the same way, and everything still held
+/// goes back at NULL — while the server still holds the mixer.
+#[test]
+fn lent_frames_nobody_shows_go_back_without_dropping_the_mixer() {
+    let d = dir("departed");
+    let cfg = MixerConfig::from_value(json!({"mode":0,"videoFileCfg":{"svrPathName":"rec.mp4",
+        "vWidth":64,"vHeight":48,"vFps":10,"layoutConfig":[
+            {"type":0,"left":0,"top":0,"width":64,"height":48,"param":{"camid":"u1.0"}}]}}))
+    .unwrap();
+    let m = Arc::new(Mixer::create_with(cfg, Storage::new(&d), MixerSettings::offline()).unwrap());
+    let (left, ghost, last) = (Arc::default(), Arc::default(), Arc::default());
+    m.push_video("u1.0", counted(60, &left)).unwrap();
+    m.push_video("Usr9.-1", counted(70, &ghost)).unwrap();
+    m.advance_frames(5).unwrap();
+    assert_eq!(left.load(Ordering::SeqCst), 0, "still shown");
+    // 3 s later (the source timeout is 2 s) both are gone
+    m.advance_frames(35).unwrap();
+    assert!(
+        released_within(&left, 1, Duration::from_secs(5)),
+        "the camera that left"
+    );
+    assert!(
+        released_within(&ghost, 1, Duration::from_secs(5)),
+        "the unknown camid"
+    );
+    // a frame still shown at the end goes back at NULL, the mixer still held
+    m.push_video("u1.0", counted(80, &last)).unwrap();
+    m.advance_frames(42).unwrap();
+    m.stop();
+    assert!(m.wait_timeout(Duration::from_secs(10)).is_some());
+    assert!(
+        released_within(&last, 1, Duration::from_secs(5)),
+        "held until the mixer drops"
+    );
+    drop(m);
+}
+
+/// Issue 20, item 5: with more unknown camids than the mixer keeps, the least recently pushed
+/// is evicted (its frames go back), not the newest.
+#[test]
+fn the_least_recently_pushed_unknown_camid_is_evicted() {
+    let d = dir("evict");
+    let cfg = MixerConfig::from_value(json!({"mode":0,"videoFileCfg":{"svrPathName":"rec.mp4",
+        "vWidth":64,"vHeight":48,"vFps":10,"layoutConfig":[
+            {"type":0,"left":0,"top":0,"width":64,"height":48,"param":{"camid":"u1.0"}}]}}))
+    .unwrap();
+    let settings = MixerSettings {
+        max_sources: 4,
+        ..MixerSettings::offline()
+    };
+    let m = Mixer::create_with(cfg, Storage::new(&d), settings).unwrap();
+    let stale = Arc::new(AtomicUsize::new(0));
+    m.advance_frames(10).unwrap();
+    m.push_video("Usr9.-1", counted(60, &stale)).unwrap();
+    m.advance_frames(12).unwrap();
+    // a burst of new camids between two ticks (none of them promoted yet)
+    for i in 0..10 {
+        let n = Arc::new(AtomicUsize::new(0));
+        m.push_video(&format!("late{i}.-1"), counted(70, &n))
+            .unwrap();
+    }
+    assert!(
+        released_within(&stale, 1, Duration::from_secs(5)),
+        "the stale camid went first"
+    );
+    let kept: Vec<String> = m.source_stats().into_iter().map(|s| s.camid).collect();
+    assert!(!kept.contains(&"Usr9.-1".to_string()), "{kept:?}");
+    assert!(kept.contains(&"late9.-1".to_string()), "{kept:?}");
+    assert!(kept.contains(&"late8.-1".to_string()), "{kept:?}");
+}

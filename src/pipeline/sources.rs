@@ -40,6 +40,9 @@ pub struct Slot {
     stamp_us: AtomicU64,
     /// A registered picture: never times out, never evicted.
     pinned: std::sync::atomic::AtomicBool,
+    /// Order of the latest push among all sources: the least recently pushed source is
+    /// evicted first.
+    pushed_seq: AtomicU64,
     /// Frames pushed but not yet due: (capture stamp µs, frame), oldest first.
     pending: Mutex<VecDeque<(u64, Arc<VideoFrame>)>>,
     /// Frames pushed.
@@ -51,6 +54,20 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// Lets go of every frame (shown and queued), on the releaser thread.
+    fn release(&self) {
+        let queued: Vec<_> = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        queued.into_iter().for_each(|(_, f)| release_later(f));
+        if let Some(f) = self.frame.swap(None) {
+            release_later(f);
+        }
+    }
+
     /// Makes the newest pending frame with `stamp ≤ now_us` the current one.
     ///
     /// Frames it replaces are released after the lock is let go, on the releaser thread
@@ -128,6 +145,8 @@ pub struct SourceSlots {
     grow: Mutex<()>,
     max: usize,
     timeout_us: u64,
+    /// Counts pushes (for [`Slot::pushed_seq`]).
+    seq: AtomicU64,
 }
 
 impl SourceSlots {
@@ -143,6 +162,7 @@ impl SourceSlots {
             grow: Mutex::new(()),
             max: max.max(1),
             timeout_us: timeout.as_micros().min(u64::MAX as u128) as u64,
+            seq: AtomicU64::new(0),
         }
     }
 
@@ -169,6 +189,10 @@ impl SourceSlots {
         // out-of-order stamps are clamped so the queue stays sorted
         let stamp = q.back().map_or(stamp_us, |(s, _)| stamp_us.max(*s));
         q.push_back((stamp, frame));
+        slot.pushed_seq.store(
+            self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            Ordering::Release,
+        );
         drop(q);
         if let Some((_, f)) = dropped {
             // a frame replaced before use is freed (or its release callback called) off the
@@ -195,8 +219,14 @@ impl SourceSlots {
         layout: &Layout,
     ) -> Result<(), TooManySources> {
         let slot = self.slot(id, layout)?;
-        slot.frame.store(Some(Arc::new(frame)));
+        if let Some(old) = slot.frame.swap(Some(Arc::new(frame))) {
+            release_later(old);
+        }
         slot.stamp_us.store(now_us, Ordering::Release);
+        slot.pushed_seq.store(
+            self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            Ordering::Release,
+        );
         slot.pinned.store(true, Ordering::Release);
         Ok(())
     }
@@ -210,15 +240,15 @@ impl SourceSlots {
         let mut next: SlotMap = (*cur).clone();
         if next.len() >= self.max {
             let shown = |id: &str| layout.uses_source(id);
+            // the least recently pushed (a just-added slot has not shown a frame yet, so the
+            // shown frame's stamp would make the newest the victim)
             let victim = next
                 .iter()
                 .filter(|(id, s)| !shown(id) && !s.pinned.load(Ordering::Acquire))
-                .min_by_key(|(_, s)| s.stamp_us.load(Ordering::Acquire))
+                .min_by_key(|(_, s)| s.pushed_seq.load(Ordering::Acquire))
                 .map(|(id, _)| id.clone());
-            match victim {
-                Some(v) => {
-                    next.remove(&v);
-                }
+            match victim.and_then(|v| next.remove(&v)) {
+                Some(gone) => gone.release(),
                 None => return Err(TooManySources { max: self.max }),
             }
         }
@@ -226,6 +256,14 @@ impl SourceSlots {
         next.insert(Arc::from(camid), slot.clone());
         self.map.store(Arc::new(next));
         Ok(slot)
+    }
+
+    /// Lets go of every source's frames (the recording ended): lent buffers go back to their
+    /// owners now, on the releaser thread, even while the mixer itself is still held.
+    pub fn release_all(&self) {
+        for s in self.map.load().values() {
+            s.release();
+        }
     }
 
     /// Whether `id` is a registered picture ([`SourceSlots::pin`]).
@@ -271,6 +309,15 @@ impl SourceSlots {
         let map = self.map.load();
         for s in map.values() {
             s.promote(now_us);
+            // a camera silent past the timeout (it left) is drawn as missing: its last frame
+            // (a lent buffer, maybe) goes back now, not when the mixer is dropped
+            if !s.pinned.load(Ordering::Acquire)
+                && now_us.saturating_sub(s.stamp_us.load(Ordering::Acquire)) > self.timeout_us
+            {
+                if let Some(old) = s.frame.swap(None) {
+                    release_later(old);
+                }
+            }
         }
         // frames leave the map through the releaser thread (a release callback never runs on
         // the compose thread)

@@ -271,6 +271,8 @@ impl Shared {
     /// The last state change: back to NULL with the final error (0 = clean stop).
     pub fn end_null(&self, code: i32, desc: String) {
         self.set_state(MixerState::Null);
+        // nothing draws any more: every held frame (lent buffers) goes back now
+        self.slots.release_all();
         self.emit(MixerEvent::StateChanged {
             state: MixerState::Null,
             err: code,
