@@ -404,3 +404,58 @@ fn a_stopped_mixer_says_so_and_a_late_subscriber_sees_the_state() {
         "{e}"
     );
 }
+
+/// Issue 20, item 4: `stop()` in real time keeps what was captured until the call: the
+/// frames up to the mixer clock at `stop()` (15 fps: round(T × 15)), not the ticks already
+/// made (which run `latency` behind); `stop_now()` ends at the next tick.
+#[test]
+fn stop_keeps_what_was_captured_until_the_call() {
+    for now in [false, true] {
+        let d = dir(if now { "stop_now" } else { "stop_keeps" });
+        let m = Arc::new(
+            Mixer::create_with(
+                config(160, 120, 15),
+                Storage::new(&d),
+                MixerSettings::default(),
+            )
+            .unwrap(),
+        );
+        let cam = {
+            let m = m.clone();
+            std::thread::spawn(move || loop {
+                let f = VideoFrame::solid_i420(160, 120, [120, 100, 160]).unwrap();
+                if m.push_video("u1.0", f).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            })
+        };
+        std::thread::sleep(Duration::from_millis(2030));
+        let (t0, ticks0) = (m.clock(), m.ticks());
+        if now {
+            m.stop_now();
+        } else {
+            m.stop();
+        }
+        let t1 = m.clock();
+        let outputs = m.wait_timeout(Duration::from_secs(10)).unwrap().unwrap();
+        cam.join().unwrap();
+        let got = frames(&d.join("rec.mp4"));
+        let due = |t: Duration| (t.as_secs_f64() * 15.0).round() as u64;
+        if now {
+            assert!(
+                got <= ticks0 + 2,
+                "stop_now: {got} frames, {ticks0} ticks made"
+            );
+        } else {
+            assert!(
+                (due(t0)..=due(t1)).contains(&got),
+                "stop() at {t0:?}: {got} frames, want {}..={} ({ticks0} ticks were made)",
+                due(t0),
+                due(t1)
+            );
+            assert!(got > ticks0, "more than the ticks made before the call");
+            assert_eq!(outputs[0].duration, got * 1000 / 15);
+        }
+    }
+}

@@ -115,7 +115,8 @@ int64_t cm_mixer_clock_us(const struct cm_mixer *m);
 // Offline mixers: composes every tick up to `total` ticks (frames) in all.
 int32_t cm_mixer_advance_frames(const struct cm_mixer *m, uint64_t total);
 
-// Ends the recording at the next tick (returns at once).
+// Ends the recording with what was captured until now (real time: the ticks up to the mixer
+// clock are still made, about `latency` later; offline: at the next tick). Returns at once.
 int32_t cm_mixer_stop(const struct cm_mixer *m);
 
 // Ends the recording when it holds `ms` of video (exactly round(ms × fps / 1000) frames).

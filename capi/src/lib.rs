@@ -339,7 +339,8 @@ pub unsafe extern "C" fn cm_mixer_advance_frames(m: *const CmMixer, total: u64) 
     })
 }
 
-/// Ends the recording at the next tick (returns at once).
+/// Ends the recording with what was captured until now (real time: the ticks up to the mixer
+/// clock are still made, about `latency` later; offline: at the next tick). Returns at once.
 #[no_mangle]
 pub unsafe extern "C" fn cm_mixer_stop(m: *const CmMixer) -> i32 {
     guard(|| {

@@ -828,10 +828,27 @@ impl Mixer {
         UploadAbandon(self.shared.clone())
     }
 
-    /// Ends the recording at the next tick, from any thread that shares the mixer
-    /// (`Arc<Mixer>`): STOPPING, the files finalised, the final output infos, NULL. Returns at
-    /// once; [`Mixer::wait`] blocks until the end. Idempotent.
+    /// Ends the recording with what was captured until now, from any thread that shares the
+    /// mixer (`Arc<Mixer>`): real time, the ticks up to the mixer clock's current time are
+    /// still made (`round(clock × fps)` frames in all, about `latency` later; pushes keep
+    /// being taken until then), then STOPPING, the files finalised, the final output infos,
+    /// NULL. Offline, the ticks taken so far. Returns at once; [`Mixer::wait`] blocks until
+    /// the end. Idempotent. [`Mixer::stop_now`] ends at the next tick instead.
     pub fn stop(&self) {
+        if self.shared.mode == PaceMode::Realtime {
+            let fps = self.shared.config.output.fps;
+            let now = crate::model::time::frames_for(fps, self.clock())
+                .max(self.shared.ticks.load(Ordering::Acquire));
+            self.shared.stop_after.fetch_min(now, Ordering::AcqRel);
+            return;
+        }
+        self.stop_now();
+    }
+
+    /// Ends the recording at the next tick (what was captured but not yet composed, up to
+    /// `latency`, is left out): STOPPING, the files finalised, the final output infos, NULL.
+    /// Returns at once. Idempotent.
+    pub fn stop_now(&self) {
         let now = self.shared.ticks.load(Ordering::Acquire);
         self.shared.stop_after.fetch_min(now, Ordering::AcqRel);
         self.shared.begin_stopping();
