@@ -289,12 +289,16 @@ fn the_async_event_stream_ends_after_null() {
     m.stop_after(Duration::from_millis(500));
     let events = block_on(async {
         let mut v = Vec::new();
-        while let Some(ev) = poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await {
+        while let Some(ev) = stream.next().await {
             v.push(ev);
         }
         v
     });
     assert_ended_stopped(&events);
+    // the Stream impl (for combinators) ends too
+    let mut again = m.event_stream();
+    let rest = block_on(poll_fn(|cx| Pin::new(&mut again).poll_next(cx)));
+    assert!(rest.is_none(), "{rest:?}");
 }
 
 /// The events end with NULL and include the file's final output info (state 2, stopped).

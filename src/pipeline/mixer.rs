@@ -1087,6 +1087,15 @@ fn ended(
 pub struct EventStream(tokio::sync::mpsc::UnboundedReceiver<MixerEvent>);
 
 #[cfg(feature = "async")]
+impl EventStream {
+    /// The next event, `None` after NULL: `while let Some(ev) = stream.next().await { … }`
+    /// in any async runtime, without `Pin` or `poll_fn`.
+    pub async fn next(&mut self) -> Option<MixerEvent> {
+        self.0.recv().await
+    }
+}
+
+#[cfg(feature = "async")]
 impl futures_core::Stream for EventStream {
     type Item = MixerEvent;
     fn poll_next(
