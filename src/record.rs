@@ -75,7 +75,7 @@ fn setting_or_failure(e: MixerError) -> RecordError {
 /// Logs what a mixer that fails to start reports: STARTING, the error, NULL with its code
 /// (`states` false: the error only, for mode 1's per-stream mixers).
 fn log_failed_start(
-    file: &mut std::fs::File,
+    file: &std::fs::File,
     code: i32,
     desc: &str,
     states: bool,
@@ -98,9 +98,15 @@ fn log_failed_start(
         vec![error]
     };
     for ev in events {
-        writeln!(file, "{}", ev.to_json())?;
+        write_event(file, &ev.to_json())?;
     }
-    file.flush()
+    Ok(())
+}
+
+/// Writes one event as a JSON line with a single `write` (the events file is opened for
+/// appending and shared by the recording and the resumed uploads: lines never interleave).
+pub(crate) fn write_event(mut file: &std::fs::File, ev: &Value) -> std::io::Result<()> {
+    file.write_all(format!("{ev}\n").as_bytes())
 }
 
 /// Everything `record` needs.
@@ -426,7 +432,7 @@ impl Resumer {
             Storage::new(root),
             settings.journal_key.clone(),
             move |ev| {
-                if let Some(mut f) = events.as_ref() {
+                if let Some(f) = events.as_ref() {
                     let mut g = ids.lock().unwrap_or_else(|e| e.into_inner());
                     let (next, infos) = &mut *g;
                     let info = infos.entry(ev.file().to_path_buf()).or_insert_with(|| {
@@ -446,7 +452,7 @@ impl Resumer {
                     crate::pipeline::apply_upload_event(info, &ev);
                     let mut v = MixerEvent::OutputInfoChanged(info.clone()).to_json();
                     v["resumed"] = Value::Bool(true);
-                    let _ = f.write_all(format!("{v}\n").as_bytes());
+                    let _ = write_event(f, &v);
                 }
                 let r = match ev {
                     UploadEvent::Uploaded { file, key, .. } => ResumedUpload {
@@ -902,13 +908,13 @@ pub fn record_until(
         // a recording that fails before its mixer exists logs what a failed mixer reports
         let start_log = log.as_ref().map(|l| l.file.try_clone()).transpose()?;
         let res = record_one(opts, stop, progress, log);
-        if let (Err(e), Some(mut f)) = (&res, start_log) {
+        if let (Err(e), Some(f)) = (&res, start_log) {
             // (a mixer that failed to start logged itself)
             if !matches!(
                 e,
                 RecordError::Mixer(_) | RecordError::Setting(_) | RecordError::Io(_)
             ) {
-                log_failed_start(&mut f, e.code(), &e.to_string(), true)?;
+                log_failed_start(&f, e.code(), &e.to_string(), true)?;
             }
         }
         res
@@ -1018,7 +1024,7 @@ pub(crate) fn record_one(
         Err(e) => {
             // the failed create's events are lost with it: log what it reported
             if let Some(f) = events_file.as_mut() {
-                log_failed_start(&mut f.file, e.code(), &e.to_string(), f.ids.is_none())?;
+                log_failed_start(&f.file, e.code(), &e.to_string(), f.ids.is_none())?;
             }
             return Err(setting_or_failure(e));
         }
@@ -1047,8 +1053,7 @@ pub(crate) fn record_one(
                 if f.ids.is_some() && matches!(ev, MixerEvent::StateChanged { .. }) {
                     continue;
                 }
-                // one write per line: resumed uploads append to the same file
-                f.file.write_all(format!("{}\n", ev.to_json()).as_bytes())?;
+                write_event(&f.file, &ev.to_json())?;
             }
         }
         Ok(())

@@ -98,7 +98,7 @@ struct Out {
     /// The file we created for it (kept open: FFmpeg writes the same inode).
     file: Option<Reserved>,
     /// The HLS muxer's file opener (its address is the context's `opaque`).
-    _hls: Option<Box<HlsIo>>,
+    _hls: Option<Box<ConfinedIo>>,
     /// (device, inode) of the file as opened: a file deleted or replaced under the writer is
     /// noticed by [`Muxer::check_files`].
     identity: Option<(u64, u64)>,
@@ -267,18 +267,18 @@ impl Muxer {
             .map_err(|e| MuxError::ff(&dest, e))?;
             // every further file the muxer opens goes through our callback
             let hls_io = file.as_ref().map(|r| {
-                Box::new(HlsIo {
+                Box::new(ConfinedIo {
                     dir: r.dir.clone(),
                     overwrite,
                     allow: hls,
                 })
             });
             if let Some(io) = &hls_io {
-                // SAFETY: the context is alive; `opaque` points to the boxed HlsIo, which the
+                // SAFETY: the context is alive; `opaque` points to the boxed ConfinedIo, which the
                 // Out owning this context keeps alive (dropped after the context, see Out).
                 unsafe {
                     let c = ctx.as_mut_ptr();
-                    (*c).opaque = (&**io as *const HlsIo).cast_mut().cast();
+                    (*c).opaque = (&**io as *const ConfinedIo).cast_mut().cast();
                     (*c).io_open = Some(confined_io_open);
                 }
             }
@@ -645,13 +645,13 @@ pub fn hls_side_names(stem: &str) -> Vec<String> {
 /// What FFmpeg may open while muxing a file target: for HLS, new files in the playlist's
 /// directory (temporaries replace what is there; other names must not exist unless
 /// `overwrite`); for other targets nothing (their one file is opened before).
-struct HlsIo {
+struct ConfinedIo {
     dir: Arc<Dir>,
     overwrite: bool,
     allow: bool,
 }
 
-impl HlsIo {
+impl ConfinedIo {
     /// Opens `url` (which must be `/proc/self/fd/D/name` of our directory) for writing and
     /// returns the descriptor path FFmpeg should open instead.
     fn open(&self, url: &[u8], write: bool) -> Result<(std::fs::File, String), i32> {
@@ -681,7 +681,7 @@ impl HlsIo {
     }
 }
 
-/// `AVFormatContext.io_open` of file targets: see [`HlsIo`].
+/// `AVFormatContext.io_open` of file targets: see [`ConfinedIo`].
 unsafe extern "C" fn confined_io_open(
     s: *mut ffmpeg::ffi::AVFormatContext,
     pb: *mut *mut ffmpeg::ffi::AVIOContext,
@@ -689,16 +689,16 @@ unsafe extern "C" fn confined_io_open(
     flags: libc::c_int,
     options: *mut *mut ffmpeg::ffi::AVDictionary,
 ) -> libc::c_int {
-    // SAFETY: FFmpeg calls this with its live context, whose opaque we set to an HlsIo that
+    // SAFETY: FFmpeg calls this with its live context, whose opaque we set to an ConfinedIo that
     // outlives the context.
-    let io = unsafe { (*s).opaque as *const HlsIo };
+    let io = unsafe { (*s).opaque as *const ConfinedIo };
     if io.is_null() || url.is_null() {
         return -libc::EPERM;
     }
     // SAFETY: FFmpeg passes a NUL-terminated url (checked non-null above).
     let url = unsafe { std::ffi::CStr::from_ptr(url) }.to_bytes();
     let write = flags & ffmpeg::ffi::AVIO_FLAG_WRITE as libc::c_int != 0;
-    // SAFETY: io is non-null and points to the HlsIo kept alive by the muxer (see above).
+    // SAFETY: io is non-null and points to the ConfinedIo kept alive by the muxer (see above).
     match unsafe { &*io }.open(url, write) {
         Ok((file, path)) => {
             let Ok(c) = std::ffi::CString::new(path) else {

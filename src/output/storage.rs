@@ -555,13 +555,13 @@ impl Storage {
     }
 
     /// The path of `abs` relative to the root, when it lies under it (no symlink resolved).
+    /// The root itself is the empty path; a `..` in what follows is refused when opened.
     pub fn rel_of(&self, abs: &Path) -> Option<PathBuf> {
         let canon = std::fs::canonicalize(&self.root).ok();
         [Some(self.root.clone()), canon]
             .into_iter()
             .flatten()
             .find_map(|r| abs.strip_prefix(&r).ok().map(Path::to_path_buf))
-            .filter(|r| Self::split(r).is_ok())
     }
 }
 

@@ -825,17 +825,10 @@ impl Uploader {
             path: dir.display().to_string(),
             reason,
         };
-        let rel = if dir == self.storage.root() {
-            Some(PathBuf::new())
-        } else {
-            self.storage.rel_of(dir).or_else(|| {
-                std::fs::canonicalize(self.storage.root())
-                    .ok()
-                    .filter(|r| r == dir)
-                    .map(|_| PathBuf::new())
-            })
-        }
-        .ok_or_else(|| derr("not under the storage root".into()))?;
+        let rel = self
+            .storage
+            .rel_of(dir)
+            .ok_or_else(|| derr("not under the storage root".into()))?;
         let start = self
             .storage
             .open_dir(&rel, false)

@@ -112,9 +112,8 @@ pub(super) fn record(
         None => None,
     };
     let log = |ev: MixerEvent| -> Result<(), RecordError> {
-        if let Some(mut f) = file.as_ref() {
-            use std::io::Write;
-            f.write_all(format!("{}\n", ev.to_json()).as_bytes())?;
+        if let Some(f) = file.as_ref() {
+            super::write_event(f, &ev.to_json())?;
         }
         Ok(())
     };

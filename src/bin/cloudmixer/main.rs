@@ -85,8 +85,9 @@ failed (the vendor code is printed: 901 max duration, 902 no disk, 905 file erro
 when every output failed, e.g. a live target that never connected); 2 bad usage or an invalid
 config or --update file, an --input/--audio/--picture file that cannot be used, an --encoder
 or --preset this build does not have (nothing recorded); 3 recorded, but the upload
-to storageConfig failed (1107; the file is kept with its .upload.json journal and the next run
-with the same --storage and storageConfig uploads it); 130/143 a second SIGINT/SIGTERM.
+to storageConfig failed or was interrupted by a SIGTERM/SIGINT (1107; the file is kept with its
+.upload.json journal and the next run with the same --storage and storageConfig uploads it);
+130/143 a second SIGINT/SIGTERM.
 
 Progress (stderr, once a second when not a terminal) shows every output: bytes written, live
 targets' state, and after the end the upload percentage.";
