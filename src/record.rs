@@ -27,7 +27,7 @@ use crate::model::audio::{AudioFrame, ChannelMode};
 use crate::model::config::{ConfigError, Container, MixerConfig, Target};
 use crate::model::events::{codes, MixerEvent, OutputInfo, OutputState};
 use crate::model::frame::VideoFrame;
-use crate::model::time::{frames_for, tick_time, PaceMode};
+use crate::model::time::{frames_for, tick_time, ticks_before, PaceMode};
 use crate::output::upload::{UploadEvent, Uploader};
 use crate::output::Storage;
 use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats};
@@ -257,10 +257,11 @@ impl std::fmt::Display for RecordSummary {
         if self.stats.frames_received > 0 {
             writeln!(
                 f,
-                "  inputs:   {} frames received, {} shown, {} replaced before use; {} output frames repeated; encoder at most {:.1} ms behind",
+                "  inputs:   {} frames received, {} shown, {} replaced before use, {} late; {} output frames repeated; encoder at most {:.1} ms behind",
                 self.stats.frames_received,
                 self.stats.frames_used,
                 self.stats.frames_replaced,
+                self.stats.frames_late,
                 self.stats.frames_repeated,
                 self.stats.encoder_max_us as f64 / 1000.0
             )?;
@@ -1111,10 +1112,15 @@ pub(crate) fn record_one(
         PaceMode::Realtime => {
             mixer.stop_after_frames(total);
             let m = &mixer;
-            // inputs start now: a frame or chunk with pts p is pushed at `start + p`, stamped
-            // with its capture time on the mixer clock, `base + p`
-            let start = Instant::now();
-            let base = m.clock().saturating_sub(start.elapsed());
+            // inputs start at the next tick: a frame or chunk with pts p is pushed at
+            // `start + p`, stamped with its capture time on the mixer clock, `base + p`. With
+            // `base` on the tick grid a file's frames fall on the ticks as offline (a tick
+            // shows what was captured until its time): at an arbitrary phase a frame on a
+            // tick of the file's own clock would show up to a frame late, or a faster clip's
+            // other frame would be the one shown, and the video would lag its audio
+            let now = m.clock();
+            let base = tick_time(fps, ticks_before(fps, now));
+            let start = Instant::now() + base.saturating_sub(now);
             let due = move |pts: Duration| {
                 if let Some(wait) = (start + pts).checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);

@@ -133,6 +133,9 @@ pub struct MixerStats {
     pub frames_used: u64,
     /// Pushed frames superseded before they were ever shown.
     pub frames_replaced: u64,
+    /// Real time: pushed frames that arrived after the tick due to show them had been taken
+    /// (more than the latency after their capture time); see `SourceStats::late`.
+    pub frames_late: u64,
     /// Composed frames that repeat the one before: no source had a new frame and the layout
     /// did not change (sources stalled, or an output rate above every source's rate).
     pub frames_repeated: u64,

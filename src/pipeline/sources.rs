@@ -51,6 +51,8 @@ pub struct Slot {
     used: AtomicU64,
     /// Frames superseded by a newer one before they were ever the picture.
     replaced: AtomicU64,
+    /// Frames pushed after the tick that was due to show them had been taken.
+    late: AtomicU64,
 }
 
 impl Slot {
@@ -111,6 +113,11 @@ pub struct SourceStats {
     /// Frames a newer one superseded before they were ever shown (pushed faster than the
     /// output rate, or a burst after a stall). received = used + replaced + waiting.
     pub replaced: u64,
+    /// Frames pushed after the tick that was due to show them (the first at or after their
+    /// capture time) had been taken: they arrived more than the mixer's latency after their
+    /// capture time and show a tick late, or not at all. 0 when every due frame was shown at
+    /// its tick.
+    pub late: u64,
 }
 
 /// Too many distinct camids, all of them shown by the current layout.
@@ -147,6 +154,9 @@ pub struct SourceSlots {
     timeout_us: u64,
     /// Counts pushes (for [`Slot::pushed_seq`]).
     seq: AtomicU64,
+    /// The mixer time of the latest snapshot + 1 (0: none yet): a frame stamped before it
+    /// missed the tick that was due to show it.
+    taken_us: AtomicU64,
 }
 
 impl SourceSlots {
@@ -163,6 +173,7 @@ impl SourceSlots {
             max: max.max(1),
             timeout_us: timeout.as_micros().min(u64::MAX as u128) as u64,
             seq: AtomicU64::new(0),
+            taken_us: AtomicU64::new(0),
         }
     }
 
@@ -180,6 +191,9 @@ impl SourceSlots {
         let frame = Arc::new(frame);
         let mut q = slot.pending.lock().unwrap_or_else(|e| e.into_inner());
         slot.received.fetch_add(1, Ordering::Relaxed);
+        if stamp_us < self.taken_us.load(Ordering::Acquire) {
+            slot.late.fetch_add(1, Ordering::Relaxed);
+        }
         let dropped = if q.len() >= PENDING_MAX {
             slot.replaced.fetch_add(1, Ordering::Relaxed);
             q.pop_front()
@@ -295,6 +309,7 @@ impl SourceSlots {
                 received: s.received.load(Ordering::Relaxed),
                 used: s.used.load(Ordering::Relaxed),
                 replaced: s.replaced.load(Ordering::Relaxed),
+                late: s.late.load(Ordering::Relaxed),
             })
             .collect();
         v.sort_by(|a, b| a.camid.cmp(&b.camid));
@@ -306,6 +321,8 @@ impl SourceSlots {
     /// `now_us` (frames captured later stay queued). Entries of other or stale sources are
     /// removed. `frames` is reused from tick to tick, so the steady state allocates nothing.
     pub fn snapshot(&self, layout: &Layout, now_us: u64, frames: &mut Frames) {
+        self.taken_us
+            .fetch_max(now_us.saturating_add(1), Ordering::AcqRel);
         let map = self.map.load();
         for s in map.values() {
             s.promote(now_us);
@@ -417,6 +434,26 @@ mod tests {
         }
         s.snapshot(&l, 2_000, &mut f);
         assert_eq!(f["a"].width(), 2);
+    }
+
+    #[test]
+    fn a_frame_pushed_after_its_tick_was_taken_counts_as_late() {
+        let s = SourceSlots::new(Duration::from_secs(2));
+        let l = Layout::cameras(64, 32, &[("a", Rect::new(0, 0, 32, 32))]);
+        let mut f = Frames::new();
+        // before any tick nothing is late, also not a frame stamped 0
+        s.push("a", solid(8, 8), 0, &l).unwrap();
+        s.snapshot(&l, 66_666, &mut f);
+        // captured at the tick's own time but pushed after it was taken: late, shown next
+        s.push("a", solid(10, 8), 66_666, &l).unwrap();
+        // captured after the tick: on time for the next one
+        s.push("a", solid(12, 8), 66_667, &l).unwrap();
+        let st = &s.stats()[0];
+        assert_eq!((st.received, st.late), (3, 1), "{st:?}");
+        s.snapshot(&l, 133_333, &mut f);
+        assert_eq!(f["a"].width(), 12);
+        let st = &s.stats()[0];
+        assert_eq!((st.used, st.replaced, st.late), (2, 1, 1), "{st:?}");
     }
 
     #[test]

@@ -248,6 +248,7 @@ impl Shared {
             frames_received: src.iter().map(|s| s.received).sum(),
             frames_used: src.iter().map(|s| s.used).sum(),
             frames_replaced: src.iter().map(|s| s.replaced).sum(),
+            frames_late: src.iter().map(|s| s.late).sum(),
             encoder_queue: i.saturating_sub(o),
             encoder_max_us: c.encoder_max_us.load(Ordering::Relaxed),
             frames_repeated: c.frames_repeated.load(Ordering::Relaxed),

@@ -91,7 +91,6 @@ pub(crate) fn clock_loop(
 ) {
     let fps = shared.config.output.fps;
     let pacer = Pacer::new(fps, shared.start + shared.latency);
-    let latency_us = shared.latency.as_micros() as u64;
     let frame_interval = tick_time(fps, 1);
     let audio = shared.audio.sender().clone();
     let mut frames = Frames::new();
@@ -144,13 +143,11 @@ pub(crate) fn clock_loop(
             }
         }
         let t = tick_time(fps, n);
-        let now_us = match shared.mode {
-            // the capture time this tick shows: now − latency (≈ t when on time)
-            PaceMode::Realtime => {
-                (shared.start.elapsed().as_micros() as u64).saturating_sub(latency_us)
-            }
-            PaceMode::Offline => t.as_micros() as u64,
-        };
+        // the tick shows what was captured until its own time `t` on the mixer clock (real
+        // time: it wakes at `t + latency`, so frames up to `latency` late are in), never what
+        // its wake-up jitter happened to let in: a frame captured just after `t` is always
+        // the next tick's
+        let now_us = t.as_micros() as u64;
         let layout = shared.layout.load_full();
         if video.is_some() {
             shared.slots.snapshot(&layout, now_us, &mut frames);

@@ -253,6 +253,7 @@ pub(super) fn record(
                     frames_received: a.frames_received + s.stats.frames_received,
                     frames_used: a.frames_used + s.stats.frames_used,
                     frames_replaced: a.frames_replaced + s.stats.frames_replaced,
+                    frames_late: a.frames_late + s.stats.frames_late,
                     frames_repeated: a.frames_repeated + s.stats.frames_repeated,
                     encoder_queue: 0,
                     encoder_max_us: a.encoder_max_us.max(s.stats.encoder_max_us),
