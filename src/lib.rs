@@ -5,13 +5,14 @@
 //! See `DESIGN.md` for the architecture.
 //!
 //! Modules import downwards only: [`model`] ← [`compose`] / [`audio`] ← [`media`] / [`output`] ←
-//! [`pipeline`] ← [`record`] / [`snapshot`] ← the binary.
+//! [`pipeline`] ← [`host`] ← [`record`] / [`snapshot`] ← the binary.
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod audio;
 pub mod compose;
+pub mod host;
 pub mod media;
 pub mod model;
 pub mod output;

@@ -17,26 +17,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver};
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::host::feed::file::{push_audio, push_video, FeedError, FileClock, FileInputs};
 use crate::media::audio_dec::{AudioDecodeError, AudioFileDecoder};
-use crate::media::decode::{DecodeError, Decoder};
-use crate::model::audio::{AudioFrame, ChannelMode};
+use crate::media::decode::DecodeError;
+use crate::model::audio::ChannelMode;
 use crate::model::config::{ConfigError, Container, MixerConfig, Target};
 use crate::model::events::{codes, MixerEvent, OutputInfo, OutputState};
-use crate::model::frame::VideoFrame;
-use crate::model::time::{frames_for, tick_time, ticks_before, PaceMode};
+use crate::model::time::{frames_for, tick_time, PaceMode};
 use crate::output::upload::{UploadEvent, Uploader};
 use crate::output::Storage;
 use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats};
-
-/// Decoded frames queued per input.
-const INPUT_QUEUE: usize = 3;
-
-/// Decoded audio chunks queued per audio input (an AAC chunk is 1024 samples, ~21 ms).
-const AUDIO_INPUT_QUEUE: usize = 16;
 
 /// Real time: how long a stop request waits for the first frame (a file without one does
 /// not play).
@@ -547,6 +540,22 @@ pub enum RecordError {
     Io(#[from] std::io::Error),
 }
 
+impl From<FeedError> for RecordError {
+    fn from(e: FeedError) -> Self {
+        match e {
+            FeedError::Input { camid, source } => RecordError::Input { camid, source },
+            FeedError::AudioInput {
+                source: AudioDecodeError::NoAudio { path },
+                ..
+            } => RecordError::Usage(format!("{}: has no audio stream", path.display())),
+            FeedError::AudioInput { user, source } => RecordError::AudioInput { user, source },
+            FeedError::Thread(who, why) => {
+                RecordError::Usage(format!("decoder thread for {who}: {why}"))
+            }
+        }
+    }
+}
+
 impl RecordError {
     /// The vendor error code.
     pub fn code(&self) -> i32 {
@@ -584,63 +593,6 @@ fn longest_input<'a>(
         ));
     }
     Ok(best)
-}
-
-/// One decoding thread per input, feeding a bounded queue; returns once every input opened.
-#[allow(clippy::type_complexity)]
-fn spawn_inputs(
-    inputs: &[(String, PathBuf)],
-) -> Result<
-    (
-        Vec<(String, crossbeam_channel::Receiver<VideoFrame>)>,
-        Vec<std::thread::JoinHandle<()>>,
-    ),
-    RecordError,
-> {
-    let mut rxs = Vec::new();
-    let mut handles = Vec::new();
-    for (camid, path) in inputs {
-        let (tx, rx) = bounded::<VideoFrame>(INPUT_QUEUE);
-        let (open_tx, open_rx) = bounded::<Result<(), DecodeError>>(1);
-        let path = path.clone();
-        let name = format!("cm-decode-{camid}");
-        let h = std::thread::Builder::new().name(name).spawn(move || {
-            let mut d = match Decoder::open(&path) {
-                Ok(d) => {
-                    let _ = open_tx.send(Ok(()));
-                    d
-                }
-                Err(e) => {
-                    let _ = open_tx.send(Err(e));
-                    return;
-                }
-            };
-            loop {
-                match d.next_frame() {
-                    Ok(Some(f)) => {
-                        if tx.send(f).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => return,
-                    Err(e) => {
-                        tracing::warn!(file = %path.display(), error = %e, "input ended early");
-                        return;
-                    }
-                }
-            }
-        })?;
-        open_rx
-            .recv()
-            .map_err(|_| RecordError::Usage(format!("decoder thread for {camid} died")))?
-            .map_err(|source| RecordError::Input {
-                camid: camid.clone(),
-                source,
-            })?;
-        rxs.push((camid.clone(), rx));
-        handles.push(h);
-    }
-    Ok((rxs, handles))
 }
 
 /// The storage root, and every folder of a file target under it, must be a folder where it
@@ -731,92 +683,9 @@ fn audio_inputs(
         }
         out.push((user.clone(), path.clone()));
     }
-    for (camid, path) in inputs {
-        let user = crate::pipeline::user_of(camid);
-        if !out.iter().any(|(u, _)| u == user) && AudioFileDecoder::has_audio(path) {
-            out.push((user.to_string(), path.clone()));
-        }
-    }
+    let taken: Vec<String> = out.iter().map(|(u, _)| u.clone()).collect();
+    out.extend(crate::host::feed::file::audio_of_inputs(inputs, &taken));
     Ok(out)
-}
-
-/// One decoding thread per audio input, feeding a bounded queue of frames stamped with their
-/// pts as capture time; returns once every input opened.
-#[allow(clippy::type_complexity)]
-fn spawn_audio(
-    inputs: &[(String, PathBuf)],
-) -> Result<
-    (
-        Vec<(String, Receiver<AudioFrame>)>,
-        Vec<std::thread::JoinHandle<()>>,
-    ),
-    RecordError,
-> {
-    let mut rxs = Vec::new();
-    let mut handles = Vec::new();
-    for (user, path) in inputs {
-        let (tx, rx) = bounded::<AudioFrame>(AUDIO_INPUT_QUEUE);
-        let (open_tx, open_rx) = bounded::<Result<(), AudioDecodeError>>(1);
-        let path = path.clone();
-        let name = format!("cm-audio-dec-{user}");
-        let h = std::thread::Builder::new().name(name).spawn(move || {
-            let dec = match AudioFileDecoder::open(&path) {
-                Ok(d) => {
-                    let _ = open_tx.send(Ok(()));
-                    d
-                }
-                Err(e) => {
-                    let _ = open_tx.send(Err(e));
-                    return;
-                }
-            };
-            for chunk in dec {
-                let d = match chunk {
-                    Ok(d) => d,
-                    Err(e) => {
-                        tracing::warn!(file = %path.display(), error = %e, "audio input ended early");
-                        return;
-                    }
-                };
-                if d.samples.is_empty() {
-                    continue;
-                }
-                let f = match AudioFrame::f32_interleaved(d.samples, d.sample_rate, d.channels) {
-                    Ok(f) => f.with_capture(d.pts),
-                    Err(e) => {
-                        tracing::warn!(file = %path.display(), error = %e, "bad audio chunk: audio input ended");
-                        return;
-                    }
-                };
-                if tx.send(f).is_err() {
-                    return;
-                }
-            }
-        })?;
-        match open_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(AudioDecodeError::NoAudio { path })) => {
-                return Err(RecordError::Usage(format!(
-                    "{}: has no audio stream",
-                    path.display()
-                )))
-            }
-            Ok(Err(source)) => {
-                return Err(RecordError::AudioInput {
-                    user: user.clone(),
-                    source,
-                })
-            }
-            Err(_) => {
-                return Err(RecordError::Usage(format!(
-                    "audio decoder thread for {user} died"
-                )))
-            }
-        }
-        rxs.push((user.clone(), rx));
-        handles.push(h);
-    }
-    Ok((rxs, handles))
 }
 
 /// Records `opts.inputs` per `opts.config`; `progress` is called about every 100 ms.
@@ -1004,13 +873,13 @@ pub(crate) fn record_one(
         .filter(|(id, _)| shown.contains(id))
         .map(|(id, p)| Ok((id.clone(), crate::pipeline::picture::load_picture(id, p)?)))
         .collect::<Result<Vec<_>, RecordError>>()?;
-    let (audio, audio_decoders) = spawn_audio(&audio_sources)?;
     // an audio-only recording draws no pictures: its inputs give only their audio
-    let (inputs, decoders) = if has_video {
-        spawn_inputs(&opts.inputs)?
-    } else {
-        (Vec::new(), Vec::new())
-    };
+    let video_sources = if has_video { &opts.inputs[..] } else { &[] };
+    let FileInputs {
+        video: inputs,
+        audio,
+        decoders,
+    } = FileInputs::open(video_sources, &audio_sources)?;
     let t0 = Instant::now();
     let mode = opts.settings.mode;
     let created = Mixer::create_with(
@@ -1112,51 +981,15 @@ pub(crate) fn record_one(
         PaceMode::Realtime => {
             mixer.stop_after_frames(total);
             let m = &mixer;
-            // inputs start at the next tick: a frame or chunk with pts p is pushed at
-            // `start + p`, stamped with its capture time on the mixer clock, `base + p`. With
-            // `base` on the tick grid a file's frames fall on the ticks as offline (a tick
-            // shows what was captured until its time): at an arbitrary phase a frame on a
-            // tick of the file's own clock would show up to a frame late, or a faster clip's
-            // other frame would be the one shown, and the video would lag its audio
-            let now = m.clock();
-            let base = tick_time(fps, ticks_before(fps, now));
-            let start = Instant::now() + base.saturating_sub(now);
-            let due = move |pts: Duration| {
-                if let Some(wait) = (start + pts).checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-            };
+            // the inputs' time 0 is the next tick: their frames fall on the ticks as offline
+            let clock = FileClock::on_next_tick(m);
+            let clock = &clock;
             std::thread::scope(|s| {
                 for (camid, rx) in inputs {
-                    s.spawn(move || {
-                        for f in rx.iter() {
-                            if stopped() {
-                                return;
-                            }
-                            due(f.pts);
-                            let capture = base + f.pts;
-                            if m.push_video_at(&camid, f, capture).is_err() {
-                                return;
-                            }
-                        }
-                    });
+                    s.spawn(move || push_video(m, clock, &camid, &rx, &stopped));
                 }
                 for (user, rx) in audio {
-                    s.spawn(move || {
-                        for f in rx.iter() {
-                            if stopped() {
-                                return;
-                            }
-                            let pts = f.capture().unwrap_or_default();
-                            due(pts);
-                            match m.push_audio(&user, f.with_capture(base + pts)) {
-                                Ok(()) => {}
-                                // the mixer is behind: this chunk is lost, later ones may fit
-                                Err(MixerError::Backlog(_)) => {}
-                                Err(_) => return,
-                            }
-                        }
-                    });
+                    s.spawn(move || push_audio(m, clock, &user, &rx, &stopped));
                 }
                 let mut res = Ok(());
                 // a stop is honoured once the first frame is composed (a file without a frame
@@ -1195,7 +1028,7 @@ pub(crate) fn record_one(
     let stats = mixer.stats();
     let frames = mixer.ticks();
     drop(mixer);
-    for d in decoders.into_iter().chain(audio_decoders) {
+    for d in decoders {
         let _ = d.join();
     }
     let wall = t0.elapsed();

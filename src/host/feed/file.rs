@@ -1,0 +1,313 @@
+//! File feeds: one decoding thread per input feeding a short bounded queue, and the real-time
+//! pacing that pushes each frame when its pts comes due, stamped with its capture time.
+//!
+//! A file's time 0 is placed on a tick of the mixer ([`FileClock::on_next_tick`]): a tick
+//! shows what was captured until its own time, so a file's frames fall on the ticks exactly as
+//! in an offline recording of the same file (a frame at 1.000 s is the tick at 1.000 s, with
+//! its audio), whatever moment the feed started.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver};
+
+use crate::media::audio_dec::{AudioDecodeError, AudioFileDecoder};
+use crate::media::decode::{DecodeError, Decoder};
+use crate::model::audio::AudioFrame;
+use crate::model::frame::VideoFrame;
+use crate::model::time::{tick_time, ticks_before};
+use crate::pipeline::{Mixer, MixerError};
+
+/// Decoded video frames that may wait between a decoder thread and the mixer.
+pub const INPUT_QUEUE: usize = 3;
+/// Decoded audio chunks that may wait between a decoder thread and the mixer.
+pub const AUDIO_INPUT_QUEUE: usize = 16;
+
+/// Why a file feed could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// A video input could not be opened or decoded.
+    #[error("input {camid}: {source}")]
+    Input {
+        /// The camid it was given for.
+        camid: String,
+        /// Why.
+        #[source]
+        source: DecodeError,
+    },
+    /// An audio input could not be opened or decoded.
+    #[error("audio input {user}: {source}")]
+    AudioInput {
+        /// The user it was given for.
+        user: String,
+        /// Why.
+        #[source]
+        source: AudioDecodeError,
+    },
+    /// A decoder thread could not start or died before it opened its input.
+    #[error("decoder thread for {0}: {1}")]
+    Thread(String, String),
+}
+
+/// The opened inputs of a room: per camid a queue of decoded frames, per user a queue of audio
+/// chunks stamped with their pts as capture time, and the decoder threads (which end at the
+/// end of their input or once their queue's receiver is dropped).
+#[derive(Debug, Default)]
+pub struct FileInputs {
+    /// `(camid, frames)`, in the order given.
+    pub video: Vec<(String, Receiver<VideoFrame>)>,
+    /// `(user, chunks)`, in the order given.
+    pub audio: Vec<(String, Receiver<AudioFrame>)>,
+    /// The decoder threads.
+    pub decoders: Vec<JoinHandle<()>>,
+}
+
+impl FileInputs {
+    /// Opens every input (one decoding thread each) and returns once all of them opened, or
+    /// with the first that did not. `video` is `(camid, path)`, `audio` `(user, path)`.
+    ///
+    /// ```no_run
+    /// use cloudmixer::host::feed::FileInputs;
+    /// let inputs = FileInputs::open(
+    ///     &[("Usr1.-1".into(), "fixtures/clips/cam1_640x480_15.mp4".into())],
+    ///     &[("Usr1".into(), "fixtures/clips/cam1_640x480_15.mp4".into())],
+    /// ).unwrap();
+    /// assert_eq!(inputs.video.len(), 1);
+    /// ```
+    pub fn open(
+        video: &[(String, PathBuf)],
+        audio: &[(String, PathBuf)],
+    ) -> Result<FileInputs, FeedError> {
+        let mut out = FileInputs::default();
+        for (camid, path) in video {
+            let (rx, h) = spawn_video(camid, path)?;
+            out.video.push((camid.clone(), rx));
+            out.decoders.push(h);
+        }
+        for (user, path) in audio {
+            let (rx, h) = spawn_audio(user, path)?;
+            out.audio.push((user.clone(), rx));
+            out.decoders.push(h);
+        }
+        Ok(out)
+    }
+
+    /// Pushes every input into `mixer` in real time on threads of its own, each frame when its
+    /// pts comes due on a [`FileClock`] started at the mixer's next tick; they end at the end
+    /// of their input, when `stop` is set or once the mixer refuses a push (it stopped).
+    pub fn spawn_realtime(self, mixer: Arc<Mixer>, stop: Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
+        let clock = Arc::new(FileClock::on_next_tick(&mixer));
+        let mut threads = self.decoders;
+        for (camid, rx) in self.video {
+            let (m, c, s) = (mixer.clone(), clock.clone(), stop.clone());
+            let stopped = move || s.load(Ordering::Relaxed);
+            threads.push(std::thread::spawn(move || {
+                push_video(&m, &c, &camid, &rx, &stopped)
+            }));
+        }
+        for (user, rx) in self.audio {
+            let (m, c, s) = (mixer.clone(), clock.clone(), stop.clone());
+            let stopped = move || s.load(Ordering::Relaxed);
+            threads.push(std::thread::spawn(move || {
+                push_audio(&m, &c, &user, &rx, &stopped)
+            }));
+        }
+        threads
+    }
+}
+
+/// The first input with an audio stream of each user (the part of its camid before the first
+/// '.'), for users not in `taken`: a room's cameras bring their users' sound.
+pub fn audio_of_inputs(inputs: &[(String, PathBuf)], taken: &[String]) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for (camid, path) in inputs {
+        let user = crate::pipeline::user_of(camid);
+        if !taken.iter().any(|u| u == user)
+            && !out.iter().any(|(u, _)| u == user)
+            && AudioFileDecoder::has_audio(path)
+        {
+            out.push((user.to_string(), path.clone()));
+        }
+    }
+    out
+}
+
+/// A file's time on the mixer clock in real time: pts `p` is due at wall time `start + p` and
+/// was captured at `base + p`, `base` being a tick of the mixer.
+#[derive(Debug, Clone, Copy)]
+pub struct FileClock {
+    start: Instant,
+    base: Duration,
+}
+
+impl FileClock {
+    /// A clock whose time 0 is the mixer's next tick (or the current one, when exactly on it).
+    pub fn on_next_tick(mixer: &Mixer) -> FileClock {
+        let fps = mixer.config().output.fps;
+        let now = mixer.clock();
+        let base = tick_time(fps, ticks_before(fps, now));
+        FileClock {
+            start: Instant::now() + base.saturating_sub(now),
+            base,
+        }
+    }
+
+    /// Sleeps until `pts` is due.
+    pub fn wait(&self, pts: Duration) {
+        if let Some(d) = (self.start + pts).checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+    }
+
+    /// The capture time of `pts` on the mixer clock.
+    pub fn capture(&self, pts: Duration) -> Duration {
+        self.base + pts
+    }
+}
+
+/// Pushes `camid`'s frames from `rx` in real time (each at its pts on `clock`) until the input
+/// ends, `stopped()` or the mixer refuses one.
+pub fn push_video(
+    m: &Mixer,
+    clock: &FileClock,
+    camid: &str,
+    rx: &Receiver<VideoFrame>,
+    stopped: &dyn Fn() -> bool,
+) {
+    for f in rx.iter() {
+        if stopped() {
+            return;
+        }
+        clock.wait(f.pts);
+        let capture = clock.capture(f.pts);
+        if m.push_video_at(camid, f, capture).is_err() {
+            return;
+        }
+    }
+}
+
+/// Pushes `user`'s audio from `rx` in real time until the input ends, `stopped()` or the mixer
+/// refuses a chunk for another reason than a full queue (a chunk it had no room for is lost,
+/// later ones may fit).
+pub fn push_audio(
+    m: &Mixer,
+    clock: &FileClock,
+    user: &str,
+    rx: &Receiver<AudioFrame>,
+    stopped: &dyn Fn() -> bool,
+) {
+    for f in rx.iter() {
+        if stopped() {
+            return;
+        }
+        let pts = f.capture().unwrap_or_default();
+        clock.wait(pts);
+        match m.push_audio(user, f.with_capture(clock.capture(pts))) {
+            Ok(()) | Err(MixerError::Backlog(_)) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn spawn_video(
+    camid: &str,
+    path: &std::path::Path,
+) -> Result<(Receiver<VideoFrame>, JoinHandle<()>), FeedError> {
+    let (tx, rx) = bounded::<VideoFrame>(INPUT_QUEUE);
+    let (open_tx, open_rx) = bounded::<Result<(), DecodeError>>(1);
+    let path = path.to_path_buf();
+    let h = std::thread::Builder::new()
+        .name(format!("cm-decode-{camid}"))
+        .spawn(move || {
+            let mut d = match Decoder::open(&path) {
+                Ok(d) => {
+                    let _ = open_tx.send(Ok(()));
+                    d
+                }
+                Err(e) => {
+                    let _ = open_tx.send(Err(e));
+                    return;
+                }
+            };
+            loop {
+                match d.next_frame() {
+                    Ok(Some(f)) => {
+                        if tx.send(f).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "input ended early");
+                        return;
+                    }
+                }
+            }
+        })
+        .map_err(|e| FeedError::Thread(camid.to_string(), e.to_string()))?;
+    match open_rx.recv() {
+        Ok(Ok(())) => Ok((rx, h)),
+        Ok(Err(source)) => Err(FeedError::Input {
+            camid: camid.to_string(),
+            source,
+        }),
+        Err(_) => Err(FeedError::Thread(camid.to_string(), "died".into())),
+    }
+}
+
+fn spawn_audio(
+    user: &str,
+    path: &std::path::Path,
+) -> Result<(Receiver<AudioFrame>, JoinHandle<()>), FeedError> {
+    let (tx, rx) = bounded::<AudioFrame>(AUDIO_INPUT_QUEUE);
+    let (open_tx, open_rx) = bounded::<Result<(), AudioDecodeError>>(1);
+    let path = path.to_path_buf();
+    let h = std::thread::Builder::new()
+        .name(format!("cm-audio-dec-{user}"))
+        .spawn(move || {
+            let dec = match AudioFileDecoder::open(&path) {
+                Ok(d) => {
+                    let _ = open_tx.send(Ok(()));
+                    d
+                }
+                Err(e) => {
+                    let _ = open_tx.send(Err(e));
+                    return;
+                }
+            };
+            for chunk in dec {
+                let d = match chunk {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "audio input ended early");
+                        return;
+                    }
+                };
+                if d.samples.is_empty() {
+                    continue;
+                }
+                let f = match AudioFrame::f32_interleaved(d.samples, d.sample_rate, d.channels) {
+                    Ok(f) => f.with_capture(d.pts),
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "bad audio chunk: audio input ended");
+                        return;
+                    }
+                };
+                if tx.send(f).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| FeedError::Thread(user.to_string(), e.to_string()))?;
+    match open_rx.recv() {
+        Ok(Ok(())) => Ok((rx, h)),
+        Ok(Err(source)) => Err(FeedError::AudioInput {
+            user: user.to_string(),
+            source,
+        }),
+        Err(_) => Err(FeedError::Thread(user.to_string(), "died".into())),
+    }
+}

@@ -1,0 +1,776 @@
+//! The host: the process's rooms and the services they share, under every front (`record`,
+//! the C ABI, `cloudmixer serve`).
+//!
+//! - [`Host`]: rooms by mixer id, created, updated, stopped, listed and read from the vendor's
+//!   JSON; one event stream of all of them ([`HostEvent`], each with its `mixerID`).
+//! - [`feed`]: what pushes media into a room with capture times (files today).
+//! - [`stats`]: one snapshot of the process ([`HostStats`]).
+//!
+//! A room is a real-time [`Mixer`] fed by its inputs. Creating one checks everything first
+//! (the config, each input, the room limit) and records nothing when a check fails.
+//!
+//! ```no_run
+//! use cloudmixer::host::{CreateRoom, Host, HostSettings};
+//! let host = Host::new(HostSettings::new("/srv/records"));
+//! let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string("room.json")?)?;
+//! let id = host.create(CreateRoom {
+//!     mixer_id: Some("room1".into()),
+//!     config: cfg,
+//!     inputs: vec![("Usr1.-1".into(), "cam1.mp4".into())],
+//! })?;
+//! let events = host.subscribe(None);
+//! let outputs = host.destroy(&id)?; // the files are final
+//! # let _ = (events, outputs);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod events;
+pub mod feed;
+pub mod stats;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use serde_json::Value;
+
+pub use events::HostEvent;
+pub use stats::{HostStats, RoomStats};
+
+use crate::model::config::{ConfigError, MixerConfig};
+use crate::model::events::{codes, MixerEvent, MixerState, OutputInfo};
+use crate::model::time::PaceMode;
+use crate::output::Storage;
+use crate::pipeline::sources::SourceStats;
+use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats};
+use events::EventHub;
+use feed::{FeedError, FileInputs};
+
+/// Vendor code: a mixer with this id is already running ("already started").
+pub const CODE_ALREADY_STARTED: i32 = 906;
+/// Vendor code: no capacity for another recording ("not enough recording servers").
+pub const CODE_NO_CAPACITY: i32 = 907;
+
+/// Ended rooms kept for `get`/`list` (their final outputs), oldest forgotten first.
+pub const ENDED_KEPT: usize = 256;
+
+/// How a host runs its rooms.
+#[derive(Debug, Clone)]
+pub struct HostSettings {
+    /// Where recordings are written (the storage root of every room).
+    pub storage: PathBuf,
+    /// Where `file:` inputs are read from (default: `storage`); nothing outside it is opened.
+    pub media_root: Option<PathBuf>,
+    /// Rooms recording at once, at most (`None`: no limit but the capacity estimate).
+    pub max_rooms: Option<usize>,
+    /// Each room's mixer settings (always real time).
+    pub mixer: MixerSettings,
+    /// Events kept for readers that resume.
+    pub backlog: usize,
+}
+
+impl HostSettings {
+    /// Defaults: recordings and `file:` inputs under `storage`, no room limit, default mixer
+    /// settings (real time, 200 ms latency).
+    pub fn new(storage: impl Into<PathBuf>) -> Self {
+        HostSettings {
+            storage: storage.into(),
+            media_root: None,
+            max_rooms: None,
+            mixer: MixerSettings::default(),
+            backlog: events::DEFAULT_BACKLOG,
+        }
+    }
+}
+
+/// A room to create: the vendor's `cloudMixerCfg` JSON, an optional id, and its inputs.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRoom {
+    /// The mixer id (`[A-Za-z0-9_.-]`, 1–64 characters); generated when absent.
+    pub mixer_id: Option<String>,
+    /// The vendor's mixer config.
+    pub config: Value,
+    /// `(camid or user, URL)`: a camid (`Usr1.-1`) is that camera and, if the file has audio,
+    /// its user's microphone; a user (`Usr1`) is only that user's audio. A URL is `file:PATH`
+    /// or a plain relative `PATH`, under the media root.
+    pub inputs: Vec<(String, String)>,
+}
+
+/// Why the host refused or failed a call.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// A bad config or update (code 5), the field named.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A bad field of the request outside the config (code 5).
+    #[error("{field}: {msg}")]
+    BadField {
+        /// The field, e.g. `inputs.Usr1.-1`.
+        field: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// An input that cannot be opened (code 5).
+    #[error(transparent)]
+    Feed(#[from] FeedError),
+    /// No room with this id.
+    #[error("no mixer {0}")]
+    NotFound(String),
+    /// A room with this id is recording (code 906).
+    #[error("mixer {0} is already running")]
+    AlreadyStarted(String),
+    /// The room limit or the capacity is reached, or the host is draining (code 907).
+    #[error("{0}")]
+    NoCapacity(String),
+    /// The mixer refused or failed (its own code).
+    #[error(transparent)]
+    Mixer(#[from] MixerError),
+}
+
+/// What kind of failure a [`HostError`] is, for a front to map (HTTP status, exit code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is wrong (HTTP 400).
+    BadRequest,
+    /// No such room (404).
+    NotFound,
+    /// Conflicts with a running room (409).
+    Conflict,
+    /// No room for it now (503).
+    Unavailable,
+    /// The recording failed (500).
+    Internal,
+}
+
+impl HostError {
+    /// The vendor's error code.
+    pub fn code(&self) -> i32 {
+        match self {
+            HostError::Config(_) | HostError::BadField { .. } | HostError::Feed(_) => {
+                codes::PARAM_ERR
+            }
+            HostError::NotFound(_) => codes::PARAM_ERR,
+            HostError::AlreadyStarted(_) => CODE_ALREADY_STARTED,
+            HostError::NoCapacity(_) => CODE_NO_CAPACITY,
+            HostError::Mixer(e) => e.code(),
+        }
+    }
+
+    /// What kind of failure it is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            HostError::Config(_) | HostError::BadField { .. } | HostError::Feed(_) => {
+                ErrorKind::BadRequest
+            }
+            HostError::NotFound(_) => ErrorKind::NotFound,
+            HostError::AlreadyStarted(_) => ErrorKind::Conflict,
+            HostError::NoCapacity(_) => ErrorKind::Unavailable,
+            HostError::Mixer(e) => match e {
+                MixerError::Config(_)
+                | MixerError::Frame(_)
+                | MixerError::TooManySources(_)
+                | MixerError::BadUser(_)
+                | MixerError::Picture(_)
+                | MixerError::WrongMode(_) => ErrorKind::BadRequest,
+                MixerError::Stopped { .. } => ErrorKind::Conflict,
+                _ => ErrorKind::Internal,
+            },
+        }
+    }
+}
+
+/// A room as `list`/`get` report it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomInfo {
+    /// The mixer id.
+    #[serde(rename = "mixerID")]
+    pub mixer_id: String,
+    /// The vendor's mixer state (0 NULL … 4 STOPPING).
+    pub state: u8,
+    /// When it was created (Unix ms).
+    pub created_at: i64,
+    /// Every output's latest info (the vendor's `outputInfo`).
+    pub outputs: Vec<OutputInfo>,
+    /// The mixer's counters.
+    pub stats: MixerStats,
+    /// Per-source input counters.
+    pub sources: Vec<SourceStats>,
+    /// The inputs as given (camid or user → URL).
+    pub inputs: Vec<(String, String)>,
+    /// The encoder in use, e.g. `libx264`.
+    pub encoder: String,
+    /// The compositor in use.
+    pub backend: String,
+    /// 0, or the code that ended it.
+    pub err_code: i32,
+    /// Empty, or why it ended.
+    pub err_desc: String,
+}
+
+struct Room {
+    id: Arc<str>,
+    mixer: Arc<Mixer>,
+    created_at: i64,
+    inputs: Vec<(String, String)>,
+    /// Set to end the feeds.
+    stop: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// (code, description) once it ended.
+    ended: Mutex<Option<(i32, String)>>,
+    /// Order of ending (for forgetting the oldest ended rooms).
+    ended_seq: AtomicU64,
+}
+
+impl Room {
+    fn info(&self) -> RoomInfo {
+        let (err_code, err_desc) = self
+            .ended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default();
+        RoomInfo {
+            mixer_id: self.id.to_string(),
+            state: self.mixer.state() as u8,
+            created_at: self.created_at,
+            outputs: self.mixer.outputs(),
+            stats: self.mixer.stats(),
+            sources: self.mixer.source_stats(),
+            inputs: self.inputs.clone(),
+            encoder: self.mixer.encoder_name().to_string(),
+            backend: self.mixer.backend_name().to_string(),
+            err_code,
+            err_desc,
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.mixer.state() != MixerState::Null
+    }
+
+    /// Ends the feeds and joins their threads (off the caller's thread).
+    fn release_feeds(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        if !threads.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("cm-feed-join".into())
+                .spawn(move || threads.into_iter().for_each(|t| drop(t.join())));
+        }
+    }
+}
+
+enum Slot {
+    /// Being created (the id is taken).
+    Starting,
+    Room(Arc<Room>),
+}
+
+struct Inner {
+    settings: HostSettings,
+    rooms: Mutex<HashMap<String, Slot>>,
+    hub: EventHub,
+    draining: AtomicBool,
+    ids: AtomicU64,
+    ended: AtomicU64,
+}
+
+/// The process's rooms (see the [module docs](self)). Cheap to clone: clones share the rooms.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("storage", &self.inner.settings.storage)
+            .field("rooms", &self.rooms_running())
+            .finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Whether `id` is a valid mixer id.
+fn check_id(id: &str) -> Result<(), HostError> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && !id.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(HostError::BadField {
+            field: "mixerID".into(),
+            msg: format!(
+                "{id:?}: expected 1-64 characters of A-Z a-z 0-9 _ - . (not starting with '.')"
+            ),
+        })
+    }
+}
+
+impl Host {
+    /// A host with no rooms yet. Room mixers always run in real time.
+    pub fn new(settings: HostSettings) -> Host {
+        let mut settings = settings;
+        settings.mixer.mode = PaceMode::Realtime;
+        let backlog = settings.backlog;
+        Host {
+            inner: Arc::new(Inner {
+                settings,
+                rooms: Mutex::new(HashMap::new()),
+                hub: EventHub::new(backlog),
+                draining: AtomicBool::new(false),
+                ids: AtomicU64::new(0),
+                ended: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The settings it was made with.
+    pub fn settings(&self) -> &HostSettings {
+        &self.inner.settings
+    }
+
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        self.inner.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Rooms recording now (or being created).
+    pub fn rooms_running(&self) -> usize {
+        self.rooms()
+            .values()
+            .filter(|s| match s {
+                Slot::Starting => true,
+                Slot::Room(r) => r.running(),
+            })
+            .count()
+    }
+
+    /// Whether a create would be taken now: not draining, below the room limit.
+    pub fn accepting(&self) -> bool {
+        !self.inner.draining.load(Ordering::Acquire)
+            && self
+                .inner
+                .settings
+                .max_rooms
+                .is_none_or(|m| self.rooms_running() < m)
+    }
+
+    /// Starts a room: checks the id, the config and every input, takes a place under the room
+    /// limit, opens the inputs and the mixer (its files), and feeds it in real time. Returns
+    /// its mixer id once it is RUNNING. Nothing is recorded when a check fails.
+    pub fn create(&self, req: CreateRoom) -> Result<String, HostError> {
+        let id = match req.mixer_id {
+            Some(id) => {
+                check_id(&id)?;
+                id
+            }
+            None => self.new_id(),
+        };
+        let config = MixerConfig::from_value(req.config)?;
+        let (video, audio) = self.resolve_inputs(&req.inputs)?;
+        self.reserve(&id)?;
+        let started = self.start(&id, config, &video, &audio, req.inputs);
+        let mut rooms = self.rooms();
+        match started {
+            Ok(room) => {
+                rooms.insert(id.clone(), Slot::Room(room));
+                Ok(id)
+            }
+            Err(e) => {
+                rooms.remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    fn new_id(&self) -> String {
+        let n = self.inner.ids.fetch_add(1, Ordering::Relaxed);
+        format!("mixer-{:x}-{n}", now_ms())
+    }
+
+    /// Takes the id and a place under the limit (or says why not).
+    fn reserve(&self, id: &str) -> Result<(), HostError> {
+        if self.inner.draining.load(Ordering::Acquire) {
+            return Err(HostError::NoCapacity(
+                "the service is shutting down: no new mixers".into(),
+            ));
+        }
+        let mut rooms = self.rooms();
+        if let Some(slot) = rooms.get(id) {
+            let busy = match slot {
+                Slot::Starting => true,
+                Slot::Room(r) => r.running(),
+            };
+            if busy {
+                return Err(HostError::AlreadyStarted(id.to_string()));
+            }
+        }
+        let running = rooms
+            .values()
+            .filter(|s| match s {
+                Slot::Starting => true,
+                Slot::Room(r) => r.running(),
+            })
+            .count();
+        if let Some(max) = self.inner.settings.max_rooms {
+            if running >= max {
+                return Err(HostError::NoCapacity(format!(
+                    "{running} mixers are recording, the most this service takes (--max-rooms {max})"
+                )));
+            }
+        }
+        rooms.insert(id.to_string(), Slot::Starting);
+        self.forget_ended(&mut rooms);
+        Ok(())
+    }
+
+    fn forget_ended(&self, rooms: &mut HashMap<String, Slot>) {
+        let mut ended: Vec<(u64, String)> = rooms
+            .iter()
+            .filter_map(|(k, s)| match s {
+                Slot::Room(r) if !r.running() => {
+                    Some((r.ended_seq.load(Ordering::Relaxed), k.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        if ended.len() > ENDED_KEPT {
+            ended.sort();
+            for (_, k) in ended.iter().take(ended.len() - ENDED_KEPT) {
+                rooms.remove(k);
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn resolve_inputs(
+        &self,
+        inputs: &[(String, String)],
+    ) -> Result<(Vec<(String, PathBuf)>, Vec<(String, PathBuf)>), HostError> {
+        let root = self
+            .inner
+            .settings
+            .media_root
+            .as_ref()
+            .unwrap_or(&self.inner.settings.storage);
+        let mut video = Vec::new();
+        let mut audio = Vec::new();
+        for (key, url) in inputs {
+            let field = format!("inputs.{key}");
+            if key.is_empty() || key.len() > 128 || key.chars().any(char::is_control) {
+                return Err(HostError::BadField {
+                    field: "inputs".into(),
+                    msg: format!("{key:?}: expected a camid (Usr1.-1) or a user ID"),
+                });
+            }
+            let path = resolve_file(root, url).map_err(|msg| HostError::BadField {
+                field: field.clone(),
+                msg,
+            })?;
+            if key.contains('.') {
+                video.push((key.clone(), path));
+            } else {
+                audio.push((key.clone(), path));
+            }
+        }
+        let taken: Vec<String> = audio.iter().map(|(u, _)| u.clone()).collect();
+        audio.extend(feed::file::audio_of_inputs(&video, &taken));
+        Ok((video, audio))
+    }
+
+    fn start(
+        &self,
+        id: &str,
+        config: MixerConfig,
+        video: &[(String, PathBuf)],
+        audio: &[(String, PathBuf)],
+        given: Vec<(String, String)>,
+    ) -> Result<Arc<Room>, HostError> {
+        let rid: Arc<str> = id.into();
+        let hub = &self.inner.hub;
+        hub.publish(&rid, MixerEvent::state(MixerState::Starting));
+        let failed = |e: &HostError| MixerEvent::StateChanged {
+            state: MixerState::Null,
+            err: e.code(),
+            err_desc: e.to_string(),
+            encoder: None,
+            backend: None,
+        };
+        let with_audio = !audio.is_empty() && self.inner.settings.mixer.audio;
+        let audio = if with_audio || config.audio_file.is_some() {
+            audio
+        } else {
+            &[]
+        };
+        let inputs = if config.has_video() { video } else { &[] };
+        let opened = match FileInputs::open(inputs, audio) {
+            Ok(o) => o,
+            Err(e) => {
+                let e = HostError::from(e);
+                hub.publish(&rid, failed(&e));
+                return Err(e);
+            }
+        };
+        let mixer = match Mixer::create_with(
+            config,
+            Storage::new(&self.inner.settings.storage),
+            self.inner.settings.mixer.clone(),
+        ) {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                let e = HostError::from(e);
+                hub.publish(&rid, failed(&e));
+                return Err(e);
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let room = Arc::new(Room {
+            id: rid.clone(),
+            mixer: mixer.clone(),
+            created_at: now_ms(),
+            inputs: given,
+            stop: stop.clone(),
+            threads: Mutex::new(Vec::new()),
+            ended: Mutex::new(None),
+            ended_seq: AtomicU64::new(0),
+        });
+        // the room's events into the host's stream (the first is its current state); at NULL
+        // the feeds end
+        let events = mixer.subscribe();
+        let forward = {
+            let (host, room) = (self.inner.clone(), Arc::downgrade(&room));
+            std::thread::Builder::new()
+                .name(format!("cm-room-{id}"))
+                .spawn(move || forward_events(&host, &rid, events, room))
+                .map_err(MixerError::Io)?
+        };
+        let mut threads = opened.spawn_realtime(mixer, stop);
+        threads.push(forward);
+        *room.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
+        Ok(room)
+    }
+
+    fn room(&self, id: &str) -> Result<Arc<Room>, HostError> {
+        match self.rooms().get(id) {
+            Some(Slot::Room(r)) => Ok(r.clone()),
+            _ => Err(HostError::NotFound(id.to_string())),
+        }
+    }
+
+    /// Applies the vendor's update JSON (`UpdateCloudMixerContent`) at the room's next frame.
+    pub fn update(&self, id: &str, update: &Value) -> Result<(), HostError> {
+        Ok(self.room(id)?.mixer.update_content(update)?)
+    }
+
+    /// Stops a room with what was captured until now and returns once its files are final,
+    /// with every output's final info (uploads go on and are reported as events).
+    pub fn destroy(&self, id: &str) -> Result<Vec<OutputInfo>, HostError> {
+        let room = self.room(id)?;
+        room.mixer.stop();
+        let res = room.mixer.wait();
+        room.release_feeds();
+        Ok(res?)
+    }
+
+    /// The room, as reported by `list`.
+    pub fn get(&self, id: &str) -> Result<RoomInfo, HostError> {
+        Ok(self.room(id)?.info())
+    }
+
+    /// Every room known (recording, and the latest [`ENDED_KEPT`] ended), by id.
+    pub fn list(&self) -> Vec<RoomInfo> {
+        let rooms: Vec<Arc<Room>> = self
+            .rooms()
+            .values()
+            .filter_map(|s| match s {
+                Slot::Room(r) => Some(r.clone()),
+                Slot::Starting => None,
+            })
+            .collect();
+        let mut v: Vec<RoomInfo> = rooms.iter().map(|r| r.info()).collect();
+        v.sort_by(|a, b| a.mixer_id.cmp(&b.mixer_id));
+        v
+    }
+
+    /// The room's mixer (to push frames from the embedder's own feeds, take a snapshot…).
+    pub fn mixer(&self, id: &str) -> Result<Arc<Mixer>, HostError> {
+        Ok(self.room(id)?.mixer.clone())
+    }
+
+    /// The host's events after `since` (kept ones; `None`: none) and a receiver of every later
+    /// one; the receiver ends if its reader falls [`events::SUBSCRIBER_QUEUE`] events behind
+    /// (resume with the last sequence number seen).
+    pub fn subscribe(&self, since: Option<u64>) -> (Vec<Arc<HostEvent>>, Receiver<Arc<HostEvent>>) {
+        self.inner.hub.subscribe(since)
+    }
+
+    /// One snapshot of the process.
+    pub fn stats(&self) -> HostStats {
+        let rooms: Vec<Arc<Room>> = self
+            .rooms()
+            .values()
+            .filter_map(|s| match s {
+                Slot::Room(r) => Some(r.clone()),
+                Slot::Starting => None,
+            })
+            .collect();
+        stats::snapshot(self, &rooms)
+    }
+
+    /// Stops taking rooms, lets running ones go on for up to `grace`, then stops the rest
+    /// (each keeps what was captured until then) and waits until every file is final.
+    /// Returns each room's id and final outputs (or why it failed).
+    pub fn drain(&self, grace: Duration) -> Vec<(String, Result<Vec<OutputInfo>, HostError>)> {
+        self.inner.draining.store(true, Ordering::Release);
+        let rooms: Vec<Arc<Room>> = self
+            .rooms()
+            .values()
+            .filter_map(|s| match s {
+                Slot::Room(r) => Some(r.clone()),
+                Slot::Starting => None,
+            })
+            .collect();
+        let until = Instant::now() + grace;
+        for r in &rooms {
+            let left = until.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                let _ = r.mixer.wait_timeout(left);
+            }
+        }
+        for r in &rooms {
+            r.mixer.stop();
+        }
+        rooms
+            .iter()
+            .map(|r| {
+                let res = r.mixer.wait().map_err(HostError::from);
+                r.release_feeds();
+                (r.id.to_string(), res)
+            })
+            .collect()
+    }
+
+    /// Whether [`Host::drain`] was called.
+    pub fn draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire)
+    }
+}
+
+fn forward_events(
+    host: &Arc<Inner>,
+    id: &Arc<str>,
+    events: Receiver<MixerEvent>,
+    room: std::sync::Weak<Room>,
+) {
+    for ev in events.iter() {
+        if let (
+            MixerEvent::StateChanged {
+                state,
+                err,
+                err_desc,
+                ..
+            },
+            Some(r),
+        ) = (&ev, room.upgrade())
+        {
+            if *state == MixerState::Null {
+                *r.ended.lock().unwrap_or_else(|e| e.into_inner()) = Some((*err, err_desc.clone()));
+                r.ended_seq.store(
+                    host.ended.fetch_add(1, Ordering::Relaxed) + 1,
+                    Ordering::Relaxed,
+                );
+                r.stop.store(true, Ordering::Relaxed);
+            }
+        }
+        host.hub.publish(id, ev);
+    }
+}
+
+/// The file a `file:` input names under `root`, or why it is refused: only relative paths
+/// without `..`, resolving (symlinks followed) to a file inside `root`.
+fn resolve_file(root: &Path, url: &str) -> Result<PathBuf, String> {
+    let rel = url.strip_prefix("file:").unwrap_or(url);
+    if let Some((scheme, _)) = rel.split_once("://") {
+        return Err(format!(
+            "{scheme}:// inputs are not taken by this service yet: give a file under the media root"
+        ));
+    }
+    let p = Path::new(rel);
+    if rel.is_empty()
+        || p.is_absolute()
+        || p.components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(format!(
+            "{rel:?}: expected a relative path under the media root, without '..'"
+        ));
+    }
+    let root = root
+        .canonicalize()
+        .map_err(|e| format!("media root {}: {e}", root.display()))?;
+    let full = root
+        .join(p)
+        .canonicalize()
+        .map_err(|_| format!("{rel:?}: no such file under the media root"))?;
+    if !full.starts_with(&root) || !full.is_file() {
+        return Err(format!("{rel:?}: no such file under the media root"));
+    }
+    Ok(full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_outside_the_media_root_are_refused() {
+        let d = std::env::temp_dir().join(format!("cm-host-resolve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("root/sub")).unwrap();
+        std::fs::write(d.join("root/sub/a.mp4"), b"x").unwrap();
+        std::fs::write(d.join("secret.mp4"), b"x").unwrap();
+        std::os::unix::fs::symlink(d.join("secret.mp4"), d.join("root/link.mp4")).unwrap();
+        let root = d.join("root");
+        assert!(resolve_file(&root, "sub/a.mp4").is_ok());
+        assert!(resolve_file(&root, "file:sub/a.mp4").is_ok());
+        for bad in [
+            "../secret.mp4",
+            "sub/../../secret.mp4",
+            "/etc/passwd",
+            "file:/etc/passwd",
+            "link.mp4",
+            "sub",
+            "",
+            "missing.mp4",
+            "http://127.0.0.1/x.mp4",
+            "concat:sub/a.mp4|../secret.mp4",
+        ] {
+            assert!(resolve_file(&root, bad).is_err(), "{bad} was taken");
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn mixer_ids_are_checked() {
+        for ok in ["room1", "a.b-c_d", "X"] {
+            assert!(check_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".hidden", "a/b", "a b", "../x", &"x".repeat(65)] {
+            let e = check_id(bad).unwrap_err();
+            assert!(e.to_string().starts_with("mixerID: "), "{e}");
+        }
+    }
+}
