@@ -18,6 +18,8 @@ pub mod model;
 pub mod output;
 pub mod pipeline;
 pub mod record;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod snapshot;
 
 #[cfg(feature = "cli")]

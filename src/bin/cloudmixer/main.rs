@@ -20,6 +20,8 @@ use cloudmixer::record::{record_until, RecordError, RecordOptions};
 use cloudmixer::{bench, media::decode, snapshot};
 use std::io::IsTerminal;
 
+mod serve;
+
 #[derive(Parser)]
 #[command(
     name = "cloudmixer",
@@ -69,6 +71,9 @@ enum Cmd {
     /// Record files into one composed recording (offline, as fast as possible, by default).
     #[command(after_help = RECORD_EXIT_HELP)]
     Record(RecordArgs),
+    /// Run the mixer service: the vendor's create/update/destroy API over HTTP, events, metrics.
+    #[command(after_help = serve::SERVE_EXIT_HELP)]
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// `record --help`: signals and exit statuses (also in README.md).
@@ -528,7 +533,7 @@ fn run(cli: Cli, signals: Option<Signals>) -> Result<(), Failure> {
 
 fn run_other(cmd: Cmd) -> Result<(), UserError> {
     match cmd {
-        Cmd::Record(_) => unreachable!("handled by run"),
+        Cmd::Record(_) | Cmd::Serve(_) => Err(UserError("internal: not a plain command".into())),
         Cmd::Bench(a) => bench::run(a).map_err(UserError),
         Cmd::Validate { config } => {
             let cfg = load_config(&config)?;
@@ -624,6 +629,10 @@ fn main() -> ExitCode {
         None
     };
     let cli = Cli::parse();
+    let cli = match cli.cmd {
+        Cmd::Serve(a) => return serve::run(*a),
+        cmd => Cli { cmd },
+    };
     match run(cli, signals) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::User(UserError(msg))) => {

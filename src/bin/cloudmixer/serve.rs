@@ -1,0 +1,164 @@
+//! `cloudmixer serve`: the mixer API over HTTP (see `cloudmixer::serve`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cloudmixer::compose::Backend;
+use cloudmixer::host::{Host, HostSettings};
+use cloudmixer::serve::{check_options, ServeOptions};
+
+/// `serve --help`: signals and exit statuses (also in README.md).
+pub const SERVE_EXIT_HELP: &str = "\
+Signals: the first SIGTERM or SIGINT stops taking mixers (/readyz answers 503), lets running
+mixers go on for up to --drain-timeout seconds (default 0), then stops each one with what was
+captured until then, finalises every file and exits 0. A second SIGTERM or SIGINT exits at once
+with status 128+signal (143, 130); the fragmented mp4 files written so far still play.
+
+Exit status: 0 after a drain, 2 bad usage (options, token file, address), 1 the server failed.";
+
+/// Options of `cloudmixer serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Without --token-file only a loopback address is taken.
+    #[arg(long, default_value = "127.0.0.1:8780")]
+    listen: SocketAddr,
+    /// Storage root: every mixer's files are written under it.
+    #[arg(long)]
+    storage: PathBuf,
+    /// Where `file:` inputs are read from (default: the storage root); nothing outside it.
+    #[arg(long, value_name = "DIR")]
+    media_root: Option<PathBuf>,
+    /// A file holding the bearer token every route but /healthz needs (16+ printable
+    /// characters; a trailing newline is ignored).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Mixers recording at once, at most: a create beyond it is refused (503, code 907).
+    #[arg(long, value_name = "N")]
+    max_rooms: Option<usize>,
+    /// On SIGTERM, how long running mixers may go on before they are stopped.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    drain_timeout: f64,
+    /// Compositor backend of every mixer.
+    #[arg(long, default_value = "auto")]
+    backend: Backend,
+    /// Real-time latency in ms: media captured at t is composed at t + this.
+    #[arg(long, value_name = "MS")]
+    latency: Option<u64>,
+}
+
+fn usage(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(2)
+}
+
+fn read_token(p: &std::path::Path) -> Result<String, String> {
+    let t = std::fs::read_to_string(p).map_err(|e| format!("--token-file {}: {e}", p.display()))?;
+    Ok(t.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// Runs the service until a signal drains it.
+pub fn run(a: ServeArgs) -> ExitCode {
+    let token = match a.token_file.as_deref().map(read_token).transpose() {
+        Ok(t) => t,
+        Err(e) => return usage(e),
+    };
+    let opts = ServeOptions {
+        listen: a.listen,
+        token,
+    };
+    if let Err(e) = check_options(&opts) {
+        return usage(e);
+    }
+    if !(0.0..=86_400.0).contains(&a.drain_timeout) {
+        return usage("--drain-timeout: expected 0 to 86400 seconds");
+    }
+    if let Err(e) = std::fs::create_dir_all(&a.storage) {
+        return usage(format!("--storage {}: {e}", a.storage.display()));
+    }
+    if let Some(m) = &a.media_root {
+        if !m.is_dir() {
+            return usage(format!("--media-root {}: not a folder", m.display()));
+        }
+    }
+    let mut settings = HostSettings::new(&a.storage);
+    settings.media_root = a.media_root.clone();
+    settings.max_rooms = a.max_rooms;
+    settings.mixer.backend = a.backend;
+    if let Some(ms) = a.latency {
+        settings.mixer.latency = Duration::from_millis(ms);
+    }
+    let host = Host::new(settings);
+    let grace = Duration::from_secs_f64(a.drain_timeout);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("cm-http")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the HTTP runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(opts.listen).await {
+            Ok(l) => l,
+            Err(e) => return usage(format!("cannot listen on {}: {e}", opts.listen)),
+        };
+        let addr = listener.local_addr().unwrap_or(opts.listen);
+        println!("listening on http://{addr}");
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let drainer = host.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                eprintln!("error: cannot install signal handlers");
+                std::process::exit(1);
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            eprintln!("draining: no new mixers; stopping the running ones");
+            let drain = tokio::task::spawn_blocking(move || drainer.drain(grace));
+            tokio::select! {
+                res = drain => {
+                    for (id, r) in res.unwrap_or_default() {
+                        match r {
+                            Ok(outputs) => eprintln!("mixer {id}: {} outputs final", outputs.len()),
+                            Err(e) => eprintln!("mixer {id}: {e}"),
+                        }
+                    }
+                    let _ = done_tx.send(());
+                }
+                _ = term.recv() => {
+                    eprintln!("second signal: exiting now");
+                    std::process::exit(143);
+                }
+                _ = int.recv() => {
+                    eprintln!("second signal: exiting now");
+                    std::process::exit(130);
+                }
+            }
+        });
+        let shutdown = async {
+            let _ = done_rx.await;
+        };
+        match cloudmixer::serve::serve(host, listener, opts.token.as_deref(), shutdown).await {
+            Ok(()) => {
+                eprintln!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}

@@ -1,0 +1,206 @@
+//! `GET /metrics`: the host's snapshot in the Prometheus/OpenMetrics text format
+//! (`prometheus-client`), one registry per scrape (nothing global).
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::host::HostStats;
+
+type Labels = Vec<(&'static str, String)>;
+type CounterFamily = Family<Labels, Counter<u64>>;
+type GaugeFamily = Family<Labels, Gauge<i64>>;
+type FloatFamily = Family<Labels, Gauge<f64, AtomicU64>>;
+
+const STATES: [&str; 5] = ["null", "starting", "running", "paused", "stopping"];
+const OUTPUT_STATES: [&str; 7] = [
+    "null",
+    "running",
+    "stopped",
+    "fail",
+    "uploading",
+    "uploaded",
+    "upload_failed",
+];
+
+/// The text of one scrape.
+pub(crate) fn render(s: &HostStats) -> String {
+    let mut reg = Registry::default();
+    let mixers = GaugeFamily::default();
+    for (i, n) in s.rooms_by_state.iter().enumerate() {
+        mixers
+            .get_or_create(&vec![("state", STATES[i].to_string())])
+            .set(*n as i64);
+    }
+    reg.register("cloudmixer_mixers", "Mixers by state", mixers);
+
+    let counter = |reg: &mut Registry, name: &str, help: &str, f: &dyn Fn(usize) -> u64| {
+        let fam = CounterFamily::default();
+        for (i, r) in s.rooms.iter().enumerate() {
+            fam.get_or_create(&vec![("mixer_id", r.mixer_id.clone())])
+                .inc_by(f(i));
+        }
+        reg.register(name, help, fam);
+    };
+    let r = &s.rooms;
+    counter(&mut reg, "cloudmixer_ticks", "Ticks taken (frames composed)", &|i| {
+        r[i].stats.ticks
+    });
+    counter(
+        &mut reg,
+        "cloudmixer_late_ticks",
+        "Ticks taken more than a frame interval after their deadline",
+        &|i| r[i].stats.late_ticks,
+    );
+    counter(
+        &mut reg,
+        "cloudmixer_frames_received",
+        "Source frames pushed",
+        &|i| r[i].stats.frames_received,
+    );
+    counter(
+        &mut reg,
+        "cloudmixer_frames_shown",
+        "Source frames that became their source's picture",
+        &|i| r[i].stats.frames_used,
+    );
+    counter(
+        &mut reg,
+        "cloudmixer_frames_replaced",
+        "Source frames superseded before they were shown",
+        &|i| r[i].stats.frames_replaced,
+    );
+    counter(
+        &mut reg,
+        "cloudmixer_frames_late",
+        "Source frames pushed after the tick due to show them",
+        &|i| r[i].stats.frames_late,
+    );
+    counter(
+        &mut reg,
+        "cloudmixer_frames_repeated",
+        "Composed frames that repeat the one before",
+        &|i| r[i].stats.frames_repeated,
+    );
+    counter(
+        &mut reg,
+        "cloudmixer_audio_late_samples",
+        "Audio samples dropped for arriving after their block was mixed",
+        &|i| r[i].stats.audio_late_samples,
+    );
+    {
+        let fam = CounterFamily::default();
+        for room in r {
+            fam.get_or_create(&vec![("mixer_id", room.mixer_id.clone())])
+                .inc_by(room.bytes_written);
+        }
+        reg.register_with_unit(
+            "cloudmixer_written",
+            "Bytes written to a mixer's outputs",
+            Unit::Bytes,
+            fam,
+        );
+    }
+    let seconds = |reg: &mut Registry, name: &str, help: &str, f: &dyn Fn(usize) -> u64| {
+        let fam = FloatFamily::default();
+        for (i, room) in r.iter().enumerate() {
+            fam.get_or_create(&vec![("mixer_id", room.mixer_id.clone())])
+                .set(f(i) as f64 / 1e6);
+        }
+        reg.register_with_unit(name, help, Unit::Seconds, fam);
+    };
+    seconds(
+        &mut reg,
+        "cloudmixer_tick_late_max",
+        "The most any tick was taken after its deadline",
+        &|i| r[i].stats.max_tick_late_us,
+    );
+    seconds(
+        &mut reg,
+        "cloudmixer_encoder_latency_max",
+        "The longest a composed frame waited for the encoder and was encoded",
+        &|i| r[i].stats.encoder_max_us,
+    );
+    {
+        let fam = GaugeFamily::default();
+        for room in r {
+            fam.get_or_create(&vec![("mixer_id", room.mixer_id.clone())])
+                .set(room.stats.encoder_queue as i64);
+        }
+        reg.register(
+            "cloudmixer_encoder_queue_frames",
+            "Composed frames waiting for the video encoder",
+            fam,
+        );
+    }
+    {
+        let fam = GaugeFamily::default();
+        for room in r {
+            for (state, n) in [("up", room.live_up), ("down", room.live_down)] {
+                fam.get_or_create(&vec![
+                    ("mixer_id", room.mixer_id.clone()),
+                    ("state", state.to_string()),
+                ])
+                .set(n as i64);
+            }
+        }
+        reg.register(
+            "cloudmixer_live_targets",
+            "Live targets (rtmp/srt) by state",
+            fam,
+        );
+    }
+    {
+        let fam = GaugeFamily::default();
+        let mut by_state = [0u32; 7];
+        for room in r {
+            for (i, n) in room.outputs_by_state.iter().enumerate() {
+                by_state[i] += n;
+            }
+        }
+        for (i, n) in by_state.iter().enumerate() {
+            fam.get_or_create(&vec![("state", OUTPUT_STATES[i].to_string())])
+                .set(*n as i64);
+        }
+        reg.register(
+            "cloudmixer_outputs",
+            "Outputs (files, live targets) by the vendor's output state, uploads included",
+            fam,
+        );
+    }
+    let gauge = |reg: &mut Registry, name: &str, help: &str, v: i64| {
+        let g = Gauge::<i64>::default();
+        g.set(v);
+        reg.register(name, help, g);
+    };
+    gauge(
+        &mut reg,
+        "cloudmixer_draining",
+        "1 while the service is shutting down (no new mixers)",
+        s.draining as i64,
+    );
+    gauge(
+        &mut reg,
+        "cloudmixer_max_rooms",
+        "The room limit (-1: none)",
+        s.max_rooms.map_or(-1, |m| m as i64),
+    );
+    {
+        let g = Gauge::<i64>::default();
+        g.set(s.rss_bytes as i64);
+        reg.register_with_unit(
+            "process_resident_memory",
+            "Resident memory of the process",
+            Unit::Bytes,
+            g,
+        );
+    }
+    let mut out = String::new();
+    // writing into a String cannot fail
+    let _ = encode(&mut out, &reg);
+    out
+}

@@ -1,0 +1,385 @@
+//! `cloudmixer serve`: the vendor's mixer API over HTTP on a [`Host`] (feature `serve`).
+//!
+//! Routes (JSON bodies, the vendor's field names and error codes):
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/mixers` | create: the vendor's `cloudMixerCfg` plus `mixerID` and `inputs` → `201 {"mixerID"}` |
+//! | `POST /v1/mixers/{id}/content` | `UpdateCloudMixerContent`, applied at the next frame |
+//! | `DELETE /v1/mixers/{id}` | `DestroyCloudMixer`: answers once the files are final, with each output's info |
+//! | `GET /v1/mixers`, `GET /v1/mixers/{id}` | state, outputs, stats |
+//! | `GET /v1/events` | Server-Sent Events, one per vendor event with its `mixerID`; `Last-Event-ID` resumes |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /healthz`, `GET /readyz` | alive; taking rooms |
+//!
+//! Errors are `{"code": <vendor code>, "error": "<field>: <what is wrong>"}` with status 400
+//! (bad request), 401 (no or wrong token), 404 (unknown mixer), 409 (already running), 413
+//! (body too large), 503 (no capacity, draining) or 500. With a token every route but
+//! `/healthz` needs `Authorization: Bearer <token>`.
+
+mod metrics;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::host::{CreateRoom, ErrorKind, Host, HostError, HostEvent};
+use crate::model::events::codes;
+
+/// Request bodies larger than this are refused with 413.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// How the service listens.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where to listen (`127.0.0.1:8780` by default).
+    pub listen: SocketAddr,
+    /// The bearer token every route but `/healthz` needs (`None`: no auth, loopback only).
+    pub token: Option<String>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8780)),
+            token: None,
+        }
+    }
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// No token, and an address other machines can reach.
+    #[error("refusing to listen on {0} without a token: give --token-file, or listen on 127.0.0.1")]
+    NoTokenOnNetwork(SocketAddr),
+    /// The token is empty or not printable.
+    #[error("the token must be 16-4096 printable ASCII characters without spaces")]
+    BadToken,
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Clone)]
+struct App {
+    host: Host,
+    token: Option<Arc<[u8]>>,
+}
+
+/// Checks the options (a token for a non-loopback address, the token's shape).
+pub fn check_options(opts: &ServeOptions) -> Result<(), ServeError> {
+    match &opts.token {
+        None if !opts.listen.ip().is_loopback() => Err(ServeError::NoTokenOnNetwork(opts.listen)),
+        Some(t)
+            if !(16..=4096).contains(&t.len())
+                || !t.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Err(ServeError::BadToken)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The service's routes on `host`.
+pub fn router(host: Host, token: Option<&str>) -> Router {
+    let app = App {
+        host,
+        token: token.map(|t| Arc::from(t.as_bytes())),
+    };
+    let api = Router::new()
+        .route("/v1/mixers", post(create).get(list))
+        .route("/v1/mixers/{id}", get(get_one).delete(destroy))
+        .route("/v1/mixers/{id}/content", post(update))
+        .route("/v1/events", get(events))
+        .route("/metrics", get(metrics_text))
+        .route("/readyz", get(readyz))
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), auth));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(api)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, codes::PARAM_ERR, "no such route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
+/// Serves `host` on `listener` until `shutdown` completes, then finishes the requests in
+/// flight (open event streams end).
+pub async fn serve(
+    host: Host,
+    listener: tokio::net::TcpListener,
+    token: Option<&str>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    axum::serve(listener, router(host, token))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+fn error(status: StatusCode, code: i32, msg: impl std::fmt::Display) -> Response {
+    (status, Json(json!({"code": code, "error": msg.to_string()}))).into_response()
+}
+
+fn host_error(e: &HostError) -> Response {
+    let status = match e.kind() {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.code(), e)
+}
+
+/// Byte strings equal, in time independent of where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() != b.len()) as u8;
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+async fn auth(State(app): State<App>, req: Request, next: Next) -> Response {
+    if let Some(token) = &app.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::as_bytes);
+        if !given.is_some_and(|g| same(g, token)) {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                codes::PARAM_ERR,
+                "missing or wrong token (Authorization: Bearer …)",
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+            return r;
+        }
+    }
+    next.run(req).await
+}
+
+/// The JSON body, or a 400 naming what is wrong with it.
+fn body_json(body: &[u8]) -> Result<Value, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            codes::PARAM_ERR,
+            format!("body: not valid JSON: {e}"),
+        )
+    })
+}
+
+/// Runs a blocking host call off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            format!("internal: {e}"),
+        )
+    })
+}
+
+/// The create body: the vendor's config plus `mixerID` and `inputs` (taken out of it).
+fn create_request(mut v: Value) -> Result<CreateRoom, Response> {
+    let bad = |m: String| error(StatusCode::BAD_REQUEST, codes::PARAM_ERR, m);
+    let Some(obj) = v.as_object_mut() else {
+        return Err(bad("body: expected a JSON object (the mixer config)".into()));
+    };
+    let mixer_id = match obj.remove("mixerID") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(other) => return Err(bad(format!("mixerID: expected a string, got {other}"))),
+    };
+    let inputs = match obj.remove("inputs") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(m)) => m
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k, s)),
+                other => Err(bad(format!("inputs.{k}: expected a URL string, got {other}"))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(bad(format!(
+                "inputs: expected an object of camid → URL, got {other}"
+            )))
+        }
+    };
+    Ok(CreateRoom {
+        mixer_id,
+        config: v,
+        inputs,
+    })
+}
+
+async fn create(State(app): State<App>, body: axum::body::Bytes) -> Response {
+    let req = match body_json(&body).and_then(create_request) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let host = app.host.clone();
+    match blocking(move || host.create(req)).await {
+        Ok(Ok(id)) => (StatusCode::CREATED, Json(json!({"mixerID": id}))).into_response(),
+        Ok(Err(e)) => host_error(&e),
+        Err(r) => r,
+    }
+}
+
+async fn update(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let v = match body_json(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match app.host.update(&id, &v) {
+        Ok(()) => Json(json!({"mixerID": id})).into_response(),
+        Err(e) => host_error(&e),
+    }
+}
+
+async fn destroy(State(app): State<App>, Path(id): Path<String>) -> Response {
+    let host = app.host.clone();
+    let id2 = id.clone();
+    match blocking(move || host.destroy(&id2)).await {
+        Ok(Ok(outputs)) => Json(json!({"mixerID": id, "outputs": outputs})).into_response(),
+        Ok(Err(e)) => host_error(&e),
+        Err(r) => r,
+    }
+}
+
+async fn list(State(app): State<App>) -> Response {
+    Json(json!({"mixers": app.host.list()})).into_response()
+}
+
+async fn get_one(State(app): State<App>, Path(id): Path<String>) -> Response {
+    match app.host.get(&id) {
+        Ok(info) => Json(info).into_response(),
+        Err(e) => host_error(&e),
+    }
+}
+
+async fn readyz(State(app): State<App>) -> Response {
+    if app.host.accepting() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else if app.host.draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "at capacity\n").into_response()
+    }
+}
+
+async fn metrics_text(State(app): State<App>) -> Response {
+    let host = app.host.clone();
+    match blocking(move || metrics::render(&host.stats())).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The host's events as a stream (bridged from the host's channel by a thread that ends once
+/// the client is gone).
+struct EventFeed(tokio::sync::mpsc::Receiver<Arc<HostEvent>>);
+
+impl futures_core::Stream for EventFeed {
+    type Item = Result<Event, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|e| {
+            e.map(|e| {
+                Ok(Event::default()
+                    .id(e.seq.to_string())
+                    .event(e.name())
+                    .data(e.to_json().to_string()))
+            })
+        })
+    }
+}
+
+async fn events(State(app): State<App>, headers: HeaderMap) -> Response {
+    let since = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let (missed, rx) = app.host.subscribe(since);
+    let (tx, out) = tokio::sync::mpsc::channel::<Arc<HostEvent>>(256);
+    let bridge = std::thread::Builder::new()
+        .name("cm-sse".into())
+        .spawn(move || {
+            for e in missed.into_iter().chain(rx.iter()) {
+                if tx.blocking_send(e).is_err() {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = bridge {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, e);
+    }
+    Sse::new(EventFeed(out))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_compare_and_options() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+        assert!(!same(b"", b"a"));
+        let open = ServeOptions {
+            listen: "0.0.0.0:8780".parse().unwrap(),
+            token: None,
+        };
+        assert!(matches!(
+            check_options(&open),
+            Err(ServeError::NoTokenOnNetwork(_))
+        ));
+        assert!(check_options(&ServeOptions::default()).is_ok());
+        let short = ServeOptions {
+            token: Some("x".into()),
+            ..ServeOptions::default()
+        };
+        assert!(matches!(check_options(&short), Err(ServeError::BadToken)));
+    }
+}
