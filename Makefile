@@ -1,9 +1,13 @@
 # cloudmixer — the two commands: `make demo` and `make test`.
 CARGO ?= cargo
-.PHONY: deps demo test capi-test fixtures bench peers lint doc
+.PHONY: deps deps-demo demo test capi-test fixtures bench peers lint doc
 
 deps:
 	@bash scripts/install-deps.sh
+
+# what the demo needs only (no test servers): a first `make demo` does not build them
+deps-demo:
+	@bash scripts/install-deps.sh demo
 
 fixtures: deps
 	@bash scripts/make-fixtures.sh
@@ -11,7 +15,7 @@ fixtures: deps
 # Records the seed side-by-side layout from two fixture clips for 10 s, switching to the
 # picture-in-picture update at 5 s; writes out/demo.mp4 with the clips' sound mixed into an AAC
 # track (330 Hz + 440 Hz tones, a click at each flash) and prints the summary ("audio: …").
-demo: deps
+demo: deps-demo
 	$(CARGO) build --release
 	@mkdir -p out
 	./target/release/cloudmixer record --config fixtures/layouts/seed_side_by_side.json \

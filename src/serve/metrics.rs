@@ -47,9 +47,12 @@ pub(crate) fn render(s: &HostStats) -> String {
         reg.register(name, help, fam);
     };
     let r = &s.rooms;
-    counter(&mut reg, "cloudmixer_ticks", "Ticks taken (frames composed)", &|i| {
-        r[i].stats.ticks
-    });
+    counter(
+        &mut reg,
+        "cloudmixer_ticks",
+        "Ticks taken (frames composed)",
+        &|i| r[i].stats.ticks,
+    );
     counter(
         &mut reg,
         "cloudmixer_late_ticks",
@@ -202,5 +205,55 @@ pub(crate) fn render(s: &HostStats) -> String {
     let mut out = String::new();
     // writing into a String cannot fail
     let _ = encode(&mut out, &reg);
+    classic_text(&out)
+}
+
+/// The Prometheus text format (0.0.4) of OpenMetrics text: a counter's `HELP`/`TYPE` name the
+/// samples' `_total` name, and the OpenMetrics-only `# UNIT` and `# EOF` lines go (the unit is
+/// in the name already). What Prometheus scrapes and `promtool check metrics` reads.
+pub(crate) fn classic_text(openmetrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for l in openmetrics.lines() {
+        if let Some(name) = l
+            .strip_prefix("# TYPE ")
+            .and_then(|r| r.strip_suffix(" counter"))
+        {
+            counters.insert(name.to_string());
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for l in openmetrics.lines() {
+        if l.starts_with("# UNIT ") || l == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| l.strip_prefix(p).map(|r| (p, r)));
+        match meta.and_then(|(p, r)| r.split_once(' ').map(|(n, rest)| (p, n, rest))) {
+            Some((p, name, rest)) if counters.contains(name) => {
+                out.push_str(&format!("{p}{name}_total {rest}\n"));
+            }
+            _ => {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_by_their_samples_in_the_classic_format() {
+        let om = "# HELP a_ticks Ticks.\n# TYPE a_ticks counter\na_ticks_total{m=\"x\"} 3\n\
+                  # HELP b_bytes Size.\n# TYPE b_bytes gauge\n# UNIT b_bytes bytes\nb_bytes 7\n# EOF\n";
+        assert_eq!(
+            classic_text(om),
+            "# HELP a_ticks_total Ticks.\n# TYPE a_ticks_total counter\na_ticks_total{m=\"x\"} 3\n\
+             # HELP b_bytes Size.\n# TYPE b_bytes gauge\nb_bytes 7\n"
+        );
+    }
 }

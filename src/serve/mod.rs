@@ -64,7 +64,9 @@ impl Default for ServeOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// No token, and an address other machines can reach.
-    #[error("refusing to listen on {0} without a token: give --token-file, or listen on 127.0.0.1")]
+    #[error(
+        "refusing to listen on {0} without a token: give --token-file, or listen on 127.0.0.1"
+    )]
     NoTokenOnNetwork(SocketAddr),
     /// The token is empty or not printable.
     #[error("the token must be 16-4096 printable ASCII characters without spaces")]
@@ -93,10 +95,7 @@ struct App {
 pub fn check_options(opts: &ServeOptions) -> Result<(), ServeError> {
     match &opts.token {
         None if !opts.listen.ip().is_loopback() => Err(ServeError::NoTokenOnNetwork(opts.listen)),
-        Some(t)
-            if !(16..=4096).contains(&t.len())
-                || !t.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
+        Some(t) if !(16..=4096).contains(&t.len()) || !t.bytes().all(|b| b.is_ascii_graphic()) => {
             Err(ServeError::BadToken)
         }
         _ => Ok(()),
@@ -139,8 +138,21 @@ pub async fn serve(
     Ok(())
 }
 
+/// An error answer: status, vendor code, message (`{"code", "error"}`).
+struct ApiError(StatusCode, i32, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"code": self.1, "error": self.2}))).into_response()
+    }
+}
+
 fn error(status: StatusCode, code: i32, msg: impl std::fmt::Display) -> Response {
-    (status, Json(json!({"code": code, "error": msg.to_string()}))).into_response()
+    ApiError(status, code, msg.to_string()).into_response()
+}
+
+fn bad_request(msg: String) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, codes::PARAM_ERR, msg)
 }
 
 fn host_error(e: &HostError) -> Response {
@@ -186,18 +198,14 @@ async fn auth(State(app): State<App>, req: Request, next: Next) -> Response {
 }
 
 /// The JSON body, or a 400 naming what is wrong with it.
-fn body_json(body: &[u8]) -> Result<Value, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            codes::PARAM_ERR,
-            format!("body: not valid JSON: {e}"),
-        )
-    })
+fn body_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("body: not valid JSON: {e}")))
 }
 
 /// Runs a blocking host call off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Response> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
         error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -208,8 +216,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 /// The create body: the vendor's config plus `mixerID` and `inputs` (taken out of it).
-fn create_request(mut v: Value) -> Result<CreateRoom, Response> {
-    let bad = |m: String| error(StatusCode::BAD_REQUEST, codes::PARAM_ERR, m);
+fn create_request(mut v: Value) -> Result<CreateRoom, ApiError> {
+    let bad = bad_request;
     let Some(obj) = v.as_object_mut() else {
         return Err(bad("body: expected a JSON object (the mixer config)".into()));
     };
@@ -224,7 +232,9 @@ fn create_request(mut v: Value) -> Result<CreateRoom, Response> {
             .into_iter()
             .map(|(k, v)| match v {
                 Value::String(s) => Ok((k, s)),
-                other => Err(bad(format!("inputs.{k}: expected a URL string, got {other}"))),
+                other => Err(bad(format!(
+                    "inputs.{k}: expected a URL string, got {other}"
+                ))),
             })
             .collect::<Result<_, _>>()?,
         Some(other) => {
@@ -243,13 +253,13 @@ fn create_request(mut v: Value) -> Result<CreateRoom, Response> {
 async fn create(State(app): State<App>, body: axum::body::Bytes) -> Response {
     let req = match body_json(&body).and_then(create_request) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let host = app.host.clone();
     match blocking(move || host.create(req)).await {
         Ok(Ok(id)) => (StatusCode::CREATED, Json(json!({"mixerID": id}))).into_response(),
         Ok(Err(e)) => host_error(&e),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -260,7 +270,7 @@ async fn update(
 ) -> Response {
     let v = match body_json(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match app.host.update(&id, &v) {
         Ok(()) => Json(json!({"mixerID": id})).into_response(),
@@ -274,7 +284,7 @@ async fn destroy(State(app): State<App>, Path(id): Path<String>) -> Response {
     match blocking(move || host.destroy(&id2)).await {
         Ok(Ok(outputs)) => Json(json!({"mixerID": id, "outputs": outputs})).into_response(),
         Ok(Err(e)) => host_error(&e),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -305,12 +315,12 @@ async fn metrics_text(State(app): State<App>) -> Response {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                "text/plain; version=0.0.4; charset=utf-8",
             )],
             text,
         )
             .into_response(),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 

@@ -1,0 +1,566 @@
+//! `cloudmixer serve` over real HTTP on 127.0.0.1 (the `ureq` client), the server started and
+//! stopped by each test: create with two file inputs, a live update, delete, the events
+//! stream, errors with their status and vendor code, the room limit, concurrent creates,
+//! SIGTERM with recordings running, and the metrics text (checked by `promtool` when present).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+fn dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("serve")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A running `cloudmixer serve`, killed when dropped (also when a test fails).
+struct Server {
+    child: Option<Child>,
+    base: String,
+    storage: PathBuf,
+    agent: ureq::Agent,
+    token: Option<String>,
+}
+
+impl Server {
+    fn start(name: &str, extra: &[&str], token: bool) -> Server {
+        let d = dir(name);
+        let storage = d.join("rec");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudmixer"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--backend", "cpu"])
+            .arg("--storage")
+            .arg(&storage)
+            .arg("--media-root")
+            .arg(format!("{ROOT}/fixtures/clips"))
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if token {
+            let tf = d.join("token");
+            std::fs::write(&tf, format!("{TOKEN}\n")).unwrap();
+            cmd.arg("--token-file").arg(tf);
+        }
+        let mut child = cmd.spawn().expect("cloudmixer serve");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = out.read_line(&mut line);
+            let _ = tx.send(line);
+            // keep reading so the server never blocks on a full pipe
+            let mut rest = String::new();
+            while out.read_line(&mut rest).is_ok_and(|n| n > 0) {
+                rest.clear();
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("serve did not say where it listens");
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Server {
+            child: Some(child),
+            base,
+            storage,
+            agent,
+            token: token.then(|| TOKEN.to_string()),
+        }
+    }
+
+    fn auth(&self) -> Option<String> {
+        self.token.as_ref().map(|t| format!("Bearer {t}"))
+    }
+
+    /// (status, JSON body or Null)
+    fn req(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut resp = match (method, body) {
+            ("GET", _) => {
+                let mut r = self.agent.get(&url);
+                if let Some(a) = self.auth() {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            ("DELETE", _) => {
+                let mut r = self.agent.delete(&url);
+                if let Some(a) = self.auth() {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            (_, b) => {
+                let mut r = self.agent.post(&url);
+                if let Some(a) = self.auth() {
+                    r = r.header("Authorization", a);
+                }
+                r.send_json(b.cloned().unwrap_or(Value::Null))
+            }
+        }
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    fn text(&self, path: &str) -> (u16, String) {
+        let mut r = self.agent.get(format!("{}{path}", self.base));
+        if let Some(a) = self.auth() {
+            r = r.header("Authorization", a);
+        }
+        let mut resp = r.call().unwrap();
+        (
+            resp.status().as_u16(),
+            resp.body_mut().read_to_string().unwrap_or_default(),
+        )
+    }
+
+    /// Every SSE `data:` object, as they come, until `until` says stop (or 60 s pass).
+    fn events(
+        &self,
+        until: impl Fn(&Value) -> bool + Send + 'static,
+    ) -> mpsc::Receiver<Vec<Value>> {
+        let (tx, rx) = mpsc::channel();
+        let mut r = self.agent.get(format!("{}/v1/events", self.base));
+        if let Some(a) = self.auth() {
+            r = r.header("Authorization", a);
+        }
+        let resp = r.call().unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let reader = BufReader::new(resp.into_body().into_reader());
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                if let Some(d) = line.strip_prefix("data: ") {
+                    let v: Value = serde_json::from_str(d).unwrap();
+                    let stop = until(&v);
+                    seen.push(v);
+                    if stop {
+                        break;
+                    }
+                }
+            }
+            let _ = tx.send(seen);
+        });
+        rx
+    }
+
+    fn sigterm(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "serve did not exit within 60 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn seed(svr: &str) -> Value {
+    let mut v: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{ROOT}/fixtures/layouts/seed_side_by_side.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    v["videoFileCfg"]["svrPathName"] = svr.into();
+    v
+}
+
+fn tiny(svr: &str) -> Value {
+    json!({"mode":0,"videoFileCfg":{"svrPathName":svr,"vWidth":160,"vHeight":120,"vFps":15,
+        "layoutConfig":[{"type":0,"left":0,"top":0,"width":160,"height":120,"param":{"camid":"Usr1.-1"}}]}})
+}
+
+fn frames(p: &Path) -> u64 {
+    let o = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(p)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+}
+
+/// Mean luma of the 8x8 square at (x, y) of every frame.
+fn lumas_at(file: &Path, x: u32, y: u32) -> Vec<u8> {
+    let o = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-map", "0:v:0", "-vf"])
+        .arg(format!("crop=8:8:{x}:{y},scale=1:1,format=gray"))
+        .args(["-f", "rawvideo", "-"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
+
+fn ticks(s: &Server, id: &str) -> u64 {
+    let (st, v) = s.req("GET", &format!("/v1/mixers/{id}"), None);
+    assert_eq!(st, 200, "{v}");
+    v["stats"]["ticks"].as_u64().unwrap()
+}
+
+/// Two file inputs, the seed side-by-side layout, the picture-in-picture update after ~2 s,
+/// delete after ~4 s: the file switches layout at the tick the update reached, holds the
+/// frames its final info says, and the event stream carries 1 → 2 → 4 → 0 for the mixer,
+/// each event with its mixerID.
+#[test]
+fn create_update_delete_over_http_with_events() {
+    let s = Server::start("lifecycle", &[], true);
+    let events =
+        s.events(|v| v["mixerID"] == "room1" && v["event"] == "stateChanged" && v["state"] == 0);
+    let mut body = seed("/room1.mp4");
+    body["mixerID"] = "room1".into();
+    body["inputs"] =
+        json!({"Usr1.-1": "cam1_640x480_15.mp4", "Usr2.-1": "file:cam4_1280x720_30.mp4"});
+    let t0 = Instant::now();
+    let (st, v) = s.req("POST", "/v1/mixers", Some(&body));
+    assert_eq!((st, &v), (201, &json!({"mixerID": "room1"})));
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    // the same id again while it runs: 409, "already started"
+    let (st, v) = s.req("POST", "/v1/mixers", Some(&body));
+    assert_eq!((st, v["code"].as_i64()), (409, Some(906)), "{v}");
+    std::thread::sleep(Duration::from_secs(2));
+    let before = ticks(&s, "room1");
+    let update: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{ROOT}/fixtures/layouts/seed_pip_update.json")).unwrap(),
+    )
+    .unwrap();
+    let (st, v) = s.req("POST", "/v1/mixers/room1/content", Some(&update));
+    assert_eq!(st, 200, "{v}");
+    let after = ticks(&s, "room1");
+    std::thread::sleep(Duration::from_secs(2));
+    let (st, v) = s.req("DELETE", "/v1/mixers/room1", None);
+    assert_eq!(st, 200, "{v}");
+    let out = &v["outputs"][0];
+    assert_eq!(out["state"], 2, "{v}");
+    assert_eq!(out["svrFilePathName"], "/room1.mp4");
+    let file = s.storage.join("room1.mp4");
+    let n = frames(&file);
+    assert_eq!(
+        n,
+        (out["duration"].as_u64().unwrap() * 15 + 500) / 1000,
+        "{v}"
+    );
+    assert!(n >= 55, "{n} frames in ~4 s");
+    // (1010, 560): the margin below the side-by-side pictures (black), a colour bar of cam4's
+    // (static) picture in picture-in-picture
+    let lumas = lumas_at(&file, 1006, 556);
+    let switch = lumas
+        .iter()
+        .position(|&y| y > 100)
+        .expect("no picture-in-picture frame");
+    assert!(
+        lumas[switch..].iter().all(|&y| y > 100) && lumas[..switch].iter().all(|&y| y < 40),
+        "one switch expected: {lumas:?}"
+    );
+    // applied at the next tick after the request arrived: between the ticks taken just
+    // before the request and just after its answer (+1)
+    assert!(
+        (before..=after + 1).contains(&(switch as u64)),
+        "switch at frame {switch}, update sent between ticks {before} and {after}"
+    );
+    let seen = events
+        .recv_timeout(Duration::from_secs(30))
+        .expect("events");
+    let mine: Vec<&Value> = seen.iter().filter(|v| v["mixerID"] == "room1").collect();
+    let states: Vec<i64> = mine
+        .iter()
+        .filter(|v| v["event"] == "stateChanged")
+        .map(|v| v["state"].as_i64().unwrap())
+        .collect();
+    assert_eq!(states, [1, 2, 4, 0], "{seen:?}");
+    let last_info = mine
+        .iter()
+        .rev()
+        .find(|v| v["event"] == "outputInfoChanged")
+        .expect("no outputInfoChanged");
+    assert_eq!(&last_info["outputInfo"], out);
+    // the room is still listed, ended
+    let (st, v) = s.req("GET", "/v1/mixers", None);
+    assert_eq!(st, 200);
+    assert_eq!(v["mixers"][0]["state"], 0, "{v}");
+}
+
+/// Errors: no token → 401 (but /healthz answers), a bad config → 400 naming the field with
+/// code 5, an input outside the media root → 400, an unknown mixer → 404, the third create
+/// with `--max-rooms 2` → 503 code 907 and /readyz 503 meanwhile; a secret in the config is
+/// never echoed.
+#[test]
+fn errors_auth_and_the_room_limit() {
+    let s = Server::start("errors", &["--max-rooms", "2"], true);
+    // no token
+    let bare: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    for path in [
+        "/v1/mixers",
+        "/metrics",
+        "/readyz",
+        "/v1/events",
+        "/v1/mixers/x",
+    ] {
+        let r = bare.get(format!("{}{path}", s.base)).call().unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path}");
+    }
+    let r = bare
+        .get(format!("{}/v1/mixers", s.base))
+        .header("Authorization", "Bearer test-token-0123456789abcdeX")
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = bare.get(format!("{}/healthz", s.base)).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    let mut bad = seed("/bad.mp4");
+    bad["videoFileCfg"]["layoutConfig"][1]["width"] = json!(-5);
+    let (st, v) = s.req("POST", "/v1/mixers", Some(&bad));
+    assert_eq!(st, 400);
+    assert_eq!(
+        v,
+        json!({"code": 5, "error": "videoFileCfg.layoutConfig[1].width: must be > 0, got -5"})
+    );
+    let mut secret = tiny("/s.mp4");
+    secret["storageConfig"] = json!({"vendor": 1, "region": "r", "bucket": "Not A Bucket!",
+        "accessKey": "AKIDSECRETACCESS", "secretKey": "SUPERSECRETVALUE"});
+    let (st, v) = s.req("POST", "/v1/mixers", Some(&secret));
+    assert_eq!(st, 400, "{v}");
+    assert!(!v.to_string().contains("SECRET"), "{v}");
+    for (input, field) in [
+        ("../layouts/seed_side_by_side.json", "inputs.Usr1.-1"),
+        ("/etc/passwd", "inputs.Usr1.-1"),
+        ("missing.mp4", "inputs.Usr1.-1"),
+    ] {
+        let mut b = tiny("/in.mp4");
+        b["inputs"] = json!({"Usr1.-1": input});
+        let (st, v) = s.req("POST", "/v1/mixers", Some(&b));
+        assert_eq!(st, 400, "{input}: {v}");
+        assert!(v["error"].as_str().unwrap().starts_with(field), "{v}");
+    }
+    let (st, v) = s.req("POST", "/v1/mixers", Some(&json!([1, 2])));
+    assert_eq!((st, v["code"].as_i64()), (400, Some(5)), "{v}");
+    for (m, p) in [
+        ("GET", "/v1/mixers/nope"),
+        ("DELETE", "/v1/mixers/nope"),
+        ("POST", "/v1/mixers/nope/content"),
+    ] {
+        let (st, v) = s.req(m, p, Some(&json!({"videoFileCfg": {"layoutConfig": []}})));
+        assert_eq!(st, 404, "{m} {p}: {v}");
+        assert_eq!(v["error"], "no mixer nope");
+    }
+    assert_eq!(s.text("/readyz").0, 200);
+    for id in ["a", "b"] {
+        let mut b = tiny(&format!("/{id}.mp4"));
+        b["mixerID"] = id.into();
+        b["inputs"] = json!({"Usr1.-1": "cam9_320x240_15.mp4"});
+        let (st, v) = s.req("POST", "/v1/mixers", Some(&b));
+        assert_eq!(st, 201, "{v}");
+    }
+    let mut b = tiny("/c.mp4");
+    b["mixerID"] = "c".into();
+    let (st, v) = s.req("POST", "/v1/mixers", Some(&b));
+    assert_eq!((st, v["code"].as_i64()), (503, Some(907)), "{v}");
+    assert_eq!(s.text("/readyz").0, 503);
+    // a bad update names the field and leaves the mixer running
+    let (st, v) = s.req(
+        "POST",
+        "/v1/mixers/a/content",
+        Some(
+            &json!({"videoFileCfg": {"layoutConfig": [{"type": 0, "left": 0, "top": 0,
+            "width": 0, "height": 10, "param": {"camid": "Usr1.-1"}}]}}),
+        ),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("width"), "{v}");
+    assert_eq!(s.req("GET", "/v1/mixers/a", None).1["state"], 2);
+    for id in ["a", "b"] {
+        let (st, v) = s.req("DELETE", &format!("/v1/mixers/{id}"), None);
+        assert_eq!(st, 200, "{v}");
+    }
+    // room for one again
+    assert_eq!(s.text("/readyz").0, 200);
+    let (st, v) = s.req("POST", "/v1/mixers", Some(&b));
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(s.req("DELETE", "/v1/mixers/c", None).0, 200);
+    // a body over the limit
+    let huge = json!({"pad": "x".repeat(2 << 20)});
+    let (st, _) = s.req("POST", "/v1/mixers", Some(&huge));
+    assert_eq!(st, 413);
+}
+
+/// Eight mixers created at once through the API, deleted at once: all eight files final and
+/// whole.
+#[test]
+fn eight_mixers_created_concurrently_all_finish() {
+    let s = Server::start("eight", &[], false);
+    let ids: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+    std::thread::scope(|sc| {
+        for id in &ids {
+            let s = &s;
+            sc.spawn(move || {
+                let mut b = tiny(&format!("/{id}.mp4"));
+                b["mixerID"] = id.as_str().into();
+                b["inputs"] = json!({"Usr1.-1": "cam9_320x240_15.mp4"});
+                let (st, v) = s.req("POST", "/v1/mixers", Some(&b));
+                assert_eq!(st, 201, "{id}: {v}");
+            });
+        }
+    });
+    let (_, v) = s.req("GET", "/v1/mixers", None);
+    assert_eq!(v["mixers"].as_array().unwrap().len(), 8, "{v}");
+    std::thread::sleep(Duration::from_secs(2));
+    let outs: Vec<Value> = std::thread::scope(|sc| {
+        let hs: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let s = &s;
+                sc.spawn(move || s.req("DELETE", &format!("/v1/mixers/{id}"), None))
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .map(|(st, v)| {
+                assert_eq!(st, 200, "{v}");
+                v
+            })
+            .collect()
+    });
+    for (id, v) in ids.iter().zip(&outs) {
+        let out = &v["outputs"][0];
+        assert_eq!(out["state"], 2, "{v}");
+        let n = frames(&s.storage.join(format!("{id}.mp4")));
+        assert_eq!(
+            n,
+            (out["duration"].as_u64().unwrap() * 15 + 500) / 1000,
+            "{id}: {v}"
+        );
+        assert!(n >= 25, "{id}: {n} frames");
+    }
+}
+
+/// SIGTERM while two mixers record: /readyz turns 503 and creates are refused while they are
+/// finalised, both files are final and whole, the process exits 0.
+#[test]
+fn sigterm_finalises_running_recordings_and_exits_0() {
+    let mut s = Server::start("sigterm", &[], false);
+    for id in ["t1", "t2"] {
+        let mut b = tiny(&format!("/{id}.mp4"));
+        b["mixerID"] = id.into();
+        b["inputs"] = json!({"Usr1.-1": "cam9_320x240_15.mp4"});
+        assert_eq!(s.req("POST", "/v1/mixers", Some(&b)).0, 201);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = s.sigterm();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    for id in ["t1", "t2"] {
+        let p = s.storage.join(format!("{id}.mp4"));
+        let n = frames(&p);
+        assert!(n >= 15, "{id}: {n} frames");
+        // the container says the same length as the frames (a finalised file)
+        let o = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "format=duration",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&p)
+            .output()
+            .unwrap();
+        let d: f64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+        assert!(
+            (d - n as f64 / 15.0).abs() < 0.15,
+            "{id}: {d} s for {n} frames"
+        );
+    }
+}
+
+/// `/metrics` with a mixer running: the counters of that mixer, mixers by state, resident
+/// memory; `promtool check metrics` finds nothing to complain about.
+#[test]
+fn metrics_are_valid_prometheus_text() {
+    let s = Server::start("metrics", &["--max-rooms", "4"], true);
+    let mut b = tiny("/m.mp4");
+    b["mixerID"] = "mx".into();
+    b["inputs"] = json!({"Usr1.-1": "cam9_320x240_15.mp4"});
+    assert_eq!(s.req("POST", "/v1/mixers", Some(&b)).0, 201);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (st, text) = s.text("/metrics");
+    assert_eq!(st, 200);
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert!(value("cloudmixer_ticks_total{mixer_id=\"mx\"}") >= 10.0);
+    assert!(value("cloudmixer_frames_received_total{mixer_id=\"mx\"}") >= 10.0);
+    assert_eq!(value("cloudmixer_mixers{state=\"running\"}"), 1.0);
+    assert_eq!(value("cloudmixer_max_rooms"), 4.0);
+    assert!(value("cloudmixer_written_bytes_total{mixer_id=\"mx\"}") > 0.0);
+    assert!(value("process_resident_memory_bytes") > 1e6);
+    let promtool = Command::new("promtool").arg("--version").output();
+    if promtool.is_ok() {
+        let mut c = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let o = c.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "promtool: {}{}\n{text}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is missing in CI (scripts/install-deps.sh installs it)"
+        );
+    }
+    assert_eq!(s.req("DELETE", "/v1/mixers/mx", None).0, 200);
+}
