@@ -538,6 +538,11 @@ fn metrics_are_valid_prometheus_text() {
     assert_eq!(value("cloudmixer_max_rooms"), 4.0);
     assert!(value("cloudmixer_written_bytes_total{mixer_id=\"mx\"}") > 0.0);
     assert!(value("process_resident_memory_bytes") > 1e6);
+    assert!(value("process_cpu_seconds_total") > 0.0);
+    // 4 rooms at most, one running: at most 3 more
+    let more = value("cloudmixer_capacity_rooms");
+    assert!((0.0..=3.0).contains(&more), "{more}");
+    assert!(value("cloudmixer_room_cost_cores") > 0.0);
     let promtool = Command::new("promtool").arg("--version").output();
     if promtool.is_ok() {
         let mut c = Command::new("promtool")
@@ -563,4 +568,29 @@ fn metrics_are_valid_prometheus_text() {
         );
     }
     assert_eq!(s.req("DELETE", "/v1/mixers/mx", None).0, 200);
+}
+
+/// Admission by measured cost: with `--cores 0.05` (a tiny CPU quota) the first mixer is taken
+/// (nothing is measured yet), and once it has run alone long enough for its cost to be
+/// measured, a second is refused with 503 / 907 naming the measurement; /readyz says 503 too.
+#[test]
+fn a_measured_cost_over_the_cores_refuses_the_next_mixer() {
+    let s = Server::start("capacity", &["--cores", "0.05"], false);
+    let mut b = seed("/cap1.mp4");
+    b["mixerID"] = "cap1".into();
+    b["inputs"] = json!({"Usr1.-1": "cam1_640x480_15.mp4"});
+    let (st, v) = s.req("POST", "/v1/mixers", Some(&b));
+    assert_eq!(st, 201, "{v}");
+    std::thread::sleep(Duration::from_millis(4500));
+    let mut b2 = tiny("/cap2.mp4");
+    b2["mixerID"] = "cap2".into();
+    let (st, v) = s.req("POST", "/v1/mixers", Some(&b2));
+    assert_eq!((st, v["code"].as_i64()), (503, Some(907)), "{v}");
+    assert!(v["error"].as_str().unwrap().contains("measured"), "{v}");
+    assert_eq!(s.text("/readyz").0, 503);
+    assert_eq!(s.req("DELETE", "/v1/mixers/cap1", None).0, 200);
+    // alone again: taken
+    let (st, v) = s.req("POST", "/v1/mixers", Some(&b2));
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(s.req("DELETE", "/v1/mixers/cap2", None).0, 200);
 }

@@ -24,6 +24,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod capacity;
 pub mod events;
 pub mod feed;
 pub mod stats;
@@ -71,6 +72,11 @@ pub struct HostSettings {
     pub mixer: MixerSettings,
     /// Events kept for readers that resume.
     pub backlog: usize,
+    /// Cores one room is assumed to cost until the host has measured it (see [`capacity`]).
+    pub room_cost: f64,
+    /// Cores the rooms may use (`None`: every core of the machine), e.g. a container's CPU
+    /// quota.
+    pub cores: Option<f64>,
 }
 
 impl HostSettings {
@@ -83,6 +89,8 @@ impl HostSettings {
             max_rooms: None,
             mixer: MixerSettings::default(),
             backlog: events::DEFAULT_BACKLOG,
+            room_cost: capacity::DEFAULT_ROOM_COST,
+            cores: None,
         }
     }
 }
@@ -278,6 +286,7 @@ struct Inner {
     draining: AtomicBool,
     ids: AtomicU64,
     ended: AtomicU64,
+    capacity: capacity::Capacity,
 }
 
 /// The process's rooms (see the [module docs](self)). Cheap to clone: clones share the rooms.
@@ -326,16 +335,26 @@ impl Host {
         let mut settings = settings;
         settings.mixer.mode = PaceMode::Realtime;
         let backlog = settings.backlog;
-        Host {
-            inner: Arc::new(Inner {
-                settings,
-                rooms: Mutex::new(HashMap::new()),
-                hub: EventHub::new(backlog),
-                draining: AtomicBool::new(false),
-                ids: AtomicU64::new(0),
-                ended: AtomicU64::new(0),
-            }),
-        }
+        let capacity = capacity::Capacity::new(settings.room_cost, settings.cores);
+        let inner = Arc::new(Inner {
+            settings,
+            rooms: Mutex::new(HashMap::new()),
+            hub: EventHub::new(backlog),
+            draining: AtomicBool::new(false),
+            ids: AtomicU64::new(0),
+            ended: AtomicU64::new(0),
+            capacity,
+        });
+        // the capacity model samples the process's CPU time once a second while the host lives
+        let weak = Arc::downgrade(&inner);
+        let _ = std::thread::Builder::new()
+            .name("cm-host-capacity".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let Some(inner) = weak.upgrade() else { return };
+                Host { inner }.capacity();
+            });
+        Host { inner }
     }
 
     /// The settings it was made with.
@@ -358,14 +377,30 @@ impl Host {
             .count()
     }
 
-    /// Whether a create would be taken now: not draining, below the room limit.
+    /// Whether a create would be taken now: not draining, below the room limit, and (once a
+    /// room's cost is measured) room for one more.
     pub fn accepting(&self) -> bool {
+        let running = self.rooms_running();
         !self.inner.draining.load(Ordering::Acquire)
-            && self
-                .inner
-                .settings
-                .max_rooms
-                .is_none_or(|m| self.rooms_running() < m)
+            && self.inner.settings.max_rooms.is_none_or(|m| running < m)
+            && !self.refused_for_capacity(running)
+    }
+
+    /// The capacity estimate now (rooms this process can take on top of the running ones).
+    pub fn capacity(&self) -> capacity::CapacityEstimate {
+        let running = self.rooms_running();
+        let left = self
+            .inner
+            .settings
+            .max_rooms
+            .map(|m| m.saturating_sub(running));
+        self.inner.capacity.estimate(running, left)
+    }
+
+    /// Whether a measured cost says another room would not keep real time.
+    fn refused_for_capacity(&self, running: usize) -> bool {
+        let e = self.inner.capacity.estimate(running, None);
+        running > 0 && e.measured && e.rooms_more == 0
     }
 
     /// Starts a room: checks the id, the config and every input, takes a place under the room
@@ -391,6 +426,7 @@ impl Host {
             }
             Err(e) => {
                 rooms.remove(&id);
+                self.inner.capacity.rooms_changed();
                 Err(e)
             }
         }
@@ -432,7 +468,16 @@ impl Host {
                 )));
             }
         }
+        if self.refused_for_capacity(running) {
+            let e = self.inner.capacity.estimate(running, None);
+            return Err(HostError::NoCapacity(format!(
+                "no capacity: {running} mixers use {:.2} of {} cores ({:.2} cores each, measured); \
+                 another would not keep real time",
+                e.cores_used, e.cores, e.room_cost
+            )));
+        }
         rooms.insert(id.to_string(), Slot::Starting);
+        self.inner.capacity.rooms_changed();
         self.forget_ended(&mut rooms);
         Ok(())
     }
@@ -693,6 +738,7 @@ fn forward_events(
                     Ordering::Relaxed,
                 );
                 r.stop.store(true, Ordering::Relaxed);
+                host.capacity.rooms_changed();
             }
         }
         host.hub.publish(id, ev);

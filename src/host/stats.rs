@@ -45,6 +45,8 @@ pub struct HostStats {
     pub draining: bool,
     /// Resident memory of the process, bytes (0 where unknown).
     pub rss_bytes: u64,
+    /// How many more rooms it can take, and what a room costs.
+    pub capacity: super::capacity::CapacityEstimate,
 }
 
 pub(super) fn snapshot(host: &Host, rooms: &[Arc<Room>]) -> HostStats {
@@ -86,6 +88,7 @@ pub(super) fn snapshot(host: &Host, rooms: &[Arc<Room>]) -> HostStats {
         max_rooms: host.settings().max_rooms,
         draining: host.draining(),
         rss_bytes: rss_bytes(),
+        capacity: host.capacity(),
     }
 }
 

@@ -192,6 +192,39 @@ pub(crate) fn render(s: &HostStats) -> String {
         "The room limit (-1: none)",
         s.max_rooms.map_or(-1, |m| m as i64),
     );
+    gauge(
+        &mut reg,
+        "cloudmixer_capacity_rooms",
+        "Rooms this process can take on top of the running ones (measured cost per room, 85% of the cores)",
+        s.capacity.rooms_more as i64,
+    );
+    {
+        let g = Gauge::<f64, AtomicU64>::default();
+        g.set(s.capacity.room_cost);
+        reg.register(
+            "cloudmixer_room_cost_cores",
+            "Cores one room costs: measured over a window with the same rooms, else the stated cost",
+            g,
+        );
+        let g = Gauge::<f64, AtomicU64>::default();
+        g.set(s.capacity.cores_used);
+        reg.register(
+            "cloudmixer_cores_used",
+            "Cores the process used over the last window",
+            g,
+        );
+        let g = Gauge::<f64, AtomicU64>::default();
+        g.set(s.capacity.cores);
+        reg.register("cloudmixer_cores", "Cores of the machine", g);
+        let c = Counter::<f64, AtomicU64>::default();
+        c.inc_by(s.capacity.cpu_seconds);
+        reg.register_with_unit(
+            "process_cpu",
+            "CPU time of the process (user + system)",
+            Unit::Seconds,
+            c,
+        );
+    }
     {
         let g = Gauge::<i64>::default();
         g.set(s.rss_bytes as i64);

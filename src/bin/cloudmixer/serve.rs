@@ -46,6 +46,14 @@ pub struct ServeArgs {
     /// Real-time latency in ms: media captured at t is composed at t + this.
     #[arg(long, value_name = "MS")]
     latency: Option<u64>,
+    /// Cores one mixer is assumed to cost until the service has measured its mixers (the
+    /// capacity estimate, /metrics cloudmixer_capacity_rooms).
+    #[arg(long, value_name = "CORES", default_value_t = cloudmixer::host::capacity::DEFAULT_ROOM_COST)]
+    room_cost: f64,
+    /// Cores the mixers may use (default: every core), e.g. the container's CPU quota: the
+    /// capacity estimate counts against it.
+    #[arg(long, value_name = "CORES")]
+    cores: Option<f64>,
 }
 
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
@@ -71,6 +79,9 @@ pub fn run(a: ServeArgs) -> ExitCode {
     if let Err(e) = check_options(&opts) {
         return usage(e);
     }
+    if !(a.room_cost > 0.0 && a.room_cost <= 1024.0) {
+        return usage("--room-cost: expected cores per mixer, > 0");
+    }
     if !(0.0..=86_400.0).contains(&a.drain_timeout) {
         return usage("--drain-timeout: expected 0 to 86400 seconds");
     }
@@ -85,6 +96,13 @@ pub fn run(a: ServeArgs) -> ExitCode {
     let mut settings = HostSettings::new(&a.storage);
     settings.media_root = a.media_root.clone();
     settings.max_rooms = a.max_rooms;
+    settings.room_cost = a.room_cost;
+    if let Some(c) = a.cores {
+        if !(c > 0.0 && c <= 4096.0) {
+            return usage("--cores: expected a number of cores, > 0");
+        }
+        settings.cores = Some(c);
+    }
     settings.mixer.backend = a.backend;
     if let Some(ms) = a.latency {
         settings.mixer.latency = Duration::from_millis(ms);
