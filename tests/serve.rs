@@ -258,6 +258,35 @@ fn create_update_delete_over_http_with_events() {
     let (st, v) = s.req("POST", "/v1/mixers", Some(&body));
     assert_eq!((st, v["code"].as_i64()), (409, Some(906)), "{v}");
     std::thread::sleep(Duration::from_secs(2));
+    // the snapshot: a JPEG of the canvas, side by side (the top margin black)
+    let jpg = {
+        let mut r = s
+            .agent
+            .get(format!("{}/v1/mixers/room1/snapshot.jpg", s.base))
+            .header("Authorization", s.auth().unwrap())
+            .call()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(r.headers()["content-type"], "image/jpeg");
+        r.body_mut().read_to_vec().unwrap()
+    };
+    let snap = s.storage.join("snap.jpg");
+    std::fs::write(&snap, &jpg).unwrap();
+    let o = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&snap)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "mjpeg,1280,720");
+    assert!(lumas_at(&snap, 1006, 556)[0] < 40);
+    assert_eq!(s.req("GET", "/v1/mixers/nope/snapshot.jpg", None).0, 404);
     let before = ticks(&s, "room1");
     let update: Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{ROOT}/fixtures/layouts/seed_pip_update.json")).unwrap(),

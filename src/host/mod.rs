@@ -44,6 +44,7 @@ pub use stats::{HostStats, RoomStats};
 
 use crate::model::config::{ConfigError, MixerConfig};
 use crate::model::events::{codes, MixerEvent, MixerState, OutputInfo};
+use crate::model::frame::I420Image;
 use crate::model::time::PaceMode;
 use crate::output::Storage;
 use crate::pipeline::sources::SourceStats;
@@ -232,7 +233,12 @@ struct Room {
     ended: Mutex<Option<(i32, String)>>,
     /// Order of ending (for forgetting the oldest ended rooms).
     ended_seq: AtomicU64,
+    /// The latest snapshot's JPEG, by the picture it was made of.
+    jpeg: Mutex<Option<CachedJpeg>>,
 }
+
+/// A snapshot's JPEG and the picture it was made of.
+type CachedJpeg = (Arc<I420Image>, Arc<Vec<u8>>);
 
 impl Room {
     fn info(&self) -> RoomInfo {
@@ -591,6 +597,7 @@ impl Host {
             threads: Mutex::new(Vec::new()),
             ended: Mutex::new(None),
             ended_seq: AtomicU64::new(0),
+            jpeg: Mutex::new(None),
         });
         // the room's events into the host's stream (the first is its current state); at NULL
         // the feeds end
@@ -653,6 +660,27 @@ impl Host {
     /// The room's mixer (to push frames from the embedder's own feeds, take a snapshot…).
     pub fn mixer(&self, id: &str) -> Result<Arc<Mixer>, HostError> {
         Ok(self.room(id)?.mixer.clone())
+    }
+
+    /// The room's latest composed picture as a JPEG, at most about a second old: one picture
+    /// is copied and encoded per second at most, whatever the number of readers (cached).
+    pub fn snapshot_jpeg(&self, id: &str) -> Result<Arc<Vec<u8>>, HostError> {
+        let room = self.room(id)?;
+        let img = room
+            .mixer
+            .snapshot(Duration::from_secs(1))
+            .ok_or_else(|| HostError::NotFound(format!("{id}: no picture composed")))?;
+        let mut cache = room.jpeg.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((i, j)) = cache.as_ref() {
+            if Arc::ptr_eq(i, &img) {
+                return Ok(j.clone());
+            }
+        }
+        let jpg = crate::media::jpeg::encode_jpeg(&img, 5)
+            .map_err(|e| HostError::Mixer(MixerError::Io(std::io::Error::other(e.to_string()))))?;
+        let jpg = Arc::new(jpg);
+        *cache = Some((img, jpg.clone()));
+        Ok(jpg)
     }
 
     /// The host's events after `since` (kept ones; `None`: none) and a receiver of every later

@@ -3,6 +3,7 @@
 pub mod audio_dec;
 pub mod audio_enc;
 pub mod decode;
+pub mod jpeg;
 pub mod video_enc;
 
 /// Temporary files for the media tests.

@@ -326,6 +326,7 @@ impl Mixer {
             audio: inbox,
             counters: Counters::default(),
             uploads_abandoned: Default::default(),
+            snapshot: Default::default(),
             config,
         });
         // the first subscriber, made before the first event: `events()` misses nothing
@@ -706,6 +707,42 @@ impl Mixer {
             (None, PaceMode::Offline) => None,
         };
         self.shared.audio.push(&self.shared, user, frame, pos)
+    }
+
+    /// The latest composed picture, at most `max_age` old: a copy of the next frame composed
+    /// is made when the one kept is older (a copy costs one picture's bytes, made only when
+    /// asked). `None` for a mixer without video, or one that has ended without a picture or
+    /// composes none within 2 s.
+    pub fn snapshot(&self, max_age: Duration) -> Option<Arc<crate::model::frame::I420Image>> {
+        let snap = &self.shared.snapshot;
+        let fresh = |l: &Option<(Instant, Arc<crate::model::frame::I420Image>)>| {
+            l.as_ref()
+                .filter(|(t, _)| t.elapsed() <= max_age)
+                .map(|(_, i)| i.clone())
+        };
+        let mut latest = snap.latest.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(img) = fresh(&latest) {
+            return Some(img);
+        }
+        if !self.shared.config.has_video() || !self.shared.running() {
+            return latest.as_ref().map(|(_, i)| i.clone());
+        }
+        snap.wanted.store(true, Ordering::Release);
+        let until = Instant::now() + Duration::from_secs(2);
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return latest.as_ref().map(|(_, i)| i.clone());
+            }
+            latest = snap
+                .ready
+                .wait_timeout(latest, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            if let Some(img) = fresh(&latest) {
+                return Some(img);
+            }
+        }
     }
 
     /// Counters: ticks, audio frames accepted, refused and late.

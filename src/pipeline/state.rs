@@ -219,6 +219,30 @@ pub(crate) struct Shared {
     pub counters: Counters,
     /// Set by [`super::UploadAbandon::abandon`]: the uploads after the end stop at once.
     pub uploads_abandoned: std::sync::atomic::AtomicBool,
+    /// The latest picture copied for `Mixer::snapshot`, and whether one is wanted.
+    pub snapshot: Snapshot,
+}
+
+/// A copy of a composed picture, made at most when asked (`Mixer::snapshot`).
+#[derive(Default)]
+pub(crate) struct Snapshot {
+    pub wanted: std::sync::atomic::AtomicBool,
+    pub latest: Mutex<
+        Option<(
+            std::time::Instant,
+            std::sync::Arc<crate::model::frame::I420Image>,
+        )>,
+    >,
+    pub ready: std::sync::Condvar,
+}
+
+impl Snapshot {
+    /// Keeps `img` as the latest picture and wakes who waits for it.
+    pub fn put(&self, img: crate::model::frame::I420Image) {
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), std::sync::Arc::new(img)));
+        self.ready.notify_all();
+    }
 }
 
 impl Shared {

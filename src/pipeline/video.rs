@@ -75,12 +75,49 @@ impl VideoSide {
         if let Err(e) = received {
             return Err(End::Failed(codes::INTERNAL, e));
         }
+        // a snapshot was asked for (at most about once a second): copy this picture
+        if shared.snapshot.wanted.swap(false, Ordering::AcqRel) {
+            if let Some(img) = picture_of(&vf) {
+                shared.snapshot.put(img);
+            }
+        }
         vf.set_pts(Some(n as i64));
         shared.counters.encoder_in.fetch_add(1, Ordering::Relaxed);
         self.out
             .send(Msg::Frame(vf, Instant::now()))
             .map_err(|_| End::Stop)
     }
+}
+
+/// The picture in an encoder frame (I420 or NV12), as I420.
+fn picture_of(vf: &ffmpeg::frame::Video) -> Option<crate::model::frame::I420Image> {
+    use ffmpeg::format::Pixel;
+    let (w, h) = (vf.width(), vf.height());
+    let (cw, ch) = (w as usize / 2, h as usize / 2);
+    let mut img = crate::model::frame::I420Image::new(w, h);
+    let copy = |dst: &mut [u8], src: &[u8], stride: usize, width: usize, rows: usize| {
+        for r in 0..rows {
+            dst[r * width..(r + 1) * width].copy_from_slice(&src[r * stride..r * stride + width]);
+        }
+    };
+    copy(&mut img.y, vf.data(0), vf.stride(0), w as usize, h as usize);
+    match vf.format() {
+        Pixel::YUV420P => {
+            copy(&mut img.u, vf.data(1), vf.stride(1), cw, ch);
+            copy(&mut img.v, vf.data(2), vf.stride(2), cw, ch);
+        }
+        Pixel::NV12 => {
+            let (src, stride) = (vf.data(1), vf.stride(1));
+            for r in 0..ch {
+                for c in 0..cw {
+                    img.u[r * cw + c] = src[r * stride + 2 * c];
+                    img.v[r * cw + c] = src[r * stride + 2 * c + 1];
+                }
+            }
+        }
+        _ => return None,
+    }
+    Some(img)
 }
 
 pub(crate) fn clock_loop(

@@ -8,6 +8,7 @@
 //! | `POST /v1/mixers/{id}/content` | `UpdateCloudMixerContent`, applied at the next frame |
 //! | `DELETE /v1/mixers/{id}` | `DestroyCloudMixer`: answers once the files are final, with each output's info |
 //! | `GET /v1/mixers`, `GET /v1/mixers/{id}` | state, outputs, stats |
+//! | `GET /v1/mixers/{id}/snapshot.jpg` | the latest composed picture (≤ 1 s old, one encode per second at most) |
 //! | `GET /v1/events` | Server-Sent Events, one per vendor event with its `mixerID`; `Last-Event-ID` resumes |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /healthz`, `GET /readyz` | alive; taking rooms |
@@ -112,6 +113,7 @@ pub fn router(host: Host, token: Option<&str>) -> Router {
         .route("/v1/mixers", post(create).get(list))
         .route("/v1/mixers/{id}", get(get_one).delete(destroy))
         .route("/v1/mixers/{id}/content", post(update))
+        .route("/v1/mixers/{id}/snapshot.jpg", get(snapshot))
         .route("/v1/events", get(events))
         .route("/metrics", get(metrics_text))
         .route("/readyz", get(readyz))
@@ -283,6 +285,22 @@ async fn destroy(State(app): State<App>, Path(id): Path<String>) -> Response {
     let id2 = id.clone();
     match blocking(move || host.destroy(&id2)).await {
         Ok(Ok(outputs)) => Json(json!({"mixerID": id, "outputs": outputs})).into_response(),
+        Ok(Err(e)) => host_error(&e),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn snapshot(State(app): State<App>, Path(id): Path<String>) -> Response {
+    let host = app.host.clone();
+    match blocking(move || host.snapshot_jpeg(&id)).await {
+        Ok(Ok(jpg)) => (
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            jpg.to_vec(),
+        )
+            .into_response(),
         Ok(Err(e)) => host_error(&e),
         Err(r) => r.into_response(),
     }

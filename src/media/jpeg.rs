@@ -1,0 +1,79 @@
+//! JPEG pictures of composed frames (FFmpeg's `mjpeg` encoder), e.g. a console's snapshot.
+
+use ffmpeg_next as ffmpeg;
+
+use crate::model::frame::I420Image;
+
+/// A picture that could not be encoded.
+#[derive(Debug, thiserror::Error)]
+#[error("jpeg: {0}")]
+pub struct JpegError(String);
+
+/// Encodes a limited-range BT.601/709 I420 picture as a baseline JPEG (full range, as JPEG
+/// viewers expect) at `quality` 2 (best) … 31 (smallest), FFmpeg's `q:v` scale.
+///
+/// ```
+/// use cloudmixer::media::jpeg::encode_jpeg;
+/// use cloudmixer::model::frame::I420Image;
+/// let jpg = encode_jpeg(&I420Image::new(64, 32), 5).unwrap();
+/// assert_eq!(&jpg[..2], &[0xff, 0xd8]); // SOI
+/// ```
+pub fn encode_jpeg(img: &I420Image, quality: u8) -> Result<Vec<u8>, JpegError> {
+    crate::media::decode::init_ffmpeg();
+    let err = |e: ffmpeg::Error| JpegError(e.to_string());
+    let codec = ffmpeg::encoder::find(ffmpeg::codec::Id::MJPEG)
+        .ok_or_else(|| JpegError("FFmpeg has no mjpeg encoder".into()))?;
+    let mut ctx = ffmpeg::codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(err)?;
+    let (w, h) = (img.width, img.height);
+    ctx.set_width(w);
+    ctx.set_height(h);
+    ctx.set_format(ffmpeg::format::Pixel::YUVJ420P);
+    ctx.set_time_base((1, 25));
+    ctx.set_flags(ffmpeg::codec::Flags::QSCALE);
+    let q = quality.clamp(2, 31) as i32;
+    ctx.set_global_quality(q * ffmpeg::ffi::FF_QP2LAMBDA);
+    ctx.set_qmin(q);
+    ctx.set_qmax(q);
+    let mut enc = ctx.open_as(codec).map_err(err)?;
+    let mut f = ffmpeg::frame::Video::new(ffmpeg::format::Pixel::YUVJ420P, w, h);
+    // limited (16–235 / 16–240) to full range
+    let full_y = |v: u8| ((v.saturating_sub(16) as u32 * 255 + 109) / 219).min(255) as u8;
+    let full_c = |v: u8| {
+        (((v as i32 - 128) * 255 + 112 * v.cmp(&128) as i32) / 224 + 128).clamp(0, 255) as u8
+    };
+    type Plane<'a> = (&'a [u8], u32, u32, &'a dyn Fn(u8) -> u8);
+    let planes: [Plane; 3] = [
+        (&img.y, w, h, &full_y),
+        (&img.u, w / 2, h / 2, &full_c),
+        (&img.v, w / 2, h / 2, &full_c),
+    ];
+    for (i, (src, pw, ph, map)) in planes.into_iter().enumerate() {
+        let stride = f.stride(i);
+        let dst = f.data_mut(i);
+        for row in 0..ph as usize {
+            let s = &src[row * pw as usize..(row + 1) * pw as usize];
+            let d = &mut dst[row * stride..row * stride + pw as usize];
+            for (d, s) in d.iter_mut().zip(s) {
+                *d = map(*s);
+            }
+        }
+    }
+    f.set_pts(Some(0));
+    // SAFETY: `f` owns a valid AVFrame; `quality` is a plain int field the encoder reads
+    // with the QSCALE flag.
+    unsafe { (*f.as_mut_ptr()).quality = q * ffmpeg::ffi::FF_QP2LAMBDA };
+    enc.send_frame(&f).map_err(err)?;
+    enc.send_eof().map_err(err)?;
+    let mut out = Vec::new();
+    let mut pkt = ffmpeg::Packet::empty();
+    while enc.receive_packet(&mut pkt).is_ok() {
+        out.extend_from_slice(pkt.data().unwrap_or_default());
+    }
+    if out.is_empty() {
+        return Err(JpegError("the encoder gave no picture".into()));
+    }
+    Ok(out)
+}
