@@ -11,7 +11,6 @@
 //! tracks stay in step.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +20,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::host::feed::file::{push_audio, push_video, FeedError, FileClock, FileInputs};
+pub(crate) use crate::host::journal::{open_events, write_event};
 use crate::media::audio_dec::{AudioDecodeError, AudioFileDecoder};
 use crate::media::decode::DecodeError;
 use crate::model::audio::ChannelMode;
@@ -94,12 +94,6 @@ fn log_failed_start(
         write_event(file, &ev.to_json())?;
     }
     Ok(())
-}
-
-/// Writes one event as a JSON line with a single `write` (the events file is opened for
-/// appending and shared by the recording and the resumed uploads: lines never interleave).
-pub(crate) fn write_event(mut file: &std::fs::File, ev: &Value) -> std::io::Result<()> {
-    file.write_all(format!("{ev}\n").as_bytes())
 }
 
 /// Everything `record` needs.
@@ -327,15 +321,6 @@ pub fn describe_output(o: &OutputInfo) -> String {
         OutputState::Uploaded => format!("{name}: uploaded ({mb:.2} MB)"),
         OutputState::UploadFail => err("upload failed, file kept"),
     }
-}
-
-/// The events file, opened for appending (one `write` per line, so the recording and the
-/// resumed uploads can both write to it).
-pub(crate) fn open_events(p: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(p)
 }
 
 /// Output ids of resumed uploads in the events: from here on, apart from the recording's own.

@@ -509,7 +509,8 @@ fn eight_mixers_created_concurrently_all_finish() {
 /// finalised, both files are final and whole, the process exits 0.
 #[test]
 fn sigterm_finalises_running_recordings_and_exits_0() {
-    let mut s = Server::start("sigterm", &[], false);
+    let log = dir("sigterm_log").join("events.jsonl");
+    let mut s = Server::start("sigterm", &["--events", log.to_str().unwrap()], false);
     for id in ["t1", "t2"] {
         let mut b = tiny(&format!("/{id}.mp4"));
         b["mixerID"] = id.into();

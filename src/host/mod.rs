@@ -27,6 +27,7 @@
 pub mod capacity;
 pub mod events;
 pub mod feed;
+pub mod journal;
 pub mod stats;
 
 use std::collections::HashMap;

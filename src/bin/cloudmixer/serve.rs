@@ -54,6 +54,9 @@ pub struct ServeArgs {
     /// capacity estimate counts against it.
     #[arg(long, value_name = "CORES")]
     cores: Option<f64>,
+    /// Append every event (the vendor's JSON with mixerID and seq) to this JSON-lines file.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
 }
 
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
@@ -108,6 +111,13 @@ pub fn run(a: ServeArgs) -> ExitCode {
         settings.mixer.latency = Duration::from_millis(ms);
     }
     let host = Host::new(settings);
+    if let Some(p) = &a.events {
+        let logged = cloudmixer::host::journal::open_events(p)
+            .and_then(|f| cloudmixer::host::journal::log_events(&host, f));
+        if let Err(e) = logged {
+            return usage(format!("--events {}: {e}", p.display()));
+        }
+    }
     let grace = Duration::from_secs_f64(a.drain_timeout);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
