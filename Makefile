@@ -1,6 +1,6 @@
 # cloudmixer — the two commands: `make demo` and `make test`.
 CARGO ?= cargo
-.PHONY: deps deps-demo demo test capi-test fixtures bench peers lint doc
+.PHONY: deps deps-demo demo test capi-test lean-test fixtures bench peers lint doc
 
 deps:
 	@bash scripts/install-deps.sh
@@ -27,6 +27,15 @@ test: deps
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
 	$(MAKE) capi-test
+	$(MAKE) lean-test
+
+# The library without its optional parts (README "Cargo features"): the lean build's unit tests
+# (among them: `backend: gpu` and a `storageConfig` are refused with typed errors), then the
+# library with only the GPU backend and with only the uploader. Same target dir as the rest.
+lean-test:
+	$(CARGO) test --no-default-features --lib
+	$(CARGO) build --no-default-features --features gpu
+	$(CARGO) build --no-default-features --features upload
 
 # The C ABI: builds capi/ (cdylib + staticlib, include/cloudmixer.h by cbindgen), checks the
 # header compiles as C++, builds and runs the C example (a 2 s recording with lent frames) and
@@ -65,4 +74,6 @@ bench: deps
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --no-default-features --lib -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --no-default-features

@@ -27,6 +27,7 @@ use crate::model::audio::ChannelMode;
 use crate::model::config::{ConfigError, Container, MixerConfig, Target};
 use crate::model::events::{codes, MixerEvent, OutputInfo, OutputState};
 use crate::model::time::{frames_for, tick_time, PaceMode};
+#[cfg(feature = "upload")]
 use crate::output::upload::{UploadEvent, Uploader};
 use crate::output::Storage;
 use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats};
@@ -383,11 +384,13 @@ pub fn load_journal_key(
 }
 
 /// Uploads of files an earlier run left pending under the storage root.
+#[cfg(feature = "upload")]
 struct Resumer {
     up: Uploader,
     done: Arc<Mutex<Vec<ResumedUpload>>>,
 }
 
+#[cfg(feature = "upload")]
 impl Resumer {
     /// `None` when nothing is pending (or the uploader cannot start: the recording's own upload
     /// reports that). Each resumed file's output states 4/5/6 go to `events` as
@@ -742,7 +745,9 @@ pub fn record_until(
     if let Some(p) = &opts.events {
         std::fs::File::create(p)?;
     }
-    // uploads an earlier run left pending (journals under the storage root) go along
+    // uploads an earlier run left pending (journals under the storage root) go along (a build
+    // without the `upload` feature refuses a storageConfig when the mixer is created)
+    #[cfg(feature = "upload")]
     let resumer = match (&opts.config.storage, &opts.events) {
         (Some(st), ev) => {
             let events = ev.as_deref().map(open_events).transpose()?;
@@ -774,7 +779,10 @@ pub fn record_until(
         }
         res
     };
+    #[cfg(feature = "upload")]
     let resumed = resumer.map(Resumer::finish).unwrap_or_default();
+    #[cfg(not(feature = "upload"))]
+    let resumed = Vec::new();
     res.map(|mut s| {
         s.resumed_uploads = resumed;
         s

@@ -224,6 +224,7 @@ fn an_overloaded_mixer_counts_late_ticks_and_says_so() {
 
 /// The GPU probe on a headless host (no XDG_RUNTIME_DIR) writes nothing to stderr: the
 /// drivers' messages go to `tracing`. `record` prints only its progress lines there.
+#[cfg(feature = "cli")]
 #[test]
 fn the_gpu_probe_writes_nothing_to_stderr() {
     let d = dir("quiet");

@@ -21,12 +21,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cloudmixer::compose::cpu::CpuCompositor;
+#[cfg(feature = "gpu")]
 use cloudmixer::compose::gpu::{AdapterPolicy, GpuCompositor, GpuOptions};
 use cloudmixer::compose::sampling::{blend, tap, WEIGHT_ONE};
 use cloudmixer::compose::{Compositor, Frames};
 use cloudmixer::model::color::{self, ColorSpace, Fixed};
 use cloudmixer::model::frame::{I420Image, PixelFormat, Plane, VideoFrame};
 use cloudmixer::model::layout::{FitMode, Item, ItemKind, Layout, Rect};
+#[cfg(feature = "gpu")]
 use cloudmixer::testkit::{gpu_or_skip, psnr};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -509,6 +511,7 @@ fn cpu_matches_plain_formula() {
     );
 }
 
+#[cfg(feature = "gpu")]
 #[test]
 fn gpu_matches_cpu() {
     let n = cases("CLOUDMIXER_FUZZ_GPU_CASES", 400);

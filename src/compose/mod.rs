@@ -4,9 +4,15 @@
 //! GPU). Both backends take every rectangle and sampling map from [`crate::model::layout`] and every
 //! colour map from [`crate::model::color`]; the sampling rule they share is written out in
 //! [`sampling`].
+//!
+//! The GPU backend (`gpu`, wgpu) is compiled with the cargo feature `gpu` (on by default);
+//! without it [`Backend::Auto`] composites on the CPU and [`Backend::Gpu`] is refused with
+//! [`ComposeError::NotBuilt`].
 
 pub mod cpu;
+#[cfg(feature = "gpu")]
 pub mod gpu;
+pub mod image;
 pub mod pipelined;
 pub mod sampling;
 pub mod scene;
@@ -16,7 +22,7 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
-pub use gpu::OutputFormat;
+pub use image::{Nv12Image, OutputFormat, OutputFrame};
 pub use pipelined::{create_pipelined, Immediate, OutPlanes, Pipelined};
 
 use crate::model::frame::{I420Image, SharedFrame};
@@ -34,8 +40,20 @@ pub enum Backend {
     Auto,
     /// The rayon CPU compositor.
     Cpu,
-    /// The wgpu compositor (also accepts a software adapter such as lavapipe).
+    /// The wgpu compositor (also accepts a software adapter such as lavapipe). Needs the cargo
+    /// feature `gpu`: a build without it refuses it with [`ComposeError::NotBuilt`].
     Gpu,
+}
+
+impl Backend {
+    /// Its name, as [`FromStr`](std::str::FromStr) parses it: `auto`, `cpu` or `gpu`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Cpu => "cpu",
+            Backend::Gpu => "gpu",
+        }
+    }
 }
 
 impl std::str::FromStr for Backend {
@@ -68,6 +86,18 @@ pub enum ComposeError {
     /// The requested backend cannot be used here.
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+    /// The requested backend is not compiled into this build: the cargo feature that brings it
+    /// (`gpu`) was off.
+    #[error(
+        "the {backend} backend is not in this build of cloudmixer (built without its cargo \
+         feature `{feature}`); use the cpu or auto backend, or build with --features {feature}"
+    )]
+    NotBuilt {
+        /// The backend asked for (`gpu`).
+        backend: &'static str,
+        /// The cargo feature that brings it (`gpu`).
+        feature: &'static str,
+    },
     /// A GPU error (validation, device loss, out of memory).
     #[error("gpu: {0}")]
     Gpu(String),
@@ -89,6 +119,15 @@ impl ComposeError {
             want_h: height,
         })
     }
+
+    /// [`ComposeError::NotBuilt`] for the GPU backend (a build without the `gpu` feature).
+    #[cfg(not(feature = "gpu"))]
+    pub(crate) fn gpu_not_built() -> Self {
+        ComposeError::NotBuilt {
+            backend: Backend::Gpu.name(),
+            feature: "gpu",
+        }
+    }
 }
 
 /// A compositor: one per mixer, with a fixed canvas size.
@@ -106,11 +145,14 @@ pub trait Compositor: Send {
 ///
 /// - `Cpu`: the rayon compositor.
 /// - `Gpu`: the wgpu compositor on any adapter, a software one (lavapipe) included; a clear
-///   [`ComposeError::Unavailable`] when there is none.
+///   [`ComposeError::Unavailable`] when there is none, [`ComposeError::NotBuilt`] in a build
+///   without the `gpu` feature.
 /// - `Auto`: the wgpu compositor when a hardware GPU exists (or `CLOUDMIXER_ADAPTER` names an
-///   adapter), else the CPU compositor (wgpu on lavapipe is far slower than the CPU path).
+///   adapter), else the CPU compositor (wgpu on lavapipe is far slower than the CPU path); the
+///   CPU compositor in a build without the `gpu` feature.
 ///
 /// `describe()` on the result names the backend and, for the GPU, the adapter.
+#[cfg(feature = "gpu")]
 pub fn create(
     backend: Backend,
     width: u32,
@@ -136,5 +178,56 @@ pub fn create(
                 Ok(Box::new(cpu::CpuCompositor::new(width, height)))
             }
         },
+    }
+}
+
+/// Creates a compositor of the given backend for a `width`x`height` canvas.
+///
+/// This build has no `gpu` feature: `Cpu` and `Auto` give the rayon compositor, `Gpu` is
+/// refused with [`ComposeError::NotBuilt`].
+#[cfg(not(feature = "gpu"))]
+pub fn create(
+    backend: Backend,
+    width: u32,
+    height: u32,
+) -> Result<Box<dyn Compositor>, ComposeError> {
+    match backend {
+        Backend::Cpu | Backend::Auto => Ok(Box::new(cpu::CpuCompositor::new(width, height))),
+        Backend::Gpu => Err(ComposeError::gpu_not_built()),
+    }
+}
+
+#[cfg(all(test, not(feature = "gpu")))]
+mod no_gpu_tests {
+    use super::*;
+
+    /// Without the `gpu` feature the GPU backend is a typed error that names the feature (no
+    /// panic, no fallback); `auto` composites on the CPU.
+    #[test]
+    fn the_gpu_backend_is_refused_without_the_gpu_feature() {
+        let e = create(Backend::Gpu, 64, 48).err().expect("refused");
+        assert!(
+            matches!(
+                e,
+                ComposeError::NotBuilt {
+                    backend: "gpu",
+                    feature: "gpu"
+                }
+            ),
+            "{e:?}"
+        );
+        let msg = e.to_string();
+        assert!(msg.contains("feature `gpu`"), "{msg}");
+        let e = create_pipelined(Backend::Gpu, 64, 48, OutputFormat::Nv12)
+            .err()
+            .expect("refused");
+        assert!(matches!(e, ComposeError::NotBuilt { .. }), "{e:?}");
+        // the parser still knows the name: the error comes from the choice, with the reason
+        assert_eq!("gpu".parse::<Backend>(), Ok(Backend::Gpu));
+        for b in [Backend::Auto, Backend::Cpu] {
+            assert!(create(b, 64, 48).unwrap().describe().starts_with("cpu"));
+            let p = create_pipelined(b, 64, 48, OutputFormat::I420).unwrap();
+            assert!(p.describe().starts_with("cpu"));
+        }
     }
 }

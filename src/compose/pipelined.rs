@@ -3,9 +3,9 @@
 //!
 //! - [`Immediate`] wraps a blocking [`Compositor`] (the CPU one): the work happens in
 //!   `submit`, `receive` copies the picture into the planes given.
-//! - [`super::gpu::batch::BatchCompositor`] hands the tick to the process's GPU renderer, which
-//!   records the ticks of every mixer into one submission; the readback of tick n overlaps the
-//!   encoding of tick n−1.
+//! - `gpu::batch::BatchCompositor` (feature `gpu`) hands the tick to the process's GPU renderer,
+//!   which records the ticks of every mixer into one submission; the readback of tick n overlaps
+//!   the encoding of tick n−1.
 //!
 //! ```
 //! use std::{collections::HashMap, sync::Arc};
@@ -24,7 +24,7 @@
 //! assert_eq!(img.yuv_at(10, 10), [200, 90, 60]);
 //! ```
 
-use super::gpu::{Nv12Image, OutputFormat};
+use super::image::{Nv12Image, OutputFormat};
 use super::{Backend, ComposeError, Compositor, Frames};
 use crate::model::frame::I420Image;
 use crate::model::layout::Layout;
@@ -232,36 +232,49 @@ impl Pipelined for Immediate {
 
 /// Creates the compositor a mixer uses, writing `format` (the encoder's own input format):
 /// the CPU compositor behind [`Immediate`], or a GPU compositor on the process's batch
-/// renderer ([`super::gpu::batch`]). Backend choice as in [`super::create`].
+/// renderer (`gpu::batch`, feature `gpu`). Backend choice as in [`super::create`]; without the
+/// `gpu` feature `Auto` is the CPU and `Gpu` is refused ([`ComposeError::NotBuilt`]).
 pub fn create_pipelined(
     backend: Backend,
     width: u32,
     height: u32,
     format: OutputFormat,
 ) -> Result<Box<dyn Pipelined>, ComposeError> {
-    use super::gpu::batch::BatchCompositor;
-    use super::gpu::AdapterPolicy;
     let cpu = || -> Box<dyn Pipelined> {
         Box::new(Immediate::new(Box::new(super::cpu::CpuCompositor::new(
             width, height,
         ))))
     };
-    match backend {
-        Backend::Cpu => Ok(cpu()),
-        Backend::Gpu => Ok(Box::new(BatchCompositor::new(
-            width,
-            height,
-            format,
-            AdapterPolicy::AllowSoftware,
-        )?)),
-        Backend::Auto => {
-            match BatchCompositor::new(width, height, format, AdapterPolicy::HardwareOnly) {
-                Ok(g) => Ok(Box::new(g)),
-                Err(e) => {
-                    tracing::info!(reason = %e, "no usable hardware GPU, compositing on the CPU");
-                    Ok(cpu())
+    #[cfg(feature = "gpu")]
+    {
+        use super::gpu::batch::BatchCompositor;
+        use super::gpu::AdapterPolicy;
+        match backend {
+            Backend::Cpu => Ok(cpu()),
+            Backend::Gpu => Ok(Box::new(BatchCompositor::new(
+                width,
+                height,
+                format,
+                AdapterPolicy::AllowSoftware,
+            )?)),
+            Backend::Auto => {
+                match BatchCompositor::new(width, height, format, AdapterPolicy::HardwareOnly) {
+                    Ok(g) => Ok(Box::new(g)),
+                    Err(e) => {
+                        tracing::info!(reason = %e, "no usable hardware GPU, compositing on the CPU");
+                        Ok(cpu())
+                    }
                 }
             }
+        }
+    }
+    #[cfg(not(feature = "gpu"))]
+    {
+        // the CPU writes any format through `OutPlanes`
+        let _ = format;
+        match backend {
+            Backend::Cpu | Backend::Auto => Ok(cpu()),
+            Backend::Gpu => Err(ComposeError::gpu_not_built()),
         }
     }
 }

@@ -16,7 +16,8 @@ pub enum MixerError {
     /// A bad config or layout update (code 5).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The compositor failed (code 1).
+    /// The compositor failed (code 1; code 5 for a backend this build lacks,
+    /// [`ComposeError::NotBuilt`]).
     #[error(transparent)]
     Compose(#[from] ComposeError),
     /// The encoder failed (code 5 for a bad setting, else 1).
@@ -78,6 +79,8 @@ impl MixerError {
                 | crate::media::audio_enc::AudioEncodeError::Setting(_),
             ) => codes::PARAM_ERR,
             MixerError::AudioEncode(_) | MixerError::Backlog(_) => codes::INTERNAL,
+            // a setting this build cannot honour, like an encoder that is not there
+            MixerError::Compose(ComposeError::NotBuilt { .. }) => codes::PARAM_ERR,
             MixerError::Compose(_) => codes::INTERNAL,
             MixerError::Encode(EncodeError::NotFound(_) | EncodeError::Setting(_)) => {
                 codes::PARAM_ERR

@@ -35,7 +35,6 @@ use super::audio::{audio_loop, AudioInbox, AudioOutput, PushError};
 use super::error::MixerError;
 use super::sources::{SourceSlots, DEFAULT_MAX_SOURCES};
 use super::state::{Counters, EventHub, Shared};
-use super::uploads::UploadPlan;
 use super::video::{clock_loop, encode_loop, Cmd, Msg, VideoSide, FRAME_POOL};
 use super::writer::{writer_loop, Live, Output, Reporter, WriterMsg};
 use crate::audio::mix::AudioMix;
@@ -374,11 +373,7 @@ impl Mixer {
         let reporter = Reporter {
             start_time: start_ms,
         };
-        let upload = shared
-            .config
-            .storage
-            .as_ref()
-            .map(|st| UploadPlan::new(st, &settings.upload, &storage, &settings.journal_key));
+        let upload = super::uploads::plan_of(&shared.config, &settings, &storage);
         let mut lives = lives;
         for (_, ev) in reporter.infos(&outputs, &mut lives, OutputState::Running, 0, "") {
             shared.emit(ev);
@@ -461,14 +456,8 @@ impl Mixer {
         let out = &cfg.output;
         // paths first: a bad target must not cost an encoder open
         crate::output::resolve_targets(storage, &out.targets)?;
-        if let Some(st) = &cfg.storage {
-            super::uploads::target_of(st)
-                .resolved_endpoint()
-                .map_err(|e| ConfigError::Invalid {
-                    path: "storageConfig".into(),
-                    rule: e.to_string(),
-                })?;
-        }
+        // a bad storageConfig, or one this build cannot upload to (no `upload` feature)
+        super::uploads::check_storage(cfg)?;
         if let Some(af) = &cfg.audio_file {
             crate::output::resolve_targets(storage, std::slice::from_ref(&af.target))?;
         }
@@ -1168,5 +1157,51 @@ impl UploadAbandon {
         self.0
             .uploads_abandoned
             .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+#[cfg(all(test, not(feature = "gpu")))]
+mod no_gpu_tests {
+    use super::*;
+    use crate::compose::ComposeError;
+
+    /// Without the `gpu` feature a mixer asked for the GPU backend fails at create with a
+    /// typed error naming the feature (a bad setting, code 5); `auto` records on the CPU.
+    #[test]
+    fn the_gpu_backend_is_refused_at_create_without_the_gpu_feature() {
+        let root = std::env::temp_dir().join(format!("cm-no-gpu-{}", std::process::id()));
+        let cfg = || {
+            let mut v: Value = serde_json::from_str(include_str!(
+                "../../fixtures/layouts/seed_side_by_side.json"
+            ))
+            .unwrap();
+            v["videoFileCfg"]["svrPathName"] = "/rec.mp4".into();
+            MixerConfig::from_value(v).unwrap()
+        };
+        let settings = |backend| MixerSettings {
+            backend,
+            overwrite: true,
+            ..MixerSettings::offline()
+        };
+        let e = Mixer::create_with(cfg(), Storage::new(&root), settings(Backend::Gpu))
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(
+                e,
+                MixerError::Compose(ComposeError::NotBuilt {
+                    backend: "gpu",
+                    feature: "gpu"
+                })
+            ),
+            "{e:?}"
+        );
+        assert_eq!(e.code(), crate::model::events::codes::PARAM_ERR);
+        assert!(e.to_string().contains("feature `gpu`"), "{e}");
+        let mut m = Mixer::create_with(cfg(), Storage::new(&root), settings(Backend::Auto))
+            .expect("auto: the CPU");
+        assert!(m.backend_name().starts_with("cpu"), "{}", m.backend_name());
+        m.destroy().unwrap();
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

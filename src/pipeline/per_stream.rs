@@ -127,6 +127,10 @@ impl StreamRecorder {
                 "mode 1 runs in real time (offline, record each stream's file on its own)",
             ));
         }
+        // refused now rather than at the first stream (a build without `upload` cannot honour a
+        // storageConfig); with `upload`, each stream's mixer checks it when it starts
+        #[cfg(not(feature = "upload"))]
+        super::uploads::check_storage(&config)?;
         let hub = Arc::new(EventHub::default());
         // subscribed before STARTING: `events()` sees everything
         let rx = hub.subscribe();

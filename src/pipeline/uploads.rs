@@ -6,27 +6,109 @@
 //! it is uploaded; the mixer stays STOPPING and its event stream ends with NULL after the last
 //! upload. At most [`MAX_UPLOADING_MIXERS`] mixers of a process upload at once (each with
 //! [`UploadOptions::workers`] files in flight); the others wait, their files reported STOPPED.
+//!
+//! Without the cargo feature `upload` there is no uploader: [`check_storage`] refuses a config
+//! with a `storageConfig` when the mixer is created, and [`UploadPlan`] has no value.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
-
-use super::state::Shared;
-use crate::model::config::StorageSettings;
-use crate::model::events::{codes, MixerEvent, OutputInfo, OutputState};
-use crate::output::upload::{
-    write_pending, JournalKey, UploadEvent, UploadOptions, UploadTarget, Uploader,
+#[cfg(feature = "upload")]
+use std::{
+    collections::HashMap,
+    sync::{Arc, Condvar, Mutex},
 };
+
+#[cfg(feature = "upload")]
+use super::state::Shared;
+use super::MixerSettings;
+use crate::model::config::{ConfigError, MixerConfig, StorageSettings};
+use crate::model::events::OutputInfo;
+#[cfg(feature = "upload")]
+use crate::model::events::OutputState;
+#[cfg(feature = "upload")]
+use crate::model::events::{codes, MixerEvent};
+use crate::output::upload::UploadTarget;
+#[cfg(feature = "upload")]
+use crate::output::upload::{write_pending, JournalKey, UploadEvent, UploadOptions, Uploader};
 use crate::output::Storage;
 
 /// Mixers of one process that upload at the same time; the rest queue.
 pub const MAX_UPLOADING_MIXERS: usize = 4;
 
+/// Checks a config's `storageConfig` when a mixer is created: its endpoint and bucket (a bad
+/// one is a config error, code 5). A build without the `upload` feature refuses any
+/// `storageConfig` with a [`ConfigError::Invalid`] at `storageConfig` that names the feature.
+pub(crate) fn check_storage(cfg: &MixerConfig) -> Result<(), ConfigError> {
+    let Some(st) = &cfg.storage else {
+        return Ok(());
+    };
+    #[cfg(feature = "upload")]
+    {
+        target_of(st)
+            .resolved_endpoint()
+            .map(drop)
+            .map_err(|e| ConfigError::Invalid {
+                path: "storageConfig".into(),
+                rule: e.to_string(),
+            })
+    }
+    #[cfg(not(feature = "upload"))]
+    {
+        let _ = st;
+        Err(ConfigError::Invalid {
+            path: "storageConfig".into(),
+            rule: "uploads are not in this build of cloudmixer (built without its cargo feature \
+                   `upload`); remove storageConfig to keep the files local, or build with \
+                   --features upload"
+                .into(),
+        })
+    }
+}
+
+/// What a mixer uploads to: `None` without a `storageConfig` (or in a build without the
+/// `upload` feature, where [`check_storage`] refused it already).
+pub(crate) fn plan_of(
+    cfg: &MixerConfig,
+    settings: &MixerSettings,
+    storage: &Storage,
+) -> Option<UploadPlan> {
+    #[cfg(feature = "upload")]
+    {
+        cfg.storage
+            .as_ref()
+            .map(|st| UploadPlan::new(st, &settings.upload, storage, &settings.journal_key))
+    }
+    #[cfg(not(feature = "upload"))]
+    {
+        let _ = (cfg, settings, storage);
+        None
+    }
+}
+
+/// No uploads in a build without the `upload` feature: a plan never exists.
+#[cfg(not(feature = "upload"))]
+#[derive(Debug, Clone)]
+pub(crate) enum UploadPlan {}
+
+/// Never called: there is no [`UploadPlan`] without the `upload` feature.
+#[cfg(not(feature = "upload"))]
+pub(crate) fn spawn(
+    _shared: std::sync::Arc<super::state::Shared>,
+    plan: UploadPlan,
+    _files: Vec<Finished>,
+    _code: i32,
+    _desc: String,
+) {
+    match plan {}
+}
+
+#[cfg(feature = "upload")]
 static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
 
 /// One of the [`MAX_UPLOADING_MIXERS`] slots, held while a mixer uploads.
+#[cfg(feature = "upload")]
 struct Slot;
 
+#[cfg(feature = "upload")]
 impl Slot {
     #[cfg(test)]
     fn take() -> Slot {
@@ -51,6 +133,7 @@ impl Slot {
     }
 }
 
+#[cfg(feature = "upload")]
 impl Drop for Slot {
     fn drop(&mut self) {
         let (m, cv) = &SLOTS;
@@ -60,10 +143,12 @@ impl Drop for Slot {
 }
 
 /// Why a file was not uploaded when the uploads were abandoned (state 6).
+#[cfg(feature = "upload")]
 const INTERRUPTED: &str = "upload interrupted (the recorder was stopped); the file is kept \
                            and the next run with the same storage uploads it";
 
 /// What a mixer uploads to, from its config and settings.
+#[cfg(feature = "upload")]
 #[derive(Debug, Clone)]
 pub(crate) struct UploadPlan {
     pub target: UploadTarget,
@@ -72,6 +157,7 @@ pub(crate) struct UploadPlan {
     pub journal_key: JournalKey,
 }
 
+#[cfg(feature = "upload")]
 impl UploadPlan {
     pub(crate) fn new(
         st: &StorageSettings,
@@ -104,17 +190,21 @@ pub fn target_of(st: &StorageSettings) -> UploadTarget {
 /// A finished file: its path, and its final output info (id, name, sizes, times).
 #[derive(Debug, Clone)]
 pub(crate) struct Finished {
+    // read by the uploader only (feature `upload`)
+    #[cfg_attr(not(feature = "upload"), allow(dead_code))]
     pub path: PathBuf,
     pub info: OutputInfo,
 }
 
 /// The object key of a reported name: the path as in `svrPathName`, without the leading '/'.
+#[cfg(feature = "upload")]
 fn key_of(name: &str) -> String {
     name.trim_start_matches('/').to_string()
 }
 
 /// An output's info after an uploader event: 4 UPLOADING (with `progress`, or why it
 /// retries), 5 UPLOADED (under the next free name when the bucket had the key), 6 UPLOADFAIL.
+#[cfg(feature = "upload")]
 pub(crate) fn apply_upload_event(info: &mut OutputInfo, ev: &UploadEvent) {
     match ev {
         UploadEvent::Started { key, .. } => {
@@ -163,6 +253,7 @@ pub(crate) fn apply_upload_event(info: &mut OutputInfo, ev: &UploadEvent) {
 
 /// Starts the upload thread; it ends the mixer (NULL with `code`/`desc`) when every file is
 /// uploaded or failed. Falls back to ending at once if the thread cannot start.
+#[cfg(feature = "upload")]
 pub(crate) fn spawn(
     shared: Arc<Shared>,
     plan: UploadPlan,
@@ -183,6 +274,7 @@ pub(crate) fn spawn(
     }
 }
 
+#[cfg(feature = "upload")]
 fn run(shared: &Arc<Shared>, plan: UploadPlan, files: Vec<Finished>) {
     let abandoned = || {
         shared
@@ -285,7 +377,7 @@ fn run(shared: &Arc<Shared>, plan: UploadPlan, files: Vec<Finished>) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "upload"))]
 mod tests {
     use super::*;
 
@@ -310,5 +402,78 @@ mod tests {
         drop(held);
         rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
         t.join().unwrap();
+    }
+}
+
+#[cfg(all(test, not(feature = "upload")))]
+mod no_upload_tests {
+    use serde_json::json;
+
+    use crate::model::config::{ConfigError, MixerConfig};
+    use crate::model::events::codes;
+    use crate::output::Storage;
+    use crate::pipeline::{Mixer, MixerError, MixerSettings, StreamRecorder};
+
+    fn storage_config() -> serde_json::Value {
+        json!({"vendor": 1, "region": "cn-hangzhou", "bucket": "records",
+               "accessKey": "AK", "secretKey": "SK"})
+    }
+
+    /// The error of a create refused for its `storageConfig`: a config error (code 5) at
+    /// `storageConfig` that names the missing cargo feature.
+    fn assert_refused(e: &MixerError) {
+        match e {
+            MixerError::Config(ConfigError::Invalid { path, rule }) => {
+                assert_eq!(path, "storageConfig");
+                assert!(rule.contains("feature `upload`"), "{rule}");
+            }
+            other => panic!("not a storageConfig error: {other:?}"),
+        }
+        assert_eq!(e.code(), codes::PARAM_ERR);
+        assert!(e.to_string().starts_with("storageConfig: "), "{e}");
+    }
+
+    /// Without the `upload` feature a config with a `storageConfig` still parses (a config
+    /// checker can read it), but a mixer (mode 0) or a stream recorder (mode 1) refuses it at
+    /// create with a typed config error; nothing is recorded.
+    #[test]
+    fn a_storage_config_is_refused_without_the_upload_feature() {
+        let root = std::env::temp_dir().join(format!("cm-no-upload-{}", std::process::id()));
+        let mut v: serde_json::Value = serde_json::from_str(include_str!(
+            "../../fixtures/layouts/seed_side_by_side.json"
+        ))
+        .unwrap();
+        v["videoFileCfg"]["svrPathName"] = json!("/rec.mp4");
+        v["storageConfig"] = storage_config();
+        let cfg = MixerConfig::from_value(v.clone()).expect("parses");
+        assert!(cfg.storage.is_some());
+        let e = Mixer::create_with(cfg, Storage::new(&root), MixerSettings::offline())
+            .err()
+            .expect("refused");
+        assert_refused(&e);
+        assert!(!root.join("rec.mp4").exists(), "nothing recorded");
+        // the same config without storageConfig records locally
+        v.as_object_mut().unwrap().remove("storageConfig");
+        let mut m = Mixer::create_with(
+            MixerConfig::from_value(v).unwrap(),
+            Storage::new(&root),
+            MixerSettings::offline(),
+        )
+        .expect("no storageConfig: created");
+        m.destroy().unwrap();
+
+        let mode1 = json!({"mode": 1,
+            "videoFileCfg": {"svrPath": "/r", "svrFileNameSuffix": ".mp4",
+                             "subscribeVideos": ["_cr_all_"]},
+            "storageConfig": storage_config()});
+        let e = StreamRecorder::create(
+            MixerConfig::from_value(mode1).unwrap(),
+            Storage::new(&root),
+            MixerSettings::default(),
+        )
+        .err()
+        .expect("refused");
+        assert_refused(&e);
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -4,6 +4,7 @@
 //! `default-features = false` to leave it (and the CLI) out.
 
 pub mod nginx;
+#[cfg(feature = "upload")]
 pub mod s3;
 pub mod signal;
 pub mod synth;

@@ -112,6 +112,7 @@ impl S3Server {
 
     /// GETs an object through the S3 API (signed like any client).
     pub fn get_object(&self, key: &str) -> Result<Vec<u8>, String> {
+        crate::output::upload::install_tls_provider();
         let store = AmazonS3Builder::new()
             .with_endpoint(&self.endpoint)
             .with_allow_http(true)
