@@ -27,8 +27,6 @@ use crate::model::audio::ChannelMode;
 use crate::model::config::{ConfigError, Container, MixerConfig, Target};
 use crate::model::events::{codes, MixerEvent, OutputInfo, OutputState};
 use crate::model::time::{frames_for, tick_time, PaceMode};
-#[cfg(feature = "upload")]
-use crate::output::upload::{UploadEvent, Uploader};
 use crate::output::Storage;
 use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats};
 
@@ -185,16 +183,7 @@ pub struct RecordSummary {
     pub resumed_uploads: Vec<ResumedUpload>,
 }
 
-/// An upload an earlier run left pending, tried again by this one.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ResumedUpload {
-    /// The local file.
-    pub file: PathBuf,
-    /// Its object key.
-    pub key: String,
-    /// `None`: uploaded; else why it failed again (the file and journal are kept).
-    pub error: Option<String>,
-}
+pub use crate::host::journal::ResumedUpload;
 
 impl RecordSummary {
     /// The outputs whose upload failed (state 6): the files are kept, with their journals.
@@ -324,8 +313,9 @@ pub fn describe_output(o: &OutputInfo) -> String {
     }
 }
 
-/// Output ids of resumed uploads in the events: from here on, apart from the recording's own.
-pub const RESUMED_OUTPUT_IDS: u32 = 1000;
+#[cfg(feature = "upload")]
+use crate::host::journal::Resumer;
+pub use crate::host::journal::RESUMED_OUTPUT_IDS;
 
 /// The upload journal key of `record`: the file `path`, else `$CLOUDMIXER_JOURNAL_KEY`, else
 /// `$XDG_STATE_HOME/cloudmixer/journal.key`, else `$HOME/.local/state/cloudmixer/journal.key`
@@ -381,100 +371,6 @@ pub fn load_journal_key(
     }
     crate::output::upload::JournalKey::load_or_create(&p)
         .map_err(|e| RecordError::Usage(format!("journal key {}: {e}", p.display())))
-}
-
-/// Uploads of files an earlier run left pending under the storage root.
-#[cfg(feature = "upload")]
-struct Resumer {
-    up: Uploader,
-    done: Arc<Mutex<Vec<ResumedUpload>>>,
-}
-
-#[cfg(feature = "upload")]
-impl Resumer {
-    /// `None` when nothing is pending (or the uploader cannot start: the recording's own upload
-    /// reports that). Each resumed file's output states 4/5/6 go to `events` as
-    /// `OutputInfoChanged` with `"resumed": true` and an id from [`RESUMED_OUTPUT_IDS`].
-    fn start(
-        st: &crate::model::config::StorageSettings,
-        settings: &MixerSettings,
-        root: &Path,
-        events: Option<std::fs::File>,
-    ) -> Option<Resumer> {
-        if !root.is_dir() {
-            return None;
-        }
-        let done: Arc<Mutex<Vec<_>>> = Arc::default();
-        let d = done.clone();
-        let ids: Mutex<(u32, std::collections::HashMap<PathBuf, OutputInfo>)> =
-            Mutex::new((RESUMED_OUTPUT_IDS, Default::default()));
-        let up = Uploader::new(
-            crate::pipeline::upload_target(st),
-            settings.upload.clone(),
-            Storage::new(root),
-            settings.journal_key.clone(),
-            move |ev| {
-                if let Some(f) = events.as_ref() {
-                    let mut g = ids.lock().unwrap_or_else(|e| e.into_inner());
-                    let (next, infos) = &mut *g;
-                    let info = infos.entry(ev.file().to_path_buf()).or_insert_with(|| {
-                        *next += 1;
-                        OutputInfo {
-                            id: *next - 1,
-                            state: OutputState::Uploading,
-                            svr_file_path_name: String::new(),
-                            start_time: 0,
-                            duration: 0,
-                            file_size: ev.file().metadata().map(|m| m.len()).unwrap_or(0),
-                            err_code: 0,
-                            err_desc: String::new(),
-                            progress: None,
-                        }
-                    });
-                    crate::pipeline::apply_upload_event(info, &ev);
-                    let mut v = MixerEvent::OutputInfoChanged(info.clone()).to_json();
-                    v["resumed"] = Value::Bool(true);
-                    let _ = write_event(f, &v);
-                }
-                let r = match ev {
-                    UploadEvent::Uploaded { file, key, .. } => ResumedUpload {
-                        file,
-                        key,
-                        error: None,
-                    },
-                    UploadEvent::Failed {
-                        file, key, desc, ..
-                    } => ResumedUpload {
-                        file,
-                        key,
-                        error: Some(desc),
-                    },
-                    _ => return,
-                };
-                d.lock().unwrap_or_else(|e| e.into_inner()).push(r);
-            },
-        )
-        .map_err(|e| tracing::warn!("pending uploads not resumed: {e}"))
-        .ok()?;
-        match up.resume_pending(root) {
-            Ok(0) => None,
-            Ok(n) => {
-                tracing::info!("resuming {n} pending uploads under {}", root.display());
-                Some(Resumer { up, done })
-            }
-            Err(e) => {
-                tracing::warn!("pending uploads not resumed: {e}");
-                None
-            }
-        }
-    }
-
-    fn finish(self) -> Vec<ResumedUpload> {
-        // bounded by the retry budget of each upload
-        self.up.wait_idle(Duration::from_secs(24 * 3600));
-        drop(self.up);
-        std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
-    }
 }
 
 /// A recording that failed.
@@ -751,7 +647,18 @@ pub fn record_until(
     let resumer = match (&opts.config.storage, &opts.events) {
         (Some(st), ev) => {
             let events = ev.as_deref().map(open_events).transpose()?;
-            Resumer::start(st, &opts.settings, &opts.storage, events)
+            Resumer::start(
+                st,
+                &opts.settings,
+                &opts.storage,
+                Box::new(move |info: &OutputInfo| {
+                    if let Some(f) = events.as_ref() {
+                        let mut v = MixerEvent::OutputInfoChanged(info.clone()).to_json();
+                        v["resumed"] = Value::Bool(true);
+                        let _ = write_event(f, &v);
+                    }
+                }),
+            )
         }
         (None, _) => None,
     };
@@ -780,7 +687,9 @@ pub fn record_until(
         res
     };
     #[cfg(feature = "upload")]
-    let resumed = resumer.map(Resumer::finish).unwrap_or_default();
+    let resumed = resumer
+        .map(|r| r.finish(Duration::from_secs(24 * 3600)))
+        .unwrap_or_default();
     #[cfg(not(feature = "upload"))]
     let resumed = Vec::new();
     res.map(|mut s| {

@@ -34,7 +34,11 @@ struct Server {
 
 impl Server {
     fn start(name: &str, extra: &[&str], token: bool) -> Server {
-        let d = dir(name);
+        Server::start_in(&dir(name), extra, token)
+    }
+
+    /// A server with its storage (and token) under `d`, kept between servers of a test.
+    fn start_in(d: &Path, extra: &[&str], token: bool) -> Server {
         let storage = d.join("rec");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudmixer"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--backend", "cpu"])
@@ -162,6 +166,14 @@ impl Server {
             let _ = tx.send(seen);
         });
         rx
+    }
+
+    /// kill -9.
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     fn sigterm(&mut self) -> std::process::ExitStatus {
@@ -623,4 +635,62 @@ fn a_measured_cost_over_the_cores_refuses_the_next_mixer() {
     let (st, v) = s.req("POST", "/v1/mixers", Some(&b2));
     assert_eq!(st, 201, "{v}");
     assert_eq!(s.req("DELETE", "/v1/mixers/cap2", None).0, 200);
+}
+
+/// Restart after kill -9: a service killed while a finished recording's upload waits for a
+/// store that is down leaves the file and its signed journal; the restarted service (same
+/// storage, same journal key) resumes that upload when a mixer with the same storageConfig is
+/// created, reports it as `"resumed": true` (state 4 → 5) and the object lands in the bucket.
+#[test]
+fn a_restarted_service_resumes_the_uploads_a_killed_one_left() {
+    use cloudmixer::testkit::s3::S3Server;
+    let d = dir("restart");
+    let mut s3 = S3Server::start(&d.join("s3"));
+    s3.kill(); // the store is down while the first service records
+    let key = d.join("journal.key");
+    let key_arg = ["--journal-key", key.to_str().unwrap()];
+    let storage = json!({"vendor": 0, "region": "us-east-1", "bucket": s3.bucket,
+        "accessKey": s3.access_key, "secretKey": s3.secret_key, "endpoint": s3.endpoint});
+    let mut a = Server::start_in(&d, &key_arg, false);
+    let mut b = tiny("/first.mp4");
+    b["mixerID"] = "first".into();
+    b["inputs"] = json!({"Usr1.-1": "cam9_320x240_15.mp4"});
+    b["storageConfig"] = storage.clone();
+    assert_eq!(a.req("POST", "/v1/mixers", Some(&b)).0, 201);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (st, v) = a.req("DELETE", "/v1/mixers/first", None);
+    assert_eq!(st, 200, "{v}");
+    // the upload is retrying against the dead store: kill the service
+    std::thread::sleep(Duration::from_millis(500));
+    a.kill9();
+    let file = a.storage.join("first.mp4");
+    assert!(file.exists());
+    assert!(Path::new(&format!("{}.upload.json", file.display())).exists());
+    let n = frames(&file);
+    assert!(n >= 15, "{n}");
+
+    s3.restart();
+    let bsrv = Server::start_in(&d, &key_arg, false);
+    let events =
+        bsrv.events(|v| v["resumed"] == true && v["outputInfo"]["state"].as_i64() >= Some(5));
+    let mut b2 = tiny("/second.mp4");
+    b2["mixerID"] = "second".into();
+    b2["inputs"] = json!({"Usr1.-1": "cam9_320x240_15.mp4"});
+    b2["storageConfig"] = storage;
+    assert_eq!(bsrv.req("POST", "/v1/mixers", Some(&b2)).0, 201);
+    let seen = events
+        .recv_timeout(Duration::from_secs(60))
+        .expect("no resumed upload reported");
+    let last = seen.last().unwrap();
+    assert_eq!(last["outputInfo"]["state"], 5, "{seen:?}");
+    assert_eq!(last["mixerID"], "second");
+    assert!(last["outputInfo"]["id"].as_u64().unwrap() >= 1000, "{last}");
+    let obj = s3.get_object("first.mp4").expect("first.mp4 in the bucket");
+    assert_eq!(
+        obj.len() as u64,
+        std::fs::metadata(&file)
+            .map(|m| m.len())
+            .unwrap_or(obj.len() as u64)
+    );
+    assert_eq!(bsrv.req("DELETE", "/v1/mixers/second", None).0, 200);
 }

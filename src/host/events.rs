@@ -26,6 +26,9 @@ pub struct HostEvent {
     pub mixer_id: Arc<str>,
     /// The event.
     pub event: MixerEvent,
+    /// An upload an earlier run left pending, resumed by this process (its output info; id
+    /// from 1000 on): `"resumed": true` in the JSON.
+    pub resumed: bool,
 }
 
 impl HostEvent {
@@ -34,13 +37,17 @@ impl HostEvent {
     /// ```
     /// use cloudmixer::host::HostEvent;
     /// use cloudmixer::model::events::{MixerEvent, MixerState};
-    /// let e = HostEvent { seq: 7, mixer_id: "room1".into(), event: MixerEvent::state(MixerState::Running) };
+    /// let e = HostEvent { seq: 7, mixer_id: "room1".into(),
+    ///     event: MixerEvent::state(MixerState::Running), resumed: false };
     /// assert_eq!(e.to_json()["mixerID"], "room1");
     /// assert_eq!(e.to_json()["state"], 2);
     /// ```
     pub fn to_json(&self) -> Value {
         let mut v = self.event.to_json();
         v["mixerID"] = Value::from(&*self.mixer_id);
+        if self.resumed {
+            v["resumed"] = Value::Bool(true);
+        }
         v
     }
 
@@ -86,11 +93,17 @@ impl EventHub {
     }
 
     pub(crate) fn publish(&self, mixer_id: &Arc<str>, event: MixerEvent) {
+        self.publish_with(mixer_id, event, false)
+    }
+
+    /// As [`EventHub::publish`], marking a resumed upload's event.
+    pub(crate) fn publish_with(&self, mixer_id: &Arc<str>, event: MixerEvent, resumed: bool) {
         let mut g = self.lock();
         let ev = Arc::new(HostEvent {
             seq: g.next,
             mixer_id: mixer_id.clone(),
             event,
+            resumed,
         });
         g.next += 1;
         if g.backlog.len() >= g.cap {

@@ -294,6 +294,9 @@ struct Inner {
     ids: AtomicU64,
     ended: AtomicU64,
     capacity: capacity::Capacity,
+    /// Pending uploads resumed, once per bucket (endpoint, region, bucket) per process.
+    #[cfg(feature = "upload")]
+    resumed: Mutex<Vec<(String, journal::Resumer)>>,
 }
 
 /// The process's rooms (see the [module docs](self)). Cheap to clone: clones share the rooms.
@@ -351,6 +354,8 @@ impl Host {
             ids: AtomicU64::new(0),
             ended: AtomicU64::new(0),
             capacity,
+            #[cfg(feature = "upload")]
+            resumed: Mutex::new(Vec::new()),
         });
         // the capacity model samples the process's CPU time once a second while the host lives
         let weak = Arc::downgrade(&inner);
@@ -424,6 +429,10 @@ impl Host {
         let config = MixerConfig::from_value(req.config)?;
         let (video, audio) = self.resolve_inputs(&req.inputs)?;
         self.reserve(&id)?;
+        #[cfg(feature = "upload")]
+        if let Some(st) = &config.storage {
+            self.resume_pending(&id, st);
+        }
         let started = self.start(&id, config, &video, &audio, req.inputs);
         let mut rooms = self.rooms();
         match started {
@@ -436,6 +445,34 @@ impl Host {
                 self.inner.capacity.rooms_changed();
                 Err(e)
             }
+        }
+    }
+
+    /// Uploads an earlier run left pending under the storage root for this bucket go along,
+    /// once per bucket per process, reported under `id` with `"resumed": true`.
+    #[cfg(feature = "upload")]
+    fn resume_pending(&self, id: &str, st: &crate::model::config::StorageSettings) {
+        let key = format!("{:?}|{:?}|{}", st.endpoint, st.region, st.bucket);
+        let mut done = self.inner.resumed.lock().unwrap_or_else(|e| e.into_inner());
+        if done.iter().any(|(k, _)| *k == key) {
+            return;
+        }
+        let hub = Arc::downgrade(&self.inner);
+        let rid: Arc<str> = id.into();
+        let resumer = journal::Resumer::start(
+            st,
+            &self.inner.settings.mixer,
+            &self.inner.settings.storage,
+            Box::new(move |info| {
+                if let Some(inner) = hub.upgrade() {
+                    inner
+                        .hub
+                        .publish_with(&rid, MixerEvent::OutputInfoChanged(info.clone()), true);
+                }
+            }),
+        );
+        if let Some(r) = resumer {
+            done.push((key, r));
         }
     }
 
@@ -727,14 +764,22 @@ impl Host {
         for r in &rooms {
             r.mixer.stop();
         }
-        rooms
+        let out = rooms
             .iter()
             .map(|r| {
                 let res = r.mixer.wait().map_err(HostError::from);
                 r.release_feeds();
                 (r.id.to_string(), res)
             })
-            .collect()
+            .collect();
+        // resumed uploads get what is left of the grace; unfinished ones keep their journals
+        #[cfg(feature = "upload")]
+        for (_, r) in
+            std::mem::take(&mut *self.inner.resumed.lock().unwrap_or_else(|e| e.into_inner()))
+        {
+            r.finish(until.saturating_duration_since(Instant::now()));
+        }
+        out
     }
 
     /// Whether [`Host::drain`] was called.

@@ -57,6 +57,12 @@ pub struct ServeArgs {
     /// Append every event (the vendor's JSON with mixerID and seq) to this JSON-lines file.
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
+    /// The key that signs upload journals, so that uploads left pending by a stopped or killed
+    /// service resume after a restart (32 bytes; created when missing; outside --storage).
+    /// Default: $CLOUDMIXER_JOURNAL_KEY, else $XDG_STATE_HOME/cloudmixer/journal.key, else
+    /// ~/.local/state/cloudmixer/journal.key.
+    #[arg(long, value_name = "FILE")]
+    journal_key: Option<PathBuf>,
 }
 
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
@@ -109,6 +115,10 @@ pub fn run(a: ServeArgs) -> ExitCode {
     settings.mixer.backend = a.backend;
     if let Some(ms) = a.latency {
         settings.mixer.latency = Duration::from_millis(ms);
+    }
+    match cloudmixer::record::load_journal_key(a.journal_key.as_deref(), &a.storage) {
+        Ok(k) => settings.mixer.journal_key = k,
+        Err(e) => return usage(e),
     }
     let host = Host::new(settings);
     if let Some(p) = &a.events {
