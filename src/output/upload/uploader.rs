@@ -14,6 +14,7 @@ use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStoreExt, PutPayload, RetryConfig};
 use ring::hmac;
+use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
