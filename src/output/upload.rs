@@ -34,7 +34,7 @@
 //! new part. Credential errors (401/403), a missing bucket and other client errors fail at
 //! once. On a final failure the file and its journal are kept (a later
 //! [`Uploader::resume_pending`] tries again) and [`UploadEvent::Failed`] carries
-//! [`ERR_UPLOAD_FAIL`] (1107) and a description of why.
+//! [`UPLOAD_FAIL`](crate::model::events::codes::UPLOAD_FAIL) (1107) and a description of why.
 //!
 //! Events map to the vendor's output states: [`UploadEvent::output_state`] gives 4 UPLOADING
 //! (with `progress` 0–100, at least once per [`UploadOptions::progress_interval`]), 5 UPLOADED
@@ -95,8 +95,6 @@ pub use uploader::{write_pending, Uploader};
 #[cfg(all(feature = "upload", feature = "testkit"))]
 pub(crate) use uploader::install_tls_provider;
 
-/// The vendor error code of a failed upload (output state 6 UPLOADFAIL).
-pub const ERR_UPLOAD_FAIL: i32 = 1107;
 /// Vendor output state: uploading (with `progress`).
 pub const STATE_UPLOADING: u32 = 4;
 /// Vendor output state: uploaded.
@@ -381,7 +379,7 @@ pub enum UploadEvent {
         file: PathBuf,
         /// The object key.
         key: String,
-        /// [`ERR_UPLOAD_FAIL`] (1107).
+        /// [`UPLOAD_FAIL`](crate::model::events::codes::UPLOAD_FAIL) (1107).
         code: i32,
         /// Why, e.g. "access denied (check accessKey/secretKey): SignatureDoesNotMatch".
         desc: String,
@@ -456,9 +454,9 @@ pub enum UploadError {
 }
 
 impl UploadError {
-    /// The vendor error code ([`ERR_UPLOAD_FAIL`]).
+    /// The vendor error code ([`UPLOAD_FAIL`](crate::model::events::codes::UPLOAD_FAIL)).
     pub fn code(&self) -> i32 {
-        ERR_UPLOAD_FAIL
+        crate::model::events::codes::UPLOAD_FAIL
     }
 }
 

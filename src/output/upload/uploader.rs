@@ -834,7 +834,7 @@ async fn run_job(sh: &Shared, job: &Job) {
         emit(UploadEvent::Failed {
             file: job.file.clone(),
             key: job.key.clone(),
-            code: ERR_UPLOAD_FAIL,
+            code: crate::model::events::codes::UPLOAD_FAIL,
             desc,
         })
     };
