@@ -853,7 +853,7 @@ fn run_case(case: &Case, kind: Kind, base: &Path) -> Report {
     let cell = match &outcome {
         Outcome::Refused(code, text) => {
             let ok_codes: &[i32] = if kind == Kind::Upload {
-                &[cloudmixer::output::upload::ERR_UPLOAD_FAIL]
+                &[cloudmixer::model::events::codes::UPLOAD_FAIL]
             } else {
                 &[codes::PARAM_ERR, codes::FILE_ERR]
             };

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cloudmixer::model::events::codes;
 use cloudmixer::output::upload::{
-    JournalKey, UploadError, UploadEvent, UploadOptions, UploadTarget, Uploader, ERR_UPLOAD_FAIL,
-    STATE_UPLOADED, STATE_UPLOADFAIL, STATE_UPLOADING,
+    JournalKey, UploadError, UploadEvent, UploadOptions, UploadTarget, Uploader, STATE_UPLOADED,
+    STATE_UPLOADFAIL, STATE_UPLOADING,
 };
 use cloudmixer::output::Storage;
 use cloudmixer::testkit::s3::{free_port, S3Server};
@@ -235,7 +236,7 @@ fn server_down_retries_with_backoff_then_fails_keeping_file() {
     match evs.last().unwrap() {
         e @ UploadEvent::Failed { code, desc, .. } => {
             eprintln!("server down: {desc}");
-            assert_eq!(*code, ERR_UPLOAD_FAIL);
+            assert_eq!(*code, codes::UPLOAD_FAIL);
             assert_eq!(e.output_state(), STATE_UPLOADFAIL);
             assert!(
                 desc.contains("network") && desc.contains("4 attempts"),
@@ -342,7 +343,7 @@ fn wrong_credentials_fail_at_once_naming_them() {
     match evs.last().unwrap() {
         UploadEvent::Failed { code, desc, .. } => {
             eprintln!("wrong credentials: {desc}");
-            assert_eq!(*code, ERR_UPLOAD_FAIL);
+            assert_eq!(*code, codes::UPLOAD_FAIL);
             assert!(desc.contains("accessKey/secretKey"), "{desc}");
         }
         e => panic!("expected Failed, got {e:?}"),

@@ -14,15 +14,24 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use cloudmixer::model::buffer::PlaneData;
+use cloudmixer::model::events::codes;
 use cloudmixer::model::frame::Plane;
 use cloudmixer::prelude::*;
 
+// The codes are defined once, in `cloudmixer::model::events::codes`. cbindgen writes a
+// constant's literal into the header and cannot follow a path into the library (it would write
+// `#define CM_OK OK`), so the C names spell the values and are checked against that definition
+// at compile time.
 /// OK.
 pub const CM_OK: i32 = 0;
 /// Internal failure (or a panic caught at the boundary).
 pub const CM_INTERNAL: i32 = 1;
 /// A bad parameter (the vendor's PARAM_ERR).
 pub const CM_PARAM_ERR: i32 = 5;
+const _: () = assert!(
+    CM_OK == codes::OK && CM_INTERNAL == codes::INTERNAL && CM_PARAM_ERR == codes::PARAM_ERR,
+    "the C codes must be cloudmixer::model::events::codes"
+);
 /// `cm_mixer_wait` ran out of time.
 pub const CM_TIMEOUT: i32 = -1;
 

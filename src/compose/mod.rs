@@ -12,7 +12,11 @@
 pub mod cpu;
 #[cfg(feature = "gpu")]
 pub mod gpu;
-pub mod image;
+/// The picture types, moved to [`crate::model::picture`] (neutral to compositors and codecs);
+/// re-exported here so that the old paths keep working.
+pub mod image {
+    pub use crate::model::picture::{Nv12Image, OutputFormat, OutputFrame};
+}
 pub mod pipelined;
 pub mod sampling;
 pub mod scene;
@@ -22,7 +26,7 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
-pub use image::{Nv12Image, OutputFormat, OutputFrame};
+pub use crate::model::picture::{Nv12Image, OutputFormat, OutputFrame};
 pub use pipelined::{create_pipelined, Immediate, OutPlanes, Pipelined};
 
 use crate::model::frame::{I420Image, SharedFrame};
@@ -104,6 +108,12 @@ pub enum ComposeError {
     /// The planes a picture is written into do not fit it, or the call order was wrong.
     #[error("output: {0}")]
     Output(String),
+}
+
+impl From<crate::model::picture::PlaneError> for ComposeError {
+    fn from(e: crate::model::picture::PlaneError) -> Self {
+        ComposeError::Output(e.0)
+    }
 }
 
 impl ComposeError {

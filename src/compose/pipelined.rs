@@ -24,141 +24,11 @@
 //! assert_eq!(img.yuv_at(10, 10), [200, 90, 60]);
 //! ```
 
-use super::image::{Nv12Image, OutputFormat};
 use super::{Backend, ComposeError, Compositor, Frames};
-use crate::model::frame::I420Image;
 use crate::model::layout::Layout;
-
-/// Where a composed picture goes: the planes of an encoder frame (or any buffer), each with its
-/// stride in bytes. I420: Y, U, V; NV12: Y, interleaved UV (the third plane empty).
-pub struct OutPlanes<'a> {
-    /// Picture width (chroma planes are `width / 2` wide, rounded down, as in [`I420Image`]).
-    pub width: u32,
-    /// Picture height (chroma planes have `height / 2` rows, rounded down).
-    pub height: u32,
-    /// I420 or NV12.
-    pub format: OutputFormat,
-    /// The planes and their strides.
-    pub planes: [(&'a mut [u8], usize); 3],
-}
-
-impl<'a> OutPlanes<'a> {
-    /// The planes of an [`I420Image`] (resized to nothing: the image must have its size).
-    pub fn i420(img: &'a mut I420Image) -> Self {
-        let (w, h) = (img.width, img.height);
-        OutPlanes {
-            width: w,
-            height: h,
-            format: OutputFormat::I420,
-            planes: [
-                (&mut img.y[..], w as usize),
-                (&mut img.u[..], w as usize / 2),
-                (&mut img.v[..], w as usize / 2),
-            ],
-        }
-    }
-
-    /// The planes of an [`Nv12Image`] (its buffers must have its size).
-    pub fn nv12(img: &'a mut Nv12Image) -> Self {
-        let w = img.width as usize;
-        OutPlanes {
-            width: img.width,
-            height: img.height,
-            format: OutputFormat::Nv12,
-            planes: [(&mut img.y[..], w), (&mut img.uv[..], w), (&mut [], 0)],
-        }
-    }
-
-    /// Bytes per row and rows of plane `i`.
-    pub fn plane_size(&self, i: usize) -> (usize, usize) {
-        let (w, h) = (self.width as usize, self.height as usize);
-        match (self.format, i) {
-            (_, 0) => (w, h),
-            (OutputFormat::Nv12, 1) => (w / 2 * 2, h / 2),
-            (OutputFormat::Nv12, _) => (0, 0),
-            (OutputFormat::I420, _) => (w / 2, h / 2),
-        }
-    }
-
-    /// Checks that every plane holds its rows at its stride.
-    pub fn check(&self) -> Result<(), ComposeError> {
-        if self.width == 0 || self.height == 0 {
-            return Err(ComposeError::Output(format!(
-                "{}x{} picture (non-zero sizes expected)",
-                self.width, self.height
-            )));
-        }
-        for (i, (data, stride)) in self.planes.iter().enumerate() {
-            let (row, rows) = self.plane_size(i);
-            if rows == 0 {
-                continue;
-            }
-            if *stride < row || data.len() < (rows - 1) * stride + row {
-                return Err(ComposeError::Output(format!(
-                    "plane {i}: {} bytes at stride {stride} cannot hold {rows} rows of {row}",
-                    data.len()
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Copies each of `src`'s planes, given as (bytes, stride), into the plane of the same
-    /// index, row by row: the one plane copy of every compositor output (GPU readback rows
-    /// padded to 256 bytes, pictures kept in memory, encoder frames with their own strides).
-    pub fn copy_planes(&mut self, src: &[(&[u8], usize)]) -> Result<(), ComposeError> {
-        self.check()?;
-        for (i, &(data, stride)) in src.iter().enumerate() {
-            let (row, rows) = self.plane_size(i);
-            if rows == 0 {
-                return Err(ComposeError::Output(format!(
-                    "{} source planes for a {:?} picture",
-                    src.len(),
-                    self.format
-                )));
-            }
-            if stride < row || data.len() < (rows - 1) * stride + row {
-                return Err(ComposeError::Output(format!(
-                    "source plane {i}: {} bytes at stride {stride} cannot hold {rows} rows of {row}",
-                    data.len()
-                )));
-            }
-            let (dst, dstride) = &mut self.planes[i];
-            for r in 0..rows {
-                dst[r * *dstride..r * *dstride + row]
-                    .copy_from_slice(&data[r * stride..r * stride + row]);
-            }
-        }
-        Ok(())
-    }
-
-    /// Copies (I420) or interleaves (NV12) a picture of the same size into the planes.
-    pub fn write_i420(&mut self, img: &I420Image) -> Result<(), ComposeError> {
-        if (img.width, img.height) != (self.width, self.height) {
-            return Err(ComposeError::Output(format!(
-                "{}x{} picture into {}x{} planes",
-                img.width, img.height, self.width, self.height
-            )));
-        }
-        let (w, cw) = (self.width as usize, self.width as usize / 2);
-        match self.format {
-            OutputFormat::I420 => self.copy_planes(&[(&img.y, w), (&img.u, cw), (&img.v, cw)]),
-            OutputFormat::Nv12 => {
-                self.copy_planes(&[(&img.y, w)])?;
-                let (dst, stride) = &mut self.planes[1];
-                for r in 0..self.height as usize / 2 {
-                    let row = &mut dst[r * *stride..r * *stride + 2 * cw];
-                    let (u, v) = (&img.u[r * cw..(r + 1) * cw], &img.v[r * cw..(r + 1) * cw]);
-                    for (x, p) in row.chunks_exact_mut(2).enumerate() {
-                        p[0] = u[x];
-                        p[1] = v[x];
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-}
+/// Moved to [`crate::model::picture`] (shared with the encoder); kept here for old paths.
+pub use crate::model::picture::OutPlanes;
+use crate::model::picture::OutputFormat;
 
 /// A compositor the mixer drives one tick ahead: `submit` tick n, later `receive` it (in
 /// submission order) into the encoder's frame.
@@ -210,7 +80,7 @@ impl Pipelined for Immediate {
             return Err(ComposeError::Output("nothing in flight".into()));
         }
         self.pending = false;
-        out.write_i420(self.inner.picture())
+        Ok(out.write_i420(self.inner.picture())?)
     }
 
     fn in_flight(&self) -> usize {

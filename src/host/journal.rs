@@ -67,7 +67,7 @@ impl Resumer {
         let ids: Mutex<(u32, std::collections::HashMap<PathBuf, OutputInfo>)> =
             Mutex::new((RESUMED_OUTPUT_IDS, Default::default()));
         let up = Uploader::new(
-            crate::pipeline::upload_target(st),
+            st.clone(),
             settings.upload.clone(),
             Storage::new(root),
             settings.journal_key.clone(),

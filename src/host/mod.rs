@@ -53,11 +53,6 @@ use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats};
 use events::EventHub;
 use feed::{FeedError, FileInputs};
 
-/// Vendor code: a mixer with this id is already running ("already started").
-pub const CODE_ALREADY_STARTED: i32 = 906;
-/// Vendor code: no capacity for another recording ("not enough recording servers").
-pub const CODE_NO_CAPACITY: i32 = 907;
-
 /// Ended rooms kept for `get`/`list` (their final outputs), oldest forgotten first.
 pub const ENDED_KEPT: usize = 256;
 
@@ -164,8 +159,8 @@ impl HostError {
                 codes::PARAM_ERR
             }
             HostError::NotFound(_) => codes::PARAM_ERR,
-            HostError::AlreadyStarted(_) => CODE_ALREADY_STARTED,
-            HostError::NoCapacity(_) => CODE_NO_CAPACITY,
+            HostError::AlreadyStarted(_) => codes::ALREADY_STARTED,
+            HostError::NoCapacity(_) => codes::NO_CAPACITY,
             HostError::Mixer(e) => e.code(),
         }
     }

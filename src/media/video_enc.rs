@@ -20,9 +20,9 @@ use ffmpeg::{Dictionary, Packet, Rational};
 use ffmpeg_next as ffmpeg;
 use thiserror::Error;
 
-use crate::compose::{OutPlanes, OutputFormat};
 use crate::model::config::OutputSettings;
 use crate::model::frame::I420Image;
+use crate::model::picture::{OutPlanes, OutputFormat};
 
 /// Encoders tried in order when none is named.
 pub const PROBE_ORDER: [&str; 5] = [

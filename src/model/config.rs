@@ -161,24 +161,37 @@ impl Segments {
     }
 }
 
-/// `storageConfig`: where finished recordings are uploaded (an S3-compatible object store).
-#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+/// `storageConfig`: where finished recordings are uploaded (an S3-compatible object store), the
+/// vendor's fields plus our extensions. The one storage type: the uploader takes it as is
+/// (`output::upload::UploadTarget` is this type). Deserialises from the vendor JSON (`vendor`,
+/// `region`, `bucket`, `accessKey`, `secretKey`, and ours: `endpoint`, `keepLocal`) without the
+/// config's checks (a mixer config is parsed by [`MixerConfig::from_json`], which checks them);
+/// serialises without the secret key, and its `Debug` output hides it.
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all(deserialize = "camelCase"))]
 pub struct StorageSettings {
-    /// The vendor's storage kind: 1 Aliyun OSS; any other value an S3-compatible store
-    /// (AWS S3 of `region` unless `endpoint` says otherwise).
+    /// The vendor's storage kind: 1 Aliyun OSS (virtual-hosted style,
+    /// `https://oss-{region}.aliyuncs.com` without an endpoint); any other value an
+    /// S3-compatible store (AWS S3 of `region` unless `endpoint` says otherwise).
+    #[serde(default)]
     pub vendor: u32,
-    /// Region, e.g. `cn-hangzhou` or `us-east-1`.
+    /// Region (`cn-hangzhou` or `oss-cn-hangzhou` for OSS, `us-east-1` for AWS…); also the SigV4
+    /// signing region (empty = `us-east-1`).
+    #[serde(default)]
     pub region: String,
-    /// Bucket.
+    /// Bucket, which must exist.
     pub bucket: String,
     /// Access key id.
     pub access_key: String,
-    /// Secret key (never printed).
-    #[serde(skip)]
+    /// Secret access key (never printed, never serialised).
+    #[serde(skip_serializing)]
     pub secret_key: String,
-    /// Extension: the store's URL (`http://127.0.0.1:9000`, an R2 or MinIO endpoint).
+    /// Extension: the store's URL (`http://127.0.0.1:9000`, an R2 or MinIO endpoint…);
+    /// path-style requests except for vendor 1.
+    #[serde(default)]
     pub endpoint: Option<String>,
     /// Extension `keepLocal`: keep the local file after a verified upload (default: removed).
+    #[serde(default)]
     pub keep_local: bool,
 }
 
@@ -189,7 +202,7 @@ impl std::fmt::Debug for StorageSettings {
             .field("region", &self.region)
             .field("bucket", &self.bucket)
             .field("access_key", &self.access_key)
-            .field("secret_key", &"…")
+            .field("secret_key", &"***")
             .field("endpoint", &self.endpoint)
             .field("keep_local", &self.keep_local)
             .finish()

@@ -6,7 +6,9 @@
 use serde::ser::{Serialize, Serializer};
 use serde_json::{json, Value};
 
-/// Error codes reported in events and by [`crate::pipeline::MixerError::code`].
+/// Error codes reported in events and by [`crate::pipeline::MixerError::code`]: the one
+/// definition of each (the vendor's numbers, plus 1 INTERNAL). Every other place (the host, the
+/// uploader, `serve`, the C ABI's `CM_*` constants) uses these.
 pub mod codes {
     /// No error.
     pub const OK: i32 = 0;
@@ -14,14 +16,31 @@ pub mod codes {
     pub const INTERNAL: i32 = 1;
     /// A parameter (config, layout update, frame) is invalid.
     pub const PARAM_ERR: i32 = 5;
-    /// The maximum recording duration was reached; the recording stopped cleanly.
+    /// 901: the maximum recording duration was reached; the recording stopped cleanly.
     pub const RECORD_MAX: i32 = 901;
-    /// The disk is full (ENOSPC) or the file hit its size limit (EFBIG).
+    /// 902: the disk is full (ENOSPC) or the file hit its size limit (EFBIG).
     pub const RECORD_NO_DISK: i32 = 902;
-    /// A target file cannot be created or written.
+    /// 903: the vendor's "file too large" (not reported by us: EFBIG is [`RECORD_NO_DISK`]).
+    pub const FILE_TOO_LARGE: i32 = 903;
+    /// 904: the vendor's "configuration not allowed" (not reported by us: a bad config is
+    /// [`PARAM_ERR`]).
+    pub const CONFIG_NOT_ALLOWED: i32 = 904;
+    /// 905: a target file cannot be created or written.
     pub const FILE_ERR: i32 = 905;
-    /// Uploading a finished file to `storageConfig` failed (output state 6).
+    /// 906: "already started": a mixer with this id is already running (the host, `serve`).
+    pub const ALREADY_STARTED: i32 = 906;
+    /// 907: "not enough recording servers": no capacity for another recording (the host's room
+    /// limit, `serve`).
+    pub const NO_CAPACITY: i32 = 907;
+    /// 908: the vendor's "cloud space full" (not reported by us: a failed upload is
+    /// [`UPLOAD_FAIL`]).
+    pub const CLOUD_SPACE_FULL: i32 = 908;
+    /// 1106: the vendor's "file missing" (the file to upload is gone; not reported by us).
+    pub const FILE_MISSING: i32 = 1106;
+    /// 1107: uploading a finished file to `storageConfig` failed (output state 6 UPLOADFAIL).
     pub const UPLOAD_FAIL: i32 = 1107;
+    /// 1200: the vendor's "upload state error" (not reported by us).
+    pub const UPLOAD_STATE_ERR: i32 = 1200;
 }
 
 /// Mixer state (vendor numbering; 3 PAUSED is unused).

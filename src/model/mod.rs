@@ -1,5 +1,5 @@
-//! The data model: frames, colour, layout, config, events and time. Pure Rust, no FFmpeg, no
-//! GPU; every other module builds on it.
+//! The data model: frames, pictures, colour, layout, config, events and time. Pure Rust, no
+//! FFmpeg, no GPU; every other module builds on it.
 
 pub mod audio;
 pub mod buffer;
@@ -8,4 +8,5 @@ pub mod config;
 pub mod events;
 pub mod frame;
 pub mod layout;
+pub mod picture;
 pub mod time;

@@ -34,7 +34,7 @@
 //! new part. Credential errors (401/403), a missing bucket and other client errors fail at
 //! once. On a final failure the file and its journal are kept (a later
 //! [`Uploader::resume_pending`] tries again) and [`UploadEvent::Failed`] carries
-//! [`ERR_UPLOAD_FAIL`] (1107) and a description of why.
+//! [`UPLOAD_FAIL`](crate::model::events::codes::UPLOAD_FAIL) (1107) and a description of why.
 //!
 //! Events map to the vendor's output states: [`UploadEvent::output_state`] gives 4 UPLOADING
 //! (with `progress` 0–100, at least once per [`UploadOptions::progress_interval`]), 5 UPLOADED
@@ -84,7 +84,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use thiserror::Error;
 
 #[cfg(feature = "upload")]
@@ -95,8 +95,6 @@ pub use uploader::{write_pending, Uploader};
 #[cfg(all(feature = "upload", feature = "testkit"))]
 pub(crate) use uploader::install_tls_provider;
 
-/// The vendor error code of a failed upload (output state 6 UPLOADFAIL).
-pub const ERR_UPLOAD_FAIL: i32 = 1107;
 /// Vendor output state: uploading (with `progress`).
 pub const STATE_UPLOADING: u32 = 4;
 /// Vendor output state: uploaded.
@@ -108,48 +106,10 @@ pub const VENDOR_ALIYUN_OSS: u32 = 1;
 /// The suffix of the sidecar journal: `rec.mp4` → `rec.mp4.upload.json`.
 pub const JOURNAL_SUFFIX: &str = ".upload.json";
 
-/// Where recordings go: the vendor's `storageConfig` plus our extensions. Deserialises from the
-/// vendor JSON (`vendor`, `region`, `bucket`, `accessKey`, `secretKey`, and ours: `endpoint`,
-/// `keepLocal`). Its `Debug` output hides the secret key.
-#[derive(Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UploadTarget {
-    /// 1 = Aliyun OSS (virtual-hosted style, `https://oss-{region}.aliyuncs.com` without an
-    /// endpoint); anything else is plain S3 (AWS S3 of `region` without an endpoint).
-    #[serde(default)]
-    pub vendor: u32,
-    /// The region (`cn-hangzhou` or `oss-cn-hangzhou` for OSS, `us-east-1` for AWS…); also the
-    /// SigV4 signing region (empty = `us-east-1`).
-    #[serde(default)]
-    pub region: String,
-    /// The bucket, which must exist.
-    pub bucket: String,
-    /// The access key id.
-    pub access_key: String,
-    /// The secret access key.
-    pub secret_key: String,
-    /// Extension: the service URL (`http://127.0.0.1:9000`, an R2 or MinIO endpoint…); path-style
-    /// requests except for vendor 1.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// Extension: keep the local file after a verified upload (default: delete it).
-    #[serde(default)]
-    pub keep_local: bool,
-}
-
-impl fmt::Debug for UploadTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UploadTarget")
-            .field("vendor", &self.vendor)
-            .field("region", &self.region)
-            .field("bucket", &self.bucket)
-            .field("access_key", &self.access_key)
-            .field("secret_key", &"***")
-            .field("endpoint", &self.endpoint)
-            .field("keep_local", &self.keep_local)
-            .finish()
-    }
-}
+/// Where recordings go: the vendor's `storageConfig` plus our extensions. The config's own
+/// type, under the uploader's name (one definition of the fields, the serde names and the
+/// redacted `Debug`).
+pub use crate::model::config::StorageSettings as UploadTarget;
 
 impl UploadTarget {
     /// The URL requests go to and whether it is virtual-hosted style (the bucket in the host
@@ -419,7 +379,7 @@ pub enum UploadEvent {
         file: PathBuf,
         /// The object key.
         key: String,
-        /// [`ERR_UPLOAD_FAIL`] (1107).
+        /// [`UPLOAD_FAIL`](crate::model::events::codes::UPLOAD_FAIL) (1107).
         code: i32,
         /// Why, e.g. "access denied (check accessKey/secretKey): SignatureDoesNotMatch".
         desc: String,
@@ -494,9 +454,9 @@ pub enum UploadError {
 }
 
 impl UploadError {
-    /// The vendor error code ([`ERR_UPLOAD_FAIL`]).
+    /// The vendor error code ([`UPLOAD_FAIL`](crate::model::events::codes::UPLOAD_FAIL)).
     pub fn code(&self) -> i32 {
-        ERR_UPLOAD_FAIL
+        crate::model::events::codes::UPLOAD_FAIL
     }
 }
 

@@ -20,5 +20,5 @@ pub use per_stream::{measured_fps, start_stamp, StreamRecorder};
 pub use state::OWN_EVENTS_KEPT;
 #[cfg(feature = "upload")]
 pub(crate) use uploads::apply_upload_event;
-pub use uploads::{target_of as upload_target, MAX_UPLOADING_MIXERS};
+pub use uploads::MAX_UPLOADING_MIXERS;
 pub use video::FRAME_POOL;

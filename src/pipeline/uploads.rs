@@ -20,13 +20,14 @@ use std::{
 #[cfg(feature = "upload")]
 use super::state::Shared;
 use super::MixerSettings;
-use crate::model::config::{ConfigError, MixerConfig, StorageSettings};
+#[cfg(feature = "upload")]
+use crate::model::config::StorageSettings;
+use crate::model::config::{ConfigError, MixerConfig};
 use crate::model::events::OutputInfo;
 #[cfg(feature = "upload")]
 use crate::model::events::OutputState;
 #[cfg(feature = "upload")]
 use crate::model::events::{codes, MixerEvent};
-use crate::output::upload::UploadTarget;
 #[cfg(feature = "upload")]
 use crate::output::upload::{write_pending, JournalKey, UploadEvent, UploadOptions, Uploader};
 use crate::output::Storage;
@@ -43,8 +44,7 @@ pub(crate) fn check_storage(cfg: &MixerConfig) -> Result<(), ConfigError> {
     };
     #[cfg(feature = "upload")]
     {
-        target_of(st)
-            .resolved_endpoint()
+        st.resolved_endpoint()
             .map(drop)
             .map_err(|e| ConfigError::Invalid {
                 path: "storageConfig".into(),
@@ -151,7 +151,7 @@ const INTERRUPTED: &str = "upload interrupted (the recorder was stopped); the fi
 #[cfg(feature = "upload")]
 #[derive(Debug, Clone)]
 pub(crate) struct UploadPlan {
-    pub target: UploadTarget,
+    pub target: StorageSettings,
     pub opts: UploadOptions,
     pub storage: Storage,
     pub journal_key: JournalKey,
@@ -166,24 +166,11 @@ impl UploadPlan {
         journal_key: &JournalKey,
     ) -> UploadPlan {
         UploadPlan {
-            target: target_of(st),
+            target: st.clone(),
             opts: opts.clone(),
             storage: storage.clone(),
             journal_key: journal_key.clone(),
         }
-    }
-}
-
-/// The uploader's view of a config's `storageConfig`.
-pub fn target_of(st: &StorageSettings) -> UploadTarget {
-    UploadTarget {
-        vendor: st.vendor,
-        region: st.region.clone(),
-        bucket: st.bucket.clone(),
-        access_key: st.access_key.clone(),
-        secret_key: st.secret_key.clone(),
-        endpoint: st.endpoint.clone(),
-        keep_local: st.keep_local,
     }
 }
 

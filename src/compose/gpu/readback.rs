@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::device::{GpuContext, GpuError};
-pub use crate::compose::image::{Nv12Image, OutputFormat, OutputFrame};
+pub use crate::model::picture::{Nv12Image, OutputFormat, OutputFrame};
 
 /// Where one output plane lies in a staging buffer.
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +82,7 @@ pub(crate) fn copy_out(
             p.padded_row as usize,
         );
     }
-    out.copy_planes(&src[..want])
+    Ok(out.copy_planes(&src[..want])?)
 }
 
 /// Result of a `map_async`, set by its callback (`None` while pending).

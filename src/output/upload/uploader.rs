@@ -14,6 +14,7 @@ use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStoreExt, PutPayload, RetryConfig};
 use ring::hmac;
+use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -833,7 +834,7 @@ async fn run_job(sh: &Shared, job: &Job) {
         emit(UploadEvent::Failed {
             file: job.file.clone(),
             key: job.key.clone(),
-            code: ERR_UPLOAD_FAIL,
+            code: crate::model::events::codes::UPLOAD_FAIL,
             desc,
         })
     };
