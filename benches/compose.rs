@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use cloudmixer::bench::SyntheticSources;
 use cloudmixer::compose::{cpu::CpuCompositor, Compositor, Frames};
+use cloudmixer::testkit::synth::SyntheticSources;
 use cloudmixer::testkit::workloads::Workload;
 
 fn bench(c: &mut Criterion) {

@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use cloudmixer::bench::SyntheticSources;
 use cloudmixer::compose::scene::Scene;
 use cloudmixer::compose::text::{render, Fonts, TextStyle};
 use cloudmixer::compose::{cpu::CpuCompositor, Compositor, Frames};
 use cloudmixer::model::layout::{FitMode, Item, ItemKind, Layout, Rect};
+use cloudmixer::testkit::synth::SyntheticSources;
 use cloudmixer::testkit::workloads::Workload;
 
 fn timestamp_at(x: i32, y: i32) -> Item {

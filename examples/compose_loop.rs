@@ -2,8 +2,8 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use cloudmixer::bench::SyntheticSources;
 use cloudmixer::compose::{cpu::CpuCompositor, Compositor, Frames};
+use cloudmixer::testkit::synth::SyntheticSources;
 use cloudmixer::testkit::workloads::Workload;
 
 fn main() {

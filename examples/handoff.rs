@@ -3,13 +3,14 @@
 //! (`PlaneData::from_raw`, the decoder's buffer kept until released) vs a `FramePool` buffer
 //! filled by the "decoder". 1280x720 I420, 3000 pushes each, p50/p99/max.
 //!
-//!     cargo run --release --example handoff
+//!     cargo run --release --example handoff   # (feature `testkit`, on by default)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudmixer::model::buffer::{FramePool, PlaneData};
 use cloudmixer::prelude::*;
+use cloudmixer::testkit::stats::LatencyStats;
 
 const W: usize = 1280;
 const H: usize = 720;
@@ -27,14 +28,12 @@ fn mixer(dir: &std::path::Path) -> Mixer {
     Mixer::create_with(cfg, Storage::new(dir), settings).unwrap()
 }
 
-fn report(name: &str, mut t: Vec<Duration>) {
-    t.sort();
-    let q = |p: f64| t[((t.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
+fn report(name: &str, t: Vec<Duration>) {
+    let us: Vec<f64> = t.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+    let s = LatencyStats::of(&us);
     println!(
         "{name:<28} p50 {:>7.1} µs   p99 {:>7.1} µs   max {:>8.1} µs",
-        q(0.5),
-        q(0.99),
-        q(1.0)
+        s.p50, s.p99, s.max
     );
 }
 

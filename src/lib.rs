@@ -22,8 +22,6 @@ pub mod record;
 pub mod serve;
 pub mod snapshot;
 
-#[cfg(feature = "cli")]
-pub mod bench;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 

@@ -14,13 +14,13 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use cloudmixer::bench::GpuFigures;
 use cloudmixer::compose::gpu::batch::{shared_renderer, BatchCompositor, RendererStats};
 use cloudmixer::compose::gpu::{
     AdapterPolicy, GpuCompositor, GpuOptions, OutputFormat, OutputFrame,
 };
 use cloudmixer::compose::Frames;
 use cloudmixer::model::layout::Layout;
+use cloudmixer::testkit::stats::{percentile, GpuFigures};
 use cloudmixer::testkit::synth::SyntheticSources;
 use cloudmixer::testkit::workloads::Workload;
 
@@ -156,13 +156,6 @@ fn rss_mib() -> f64 {
             })
         })
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn main() {
@@ -325,15 +318,15 @@ fn main() {
             all.sort_by(|a, b| a.total_cmp(b));
             println!(
                 "compose latency (submit -> readback done): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} frames",
-                pct(&all, 0.5),
-                pct(&all, 0.99),
+                percentile(&all, 50.0),
+                percentile(&all, 99.0),
                 all.last().copied().unwrap_or(f64::NAN),
                 all.len()
             );
             println!(
                 "kept up: {kept_up}/{mixers} mixers (no frame later than one period); late frames: {late_total}; p99 < {:.1} ms: {}",
                 period.as_secs_f64() * 1e3,
-                pct(&all, 0.99) < period.as_secs_f64() * 1e3
+                percentile(&all, 99.0) < period.as_secs_f64() * 1e3
             );
             print_batch(r0, renderer_stats(&args, opts.policy), mixers, ticks);
             println!(

@@ -7,6 +7,7 @@ pub mod nginx;
 #[cfg(feature = "upload")]
 pub mod s3;
 pub mod signal;
+pub mod stats;
 pub mod synth;
 pub mod workloads;
 

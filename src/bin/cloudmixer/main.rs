@@ -17,9 +17,10 @@ use cloudmixer::model::time::PaceMode;
 use cloudmixer::pipeline::picture::{check_picture_file, load_picture};
 use cloudmixer::pipeline::MixerSettings;
 use cloudmixer::record::{record_until, RecordError, RecordOptions};
-use cloudmixer::{bench, media::decode, snapshot};
+use cloudmixer::{media::decode, snapshot};
 use std::io::IsTerminal;
 
+mod bench;
 mod serve;
 
 #[derive(Parser)]

@@ -15,54 +15,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::compose::scene::Scene;
-use crate::compose::{self, Backend, Frames};
-use crate::model::frame::VideoFrame;
-use crate::testkit::pattern_frame;
-use crate::testkit::workloads::Workload;
-
-/// Statistics of a set of per-frame latencies (ms).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
-pub struct LatencyStats {
-    /// Samples.
-    pub n: usize,
-    /// Median.
-    pub p50: f64,
-    /// 99th percentile (nearest rank).
-    pub p99: f64,
-    /// Largest.
-    pub max: f64,
-    /// Mean.
-    pub mean: f64,
-}
-
-/// Nearest-rank percentile of sorted samples (`p` in 0..=100); 0 for no samples.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-impl LatencyStats {
-    /// Statistics of unsorted samples.
-    pub fn of(samples: &[f64]) -> Self {
-        let mut s: Vec<f64> = samples.iter().copied().filter(|v| v.is_finite()).collect();
-        s.sort_by(|a, b| a.total_cmp(b));
-        LatencyStats {
-            n: s.len(),
-            p50: percentile(&s, 50.0),
-            p99: percentile(&s, 99.0),
-            max: s.last().copied().unwrap_or(0.0),
-            mean: if s.is_empty() {
-                0.0
-            } else {
-                s.iter().sum::<f64>() / s.len() as f64
-            },
-        }
-    }
-}
+use cloudmixer::compose::scene::Scene;
+use cloudmixer::compose::{self, Backend, Frames};
+use cloudmixer::testkit::stats::{GpuFigures, LatencyStats};
+use cloudmixer::testkit::synth::SyntheticSources;
+use cloudmixer::testkit::workloads::Workload;
 
 /// Parses `--mixers 1,8,32` (also a single number). Each count must be 1..=4096.
 pub fn parse_sweep(s: &str) -> Result<Vec<usize>, String> {
@@ -159,49 +116,6 @@ impl ConfigResult {
             .as_ref()
             .filter(|f| f.comp_cpu_ms_per_frame > 0.0)
             .map(|f| self.cpu_ms_per_frame / f.comp_cpu_ms_per_frame)
-    }
-}
-
-/// The batch renderer's work in one configuration (GPU backend).
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
-pub struct GpuFigures {
-    /// Submissions (batches).
-    pub submits: u64,
-    /// Frames rendered on the GPU (repeats of unchanged pictures are not).
-    pub frames: u64,
-    /// Submissions per output tick (all mixers together; 1 = one submit per tick for all).
-    pub submits_per_tick: f64,
-    /// Largest batch.
-    pub max_batch: u64,
-    /// Source bytes staged per composed frame (MB).
-    pub upload_mb_per_frame: f64,
-    /// Readback bytes per composed frame (MB, rows padded).
-    pub readback_mb_per_frame: f64,
-    /// Upload belt + readback buffers allocated at the end, per mixer (MiB).
-    pub staging_mib_per_mixer: f64,
-}
-
-impl GpuFigures {
-    /// The renderer's work between two readings of its counters (`ticks` per mixer).
-    pub fn between(
-        a: crate::compose::gpu::batch::RendererStats,
-        b: crate::compose::gpu::batch::RendererStats,
-        mixers: usize,
-        ticks: u64,
-    ) -> GpuFigures {
-        let frames = b.frames - a.frames;
-        let per = |x: u64| x as f64 / 1e6 / frames.max(1) as f64;
-        GpuFigures {
-            submits: b.batches - a.batches,
-            frames,
-            submits_per_tick: (b.batches - a.batches) as f64 / ticks.max(1) as f64,
-            max_batch: b.max_batch,
-            upload_mb_per_frame: per(b.upload_bytes - a.upload_bytes),
-            readback_mb_per_frame: per(b.readback_bytes - a.readback_bytes),
-            staging_mib_per_mixer: (b.belt_bytes + b.readback_pool_bytes) as f64
-                / (1 << 20) as f64
-                / mixers.max(1) as f64,
-        }
     }
 }
 
@@ -325,53 +239,6 @@ pub fn cpu_seconds(children: bool) -> f64 {
     }
 }
 
-/// Synthetic sources of a workload: three decoded pictures per source, alternated as the
-/// source's own clock advances (a 15 fps camera in a 30 fps output changes every other tick).
-pub struct SyntheticSources {
-    pics: Vec<(String, u32, [Arc<VideoFrame>; 3])>,
-    out_fps: u32,
-    /// Never change the pictures (isolates compose + readback from source uploads).
-    pub frozen: bool,
-}
-
-impl SyntheticSources {
-    /// Builds the pictures (once; shared by every mixer of a run).
-    pub fn new(w: &Workload) -> Self {
-        let pics = w
-            .cells
-            .iter()
-            .enumerate()
-            .map(|(i, (s, _))| {
-                let p = [0u32, 1, 2]
-                    .map(|k| Arc::new(pattern_frame(s.width, s.height, i as u32 * 3 + k)));
-                (s.camid.to_string(), s.fps, p)
-            })
-            .collect();
-        SyntheticSources {
-            pics,
-            out_fps: w.fps,
-            frozen: false,
-        }
-    }
-    /// Sets a new picture for every source at every tick (the worst case: nothing to skip).
-    pub fn frames_all_new(&self, tick: u64, frames: &mut Frames) {
-        for (id, _, p) in &self.pics {
-            frames.insert(id.clone(), p[(tick % 3) as usize].clone());
-        }
-    }
-    /// Sets each source's current picture for output tick `tick`.
-    pub fn frames_at(&self, tick: u64, frames: &mut Frames) {
-        for (id, fps, p) in &self.pics {
-            let n = if self.frozen {
-                0
-            } else {
-                tick * *fps as u64 / self.out_fps as u64
-            };
-            frames.insert(id.clone(), p[(n % 3) as usize].clone());
-        }
-    }
-}
-
 /// What a configuration's mixer threads measured, before it becomes a [`ConfigResult`].
 struct Measured {
     wall: f64,
@@ -423,8 +290,8 @@ impl Measured {
 }
 
 /// The process's batch renderer counters, when `backend` is the GPU.
-fn renderer_stats(backend: Backend) -> Option<crate::compose::gpu::batch::RendererStats> {
-    use crate::compose::gpu::{batch::shared_renderer, AdapterPolicy};
+fn renderer_stats(backend: Backend) -> Option<cloudmixer::compose::gpu::batch::RendererStats> {
+    use cloudmixer::compose::gpu::{batch::shared_renderer, AdapterPolicy};
     (backend == Backend::Gpu)
         .then(|| shared_renderer(AdapterPolicy::AllowSoftware).ok())
         .flatten()
@@ -443,8 +310,8 @@ pub fn run_config(
     frames: u64,
     realtime: bool,
 ) -> Result<ConfigResult, String> {
-    use crate::compose::{OutPlanes, OutputFormat};
-    use crate::model::frame::I420Image;
+    use cloudmixer::compose::{OutPlanes, OutputFormat};
+    use cloudmixer::model::frame::I420Image;
     let layout = Arc::new(w.layout());
     // create every compositor before starting the clock (GPU setup is not per frame)
     let mut comps = Vec::with_capacity(mixers);
@@ -569,9 +436,9 @@ pub fn run_config(
 /// How a configuration with encoding gets its sources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feed {
-    /// Synthetic decoded frames pushed through [`crate::pipeline::Mixer::push_video`].
+    /// Synthetic decoded frames pushed through [`cloudmixer::pipeline::Mixer::push_video`].
     Synthetic,
-    /// The workload's real clips decoded by FFmpeg ([`crate::record::record`]).
+    /// The workload's real clips decoded by FFmpeg ([`cloudmixer::record::record`]).
     Decode,
 }
 
@@ -597,8 +464,8 @@ pub fn run_encode_config(
     audio_users: usize,
     realtime: bool,
 ) -> Result<ConfigResult, String> {
-    use crate::media::video_enc::EncoderSettings;
-    use crate::pipeline::{Mixer, MixerSettings};
+    use cloudmixer::media::video_enc::EncoderSettings;
+    use cloudmixer::pipeline::{Mixer, MixerSettings};
     if realtime && feed == Feed::Decode {
         return Err("--decode with --realtime: use `cloudmixer record --realtime` per room".into());
     }
@@ -657,7 +524,7 @@ pub fn run_encode_config(
     let cpu0 = cpu_seconds(false);
     let mut handles = Vec::new();
     for i in 0..mixers {
-        let cfg = crate::model::config::MixerConfig::from_value(
+        let cfg = cloudmixer::model::config::MixerConfig::from_value(
             w.config_json(&format!("/bench_{}_{i}.mp4", w.name)),
         )
         .map_err(|e| e.to_string())?;
@@ -680,7 +547,7 @@ pub fn run_encode_config(
                 barrier.wait();
                 let start = Instant::now();
                 if feed == Feed::Decode {
-                    let opts = crate::record::RecordOptions {
+                    let opts = cloudmixer::record::RecordOptions {
                         config: cfg,
                         inputs,
                         audio: vec![],
@@ -691,11 +558,12 @@ pub fn run_encode_config(
                         settings,
                         events: None,
                     };
-                    let s = crate::record::record(opts, |_| {}).map_err(|e| e.to_string())?;
+                    let s = cloudmixer::record::record(opts, |_| {}).map_err(|e| e.to_string())?;
                     return Ok((vec![], vec![], start.elapsed(), s.encoder, s.backend, 0));
                 }
-                let mut m = Mixer::create_with(cfg, crate::output::Storage::new(dir), settings)
-                    .map_err(|e| e.to_string())?;
+                let mut m =
+                    Mixer::create_with(cfg, cloudmixer::output::Storage::new(dir), settings)
+                        .map_err(|e| e.to_string())?;
                 let (enc, back) = (m.encoder_name().to_string(), m.backend_name().to_string());
                 let mut fr: Frames = HashMap::new();
                 let mut last: HashMap<String, u64> = HashMap::new();
@@ -707,17 +575,17 @@ pub fn run_encode_config(
                 for n in 0..frames {
                     if realtime {
                         // this tick's frames arrive at its time
-                        let due = t0 + crate::model::time::tick_time(fps, n);
+                        let due = t0 + cloudmixer::model::time::tick_time(fps, n);
                         if let Some(d) = due.checked_duration_since(Instant::now()) {
                             std::thread::sleep(d);
                         }
                     }
-                    let next = crate::model::time::tick_time(fps, n + 1);
+                    let next = cloudmixer::model::time::tick_time(fps, n + 1);
                     while Duration::from_millis(10 * audio_k) < next && !tones.is_empty() {
                         let cap = clock0 + Duration::from_millis(10 * audio_k);
                         let at = (audio_k % 100) as usize * 480;
                         for (u, tone) in tones.iter().enumerate() {
-                            let f = crate::model::audio::AudioFrame::i16_interleaved(
+                            let f = cloudmixer::model::audio::AudioFrame::i16_interleaved(
                                 tone[at..at + 480].to_vec(),
                                 48_000,
                                 1,
@@ -747,7 +615,7 @@ pub fn run_encode_config(
                 }
                 let mut late = 0;
                 if realtime {
-                    m.stop_after(crate::model::time::tick_time(fps, frames));
+                    m.stop_after(cloudmixer::model::time::tick_time(fps, frames));
                     m.wait().map_err(|e| e.to_string())?;
                     let st = m.stats();
                     late = st.late_ticks;
@@ -1183,19 +1051,19 @@ pub fn workloads(arg: &str) -> Result<Vec<Workload>, String> {
         ));
     }
     let text = std::fs::read_to_string(&p).map_err(|e| format!("{arg}: {e}"))?;
-    let cfg =
-        crate::model::config::MixerConfig::from_json(&text).map_err(|e| format!("{arg}: {e}"))?;
+    let cfg = cloudmixer::model::config::MixerConfig::from_json(&text)
+        .map_err(|e| format!("{arg}: {e}"))?;
     let cells = cfg
         .layout
-        .items
+        .items()
         .iter()
         .filter_map(|it| {
             let id = it.kind.source_id()?;
-            let spec = crate::testkit::workloads::CAMS
+            let spec = cloudmixer::testkit::workloads::CAMS
                 .iter()
                 .find(|c| c.camid == id)
                 .copied()
-                .unwrap_or(crate::testkit::workloads::SourceSpec {
+                .unwrap_or(cloudmixer::testkit::workloads::SourceSpec {
                     camid: Box::leak(id.to_string().into_boxed_str()),
                     width: 1280,
                     height: 720,
@@ -1219,7 +1087,7 @@ pub fn workloads(arg: &str) -> Result<Vec<Workload>, String> {
         cells,
         extra: cfg
             .layout
-            .items
+            .items()
             .iter()
             .filter(|it| it.kind.source_id().is_none())
             .cloned()
@@ -1435,18 +1303,6 @@ pub fn run_with(a: BenchArgs, encode: Option<EncodeRunner>) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(|i| i as f64).collect();
-        assert_eq!(percentile(&v, 50.0), 50.0);
-        assert_eq!(percentile(&v, 99.0), 99.0);
-        assert_eq!(percentile(&v, 100.0), 100.0);
-        assert_eq!(percentile(&[7.0], 99.0), 7.0);
-        assert_eq!(percentile(&[], 50.0), 0.0);
-        let s = LatencyStats::of(&[3.0, 1.0, 2.0, f64::NAN]);
-        assert_eq!((s.n, s.p50, s.max, s.mean), (3, 2.0, 3.0, 2.0));
-    }
 
     #[test]
     fn sweep_parsing() {
