@@ -38,7 +38,7 @@ use super::state::{Counters, EventHub, Shared};
 use super::uploads::UploadPlan;
 use super::video::{clock_loop, encode_loop, Cmd, Msg, VideoSide, FRAME_POOL};
 use super::writer::{writer_loop, Live, Output, Reporter, WriterMsg};
-use crate::audio::mix::AudioMix;
+use crate::audio::mix::Mixdown;
 use crate::audio::MIX_RATE;
 use crate::compose::{self, Backend};
 use crate::media::audio_enc::{AudioCodec, AudioEncoder};
@@ -260,7 +260,6 @@ fn open_audio(
     codec: AudioCodec,
     a: &AudioSettings,
     global: bool,
-    max_users: usize,
     track: TrackId,
 ) -> Result<AudioOutput, MixerError> {
     let ch = a.channel_count();
@@ -272,7 +271,7 @@ fn open_audio(
         _ => 0,
     };
     Ok(AudioOutput::new(
-        AudioMix::new(a.channels.clone(), max_users),
+        Mixdown::new(a.channels.clone()),
         enc,
         track,
         skip,
@@ -411,9 +410,10 @@ impl Mixer {
         )?);
         let s = shared.clone();
         let w = wr_tx.clone();
+        let max_users = settings.max_sources;
         threads.push(spawn(
             "cm-audio",
-            Box::new(move || audio_loop(s, audio_rx, audio, w)),
+            Box::new(move || audio_loop(s, audio_rx, audio, w, max_users)),
         )?);
         let video_side = match video {
             Some((compositor, encoder)) => {
@@ -499,7 +499,6 @@ impl Mixer {
                     AudioCodec::Aac,
                     &cfg.audio,
                     global,
-                    settings.max_sources,
                     AUDIO_TRACK,
                 )?);
             }
@@ -587,13 +586,7 @@ impl Mixer {
                 } => (AudioCodec::Pcm, false),
                 _ => (AudioCodec::Aac, true),
             };
-            let a = open_audio(
-                codec,
-                &af.audio,
-                global,
-                settings.max_sources,
-                AUDIO_FILE_TRACK,
-            )?;
+            let a = open_audio(codec, &af.audio, global, AUDIO_FILE_TRACK)?;
             let muxer = Segmented::plain(Muxer::open(
                 storage,
                 std::slice::from_ref(&af.target),
