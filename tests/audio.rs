@@ -619,3 +619,74 @@ fn late_audio_is_dropped_and_counted_in_real_time() {
         "A (arrival-stamped) should be there, late B not"
     );
 }
+
+/// 10 ms mono frames of `samples` at `rate`, captured at their position.
+fn frames_10ms_at(samples: &[f32], rate: u32) -> Vec<AudioFrame> {
+    let n = rate as usize / 100;
+    samples
+        .chunks(n)
+        .enumerate()
+        .map(|(k, c)| {
+            AudioFrame::f32_interleaved(c.to_vec(), rate, 1)
+                .unwrap()
+                .with_capture(Duration::from_millis(10 * k as u64))
+        })
+        .collect()
+}
+
+/// (10) a user's audio is resampled once, however many outputs carry it: the video file's
+/// audio track and an `audioFileCfg` file with the same settings decode to the same samples,
+/// and the audio stage holds one track per carried user (C, in no output, gets none).
+#[test]
+fn video_and_audio_file_share_each_users_track() {
+    let d = dir("shared_tracks");
+    let cfg = MixerConfig::from_value(json!({"mode":0,
+        "videoFileCfg":{"svrPathName":"/v.mp4","vWidth":160,"vHeight":120,"vFps":15,
+            "aChannelContent":["A","B"],"layoutConfig":[]},
+        "audioFileCfg":{"svrPathName":"/a.m4a","aChannelContent":["A","B"]}}))
+    .unwrap();
+    let secs = 3u64;
+    let mut m = Mixer::create_with(cfg, Storage::new(&d), settings(PaceMode::Offline)).unwrap();
+    let audio = vec![
+        // 16 and 32 kHz: both go through the resampler
+        (
+            "A".to_string(),
+            frames_10ms_at(&tone(440.0, 0.3, 0, 16_000 * secs as usize, 16_000), 16_000)
+                .into_iter(),
+        ),
+        (
+            "B.-1".to_string(),
+            frames_10ms_at(
+                &tone(1000.0, 0.2, 0, 32_000 * secs as usize, 32_000),
+                32_000,
+            )
+            .into_iter(),
+        ),
+        (
+            "C".to_string(),
+            frames_10ms(&tone(2500.0, 0.3, 0, 48_000 * secs as usize, RATE)).into_iter(),
+        ),
+    ];
+    let video = vec![("A.-1".to_string(), vec![black()].into_iter())];
+    m.run_offline_av(video, audio, secs * 15, |_, _| Ok(()))
+        .unwrap();
+    m.destroy().unwrap();
+    let st = m.stats();
+    assert_eq!(st.audio_tracks, 2, "one track per carried user: {st:?}");
+    let v = decode_audio(&d.join("v.mp4"), 1);
+    let a = decode_audio(&d.join("a.m4a"), 1);
+    let n = v.len().min(a.len());
+    eprintln!("video file {} samples, audio file {}", v.len(), a.len());
+    assert!(n >= 48_000 * secs as usize - 2048, "{n} samples");
+    let differ = v[..n].iter().zip(&a[..n]).filter(|(x, y)| x != y).count();
+    assert_eq!(differ, 0, "{differ} of {n} samples differ");
+    let mid = &v[48_000..96_000];
+    assert!(
+        db(goertzel(mid, 440.0), goertzel(mid, 2500.0)) > 30.0,
+        "A there, C not"
+    );
+    assert!(
+        db(goertzel(mid, 1000.0), goertzel(mid, 2500.0)) > 30.0,
+        "B there, C not"
+    );
+}

@@ -1,4 +1,5 @@
-//! [`AudioMix`]: channel strategies, summing and the output limiter.
+//! [`Timeline`] (every user's audio, resampled once), [`Mixdown`] (one output's channel
+//! strategy, summing and limiter) and [`AudioMix`] (the two for a single output).
 //!
 //! # Channel modes
 //!
@@ -130,8 +131,196 @@ impl Limiter {
     }
 }
 
-/// The room's audio mixer: one [`UserTrack`] per user, a channel strategy
-/// and the limiter.
+/// Every user's audio on the mixer timeline: one [`UserTrack`] per user, so a user's audio is
+/// resampled to 48 kHz and placed (drift steering) **once**, however many outputs mix it.
+///
+/// Outputs read it through their own [`Mixdown`] (channel strategy and limiter), which only
+/// peeks; once every output has mixed a block, [`Timeline::consume`] releases it.
+///
+/// ```
+/// use cloudmixer::audio::mix::{ChannelMode, Mixdown, Timeline};
+/// use cloudmixer::model::audio::AudioFrame;
+///
+/// let mut timeline = Timeline::new(16);
+/// let frame = AudioFrame::i16_interleaved(vec![8192; 160], 16_000, 1)?;
+/// timeline.push("alice", &frame, 0.0, 0).unwrap(); // resampled once
+///
+/// // two outputs: a mono mix and alice on the left channel
+/// let mut mono = Mixdown::new(ChannelMode::Mono { users: vec![] });
+/// let mut lr = Mixdown::new(ChannelMode::LeftRight { left: "alice".into(), right: "bob".into() });
+/// let (mut a, mut b) = (vec![0.0f32; 480], vec![0.0f32; 960]);
+/// mono.mix(&timeline, 0, 480, &mut a);
+/// lr.mix(&timeline, 0, 480, &mut b);
+/// timeline.consume(480);
+/// assert!((a[200] - 0.25).abs() < 1e-3);
+/// assert_eq!((b[400], b[401]), (a[200], 0.0));
+/// assert_eq!(timeline.user_count(), 1);
+/// # Ok::<(), cloudmixer::model::audio::AudioFrameError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    max_users: usize,
+    tracks: Vec<(String, UserTrack)>,
+    mono: Vec<f32>,
+}
+
+impl Timeline {
+    /// No users yet; at most `max_users` tracks will be created.
+    pub fn new(max_users: usize) -> Self {
+        Self {
+            max_users,
+            tracks: Vec::with_capacity(max_users.min(64)),
+            mono: Vec::with_capacity(MIX_RATE as usize / 10),
+        }
+    }
+
+    /// Adds one user's frame (down-mixed to mono, resampled to 48 kHz); `pos` = timeline
+    /// position (48 kHz units) of its first sample, `read_pos` = first position not yet mixed.
+    /// Returns late samples dropped. Creating a track for a new user allocates (once per
+    /// user); the steady state does not (except if a frame is longer than any seen before).
+    /// Beyond `max_users` new users are refused.
+    pub fn push(
+        &mut self,
+        user: &str,
+        frame: &AudioFrame,
+        pos: f64,
+        read_pos: u64,
+    ) -> Result<usize, TooManyUsers> {
+        let idx = match self.tracks.iter().position(|(n, _)| n == user) {
+            Some(i) => i,
+            None => {
+                if self.tracks.len() >= self.max_users {
+                    return Err(TooManyUsers {
+                        max: self.max_users,
+                    });
+                }
+                self.tracks.push((user.to_owned(), UserTrack::new()));
+                self.tracks.len() - 1
+            }
+        };
+        frame.mono_into(&mut self.mono);
+        let track = &mut self.tracks[idx].1;
+        Ok(track.write(&self.mono, frame.sample_rate(), pos, read_pos))
+    }
+
+    /// Releases everything before `until` (every output has mixed it): its slots are cleared
+    /// and audio for it arriving later is late.
+    pub fn consume(&mut self, until: u64) {
+        for (_, t) in &mut self.tracks {
+            t.consume(until);
+        }
+    }
+
+    /// Total late samples dropped over all tracks.
+    pub fn late_samples(&self) -> u64 {
+        self.tracks.iter().map(|(_, t)| t.late_samples()).sum()
+    }
+
+    /// Smoothed placement error of `user`'s track in milliseconds (see
+    /// [`UserTrack::offset_samples`]); `None` if the user has no track.
+    pub fn user_offset_ms(&self, user: &str) -> Option<f64> {
+        self.tracks
+            .iter()
+            .find(|(n, _)| n == user)
+            .map(|(_, t)| t.offset_samples() * 1000.0 / f64::from(MIX_RATE))
+    }
+
+    /// Number of user tracks (resamplers) created so far.
+    pub fn user_count(&self) -> usize {
+        self.tracks.len()
+    }
+}
+
+/// One output's mix of a [`Timeline`]: its channel strategy, summing and limiter.
+#[derive(Debug, Clone)]
+pub struct Mixdown {
+    mode: ChannelMode,
+    acc: Vec<f32>,
+    limiter: Limiter,
+}
+
+impl Mixdown {
+    /// A mix with the channel strategy `mode`.
+    pub fn new(mode: ChannelMode) -> Self {
+        let ch = channels_of(&mode);
+        Self {
+            mode,
+            acc: vec![0.0; ch * SPAN],
+            limiter: Limiter::new(),
+        }
+    }
+
+    /// Output channels: 1 for [`ChannelMode::Mono`], 2 for
+    /// [`ChannelMode::LeftRight`].
+    pub fn channels(&self) -> usize {
+        channels_of(&self.mode)
+    }
+
+    /// The channel strategy.
+    pub fn mode(&self) -> &ChannelMode {
+        &self.mode
+    }
+
+    /// Whether `user`'s audio is in this mix.
+    pub fn carries(&self, user: &str) -> bool {
+        route(&self.mode, user).is_some()
+    }
+
+    /// Mixes timeline `[start, start+len)` of `timeline` into `out` (interleaved,
+    /// `len * channels` f32 in `-CEILING..=CEILING`) without consuming it (see
+    /// [`Timeline::consume`]); returns the frames mixed. Users with no audio there contribute
+    /// silence. If `out` is shorter than `len * channels`, only the whole frames that fit are
+    /// mixed; samples of `out` beyond them are left untouched.
+    pub fn mix(&mut self, timeline: &Timeline, start: u64, len: usize, out: &mut [f32]) -> usize {
+        let ch = self.channels();
+        let frames = len.min(out.len() / ch);
+        let dup = matches!(&self.mode, ChannelMode::LeftRight { left, right } if left == right);
+        let mut done = 0;
+        while done < frames {
+            let n = (frames - done).min(BLOCK);
+            let s = start.saturating_add(done as u64);
+            self.acc.fill(0.0);
+            for (name, track) in &timeline.tracks {
+                let Some((l, r)) = route(&self.mode, name) else {
+                    continue;
+                };
+                let c = if l {
+                    0
+                } else if r {
+                    1
+                } else {
+                    continue;
+                };
+                // the block and the limiter's look-ahead: both only read
+                track.peek_add(s, &mut self.acc[c * SPAN..c * SPAN + n + BLOCK], 1.0);
+            }
+            if dup {
+                let (a, b) = self.acc.split_at_mut(SPAN);
+                b[..SPAN].copy_from_slice(a);
+            }
+            self.limiter
+                .process(&self.acc, ch, n, &mut out[done * ch..(done + n) * ch]);
+            done += n;
+        }
+        frames
+    }
+
+    /// Current limiter gain (1.0 = transparent).
+    pub fn limiter_gain(&self) -> f32 {
+        1.0 - self.limiter.reduction
+    }
+}
+
+fn channels_of(mode: &ChannelMode) -> usize {
+    match mode {
+        ChannelMode::Mono { .. } => 1,
+        ChannelMode::LeftRight { .. } => 2,
+    }
+}
+
+/// The room's audio mixer for one output: a [`Timeline`] of the users the channel strategy
+/// carries and its [`Mixdown`]. (Several outputs of one room share one [`Timeline`] and mix it
+/// with a [`Mixdown`] each, as the mixer's audio stage does.)
 ///
 /// ```
 /// use cloudmixer::audio::mix::{AudioMix, ChannelMode};
@@ -151,43 +340,28 @@ impl Limiter {
 /// ```
 #[derive(Debug, Clone)]
 pub struct AudioMix {
-    mode: ChannelMode,
-    max_users: usize,
-    tracks: Vec<(String, UserTrack)>,
-    mono: Vec<f32>,
-    acc: Vec<f32>,
-    limiter: Limiter,
+    timeline: Timeline,
+    mixdown: Mixdown,
 }
 
 impl AudioMix {
     /// New mixer; at most `max_users` tracks will be created.
     pub fn new(mode: ChannelMode, max_users: usize) -> Self {
-        let ch = match mode {
-            ChannelMode::Mono { .. } => 1,
-            ChannelMode::LeftRight { .. } => 2,
-        };
         Self {
-            mode,
-            max_users,
-            tracks: Vec::with_capacity(max_users.min(64)),
-            mono: Vec::with_capacity(MIX_RATE as usize / 10),
-            acc: vec![0.0; ch * SPAN],
-            limiter: Limiter::new(),
+            timeline: Timeline::new(max_users),
+            mixdown: Mixdown::new(mode),
         }
     }
 
     /// Output channels: 1 for [`ChannelMode::Mono`], 2 for
     /// [`ChannelMode::LeftRight`].
     pub fn channels(&self) -> usize {
-        match self.mode {
-            ChannelMode::Mono { .. } => 1,
-            ChannelMode::LeftRight { .. } => 2,
-        }
+        self.mixdown.channels()
     }
 
     /// The channel strategy.
     pub fn mode(&self) -> &ChannelMode {
-        &self.mode
+        self.mixdown.mode()
     }
 
     /// Adds one user's frame; `pos` = timeline position (48 kHz units) of its
@@ -203,24 +377,10 @@ impl AudioMix {
         pos: f64,
         read_pos: u64,
     ) -> Result<usize, TooManyUsers> {
-        if route(&self.mode, user).is_none() {
+        if !self.mixdown.carries(user) {
             return Ok(0);
         }
-        let idx = match self.tracks.iter().position(|(n, _)| n == user) {
-            Some(i) => i,
-            None => {
-                if self.tracks.len() >= self.max_users {
-                    return Err(TooManyUsers {
-                        max: self.max_users,
-                    });
-                }
-                self.tracks.push((user.to_owned(), UserTrack::new()));
-                self.tracks.len() - 1
-            }
-        };
-        frame.mono_into(&mut self.mono);
-        let track = &mut self.tracks[idx].1;
-        Ok(track.write(&self.mono, frame.sample_rate(), pos, read_pos))
+        self.timeline.push(user, frame, pos, read_pos)
     }
 
     /// Mixes timeline `[start, start+len)` into `out` (interleaved,
@@ -229,62 +389,31 @@ impl AudioMix {
     /// `len * channels`, only the whole frames that fit are mixed (and
     /// consumed); samples of `out` beyond `len * channels` are left untouched.
     pub fn mix(&mut self, start: u64, len: usize, out: &mut [f32]) {
-        let ch = self.channels();
-        let frames = len.min(out.len() / ch);
-        let dup = matches!(&self.mode, ChannelMode::LeftRight { left, right } if left == right);
-        let mut done = 0;
-        while done < frames {
-            let n = (frames - done).min(BLOCK);
-            let s = start.saturating_add(done as u64);
-            self.acc.fill(0.0);
-            for (name, track) in &mut self.tracks {
-                let Some((l, r)) = route(&self.mode, name) else {
-                    continue;
-                };
-                let c = if l {
-                    0
-                } else if r {
-                    1
-                } else {
-                    continue;
-                };
-                let buf = &mut self.acc[c * SPAN..c * SPAN + n + BLOCK];
-                let (now, ahead) = buf.split_at_mut(n);
-                track.read_add(s, now, 1.0);
-                track.peek_add(s.saturating_add(n as u64), ahead, 1.0);
-            }
-            if dup {
-                let (a, b) = self.acc.split_at_mut(SPAN);
-                b[..SPAN].copy_from_slice(a);
-            }
-            self.limiter
-                .process(&self.acc, ch, n, &mut out[done * ch..(done + n) * ch]);
-            done += n;
+        let n = self.mixdown.mix(&self.timeline, start, len, out);
+        if n > 0 {
+            self.timeline.consume(start.saturating_add(n as u64));
         }
     }
 
     /// Total late samples dropped over all tracks.
     pub fn late_samples(&self) -> u64 {
-        self.tracks.iter().map(|(_, t)| t.late_samples()).sum()
+        self.timeline.late_samples()
     }
 
     /// Smoothed placement error of `user`'s track in milliseconds (see
     /// [`UserTrack::offset_samples`]); `None` if the user has no track.
     pub fn user_offset_ms(&self, user: &str) -> Option<f64> {
-        self.tracks
-            .iter()
-            .find(|(n, _)| n == user)
-            .map(|(_, t)| t.offset_samples() * 1000.0 / f64::from(MIX_RATE))
+        self.timeline.user_offset_ms(user)
     }
 
     /// Current limiter gain (1.0 = transparent).
     pub fn limiter_gain(&self) -> f32 {
-        1.0 - self.limiter.reduction
+        self.mixdown.limiter_gain()
     }
 
     /// Number of user tracks created so far.
     pub fn user_count(&self) -> usize {
-        self.tracks.len()
+        self.timeline.user_count()
     }
 }
 
@@ -548,6 +677,76 @@ mod tests {
         mix.mix(0, 100, &mut out); // only 3 frames fit
         assert_eq!(&out, &[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 9.0]);
         mix.mix(0, 0, &mut []);
+    }
+
+    /// Outputs mixing one shared [`Timeline`] get exactly what a mix of their own (its own
+    /// tracks, the resampling repeated) would give, whatever users each carries.
+    #[test]
+    fn shared_timeline_matches_a_mix_per_output() {
+        let modes = [
+            ChannelMode::Mono { users: vec![] },
+            ChannelMode::LeftRight {
+                left: "a".into(),
+                right: "b".into(),
+            },
+            ChannelMode::Mono {
+                users: vec!["c".into()],
+            },
+        ];
+        let mut own: Vec<AudioMix> = modes.iter().map(|m| AudioMix::new(m.clone(), 4)).collect();
+        let mut timeline = Timeline::new(4);
+        let mut shared: Vec<Mixdown> = modes.iter().map(|m| Mixdown::new(m.clone())).collect();
+        let users = [
+            ("a", 16_000u32, 440.0),
+            ("b", 48_000, 1000.0),
+            ("c", 32_000, 700.0),
+        ];
+        let sigs: Vec<Vec<f32>> = users
+            .iter()
+            .map(|&(_, r, f)| sine(f, r, 0.7, r as usize * 4))
+            .collect();
+        let mut lcg = Lcg(7);
+        let mut read = 0u64;
+        let mut min_gain = 1.0f32;
+        for i in 0..400usize {
+            for (&(name, rate, _), s) in users.iter().zip(&sigs) {
+                // b pauses 0.5 s (a jump), everyone's stamps jitter ±2 ms
+                if name == "b" && (150..200).contains(&i) {
+                    continue;
+                }
+                let n = rate as usize / 100;
+                let f =
+                    AudioFrame::f32_interleaved(s[i * n..(i + 1) * n].to_vec(), rate, 1).unwrap();
+                let pos = (i * BLOCK) as f64 + (lcg.next_f64() * 4.0 - 2.0) * 48.0;
+                let late: Vec<usize> = own
+                    .iter_mut()
+                    .map(|m| m.push(name, &f, pos, read).unwrap())
+                    .collect();
+                let l = timeline.push(name, &f, pos, read).unwrap();
+                assert!(late.iter().all(|&x| x == 0 || x == l));
+            }
+            if i >= 3 {
+                for (m, d) in own.iter_mut().zip(&mut shared) {
+                    let ch = m.channels();
+                    let (mut a, mut b) = (vec![0.0f32; BLOCK * ch], vec![0.0f32; BLOCK * ch]);
+                    m.mix(read, BLOCK, &mut a);
+                    assert_eq!(d.mix(&timeline, read, BLOCK, &mut b), BLOCK);
+                    assert_eq!(a, b, "block at {read}, {:?}", d.mode());
+                    assert_eq!(m.limiter_gain(), d.limiter_gain());
+                    min_gain = min_gain.min(d.limiter_gain());
+                }
+                timeline.consume(read + BLOCK as u64);
+                read += BLOCK as u64;
+            }
+        }
+        // the sum of three 0.7 sines was limited: the limiters ran (and alike, above)
+        assert!(min_gain < 0.7, "{min_gain}");
+        assert_eq!(timeline.user_count(), 3);
+        assert_eq!(
+            own.iter().map(AudioMix::user_count).sum::<usize>(),
+            3 + 2 + 1
+        );
+        assert_eq!(timeline.late_samples(), own[0].late_samples());
     }
 
     #[test]

@@ -220,6 +220,12 @@ impl UserTrack {
         self.consumed = pos;
     }
 
+    /// Marks everything before `pos` as consumed (mixed by every output that reads the track
+    /// with [`peek_add`](Self::peek_add)), clearing it: audio landing there later is late.
+    pub fn consume(&mut self, pos: u64) {
+        self.advance_to(pos);
+    }
+
     /// Adds the samples at `[start, start + out.len())` times `gain` into
     /// `out` and clears them (a slot is never read twice; everything before
     /// `start` is considered consumed too). Positions never written, or

@@ -139,6 +139,9 @@ pub struct MixerStats {
     pub audio_queue_full: u64,
     /// Audio samples (48 kHz) dropped because they arrived after their block was mixed.
     pub audio_late_samples: u64,
+    /// Users whose audio is on the mixer timeline: one track (resampled to 48 kHz once) per
+    /// user that any audio output carries, shared by every audio output.
+    pub audio_tracks: u64,
     /// Real time: ticks taken more than one frame interval after their deadline (the mixer
     /// could not keep time: the machine is overloaded). Always 0 offline.
     pub late_ticks: u64,

@@ -104,7 +104,7 @@ pub struct LiveStatus {
     pub bytes: u64,
 }
 
-enum Msg {
+pub(crate) enum Msg {
     Packet(Packet),
     End,
 }
@@ -144,12 +144,27 @@ impl LiveSink {
         })
     }
 
+    /// A sink without a thread (tests): what it is sent stays in the returned queue.
+    #[cfg(test)]
+    pub(crate) fn detached(url: &str) -> (LiveSink, Receiver<Msg>) {
+        let (tx, rx) = bounded(LIVE_QUEUE);
+        let sink = LiveSink {
+            url: url.to_string(),
+            tx,
+            status: Arc::default(),
+            thread: None,
+        };
+        (sink, rx)
+    }
+
     /// The target URL.
     pub fn url(&self) -> &str {
         &self.url
     }
 
-    /// Queues a packet; never blocks (a full queue drops it and counts it).
+    /// Queues a packet; never blocks (a full queue drops it and counts it). The writer sends
+    /// each live target its own [`Packet::share`] of the encoded packet: a dropped packet
+    /// costs a reference count, not a copy.
     pub fn send(&self, p: Packet) {
         match self.tx.try_send(Msg::Packet(p)) {
             Ok(()) => {}

@@ -28,6 +28,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ffmpeg::packet::{Mut as _, Ref as _};
 use ffmpeg::{Dictionary, Rational};
 use ffmpeg_next as ffmpeg;
 
@@ -48,6 +49,49 @@ pub struct Packet {
     pub track: TrackId,
     /// The encoded data, pts/dts/duration in the track's time base.
     pub data: ffmpeg::Packet,
+}
+
+impl Packet {
+    /// Another packet of the same track with the same payload, without copying it (see
+    /// [`share_data`]): for every live target and every further muxer of a track.
+    pub fn share(&self) -> Packet {
+        Packet {
+            track: self.track,
+            data: share_data(&self.data),
+        }
+    }
+}
+
+/// A new packet referencing `p`'s payload: FFmpeg's `av_packet_ref`, which takes one more
+/// reference to the payload's reference-counted buffer (no byte of it is copied) and gives the
+/// new packet its own pts, dts, duration, flags, stream index and side data (tens of bytes).
+/// Each holder can rescale or shift its timestamps without touching the others'; muxers never
+/// write into a shared payload (FFmpeg copies a buffer before changing it when it is not the
+/// only reference).
+///
+/// `ffmpeg::Packet::clone` is not this: after `av_packet_ref` it makes the copy writable, which
+/// copies the payload because it is shared. A packet whose payload is not reference-counted
+/// (`buf` null; encoders always return counted ones) gets a counted copy here; call
+/// [`make_shareable`] once first so that every later share references one buffer.
+pub fn share_data(p: &ffmpeg::Packet) -> ffmpeg::Packet {
+    let mut out = ffmpeg::Packet::empty();
+    // SAFETY: both point to valid packets; `out` is blank (av_packet_ref's precondition) and
+    // owns the reference it receives (freed by its Drop: av_packet_unref).
+    let r = unsafe { ffmpeg::ffi::av_packet_ref(out.as_mut_ptr(), p.as_ptr()) };
+    if r < 0 {
+        // out of memory: a plain copy (av_packet_ref left `out` blank)
+        return p.clone();
+    }
+    out
+}
+
+/// Makes `p`'s payload reference-counted (a no-op for encoder output, which already is), so
+/// that [`share_data`] never copies it.
+pub fn make_shareable(p: &mut ffmpeg::Packet) {
+    // SAFETY: a valid packet; on failure it is left as it was.
+    unsafe {
+        ffmpeg::ffi::av_packet_make_refcounted(p.as_mut_ptr());
+    }
 }
 
 /// What a track carries.
@@ -417,7 +461,7 @@ impl Muxer {
     }
 
     /// Writes one packet (timestamps in its track's encoder time base) to every target (the
-    /// last target takes it, the others a copy). Packets of tracks this muxer does not carry
+    /// last target takes it, the others a reference to its payload). Packets of tracks this muxer does not carry
     /// are ignored.
     pub fn write(&mut self, pkt: Packet) -> Result<(), MuxError> {
         let Some(si) = self.streams.iter().position(|s| s.track == pkt.track) else {
@@ -456,7 +500,8 @@ impl Muxer {
         Ok(())
     }
 
-    /// Writes to every target: the last one takes the packet itself, the others a copy.
+    /// Writes to every target: the last one takes the packet itself, the others a reference to
+    /// its payload ([`share_data`]: own timestamps, no payload copy).
     fn write_now(&mut self, si: usize, pkt: Packet) -> Result<(), MuxError> {
         let off = self.offset.unwrap_or(Rational::new(0, 1));
         let s = &mut self.streams[si];
@@ -471,10 +516,15 @@ impl Muxer {
         let end = pkt.data.pts().unwrap_or(0) + pkt.data.duration().max(0);
         let mut data = Some(pkt.data);
         let last = self.outs.len().saturating_sub(1);
+        if last > 0 {
+            if let Some(d) = data.as_mut() {
+                make_shareable(d);
+            }
+        }
         for (i, (o, out_tb)) in self.outs.iter_mut().zip(&s.out_tb).enumerate() {
             let mut p = match (i == last, data.as_ref()) {
                 (true, _) => data.take().unwrap_or_else(ffmpeg::Packet::empty),
-                (false, Some(d)) => d.clone(),
+                (false, Some(d)) => share_data(d),
                 (false, None) => ffmpeg::Packet::empty(),
             };
             if shift != 0 && o.shift {

@@ -1,5 +1,7 @@
-//! The audio stage: every user's audio, resampled onto the mixer timeline, mixed in 10 ms
-//! blocks per output (the video targets' track, an audio-only file) and encoded.
+//! The audio stage: every user's audio, resampled once onto the mixer timeline (one
+//! [`Timeline`] track per user, whatever the number of outputs), mixed in 10 ms blocks per
+//! output (the video targets' track, an audio-only file: each its own channel strategy and
+//! limiter, a [`Mixdown`]) and encoded.
 //!
 //! - [`AudioInbox`] is the push side: `Mixer::push_audio` maps the user ID to a small index
 //!   (a lock-free map, rebuilt only when a user appears for the first time) and `try_send`s the
@@ -24,7 +26,7 @@ use ffmpeg_next as ffmpeg;
 use super::error::MixerError;
 use super::state::{End, Shared};
 use super::writer::WriterMsg;
-use crate::audio::mix::AudioMix;
+use crate::audio::mix::{Mixdown, Timeline};
 use crate::audio::{BLOCK, MIX_RATE};
 use crate::media::audio_enc::AudioEncoder;
 use crate::model::audio::AudioFrame;
@@ -146,7 +148,7 @@ pub(crate) enum PushError {
     Other(MixerError),
 }
 
-/// One mixed audio output: its channel strategy, its encoder and its track.
+/// One mixed audio output: its channel strategy and limiter, its encoder and its track.
 ///
 /// AAC starts with `initial_padding` (1024) priming samples that decoders output unless an
 /// edit list says to skip them, and fragmented mp4, flv and ts carry no edit list. So the
@@ -154,7 +156,7 @@ pub(crate) enum PushError {
 /// later: the decoded priming then stands in for the first 21.3 ms, and every later sample
 /// plays exactly at its timeline position, in step with the video (pts = n / fps from 0).
 pub(crate) struct AudioOutput {
-    pub mix: AudioMix,
+    pub mix: Mixdown,
     pub enc: AudioEncoder,
     pub track: TrackId,
     pub buf: Vec<f32>,
@@ -162,7 +164,7 @@ pub(crate) struct AudioOutput {
 }
 
 impl AudioOutput {
-    pub(crate) fn new(mix: AudioMix, enc: AudioEncoder, track: TrackId, skip: usize) -> Self {
+    pub(crate) fn new(mix: Mixdown, enc: AudioEncoder, track: TrackId, skip: usize) -> Self {
         let ch = mix.channels();
         AudioOutput {
             mix,
@@ -173,12 +175,19 @@ impl AudioOutput {
         }
     }
 
-    /// Mixes and encodes [start, start+len), sending finished packets to the writer.
-    fn block(&mut self, start: u64, len: usize, out: &Sender<WriterMsg>) -> Result<(), End> {
+    /// Mixes [start, start+len) of `timeline` (without consuming it) and encodes it, sending
+    /// finished packets to the writer.
+    fn block(
+        &mut self,
+        timeline: &Timeline,
+        start: u64,
+        len: usize,
+        out: &Sender<WriterMsg>,
+    ) -> Result<(), End> {
         let ch = self.mix.channels();
         let n = len * ch;
         self.buf[..n].fill(0.0);
-        self.mix.mix(start, len, &mut self.buf[..n]);
+        self.mix.mix(timeline, start, len, &mut self.buf[..n]);
         let first = start.max(self.skip as u64).min(start + len as u64);
         let from = (first - start) as usize * ch;
         self.enc
@@ -211,26 +220,45 @@ impl AudioOutput {
     }
 }
 
-/// The audio stage's thread.
+/// Mixes and encodes `[start, start+len)` for every output, then releases it on the timeline.
+fn block_all(
+    timeline: &mut Timeline,
+    outs: &mut [AudioOutput],
+    start: u64,
+    len: usize,
+    writer: &Sender<WriterMsg>,
+) -> Result<(), End> {
+    for o in outs.iter_mut() {
+        o.block(timeline, start, len, writer)?;
+    }
+    timeline.consume(start + len as u64);
+    Ok(())
+}
+
+/// The audio stage's thread; at most `max_users` users get a track.
 pub(crate) fn audio_loop(
     shared: Arc<Shared>,
     rx: Receiver<AudioMsg>,
     mut outs: Vec<AudioOutput>,
     writer: Sender<WriterMsg>,
+    max_users: usize,
 ) {
     let mut names: Vec<Box<str>> = Vec::new();
+    // per user: whether any output mixes its audio (else it gets no track)
+    let mut carried: Vec<bool> = Vec::new();
+    // every user's audio, resampled once, read by every output
+    let mut timeline = Timeline::new(max_users);
     // offline, frames without a capture time follow the user's previous frame
     let mut next_pos: Vec<Option<f64>> = Vec::new();
     let mut cursor = 0u64;
-    let mix_until = |cursor: &mut u64, until: u64, outs: &mut Vec<AudioOutput>| {
-        while *cursor + BLOCK as u64 <= until {
-            for o in outs.iter_mut() {
-                o.block(*cursor, BLOCK, &writer)?;
+    let mix_until =
+        |cursor: &mut u64, until: u64, timeline: &mut Timeline, outs: &mut Vec<AudioOutput>| {
+            while *cursor + BLOCK as u64 <= until {
+                block_all(timeline, outs, *cursor, BLOCK, &writer)?;
+                *cursor += BLOCK as u64;
             }
-            *cursor += BLOCK as u64;
-        }
-        Ok::<(), End>(())
-    };
+            Ok::<(), End>(())
+        };
     let end = loop {
         let Ok(msg) = rx.recv() else {
             break End::Stop;
@@ -238,6 +266,7 @@ pub(crate) fn audio_loop(
         match msg {
             AudioMsg::User(i, name) => {
                 if i as usize == names.len() {
+                    carried.push(outs.iter().any(|o| o.mix.carries(&name)));
                     names.push(name);
                     next_pos.push(None);
                 }
@@ -249,14 +278,15 @@ pub(crate) fn audio_loop(
                 next_pos[u] = Some(
                     pos + frame.frames() as f64 * MIX_RATE as f64 / frame.sample_rate() as f64,
                 );
-                let mut late = 0;
-                for (k, o) in outs.iter_mut().enumerate() {
-                    // users beyond the cap were refused at the push already
-                    let l = o.mix.push(name, &frame, pos, cursor).unwrap_or(0);
-                    if k == 0 {
-                        late = l;
-                    }
+                if !carried[u] {
+                    continue;
                 }
+                // users beyond the cap were refused at the push already
+                let late = timeline.push(name, &frame, pos, cursor).unwrap_or(0);
+                shared
+                    .counters
+                    .audio_tracks
+                    .store(timeline.user_count() as u64, Ordering::Relaxed);
                 if late > 0 {
                     shared
                         .counters
@@ -265,17 +295,15 @@ pub(crate) fn audio_loop(
                 }
             }
             AudioMsg::MixUntil(p) => {
-                if let Err(e) = mix_until(&mut cursor, p, &mut outs) {
+                if let Err(e) = mix_until(&mut cursor, p, &mut timeline, &mut outs) {
                     break e;
                 }
             }
             AudioMsg::End(p, end) => {
-                let flushed = mix_until(&mut cursor, p, &mut outs).and_then(|_| {
+                let flushed = mix_until(&mut cursor, p, &mut timeline, &mut outs).and_then(|_| {
                     let rest = p.saturating_sub(cursor) as usize;
                     if rest > 0 {
-                        for o in outs.iter_mut() {
-                            o.block(cursor, rest, &writer)?;
-                        }
+                        block_all(&mut timeline, &mut outs, cursor, rest, &writer)?;
                     }
                     if matches!(end, End::Failed(..)) {
                         return Ok(());

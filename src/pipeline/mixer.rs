@@ -37,7 +37,7 @@ use super::sources::{SourceSlots, DEFAULT_MAX_SOURCES};
 use super::state::{Counters, EventHub, Shared};
 use super::video::{clock_loop, encode_loop, Cmd, Msg, VideoSide, FRAME_POOL};
 use super::writer::{writer_loop, Live, Output, Reporter, WriterMsg};
-use crate::audio::mix::AudioMix;
+use crate::audio::mix::Mixdown;
 use crate::audio::MIX_RATE;
 use crate::compose::{self, Backend};
 use crate::media::audio_enc::{AudioCodec, AudioEncoder};
@@ -259,7 +259,6 @@ fn open_audio(
     codec: AudioCodec,
     a: &AudioSettings,
     global: bool,
-    max_users: usize,
     track: TrackId,
 ) -> Result<AudioOutput, MixerError> {
     let ch = a.channel_count();
@@ -271,7 +270,7 @@ fn open_audio(
         _ => 0,
     };
     Ok(AudioOutput::new(
-        AudioMix::new(a.channels.clone(), max_users),
+        Mixdown::new(a.channels.clone()),
         enc,
         track,
         skip,
@@ -406,9 +405,10 @@ impl Mixer {
         )?);
         let s = shared.clone();
         let w = wr_tx.clone();
+        let max_users = settings.max_sources;
         threads.push(spawn(
             "cm-audio",
-            Box::new(move || audio_loop(s, audio_rx, audio, w)),
+            Box::new(move || audio_loop(s, audio_rx, audio, w, max_users)),
         )?);
         let video_side = match video {
             Some((compositor, encoder)) => {
@@ -488,7 +488,6 @@ impl Mixer {
                     AudioCodec::Aac,
                     &cfg.audio,
                     global,
-                    settings.max_sources,
                     AUDIO_TRACK,
                 )?);
             }
@@ -576,13 +575,7 @@ impl Mixer {
                 } => (AudioCodec::Pcm, false),
                 _ => (AudioCodec::Aac, true),
             };
-            let a = open_audio(
-                codec,
-                &af.audio,
-                global,
-                settings.max_sources,
-                AUDIO_FILE_TRACK,
-            )?;
+            let a = open_audio(codec, &af.audio, global, AUDIO_FILE_TRACK)?;
             let muxer = Segmented::plain(Muxer::open(
                 storage,
                 std::slice::from_ref(&af.target),

@@ -180,6 +180,8 @@ pub(crate) struct Counters {
     pub audio_frames: AtomicU64,
     pub audio_queue_full: AtomicU64,
     pub audio_late_samples: AtomicU64,
+    /// User tracks on the audio stage's timeline.
+    pub audio_tracks: AtomicU64,
     /// Real time: ticks taken more than one frame interval after their deadline.
     pub late_ticks: AtomicU64,
     /// Real time: the most any tick was taken after its deadline, µs.
@@ -254,6 +256,7 @@ impl Shared {
             audio_frames: c.audio_frames.load(Ordering::Relaxed),
             audio_queue_full: c.audio_queue_full.load(Ordering::Relaxed),
             audio_late_samples: c.audio_late_samples.load(Ordering::Relaxed),
+            audio_tracks: c.audio_tracks.load(Ordering::Relaxed),
             late_ticks: c.late_ticks.load(Ordering::Relaxed),
             max_tick_late_us: c.max_tick_late_us.load(Ordering::Relaxed),
             overloaded: c.overloaded.load(Ordering::Relaxed),

@@ -189,6 +189,17 @@ impl Reporter {
     }
 }
 
+/// Queues `p` for every live target that carries its track, each its own [`Packet::share`]:
+/// the payload is referenced, not copied (its own timestamps, which the target's muxer
+/// rescales); never blocks.
+fn send_live(lives: &[Live], p: &Packet) {
+    for l in lives.iter().filter(|l| l.tracks.contains(&p.track)) {
+        if let Some(s) = &l.sink {
+            s.send(p.share());
+        }
+    }
+}
+
 /// The writer's thread: runs until every one of `stages` has ended (or one failed).
 pub(crate) fn writer_loop(
     shared: Arc<Shared>,
@@ -214,18 +225,11 @@ pub(crate) fn writer_loop(
     let mut late_before = 0u64;
     loop {
         match rx.recv_deadline(next_info) {
-            Ok(WriterMsg::Packet(p)) => {
-                // live targets get a reference to the packet's data (no copy), never block
-                for l in lives.iter().filter(|l| l.tracks.contains(&p.track)) {
-                    if let Some(s) = &l.sink {
-                        s.send(Packet {
-                            track: p.track,
-                            data: p.data.clone(),
-                        });
-                    }
-                }
+            Ok(WriterMsg::Packet(mut p)) => {
+                crate::output::muxer::make_shareable(&mut p.data);
+                send_live(&lives, &p);
                 let mut failed = None;
-                // a track is usually in one muxer: it takes the packet, no copy
+                // a track is usually in one muxer: it takes the packet; others share its payload
                 let track = p.track;
                 let n = outputs
                     .iter()
@@ -241,10 +245,7 @@ pub(crate) fn writer_loop(
                     let pk = if k == n {
                         p.take()
                     } else {
-                        p.as_ref().map(|p| Packet {
-                            track,
-                            data: p.data.clone(),
-                        })
+                        p.as_ref().map(Packet::share)
                     };
                     let Some(pk) = pk else { break };
                     if let Err(e) = o.muxer.write(pk) {
@@ -367,5 +368,78 @@ pub(crate) fn writer_loop(
             super::uploads::spawn(shared, plan, finished, code, desc)
         }
         _ => shared.end_null(code, desc),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::live::Msg;
+    use ffmpeg::packet::Ref as _;
+    use ffmpeg_next as ffmpeg;
+
+    fn payload(p: &ffmpeg::Packet) -> *const u8 {
+        p.data().map_or(std::ptr::null(), <[u8]>::as_ptr)
+    }
+
+    /// The live targets' packets reference the writer's payload (no copy) and carry their own
+    /// timestamps.
+    #[test]
+    fn live_targets_share_the_payload() {
+        ffmpeg::init().unwrap();
+        let bytes: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+        let mut data = ffmpeg::Packet::copy(&bytes);
+        data.set_pts(Some(90));
+        data.set_dts(Some(90));
+        let mut p = Packet { track: 0, data };
+        crate::output::muxer::make_shareable(&mut p.data);
+        let (a, ra) = LiveSink::detached("rtmp://a/live/x");
+        let (b, rb) = LiveSink::detached("rtmp://b/live/x");
+        let (c, rc) = LiveSink::detached("rtmp://c/live/x");
+        let lives = vec![
+            Live::new(a, "a".into(), 0, vec![0, 1]),
+            Live::new(b, "b".into(), 1, vec![0]),
+            Live::new(c, "c".into(), 2, vec![1]), // not this track
+        ];
+        send_live(&lives, &p);
+        let take = |rx: &crossbeam_channel::Receiver<Msg>| match rx.try_recv() {
+            Ok(Msg::Packet(p)) => p,
+            _ => panic!("no packet queued"),
+        };
+        let (mut pa, pb) = (take(&ra), take(&rb));
+        assert!(
+            rc.try_recv().is_err(),
+            "a target without the track gets nothing"
+        );
+        // one buffer, three references (writer + two live targets), the same bytes
+        // SAFETY: the packets are valid and reference-counted.
+        let refs = unsafe { ffmpeg::ffi::av_buffer_get_ref_count((*p.data.as_ptr()).buf) };
+        assert_eq!(refs, 3);
+        assert_eq!(payload(&pa.data), payload(&p.data));
+        assert_eq!(payload(&pb.data), payload(&p.data));
+        assert_eq!(pa.data.data(), Some(&bytes[..]));
+        // a target rescales its own copy: nobody else's timestamps move
+        pa.data
+            .rescale_ts(ffmpeg::Rational::new(1, 90), ffmpeg::Rational::new(1, 1000));
+        pa.data.set_stream(3);
+        assert_eq!(pa.data.pts(), Some(1000));
+        assert_eq!(
+            (p.data.pts(), p.data.dts(), p.data.stream()),
+            (Some(90), Some(90), 0)
+        );
+        assert_eq!((pb.data.pts(), pb.data.stream()), (Some(90), 0));
+        // the writer's packet goes on to a muxer and is freed: the targets' payload lives on
+        drop(p);
+        assert_eq!(pb.data.data(), Some(&bytes[..]));
+        assert_eq!(payload(&pa.data), payload(&pb.data));
+    }
+
+    /// `ffmpeg::Packet::clone` copies the payload (why the writer does not use it).
+    #[test]
+    fn ffmpeg_clone_copies_share_does_not() {
+        ffmpeg::init().unwrap();
+        let p = ffmpeg::Packet::copy(&[7u8; 4096]);
+        assert_ne!(payload(&p.clone()), payload(&p));
+        assert_eq!(payload(&crate::output::muxer::share_data(&p)), payload(&p));
     }
 }

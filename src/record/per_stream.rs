@@ -247,6 +247,7 @@ pub(super) fn record(
                     audio_frames: a.audio_frames + s.stats.audio_frames,
                     audio_queue_full: a.audio_queue_full + s.stats.audio_queue_full,
                     audio_late_samples: a.audio_late_samples + s.stats.audio_late_samples,
+                    audio_tracks: a.audio_tracks + s.stats.audio_tracks,
                     late_ticks: a.late_ticks + s.stats.late_ticks,
                     max_tick_late_us: a.max_tick_late_us.max(s.stats.max_tick_late_us),
                     overloaded: a.overloaded || s.stats.overloaded,

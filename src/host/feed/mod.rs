@@ -1,7 +1,7 @@
 //! What pushes media into a room, with capture times on its mixer's clock.
 //!
-//! - [`file`](mod@file): decoder threads reading files (or anything FFmpeg's demuxers open), paced in
-//!   real time onto the mixer's tick grid, or handed to an offline run as they come.
+//! - [`file`](mod@file): decoder threads reading files (or anything FFmpeg's demuxers open),
+//!   paced in real time onto the mixer's tick grid, or handed to an offline run as they come.
 //!
 //! Network feeds (pull by URL, RTMP/SRT publish, WHIP) plug in here too: each pushes frames
 //! with `Mixer::push_video_at` and audio with `AudioFrame::with_capture`, so A/V sync,
