@@ -469,7 +469,10 @@ pub fn run_encode_config(
     if realtime && feed == Feed::Decode {
         return Err("--decode with --realtime: use `cloudmixer record --realtime` per room".into());
     }
-    let dir = std::env::temp_dir().join(format!("cloudmixer-bench-{}", std::process::id()));
+    // one folder per run: runs in one process (tests, sweeps) never remove each other's files
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("cloudmixer-bench-{}-{run}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let settings = if realtime {
         MixerSettings {
