@@ -675,16 +675,20 @@ impl Host {
         Ok(self.room(id)?.info())
     }
 
-    /// Every room known (recording, and the latest [`ENDED_KEPT`] ended), by id.
-    pub fn list(&self) -> Vec<RoomInfo> {
-        let rooms: Vec<Arc<Room>> = self
-            .rooms()
+    /// The rooms made so far (not those still being created), in no order.
+    fn all_rooms(&self) -> Vec<Arc<Room>> {
+        self.rooms()
             .values()
             .filter_map(|s| match s {
                 Slot::Room(r) => Some(r.clone()),
                 Slot::Starting => None,
             })
-            .collect();
+            .collect()
+    }
+
+    /// Every room known (recording, and the latest [`ENDED_KEPT`] ended), by id.
+    pub fn list(&self) -> Vec<RoomInfo> {
+        let rooms = self.all_rooms();
         let mut v: Vec<RoomInfo> = rooms.iter().map(|r| r.info()).collect();
         v.sort_by(|a, b| a.mixer_id.cmp(&b.mixer_id));
         v
@@ -725,14 +729,7 @@ impl Host {
 
     /// One snapshot of the process.
     pub fn stats(&self) -> HostStats {
-        let rooms: Vec<Arc<Room>> = self
-            .rooms()
-            .values()
-            .filter_map(|s| match s {
-                Slot::Room(r) => Some(r.clone()),
-                Slot::Starting => None,
-            })
-            .collect();
+        let rooms = self.all_rooms();
         stats::snapshot(self, &rooms)
     }
 
@@ -741,14 +738,7 @@ impl Host {
     /// Returns each room's id and final outputs (or why it failed).
     pub fn drain(&self, grace: Duration) -> Vec<(String, Result<Vec<OutputInfo>, HostError>)> {
         self.inner.draining.store(true, Ordering::Release);
-        let rooms: Vec<Arc<Room>> = self
-            .rooms()
-            .values()
-            .filter_map(|s| match s {
-                Slot::Room(r) => Some(r.clone()),
-                Slot::Starting => None,
-            })
-            .collect();
+        let rooms = self.all_rooms();
         let until = Instant::now() + grace;
         for r in &rooms {
             let left = until.saturating_duration_since(Instant::now());

@@ -894,12 +894,15 @@ impl Mixer {
             .events
             .wait(None)
             .unwrap_or(((codes::INTERNAL, "ended without NULL".into()), Vec::new()));
+        // every frame let go of at NULL has gone back to its owner when wait returns
+        super::sources::flush_releases(Duration::from_secs(10));
         ended(end, outputs)
     }
 
     /// As [`Mixer::wait`], giving up after `timeout` (`None`: still running).
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<Vec<OutputInfo>, MixerError>> {
         let (end, outputs) = self.shared.events.wait(Some(timeout))?;
+        super::sources::flush_releases(Duration::from_secs(10));
         Some(ended(end, outputs))
     }
 
@@ -1079,6 +1082,9 @@ impl Mixer {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        // every lent frame has gone back when destroy returns (the releaser works through
+        // what the stages let go of)
+        super::sources::flush_releases(Duration::from_secs(10));
         match &*self.shared.ended.lock().unwrap_or_else(|e| e.into_inner()) {
             Some((code, desc)) if *code != codes::RECORD_MAX => Err(MixerError::Stopped {
                 code: *code,

@@ -374,23 +374,57 @@ impl SourceSlots {
     }
 }
 
+enum Release {
+    Frame(Arc<VideoFrame>),
+    /// Answered once every frame queued before it was dropped.
+    Flush(crossbeam_channel::Sender<()>),
+}
+
+fn releaser() -> Option<&'static crossbeam_channel::Sender<Release>> {
+    use std::sync::OnceLock;
+    static TX: OnceLock<Option<crossbeam_channel::Sender<Release>>> = OnceLock::new();
+    TX.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::unbounded::<Release>();
+        std::thread::Builder::new()
+            .name(RELEASER.into())
+            .spawn(move || {
+                for m in rx {
+                    match m {
+                        Release::Frame(f) => drop(f),
+                        Release::Flush(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    })
+    .as_ref()
+}
+
+/// The releaser thread's name.
+const RELEASER: &str = "cm-release";
+
 /// Drops `f` on a process-wide releaser thread instead of the caller's (a pushed frame that a
 /// newer one replaced: its planes' memory or release callback must not cost the pushing
 /// thread). Falls back to dropping here if the thread cannot start.
 pub fn release_later(f: Arc<VideoFrame>) {
-    use std::sync::OnceLock;
-    static TX: OnceLock<Option<crossbeam_channel::Sender<Arc<VideoFrame>>>> = OnceLock::new();
-    let tx = TX.get_or_init(|| {
-        let (tx, rx) = crossbeam_channel::unbounded::<Arc<VideoFrame>>();
-        std::thread::Builder::new()
-            .name("cm-release".into())
-            .spawn(move || rx.into_iter().for_each(drop))
-            .ok()
-            .map(|_| tx)
-    });
-    if let Some(tx) = tx {
-        let _ = tx.send(f);
+    if let Some(tx) = releaser() {
+        let _ = tx.send(Release::Frame(f));
     }
+}
+
+/// Waits (up to `timeout`) until every frame handed to [`release_later`] before the call has
+/// been dropped, so a mixer's end can promise that every lent buffer went back. Returns at
+/// once when called on the releaser thread itself (from a release callback).
+pub fn flush_releases(timeout: Duration) -> bool {
+    if std::thread::current().name() == Some(RELEASER) {
+        return false;
+    }
+    let Some(tx) = releaser() else { return true };
+    let (done, wait) = crossbeam_channel::bounded(1);
+    tx.send(Release::Flush(done)).is_ok() && wait.recv_timeout(timeout).is_ok()
 }
 
 #[cfg(test)]
