@@ -16,7 +16,7 @@ fixtures: deps
 # picture-in-picture update at 5 s; writes out/demo.mp4 with the clips' sound mixed into an AAC
 # track (330 Hz + 440 Hz tones, a click at each flash) and prints the summary ("audio: …").
 demo: deps-demo
-	$(CARGO) build --release
+	$(CARGO) build --release -p cloudmixer-cli --bin cloudmixer
 	@mkdir -p out
 	./target/release/cloudmixer record --config fixtures/layouts/seed_side_by_side.json \
 	  --input Usr1.-1=fixtures/clips/cam1_640x480_15.mp4 --input Usr2.-1=fixtures/clips/cam4_1280x720_30.mp4 \
@@ -33,9 +33,9 @@ test: deps
 # (among them: `backend: gpu` and a `storageConfig` are refused with typed errors), then the
 # library with only the GPU backend and with only the uploader. Same target dir as the rest.
 lean-test:
-	$(CARGO) test --no-default-features --lib
-	$(CARGO) build --no-default-features --features gpu
-	$(CARGO) build --no-default-features --features upload
+	$(CARGO) test -p cloudmixer --no-default-features --lib
+	$(CARGO) build -p cloudmixer --no-default-features --features gpu
+	$(CARGO) build -p cloudmixer --no-default-features --features upload
 
 # The C ABI: builds capi/ (cdylib + staticlib, include/cloudmixer.h by cbindgen), checks the
 # header compiles as C++, builds and runs the C example (a 2 s recording with lent frames) and
@@ -74,6 +74,6 @@ bench: deps
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) clippy --no-default-features --lib -- -D warnings
+	$(CARGO) clippy -p cloudmixer --no-default-features --lib -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --no-default-features
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p cloudmixer --no-deps --no-default-features

@@ -612,7 +612,6 @@ pub fn record(
 /// `signal-hook` crate (what `cloudmixer record` does):
 ///
 /// ```no_run
-/// # #[cfg(feature = "cli")]
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use std::sync::{atomic::AtomicBool, Arc};
 /// # use cloudmixer::record::{record_until, RecordOptions};
@@ -627,8 +626,6 @@ pub fn record(
 /// let summary = record_until(opts, &stop, |_| {})?;
 /// # Ok(())
 /// # }
-/// # #[cfg(not(feature = "cli"))]
-/// # fn main() {}
 /// ```
 ///
 /// Setting the flag from another thread (a control API, a timer) works the same way.

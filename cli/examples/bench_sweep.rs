@@ -1,9 +1,9 @@
 //! `cloudmixer bench` without the rest of the CLI: the same flags and library code, but the
 //! binary links no FFmpeg libraries (handy on a GPU machine without FFmpeg installed). The
-//! harness is the CLI's own module (`src/bin/cloudmixer/bench.rs`), compiled in here too.
+//! harness is the CLI's own module (`cli/src/bench.rs`), compiled in here too.
 use clap::Parser;
 
-#[path = "../src/bin/cloudmixer/bench.rs"]
+#[path = "../src/bench.rs"]
 #[allow(dead_code)]
 mod bench;
 

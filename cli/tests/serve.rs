@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+// the repository root (fixtures/, scripts/): this crate is cli/
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const TOKEN: &str = "test-token-0123456789abcdef";
 
 fn dir(name: &str) -> PathBuf {

@@ -15,7 +15,8 @@ use cloudmixer::output::Storage;
 use cloudmixer::testkit::s3::{free_port, S3Server};
 use serde_json::{json, Value};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+// the repository root (fixtures/, scripts/): this crate is cli/
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// The binary under test (`CLOUDMIXER_TEST_BIN` runs these attacks against another build).
 fn bin() -> String {
     std::env::var("CLOUDMIXER_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cloudmixer").into())

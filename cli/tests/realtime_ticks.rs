@@ -13,7 +13,8 @@ use cloudmixer::model::time::tick_time;
 use cloudmixer::prelude::*;
 use serde_json::json;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+// the repository root (fixtures/, scripts/): this crate is cli/
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 fn dir(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR"))

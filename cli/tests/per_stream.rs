@@ -13,7 +13,8 @@ use cloudmixer::output::Storage;
 use cloudmixer::pipeline::{MixerSettings, StreamRecorder};
 use serde_json::{json, Value};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+// the repository root (fixtures/, scripts/): this crate is cli/
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const BIN: &str = env!("CARGO_BIN_EXE_cloudmixer");
 
 fn dir(name: &str) -> PathBuf {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+// the repository root (fixtures/, scripts/): this crate is cli/
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const BIN: &str = env!("CARGO_BIN_EXE_cloudmixer");
 
 fn dir(name: &str) -> PathBuf {

@@ -18,7 +18,8 @@ use cloudmixer::pipeline::{Mixer, MixerError, MixerSettings};
 use cloudmixer::testkit::PALETTE;
 use serde_json::{json, Value};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+// the repository root (fixtures/, scripts/): this crate is cli/
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const BIN: &str = env!("CARGO_BIN_EXE_cloudmixer");
 const BLACK: [u8; 3] = [16, 128, 128];
 

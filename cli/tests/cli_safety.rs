@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+// the repository root (fixtures/, scripts/): this crate is cli/
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// The binary under test (`CLOUDMIXER_TEST_BIN` runs these tests against another build, e.g.
 /// an older one, to see them fail).

@@ -16,7 +16,8 @@ use cloudmixer::pipeline::{Mixer, MixerSettings};
 use cloudmixer::testkit::{each_frame, yuv_of, PALETTE};
 use serde_json::json;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+// the repository root (fixtures/, scripts/): this crate is cli/
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const BIN: &str = env!("CARGO_BIN_EXE_cloudmixer");
 
 fn dir(name: &str) -> PathBuf {

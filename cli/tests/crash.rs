@@ -7,6 +7,9 @@ use std::time::Duration;
 use cloudmixer::testkit::signal::{decode_audio, frame_lumas};
 use serde_json::json;
 
+// the repository root (fixtures/): this crate is cli/
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
 fn dir(name: &str) -> std::path::PathBuf {
     let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("crash")
@@ -36,10 +39,7 @@ fn kill_9_keeps_both_tracks() {
         .arg("--config")
         .arg(&cfg)
         .arg("--input")
-        .arg(format!(
-            "cam={}/fixtures/clips/cam9_320x240_15.mp4",
-            env!("CARGO_MANIFEST_DIR")
-        ))
+        .arg(format!("cam={}/fixtures/clips/cam9_320x240_15.mp4", ROOT))
         .arg("--storage")
         .arg(d.join("store"))
         .arg("--events")

@@ -1,7 +1,8 @@
 //! The `cloudmixer` binary: validate and snapshot.
 use std::process::Command;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+// the repository root (fixtures/, scripts/): this crate is cli/
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cloudmixer"))
@@ -1032,5 +1033,30 @@ fn record_reports_a_deleted_storage_directory() {
             .unwrap_or("")
             .contains("deleted while recording"),
         "{last_info}"
+    );
+}
+
+/// The GPU probe on a headless host (no XDG_RUNTIME_DIR) writes nothing to stderr: the
+/// drivers' messages go to `tracing`. `record` prints only its progress lines there.
+#[test]
+fn the_gpu_probe_writes_nothing_to_stderr() {
+    let d = out_dir("gpu_probe_quiet");
+    let root = ROOT;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloudmixer"))
+        .args(["record", "--config"])
+        .arg(format!("{root}/fixtures/layouts/seed_side_by_side.json"))
+        .arg("--input")
+        .arg(format!("Usr1.-1={root}/fixtures/clips/cam1_640x480_15.mp4"))
+        .arg("--storage")
+        .arg(&d)
+        .args(["--duration", "1", "--backend", "auto"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().all(|l| l.starts_with("progress:")),
+        "stderr: {err}"
     );
 }
