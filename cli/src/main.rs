@@ -20,8 +20,28 @@ use cloudmixer::record::{record_until, RecordError, RecordOptions};
 use cloudmixer::{media::decode, snapshot};
 use std::io::IsTerminal;
 
+#[cfg(feature = "bench")]
 mod bench;
+#[cfg(feature = "serve")]
 mod serve;
+
+/// A command this build left out (`make demo` builds the command with its default features
+/// off): its arguments are taken as they come and it fails with a message that says how to get it.
+#[cfg(not(all(feature = "bench", feature = "serve")))]
+#[derive(clap::Args)]
+struct LeftOut {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    _args: Vec<String>,
+}
+
+#[cfg(not(all(feature = "bench", feature = "serve")))]
+fn left_out(cmd: &str) -> UserError {
+    UserError(format!(
+        "this build of cloudmixer has no `{cmd}` (it was built without the feature `{cmd}` of \
+         cloudmixer-cli, e.g. by `make demo`); build the whole command with \
+         `cargo build --release -p cloudmixer-cli`"
+    ))
+}
 
 #[derive(Parser)]
 #[command(
@@ -68,13 +88,23 @@ enum Cmd {
         backend: Backend,
     },
     /// How many rooms this machine can mix: W1–W3 (or a config) × backends × mixer counts.
+    #[cfg(feature = "bench")]
     Bench(bench::BenchArgs),
+    /// (not in this build: see `cargo build --release -p cloudmixer-cli`)
+    #[cfg(not(feature = "bench"))]
+    #[command(hide = true)]
+    Bench(LeftOut),
     /// Record files into one composed recording (offline, as fast as possible, by default).
     #[command(after_help = RECORD_EXIT_HELP)]
     Record(RecordArgs),
     /// Run the mixer service: the vendor's create/update/destroy API over HTTP, events, metrics.
+    #[cfg(feature = "serve")]
     #[command(after_help = serve::SERVE_EXIT_HELP)]
     Serve(Box<serve::ServeArgs>),
+    /// (not in this build: see `cargo build --release -p cloudmixer-cli`)
+    #[cfg(not(feature = "serve"))]
+    #[command(hide = true)]
+    Serve(LeftOut),
 }
 
 /// `record --help`: signals and exit statuses (also in README.md).
@@ -534,8 +564,15 @@ fn run(cli: Cli, signals: Option<Signals>) -> Result<(), Failure> {
 
 fn run_other(cmd: Cmd) -> Result<(), UserError> {
     match cmd {
-        Cmd::Record(_) | Cmd::Serve(_) => Err(UserError("internal: not a plain command".into())),
+        Cmd::Record(_) => Err(UserError("internal: not a plain command".into())),
+        #[cfg(feature = "serve")]
+        Cmd::Serve(_) => Err(UserError("internal: not a plain command".into())),
+        #[cfg(not(feature = "serve"))]
+        Cmd::Serve(_) => Err(left_out("serve")),
+        #[cfg(feature = "bench")]
         Cmd::Bench(a) => bench::run(a).map_err(UserError),
+        #[cfg(not(feature = "bench"))]
+        Cmd::Bench(_) => Err(left_out("bench")),
         Cmd::Validate { config } => {
             let cfg = load_config(&config)?;
             println!("{}", serde_json::to_string_pretty(&cfg.resolved_json())?);
@@ -631,6 +668,7 @@ fn main() -> ExitCode {
     };
     let cli = Cli::parse();
     let cli = match cli.cmd {
+        #[cfg(feature = "serve")]
         Cmd::Serve(a) => return serve::run(*a),
         cmd => Cli { cmd },
     };
