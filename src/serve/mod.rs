@@ -123,7 +123,32 @@ pub fn router(host: Host, token: Option<&str>) -> Router {
         .merge(api)
         .fallback(|| async { error(StatusCode::NOT_FOUND, codes::PARAM_ERR, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(refuse_long_bodies))
         .with_state(app)
+}
+
+/// A body whose `Content-Length` is over [`MAX_BODY`] is refused before any of it is read
+/// (413, connection closed): the client gets the answer instead of a broken pipe half-way
+/// through sending it. Bodies without a length are cut off at the limit by `DefaultBodyLimit`.
+async fn refuse_long_bodies(req: Request, next: Next) -> Response {
+    let len = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match len {
+        Some(n) if n > MAX_BODY as u64 => {
+            let mut r = error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::PARAM_ERR,
+                format!("body: {n} bytes, more than the {MAX_BODY} taken"),
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, "close".parse().expect("static"));
+            r
+        }
+        _ => next.run(req).await,
+    }
 }
 
 /// Serves `host` on `listener` until `shutdown` completes, then finishes the requests in
