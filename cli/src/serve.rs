@@ -63,7 +63,15 @@ pub struct ServeArgs {
     /// ~/.local/state/cloudmixer/journal.key.
     #[arg(long, value_name = "FILE")]
     journal_key: Option<PathBuf>,
+    /// POST every event (the SSE `data:` JSON, headers X-Cloudmixer-Event and -Seq) to this
+    /// http(s) URL, in order; retried with backoff while the receiver is down or answers 5xx;
+    /// the mixers never wait for it.
+    #[arg(long, value_name = "URL")]
+    webhook: Option<String>,
 }
+
+/// After a drain, how long the last events may take to reach the webhook.
+const WEBHOOK_FLUSH: Duration = Duration::from_secs(5);
 
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}");
@@ -128,6 +136,15 @@ pub fn run(a: ServeArgs) -> ExitCode {
             return usage(format!("--events {}: {e}", p.display()));
         }
     }
+    let webhook = match a
+        .webhook
+        .as_deref()
+        .map(|u| cloudmixer::serve::webhook::start(&host, u))
+    {
+        Some(Ok(w)) => Some(w),
+        Some(Err(e)) => return usage(e),
+        None => None,
+    };
     let grace = Duration::from_secs_f64(a.drain_timeout);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -171,6 +188,14 @@ pub fn run(a: ServeArgs) -> ExitCode {
                         match r {
                             Ok(outputs) => eprintln!("mixer {id}: {} outputs final", outputs.len()),
                             Err(e) => eprintln!("mixer {id}: {e}"),
+                        }
+                    }
+                    // the receiver gets each mixer's last state before the process ends
+                    if let Some(w) = &webhook {
+                        let w = w.clone();
+                        let done = tokio::task::spawn_blocking(move || w.flush(WEBHOOK_FLUSH));
+                        if !done.await.unwrap_or(false) {
+                            eprintln!("webhook: not every event delivered after {WEBHOOK_FLUSH:?}");
                         }
                     }
                     let _ = done_tx.send(());

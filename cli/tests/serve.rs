@@ -724,3 +724,90 @@ fn a_restarted_service_resumes_the_uploads_a_killed_one_left() {
     );
     assert_eq!(bsrv.req("DELETE", "/v1/mixers/second", None).0, 200);
 }
+
+/// A webhook receiver on 127.0.0.1: answers the first POST 503 and every later one 200, and
+/// passes on each POST as `(X-Cloudmixer-Seq, X-Cloudmixer-Event, JSON body)`.
+fn webhook_receiver() -> (String, mpsc::Receiver<(u64, String, Value)>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = true;
+        for c in l.incoming() {
+            let Ok(c) = c else { continue };
+            let mut r = BufReader::new(c);
+            let (mut seq, mut name, mut len) = (0u64, String::new(), 0usize);
+            let mut line = String::new();
+            while r.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                let lower = line.to_ascii_lowercase();
+                let value = line.split_once(':').map(|(_, v)| v.trim().to_string());
+                if lower.starts_with("x-cloudmixer-seq:") {
+                    seq = value.unwrap().parse().unwrap();
+                } else if lower.starts_with("x-cloudmixer-event:") {
+                    name = value.unwrap();
+                } else if lower.starts_with("content-length:") {
+                    len = value.unwrap().parse().unwrap();
+                }
+                line.clear();
+            }
+            let mut body = vec![0; len];
+            if r.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let status = if std::mem::take(&mut first) {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                r.get_mut(),
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = tx.send((seq, name, serde_json::from_slice(&body).unwrap()));
+        }
+    });
+    (url, rx)
+}
+
+/// `--webhook`: every event reaches the receiver in order, the one it refused with a 503 comes
+/// again, and the room's states are the ones the SSE stream has.
+#[test]
+fn the_webhook_gets_every_event_in_order_and_a_refused_one_again() {
+    let (url, rx) = webhook_receiver();
+    let s = Server::start("webhook", &["--webhook", &url], true);
+    let mut b = tiny("/wh.mp4");
+    b["mixerID"] = "wh".into();
+    b["inputs"] = json!({"Usr1.-1": "cam9_320x240_15.mp4"});
+    let (st, v) = s.req("POST", "/v1/mixers", Some(&b));
+    assert_eq!(st, 201, "{v}");
+    std::thread::sleep(Duration::from_secs(1));
+    let (st, v) = s.req("DELETE", "/v1/mixers/wh", None);
+    assert_eq!(st, 200, "{v}");
+    let mut got: Vec<(u64, String, Value)> = Vec::new();
+    let end = Instant::now() + Duration::from_secs(30);
+    while !got
+        .iter()
+        .any(|(_, _, v)| v["event"] == "stateChanged" && v["state"] == 0)
+    {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(p) => got.push(p),
+            Err(_) => panic!("no NULL state by webhook in 30 s: {got:?}"),
+        }
+    }
+    // the first event was refused (503) and POSTed again, then each one once, in order
+    assert!(got.len() >= 4, "{got:?}");
+    assert_eq!(got[0].0, got[1].0, "{got:?}");
+    let seqs: Vec<u64> = got[1..].iter().map(|p| p.0).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    for (_, name, v) in &got {
+        assert_eq!(v["mixerID"], "wh", "{v}");
+        assert_eq!(v["event"], name.as_str(), "{v}");
+    }
+    let states: Vec<i64> = got[1..]
+        .iter()
+        .filter(|(_, n, _)| n == "stateChanged")
+        .map(|(_, _, v)| v["state"].as_i64().unwrap())
+        .collect();
+    assert_eq!(states, [1, 2, 4, 0], "{got:?}");
+}

@@ -134,7 +134,6 @@ impl EventHub {
     }
 
     /// The sequence number the next event will get.
-    #[cfg(test)]
     pub(crate) fn next_seq(&self) -> u64 {
         self.lock().next
     }

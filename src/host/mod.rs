@@ -720,6 +720,11 @@ impl Host {
         Ok(jpg)
     }
 
+    /// The sequence number of the newest event published (0: none yet).
+    pub fn last_event_seq(&self) -> u64 {
+        self.inner.hub.next_seq() - 1
+    }
+
     /// The host's events after `since` (kept ones; `None`: none) and a receiver of every later
     /// one; the receiver ends if its reader falls [`events::SUBSCRIBER_QUEUE`] events behind
     /// (resume with the last sequence number seen).

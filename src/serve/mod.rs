@@ -19,6 +19,7 @@
 //! `/healthz` needs `Authorization: Bearer <token>`.
 
 mod metrics;
+pub mod webhook;
 
 use std::convert::Infallible;
 use std::future::Future;
