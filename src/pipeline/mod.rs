@@ -3,9 +3,11 @@
 
 mod audio;
 mod error;
+mod inbox;
 mod mixer;
 pub mod per_stream;
 pub mod picture;
+pub mod services;
 pub mod sources;
 mod state;
 mod uploads;
@@ -13,12 +15,12 @@ mod video;
 mod writer;
 
 pub use crate::model::events::MixerStats;
-pub use audio::{user_of, AUDIO_QUEUE};
 pub use error::MixerError;
+pub use inbox::{user_of, AUDIO_QUEUE};
 pub use mixer::*;
 pub use per_stream::{measured_fps, start_stamp, StreamRecorder};
+pub use services::{Services, MAX_UPLOADING_MIXERS};
 pub use state::OWN_EVENTS_KEPT;
 #[cfg(feature = "upload")]
 pub(crate) use uploads::apply_upload_event;
-pub use uploads::MAX_UPLOADING_MIXERS;
 pub use video::FRAME_POOL;
