@@ -84,6 +84,10 @@ fn rooms_of_a_host_share_its_services_and_bare_mixers_have_their_own() {
     host.destroy("b").unwrap();
     drop((a, b));
     assert!(host.services().releaser().started());
+    // no text item in the layout, no GPU room: no font loaded, no adapter opened
+    assert!(!host.services().fonts().loaded());
+    #[cfg(feature = "gpu")]
+    assert!(host.services().renderer().is_none());
     let threads: Vec<String> = rx.try_iter().collect();
     assert_eq!(threads.len(), 6, "every lent frame went back: {threads:?}");
     assert!(threads.iter().all(|t| t == "cm-release"), "{threads:?}");
