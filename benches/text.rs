@@ -36,7 +36,9 @@ fn timestamp_at(x: i32, y: i32) -> Item {
 }
 
 fn bench(c: &mut Criterion) {
-    let fonts: Arc<Fonts> = Fonts::shared().expect("fonts (scripts/install-deps.sh)");
+    let fonts: Arc<Fonts> = Fonts::system()
+        .map(Arc::new)
+        .expect("fonts (scripts/install-deps.sh)");
     let mut g = c.benchmark_group("text");
     g.sample_size(50);
     let style = TextStyle {

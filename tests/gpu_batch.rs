@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudmixer::compose::cpu::CpuCompositor;
-use cloudmixer::compose::gpu::batch::{BatchCompositor, Renderer, RendererOptions};
+use cloudmixer::compose::gpu::batch::{BatchCompositor, Renderer, RendererOptions, SharedRenderer};
 use cloudmixer::compose::gpu::{
-    shared, AdapterPolicy, GpuCompositor, GpuContext, GpuOptions, OutputFormat, OutputFrame,
+    AdapterPolicy, GpuCompositor, GpuContext, GpuOptions, OutputFormat, OutputFrame,
 };
 use cloudmixer::compose::{Compositor, Frames, OutPlanes};
 use cloudmixer::model::frame::{ColorSpace, I420Image};
@@ -359,16 +359,12 @@ fn a_device_lost_mid_batch_is_an_error_for_every_frame() {
         "answered in {:?}",
         t.elapsed()
     );
-    // other devices are untouched: the shared renderer still composes
-    if let Some(ctx2) = gpu_or_skip(shared(AdapterPolicy::AllowSoftware), "the shared device") {
-        assert!(!Arc::ptr_eq(&ctx2, &ctx));
-        let mut c = BatchCompositor::new(
-            l.width(),
-            l.height(),
-            OutputFormat::I420,
-            AdapterPolicy::AllowSoftware,
-        )
-        .unwrap();
+    // other devices are untouched: a renderer on another device still composes
+    let gpu = SharedRenderer::new();
+    if let Some(r2) = gpu_or_skip(gpu.get(AdapterPolicy::AllowSoftware), "another device") {
+        assert!(!Arc::ptr_eq(r2.context(), &ctx));
+        let mut c =
+            BatchCompositor::with_renderer(r2, l.width(), l.height(), OutputFormat::I420).unwrap();
         c.submit(&l, &f).unwrap();
         let mut img = I420Image::new(l.width(), l.height());
         c.receive_into(&mut OutPlanes::i420(&mut img)).unwrap();

@@ -137,6 +137,13 @@ pub extern "C" fn cm_last_error() -> *const c_char {
     LAST_ERROR.with(|e| e.borrow().as_ptr())
 }
 
+/// The services every mixer created through the C ABI shares.
+fn process_services() -> &'static cloudmixer::pipeline::Services {
+    static SERVICES: std::sync::OnceLock<cloudmixer::pipeline::Services> =
+        std::sync::OnceLock::new();
+    SERVICES.get_or_init(Default::default)
+}
+
 /// Creates a mixer from the vendor's create JSON and starts recording under `storage_dir`
 /// (the storage root of `svrPathName`). `realtime` 1: frames are pushed live (the mixer keeps
 /// the clock); 0: offline, the caller advances time with [`cm_mixer_advance_frames`].
@@ -163,6 +170,13 @@ pub unsafe extern "C" fn cm_mixer_create(
             MixerSettings::default()
         } else {
             MixerSettings::offline()
+        };
+        // every mixer of the C ABI runs on one set of services (one GPU renderer that batches
+        // them all, one releaser thread): the C ABI has no object that could own it, so the
+        // process is its host (`cloudmixer::pipeline::Services`)
+        let settings = MixerSettings {
+            services: Some(process_services().clone()),
+            ..settings
         };
         let mixer = Mixer::create_with(cfg, Storage::new(dir), settings).map_err(mixer_err)?;
         let events = mixer.events();

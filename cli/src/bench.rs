@@ -289,17 +289,20 @@ impl Measured {
     }
 }
 
-/// The process's batch renderer counters, when `backend` is the GPU.
-fn renderer_stats(backend: Backend) -> Option<cloudmixer::compose::gpu::batch::RendererStats> {
-    use cloudmixer::compose::gpu::{batch::shared_renderer, AdapterPolicy};
+/// The batch renderer counters of the run's services, when `backend` is the GPU.
+fn renderer_stats(
+    backend: Backend,
+    services: &cloudmixer::pipeline::Services,
+) -> Option<cloudmixer::compose::gpu::batch::RendererStats> {
+    use cloudmixer::compose::gpu::AdapterPolicy;
     (backend == Backend::Gpu)
-        .then(|| shared_renderer(AdapterPolicy::AllowSoftware).ok())
+        .then(|| services.gpu().get(AdapterPolicy::AllowSoftware).ok())
         .flatten()
         .map(|r| r.stats())
 }
 
 /// Runs one configuration (compose only), through the compositor the mixer uses
-/// ([`compose::create_pipelined`]: the GPU backend is the process's batch renderer). Offline,
+/// ([`compose::create_pipelined_on`]: the GPU backend is one batch renderer for all). Offline,
 /// each mixer keeps the compositor's depth of frames in flight; in real time each tick is
 /// submitted at its due time and received before the next. Latency = submit → picture received.
 pub fn run_config(
@@ -313,12 +316,20 @@ pub fn run_config(
     use cloudmixer::compose::{OutPlanes, OutputFormat};
     use cloudmixer::model::frame::I420Image;
     let layout = Arc::new(w.layout());
-    // create every compositor before starting the clock (GPU setup is not per frame)
+    // create every compositor before starting the clock (GPU setup is not per frame); all
+    // on one batch renderer, as the rooms of a host
+    let services = cloudmixer::pipeline::Services::new();
     let mut comps = Vec::with_capacity(mixers);
     for _ in 0..mixers {
         comps.push(
-            compose::create_pipelined(backend, w.width, w.height, OutputFormat::I420)
-                .map_err(|e| e.to_string())?,
+            compose::create_pipelined_on(
+                services.gpu(),
+                backend,
+                w.width,
+                w.height,
+                OutputFormat::I420,
+            )
+            .map_err(|e| e.to_string())?,
         );
     }
     let adapter = comps.first().map(|c| c.describe()).unwrap_or_default();
@@ -326,7 +337,7 @@ pub fn run_config(
     let w_fps = w.fps.max(1) as u64;
     let (cw, ch) = (w.width, w.height);
     let barrier = Arc::new(Barrier::new(mixers + 1));
-    let gpu0 = renderer_stats(backend);
+    let gpu0 = renderer_stats(backend, &services);
     let rss = RssSampler::start();
     let cpu0 = cpu_seconds(false);
     let mut handles = Vec::with_capacity(mixers);
@@ -414,7 +425,7 @@ pub fn run_config(
     if let Some(e) = err {
         return Err(e);
     }
-    let gpu = match (gpu0, renderer_stats(backend)) {
+    let gpu = match (gpu0, renderer_stats(backend, &services)) {
         (Some(a), Some(b)) => Some(GpuFigures::between(a, b, mixers, frames)),
         _ => None,
     };
@@ -474,6 +485,8 @@ pub fn run_encode_config(
     let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("cloudmixer-bench-{}-{run}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // every mixer of the run on one set of services (one batch renderer), as a host's rooms
+    let services = cloudmixer::pipeline::Services::new();
     let settings = if realtime {
         MixerSettings {
             backend,
@@ -482,6 +495,7 @@ pub fn run_encode_config(
                 ..Default::default()
             },
             audio: audio_users > 0,
+            services: Some(services.clone()),
             ..MixerSettings::default()
         }
     } else {
@@ -493,6 +507,7 @@ pub fn run_encode_config(
                 threads: 0,
             },
             audio: audio_users > 0,
+            services: Some(services.clone()),
             ..MixerSettings::offline()
         }
     };
@@ -522,7 +537,7 @@ pub fn run_encode_config(
         }
     }
     let barrier = Arc::new(Barrier::new(mixers + 1));
-    let gpu0 = renderer_stats(backend);
+    let gpu0 = renderer_stats(backend, &services);
     let rss = RssSampler::start();
     let cpu0 = cpu_seconds(false);
     let mut handles = Vec::new();
@@ -670,7 +685,7 @@ pub fn run_encode_config(
             mixers
         },
         late_ticks: if realtime { lates } else { Vec::new() },
-        gpu: match (gpu0, renderer_stats(backend)) {
+        gpu: match (gpu0, renderer_stats(backend, &services)) {
             (Some(a), Some(b)) => Some(GpuFigures::between(a, b, mixers, frames)),
             _ => None,
         },

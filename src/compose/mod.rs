@@ -27,6 +27,8 @@ use std::collections::HashMap;
 use thiserror::Error;
 
 pub use crate::model::picture::{Nv12Image, OutputFormat, OutputFrame};
+#[cfg(feature = "gpu")]
+pub use pipelined::create_pipelined_on;
 pub use pipelined::{create_pipelined, Immediate, OutPlanes, Pipelined};
 
 use crate::model::frame::{I420Image, SharedFrame};

@@ -3,8 +3,9 @@
 //!
 //! - [`Immediate`] wraps a blocking [`Compositor`] (the CPU one): the work happens in
 //!   `submit`, `receive` copies the picture into the planes given.
-//! - `gpu::batch::BatchCompositor` (feature `gpu`) hands the tick to the process's GPU renderer,
-//!   which records the ticks of every mixer into one submission; the readback of tick n overlaps
+//! - `gpu::batch::BatchCompositor` (feature `gpu`) hands the tick to a GPU renderer (one per
+//!   `SharedRenderer`: the rooms of a host share one), which records the ticks of every mixer
+//!   on it into one submission; the readback of tick n overlaps
 //!   the encoding of tick n−1.
 //!
 //! ```
@@ -101,50 +102,69 @@ impl Pipelined for Immediate {
 }
 
 /// Creates the compositor a mixer uses, writing `format` (the encoder's own input format):
-/// the CPU compositor behind [`Immediate`], or a GPU compositor on the process's batch
-/// renderer (`gpu::batch`, feature `gpu`). Backend choice as in [`super::create`]; without the
-/// `gpu` feature `Auto` is the CPU and `Gpu` is refused ([`ComposeError::NotBuilt`]).
+/// the CPU compositor behind [`Immediate`], or a GPU compositor on a batch renderer of its own
+/// (`gpu::batch`, feature `gpu`; [`create_pipelined_on`] shares one). Backend choice as in
+/// [`super::create`]; without the `gpu` feature `Auto` is the CPU and `Gpu` is refused
+/// ([`ComposeError::NotBuilt`]).
 pub fn create_pipelined(
     backend: Backend,
     width: u32,
     height: u32,
     format: OutputFormat,
 ) -> Result<Box<dyn Pipelined>, ComposeError> {
-    let cpu = || -> Box<dyn Pipelined> {
-        Box::new(Immediate::new(Box::new(super::cpu::CpuCompositor::new(
-            width, height,
-        ))))
-    };
     #[cfg(feature = "gpu")]
     {
-        use super::gpu::batch::BatchCompositor;
-        use super::gpu::AdapterPolicy;
-        match backend {
-            Backend::Cpu => Ok(cpu()),
-            Backend::Gpu => Ok(Box::new(BatchCompositor::new(
-                width,
-                height,
-                format,
-                AdapterPolicy::AllowSoftware,
-            )?)),
-            Backend::Auto => {
-                match BatchCompositor::new(width, height, format, AdapterPolicy::HardwareOnly) {
-                    Ok(g) => Ok(Box::new(g)),
-                    Err(e) => {
-                        tracing::info!(reason = %e, "no usable hardware GPU, compositing on the CPU");
-                        Ok(cpu())
-                    }
-                }
-            }
-        }
+        create_pipelined_on(
+            &super::gpu::batch::SharedRenderer::new(),
+            backend,
+            width,
+            height,
+            format,
+        )
     }
     #[cfg(not(feature = "gpu"))]
     {
         // the CPU writes any format through `OutPlanes`
         let _ = format;
         match backend {
-            Backend::Cpu | Backend::Auto => Ok(cpu()),
+            Backend::Cpu | Backend::Auto => Ok(cpu(width, height)),
             Backend::Gpu => Err(ComposeError::gpu_not_built()),
         }
+    }
+}
+
+fn cpu(width: u32, height: u32) -> Box<dyn Pipelined> {
+    Box::new(Immediate::new(Box::new(super::cpu::CpuCompositor::new(
+        width, height,
+    ))))
+}
+
+/// As [`create_pipelined`], a GPU compositor on `gpu`'s renderer: every compositor created
+/// on one [`SharedRenderer`](super::gpu::batch::SharedRenderer) batches with the others. The
+/// CPU backend (and `Auto` without a hardware GPU) opens nothing on it.
+#[cfg(feature = "gpu")]
+pub fn create_pipelined_on(
+    gpu: &super::gpu::batch::SharedRenderer,
+    backend: Backend,
+    width: u32,
+    height: u32,
+    format: OutputFormat,
+) -> Result<Box<dyn Pipelined>, ComposeError> {
+    use super::gpu::batch::BatchCompositor;
+    use super::gpu::AdapterPolicy;
+    let on = |policy| {
+        gpu.get(policy)
+            .and_then(|r| BatchCompositor::with_renderer(r, width, height, format))
+    };
+    match backend {
+        Backend::Cpu => Ok(cpu(width, height)),
+        Backend::Gpu => Ok(Box::new(on(AdapterPolicy::AllowSoftware)?)),
+        Backend::Auto => match on(AdapterPolicy::HardwareOnly) {
+            Ok(g) => Ok(Box::new(g)),
+            Err(e) => {
+                tracing::info!(reason = %e, "no usable hardware GPU, compositing on the CPU");
+                Ok(cpu(width, height))
+            }
+        },
     }
 }

@@ -41,7 +41,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::text::{self, Fonts, TextStyle};
+use super::text::{self, FontCache, Fonts, TextStyle};
 use super::Frames;
 use crate::model::frame::{Rotation, SharedFrame, VideoFrame, MAX_SIDE};
 use crate::model::layout::{FitMode, Item, ItemKind, Layout, Rect};
@@ -83,7 +83,7 @@ pub struct Scene {
     background: bool,
     /// (input generation, choices, background shown, resolved layout)
     resolved: Option<(u64, Vec<Choice>, bool, Arc<Layout>)>,
-    fonts: Option<Result<Arc<Fonts>, String>>,
+    fonts: FontCache,
     /// (unix second, local UTC offset) of the last timestamp.
     offset: Option<(i64, i32)>,
 }
@@ -95,15 +95,22 @@ fn text_key(pos: usize) -> String {
 }
 
 impl Scene {
-    /// An empty scene; fonts are loaded on the first text item ([`Fonts::shared`]).
+    /// An empty scene; fonts are loaded on the first text item, into a [`FontCache`] of its
+    /// own.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// A scene that draws text with these fonts.
     pub fn with_fonts(fonts: Arc<Fonts>) -> Self {
+        Self::with_font_cache(FontCache::with(fonts))
+    }
+
+    /// A scene that takes its fonts from `fonts` (loaded on the first text item of any scene
+    /// sharing the cache).
+    pub fn with_font_cache(fonts: FontCache) -> Self {
         Scene {
-            fonts: Some(Ok(fonts)),
+            fonts,
             ..Self::default()
         }
     }
@@ -219,8 +226,8 @@ impl Scene {
                 return Choice::Text(s.frame.width(), s.frame.height());
             }
         }
-        let fonts = match self.fonts.get_or_insert_with(Fonts::shared) {
-            Ok(f) => f.clone(),
+        let fonts = match self.fonts.get() {
+            Ok(f) => f,
             Err(e) => {
                 if self.texts[pos].is_none() {
                     tracing::warn!(item = it.index, error = %e, "text item not drawn: no font");

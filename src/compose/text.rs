@@ -8,7 +8,7 @@
 //! ```no_run
 //! use cloudmixer::compose::text::{Fonts, TextStyle, render};
 //!
-//! let fonts = Fonts::shared().expect("fonts");
+//! let fonts = Fonts::system().expect("fonts");
 //! let style = TextStyle {
 //!     color: [255, 255, 255, 255],
 //!     background: [0, 0, 0, 0x7d],
@@ -169,15 +169,6 @@ impl Fonts {
                 .map(|s| (*s).to_owned())
                 .collect(),
         }))
-    }
-
-    /// Process-wide fonts, loaded once with [`Fonts::system`]; a load error is
-    /// kept as a `String` and returned on every call.
-    pub fn shared() -> Result<Arc<Fonts>, String> {
-        static SHARED: OnceLock<Result<Arc<Fonts>, String>> = OnceLock::new();
-        SHARED
-            .get_or_init(|| Fonts::system().map(Arc::new).map_err(|e| e.to_string()))
-            .clone()
     }
 
     /// The file names of the chain, e.g. `"DejaVuSans.ttf + DroidSansFallbackFull.ttf"`.
@@ -476,6 +467,48 @@ pub fn local_utc_offset(unix_secs: i64) -> i32 {
     }
 }
 
+/// Fonts loaded with [`Fonts::system`] on first use and shared by every clone of the cache
+/// (a load error is kept as a `String` and returned on every call). No process-wide state:
+/// whoever owns the cache (a [`crate::pipeline::Services`]) decides who shares the fonts.
+#[derive(Clone, Default)]
+pub struct FontCache {
+    fonts: Arc<OnceLock<Result<Arc<Fonts>, String>>>,
+}
+
+impl std::fmt::Debug for FontCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FontCache")
+            .field("loaded", &self.fonts.get().is_some())
+            .finish()
+    }
+}
+
+impl FontCache {
+    /// A cache that loads nothing until [`FontCache::get`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A cache holding `fonts` already.
+    pub fn with(fonts: Arc<Fonts>) -> Self {
+        let c = Self::default();
+        let _ = c.fonts.set(Ok(fonts));
+        c
+    }
+
+    /// The fonts, loaded on the first call.
+    pub fn get(&self) -> Result<Arc<Fonts>, String> {
+        self.fonts
+            .get_or_init(|| Fonts::system().map(Arc::new).map_err(|e| e.to_string()))
+            .clone()
+    }
+
+    /// Whether the fonts were loaded (or failed to load) already.
+    pub fn loaded(&self) -> bool {
+        self.fonts.get().is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -529,10 +562,15 @@ mod tests {
     }
 
     #[test]
-    fn shared_is_loaded_once() {
-        let a = Fonts::shared().expect("shared fonts");
-        let b = Fonts::shared().expect("shared fonts");
+    fn a_font_cache_loads_once_for_all_its_clones() {
+        let cache = FontCache::new();
+        assert!(!cache.loaded(), "nothing loaded before the first use");
+        let a = cache.get().expect("fonts");
+        let b = cache.clone().get().expect("fonts");
         assert!(Arc::ptr_eq(&a, &b));
+        // another cache loads its own
+        let c = FontCache::new().get().expect("fonts");
+        assert!(!Arc::ptr_eq(&a, &c));
     }
 
     #[test]

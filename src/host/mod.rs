@@ -41,7 +41,7 @@ use crossbeam_channel::Receiver;
 use serde_json::Value;
 
 pub use events::HostEvent;
-pub use stats::{HostStats, RoomStats};
+pub use stats::{HostStats, RoomStats, ServiceStats};
 
 use crate::model::config::{ConfigError, MixerConfig};
 use crate::model::events::{codes, MixerEvent, MixerState, OutputInfo};
@@ -49,7 +49,7 @@ use crate::model::frame::I420Image;
 use crate::model::time::PaceMode;
 use crate::output::Storage;
 use crate::pipeline::sources::SourceStats;
-use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats};
+use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats, Services};
 use events::EventHub;
 use feed::{FeedError, FileInputs};
 
@@ -289,7 +289,7 @@ struct Inner {
     ids: AtomicU64,
     ended: AtomicU64,
     capacity: capacity::Capacity,
-    /// Pending uploads resumed, once per bucket (endpoint, region, bucket) per process.
+    /// Pending uploads resumed, once per bucket (endpoint, region, bucket) per host.
     #[cfg(feature = "upload")]
     resumed: Mutex<Vec<(String, journal::Resumer)>>,
 }
@@ -336,9 +336,14 @@ fn check_id(id: &str) -> Result<(), HostError> {
 
 impl Host {
     /// A host with no rooms yet. Room mixers always run in real time.
+    ///
+    /// The host owns one [`Services`] (the one in `settings.mixer.services`, else a new one)
+    /// and hands it to every room: the rooms batch on one GPU renderer, drop frames on one
+    /// releaser thread and share the upload slots ([`Host::services`]).
     pub fn new(settings: HostSettings) -> Host {
         let mut settings = settings;
         settings.mixer.mode = PaceMode::Realtime;
+        settings.mixer.services.get_or_insert_with(Services::new);
         let backlog = settings.backlog;
         let capacity = capacity::Capacity::new(settings.room_cost, settings.cores);
         let inner = Arc::new(Inner {
@@ -367,6 +372,16 @@ impl Host {
     /// The settings it was made with.
     pub fn settings(&self) -> &HostSettings {
         &self.inner.settings
+    }
+
+    /// The services every room of this host runs on.
+    pub fn services(&self) -> &Services {
+        self.inner
+            .settings
+            .mixer
+            .services
+            .as_ref()
+            .expect("set by Host::new")
     }
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
@@ -444,7 +459,7 @@ impl Host {
     }
 
     /// Uploads an earlier run left pending under the storage root for this bucket go along,
-    /// once per bucket per process, reported under `id` with `"resumed": true`.
+    /// once per bucket per host, reported under `id` with `"resumed": true`.
     #[cfg(feature = "upload")]
     fn resume_pending(&self, id: &str, st: &crate::model::config::StorageSettings) {
         let key = format!("{:?}|{:?}|{}", st.endpoint, st.region, st.bucket);

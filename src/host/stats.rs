@@ -47,6 +47,48 @@ pub struct HostStats {
     pub rss_bytes: u64,
     /// How many more rooms it can take, and what a room costs.
     pub capacity: super::capacity::CapacityEstimate,
+    /// The host's shared services ([`Host::services`]): uploads and the GPU renderer.
+    pub services: ServiceStats,
+}
+
+/// The figures of a host's [`crate::pipeline::Services`] (one set for all its rooms).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStats {
+    /// Rooms uploading their files now (at most [`crate::pipeline::MAX_UPLOADING_MIXERS`]).
+    pub uploading_rooms: u32,
+    /// Rooms whose files wait for an upload slot.
+    pub rooms_waiting_to_upload: u32,
+    /// Whether the GPU renderer was opened (a room composed on the GPU).
+    pub gpu_open: bool,
+    /// Compositors (rooms) on the GPU renderer now.
+    pub gpu_compositors: u32,
+    /// GPU submissions (batches) so far.
+    pub gpu_batches: u64,
+    /// Frames composed on the GPU renderer so far.
+    pub gpu_frames: u64,
+}
+
+impl ServiceStats {
+    /// The figures of `services` now (opens nothing).
+    pub fn of(services: &crate::pipeline::Services) -> ServiceStats {
+        let (held, waiting) = services.upload_slots().counts();
+        #[allow(unused_mut)]
+        let mut st = ServiceStats {
+            uploading_rooms: held as u32,
+            rooms_waiting_to_upload: waiting as u32,
+            ..ServiceStats::default()
+        };
+        #[cfg(feature = "gpu")]
+        if let Some(r) = services.renderer() {
+            let g = r.stats();
+            st.gpu_open = true;
+            st.gpu_compositors = r.compositors() as u32;
+            st.gpu_batches = g.batches;
+            st.gpu_frames = g.frames;
+        }
+        st
+    }
 }
 
 pub(super) fn snapshot(host: &Host, rooms: &[Arc<Room>]) -> HostStats {
@@ -89,6 +131,7 @@ pub(super) fn snapshot(host: &Host, rooms: &[Arc<Room>]) -> HostStats {
         draining: host.draining(),
         rss_bytes: rss_bytes(),
         capacity: host.capacity(),
+        services: ServiceStats::of(host.services()),
     }
 }
 

@@ -3,7 +3,8 @@
 //! Selection (DESIGN §6): the probe order is [`PROBE_ORDER`] — `h264_nvenc`, `h264_vaapi`,
 //! `h264_qsv`, `h264_videotoolbox`, then `libx264`. A named encoder (setting or
 //! `--encoder NAME`) is tried first. A hardware encoder that is missing or fails to open is
-//! skipped with a logged reason (`tracing::warn`, once per process) and the next one is tried;
+//! skipped with a logged reason (`tracing::warn`, once per [`EncoderProbes`] cache: a host's
+//! rooms share one) and the next one is tried;
 //! only when nothing opens is it an error.
 //!
 //! Output: yuv420p (NV12 for encoders that want it), BT.709 limited range tagged in the stream,
@@ -11,7 +12,7 @@
 //! bitrate (x264: ABR with a VBV of 2 s); otherwise `vQP` is the constant quality (x264 `crf`).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use ffmpeg::codec;
 use ffmpeg::format::Pixel;
@@ -106,10 +107,32 @@ pub fn init() {
     crate::media::decode::init_ffmpeg();
 }
 
-/// Hardware encoders that failed once in this process, with the reason (not retried).
-fn failed() -> &'static Mutex<HashMap<String, String>> {
-    static F: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
-    F.get_or_init(Default::default)
+/// Hardware encoders that failed once, with the reason (not retried by anyone sharing the
+/// cache). Cheap to clone; every clone is the same cache. No process-wide state: whoever owns
+/// it (a [`crate::pipeline::Services`]) decides who shares the probes.
+#[derive(Debug, Clone, Default)]
+pub struct EncoderProbes {
+    failed: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl EncoderProbes {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The hardware encoders that failed so far, with the reason, by name.
+    pub fn failed(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort();
+        v
+    }
 }
 
 /// An open H.264 encoder.
@@ -141,7 +164,30 @@ impl VideoEncoder {
     /// (a `.ts` target shares the encode). `low_delay`: no frame may wait inside the encoder
     /// (live recording: what a crash loses is bounded): x264 `tune=zerolatency` (no lookahead,
     /// no B-frames, sliced threads), nvenc `zerolatency` with no delay.
+    ///
+    /// Hardware probes are remembered in a cache of this call's own; [`VideoEncoder::open_with`]
+    /// shares one.
     pub fn open(
+        out: &OutputSettings,
+        settings: &EncoderSettings,
+        global_header: bool,
+        repeat_headers: bool,
+        low_delay: bool,
+    ) -> Result<Self, EncodeError> {
+        Self::open_with(
+            &EncoderProbes::new(),
+            out,
+            settings,
+            global_header,
+            repeat_headers,
+            low_delay,
+        )
+    }
+
+    /// As [`VideoEncoder::open`], skipping the hardware encoders that failed before in
+    /// `probes` (and recording the ones that fail now).
+    pub fn open_with(
+        probes: &EncoderProbes,
         out: &OutputSettings,
         settings: &EncoderSettings,
         global_header: bool,
@@ -172,10 +218,10 @@ impl VideoEncoder {
         let mut tried = Vec::new();
         for name in order {
             let named = settings.encoder.as_deref() == Some(name.as_str());
-            // hardware probes are serialised and remembered, so concurrent mixers probe (and
-            // log) each failing encoder once per process
+            // hardware probes are serialised and remembered, so concurrent mixers sharing the
+            // cache probe (and log) each failing encoder once
             let mut failed_guard =
-                is_hardware(&name).then(|| failed().lock().unwrap_or_else(|e| e.into_inner()));
+                is_hardware(&name).then(|| probes.failed.lock().unwrap_or_else(|e| e.into_inner()));
             if let Some(r) = failed_guard.as_ref().and_then(|g| g.get(&name)) {
                 tracing::debug!(encoder = %name, reason = %r, "skipping hardware encoder that failed before");
                 tried.push((name, r.clone()));

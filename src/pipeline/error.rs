@@ -95,3 +95,25 @@ impl MixerError {
         }
     }
 }
+
+pub(crate) const MAX_DURATION_DESC: &str = "maximum recording duration reached";
+
+/// Why a stage ended.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum End {
+    Stop,
+    MaxDuration,
+    Failed(i32, String),
+}
+
+impl End {
+    /// The graver of two ends (a failure beats the maximum duration beats a stop).
+    pub(crate) fn worst(self, other: End) -> End {
+        match (&self, &other) {
+            (End::Failed(..), _) => self,
+            (_, End::Failed(..)) => other,
+            (End::MaxDuration, _) => self,
+            _ => other,
+        }
+    }
+}

@@ -31,8 +31,10 @@ use arc_swap::ArcSwap;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde_json::Value;
 
-use super::audio::{audio_loop, AudioInbox, AudioOutput, PushError};
+use super::audio::{audio_loop, AudioOutput};
 use super::error::MixerError;
+use super::inbox::{AudioInbox, PushError};
+use super::services::Services;
 use super::sources::{SourceSlots, DEFAULT_MAX_SOURCES};
 use super::state::{Counters, EventHub, Shared};
 use super::video::{clock_loop, encode_loop, Cmd, Msg, VideoSide, FRAME_POOL};
@@ -108,6 +110,13 @@ pub struct MixerSettings {
     /// a file outside the storage tree. Never serialised.
     #[serde(skip)]
     pub journal_key: JournalKey,
+    /// The services the mixer runs on: the GPU renderer it batches on, its frame releaser,
+    /// its upload slots, fonts and encoder probes. `None` (the default): a [`Services`] of
+    /// the mixer's own (its own `cm-release` thread, its own renderer if it composes on the
+    /// GPU). A [`crate::host::Host`] sets its own here, so its rooms share one set; mixers
+    /// created by hand share one by setting the same `Services`. Never serialised.
+    #[serde(skip)]
+    pub services: Option<Services>,
 }
 
 impl Default for MixerSettings {
@@ -125,6 +134,7 @@ impl Default for MixerSettings {
             start_time: None,
             upload: UploadOptions::default(),
             journal_key: JournalKey::random(),
+            services: None,
         }
     }
 }
@@ -299,9 +309,15 @@ impl Mixer {
             }));
         }
         let (inbox, audio_rx) = AudioInbox::new(settings.max_sources);
+        // no services given: this mixer's own (see `Services`)
+        let services = settings.services.clone().unwrap_or_default();
         let mut shared = Arc::new(Shared {
             layout: ArcSwap::new(config.layout.clone()),
-            slots: SourceSlots::with_capacity(settings.source_timeout, settings.max_sources),
+            slots: SourceSlots::with_releaser(
+                settings.source_timeout,
+                settings.max_sources,
+                services.releaser().clone(),
+            ),
             state: AtomicU8::new(MixerState::Null as u8),
             events: EventHub::default(),
             mode: settings.mode,
@@ -325,6 +341,7 @@ impl Mixer {
             counters: Counters::default(),
             uploads_abandoned: Default::default(),
             snapshot: Default::default(),
+            services,
             config,
         });
         // the first subscriber, made before the first event: `events()` misses nothing
@@ -372,7 +389,11 @@ impl Mixer {
         let reporter = Reporter {
             start_time: start_ms,
         };
-        let upload = super::uploads::plan_of(&shared.config, &settings, &storage);
+        let upload = super::uploads::plan_of(
+            &shared.config,
+            (&settings.upload, &settings.journal_key),
+            &storage,
+        );
         let mut lives = lives;
         for (_, ev) in reporter.infos(&outputs, &mut lives, OutputState::Running, 0, "") {
             shared.emit(ev);
@@ -453,6 +474,7 @@ impl Mixer {
         settings: &MixerSettings,
     ) -> Result<Opened, MixerError> {
         let cfg = &shared.config;
+        let services = &shared.services;
         let out = &cfg.output;
         // paths first: a bad target must not cost an encoder open
         crate::output::resolve_targets(storage, &out.targets)?;
@@ -469,9 +491,16 @@ impl Mixer {
             let (global, inband) = header_needs(&out.targets);
             // live: no frame waits inside the encoder, so a crash loses little (DESIGN §6)
             let low_delay = settings.mode == PaceMode::Realtime;
-            let encoder = VideoEncoder::open(out, &settings.encoder, global, inband, low_delay)?;
+            let encoder = VideoEncoder::open_with(
+                services.encoder_probes(),
+                out,
+                &settings.encoder,
+                global,
+                inband,
+                low_delay,
+            )?;
             // the compositor writes the encoder's own input format into its frames
-            let compositor = compose::create_pipelined(
+            let compositor = services.compositor(
                 settings.backend,
                 out.width,
                 out.height,
@@ -688,7 +717,13 @@ impl Mixer {
             ),
             (None, PaceMode::Offline) => None,
         };
-        self.shared.audio.push(&self.shared, user, frame, pos)
+        let shared = &self.shared;
+        shared
+            .audio
+            .push(|| shared.stopped_error(), user, frame, pos)
+            .inspect(|()| {
+                shared.counters.audio_frames.fetch_add(1, Ordering::Relaxed);
+            })
     }
 
     /// The latest composed picture, at most `max_age` old: a copy of the next frame composed
@@ -895,15 +930,20 @@ impl Mixer {
             .wait(None)
             .unwrap_or(((codes::INTERNAL, "ended without NULL".into()), Vec::new()));
         // every frame let go of at NULL has gone back to its owner when wait returns
-        super::sources::flush_releases(Duration::from_secs(10));
+        self.shared.services.flush_releases(Duration::from_secs(10));
         ended(end, outputs)
     }
 
     /// As [`Mixer::wait`], giving up after `timeout` (`None`: still running).
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<Vec<OutputInfo>, MixerError>> {
         let (end, outputs) = self.shared.events.wait(Some(timeout))?;
-        super::sources::flush_releases(Duration::from_secs(10));
+        self.shared.services.flush_releases(Duration::from_secs(10));
         Some(ended(end, outputs))
+    }
+
+    /// The services this mixer runs on ([`MixerSettings::services`], or its own).
+    pub fn services(&self) -> &Services {
+        &self.shared.services
     }
 
     /// The latest info of every output (bytes, duration, state), by id.
@@ -1084,7 +1124,7 @@ impl Mixer {
         }
         // every lent frame has gone back when destroy returns (the releaser works through
         // what the stages let go of)
-        super::sources::flush_releases(Duration::from_secs(10));
+        self.shared.services.flush_releases(Duration::from_secs(10));
         match &*self.shared.ended.lock().unwrap_or_else(|e| e.into_inner()) {
             Some((code, desc)) if *code != codes::RECORD_MAX => Err(MixerError::Stopped {
                 code: *code,

@@ -110,12 +110,17 @@ impl std::fmt::Debug for StreamRecorder {
 }
 
 impl StreamRecorder {
-    /// Starts a mode 1 recording: STARTING, RUNNING. Files start with their streams.
+    /// Starts a mode 1 recording: STARTING, RUNNING. Files start with their streams. Every
+    /// stream's mixer runs on `settings.services`, or on one set of the recorder's own.
     pub fn create(
         config: MixerConfig,
         storage: Storage,
         settings: MixerSettings,
     ) -> Result<StreamRecorder, MixerError> {
+        // every stream's mixer runs on one set of services: the given one, else the
+        // recorder's own
+        let mut settings = settings;
+        settings.services.get_or_insert_with(Default::default);
         let ps = config.per_stream.clone().ok_or_else(|| {
             MixerError::Config(ConfigError::Invalid {
                 path: "mode".into(),

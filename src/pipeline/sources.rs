@@ -57,24 +57,24 @@ pub struct Slot {
 
 impl Slot {
     /// Lets go of every frame (shown and queued), on the releaser thread.
-    fn release(&self) {
+    fn release(&self, rel: &Releaser) {
         let queued: Vec<_> = self
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .drain(..)
             .collect();
-        queued.into_iter().for_each(|(_, f)| release_later(f));
+        queued.into_iter().for_each(|(_, f)| rel.release(f));
         if let Some(f) = self.frame.swap(None) {
-            release_later(f);
+            rel.release(f);
         }
     }
 
     /// Makes the newest pending frame with `stamp ≤ now_us` the current one.
     ///
     /// Frames it replaces are released after the lock is let go, on the releaser thread
-    /// ([`release_later`]): a release callback may push to this very camera.
-    fn promote(&self, now_us: u64) {
+    /// ([`Releaser`]): a release callback may push to this very camera.
+    fn promote(&self, now_us: u64, rel: &Releaser) {
         let mut q = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let mut due = None;
         let mut skipped = Vec::new();
@@ -88,12 +88,12 @@ impl Slot {
         if !skipped.is_empty() {
             self.replaced
                 .fetch_add(skipped.len() as u64, Ordering::Relaxed);
-            skipped.into_iter().for_each(release_later);
+            skipped.into_iter().for_each(|f| rel.release(f));
         }
         if let Some((stamp, f)) = due {
             self.used.fetch_add(1, Ordering::Relaxed);
             if let Some(old) = self.frame.swap(Some(f)) {
-                release_later(old);
+                rel.release(old);
             }
             self.stamp_us.store(stamp, Ordering::Release);
         }
@@ -157,6 +157,8 @@ pub struct SourceSlots {
     /// The mixer time of the latest snapshot + 1 (0: none yet): a frame stamped before it
     /// missed the tick that was due to show it.
     taken_us: AtomicU64,
+    /// Drops the frames let go of, off the pushing and composing threads.
+    releaser: Releaser,
 }
 
 impl SourceSlots {
@@ -165,9 +167,16 @@ impl SourceSlots {
         Self::with_capacity(timeout, DEFAULT_MAX_SOURCES)
     }
 
-    /// As [`SourceSlots::new`] with a cap on distinct camids (at least 1).
+    /// As [`SourceSlots::new`] with a cap on distinct camids (at least 1), with a releaser of
+    /// its own.
     pub fn with_capacity(timeout: Duration, max: usize) -> Self {
+        Self::with_releaser(timeout, max, Releaser::new())
+    }
+
+    /// As [`SourceSlots::with_capacity`], the frames let go of dropped by `releaser`.
+    pub fn with_releaser(timeout: Duration, max: usize, releaser: Releaser) -> Self {
         SourceSlots {
+            releaser,
             map: ArcSwap::from_pointee(HashMap::new()),
             grow: Mutex::new(()),
             max: max.max(1),
@@ -211,7 +220,7 @@ impl SourceSlots {
         if let Some((_, f)) = dropped {
             // a frame replaced before use is freed (or its release callback called) off the
             // caller's thread
-            release_later(f);
+            self.releaser.release(f);
         }
         Ok(())
     }
@@ -234,7 +243,7 @@ impl SourceSlots {
     ) -> Result<(), TooManySources> {
         let slot = self.slot(id, layout)?;
         if let Some(old) = slot.frame.swap(Some(Arc::new(frame))) {
-            release_later(old);
+            self.releaser.release(old);
         }
         slot.stamp_us.store(now_us, Ordering::Release);
         slot.pushed_seq.store(
@@ -262,7 +271,7 @@ impl SourceSlots {
                 .min_by_key(|(_, s)| s.pushed_seq.load(Ordering::Acquire))
                 .map(|(id, _)| id.clone());
             match victim.and_then(|v| next.remove(&v)) {
-                Some(gone) => gone.release(),
+                Some(gone) => gone.release(&self.releaser),
                 None => return Err(TooManySources { max: self.max }),
             }
         }
@@ -276,7 +285,7 @@ impl SourceSlots {
     /// owners now, on the releaser thread, even while the mixer itself is still held.
     pub fn release_all(&self) {
         for s in self.map.load().values() {
-            s.release();
+            s.release(&self.releaser);
         }
     }
 
@@ -325,14 +334,14 @@ impl SourceSlots {
             .fetch_max(now_us.saturating_add(1), Ordering::AcqRel);
         let map = self.map.load();
         for s in map.values() {
-            s.promote(now_us);
+            s.promote(now_us, &self.releaser);
             // a camera silent past the timeout (it left) is drawn as missing: its last frame
             // (a lent buffer, maybe) goes back now, not when the mixer is dropped
             if !s.pinned.load(Ordering::Acquire)
                 && now_us.saturating_sub(s.stamp_us.load(Ordering::Acquire)) > self.timeout_us
             {
                 if let Some(old) = s.frame.swap(None) {
-                    release_later(old);
+                    self.releaser.release(old);
                 }
             }
         }
@@ -345,7 +354,7 @@ impl SourceSlots {
             .collect();
         for k in unused {
             if let Some(old) = frames.remove(&k) {
-                release_later(old);
+                self.releaser.release(old);
             }
         }
         for id in layout.source_ids() {
@@ -358,7 +367,7 @@ impl SourceSlots {
             match (fresh, frames.get_mut(id)) {
                 (Some(f), Some(slot)) => {
                     if !Arc::ptr_eq(slot, &f) {
-                        release_later(std::mem::replace(slot, f));
+                        self.releaser.release(std::mem::replace(slot, f));
                     }
                 }
                 (Some(f), None) => {
@@ -366,7 +375,7 @@ impl SourceSlots {
                 }
                 (None, _) => {
                     if let Some(old) = frames.remove(id) {
-                        release_later(old);
+                        self.releaser.release(old);
                     }
                 }
             }
@@ -380,52 +389,97 @@ enum Release {
     Flush(crossbeam_channel::Sender<()>),
 }
 
-fn releaser() -> Option<&'static crossbeam_channel::Sender<Release>> {
-    use std::sync::OnceLock;
-    static TX: OnceLock<Option<crossbeam_channel::Sender<Release>>> = OnceLock::new();
-    TX.get_or_init(|| {
-        let (tx, rx) = crossbeam_channel::unbounded::<Release>();
-        std::thread::Builder::new()
-            .name(RELEASER.into())
-            .spawn(move || {
-                for m in rx {
-                    match m {
-                        Release::Frame(f) => drop(f),
-                        Release::Flush(done) => {
-                            let _ = done.send(());
+/// The releaser: a thread (`cm-release`) that drops the frames a source lets go of, so that
+/// freeing a frame's memory or calling its release callback never costs the pushing or the
+/// composing thread, and never runs under a source lock.
+///
+/// Cheap to clone; every clone is the same releaser. The thread starts on the first frame and
+/// ends once every clone is gone (no process-wide state: a bare mixer has one of its own, the
+/// rooms of a [`crate::host::Host`] share the host's through [`super::Services`]).
+#[derive(Clone, Default)]
+pub struct Releaser {
+    inner: Arc<ReleaserInner>,
+}
+
+#[derive(Default)]
+struct ReleaserInner {
+    /// The thread's queue, once started (`None`: it could not start; frames drop in place).
+    tx: std::sync::OnceLock<Option<crossbeam_channel::Sender<Release>>>,
+}
+
+impl std::fmt::Debug for Releaser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Releaser")
+            .field("started", &self.started())
+            .finish()
+    }
+}
+
+impl Releaser {
+    /// A releaser whose thread starts on the first frame.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn sender(&self) -> Option<&crossbeam_channel::Sender<Release>> {
+        self.inner
+            .tx
+            .get_or_init(|| {
+                let (tx, rx) = crossbeam_channel::unbounded::<Release>();
+                std::thread::Builder::new()
+                    .name(RELEASER.into())
+                    .spawn(move || {
+                        for m in rx {
+                            match m {
+                                Release::Frame(f) => drop(f),
+                                Release::Flush(done) => {
+                                    let _ = done.send(());
+                                }
+                            }
                         }
-                    }
-                }
+                    })
+                    .ok()
+                    .map(|_| tx)
             })
-            .ok()
-            .map(|_| tx)
-    })
-    .as_ref()
+            .as_ref()
+    }
+
+    /// Whether its thread has started (a frame was handed to it).
+    pub fn started(&self) -> bool {
+        self.inner.tx.get().is_some()
+    }
+
+    /// Whether `self` and `other` are the same releaser (clones of one).
+    pub fn same(&self, other: &Releaser) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Drops `f` on the releaser thread instead of the caller's. Falls back to dropping here
+    /// if the thread cannot start.
+    pub fn release(&self, f: Arc<VideoFrame>) {
+        if let Some(tx) = self.sender() {
+            let _ = tx.send(Release::Frame(f));
+        }
+    }
+
+    /// Waits (up to `timeout`) until every frame handed to [`Releaser::release`] before the
+    /// call has been dropped, so a mixer's end can promise that every lent buffer went back.
+    /// Returns at once when called on a releaser thread (from a release callback), and when
+    /// the thread never started (nothing to wait for).
+    pub fn flush(&self, timeout: Duration) -> bool {
+        if std::thread::current().name() == Some(RELEASER) {
+            return false;
+        }
+        let Some(Some(tx)) = self.inner.tx.get() else {
+            return true;
+        };
+        let (done, wait) = crossbeam_channel::bounded(1);
+        tx.send(Release::Flush(done)).is_ok() && wait.recv_timeout(timeout).is_ok()
+    }
 }
 
 /// The releaser thread's name.
 const RELEASER: &str = "cm-release";
-
-/// Drops `f` on a process-wide releaser thread instead of the caller's (a pushed frame that a
-/// newer one replaced: its planes' memory or release callback must not cost the pushing
-/// thread). Falls back to dropping here if the thread cannot start.
-pub fn release_later(f: Arc<VideoFrame>) {
-    if let Some(tx) = releaser() {
-        let _ = tx.send(Release::Frame(f));
-    }
-}
-
-/// Waits (up to `timeout`) until every frame handed to [`release_later`] before the call has
-/// been dropped, so a mixer's end can promise that every lent buffer went back. Returns at
-/// once when called on the releaser thread itself (from a release callback).
-pub fn flush_releases(timeout: Duration) -> bool {
-    if std::thread::current().name() == Some(RELEASER) {
-        return false;
-    }
-    let Some(tx) = releaser() else { return true };
-    let (done, wait) = crossbeam_channel::bounded(1);
-    tx.send(Release::Flush(done)).is_ok() && wait.recv_timeout(timeout).is_ok()
-}
 
 #[cfg(test)]
 mod tests {

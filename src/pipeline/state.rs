@@ -1,4 +1,5 @@
-//! What the stages of one mixer share: config, layout, source slots, state, clock, events.
+//! What the stages of one mixer share: config, layout, source slots, state, clock, events,
+//! and the [`Services`] the mixer runs on.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -8,35 +9,14 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender};
 
-use super::audio::AudioInbox;
-use super::error::MixerError;
+use super::error::{End, MixerError, MAX_DURATION_DESC};
+use super::inbox::AudioInbox;
+use super::services::Services;
 use super::sources::SourceSlots;
 use crate::model::config::MixerConfig;
 use crate::model::events::{codes, MixerEvent, MixerState, MixerStats, OutputInfo};
 use crate::model::layout::Layout;
 use crate::model::time::PaceMode;
-
-pub(crate) const MAX_DURATION_DESC: &str = "maximum recording duration reached";
-
-/// Why a stage ended.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum End {
-    Stop,
-    MaxDuration,
-    Failed(i32, String),
-}
-
-impl End {
-    /// The graver of two ends (a failure beats the maximum duration beats a stop).
-    pub(crate) fn worst(self, other: End) -> End {
-        match (&self, &other) {
-            (End::Failed(..), _) => self,
-            (_, End::Failed(..)) => other,
-            (End::MaxDuration, _) => self,
-            _ => other,
-        }
-    }
-}
 
 /// Every event to every subscriber; the streams end after NULL. Keeps the latest output info
 /// of each output and the end, for `wait`.
@@ -223,6 +203,8 @@ pub(crate) struct Shared {
     pub uploads_abandoned: std::sync::atomic::AtomicBool,
     /// The latest picture copied for `Mixer::snapshot`, and whether one is wanted.
     pub snapshot: Snapshot,
+    /// The services this mixer runs on (its releaser, upload slots, renderer).
+    pub services: Services,
 }
 
 /// A copy of a composed picture, made at most when asked (`Mixer::snapshot`).

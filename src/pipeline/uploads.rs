@@ -4,8 +4,9 @@
 //! It runs on its own thread, started by the writer once every file is finalised, so
 //! [`Mixer::destroy`](super::Mixer::destroy) returns when the recording is complete, not when
 //! it is uploaded; the mixer stays STOPPING and its event stream ends with NULL after the last
-//! upload. At most [`MAX_UPLOADING_MIXERS`] mixers of a process upload at once (each with
-//! [`UploadOptions::workers`] files in flight); the others wait, their files reported STOPPED.
+//! upload. At most [`MAX_UPLOADING_MIXERS`] mixers of one [`super::Services`] (a host's rooms,
+//! or a bare mixer alone) upload at once (each with `UploadOptions::workers` files in flight);
+//! the others wait, their files reported STOPPED.
 //!
 //! Without the cargo feature `upload` there is no uploader: [`check_storage`] refuses a config
 //! with a `storageConfig` when the mixer is created, and [`UploadPlan`] has no value.
@@ -14,12 +15,13 @@ use std::path::PathBuf;
 #[cfg(feature = "upload")]
 use std::{
     collections::HashMap,
-    sync::{Arc, Condvar, Mutex},
+    sync::{Arc, Mutex},
 };
 
+#[cfg(doc)]
+use super::services::MAX_UPLOADING_MIXERS;
 #[cfg(feature = "upload")]
 use super::state::Shared;
-use super::MixerSettings;
 #[cfg(feature = "upload")]
 use crate::model::config::StorageSettings;
 use crate::model::config::{ConfigError, MixerConfig};
@@ -29,11 +31,9 @@ use crate::model::events::OutputState;
 #[cfg(feature = "upload")]
 use crate::model::events::{codes, MixerEvent};
 #[cfg(feature = "upload")]
-use crate::output::upload::{write_pending, JournalKey, UploadEvent, UploadOptions, Uploader};
+use crate::output::upload::{write_pending, UploadEvent, Uploader};
+use crate::output::upload::{JournalKey, UploadOptions};
 use crate::output::Storage;
-
-/// Mixers of one process that upload at the same time; the rest queue.
-pub const MAX_UPLOADING_MIXERS: usize = 4;
 
 /// Checks a config's `storageConfig` when a mixer is created: its endpoint and bucket (a bad
 /// one is a config error, code 5). A build without the `upload` feature refuses any
@@ -68,18 +68,18 @@ pub(crate) fn check_storage(cfg: &MixerConfig) -> Result<(), ConfigError> {
 /// `upload` feature, where [`check_storage`] refused it already).
 pub(crate) fn plan_of(
     cfg: &MixerConfig,
-    settings: &MixerSettings,
+    (upload, journal_key): (&UploadOptions, &JournalKey),
     storage: &Storage,
 ) -> Option<UploadPlan> {
     #[cfg(feature = "upload")]
     {
         cfg.storage
             .as_ref()
-            .map(|st| UploadPlan::new(st, &settings.upload, storage, &settings.journal_key))
+            .map(|st| UploadPlan::new(st, upload, storage, journal_key))
     }
     #[cfg(not(feature = "upload"))]
     {
-        let _ = (cfg, settings, storage);
+        let _ = (cfg, upload, journal_key, storage);
         None
     }
 }
@@ -99,47 +99,6 @@ pub(crate) fn spawn(
     _desc: String,
 ) {
     match plan {}
-}
-
-#[cfg(feature = "upload")]
-static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
-
-/// One of the [`MAX_UPLOADING_MIXERS`] slots, held while a mixer uploads.
-#[cfg(feature = "upload")]
-struct Slot;
-
-#[cfg(feature = "upload")]
-impl Slot {
-    #[cfg(test)]
-    fn take() -> Slot {
-        Self::take_unless(|| false).expect("never given up")
-    }
-
-    /// Waits for a slot; `None` once `give_up()` says so (checked every 50 ms).
-    fn take_unless(give_up: impl Fn() -> bool) -> Option<Slot> {
-        let (m, cv) = &SLOTS;
-        let mut n = m.lock().unwrap_or_else(|e| e.into_inner());
-        while *n >= MAX_UPLOADING_MIXERS {
-            if give_up() {
-                return None;
-            }
-            n = cv
-                .wait_timeout(n, std::time::Duration::from_millis(50))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        *n += 1;
-        Some(Slot)
-    }
-}
-
-#[cfg(feature = "upload")]
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let (m, cv) = &SLOTS;
-        *m.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-        cv.notify_one();
-    }
 }
 
 /// Why a file was not uploaded when the uploads were abandoned (state 6).
@@ -268,7 +227,7 @@ fn run(shared: &Arc<Shared>, plan: UploadPlan, files: Vec<Finished>) {
             .uploads_abandoned
             .load(std::sync::atomic::Ordering::Acquire)
     };
-    let Some(_slot) = Slot::take_unless(abandoned) else {
+    let Some(_slot) = shared.services.upload_slots().take_unless(abandoned) else {
         // stopped while waiting for a slot: nothing was uploaded; every file is kept with a
         // signed journal, for the next run
         for f in &files {
@@ -372,23 +331,6 @@ mod tests {
     fn object_key_is_the_reported_name_without_leading_slash() {
         assert_eq!(key_of("/rec/2026/a.mp4"), "rec/2026/a.mp4");
         assert_eq!(key_of("a_0002.mp4"), "a_0002.mp4");
-    }
-
-    #[test]
-    fn slots_bound_concurrent_uploaders() {
-        let held: Vec<Slot> = (0..MAX_UPLOADING_MIXERS).map(|_| Slot::take()).collect();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let t = std::thread::spawn(move || {
-            let _s = Slot::take();
-            tx.send(()).unwrap();
-        });
-        // all slots held: the next one waits
-        assert!(rx
-            .recv_timeout(std::time::Duration::from_millis(200))
-            .is_err());
-        drop(held);
-        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
-        t.join().unwrap();
     }
 }
 

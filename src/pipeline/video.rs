@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ffmpeg_next as ffmpeg;
 
-use super::audio::AudioMsg;
-use super::state::{End, Shared};
+use super::error::End;
+use super::inbox::AudioMsg;
+use super::state::Shared;
 use super::writer::WriterMsg;
 use crate::audio::MIX_RATE;
 use crate::compose::scene::Scene;
@@ -131,7 +132,7 @@ pub(crate) fn clock_loop(
     let frame_interval = tick_time(fps, 1);
     let audio = shared.audio.sender().clone();
     let mut frames = Frames::new();
-    let mut scene = Scene::new();
+    let mut scene = Scene::with_font_cache(shared.services.fonts().clone());
     let mut allowed = 0u64;
     let mut ack: Option<Sender<()>> = None;
     let mut n = 0u64;

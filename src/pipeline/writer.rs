@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use super::state::{End, Shared, MAX_DURATION_DESC};
+use super::error::{End, MAX_DURATION_DESC};
+use super::state::Shared;
 use crate::model::events::{codes, MixerEvent, OutputInfo, OutputState};
 use crate::output::live::{LiveSink, LiveStatus};
 use crate::output::segment::Segmented;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use cloudmixer::compose::gpu::batch::{shared_renderer, BatchCompositor, RendererStats};
+use cloudmixer::compose::gpu::batch::{BatchCompositor, RendererStats, SharedRenderer};
 use cloudmixer::compose::gpu::{
     AdapterPolicy, GpuCompositor, GpuOptions, OutputFormat, OutputFrame,
 };
@@ -38,7 +38,7 @@ struct Args {
     /// Refuse software adapters (lavapipe).
     #[arg(long, global = true)]
     hardware_only: bool,
-    /// Through the process's batch renderer (one submission per batch for all mixers).
+    /// Through one batch renderer (one submission per batch for all mixers).
     #[arg(long, global = true)]
     batched: bool,
 }
@@ -50,14 +50,18 @@ enum Comp {
 }
 
 impl Comp {
-    fn new(batched: bool, w: u32, h: u32, opts: GpuOptions) -> Comp {
+    fn new(gpu: &SharedRenderer, batched: bool, w: u32, h: u32, opts: GpuOptions) -> Comp {
         let r = if batched {
-            BatchCompositor::new(w, h, opts.output, opts.policy).map(|mut c| {
-                c.set_parallel_upload(opts.parallel_upload);
-                Comp::Batch(c, OutputFrame::sized(opts.output, w, h))
-            })
+            let r = gpu.get(opts.policy);
+            r.and_then(|r| BatchCompositor::with_renderer(r, w, h, opts.output))
+                .map(|mut c| {
+                    c.set_parallel_upload(opts.parallel_upload);
+                    Comp::Batch(c, OutputFrame::sized(opts.output, w, h))
+                })
         } else {
-            GpuCompositor::new(w, h, opts).map(|c| Comp::One(c, OutputFrame::empty(opts.output)))
+            let ctx = gpu.device().get(opts.policy);
+            ctx.and_then(|ctx| GpuCompositor::with_context(ctx, w, h, opts))
+                .map(|c| Comp::One(c, OutputFrame::empty(opts.output)))
         };
         r.unwrap_or_else(|e| {
             eprintln!("no GPU compositor: {e}");
@@ -92,9 +96,13 @@ impl Comp {
     }
 }
 
-fn renderer_stats(args: &Args, policy: AdapterPolicy) -> Option<RendererStats> {
+fn renderer_stats(
+    gpu: &SharedRenderer,
+    args: &Args,
+    policy: AdapterPolicy,
+) -> Option<RendererStats> {
     args.batched
-        .then(|| shared_renderer(policy).ok().map(|r| r.stats()))
+        .then(|| gpu.get(policy).ok().map(|r| r.stats()))
         .flatten()
 }
 
@@ -160,6 +168,8 @@ fn rss_mib() -> f64 {
 
 fn main() {
     let args = Args::parse();
+    // one device and renderer for every compositor of the run
+    let gpu = SharedRenderer::new();
     let w = Workload::by_name(&args.workload).unwrap_or_else(|| {
         eprintln!("unknown workload {:?}", args.workload);
         std::process::exit(2)
@@ -188,7 +198,7 @@ fn main() {
                 parallel_upload,
                 ..opts
             };
-            let mut c = Comp::new(args.batched, w.width, w.height, opts);
+            let mut c = Comp::new(&gpu, args.batched, w.width, w.height, opts);
             println!(
                 "gpu_bench offline{}: {} {}x{} ({} sources), {} frames, {} in flight, {:?} readback, parallel upload {}, adapter {}",
                 if args.batched { " (batched)" } else { "" },
@@ -212,7 +222,7 @@ fn main() {
                 Comp::One(g, _) => Some(g.stats()),
                 Comp::Batch(..) => None,
             };
-            let r0 = renderer_stats(&args, opts.policy);
+            let r0 = renderer_stats(&gpu, &args, opts.policy);
             let t0 = Instant::now();
             let mut received = 0u64;
             for n in 0..frames {
@@ -246,7 +256,7 @@ fn main() {
                     ms(wall - (s.upload_s - s0.upload_s) - (s.submit_s - s0.submit_s) - (s.wait_s - s0.wait_s) - (s.copy_s - s0.copy_s)),
                 );
             }
-            print_batch(r0, renderer_stats(&args, opts.policy), 1, frames);
+            print_batch(r0, renderer_stats(&gpu, &args, opts.policy), 1, frames);
             println!("RSS: {:.1} MiB", rss_mib());
         }
         Mode::Realtime { mixers, seconds } => {
@@ -259,7 +269,7 @@ fn main() {
             );
             let t_setup = Instant::now();
             let comps: Vec<Comp> = (0..mixers)
-                .map(|_| Comp::new(args.batched, w.width, w.height, opts))
+                .map(|_| Comp::new(&gpu, args.batched, w.width, w.height, opts))
                 .collect();
             println!(
                 "adapter {}; {} compositors created in {:.2} s",
@@ -269,7 +279,7 @@ fn main() {
             );
             // one set of synthetic pictures shared by all mixers (each still uploads its own)
             let shared_src = SyntheticSources::new(&w);
-            let r0 = renderer_stats(&args, opts.policy);
+            let r0 = renderer_stats(&gpu, &args, opts.policy);
             let barrier = Arc::new(Barrier::new(mixers));
             let handles: Vec<_> = comps
                 .into_iter()
@@ -328,7 +338,7 @@ fn main() {
                 period.as_secs_f64() * 1e3,
                 percentile(&all, 99.0) < period.as_secs_f64() * 1e3
             );
-            print_batch(r0, renderer_stats(&args, opts.policy), mixers, ticks);
+            print_batch(r0, renderer_stats(&gpu, &args, opts.policy), mixers, ticks);
             println!(
                 "RSS: {:.1} MiB ({:.1} MiB per mixer; the synthetic source pictures are shared)",
                 rss_mib(),

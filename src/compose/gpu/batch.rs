@@ -1,4 +1,5 @@
-//! One GPU renderer for all mixers of a process.
+//! One GPU renderer for all mixers that share a [`SharedRenderer`] (the rooms of one
+//! [`crate::host::Host`], through its [`crate::pipeline::Services`]).
 //!
 //! Each mixer owns a [`BatchCompositor`]: on its own thread it copies the source planes that
 //! changed into a shared, sub-allocated upload belt (the host copies run on as many cores as
@@ -18,7 +19,7 @@
 //!   since the previous frame, the compositor repeats its previous picture without a round
 //!   trip (counted in [`BatchStats::repeated`]).
 //! - **Device loss**: every frame in flight and every later one is answered with the error; the
-//!   next [`shared_renderer`] call builds a new device and renderer.
+//!   next [`SharedRenderer::get`] call builds a new device and renderer.
 //!
 //! ```no_run
 //! use std::{collections::HashMap, sync::Arc};
@@ -43,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
-use super::device::{shared, AdapterPolicy, AdapterSummary, GpuContext, GpuError};
+use super::device::{AdapterPolicy, AdapterSummary, GpuContext, GpuError, SharedDevice};
 use super::plan::{Plan, Recording, Targets};
 use super::readback::{copy_out, plane_copies, wait_mapped, MapState, OutputFormat, PlaneCopy};
 use super::upload::{lay_out, PlaneJob, UploadCopy};
@@ -60,7 +61,7 @@ pub struct RendererOptions {
     /// frames (default 3 ms; the wait ends as soon as every compositor on the renderer has a
     /// frame queued, so one mixer alone never waits). Real-time mixers tick at their own
     /// phases: without a window each frame would be a submission of its own.
-    /// `CLOUDMIXER_BATCH_GATHER_US` overrides the default of [`shared_renderer`].
+    /// `CLOUDMIXER_BATCH_GATHER_US` overrides the default of [`SharedRenderer::get`].
     pub gather: Duration,
     /// Batches on the GPU at once (default 3).
     pub max_in_flight: usize,
@@ -449,8 +450,8 @@ struct Shared {
     counters: Arc<Counters>,
 }
 
-/// The process's GPU renderer (see the module docs). Created by [`shared_renderer`] (one
-/// per device) or [`Renderer::new`] (a private one, e.g. to tune [`RendererOptions`]).
+/// A GPU renderer (see the module docs). Created by [`SharedRenderer::get`] (one per handle
+/// and device) or [`Renderer::new`] (a private one, e.g. to tune [`RendererOptions`]).
 pub struct Renderer {
     shared: Arc<Shared>,
     tx: Option<Sender<Request>>,
@@ -547,6 +548,11 @@ impl Renderer {
         self.shared.opts
     }
 
+    /// Compositors alive on this renderer now.
+    pub fn compositors(&self) -> usize {
+        self.shared.live.load(Ordering::Acquire)
+    }
+
     /// Counters since creation.
     pub fn stats(&self) -> RendererStats {
         let c = &self.shared.counters;
@@ -562,27 +568,62 @@ impl Renderer {
     }
 }
 
-/// The process-wide renderer on the shared device ([`shared`]): created on first use,
-/// re-created after a device loss.
-pub fn shared_renderer(policy: AdapterPolicy) -> Result<Arc<Renderer>, GpuError> {
-    static R: Mutex<Option<Arc<Renderer>>> = Mutex::new(None);
-    let ctx = shared(policy)?;
-    let mut g = R.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(r) = g.as_ref() {
-        if Arc::ptr_eq(&r.shared.ctx, &ctx) {
-            return Ok(r.clone());
+/// A renderer created on first use and shared by every clone of this handle, on the handle's
+/// [`SharedDevice`]; re-created after a device loss. No process-wide state: whoever owns the
+/// handle (a [`crate::pipeline::Services`], e.g. one per [`crate::host::Host`]) decides which
+/// compositors batch together.
+#[derive(Clone, Default)]
+pub struct SharedRenderer {
+    device: SharedDevice,
+    r: Arc<Mutex<Option<Arc<Renderer>>>>,
+}
+
+impl std::fmt::Debug for SharedRenderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedRenderer")
+            .field("open", &self.current().is_some())
+            .finish()
+    }
+}
+
+impl SharedRenderer {
+    /// A handle with no device or renderer yet (nothing is opened until
+    /// [`SharedRenderer::get`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The renderer for `policy`: created on first use (with its device), re-created after a
+    /// device loss. `CLOUDMIXER_BATCH_GATHER_US` overrides [`RendererOptions::gather`].
+    pub fn get(&self, policy: AdapterPolicy) -> Result<Arc<Renderer>, GpuError> {
+        let ctx = self.device.get(policy)?;
+        let mut g = self.r.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = g.as_ref() {
+            if Arc::ptr_eq(&r.shared.ctx, &ctx) {
+                return Ok(r.clone());
+            }
         }
+        let mut opts = RendererOptions::default();
+        if let Some(us) = std::env::var("CLOUDMIXER_BATCH_GATHER_US")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            opts.gather = Duration::from_micros(us);
+        }
+        let r = Renderer::new(ctx, opts)?;
+        *g = Some(r.clone());
+        Ok(r)
     }
-    let mut opts = RendererOptions::default();
-    if let Some(us) = std::env::var("CLOUDMIXER_BATCH_GATHER_US")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        opts.gather = Duration::from_micros(us);
+
+    /// The renderer created so far, if any (opens nothing).
+    pub fn current(&self) -> Option<Arc<Renderer>> {
+        self.r.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-    let r = Renderer::new(ctx, opts)?;
-    *g = Some(r.clone());
-    Ok(r)
+
+    /// The device handle the renderer is on.
+    pub fn device(&self) -> &SharedDevice {
+        &self.device
+    }
 }
 
 fn batch_loop(
@@ -797,7 +838,7 @@ pub struct BatchStats {
     pub upload_bytes: u64,
 }
 
-/// A mixer's compositor on the process's [`Renderer`] (see the module docs). Frames are
+/// A mixer's compositor on a [`Renderer`] shared with other mixers (see the module docs). Frames are
 /// received in submission order; up to `depth` may be in flight.
 pub struct BatchCompositor {
     renderer: Arc<Renderer>,
@@ -827,14 +868,16 @@ impl std::fmt::Debug for BatchCompositor {
 }
 
 impl BatchCompositor {
-    /// A compositor for a `width`x`height` canvas writing `format`, on the shared renderer.
+    /// A compositor for a `width`x`height` canvas writing `format`, on a renderer (and device)
+    /// of its own; compositors that should batch together use [`BatchCompositor::with_renderer`]
+    /// with one [`SharedRenderer`].
     pub fn new(
         width: u32,
         height: u32,
         format: OutputFormat,
         policy: AdapterPolicy,
     ) -> Result<Self, GpuError> {
-        Self::with_renderer(shared_renderer(policy)?, width, height, format)
+        Self::with_renderer(SharedRenderer::new().get(policy)?, width, height, format)
     }
 
     /// A compositor on a given renderer.

@@ -1,4 +1,4 @@
-//! Adapter choice, the process-wide shared device, and the GPU error type.
+//! Adapter choice, the shared device handle ([`SharedDevice`]), and the GPU error type.
 //!
 //! One `wgpu::Device` + `Queue` serve every compositor of the process (each compositor owns
 //! only its textures, buffers and bind groups). The adapter is chosen once:
@@ -149,6 +149,8 @@ struct Enumerated {
     adapters: Vec<wgpu::Adapter>,
 }
 
+/// The adapters wgpu enumerates, looked up once per process: a constant of the machine, not
+/// a service (it opens no device; every device belongs to a [`SharedDevice`] or its caller).
 fn enumerated() -> &'static Enumerated {
     static E: OnceLock<Enumerated> = OnceLock::new();
     E.get_or_init(|| {
@@ -276,7 +278,7 @@ fn choose(policy: AdapterPolicy) -> Result<wgpu::Adapter, GpuError> {
 
 impl GpuContext {
     /// Creates a new, private device on the adapter `policy` picks (tests use this to destroy a
-    /// device without harming others). Most callers want [`shared`].
+    /// device without harming others). Most callers want a [`SharedDevice`].
     pub fn new(policy: AdapterPolicy) -> Result<Arc<GpuContext>, GpuError> {
         let adapter = choose(policy)?;
         let info = adapter.get_info();
@@ -390,30 +392,58 @@ impl GpuContext {
     }
 }
 
-/// The process-wide device for `policy`: created on first use, re-created after a device loss.
+/// A device opened on first use and shared by every clone of this handle (no process-wide
+/// state: whoever owns the handle, e.g. a [`crate::pipeline::Services`], decides who shares
+/// it). Re-created after a device loss.
 ///
 /// Every policy shares one device: the best adapter is the same for both unless none is a
 /// hardware GPU, in which case [`AdapterPolicy::HardwareOnly`] fails without creating one.
-pub fn shared(policy: AdapterPolicy) -> Result<Arc<GpuContext>, GpuError> {
-    static SHARED: Mutex<Option<Arc<GpuContext>>> = Mutex::new(None);
-    let mut g = SHARED.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(c) = g.as_ref() {
-        if !c.is_lost() {
-            if policy == AdapterPolicy::HardwareOnly
-                && c.adapter.software
-                && std::env::var("CLOUDMIXER_ADAPTER").map_or(true, |s| s.is_empty())
-            {
-                // the shared device is software: a hardware GPU does not exist (or was filtered)
-                return Err(choose(policy)
-                    .err()
-                    .unwrap_or_else(|| GpuError::NoAdapter("no hardware GPU".into())));
-            }
-            return Ok(c.clone());
-        }
+#[derive(Clone, Default)]
+pub struct SharedDevice {
+    ctx: Arc<Mutex<Option<Arc<GpuContext>>>>,
+}
+
+impl std::fmt::Debug for SharedDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedDevice")
+            .field("open", &self.current().is_some())
+            .finish()
     }
-    // make sure the policy can be met before creating anything
-    choose(policy)?;
-    let c = GpuContext::new(policy)?;
-    *g = Some(c.clone());
-    Ok(c)
+}
+
+impl SharedDevice {
+    /// A handle with no device yet (nothing is opened until [`SharedDevice::get`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The device for `policy`: created on first use, re-created after a device loss.
+    pub fn get(&self, policy: AdapterPolicy) -> Result<Arc<GpuContext>, GpuError> {
+        let mut g = self.ctx.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = g.as_ref() {
+            if !c.is_lost() {
+                if policy == AdapterPolicy::HardwareOnly
+                    && c.adapter.software
+                    && std::env::var("CLOUDMIXER_ADAPTER").map_or(true, |s| s.is_empty())
+                {
+                    // the shared device is software: a hardware GPU does not exist (or was
+                    // filtered)
+                    return Err(choose(policy)
+                        .err()
+                        .unwrap_or_else(|| GpuError::NoAdapter("no hardware GPU".into())));
+                }
+                return Ok(c.clone());
+            }
+        }
+        // make sure the policy can be met before creating anything
+        choose(policy)?;
+        let c = GpuContext::new(policy)?;
+        *g = Some(c.clone());
+        Ok(c)
+    }
+
+    /// The device opened so far, if any (opens nothing).
+    pub fn current(&self) -> Option<Arc<GpuContext>> {
+        self.ctx.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }

@@ -1,7 +1,7 @@
 //! The wgpu compositor: upload source planes → one render pass per output plane → readback ring.
 //!
-//! - [`device`]: adapter choice (`CLOUDMIXER_ADAPTER`, `WGPU_BACKEND`), the process-wide shared
-//!   device, error scopes and device-loss handling ([`GpuError`]).
+//! - [`device`]: adapter choice (`CLOUDMIXER_ADAPTER`, `WGPU_BACKEND`), the shared device
+//!   handle ([`SharedDevice`]), error scopes and device-loss handling ([`GpuError`]).
 //! - [`upload`]: persistent per-source textures, uploads skipped when the frame id is unchanged.
 //! - [`pipeline`]: the render pipelines and the per-item uniforms (rects, sampling maps, colour
 //!   matrices all computed on the CPU from [`crate::model::layout`] and [`crate::model::color`]).
@@ -41,7 +41,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use device::{adapters, shared, AdapterPolicy, AdapterSummary, GpuContext, GpuError};
+pub use device::{adapters, AdapterPolicy, AdapterSummary, GpuContext, GpuError, SharedDevice};
 pub use readback::{Nv12Image, OutputFormat, OutputFrame};
 
 use self::plan::{Plan, Recording, Targets};
@@ -120,9 +120,10 @@ pub struct GpuCompositor {
 }
 
 impl GpuCompositor {
-    /// A compositor for a `width`x`height` canvas on the process-wide shared device.
+    /// A compositor for a `width`x`height` canvas on a device of its own (share one with
+    /// [`GpuCompositor::with_context`] and a [`SharedDevice`]).
     pub fn new(width: u32, height: u32, opts: GpuOptions) -> Result<Self, GpuError> {
-        let ctx = shared(opts.policy)?;
+        let ctx = SharedDevice::new().get(opts.policy)?;
         Self::with_context(ctx, width, height, opts)
     }
 
