@@ -219,7 +219,9 @@ pub struct RoomInfo {
 
 struct Room {
     id: Arc<str>,
-    mixer: Arc<Mixer>,
+    /// The mixer while the room records; its final info once it ended (the mixer, its
+    /// threads and buffers are gone then).
+    phase: Mutex<Phase>,
     created_at: i64,
     inputs: Vec<(String, String)>,
     /// Set to end the feeds.
@@ -233,34 +235,103 @@ struct Room {
     jpeg: Mutex<Option<CachedJpeg>>,
 }
 
+/// A room's engine while it records, or what is left of it once it ended.
+enum Phase {
+    Live(Arc<Mixer>),
+    /// The final info (its `err_code`/`err_desc` are read from [`Room::ended`]).
+    Ended(Box<RoomInfo>),
+}
+
 /// A snapshot's JPEG and the picture it was made of.
 type CachedJpeg = (Arc<I420Image>, Arc<Vec<u8>>);
 
 impl Room {
-    fn info(&self) -> RoomInfo {
-        let (err_code, err_desc) = self
-            .ended
+    fn phase(&self) -> std::sync::MutexGuard<'_, Phase> {
+        self.phase.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn end(&self) -> Option<(i32, String)> {
+        self.ended
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .unwrap_or_default();
+    }
+
+    /// The mixer while the room records (`None` once it ended and was let go of).
+    fn live(&self) -> Option<Arc<Mixer>> {
+        match &*self.phase() {
+            Phase::Live(m) => Some(m.clone()),
+            Phase::Ended(_) => None,
+        }
+    }
+
+    /// What a call on an ended room gets: the mixer's own "stopped" error.
+    fn ended_error(&self) -> HostError {
+        let (code, desc) = self.end().unwrap_or_else(|| {
+            (
+                codes::OK,
+                "the recording was stopped (stop, stop_after or destroy)".into(),
+            )
+        });
+        HostError::Mixer(MixerError::Stopped { code, desc })
+    }
+
+    fn info_of(&self, mixer: &Mixer) -> RoomInfo {
         RoomInfo {
             mixer_id: self.id.to_string(),
-            state: self.mixer.state() as u8,
+            state: mixer.state() as u8,
             created_at: self.created_at,
-            outputs: self.mixer.outputs(),
-            stats: self.mixer.stats(),
-            sources: self.mixer.source_stats(),
+            outputs: mixer.outputs(),
+            stats: mixer.stats(),
+            sources: mixer.source_stats(),
             inputs: self.inputs.clone(),
-            encoder: self.mixer.encoder_name().to_string(),
-            backend: self.mixer.backend_name().to_string(),
-            err_code,
-            err_desc,
+            encoder: mixer.encoder_name().to_string(),
+            backend: mixer.backend_name().to_string(),
+            err_code: 0,
+            err_desc: String::new(),
+        }
+    }
+
+    fn info(&self) -> RoomInfo {
+        let mut info = match &*self.phase() {
+            Phase::Live(m) => self.info_of(m),
+            Phase::Ended(i) => (**i).clone(),
+        };
+        (info.err_code, info.err_desc) = self.end().unwrap_or_default();
+        info
+    }
+
+    fn state(&self) -> MixerState {
+        match &*self.phase() {
+            Phase::Live(m) => m.state(),
+            Phase::Ended(_) => MixerState::Null,
         }
     }
 
     fn running(&self) -> bool {
-        self.mixer.state() != MixerState::Null
+        self.state() != MixerState::Null
+    }
+
+    /// Once the mixer is back at NULL: keeps its final info and lets go of the mixer (its
+    /// threads, buffers and encoder go once the feeds, which end on their own, let go too).
+    /// Idempotent; a room still recording is left as it is.
+    fn finish(&self) {
+        let mixer = {
+            let mut phase = self.phase();
+            let Phase::Live(m) = &*phase else { return };
+            if m.state() != MixerState::Null {
+                return;
+            }
+            let m = m.clone();
+            let mut info = self.info_of(&m);
+            info.state = MixerState::Null as u8;
+            *phase = Phase::Ended(Box::new(info));
+            m
+        };
+        *self.jpeg.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.stop.store(true, Ordering::Relaxed);
+        // (the last reference may be a feed's, dropped on its own thread)
+        drop(mixer);
     }
 
     /// Ends the feeds and joins their threads (off the caller's thread).
@@ -623,7 +694,7 @@ impl Host {
         let stop = Arc::new(AtomicBool::new(false));
         let room = Arc::new(Room {
             id: rid.clone(),
-            mixer: mixer.clone(),
+            phase: Mutex::new(Phase::Live(mixer.clone())),
             created_at: now_ms(),
             inputs: given,
             stop: stop.clone(),
@@ -657,16 +728,29 @@ impl Host {
 
     /// Applies the vendor's update JSON (`UpdateCloudMixerContent`) at the room's next frame.
     pub fn update(&self, id: &str, update: &Value) -> Result<(), HostError> {
-        Ok(self.room(id)?.mixer.update_content(update)?)
+        let room = self.room(id)?;
+        let mixer = room.live().ok_or_else(|| room.ended_error())?;
+        Ok(mixer.update_content(update)?)
     }
 
     /// Stops a room with what was captured until now and returns once its files are final,
     /// with every output's final info (uploads go on and are reported as events).
     pub fn destroy(&self, id: &str) -> Result<Vec<OutputInfo>, HostError> {
         let room = self.room(id)?;
-        room.mixer.stop();
-        let res = room.mixer.wait();
+        let Some(mixer) = room.live() else {
+            // ended already: its final outputs (or what ended it)
+            return match room.end() {
+                Some((code, desc)) if code != codes::OK && code != codes::RECORD_MAX => {
+                    Err(HostError::Mixer(MixerError::Stopped { code, desc }))
+                }
+                _ => Ok(room.info().outputs),
+            };
+        };
+        mixer.stop();
+        let res = mixer.wait();
+        drop(mixer);
         room.release_feeds();
+        room.finish();
         Ok(res?)
     }
 
@@ -694,9 +778,11 @@ impl Host {
         v
     }
 
-    /// The room's mixer (to push frames from the embedder's own feeds, take a snapshot…).
+    /// The room's mixer (to push frames from the embedder's own feeds, take a snapshot…)
+    /// while it records; an ended room has let go of its mixer (a `Stopped` error).
     pub fn mixer(&self, id: &str) -> Result<Arc<Mixer>, HostError> {
-        Ok(self.room(id)?.mixer.clone())
+        let room = self.room(id)?;
+        room.live().ok_or_else(|| room.ended_error())
     }
 
     /// The room's latest composed picture as a JPEG, at most about a second old: one picture
@@ -704,8 +790,8 @@ impl Host {
     pub fn snapshot_jpeg(&self, id: &str) -> Result<Arc<Vec<u8>>, HostError> {
         let room = self.room(id)?;
         let img = room
-            .mixer
-            .snapshot(Duration::from_secs(1))
+            .live()
+            .and_then(|m| m.snapshot(Duration::from_secs(1)))
             .ok_or_else(|| HostError::NotFound(format!("{id}: no picture composed")))?;
         let mut cache = room.jpeg.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((i, j)) = cache.as_ref() {
@@ -738,22 +824,28 @@ impl Host {
     /// Returns each room's id and final outputs (or why it failed).
     pub fn drain(&self, grace: Duration) -> Vec<(String, Result<Vec<OutputInfo>, HostError>)> {
         self.inner.draining.store(true, Ordering::Release);
-        let rooms = self.all_rooms();
+        let rooms: Vec<(Arc<Room>, Arc<Mixer>)> = self
+            .all_rooms()
+            .into_iter()
+            .filter_map(|r| r.live().map(|m| (r, m)))
+            .collect();
         let until = Instant::now() + grace;
-        for r in &rooms {
+        for (_, m) in &rooms {
             let left = until.saturating_duration_since(Instant::now());
             if !left.is_zero() {
-                let _ = r.mixer.wait_timeout(left);
+                let _ = m.wait_timeout(left);
             }
         }
-        for r in &rooms {
-            r.mixer.stop();
+        for (_, m) in &rooms {
+            m.stop();
         }
         let out = rooms
-            .iter()
-            .map(|r| {
-                let res = r.mixer.wait().map_err(HostError::from);
+            .into_iter()
+            .map(|(r, m)| {
+                let res = m.wait().map_err(HostError::from);
+                drop(m);
                 r.release_feeds();
+                r.finish();
                 (r.id.to_string(), res)
             })
             .collect();
@@ -798,6 +890,10 @@ fn forward_events(
                 );
                 r.stop.store(true, Ordering::Relaxed);
                 host.capacity.rooms_changed();
+                host.hub.publish(id, ev);
+                // NULL is the mixer's last event: keep the final info, let go of the mixer
+                r.finish();
+                continue;
             }
         }
         host.hub.publish(id, ev);

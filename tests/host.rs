@@ -1,0 +1,124 @@
+//! The host in-process (CPU backend, small canvas): ended rooms keep their final info and
+//! let go of their mixers; mode 1 rooms record one file per stream.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cloudmixer::compose::Backend;
+use cloudmixer::host::{CreateRoom, Host, HostSettings};
+use cloudmixer::model::events::OutputState;
+use serde_json::{json, Value};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("host").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn host(storage: &Path) -> Host {
+    let mut s = HostSettings::new(storage);
+    s.media_root = Some(format!("{ROOT}/fixtures/clips").into());
+    s.mixer.backend = Backend::Cpu;
+    Host::new(s)
+}
+
+fn tiny(svr: &str) -> Value {
+    json!({"mode":0,"videoFileCfg":{"svrPathName":svr,"vWidth":160,"vHeight":120,"vFps":15,
+        "layoutConfig":[{"type":0,"left":0,"top":0,"width":160,"height":120,"param":{"camid":"Usr1.-1"}}]}})
+}
+
+fn frames(p: &Path) -> u64 {
+    let o = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(p)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+}
+
+/// Waits until `f` holds, for up to 10 s.
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < until, "{what}: not within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Rooms created and destroyed one after the other: each ended room still answers `get` and
+/// `list` with its final outputs, and its mixer (threads, buffers, encoder) is gone.
+#[test]
+fn ended_rooms_keep_their_final_info_and_free_their_mixer() {
+    let d = dir("ended");
+    let h = host(&d);
+    let mut weak = Vec::new();
+    for i in 0..6 {
+        let id = h
+            .create(CreateRoom {
+                mixer_id: Some(format!("r{i}")),
+                config: tiny(&format!("/r{i}.mp4")),
+                inputs: vec![("Usr1.-1".into(), "cam1_640x480_15.mp4".into())],
+            })
+            .unwrap();
+        let m = h.mixer(&id).unwrap();
+        eventually("a tick", || m.ticks() > 2);
+        weak.push(Arc::downgrade(&m));
+        drop(m);
+        let outs = h.destroy(&id).unwrap();
+        assert_eq!(outs.len(), 1);
+        assert_eq!(outs[0].state, OutputState::Stopped);
+        let info = h.get(&id).unwrap();
+        assert_eq!(info.state, 0);
+        assert_eq!(info.outputs, outs, "get answers with the final outputs");
+        assert!(info.stats.ticks > 2);
+        assert_eq!(info.encoder, "libx264");
+        // the mixer is no longer handed out, and the host let go of it
+        assert!(h.mixer(&id).is_err());
+        assert!(h.update(&id, &json!({})).is_err());
+        let w = weak.last().unwrap().clone();
+        eventually("the ended room's mixer dropped", move || {
+            w.strong_count() == 0
+        });
+        assert!(frames(&d.join(format!("r{i}.mp4"))) > 2);
+    }
+    assert!(weak.iter().all(|w| w.upgrade().is_none()));
+    let list = h.list();
+    assert_eq!(list.len(), 6);
+    assert!(list.iter().all(|r| r.state == 0 && r.outputs.len() == 1));
+    assert_eq!(h.stats().rooms_by_state[0], 6);
+    // destroying an ended room again answers with its final outputs
+    assert_eq!(h.destroy("r0").unwrap(), h.get("r0").unwrap().outputs);
+}
+
+/// A room that ends on its own (its maximum duration) lets go of its mixer too.
+#[test]
+fn a_room_that_ends_on_its_own_frees_its_mixer() {
+    let d = dir("own");
+    let mut s = HostSettings::new(&d);
+    s.media_root = Some(format!("{ROOT}/fixtures/clips").into());
+    s.mixer.backend = Backend::Cpu;
+    s.mixer.max_duration = Duration::from_secs(1);
+    let h = Host::new(s);
+    let id = h
+        .create(CreateRoom {
+            mixer_id: None,
+            config: tiny("/own.mp4"),
+            inputs: vec![("Usr1.-1".into(), "cam1_640x480_15.mp4".into())],
+        })
+        .unwrap();
+    let w = Arc::downgrade(&h.mixer(&id).unwrap());
+    eventually("the room ended and let go of its mixer", || {
+        w.strong_count() == 0
+    });
+    let info = h.get(&id).unwrap();
+    assert_eq!(info.state, 0);
+    assert_eq!(info.outputs.len(), 1);
+    assert_eq!(info.outputs[0].state, OutputState::Stopped);
+}
