@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("host").join(name);
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("host")
+        .join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -121,4 +123,84 @@ fn a_room_that_ends_on_its_own_frees_its_mixer() {
     assert_eq!(info.state, 0);
     assert_eq!(info.outputs.len(), 1);
     assert_eq!(info.outputs[0].state, OutputState::Stopped);
+}
+
+/// The files in `d` whose names start with `prefix` and end with `suffix`.
+fn files_like(d: &Path, prefix: &str, suffix: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(d)
+        .map(|r| {
+            r.map(|e| e.unwrap().path())
+                .filter(|p| {
+                    let n = p.file_name().unwrap().to_string_lossy();
+                    n.starts_with(prefix) && n.ends_with(suffix)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A mode 1 room fed by two files: one video file per camera and one audio file per user,
+/// named by the vendor's per-stream rule, each playable; the room takes no update, and
+/// get/list/stats/events report it like any room.
+#[test]
+fn a_mode_1_room_records_one_file_per_stream() {
+    let d = dir("mode1");
+    let h = host(&d);
+    let (_, events) = h.subscribe(None);
+    let cfg = json!({"mode": 1, "roomId": "888", "nicknames": {"u1": "Ann"},
+        "videoFileCfg": {"svrPath": "/room", "svrFileNameSuffix": ".mp4",
+            "subscribeVideos": ["_cr_all_"]},
+        "audioFileCfg": {"svrPath": "/room", "svrFileNameSuffix": ".mp3",
+            "subscribeAudios": ["_cr_all_"]}});
+    let id = h
+        .create(CreateRoom {
+            mixer_id: Some("m1".into()),
+            config: cfg,
+            inputs: vec![
+                ("u1.0".into(), "cam9_320x240_15.mp4".into()),
+                ("u2.0".into(), "cam8_480x270_30.mp4".into()),
+            ],
+        })
+        .unwrap();
+    assert_eq!(h.get(&id).unwrap().state, 2);
+    let e = h.update(&id, &json!({"videoFileCfg": {"layoutConfig": []}}));
+    let e = e.unwrap_err();
+    assert_eq!(e.code(), 5, "{e}");
+    assert!(e.to_string().contains("mode 1"), "{e}");
+    assert!(h.mixer(&id).is_err());
+    let room = d.join("room");
+    eventually("four stream files started", || {
+        files_like(&room, "", "").len() == 4
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(h.stats().rooms_by_state[2], 1);
+    let outs = h.destroy(&id).unwrap();
+    assert_eq!(outs.len(), 4, "{outs:?}");
+    assert!(
+        outs.iter().all(|o| o.state == OutputState::Stopped),
+        "{outs:?}"
+    );
+    let info = h.get(&id).unwrap();
+    assert_eq!((info.state, info.err_code), (0, 0));
+    assert_eq!(info.outputs, outs);
+    assert_eq!(h.list().len(), 1);
+    for (prefix, suffix, fps) in [("Ann_cam0_888_", ".mp4", 15), ("u2_cam0_888_", ".mp4", 30)] {
+        let f = files_like(&room, prefix, suffix);
+        assert_eq!(f.len(), 1, "{prefix}*{suffix}: {f:?}");
+        let n = frames(&f[0]);
+        // about 2 s or more of the camera at its own rate
+        assert!(n >= fps, "{}: {n} frames", f[0].display());
+    }
+    for prefix in ["Ann_888_", "u2_888_"] {
+        assert_eq!(files_like(&room, prefix, ".mp3").len(), 1, "{prefix}*.mp3");
+    }
+    // the host's stream: STARTING once, RUNNING, the files' infos, STOPPING, NULL
+    let evs: Vec<_> = events.try_iter().filter(|e| &*e.mixer_id == "m1").collect();
+    let states: Vec<i64> = evs
+        .iter()
+        .filter(|e| e.name() == "stateChanged")
+        .map(|e| e.to_json()["state"].as_i64().unwrap())
+        .collect();
+    assert_eq!(states, [1, 2, 4, 0], "{evs:?}");
+    assert!(evs.iter().any(|e| e.name() == "outputInfoChanged"));
 }

@@ -6,8 +6,11 @@
 //! - [`feed`]: what pushes media into a room with capture times (files today).
 //! - [`stats`]: one snapshot of the process ([`HostStats`]).
 //!
-//! A room is a real-time [`Mixer`] fed by its inputs. Creating one checks everything first
-//! (the config, each input, the room limit) and records nothing when a check fails.
+//! A room is a real-time [`Mixer`] (mode 0) or, for a mode 1 config (`"mode":1`, one file per
+//! stream), a [`StreamRecorder`], fed by its inputs. Creating one checks everything first
+//! (the config, each input, the room limit) and records nothing when a check fails. A mode 1
+//! room takes no update (code 5). Once a room ended only its final [`RoomInfo`] is kept (the
+//! mixer, its threads and buffers are let go of).
 //!
 //! ```no_run
 //! use cloudmixer::host::{CreateRoom, Host, HostSettings};
@@ -30,10 +33,10 @@ pub mod feed;
 pub mod journal;
 pub mod stats;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -49,7 +52,7 @@ use crate::model::frame::I420Image;
 use crate::model::time::PaceMode;
 use crate::output::Storage;
 use crate::pipeline::sources::SourceStats;
-use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats};
+use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats, StreamRecorder};
 use events::EventHub;
 use feed::{FeedError, FileInputs};
 
@@ -235,9 +238,112 @@ struct Room {
     jpeg: Mutex<Option<CachedJpeg>>,
 }
 
+/// What records a room: a mixer (mode 0), or a per-stream recorder (mode 1).
+#[derive(Clone)]
+enum Engine {
+    Mix(Arc<Mixer>),
+    Streams(Arc<Streams>),
+}
+
+/// A mode 1 room: its [`StreamRecorder`] (pushed to under the read lock, destroyed under the
+/// write lock) and the latest info of each stream's file, from its events.
+struct Streams {
+    rec: RwLock<StreamRecorder>,
+    outputs: Mutex<BTreeMap<u32, OutputInfo>>,
+    /// Set, and notified, once the room's events have passed its NULL.
+    done: (Mutex<bool>, Condvar),
+}
+
+impl Streams {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, StreamRecorder> {
+        self.rec.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn outputs(&self) -> Vec<OutputInfo> {
+        let g = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
+        g.values().cloned().collect()
+    }
+
+    /// Waits until the room's NULL has been forwarded (its outputs final), up to `timeout`.
+    fn wait_done(&self, timeout: Duration) -> bool {
+        let (m, cv) = &self.done;
+        let g = m.lock().unwrap_or_else(|e| e.into_inner());
+        let (g, _) = cv
+            .wait_timeout_while(g, timeout, |d| !*d)
+            .unwrap_or_else(|e| e.into_inner());
+        *g
+    }
+
+    /// Ends every stream's file; returns their final infos once the events reported them.
+    fn destroy(&self) -> Result<Vec<OutputInfo>, MixerError> {
+        let res = self
+            .rec
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .destroy();
+        self.wait_done(Duration::from_secs(10));
+        res.map(|()| self.outputs())
+    }
+}
+
+impl feed::file::FeedTarget for Streams {
+    fn file_clock(&self) -> feed::file::FileClock {
+        // each stream's mixer keeps its own clock, from its first frame: push in real time
+        feed::file::FileClock::starting_now()
+    }
+
+    fn push_video_at(
+        &self,
+        camid: &str,
+        frame: crate::model::frame::VideoFrame,
+        _capture: Duration,
+    ) -> Result<(), MixerError> {
+        self.read().push_video(camid, frame)
+    }
+
+    fn push_audio(
+        &self,
+        user: &str,
+        frame: crate::model::audio::AudioFrame,
+    ) -> Result<(), MixerError> {
+        // (capture times are on each stream's own clock: none given, the chunks follow each
+        // other as they come)
+        self.read().push_audio(user, frame.without_capture())
+    }
+}
+
+impl Engine {
+    fn state(&self) -> MixerState {
+        match self {
+            Engine::Mix(m) => m.state(),
+            Engine::Streams(s) => s.read().state(),
+        }
+    }
+
+    /// Ends the recording with what was captured until now; returns the final outputs once
+    /// the files are final.
+    fn stop_and_wait(&self) -> Result<Vec<OutputInfo>, MixerError> {
+        match self {
+            Engine::Mix(m) => {
+                m.stop();
+                m.wait()
+            }
+            Engine::Streams(s) => s.destroy(),
+        }
+    }
+
+    /// Waits up to `timeout` for the recording to end on its own (a mode 1 room never does).
+    fn wait_timeout(&self, timeout: Duration) {
+        match self {
+            Engine::Mix(m) => drop(m.wait_timeout(timeout)),
+            Engine::Streams(s) => drop(s.wait_done(timeout)),
+        }
+    }
+}
+
 /// A room's engine while it records, or what is left of it once it ended.
 enum Phase {
-    Live(Arc<Mixer>),
+    Live(Engine),
     /// The final info (its `err_code`/`err_desc` are read from [`Room::ended`]).
     Ended(Box<RoomInfo>),
 }
@@ -251,17 +357,23 @@ impl Room {
     }
 
     fn end(&self) -> Option<(i32, String)> {
-        self.ended
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.ended.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The mixer while the room records (`None` once it ended and was let go of).
-    fn live(&self) -> Option<Arc<Mixer>> {
+    /// The engine while the room records (`None` once it ended and was let go of).
+    fn live(&self) -> Option<Engine> {
         match &*self.phase() {
-            Phase::Live(m) => Some(m.clone()),
+            Phase::Live(e) => Some(e.clone()),
             Phase::Ended(_) => None,
+        }
+    }
+
+    /// The mixer while a mode 0 room records.
+    fn live_mixer(&self) -> Result<Arc<Mixer>, HostError> {
+        match self.live() {
+            Some(Engine::Mix(m)) => Ok(m),
+            Some(Engine::Streams(_)) => Err(mode1(&self.id)),
+            None => Err(self.ended_error()),
         }
     }
 
@@ -276,7 +388,25 @@ impl Room {
         HostError::Mixer(MixerError::Stopped { code, desc })
     }
 
-    fn info_of(&self, mixer: &Mixer) -> RoomInfo {
+    fn info_of(&self, engine: &Engine) -> RoomInfo {
+        let mixer = match engine {
+            Engine::Mix(m) => m,
+            Engine::Streams(s) => {
+                return RoomInfo {
+                    mixer_id: self.id.to_string(),
+                    state: s.read().state() as u8,
+                    created_at: self.created_at,
+                    outputs: s.outputs(),
+                    stats: MixerStats::default(),
+                    sources: Vec::new(),
+                    inputs: self.inputs.clone(),
+                    encoder: String::new(),
+                    backend: PER_STREAM_BACKEND.into(),
+                    err_code: 0,
+                    err_desc: String::new(),
+                }
+            }
+        };
         RoomInfo {
             mixer_id: self.id.to_string(),
             state: mixer.state() as u8,
@@ -303,7 +433,7 @@ impl Room {
 
     fn state(&self) -> MixerState {
         match &*self.phase() {
-            Phase::Live(m) => m.state(),
+            Phase::Live(e) => e.state(),
             Phase::Ended(_) => MixerState::Null,
         }
     }
@@ -384,6 +514,20 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The backend a mode 1 room reports (it composes nothing).
+const PER_STREAM_BACKEND: &str = "none (mode 1: one file per stream)";
+
+/// What a mode 0 call (an update, the mixer, a snapshot) on a mode 1 room gets (code 5).
+fn mode1(id: &str) -> HostError {
+    HostError::BadField {
+        field: "mode".into(),
+        msg: format!(
+            "mixer {id} records one file per stream (mode 1): it has no layout to update or \
+             picture to show"
+        ),
+    }
 }
 
 /// Whether `id` is a valid mixer id.
@@ -664,13 +808,19 @@ impl Host {
             encoder: None,
             backend: None,
         };
+        let per_stream = config.per_stream.is_some();
         let with_audio = !audio.is_empty() && self.inner.settings.mixer.audio;
-        let audio = if with_audio || config.audio_file.is_some() {
+        // mode 1: every input goes to the recorder, which keeps the subscribed streams
+        let audio = if per_stream || with_audio || config.audio_file.is_some() {
             audio
         } else {
             &[]
         };
-        let inputs = if config.has_video() { video } else { &[] };
+        let inputs = if per_stream || config.has_video() {
+            video
+        } else {
+            &[]
+        };
         let opened = match FileInputs::open(inputs, audio) {
             Ok(o) => o,
             Err(e) => {
@@ -679,12 +829,21 @@ impl Host {
                 return Err(e);
             }
         };
-        let mixer = match Mixer::create_with(
-            config,
-            Storage::new(&self.inner.settings.storage),
-            self.inner.settings.mixer.clone(),
-        ) {
-            Ok(m) => Arc::new(m),
+        let storage = Storage::new(&self.inner.settings.storage);
+        let settings = self.inner.settings.mixer.clone();
+        let created = if per_stream {
+            StreamRecorder::create(config, storage, settings).map(|rec| {
+                Engine::Streams(Arc::new(Streams {
+                    rec: RwLock::new(rec),
+                    outputs: Mutex::default(),
+                    done: (Mutex::new(false), Condvar::new()),
+                }))
+            })
+        } else {
+            Mixer::create_with(config, storage, settings).map(|m| Engine::Mix(Arc::new(m)))
+        };
+        let engine = match created {
+            Ok(e) => e,
             Err(e) => {
                 let e = HostError::from(e);
                 hub.publish(&rid, failed(&e));
@@ -694,7 +853,7 @@ impl Host {
         let stop = Arc::new(AtomicBool::new(false));
         let room = Arc::new(Room {
             id: rid.clone(),
-            phase: Mutex::new(Phase::Live(mixer.clone())),
+            phase: Mutex::new(Phase::Live(engine.clone())),
             created_at: now_ms(),
             inputs: given,
             stop: stop.clone(),
@@ -704,16 +863,34 @@ impl Host {
             jpeg: Mutex::new(None),
         });
         // the room's events into the host's stream (the first is its current state); at NULL
-        // the feeds end
-        let events = mixer.subscribe();
+        // the feeds end. A mode 1 recorder's stream starts with its STARTING (published above).
+        let (events, streams, skip_starting) = match &engine {
+            Engine::Mix(m) => (m.subscribe(), std::sync::Weak::new(), false),
+            Engine::Streams(s) => (s.read().events(), Arc::downgrade(s), true),
+        };
         let forward = {
             let (host, room) = (self.inner.clone(), Arc::downgrade(&room));
+            let mut events = events.into_iter().peekable();
+            if skip_starting {
+                let _ = events.next_if(|e| {
+                    matches!(
+                        e,
+                        MixerEvent::StateChanged {
+                            state: MixerState::Starting,
+                            ..
+                        }
+                    )
+                });
+            }
             std::thread::Builder::new()
                 .name(format!("cm-room-{id}"))
-                .spawn(move || forward_events(&host, &rid, events, room))
+                .spawn(move || forward_events(&host, &rid, events, room, streams))
                 .map_err(MixerError::Io)?
         };
-        let mut threads = opened.spawn_realtime(mixer, stop);
+        let mut threads = match engine {
+            Engine::Mix(m) => opened.spawn_realtime(m, stop),
+            Engine::Streams(s) => opened.spawn_realtime(s, stop),
+        };
         threads.push(forward);
         *room.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
         Ok(room)
@@ -728,16 +905,14 @@ impl Host {
 
     /// Applies the vendor's update JSON (`UpdateCloudMixerContent`) at the room's next frame.
     pub fn update(&self, id: &str, update: &Value) -> Result<(), HostError> {
-        let room = self.room(id)?;
-        let mixer = room.live().ok_or_else(|| room.ended_error())?;
-        Ok(mixer.update_content(update)?)
+        Ok(self.room(id)?.live_mixer()?.update_content(update)?)
     }
 
     /// Stops a room with what was captured until now and returns once its files are final,
     /// with every output's final info (uploads go on and are reported as events).
     pub fn destroy(&self, id: &str) -> Result<Vec<OutputInfo>, HostError> {
         let room = self.room(id)?;
-        let Some(mixer) = room.live() else {
+        let Some(engine) = room.live() else {
             // ended already: its final outputs (or what ended it)
             return match room.end() {
                 Some((code, desc)) if code != codes::OK && code != codes::RECORD_MAX => {
@@ -746,9 +921,8 @@ impl Host {
                 _ => Ok(room.info().outputs),
             };
         };
-        mixer.stop();
-        let res = mixer.wait();
-        drop(mixer);
+        let res = engine.stop_and_wait();
+        drop(engine);
         room.release_feeds();
         room.finish();
         Ok(res?)
@@ -781,8 +955,7 @@ impl Host {
     /// The room's mixer (to push frames from the embedder's own feeds, take a snapshot…)
     /// while it records; an ended room has let go of its mixer (a `Stopped` error).
     pub fn mixer(&self, id: &str) -> Result<Arc<Mixer>, HostError> {
-        let room = self.room(id)?;
-        room.live().ok_or_else(|| room.ended_error())
+        self.room(id)?.live_mixer()
     }
 
     /// The room's latest composed picture as a JPEG, at most about a second old: one picture
@@ -790,7 +963,8 @@ impl Host {
     pub fn snapshot_jpeg(&self, id: &str) -> Result<Arc<Vec<u8>>, HostError> {
         let room = self.room(id)?;
         let img = room
-            .live()
+            .live_mixer()
+            .ok()
             .and_then(|m| m.snapshot(Duration::from_secs(1)))
             .ok_or_else(|| HostError::NotFound(format!("{id}: no picture composed")))?;
         let mut cache = room.jpeg.lock().unwrap_or_else(|e| e.into_inner());
@@ -824,25 +998,27 @@ impl Host {
     /// Returns each room's id and final outputs (or why it failed).
     pub fn drain(&self, grace: Duration) -> Vec<(String, Result<Vec<OutputInfo>, HostError>)> {
         self.inner.draining.store(true, Ordering::Release);
-        let rooms: Vec<(Arc<Room>, Arc<Mixer>)> = self
+        let rooms: Vec<(Arc<Room>, Engine)> = self
             .all_rooms()
             .into_iter()
             .filter_map(|r| r.live().map(|m| (r, m)))
             .collect();
         let until = Instant::now() + grace;
-        for (_, m) in &rooms {
+        for (_, e) in &rooms {
             let left = until.saturating_duration_since(Instant::now());
             if !left.is_zero() {
-                let _ = m.wait_timeout(left);
+                e.wait_timeout(left);
             }
         }
-        for (_, m) in &rooms {
-            m.stop();
+        for (_, e) in &rooms {
+            if let Engine::Mix(m) = e {
+                m.stop();
+            }
         }
         let out = rooms
             .into_iter()
             .map(|(r, m)| {
-                let res = m.wait().map_err(HostError::from);
+                let res = m.stop_and_wait().map_err(HostError::from);
                 drop(m);
                 r.release_feeds();
                 r.finish();
@@ -868,10 +1044,15 @@ impl Host {
 fn forward_events(
     host: &Arc<Inner>,
     id: &Arc<str>,
-    events: Receiver<MixerEvent>,
+    events: impl Iterator<Item = MixerEvent>,
     room: std::sync::Weak<Room>,
+    streams: std::sync::Weak<Streams>,
 ) {
-    for ev in events.iter() {
+    for ev in events {
+        if let (MixerEvent::OutputInfoChanged(i), Some(s)) = (&ev, streams.upgrade()) {
+            let mut g = s.outputs.lock().unwrap_or_else(|e| e.into_inner());
+            g.insert(i.id, i.clone());
+        }
         if let (
             MixerEvent::StateChanged {
                 state,
@@ -891,6 +1072,11 @@ fn forward_events(
                 r.stop.store(true, Ordering::Relaxed);
                 host.capacity.rooms_changed();
                 host.hub.publish(id, ev);
+                if let Some(s) = streams.upgrade() {
+                    let (m, cv) = &s.done;
+                    *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                    cv.notify_all();
+                }
                 // NULL is the mixer's last event: keep the final info, let go of the mixer
                 r.finish();
                 continue;
