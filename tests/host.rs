@@ -204,3 +204,43 @@ fn a_mode_1_room_records_one_file_per_stream() {
     assert_eq!(states, [1, 2, 4, 0], "{evs:?}");
     assert!(evs.iter().any(|e| e.name() == "outputInfoChanged"));
 }
+
+/// An offline room (the C ABI's `realtime` 0): no file inputs, its caller pushes frames and
+/// advances the clock; exactly the frames advanced are recorded, and the room ends as any.
+#[test]
+fn an_offline_room_is_driven_by_its_caller() {
+    use cloudmixer::model::frame::VideoFrame;
+    use cloudmixer::model::time::PaceMode;
+    let d = dir("offline");
+    let h = host(&d);
+    let refused = h.create_with(
+        CreateRoom {
+            mixer_id: None,
+            config: tiny("/x.mp4"),
+            inputs: vec![("Usr1.-1".into(), "cam1_640x480_15.mp4".into())],
+        },
+        PaceMode::Offline,
+    );
+    assert_eq!(refused.unwrap_err().code(), 5);
+    let id = h
+        .create_with(
+            CreateRoom {
+                mixer_id: Some("off".into()),
+                config: tiny("/off.mp4"),
+                inputs: vec![],
+            },
+            PaceMode::Offline,
+        )
+        .unwrap();
+    let m = h.mixer(&id).unwrap();
+    for n in 0..30u64 {
+        let f = VideoFrame::solid_i420(160, 120, [(40 + n * 5) as u8, 128, 128]).unwrap();
+        m.push_video("Usr1.-1", f).unwrap();
+        m.advance_frames(n + 1).unwrap();
+    }
+    drop(m);
+    let outs = h.destroy(&id).unwrap();
+    assert_eq!(outs[0].state, OutputState::Stopped);
+    assert_eq!(frames(&d.join("off.mp4")), 30);
+    assert_eq!(h.get(&id).unwrap().stats.ticks, 30);
+}

@@ -68,7 +68,8 @@ pub struct HostSettings {
     pub media_root: Option<PathBuf>,
     /// Rooms recording at once, at most (`None`: no limit but the capacity estimate).
     pub max_rooms: Option<usize>,
-    /// Each room's mixer settings (always real time).
+    /// Each room's mixer settings (its `mode` is set per room: real time unless created offline
+    /// with [`Host::create_with`]).
     pub mixer: MixerSettings,
     /// Events kept for readers that resume.
     pub backlog: usize,
@@ -550,7 +551,8 @@ fn check_id(id: &str) -> Result<(), HostError> {
 }
 
 impl Host {
-    /// A host with no rooms yet. Room mixers always run in real time.
+    /// A host with no rooms yet. Room mixers run in real time (unless created offline with
+    /// [`Host::create_with`]).
     pub fn new(settings: HostSettings) -> Host {
         let mut settings = settings;
         settings.mixer.mode = PaceMode::Realtime;
@@ -629,6 +631,24 @@ impl Host {
     /// limit, opens the inputs and the mixer (its files), and feeds it in real time. Returns
     /// its mixer id once it is RUNNING. Nothing is recorded when a check fails.
     pub fn create(&self, req: CreateRoom) -> Result<String, HostError> {
+        self.create_with(req, PaceMode::Realtime)
+    }
+
+    /// As [`Host::create`], paced as `pace` says: [`PaceMode::Realtime`] is `create`;
+    /// [`PaceMode::Offline`] is a room whose caller pushes the frames (through
+    /// [`Host::mixer`]) and advances its clock ([`Mixer::advance_frames`]), as fast as it
+    /// likes: it takes no file inputs (they are fed in real time), and a mode 1 config is
+    /// refused (per-stream recording is real time). Everything else (the checks, the room
+    /// limit, events, get/list/destroy) is as for any room.
+    pub fn create_with(&self, req: CreateRoom, pace: PaceMode) -> Result<String, HostError> {
+        if pace == PaceMode::Offline && !req.inputs.is_empty() {
+            return Err(HostError::BadField {
+                field: "inputs".into(),
+                msg: "an offline room takes no file inputs: its caller pushes the frames and \
+                      advances its clock"
+                    .into(),
+            });
+        }
         let id = match req.mixer_id {
             Some(id) => {
                 check_id(&id)?;
@@ -643,7 +663,7 @@ impl Host {
         if let Some(st) = &config.storage {
             self.resume_pending(&id, st);
         }
-        let started = self.start(&id, config, &video, &audio, req.inputs);
+        let started = self.start(&id, config, &video, &audio, req.inputs, pace);
         let mut rooms = self.rooms();
         match started {
             Ok(room) => {
@@ -797,6 +817,7 @@ impl Host {
         video: &[(String, PathBuf)],
         audio: &[(String, PathBuf)],
         given: Vec<(String, String)>,
+        pace: PaceMode,
     ) -> Result<Arc<Room>, HostError> {
         let rid: Arc<str> = id.into();
         let hub = &self.inner.hub;
@@ -830,7 +851,10 @@ impl Host {
             }
         };
         let storage = Storage::new(&self.inner.settings.storage);
-        let settings = self.inner.settings.mixer.clone();
+        let settings = MixerSettings {
+            mode: pace,
+            ..self.inner.settings.mixer.clone()
+        };
         let created = if per_stream {
             StreamRecorder::create(config, storage, settings).map(|rec| {
                 Engine::Streams(Arc::new(Streams {
