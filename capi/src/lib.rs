@@ -11,7 +11,12 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Duration;
+
+use cloudmixer::host::{CreateRoom, Host, HostError, HostSettings};
+use cloudmixer::model::config::parse_json;
+use cloudmixer::model::time::PaceMode;
 
 use cloudmixer::model::buffer::PlaneData;
 use cloudmixer::model::events::codes;
@@ -51,9 +56,18 @@ pub const CM_COLOR_BT709: u32 = 2;
 /// BT.601 full range (JPEG).
 pub const CM_COLOR_BT601_FULL: u32 = 3;
 
+// The C front is a front over the host, as `cloudmixer serve` is: the host checks the config,
+// creates the room (real time, or offline with `Host::create_with`), keeps its state and final
+// outputs, and `cm_mixer_destroy` ends it with `Host::destroy`. Each handle owns a host of its
+// own rather than sharing one per process: the C API gives every mixer its own storage root
+// (`storage_dir`) and pace (`realtime`), where a host has one storage root for all its rooms,
+// and so nothing of a handle outlives `cm_mixer_destroy` (but the library's process-wide
+// pools). Frames are pushed into the room's `Mixer` itself, so lent planes stay zero-copy.
 /// A mixer (opaque).
 pub struct CmMixer {
-    mixer: Mixer,
+    host: Host,
+    id: String,
+    mixer: Arc<Mixer>,
     events: Receiver<MixerEvent>,
 }
 
@@ -115,6 +129,13 @@ fn mixer_err(e: MixerError) -> (i32, String) {
     (e.code(), e.to_string())
 }
 
+fn host_err(e: HostError) -> (i32, String) {
+    match e {
+        HostError::Mixer(e) => mixer_err(e),
+        e => (e.code(), e.to_string()),
+    }
+}
+
 unsafe fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str, (i32, String)> {
     if p.is_null() {
         return Err((CM_PARAM_ERR, format!("{what} is NULL")));
@@ -165,22 +186,34 @@ pub unsafe extern "C" fn cm_mixer_create(
                 text(storage_dir, "storage_dir")?,
             )
         };
-        let cfg = MixerConfig::from_json(cfg).map_err(|e| (CM_PARAM_ERR, e.to_string()))?;
-        let settings = if realtime != 0 {
-            MixerSettings::default()
+        let config = parse_json(cfg).map_err(|e| (CM_PARAM_ERR, e.to_string()))?;
+        let pace = if realtime != 0 {
+            PaceMode::Realtime
         } else {
-            MixerSettings::offline()
+            PaceMode::Offline
         };
         // every mixer of the C ABI runs on one set of services (one GPU renderer that batches
         // them all, one releaser thread): the C ABI has no object that could own it, so the
-        // process is its host (`cloudmixer::pipeline::Services`)
-        let settings = MixerSettings {
-            services: Some(process_services().clone()),
-            ..settings
+        // process is its host (`cloudmixer::pipeline::Services`); each handle's own `Host`
+        // (its storage root and pace) hands that set to its room
+        let mut settings = HostSettings::new(dir);
+        settings.mixer.services = Some(process_services().clone());
+        let host = Host::new(settings);
+        let room = CreateRoom {
+            mixer_id: Some("cm".into()),
+            config,
+            inputs: Vec::new(),
         };
-        let mixer = Mixer::create_with(cfg, Storage::new(dir), settings).map_err(mixer_err)?;
+        let id = host.create_with(room, pace).map_err(host_err)?;
+        let mixer = host.mixer(&id).map_err(host_err)?;
+        // every event of the mixer since its create (STARTING on), as the C caller reads them
         let events = mixer.events();
-        out = Box::into_raw(Box::new(CmMixer { mixer, events }));
+        out = Box::into_raw(Box::new(CmMixer {
+            host,
+            id,
+            mixer,
+            events,
+        }));
         Ok(CM_OK)
     });
     if !err.is_null() {
@@ -449,7 +482,13 @@ pub unsafe extern "C" fn cm_mixer_destroy(m: *mut CmMixer) -> i32 {
     }
     guard(|| {
         // SAFETY: a pointer from cm_mixer_create, destroyed once (header rule)
-        let mut b = unsafe { Box::from_raw(m) };
-        b.mixer.destroy().map(|()| CM_OK).map_err(mixer_err)
+        let b = unsafe { Box::from_raw(m) };
+        // at once, as Mixer::destroy (not the real-time `stop`, which still makes the ticks
+        // up to the clock about `latency` later)
+        b.mixer.stop_now();
+        let res = b.host.destroy(&b.id);
+        // the handle's reference is the last: the mixer's threads are joined here
+        drop(b);
+        res.map(|_| CM_OK).map_err(host_err)
     })
 }

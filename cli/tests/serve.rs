@@ -361,6 +361,45 @@ fn create_update_delete_over_http_with_events() {
     assert_eq!(v["mixers"][0]["state"], 0, "{v}");
 }
 
+/// A mode 1 create (one file per stream) with two file inputs: each camera into its own file,
+/// named by the vendor's per-stream rule and playable; a layout update is refused (400, code 5).
+#[test]
+fn a_mode_1_mixer_records_one_file_per_camera() {
+    let s = Server::start("mode1", &[], true);
+    let body = json!({"mode": 1, "mixerID": "m1", "roomId": "42",
+        "videoFileCfg": {"svrPath": "/m1", "svrFileNameSuffix": ".mp4",
+            "subscribeVideos": ["_cr_all_"]},
+        "inputs": {"u1.0": "cam9_320x240_15.mp4", "u2.0": "cam8_480x270_30.mp4"}});
+    let (st, v) = s.req("POST", "/v1/mixers", Some(&body));
+    assert_eq!((st, &v), (201, &json!({"mixerID": "m1"})));
+    let (st, v) = s.req(
+        "POST",
+        "/v1/mixers/m1/content",
+        Some(&json!({"videoFileCfg": {"layoutConfig": []}})),
+    );
+    assert_eq!((st, v["code"].as_i64()), (400, Some(5)), "{v}");
+    std::thread::sleep(Duration::from_secs(3));
+    let (st, v) = s.req("GET", "/v1/mixers/m1", None);
+    assert_eq!((st, &v["state"]), (200, &json!(2)), "{v}");
+    let (st, v) = s.req("DELETE", "/v1/mixers/m1", None);
+    assert_eq!(st, 200, "{v}");
+    let dir = s.storage.join("m1");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    for (name, prefix) in names.iter().zip(["u1_cam0_42_", "u2_cam0_42_"]) {
+        assert!(name.starts_with(prefix) && name.ends_with(".mp4"), "{name}");
+        let n = frames(&dir.join(name));
+        assert!(n >= 15, "{name}: {n} frames");
+    }
+    let (st, v) = s.req("GET", "/v1/mixers/m1", None);
+    assert_eq!((st, &v["state"]), (200, &json!(0)), "{v}");
+    assert_eq!(v["outputs"].as_array().map(Vec::len), Some(2), "{v}");
+}
+
 /// Errors: no token → 401 (but /healthz answers), a bad config → 400 naming the field with
 /// code 5, an input outside the media root → 400, an unknown mixer → 404, the third create
 /// with `--max-rooms 2` → 503 code 907 and /readyz 503 meanwhile; a secret in the config is

@@ -6,8 +6,11 @@
 //! - [`feed`]: what pushes media into a room with capture times (files today).
 //! - [`stats`]: one snapshot of the process ([`HostStats`]).
 //!
-//! A room is a real-time [`Mixer`] fed by its inputs. Creating one checks everything first
-//! (the config, each input, the room limit) and records nothing when a check fails.
+//! A room is a real-time [`Mixer`] (mode 0) or, for a mode 1 config (`"mode":1`, one file per
+//! stream), a [`StreamRecorder`], fed by its inputs. Creating one checks everything first
+//! (the config, each input, the room limit) and records nothing when a check fails. A mode 1
+//! room takes no update (code 5). Once a room ended only its final [`RoomInfo`] is kept (the
+//! mixer, its threads and buffers are let go of).
 //!
 //! ```no_run
 //! use cloudmixer::host::{CreateRoom, Host, HostSettings};
@@ -30,10 +33,10 @@ pub mod feed;
 pub mod journal;
 pub mod stats;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -49,7 +52,7 @@ use crate::model::frame::I420Image;
 use crate::model::time::PaceMode;
 use crate::output::Storage;
 use crate::pipeline::sources::SourceStats;
-use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats, Services};
+use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats, Services, StreamRecorder};
 use events::EventHub;
 use feed::{FeedError, FileInputs};
 
@@ -65,7 +68,8 @@ pub struct HostSettings {
     pub media_root: Option<PathBuf>,
     /// Rooms recording at once, at most (`None`: no limit but the capacity estimate).
     pub max_rooms: Option<usize>,
-    /// Each room's mixer settings (always real time).
+    /// Each room's mixer settings (its `mode` is set per room: real time unless created offline
+    /// with [`Host::create_with`]).
     pub mixer: MixerSettings,
     /// Events kept for readers that resume.
     pub backlog: usize,
@@ -219,7 +223,9 @@ pub struct RoomInfo {
 
 struct Room {
     id: Arc<str>,
-    mixer: Arc<Mixer>,
+    /// The mixer while the room records; its final info once it ended (the mixer, its
+    /// threads and buffers are gone then).
+    phase: Mutex<Phase>,
     created_at: i64,
     inputs: Vec<(String, String)>,
     /// Set to end the feeds.
@@ -233,34 +239,230 @@ struct Room {
     jpeg: Mutex<Option<CachedJpeg>>,
 }
 
+/// What records a room: a mixer (mode 0), or a per-stream recorder (mode 1).
+#[derive(Clone)]
+enum Engine {
+    Mix(Arc<Mixer>),
+    Streams(Arc<Streams>),
+}
+
+/// A mode 1 room: its [`StreamRecorder`] (pushed to under the read lock, destroyed under the
+/// write lock) and the latest info of each stream's file, from its events.
+struct Streams {
+    rec: RwLock<StreamRecorder>,
+    outputs: Mutex<BTreeMap<u32, OutputInfo>>,
+    /// Set, and notified, once the room's events have passed its NULL.
+    done: (Mutex<bool>, Condvar),
+}
+
+impl Streams {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, StreamRecorder> {
+        self.rec.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn outputs(&self) -> Vec<OutputInfo> {
+        let g = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
+        g.values().cloned().collect()
+    }
+
+    /// Waits until the room's NULL has been forwarded (its outputs final), up to `timeout`.
+    fn wait_done(&self, timeout: Duration) -> bool {
+        let (m, cv) = &self.done;
+        let g = m.lock().unwrap_or_else(|e| e.into_inner());
+        let (g, _) = cv
+            .wait_timeout_while(g, timeout, |d| !*d)
+            .unwrap_or_else(|e| e.into_inner());
+        *g
+    }
+
+    /// Ends every stream's file; returns their final infos once the events reported them.
+    fn destroy(&self) -> Result<Vec<OutputInfo>, MixerError> {
+        let res = self
+            .rec
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .destroy();
+        self.wait_done(Duration::from_secs(10));
+        res.map(|()| self.outputs())
+    }
+}
+
+impl feed::file::FeedTarget for Streams {
+    fn file_clock(&self) -> feed::file::FileClock {
+        // each stream's mixer keeps its own clock, from its first frame: push in real time
+        feed::file::FileClock::starting_now()
+    }
+
+    fn push_video_at(
+        &self,
+        camid: &str,
+        frame: crate::model::frame::VideoFrame,
+        _capture: Duration,
+    ) -> Result<(), MixerError> {
+        self.read().push_video(camid, frame)
+    }
+
+    fn push_audio(
+        &self,
+        user: &str,
+        frame: crate::model::audio::AudioFrame,
+    ) -> Result<(), MixerError> {
+        // (capture times are on each stream's own clock: none given, the chunks follow each
+        // other as they come)
+        self.read().push_audio(user, frame.without_capture())
+    }
+}
+
+impl Engine {
+    fn state(&self) -> MixerState {
+        match self {
+            Engine::Mix(m) => m.state(),
+            Engine::Streams(s) => s.read().state(),
+        }
+    }
+
+    /// Ends the recording with what was captured until now; returns the final outputs once
+    /// the files are final.
+    fn stop_and_wait(&self) -> Result<Vec<OutputInfo>, MixerError> {
+        match self {
+            Engine::Mix(m) => {
+                m.stop();
+                m.wait()
+            }
+            Engine::Streams(s) => s.destroy(),
+        }
+    }
+
+    /// Waits up to `timeout` for the recording to end on its own (a mode 1 room never does).
+    fn wait_timeout(&self, timeout: Duration) {
+        match self {
+            Engine::Mix(m) => drop(m.wait_timeout(timeout)),
+            Engine::Streams(s) => drop(s.wait_done(timeout)),
+        }
+    }
+}
+
+/// A room's engine while it records, or what is left of it once it ended.
+enum Phase {
+    Live(Engine),
+    /// The final info (its `err_code`/`err_desc` are read from [`Room::ended`]).
+    Ended(Box<RoomInfo>),
+}
+
 /// A snapshot's JPEG and the picture it was made of.
 type CachedJpeg = (Arc<I420Image>, Arc<Vec<u8>>);
 
 impl Room {
-    fn info(&self) -> RoomInfo {
-        let (err_code, err_desc) = self
-            .ended
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or_default();
+    fn phase(&self) -> std::sync::MutexGuard<'_, Phase> {
+        self.phase.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn end(&self) -> Option<(i32, String)> {
+        self.ended.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The engine while the room records (`None` once it ended and was let go of).
+    fn live(&self) -> Option<Engine> {
+        match &*self.phase() {
+            Phase::Live(e) => Some(e.clone()),
+            Phase::Ended(_) => None,
+        }
+    }
+
+    /// The mixer while a mode 0 room records.
+    fn live_mixer(&self) -> Result<Arc<Mixer>, HostError> {
+        match self.live() {
+            Some(Engine::Mix(m)) => Ok(m),
+            Some(Engine::Streams(_)) => Err(mode1(&self.id)),
+            None => Err(self.ended_error()),
+        }
+    }
+
+    /// What a call on an ended room gets: the mixer's own "stopped" error.
+    fn ended_error(&self) -> HostError {
+        let (code, desc) = self.end().unwrap_or_else(|| {
+            (
+                codes::OK,
+                "the recording was stopped (stop, stop_after or destroy)".into(),
+            )
+        });
+        HostError::Mixer(MixerError::Stopped { code, desc })
+    }
+
+    fn info_of(&self, engine: &Engine) -> RoomInfo {
+        let mixer = match engine {
+            Engine::Mix(m) => m,
+            Engine::Streams(s) => {
+                return RoomInfo {
+                    mixer_id: self.id.to_string(),
+                    state: s.read().state() as u8,
+                    created_at: self.created_at,
+                    outputs: s.outputs(),
+                    stats: MixerStats::default(),
+                    sources: Vec::new(),
+                    inputs: self.inputs.clone(),
+                    encoder: String::new(),
+                    backend: PER_STREAM_BACKEND.into(),
+                    err_code: 0,
+                    err_desc: String::new(),
+                }
+            }
+        };
         RoomInfo {
             mixer_id: self.id.to_string(),
-            state: self.mixer.state() as u8,
+            state: mixer.state() as u8,
             created_at: self.created_at,
-            outputs: self.mixer.outputs(),
-            stats: self.mixer.stats(),
-            sources: self.mixer.source_stats(),
+            outputs: mixer.outputs(),
+            stats: mixer.stats(),
+            sources: mixer.source_stats(),
             inputs: self.inputs.clone(),
-            encoder: self.mixer.encoder_name().to_string(),
-            backend: self.mixer.backend_name().to_string(),
-            err_code,
-            err_desc,
+            encoder: mixer.encoder_name().to_string(),
+            backend: mixer.backend_name().to_string(),
+            err_code: 0,
+            err_desc: String::new(),
+        }
+    }
+
+    fn info(&self) -> RoomInfo {
+        let mut info = match &*self.phase() {
+            Phase::Live(m) => self.info_of(m),
+            Phase::Ended(i) => (**i).clone(),
+        };
+        (info.err_code, info.err_desc) = self.end().unwrap_or_default();
+        info
+    }
+
+    fn state(&self) -> MixerState {
+        match &*self.phase() {
+            Phase::Live(e) => e.state(),
+            Phase::Ended(_) => MixerState::Null,
         }
     }
 
     fn running(&self) -> bool {
-        self.mixer.state() != MixerState::Null
+        self.state() != MixerState::Null
+    }
+
+    /// Once the mixer is back at NULL: keeps its final info and lets go of the mixer (its
+    /// threads, buffers and encoder go once the feeds, which end on their own, let go too).
+    /// Idempotent; a room still recording is left as it is.
+    fn finish(&self) {
+        let mixer = {
+            let mut phase = self.phase();
+            let Phase::Live(m) = &*phase else { return };
+            if m.state() != MixerState::Null {
+                return;
+            }
+            let m = m.clone();
+            let mut info = self.info_of(&m);
+            info.state = MixerState::Null as u8;
+            *phase = Phase::Ended(Box::new(info));
+            m
+        };
+        *self.jpeg.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.stop.store(true, Ordering::Relaxed);
+        // (the last reference may be a feed's, dropped on its own thread)
+        drop(mixer);
     }
 
     /// Ends the feeds and joins their threads (off the caller's thread).
@@ -315,6 +517,20 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The backend a mode 1 room reports (it composes nothing).
+const PER_STREAM_BACKEND: &str = "none (mode 1: one file per stream)";
+
+/// What a mode 0 call (an update, the mixer, a snapshot) on a mode 1 room gets (code 5).
+fn mode1(id: &str) -> HostError {
+    HostError::BadField {
+        field: "mode".into(),
+        msg: format!(
+            "mixer {id} records one file per stream (mode 1): it has no layout to update or \
+             picture to show"
+        ),
+    }
+}
+
 /// Whether `id` is a valid mixer id.
 fn check_id(id: &str) -> Result<(), HostError> {
     let ok = (1..=64).contains(&id.len())
@@ -335,7 +551,8 @@ fn check_id(id: &str) -> Result<(), HostError> {
 }
 
 impl Host {
-    /// A host with no rooms yet. Room mixers always run in real time.
+    /// A host with no rooms yet. Room mixers run in real time (unless created offline with
+    /// [`Host::create_with`]).
     ///
     /// The host owns one [`Services`] (the one in `settings.mixer.services`, else a new one)
     /// and hands it to every room: the rooms batch on one GPU renderer, drop frames on one
@@ -429,6 +646,24 @@ impl Host {
     /// limit, opens the inputs and the mixer (its files), and feeds it in real time. Returns
     /// its mixer id once it is RUNNING. Nothing is recorded when a check fails.
     pub fn create(&self, req: CreateRoom) -> Result<String, HostError> {
+        self.create_with(req, PaceMode::Realtime)
+    }
+
+    /// As [`Host::create`], paced as `pace` says: [`PaceMode::Realtime`] is `create`;
+    /// [`PaceMode::Offline`] is a room whose caller pushes the frames (through
+    /// [`Host::mixer`]) and advances its clock ([`Mixer::advance_frames`]), as fast as it
+    /// likes: it takes no file inputs (they are fed in real time), and a mode 1 config is
+    /// refused (per-stream recording is real time). Everything else (the checks, the room
+    /// limit, events, get/list/destroy) is as for any room.
+    pub fn create_with(&self, req: CreateRoom, pace: PaceMode) -> Result<String, HostError> {
+        if pace == PaceMode::Offline && !req.inputs.is_empty() {
+            return Err(HostError::BadField {
+                field: "inputs".into(),
+                msg: "an offline room takes no file inputs: its caller pushes the frames and \
+                      advances its clock"
+                    .into(),
+            });
+        }
         let id = match req.mixer_id {
             Some(id) => {
                 check_id(&id)?;
@@ -443,7 +678,7 @@ impl Host {
         if let Some(st) = &config.storage {
             self.resume_pending(&id, st);
         }
-        let started = self.start(&id, config, &video, &audio, req.inputs);
+        let started = self.start(&id, config, &video, &audio, req.inputs, pace);
         let mut rooms = self.rooms();
         match started {
             Ok(room) => {
@@ -597,6 +832,7 @@ impl Host {
         video: &[(String, PathBuf)],
         audio: &[(String, PathBuf)],
         given: Vec<(String, String)>,
+        pace: PaceMode,
     ) -> Result<Arc<Room>, HostError> {
         let rid: Arc<str> = id.into();
         let hub = &self.inner.hub;
@@ -608,13 +844,19 @@ impl Host {
             encoder: None,
             backend: None,
         };
+        let per_stream = config.per_stream.is_some();
         let with_audio = !audio.is_empty() && self.inner.settings.mixer.audio;
-        let audio = if with_audio || config.audio_file.is_some() {
+        // mode 1: every input goes to the recorder, which keeps the subscribed streams
+        let audio = if per_stream || with_audio || config.audio_file.is_some() {
             audio
         } else {
             &[]
         };
-        let inputs = if config.has_video() { video } else { &[] };
+        let inputs = if per_stream || config.has_video() {
+            video
+        } else {
+            &[]
+        };
         let opened = match FileInputs::open(inputs, audio) {
             Ok(o) => o,
             Err(e) => {
@@ -623,12 +865,24 @@ impl Host {
                 return Err(e);
             }
         };
-        let mixer = match Mixer::create_with(
-            config,
-            Storage::new(&self.inner.settings.storage),
-            self.inner.settings.mixer.clone(),
-        ) {
-            Ok(m) => Arc::new(m),
+        let storage = Storage::new(&self.inner.settings.storage);
+        let settings = MixerSettings {
+            mode: pace,
+            ..self.inner.settings.mixer.clone()
+        };
+        let created = if per_stream {
+            StreamRecorder::create(config, storage, settings).map(|rec| {
+                Engine::Streams(Arc::new(Streams {
+                    rec: RwLock::new(rec),
+                    outputs: Mutex::default(),
+                    done: (Mutex::new(false), Condvar::new()),
+                }))
+            })
+        } else {
+            Mixer::create_with(config, storage, settings).map(|m| Engine::Mix(Arc::new(m)))
+        };
+        let engine = match created {
+            Ok(e) => e,
             Err(e) => {
                 let e = HostError::from(e);
                 hub.publish(&rid, failed(&e));
@@ -638,7 +892,7 @@ impl Host {
         let stop = Arc::new(AtomicBool::new(false));
         let room = Arc::new(Room {
             id: rid.clone(),
-            mixer: mixer.clone(),
+            phase: Mutex::new(Phase::Live(engine.clone())),
             created_at: now_ms(),
             inputs: given,
             stop: stop.clone(),
@@ -648,16 +902,34 @@ impl Host {
             jpeg: Mutex::new(None),
         });
         // the room's events into the host's stream (the first is its current state); at NULL
-        // the feeds end
-        let events = mixer.subscribe();
+        // the feeds end. A mode 1 recorder's stream starts with its STARTING (published above).
+        let (events, streams, skip_starting) = match &engine {
+            Engine::Mix(m) => (m.subscribe(), std::sync::Weak::new(), false),
+            Engine::Streams(s) => (s.read().events(), Arc::downgrade(s), true),
+        };
         let forward = {
             let (host, room) = (self.inner.clone(), Arc::downgrade(&room));
+            let mut events = events.into_iter().peekable();
+            if skip_starting {
+                let _ = events.next_if(|e| {
+                    matches!(
+                        e,
+                        MixerEvent::StateChanged {
+                            state: MixerState::Starting,
+                            ..
+                        }
+                    )
+                });
+            }
             std::thread::Builder::new()
                 .name(format!("cm-room-{id}"))
-                .spawn(move || forward_events(&host, &rid, events, room))
+                .spawn(move || forward_events(&host, &rid, events, room, streams))
                 .map_err(MixerError::Io)?
         };
-        let mut threads = opened.spawn_realtime(mixer, stop);
+        let mut threads = match engine {
+            Engine::Mix(m) => opened.spawn_realtime(m, stop),
+            Engine::Streams(s) => opened.spawn_realtime(s, stop),
+        };
         threads.push(forward);
         *room.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
         Ok(room)
@@ -672,16 +944,26 @@ impl Host {
 
     /// Applies the vendor's update JSON (`UpdateCloudMixerContent`) at the room's next frame.
     pub fn update(&self, id: &str, update: &Value) -> Result<(), HostError> {
-        Ok(self.room(id)?.mixer.update_content(update)?)
+        Ok(self.room(id)?.live_mixer()?.update_content(update)?)
     }
 
     /// Stops a room with what was captured until now and returns once its files are final,
     /// with every output's final info (uploads go on and are reported as events).
     pub fn destroy(&self, id: &str) -> Result<Vec<OutputInfo>, HostError> {
         let room = self.room(id)?;
-        room.mixer.stop();
-        let res = room.mixer.wait();
+        let Some(engine) = room.live() else {
+            // ended already: its final outputs (or what ended it)
+            return match room.end() {
+                Some((code, desc)) if code != codes::OK && code != codes::RECORD_MAX => {
+                    Err(HostError::Mixer(MixerError::Stopped { code, desc }))
+                }
+                _ => Ok(room.info().outputs),
+            };
+        };
+        let res = engine.stop_and_wait();
+        drop(engine);
         room.release_feeds();
+        room.finish();
         Ok(res?)
     }
 
@@ -709,9 +991,10 @@ impl Host {
         v
     }
 
-    /// The room's mixer (to push frames from the embedder's own feeds, take a snapshot…).
+    /// The room's mixer (to push frames from the embedder's own feeds, take a snapshot…)
+    /// while it records; an ended room has let go of its mixer (a `Stopped` error).
     pub fn mixer(&self, id: &str) -> Result<Arc<Mixer>, HostError> {
-        Ok(self.room(id)?.mixer.clone())
+        self.room(id)?.live_mixer()
     }
 
     /// The room's latest composed picture as a JPEG, at most about a second old: one picture
@@ -719,8 +1002,9 @@ impl Host {
     pub fn snapshot_jpeg(&self, id: &str) -> Result<Arc<Vec<u8>>, HostError> {
         let room = self.room(id)?;
         let img = room
-            .mixer
-            .snapshot(Duration::from_secs(1))
+            .live_mixer()
+            .ok()
+            .and_then(|m| m.snapshot(Duration::from_secs(1)))
             .ok_or_else(|| HostError::NotFound(format!("{id}: no picture composed")))?;
         let mut cache = room.jpeg.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((i, j)) = cache.as_ref() {
@@ -758,22 +1042,30 @@ impl Host {
     /// Returns each room's id and final outputs (or why it failed).
     pub fn drain(&self, grace: Duration) -> Vec<(String, Result<Vec<OutputInfo>, HostError>)> {
         self.inner.draining.store(true, Ordering::Release);
-        let rooms = self.all_rooms();
+        let rooms: Vec<(Arc<Room>, Engine)> = self
+            .all_rooms()
+            .into_iter()
+            .filter_map(|r| r.live().map(|m| (r, m)))
+            .collect();
         let until = Instant::now() + grace;
-        for r in &rooms {
+        for (_, e) in &rooms {
             let left = until.saturating_duration_since(Instant::now());
             if !left.is_zero() {
-                let _ = r.mixer.wait_timeout(left);
+                e.wait_timeout(left);
             }
         }
-        for r in &rooms {
-            r.mixer.stop();
+        for (_, e) in &rooms {
+            if let Engine::Mix(m) = e {
+                m.stop();
+            }
         }
         let out = rooms
-            .iter()
-            .map(|r| {
-                let res = r.mixer.wait().map_err(HostError::from);
+            .into_iter()
+            .map(|(r, m)| {
+                let res = m.stop_and_wait().map_err(HostError::from);
+                drop(m);
                 r.release_feeds();
+                r.finish();
                 (r.id.to_string(), res)
             })
             .collect();
@@ -796,10 +1088,15 @@ impl Host {
 fn forward_events(
     host: &Arc<Inner>,
     id: &Arc<str>,
-    events: Receiver<MixerEvent>,
+    events: impl Iterator<Item = MixerEvent>,
     room: std::sync::Weak<Room>,
+    streams: std::sync::Weak<Streams>,
 ) {
-    for ev in events.iter() {
+    for ev in events {
+        if let (MixerEvent::OutputInfoChanged(i), Some(s)) = (&ev, streams.upgrade()) {
+            let mut g = s.outputs.lock().unwrap_or_else(|e| e.into_inner());
+            g.insert(i.id, i.clone());
+        }
         if let (
             MixerEvent::StateChanged {
                 state,
@@ -818,6 +1115,15 @@ fn forward_events(
                 );
                 r.stop.store(true, Ordering::Relaxed);
                 host.capacity.rooms_changed();
+                host.hub.publish(id, ev);
+                if let Some(s) = streams.upgrade() {
+                    let (m, cv) = &s.done;
+                    *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                    cv.notify_all();
+                }
+                // NULL is the mixer's last event: keep the final info, let go of the mixer
+                r.finish();
+                continue;
             }
         }
         host.hub.publish(id, ev);

@@ -96,9 +96,10 @@ pub(super) fn snapshot(host: &Host, rooms: &[Arc<Room>]) -> HostStats {
     let mut out: Vec<RoomStats> = rooms
         .iter()
         .map(|r| {
-            let state = r.mixer.state();
+            let info = r.info();
+            let state = info.state;
             by_state[(state as usize).min(4)] += 1;
-            let outputs = r.mixer.outputs();
+            let outputs = info.outputs;
             let mut outputs_by_state = [0u32; 7];
             let (mut live_up, mut live_down) = (0, 0);
             for o in &outputs {
@@ -113,9 +114,9 @@ pub(super) fn snapshot(host: &Host, rooms: &[Arc<Room>]) -> HostStats {
             }
             RoomStats {
                 mixer_id: r.id.to_string(),
-                state: state as u8,
-                stats: r.mixer.stats(),
-                sources: r.mixer.source_stats(),
+                state,
+                stats: info.stats,
+                sources: info.sources,
                 bytes_written: outputs.iter().map(|o| o.file_size).sum(),
                 live_up,
                 live_down,

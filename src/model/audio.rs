@@ -182,6 +182,12 @@ impl AudioFrame {
         self
     }
 
+    /// The frame without a capture time (it follows the previous one).
+    pub fn without_capture(mut self) -> Self {
+        self.capture = None;
+        self
+    }
+
     /// Capture timestamp of the first sample, if one was given.
     pub fn capture(&self) -> Option<Duration> {
         self.capture

@@ -96,26 +96,65 @@ impl FileInputs {
     }
 
     /// Pushes every input into `mixer` in real time on threads of its own, each frame when its
-    /// pts comes due on a [`FileClock`] started at the mixer's next tick; they end at the end
-    /// of their input, when `stop` is set or once the mixer refuses a push (it stopped).
-    pub fn spawn_realtime(self, mixer: Arc<Mixer>, stop: Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
-        let clock = Arc::new(FileClock::on_next_tick(&mixer));
+    /// pts comes due on the target's [`FeedTarget::file_clock`] (a mixer: started at its next
+    /// tick); they end at the end of their input, when `stop` is set or once the target
+    /// refuses a push (it stopped).
+    pub fn spawn_realtime<T: FeedTarget + 'static>(
+        self,
+        mixer: Arc<T>,
+        stop: Arc<AtomicBool>,
+    ) -> Vec<JoinHandle<()>> {
+        let clock = Arc::new(mixer.file_clock());
         let mut threads = self.decoders;
         for (camid, rx) in self.video {
             let (m, c, s) = (mixer.clone(), clock.clone(), stop.clone());
             let stopped = move || s.load(Ordering::Relaxed);
             threads.push(std::thread::spawn(move || {
-                push_video(&m, &c, &camid, &rx, &stopped)
+                push_video(&*m, &c, &camid, &rx, &stopped)
             }));
         }
         for (user, rx) in self.audio {
             let (m, c, s) = (mixer.clone(), clock.clone(), stop.clone());
             let stopped = move || s.load(Ordering::Relaxed);
             threads.push(std::thread::spawn(move || {
-                push_audio(&m, &c, &user, &rx, &stopped)
+                push_audio(&*m, &c, &user, &rx, &stopped)
             }));
         }
         threads
+    }
+}
+
+/// What file feeds push into: a [`Mixer`], or a host's mode 1 room.
+pub trait FeedTarget: Send + Sync {
+    /// The clock a file's time 0 is placed on.
+    fn file_clock(&self) -> FileClock;
+    /// A frame of `camid` captured at `capture` on the target's clock.
+    fn push_video_at(
+        &self,
+        camid: &str,
+        frame: VideoFrame,
+        capture: Duration,
+    ) -> Result<(), MixerError>;
+    /// An audio chunk of `user` (its capture time on the target's clock, if it has one).
+    fn push_audio(&self, user: &str, frame: AudioFrame) -> Result<(), MixerError>;
+}
+
+impl FeedTarget for Mixer {
+    fn file_clock(&self) -> FileClock {
+        FileClock::on_next_tick(self)
+    }
+
+    fn push_video_at(
+        &self,
+        camid: &str,
+        frame: VideoFrame,
+        capture: Duration,
+    ) -> Result<(), MixerError> {
+        Mixer::push_video_at(self, camid, frame, capture)
+    }
+
+    fn push_audio(&self, user: &str, frame: AudioFrame) -> Result<(), MixerError> {
+        Mixer::push_audio(self, user, frame)
     }
 }
 
@@ -155,6 +194,14 @@ impl FileClock {
         }
     }
 
+    /// A clock whose time 0 is now (on a target clock that starts now).
+    pub fn starting_now() -> FileClock {
+        FileClock {
+            start: Instant::now(),
+            base: Duration::ZERO,
+        }
+    }
+
     /// Sleeps until `pts` is due.
     pub fn wait(&self, pts: Duration) {
         if let Some(d) = (self.start + pts).checked_duration_since(Instant::now()) {
@@ -170,8 +217,8 @@ impl FileClock {
 
 /// Pushes `camid`'s frames from `rx` in real time (each at its pts on `clock`) until the input
 /// ends, `stopped()` or the mixer refuses one.
-pub fn push_video(
-    m: &Mixer,
+pub fn push_video<T: FeedTarget + ?Sized>(
+    m: &T,
     clock: &FileClock,
     camid: &str,
     rx: &Receiver<VideoFrame>,
@@ -192,8 +239,8 @@ pub fn push_video(
 /// Pushes `user`'s audio from `rx` in real time until the input ends, `stopped()` or the mixer
 /// refuses a chunk for another reason than a full queue (a chunk it had no room for is lost,
 /// later ones may fit).
-pub fn push_audio(
-    m: &Mixer,
+pub fn push_audio<T: FeedTarget + ?Sized>(
+    m: &T,
     clock: &FileClock,
     user: &str,
     rx: &Receiver<AudioFrame>,
