@@ -35,7 +35,7 @@ pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -250,6 +250,9 @@ enum Engine {
 /// write lock) and the latest info of each stream's file, from its events.
 struct Streams {
     rec: RwLock<StreamRecorder>,
+    /// The recorder's state as its events said (read without the lock, which a destroy holds
+    /// while the streams' files are finalised).
+    state: AtomicU8,
     outputs: Mutex<BTreeMap<u32, OutputInfo>>,
     /// Set, and notified, once the room's events have passed its NULL.
     done: (Mutex<bool>, Condvar),
@@ -258,6 +261,15 @@ struct Streams {
 impl Streams {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, StreamRecorder> {
         self.rec.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn state(&self) -> MixerState {
+        match self.state.load(Ordering::Acquire) {
+            1 => MixerState::Starting,
+            2 => MixerState::Running,
+            4 => MixerState::Stopping,
+            _ => MixerState::Null,
+        }
     }
 
     fn outputs(&self) -> Vec<OutputInfo> {
@@ -317,7 +329,7 @@ impl Engine {
     fn state(&self) -> MixerState {
         match self {
             Engine::Mix(m) => m.state(),
-            Engine::Streams(s) => s.read().state(),
+            Engine::Streams(s) => s.state(),
         }
     }
 
@@ -395,7 +407,7 @@ impl Room {
             Engine::Streams(s) => {
                 return RoomInfo {
                     mixer_id: self.id.to_string(),
-                    state: s.read().state() as u8,
+                    state: s.state() as u8,
                     created_at: self.created_at,
                     outputs: s.outputs(),
                     stats: MixerStats::default(),
@@ -873,6 +885,7 @@ impl Host {
         let created = if per_stream {
             StreamRecorder::create(config, storage, settings).map(|rec| {
                 Engine::Streams(Arc::new(Streams {
+                    state: AtomicU8::new(rec.state() as u8),
                     rec: RwLock::new(rec),
                     outputs: Mutex::default(),
                     done: (Mutex::new(false), Condvar::new()),
@@ -1093,9 +1106,15 @@ fn forward_events(
     streams: std::sync::Weak<Streams>,
 ) {
     for ev in events {
-        if let (MixerEvent::OutputInfoChanged(i), Some(s)) = (&ev, streams.upgrade()) {
-            let mut g = s.outputs.lock().unwrap_or_else(|e| e.into_inner());
-            g.insert(i.id, i.clone());
+        match (&ev, streams.upgrade()) {
+            (MixerEvent::OutputInfoChanged(i), Some(s)) => {
+                let mut g = s.outputs.lock().unwrap_or_else(|e| e.into_inner());
+                g.insert(i.id, i.clone());
+            }
+            (MixerEvent::StateChanged { state, .. }, Some(s)) => {
+                s.state.store(*state as u8, Ordering::Release);
+            }
+            _ => {}
         }
         if let (
             MixerEvent::StateChanged {
