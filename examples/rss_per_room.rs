@@ -25,8 +25,10 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
 
     let base = rss_mib();
+    // the rooms share one set of services, as the rooms of a host do
     let mut settings = MixerSettings {
         backend: Backend::Cpu,
+        services: Some(cloudmixer::pipeline::Services::new()),
         ..MixerSettings::default()
     };
     settings.encoder.threads = threads;

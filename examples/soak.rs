@@ -56,6 +56,8 @@ fn main() {
     let t0 = Instant::now();
     let mut threads = Vec::new();
     let mut all = Vec::new();
+    // the mixers share one set of services, as the rooms of a host do
+    let services = cloudmixer::pipeline::Services::new();
     for i in 0..mixers {
         let mut v = layout(0);
         v["mode"] = 0.into();
@@ -66,6 +68,7 @@ fn main() {
         let s = MixerSettings {
             backend: Backend::Cpu,
             mode: PaceMode::Realtime,
+            services: Some(services.clone()),
             ..Default::default()
         };
         let m = Arc::new(

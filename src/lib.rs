@@ -4,6 +4,10 @@
 //! them per a live layout (on the GPU, or on the CPU), and encodes a fixed-rate recording.
 //! See `DESIGN.md` for the architecture.
 //!
+//! What mixers share (the GPU renderer, the frame releaser, upload slots, fonts, encoder probes)
+//! is a [`pipeline::Services`] they are given, not a process static: a [`host::Host`] gives
+//! its rooms one; a mixer created without one has its own.
+//!
 //! Modules import downwards only: [`model`] ← [`compose`] / [`audio`] ← [`media`] / [`output`] ←
 //! [`pipeline`] ← [`host`] ← [`record`] / [`snapshot`] ← the binary.
 #![warn(missing_docs)]

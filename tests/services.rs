@@ -138,6 +138,8 @@ fn rooms_of_a_host_compose_on_one_gpu_renderer() {
     drop(c);
     cpu_host.destroy("c").unwrap();
 
+    // the renderer waits up to 50 ms for every room's frame (default 3 ms)
+    std::env::set_var("CLOUDMIXER_BATCH_GATHER_US", "50000");
     let host = Host::new(HostSettings {
         mixer: MixerSettings {
             backend: Backend::Gpu,
@@ -161,17 +163,27 @@ fn rooms_of_a_host_compose_on_one_gpu_renderer() {
         .renderer()
         .expect("opened by the first GPU room");
     assert_eq!(r.compositors(), 2, "both rooms on the host's one renderer");
-    g2.push_video(
-        "u1.0",
-        VideoFrame::solid_i420(16, 16, [81, 90, 240]).unwrap(),
-    )
-    .unwrap();
-    std::thread::sleep(Duration::from_millis(600));
+    // both rooms get a new frame every 20 ms (each tick has GPU work): their ticks, at their
+    // own phases, meet in the renderer's gather window (50 ms here) and go in one submission
+    let g1 = host.mixer("g1").unwrap();
+    for n in 0..50u8 {
+        for m in [&g1, &g2] {
+            let f = VideoFrame::solid_i420(16, 16, [n.wrapping_mul(5), 90, 240]).unwrap();
+            m.push_video("u1.0", f).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let st = host.stats().services;
     assert!(st.gpu_open);
     assert_eq!(st.gpu_compositors, 2);
     assert!(st.gpu_frames > 0 && st.gpu_batches > 0, "{st:?}");
-    drop(g2);
+    assert_eq!(
+        r.stats().max_batch,
+        2,
+        "the two rooms' frames in one batch: {st:?}"
+    );
+    assert!(st.gpu_batches < st.gpu_frames, "{st:?}");
+    drop((g1, g2));
     host.destroy("g1").unwrap();
     host.destroy("g2").unwrap();
     assert_eq!(r.compositors(), 0, "the rooms' compositors are gone");

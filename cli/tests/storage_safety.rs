@@ -582,7 +582,7 @@ fn bad_buckets_and_endpoint_credentials_are_refused_without_echo() {
     assert!(r.stderr.contains("storageConfig.bucket"), "{}", r.stderr);
 }
 
-/// Item 5 for embedders: mixers whose uploads wait for one of the process's upload slots
+/// Item 5 for embedders: mixers whose uploads wait for one of their services' upload slots
 /// (all held by mixers uploading to an endpoint that never answers) are abandoned at once
 /// too: state 6 "interrupted", NULL, and a signed journal left so the next run uploads them.
 #[test]
@@ -590,8 +590,10 @@ fn abandoned_uploads_waiting_for_a_slot_end_at_once_with_journals() {
     use cloudmixer::model::config::MixerConfig;
     use cloudmixer::model::events::{MixerEvent, MixerState, OutputState};
     use cloudmixer::model::frame::VideoFrame;
-    use cloudmixer::pipeline::{Mixer, MixerSettings, MAX_UPLOADING_MIXERS};
+    use cloudmixer::pipeline::{Mixer, MixerSettings, Services, MAX_UPLOADING_MIXERS};
     let d = dir("slots");
+    // the mixers share one set of upload slots (as the rooms of a host do)
+    let services = Services::new();
     let hole = BlackHole::start();
     let root = d.join("st");
     let key = JournalKey::from_bytes([3; 32]);
@@ -607,6 +609,7 @@ fn abandoned_uploads_waiting_for_a_slot_end_at_once_with_journals() {
         .unwrap();
         let settings = MixerSettings {
             journal_key: key.clone(),
+            services: Some(services.clone()),
             ..MixerSettings::offline()
         };
         let mut m = Mixer::create_with(cfg, Storage::new(&root), settings).unwrap();
@@ -619,6 +622,7 @@ fn abandoned_uploads_waiting_for_a_slot_end_at_once_with_journals() {
     }
     // let the first ones take the slots and hang on the black hole
     std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(services.upload_slots().counts(), (MAX_UPLOADING_MIXERS, 2));
     // the ones still waiting for a slot first: they must not wait for the others
     let t0 = Instant::now();
     for (m, _) in &mixers[MAX_UPLOADING_MIXERS..] {

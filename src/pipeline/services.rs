@@ -13,8 +13,13 @@
 //!   `Services` of its own: its own releaser thread, its own renderer if it composes on the
 //!   GPU, its own upload slot. Mixers that should share pass one `Services` explicitly.
 //!
+//! - the C ABI (`capi/`) has no object that could own a set, so its mixers share one it makes
+//!   on the first `cm_mixer_create`: there the process is the host.
+//!
 //! What stays process-wide is constant, not a service: FFmpeg's one-time initialisation, the
-//! adapter enumeration of wgpu, the resampler's window table, id and generation counters.
+//! adapter enumeration of wgpu, the resampler's window table, frame ids and layout generations,
+//! the CPU compositor's per-thread scratch rows, and the default crypto provider rustls
+//! installs for the uploader.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
