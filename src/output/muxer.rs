@@ -37,7 +37,7 @@ use super::{MuxError, Storage};
 use crate::model::config::{Container, Target};
 
 /// Longest fragment of a fragmented mp4: with the real-time latency (0.2 s) a `kill -9` loses
-/// ≤ 0.5 s of what was captured (`tests/crash.rs`); costs ≈ 1.4 % in file size against 0.25 s.
+/// ≤ 0.5 s of what was captured (`cli/tests/crash.rs`); costs ≈ 1.4 % in file size against 0.25 s.
 pub const FRAGMENT_DURATION: Duration = Duration::from_millis(100);
 
 /// Which track a packet belongs to (the index of its [`TrackSpec`] among the writer's tracks).
