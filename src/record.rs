@@ -1,14 +1,19 @@
 //! `cloudmixer record`: files in, one recording out (the library side of the CLI command).
 //!
+//! The recording is a room of a [`Host`] of its own ([`Host::create_parsed`], its inputs
+//! trusted local paths: see [`HostSettings::trusted_inputs`]); `record` adds what a command
+//! line needs: its checks before anything is recorded, timed updates, progress, the events
+//! file and the summary.
+//!
 //! Each input file is decoded on its own thread into a small bounded queue; so is the audio of
 //! every input that has an audio stream (for the user named by the camid, the part before the
 //! first '.') and every audio-only input. Offline (the default) the recording runs as fast as
 //! the machine allows: for every output tick each input advances to its latest frame with
 //! `pts ≤` the tick time and the audio captured before the next tick is mixed
-//! ([`Mixer::run_offline_av`]), so the output is exactly `round(duration × fps)` frames. With
-//! `realtime`, frames and audio are pushed when their pts comes due on the wall clock, as a live
-//! recording server would, stamped with their capture time on the mixer clock so that both
-//! tracks stay in step.
+//! ([`Mixer::run_offline_av`](crate::pipeline::Mixer::run_offline_av)), so the output is
+//! exactly `round(duration × fps)` frames. With `realtime`, the host's file feeds push frames
+//! and audio when their pts comes due on the wall clock, as a live recording server would,
+//! stamped with their capture time on the mixer clock so that both tracks stay in step.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,8 +24,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::host::feed::file::{push_audio, push_video, FeedError, FileClock, FileInputs};
+use crate::host::feed::file::{FeedError, FileInputs};
 pub(crate) use crate::host::journal::{open_events, write_event};
+use crate::host::{CreateParsed, Host, HostError, HostSettings};
 use crate::media::audio_dec::{AudioDecodeError, AudioFileDecoder};
 use crate::media::decode::DecodeError;
 use crate::model::audio::ChannelMode;
@@ -28,7 +34,7 @@ use crate::model::config::{ConfigError, Container, MixerConfig, Target};
 use crate::model::events::{codes, MixerEvent, OutputInfo, OutputState};
 use crate::model::time::{frames_for, tick_time, PaceMode};
 use crate::output::Storage;
-use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats};
+use crate::pipeline::{MixerError, MixerSettings, MixerStats};
 
 /// Real time: how long a stop request waits for the first frame (a file without one does
 /// not play).
@@ -93,6 +99,16 @@ fn log_failed_start(
         write_event(file, &ev.to_json())?;
     }
     Ok(())
+}
+
+/// A host's refusal as `record` reports it (the mixer's own errors as they are).
+fn record_error(e: HostError) -> RecordError {
+    match e {
+        HostError::Config(e) => RecordError::Config(e),
+        HostError::Feed(e) => RecordError::from(e),
+        HostError::Mixer(e) => RecordError::Mixer(e),
+        e => RecordError::Usage(e.to_string()),
+    }
 }
 
 /// Everything `record` needs.
@@ -602,8 +618,8 @@ pub fn record(
 }
 
 /// As [`record`], stopping early once `stop` is set: the recording ends cleanly as if its
-/// duration were reached then ([`Mixer::destroy`]: STOPPING, the final output info with state
-/// STOPPED, NULL), holding every frame composed before, and the summary says
+/// duration were reached then ([`Mixer::stop_now`](crate::pipeline::Mixer::stop_now):
+/// STOPPING, the final output info with state STOPPED, NULL), holding every frame composed before, and the summary says
 /// [`RecordSummary::stopped_early`]. `stop` is checked before every output tick offline and
 /// every 5 ms in real time.
 ///
@@ -772,40 +788,73 @@ pub(crate) fn record_one(
         .filter(|(id, _)| shown.contains(id))
         .map(|(id, p)| Ok((id.clone(), crate::pipeline::picture::load_picture(id, p)?)))
         .collect::<Result<Vec<_>, RecordError>>()?;
+    // the room, through a host of its own: offline, its frames are pushed here tick by tick;
+    // in real time the host feeds the inputs (its trusted inputs: the paths as given)
+    let mode = opts.settings.mode;
+    let host = Host::new(HostSettings {
+        mixer: opts.settings.clone(),
+        trusted_inputs: true,
+        // resumed uploads are record's own (in its summary, see record_until)
+        resume_uploads: false,
+        ..HostSettings::new(&opts.storage)
+    });
     // an audio-only recording draws no pictures: its inputs give only their audio
     let video_sources = if has_video { &opts.inputs[..] } else { &[] };
-    let FileInputs {
-        video: inputs,
-        audio,
-        decoders,
-    } = FileInputs::open(video_sources, &audio_sources)?;
+    let (offline_inputs, room_inputs) = match mode {
+        PaceMode::Offline => (
+            Some(FileInputs::open(video_sources, &audio_sources)?),
+            vec![],
+        ),
+        PaceMode::Realtime => {
+            let url = |(k, p): &(String, PathBuf)| (k.clone(), format!("file:{}", p.display()));
+            let inputs = video_sources.iter().chain(&audio_sources).map(url);
+            (None, inputs.collect())
+        }
+    };
     let t0 = Instant::now();
-    let mode = opts.settings.mode;
-    let created = Mixer::create_with(
-        opts.config.clone(),
-        Storage::new(&opts.storage),
-        opts.settings.clone(),
+    // the room's events, from its creation (subscribed before it is created)
+    let (_, rx) = host.subscribe(None);
+    let created = host.create_parsed(
+        CreateParsed {
+            mixer_id: Some("record".into()),
+            config: opts.config.clone(),
+            inputs: room_inputs,
+            pictures,
+        },
+        mode,
     );
     // events: written as they come (a kill leaves a complete log of what happened)
     let infos: Arc<Mutex<BTreeMap<u32, OutputInfo>>> = Arc::default();
-    let mut mixer = match created {
+    let (id, mixer) = match created.and_then(|id| Ok((id.clone(), host.mixer(&id)?))) {
         Ok(m) => m,
-        Err(e) => {
-            // the failed create's events are lost with it: log what it reported
+        Err(HostError::Mixer(e)) => {
+            // the failed create's events are not the room's: log what the mixer reported
             if let Some(f) = events_file.as_mut() {
                 log_failed_start(&f.file, e.code(), &e.to_string(), f.ids.is_none())?;
             }
             return Err(setting_or_failure(e));
         }
+        Err(e) => return Err(record_error(e)),
     };
-    for (id, pic) in pictures {
-        mixer.register_picture(&id, pic)?;
+    if mode == PaceMode::Realtime {
+        mixer.stop_after_frames(total);
     }
-    let rx = mixer.events();
     let li = infos.clone();
+    let room = id.clone();
     let ev_thread = std::thread::spawn(move || -> std::io::Result<()> {
         let mut ids = std::collections::HashMap::new();
-        for mut ev in rx.iter() {
+        for hev in rx.iter() {
+            if *hev.mixer_id != *room {
+                continue;
+            }
+            let mut ev = hev.event.clone();
+            let end = matches!(
+                ev,
+                MixerEvent::StateChanged {
+                    state: crate::model::events::MixerState::Null,
+                    ..
+                }
+            );
             if let (MixerEvent::OutputInfoChanged(i), Some(EventLog { ids: Some(n), .. })) =
                 (&mut ev, &events_file)
             {
@@ -819,10 +868,13 @@ pub(crate) fn record_one(
                     .insert(i.id, i.clone());
             }
             if let Some(f) = events_file.as_mut() {
-                if f.ids.is_some() && matches!(ev, MixerEvent::StateChanged { .. }) {
-                    continue;
+                if !(f.ids.is_some() && matches!(ev, MixerEvent::StateChanged { .. })) {
+                    write_event(&f.file, &ev.to_json())?;
                 }
-                write_event(&f.file, &ev.to_json())?;
+            }
+            // NULL is the room's last event
+            if end {
+                break;
             }
         }
         Ok(())
@@ -846,8 +898,14 @@ pub(crate) fn record_one(
         }
     };
     let mut upd = updates.into_iter().peekable();
-    let run: Result<(), MixerError> = match mode {
-        PaceMode::Offline => {
+    let mut decoders = Vec::new();
+    let run: Result<(), MixerError> = match offline_inputs {
+        Some(FileInputs {
+            video: inputs,
+            audio,
+            decoders: d,
+        }) => {
+            decoders = d;
             let iters: Vec<_> = inputs
                 .into_iter()
                 .map(|(c, rx)| (c, rx.into_iter()))
@@ -877,45 +935,33 @@ pub(crate) fn record_one(
                 other => other,
             }
         }
-        PaceMode::Realtime => {
-            mixer.stop_after_frames(total);
+        None => {
+            // the host feeds the inputs: their time 0 is a tick, their frames fall on the
+            // ticks as offline
             let m = &mixer;
-            // the inputs' time 0 is the next tick: their frames fall on the ticks as offline
-            let clock = FileClock::on_next_tick(m);
-            let clock = &clock;
-            std::thread::scope(|s| {
-                for (camid, rx) in inputs {
-                    s.spawn(move || push_video(m, clock, &camid, &rx, &stopped));
-                }
-                for (user, rx) in audio {
-                    s.spawn(move || push_audio(m, clock, &user, &rx, &stopped));
-                }
-                let mut res = Ok(());
-                // a stop is honoured once the first frame is composed (a file without a frame
-                // does not play), or after FIRST_FRAME_WAIT if none comes
-                let mut stop_seen: Option<Instant> = None;
-                let mut stop_now = || {
-                    stopped()
-                        && (m.ticks() > 0
-                            || stop_seen.get_or_insert_with(Instant::now).elapsed()
-                                >= FIRST_FRAME_WAIT)
-                };
-                while m.state() != crate::model::events::MixerState::Null
-                    && m.ticks() < total
-                    && !stop_now()
-                {
-                    let t = t0.elapsed();
-                    while let Some((_, u)) = upd.next_if(|(at, _)| *at <= t) {
-                        if let Err(e) = m.update_content(&u) {
-                            res = Err(e);
-                        }
+            let mut res = Ok(());
+            // a stop is honoured once the first frame is composed (a file without a frame
+            // does not play), or after FIRST_FRAME_WAIT if none comes
+            let mut stop_seen: Option<Instant> = None;
+            let mut stop_now = || {
+                stopped()
+                    && (m.ticks() > 0
+                        || stop_seen.get_or_insert_with(Instant::now).elapsed() >= FIRST_FRAME_WAIT)
+            };
+            while m.state() != crate::model::events::MixerState::Null
+                && m.ticks() < total
+                && !stop_now()
+            {
+                let t = t0.elapsed();
+                while let Some((_, u)) = upd.next_if(|(at, _)| *at <= t) {
+                    if let Err(e) = m.update_content(&u) {
+                        res = Err(e);
                     }
-                    report(m.ticks(), false);
-                    std::thread::sleep(Duration::from_millis(5));
                 }
-                // the input threads end on their own: pushes fail once the mixer has stopped
-                res
-            })
+                report(m.ticks(), false);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            res
         }
     };
     let stopped_early = stopped() && mixer.ticks() < total;
@@ -923,29 +969,34 @@ pub(crate) fn record_one(
     let encoder = mixer.encoder_name().to_string();
     let backend = mixer.backend_name().to_string();
     let uploads = mixer.upload_abandon();
-    let destroyed = mixer.destroy();
-    let stats = mixer.stats();
+    // the end at the next tick: STOPPING, the files finalised, the final infos, NULL
+    mixer.stop_now();
     let frames = mixer.ticks();
-    drop(mixer);
-    for d in decoders {
-        let _ = d.join();
-    }
-    let wall = t0.elapsed();
     // with a storageConfig the event stream ends after the uploads: report them meanwhile; a
     // stop request (a signal) ends them at once, their files kept with signed journals
     while !ev_thread.is_finished() {
         if stopped() {
             uploads.abandon();
         }
-        report(frames, false);
+        report(mixer.ticks(), false);
         std::thread::sleep(Duration::from_millis(20));
     }
+    // the room has ended: its final outputs, or the failure that ended it
+    let destroyed = host.destroy(&id);
+    let stats = mixer.stats();
+    let frames = frames.max(mixer.ticks());
+    drop(mixer);
+    drop(host);
+    for d in decoders {
+        let _ = d.join();
+    }
+    let wall = t0.elapsed();
     report(frames, true);
     let ev_res = ev_thread.join();
 
     // a failure recorded by the mixer (e.g. a full disk) takes precedence over the driver's
     // "mixer stopped" error
-    destroyed?;
+    destroyed.map_err(record_error)?;
     run?;
     if let Ok(Err(e)) = ev_res {
         return Err(RecordError::Io(e));

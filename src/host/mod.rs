@@ -56,6 +56,9 @@ use crate::pipeline::{Mixer, MixerError, MixerSettings, MixerStats, Services, St
 use events::EventHub;
 use feed::{FeedError, FileInputs};
 
+/// A resolved input: (camid or user, file).
+type Input = (String, PathBuf);
+
 /// Ended rooms kept for `get`/`list` (their final outputs), oldest forgotten first.
 pub const ENDED_KEPT: usize = 256;
 
@@ -64,8 +67,19 @@ pub const ENDED_KEPT: usize = 256;
 pub struct HostSettings {
     /// Where recordings are written (the storage root of every room).
     pub storage: PathBuf,
-    /// Where `file:` inputs are read from (default: `storage`); nothing outside it is opened.
+    /// Where `file:` inputs are read from (default: `storage`); nothing outside it is opened
+    /// (unless `trusted_inputs`).
     pub media_root: Option<PathBuf>,
+    /// Whether inputs are trusted local paths: absolute or relative to the process's working
+    /// directory, opened as given (`file:` stripped), `media_root` unused. For a front whose
+    /// inputs come from its own operator (`cloudmixer record`'s command line). Off by default;
+    /// `cloudmixer serve` never turns it on: its inputs come from the network and stay
+    /// confined to the media root.
+    pub trusted_inputs: bool,
+    /// Whether a room with a `storageConfig` resumes the uploads an earlier run left pending
+    /// under the storage root (default: yes). A front that resumes them itself (`record`,
+    /// which reports them in its summary) turns it off.
+    pub resume_uploads: bool,
     /// Rooms recording at once, at most (`None`: no limit but the capacity estimate).
     pub max_rooms: Option<usize>,
     /// Each room's mixer settings (its `mode` is set per room: real time unless created offline
@@ -87,6 +101,8 @@ impl HostSettings {
         HostSettings {
             storage: storage.into(),
             media_root: None,
+            trusted_inputs: false,
+            resume_uploads: true,
             max_rooms: None,
             mixer: MixerSettings::default(),
             backlog: events::DEFAULT_BACKLOG,
@@ -107,6 +123,21 @@ pub struct CreateRoom {
     /// its user's microphone; a user (`Usr1`) is only that user's audio. A URL is `file:PATH`
     /// or a plain relative `PATH`, under the media root.
     pub inputs: Vec<(String, String)>,
+}
+
+/// A room whose config is already parsed, for a front that reads its own (`record`), with
+/// the pictures its layout shows; otherwise as [`CreateRoom`] ([`Host::create_parsed`]).
+#[derive(Debug, Clone)]
+pub struct CreateParsed {
+    /// The mixer id (`[A-Za-z0-9_.-]`, 1–64 characters); generated when absent.
+    pub mixer_id: Option<String>,
+    /// The validated mixer config.
+    pub config: MixerConfig,
+    /// As [`CreateRoom::inputs`].
+    pub inputs: Vec<(String, String)>,
+    /// `(resourceid, picture)`: registered on the room's mixer before its inputs are fed (a
+    /// mode 1 room takes none: code 5).
+    pub pictures: Vec<(String, crate::model::frame::VideoFrame)>,
 }
 
 /// Why the host refused or failed a call.
@@ -692,6 +723,35 @@ impl Host {
                     .into(),
             });
         }
+        if let Some(id) = &req.mixer_id {
+            check_id(id)?;
+        }
+        let config = MixerConfig::from_value(req.config)?;
+        self.create_parsed(
+            CreateParsed {
+                mixer_id: req.mixer_id,
+                config,
+                inputs: req.inputs,
+                pictures: Vec::new(),
+            },
+            pace,
+        )
+    }
+
+    /// As [`Host::create_with`], with a config already parsed and pictures to register before
+    /// the room's inputs are fed (what `record` uses: it reads its own config and pictures).
+    pub fn create_parsed(&self, req: CreateParsed, pace: PaceMode) -> Result<String, HostError> {
+        if pace == PaceMode::Offline && !req.inputs.is_empty() {
+            return Err(HostError::BadField {
+                field: "inputs".into(),
+                msg: "an offline room takes no file inputs: its caller pushes the frames and \
+                      advances its clock"
+                    .into(),
+            });
+        }
+        if req.config.per_stream.is_some() && !req.pictures.is_empty() {
+            return Err(mode1(req.mixer_id.as_deref().unwrap_or("(new)")));
+        }
         let id = match req.mixer_id {
             Some(id) => {
                 check_id(&id)?;
@@ -699,14 +759,23 @@ impl Host {
             }
             None => self.new_id(),
         };
-        let config = MixerConfig::from_value(req.config)?;
+        let config = req.config;
         let (video, audio) = self.resolve_inputs(&req.inputs)?;
         self.reserve(&id)?;
         #[cfg(feature = "upload")]
         if let Some(st) = &config.storage {
-            self.resume_pending(&id, st);
+            if self.inner.settings.resume_uploads {
+                self.resume_pending(&id, st);
+            }
         }
-        let started = self.start(&id, config, &video, &audio, req.inputs, pace);
+        let started = self.start(
+            &id,
+            config,
+            (&video, &audio),
+            req.pictures,
+            req.inputs,
+            pace,
+        );
         let mut rooms = self.rooms();
         match started {
             Ok(room) => {
@@ -822,12 +891,8 @@ impl Host {
         &self,
         inputs: &[(String, String)],
     ) -> Result<(Vec<(String, PathBuf)>, Vec<(String, PathBuf)>), HostError> {
-        let root = self
-            .inner
-            .settings
-            .media_root
-            .as_ref()
-            .unwrap_or(&self.inner.settings.storage);
+        let settings = &self.inner.settings;
+        let root = settings.media_root.as_ref().unwrap_or(&settings.storage);
         let mut video = Vec::new();
         let mut audio = Vec::new();
         for (key, url) in inputs {
@@ -838,7 +903,12 @@ impl Host {
                     msg: format!("{key:?}: expected a camid (Usr1.-1) or a user ID"),
                 });
             }
-            let path = resolve_file(root, url).map_err(|msg| HostError::BadField {
+            let path = if settings.trusted_inputs {
+                trusted_file(url)
+            } else {
+                resolve_file(root, url)
+            };
+            let path = path.map_err(|msg| HostError::BadField {
                 field: field.clone(),
                 msg,
             })?;
@@ -857,8 +927,8 @@ impl Host {
         &self,
         id: &str,
         config: MixerConfig,
-        video: &[(String, PathBuf)],
-        audio: &[(String, PathBuf)],
+        (video, audio): (&[Input], &[Input]),
+        pictures: Vec<(String, crate::model::frame::VideoFrame)>,
         given: Vec<(String, String)>,
         pace: PaceMode,
     ) -> Result<Arc<Room>, HostError> {
@@ -918,6 +988,17 @@ impl Host {
                 return Err(e);
             }
         };
+        if let Engine::Mix(m) = &engine {
+            for (pid, pic) in pictures {
+                if let Err(e) = m.register_picture(&pid, pic) {
+                    m.stop_now();
+                    let _ = m.wait();
+                    let e = HostError::from(e);
+                    hub.publish(&rid, failed(&e));
+                    return Err(e);
+                }
+            }
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let room = Arc::new(Room {
             id: rid.clone(),
@@ -932,8 +1013,16 @@ impl Host {
         });
         // the room's events into the host's stream (the first is its current state); at NULL
         // the feeds end. A mode 1 recorder's stream starts with its STARTING (published above).
+        // A mixer reported its first output infos while it was created (before RUNNING): they
+        // go first, as in the mixer's own stream (later ones come through the subscription).
         let (events, streams, skip_starting) = match &engine {
-            Engine::Mix(m) => (m.subscribe(), std::sync::Weak::new(), false),
+            Engine::Mix(m) => {
+                let rx = m.subscribe();
+                for info in m.outputs() {
+                    hub.publish(&rid, MixerEvent::OutputInfoChanged(info));
+                }
+                (rx, std::sync::Weak::new(), false)
+            }
             Engine::Streams(s) => (s.read().events(), Arc::downgrade(s), true),
         };
         let forward = {
@@ -1165,6 +1254,17 @@ fn forward_events(
     }
 }
 
+/// The file a trusted input names ([`HostSettings::trusted_inputs`]): the path as given
+/// (`file:` stripped), absolute or relative to the working directory; opening it tells whether
+/// it is there.
+fn trusted_file(url: &str) -> Result<PathBuf, String> {
+    let p = url.strip_prefix("file:").unwrap_or(url);
+    if p.is_empty() {
+        return Err("expected a file path".into());
+    }
+    Ok(PathBuf::from(p))
+}
+
 /// The file a `file:` input names under `root`, or why it is refused: only relative paths
 /// without `..`, resolving (symlinks followed) to a file inside `root`.
 fn resolve_file(root: &Path, url: &str) -> Result<PathBuf, String> {
@@ -1226,6 +1326,33 @@ mod tests {
         ] {
             assert!(resolve_file(&root, bad).is_err(), "{bad} was taken");
         }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn only_a_trusted_host_takes_paths_outside_the_media_root() {
+        assert_eq!(
+            trusted_file("file:/abs/a.mp4").unwrap(),
+            PathBuf::from("/abs/a.mp4")
+        );
+        assert_eq!(trusted_file("../a.mp4").unwrap(), PathBuf::from("../a.mp4"));
+        assert!(trusted_file("").is_err());
+        let d = std::env::temp_dir().join(format!("cm-host-trusted-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("root")).unwrap();
+        std::fs::write(d.join("secret.mp4"), b"x").unwrap();
+        let outside = d.join("secret.mp4").display().to_string();
+        let inputs = vec![("Usr1.-1".to_string(), outside.clone())];
+        // the default (what `serve` runs with) confines
+        let host = Host::new(HostSettings::new(d.join("root")));
+        assert!(!host.settings().trusted_inputs);
+        assert!(host.resolve_inputs(&inputs).is_err());
+        let trusted = Host::new(HostSettings {
+            trusted_inputs: true,
+            ..HostSettings::new(d.join("root"))
+        });
+        let (video, _) = trusted.resolve_inputs(&inputs).unwrap();
+        assert_eq!(video, [("Usr1.-1".to_string(), PathBuf::from(outside))]);
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -2,7 +2,8 @@
 //! camera is recorded on its own, at its size and frame rate (or `vFps`), with its user's audio
 //! or everyone's (`aStreamType`); each subscribed user's audio into its own audio file. The
 //! streams run one after the other; their events go to one log, each file its own output id
-//! (in the log and in the summary). A stream that fails (its file cannot be written) does not
+//! (in the log and in the summary). Each stream is a mode 0 room of a host of its own
+//! (`record_one`), recorded offline. A stream that fails (its file cannot be written) does not
 //! end the others: they are all recorded, then the first failure is returned, naming its stream.
 
 use std::collections::HashMap;
