@@ -38,6 +38,8 @@ lean-test:
 	$(CARGO) test -p cloudmixer --no-default-features --lib
 	$(CARGO) build -p cloudmixer --no-default-features --features gpu
 	$(CARGO) build -p cloudmixer --no-default-features --features upload
+	# the command as `make demo` builds it (no serve, uploads, bench)
+	$(CARGO) check -p cloudmixer-cli --no-default-features --bin cloudmixer
 
 # The C ABI: builds capi/ (cdylib + staticlib, include/cloudmixer.h by cbindgen), checks the
 # header compiles as C++, builds and runs the C example (a 2 s recording with lent frames) and

@@ -103,7 +103,7 @@ impl Pipelined for Immediate {
 
 /// Creates the compositor a mixer uses, writing `format` (the encoder's own input format):
 /// the CPU compositor behind [`Immediate`], or a GPU compositor on a batch renderer of its own
-/// (`gpu::batch`, feature `gpu`; [`create_pipelined_on`] shares one). Backend choice as in
+/// (`gpu::batch`, feature `gpu`; `create_pipelined_on` (feature `gpu`) shares one). Backend choice as in
 /// [`super::create`]; without the `gpu` feature `Auto` is the CPU and `Gpu` is refused
 /// ([`ComposeError::NotBuilt`]).
 pub fn create_pipelined(
