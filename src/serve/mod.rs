@@ -9,6 +9,7 @@
 //! | `DELETE /v1/mixers/{id}` | `DestroyCloudMixer`: answers once the files are final, with each output's info |
 //! | `GET /v1/mixers`, `GET /v1/mixers/{id}` | state, outputs, stats |
 //! | `GET /v1/mixers/{id}/snapshot.jpg` | the latest composed picture (≤ 1 s old, one encode per second at most) |
+//! | `GET /v1/recordings`, `GET`/`DELETE /v1/recordings/{*path}` | the files under the storage root: list, download (ranges), delete ([`recordings`]) |
 //! | `GET /v1/events` | Server-Sent Events, one per vendor event with its `mixerID`; `Last-Event-ID` resumes |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /healthz`, `GET /readyz` | alive; taking rooms |
@@ -19,6 +20,7 @@
 //! `/healthz` needs `Authorization: Bearer <token>`.
 
 mod metrics;
+pub mod recordings;
 pub mod webhook;
 
 use std::convert::Infallible;
@@ -91,6 +93,8 @@ pub enum ServeError {
 struct App {
     host: Host,
     token: Option<Arc<[u8]>>,
+    /// What was read from recordings the service did not record.
+    probes: recordings::ProbeCache,
 }
 
 /// Checks the options (a token for a non-loopback address, the token's shape).
@@ -109,12 +113,18 @@ pub fn router(host: Host, token: Option<&str>) -> Router {
     let app = App {
         host,
         token: token.map(|t| Arc::from(t.as_bytes())),
+        probes: Default::default(),
     };
     let api = Router::new()
         .route("/v1/mixers", post(create).get(list))
         .route("/v1/mixers/{id}", get(get_one).delete(destroy))
         .route("/v1/mixers/{id}/content", post(update))
         .route("/v1/mixers/{id}/snapshot.jpg", get(snapshot))
+        .route("/v1/recordings", get(recordings::list))
+        .route(
+            "/v1/recordings/{*path}",
+            get(recordings::download).delete(recordings::delete),
+        )
         .route("/v1/events", get(events))
         .route("/metrics", get(metrics_text))
         .route("/readyz", get(readyz))
