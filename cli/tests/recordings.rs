@@ -369,6 +369,8 @@ fn list_download_delete() {
 fn the_file_a_room_writes_is_not_deleted() {
     let d = dir("room");
     let s = Server::start(&d);
+    // the name is taken by a file the service did not record: the room writes live/r1_1.mp4
+    put(&s.storage, "live/r1.mp4", "cam9_320x240_15.mp4", 1000);
     let body = json!({"mixerID": "r1", "inputs": {"Usr1.-1": "cam1_640x480_15.mp4"},
         "mode":0,"videoFileCfg":{"svrPathName":"/live/r1.mp4","vWidth":160,"vHeight":120,"vFps":15,
         "layoutConfig":[{"type":0,"left":0,"top":0,"width":160,"height":120,"param":{"camid":"Usr1.-1"}}]}});
@@ -380,24 +382,31 @@ fn the_file_a_room_writes_is_not_deleted() {
     let r = &v["recordings"][0];
     assert_eq!(
         (r["path"].as_str(), r["state"].as_str()),
-        (Some("live/r1.mp4"), Some("recording")),
+        (Some("live/r1_1.mp4"), Some("recording")),
         "{v}"
     );
     // what is on disk now can be read while it is written
-    let (code, _, _) = s.get("/v1/recordings/live/r1.mp4", &[("Range", "bytes=0-7")]);
+    let (code, _, _) = s.get("/v1/recordings/live/r1_1.mp4", &[("Range", "bytes=0-7")]);
     assert_eq!(code, 206);
-    let (code, v) = s.json("DELETE", "/v1/recordings/live/r1.mp4", None);
+    let (code, v) = s.json("DELETE", "/v1/recordings/live/r1_1.mp4", None);
     assert_eq!(code, 409, "{v}");
     assert!(v["code"].as_i64().is_some());
-    assert!(s.storage.join("live/r1.mp4").exists());
+    assert!(s.storage.join("live/r1_1.mp4").exists());
+    // the file it did not record (the name the config asked for) is not the room's
+    let (_, v) = s.json("GET", "/v1/recordings?prefix=live/r1.mp4", None);
+    assert_eq!(v["total"], 1, "{v}");
+    assert!(v["recordings"][0].get("mixerID").is_none(), "{v}");
+    assert_eq!(v["recordings"][0]["width"], 320, "{v}");
+    let (code, v) = s.json("DELETE", "/v1/recordings/live/r1.mp4", None);
+    assert_eq!(code, 200, "{v}");
     let (code, v) = s.json("DELETE", "/v1/mixers/r1", None);
     assert_eq!(code, 200, "{v}");
     let (_, v) = s.json("GET", "/v1/recordings", None);
     assert_eq!(v["recordings"][0]["state"], "final", "{v}");
     assert_eq!(v["recordings"][0]["mixerID"], "r1", "{v}");
-    let (code, v) = s.json("DELETE", "/v1/recordings/live/r1.mp4", None);
+    let (code, v) = s.json("DELETE", "/v1/recordings/live/r1_1.mp4", None);
     assert_eq!(code, 200, "{v}");
-    assert!(!s.storage.join("live/r1.mp4").exists());
+    assert!(!s.storage.join("live/r1_1.mp4").exists());
 }
 
 /// Hostile paths, sent raw: each GET and DELETE is refused (400/404), nothing outside the root
