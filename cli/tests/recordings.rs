@@ -503,4 +503,38 @@ fn hostile_paths_are_refused() {
     // the listing shows the one real recording: no symlink, FIFO or directory
     let (_, v) = s.json("GET", "/v1/recordings", None);
     assert_eq!(paths(&v), ["a/cam1.mp4"], "{v}");
+    // files whose bytes are a playlist or a concat list naming a FIFO outside the root: the
+    // listing's probe opens neither as one (it would block on the FIFO, the list would hang)
+    let out_fifo = outside.join("trap.ts");
+    let c = std::ffi::CString::new(out_fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let trap = out_fifo.to_str().unwrap();
+    std::fs::write(
+        st.join("evil_hls.mp4"),
+        format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n{trap}\n#EXT-X-ENDLIST\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        st.join("evil_concat.mkv"),
+        format!("ffconcat version 1.0\nfile {trap}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        st.join("evil.m3u8"),
+        format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n{trap}\n#EXT-X-ENDLIST\n"),
+    )
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let (code, v) = s.json("GET", "/v1/recordings", None);
+    assert_eq!((code, v["total"].as_u64()), (200, Some(4)), "{v}");
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    for r in v["recordings"].as_array().unwrap() {
+        if r["path"].as_str().unwrap().contains("evil") {
+            assert!(
+                r.get("width").is_none() && r.get("duration").is_none(),
+                "{r}"
+            );
+        }
+    }
 }

@@ -212,10 +212,24 @@ fn walk(d: &Dir, rel: &str, depth: usize, out: &mut Vec<Found>) {
 }
 
 /// Duration, picture size and codecs read from the file by FFmpeg (through our descriptor).
-fn probe(f: &File) -> Value {
+///
+/// Only self-contained containers are probed, with FFmpeg held to them: the demuxers of the
+/// containers the recorder writes (`format_whitelist`, so a file whose bytes are an HLS
+/// playlist or an ffconcat list is not opened as one) and the `file` protocol only; playlists
+/// (`.m3u8`, whose entries name other files) are not probed at all.
+fn probe(f: &File, name: &str) -> Value {
+    if name.ends_with(".m3u8") {
+        return json!({});
+    }
     crate::media::decode::init_ffmpeg();
     let url = format!("/proc/self/fd/{}", f.as_raw_fd());
-    let Ok(input) = ffmpeg_next::format::input(&url) else {
+    let mut opts = ffmpeg_next::Dictionary::new();
+    opts.set(
+        "format_whitelist",
+        "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,flv,mpegts,aac,mp3,wav",
+    );
+    opts.set("protocol_whitelist", "file");
+    let Ok(input) = ffmpeg_next::format::input_with_dictionary(&url, opts) else {
         return json!({});
     };
     let mut v = json!({});
@@ -317,7 +331,7 @@ pub(super) async fn list(
                         .cloned();
                     let meta = hit.or_else(|| {
                         let (_, _, file) = open(&root, &f.rel).ok()?;
-                        let m = probe(&file);
+                        let m = probe(&file, &f.rel);
                         let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
                         if c.len() > 10_000 {
                             c.clear();
