@@ -361,6 +361,18 @@ fn list_download_delete() {
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["deleted"].as_array().unwrap().len(), 4, "{v}");
     assert_eq!(std::fs::read_dir(st.join("hls")).unwrap().count(), 0);
+    // ... but only its own segments: another recording a playlist names stays
+    std::fs::write(
+        st.join("hls/p.m3u8"),
+        "#EXTM3U\n#EXTINF:2,\np_0.m4s\nkeep.mp4\n",
+    )
+    .unwrap();
+    std::fs::write(st.join("hls/p_0.m4s"), b"seg").unwrap();
+    std::fs::write(st.join("hls/keep.mp4"), b"not a segment").unwrap();
+    let (code, v) = s.json("DELETE", "/v1/recordings/hls/p.m3u8", None);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["deleted"], json!(["hls/p.m3u8", "hls/p_0.m4s"]), "{v}");
+    assert!(st.join("hls/keep.mp4").exists());
 }
 
 /// A file a room of this service is writing: listed with its mixerID as "recording", DELETE

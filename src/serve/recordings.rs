@@ -569,9 +569,16 @@ pub(super) async fn delete(State(app): State<App>, Path(p): Path<String>) -> Res
     }
     let res = blocking(move || -> Result<Vec<String>, ApiError> {
         let (d, name, f) = open(&root, &p)?;
+        // a playlist's own segments go with it: the names it lists that are segments of its
+        // stem by the rule the listing hides them by (a hand-edited playlist naming another
+        // recording does not get that one deleted)
         let mut side = Vec::new();
-        if name.as_bytes().ends_with(b".m3u8") {
-            side = playlist_files(&f);
+        if let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".m3u8")) {
+            let stems = [stem.to_string()];
+            side = playlist_files(&f)
+                .into_iter()
+                .filter(|s| s.to_str().is_some_and(|s| is_segment(s, &stems)))
+                .collect();
         }
         drop(f);
         d.unlink(&name).map_err(|e| io_err(&e))?;

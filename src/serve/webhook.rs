@@ -187,7 +187,8 @@ async fn deliver(client: &reqwest::Client, url: &reqwest::Url, e: &HostEvent, co
                 }
             }
             Err(err) => {
-                tracing::debug!("webhook {}: {err}", shown(url));
+                // (without the URL: its query or user:password may hold a secret)
+                tracing::debug!("webhook {}: {}", shown(url), err.without_url());
                 true
             }
         };
