@@ -3,7 +3,7 @@
 //! (`PlaneData::from_raw`, the decoder's buffer kept until released) vs a `FramePool` buffer
 //! filled by the "decoder". 1280x720 I420, 3000 pushes each, p50/p99/max.
 //!
-//!     cargo run --release --example handoff   # (feature `testkit`, on by default)
+//!     cargo run --release --example handoff   # (feature `testkit`: on in a build at the root, which builds the command too)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
