@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "upload")]
 use std::sync::Arc;
 #[cfg(feature = "upload")]
 use std::sync::Mutex;
@@ -160,30 +161,18 @@ pub fn log_events(
     std::thread::Builder::new()
         .name("cm-event-log".into())
         .spawn(move || {
-            let (_, mut rx) = host.subscribe(None);
-            let mut last = 0u64;
-            loop {
-                for e in rx.iter() {
-                    if let Err(err) = write_line(&file, &e) {
-                        tracing::warn!("event log: {err}; no more events are logged");
-                        return;
-                    }
-                    last = e.seq;
+            let (_, rx) = host.subscribe(None);
+            host.follow(rx, |e| match write_line(&file, e) {
+                Ok(()) => true,
+                Err(err) => {
+                    tracing::warn!("event log: {err}; no more events are logged");
+                    false
                 }
-                // cut off (fell behind): resume after the last one written
-                let (missed, next) = host.subscribe(Some(last));
-                for e in missed {
-                    if write_line(&file, &e).is_err() {
-                        return;
-                    }
-                    last = e.seq;
-                }
-                rx = next;
-            }
+            });
         })
 }
 
-fn write_line(file: &std::fs::File, e: &Arc<HostEvent>) -> std::io::Result<()> {
+fn write_line(file: &std::fs::File, e: &HostEvent) -> std::io::Result<()> {
     let mut v = e.to_json();
     v["seq"] = Value::from(e.seq);
     write_event(file, &v)

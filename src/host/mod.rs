@@ -1149,6 +1149,31 @@ impl Host {
         self.inner.hub.subscribe(since)
     }
 
+    /// Calls `f` with every event `rx` (from [`Host::subscribe`]) brings and every later one,
+    /// in order, for as long as `f` returns true: when the reader is cut off for falling
+    /// behind, it goes on from the backlog after the last event it saw (events that left the
+    /// backlog meanwhile show as a gap in `seq`). For a reader on a thread of its own (an event
+    /// log, a webhook).
+    pub fn follow(&self, mut rx: Receiver<Arc<HostEvent>>, mut f: impl FnMut(&HostEvent) -> bool) {
+        let mut last = 0u64;
+        loop {
+            for e in rx.iter() {
+                if !f(&e) {
+                    return;
+                }
+                last = e.seq;
+            }
+            let (missed, next) = self.subscribe(Some(last));
+            for e in missed {
+                if !f(&e) {
+                    return;
+                }
+                last = e.seq;
+            }
+            rx = next;
+        }
+    }
+
     /// One snapshot of the process.
     pub fn stats(&self) -> HostStats {
         let rooms = self.all_rooms();

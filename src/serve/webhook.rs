@@ -130,29 +130,17 @@ pub fn start(host: &Host, url: &str) -> Result<Webhook, WebhookError> {
     std::thread::Builder::new()
         .name("cm-webhook".into())
         .spawn(move || {
-            let mut rx = rx;
             let mut last = 0u64;
-            loop {
-                for e in rx.iter() {
-                    if last != 0 && e.seq > last + 1 {
-                        counts.lost.fetch_add(e.seq - last - 1, Ordering::Relaxed);
-                    }
-                    rt.block_on(deliver(&client, &parsed, &e, &counts));
-                    last = e.seq;
-                    counts.handled.store(last, Ordering::Release);
+            host.follow(rx, |e| {
+                // a gap: events that left the backlog while this one was behind
+                if last != 0 && e.seq > last + 1 {
+                    counts.lost.fetch_add(e.seq - last - 1, Ordering::Relaxed);
                 }
-                // cut off (fell behind): go on after the last one handled
-                let (missed, next) = host.subscribe(Some(last));
-                for e in missed {
-                    if e.seq > last + 1 {
-                        counts.lost.fetch_add(e.seq - last - 1, Ordering::Relaxed);
-                    }
-                    rt.block_on(deliver(&client, &parsed, &e, &counts));
-                    last = e.seq;
-                    counts.handled.store(last, Ordering::Release);
-                }
-                rx = next;
-            }
+                rt.block_on(deliver(&client, &parsed, e, &counts));
+                last = e.seq;
+                counts.handled.store(last, Ordering::Release);
+                true
+            });
         })
         .map_err(|e| WebhookError::Start(e.to_string()))?;
     Ok(hook)
@@ -171,16 +159,15 @@ async fn deliver(client: &reqwest::Client, url: &reqwest::Url, e: &HostEvent, co
             .body(body.clone())
             .send()
             .await;
-        let retry = match sent {
+        // delivered or refused: done; anything else is tried again after the wait
+        match sent {
             Ok(r) if r.status().is_success() => {
                 counts.delivered.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             Ok(r) => {
                 let s = r.status().as_u16();
-                if s >= 500 || s == 408 || s == 429 {
-                    true
-                } else {
+                if !(s >= 500 || s == 408 || s == 429) {
                     tracing::warn!("webhook {}: event {} refused with {s}", shown(url), e.seq);
                     counts.failed.fetch_add(1, Ordering::Relaxed);
                     return;
@@ -189,10 +176,8 @@ async fn deliver(client: &reqwest::Client, url: &reqwest::Url, e: &HostEvent, co
             Err(err) => {
                 // (without the URL: its query or user:password may hold a secret)
                 tracing::debug!("webhook {}: {}", shown(url), err.without_url());
-                true
             }
-        };
-        debug_assert!(retry);
+        }
         counts.retries.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(MAX_BACKOFF);
