@@ -550,3 +550,80 @@ fn hostile_paths_are_refused() {
         }
     }
 }
+
+/// Encodes a 10 s clip that is red for its first 0.5 s and green after (colour bars are
+/// not needed: one colour per part makes "the frame at 10 %" a colour check).
+fn red_then_green(out: &Path) {
+    let st = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("color=c=red:s=640x360:r=15:d=0.5[a];color=c=0x00ff00:s=640x360:r=15:d=9.5[b];[a][b]concat=n=2:v=1:a=0")
+        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "150"])
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// `…/thumbnail.jpg`: a JPEG 320 px wide of the frame at 10 % (green, after the red start),
+/// served again from the cache; none for a playlist, an audio-only file or a hostile path.
+#[test]
+fn thumbnails() {
+    let d = dir("thumbs");
+    let s = Server::start(&d);
+    std::fs::create_dir_all(s.storage.join("day")).unwrap();
+    red_then_green(&s.storage.join("day/rg.mp4"));
+    put(&s.storage, "cam.mp4", "cam1_640x480_15.mp4", 5);
+    std::fs::write(s.storage.join("pl.m3u8"), "#EXTM3U\n#EXT-X-ENDLIST\n").unwrap();
+    let st = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "sine=f=440:d=1"])
+        .arg(s.storage.join("tone.m4a"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    let (st, h, jpg) = s.get("/v1/recordings/day/rg.mp4/thumbnail.jpg", &[]);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&jpg));
+    assert_eq!(header(&h, "content-type"), "image/jpeg");
+    let f = cloudmixer::media::decode::decode_image(&jpg).unwrap();
+    assert_eq!((f.width(), f.height()), (320, 180));
+    let rgb = cloudmixer::model::frame::I420Image {
+        width: 320,
+        height: 180,
+        y: f.packed_plane(0),
+        u: f.packed_plane(1),
+        v: f.packed_plane(2),
+    }
+    .to_rgb();
+    let px = &rgb[(90 * 320 + 160) * 3..][..3];
+    assert!(
+        px[1] > 200 && px[0] < 60 && px[2] < 60,
+        "the frame at 10 % is green, got {px:?}"
+    );
+    // the same bytes again (cached)
+    let (st, _, again) = s.get("/v1/recordings/day/rg.mp4/thumbnail.jpg", &[]);
+    assert_eq!((st, again), (200, jpg));
+
+    // a 4:3 camera clip keeps its aspect
+    let (st, _, jpg) = s.get("/v1/recordings/cam.mp4/thumbnail.jpg", &[]);
+    assert_eq!(st, 200);
+    let f = cloudmixer::media::decode::decode_image(&jpg).unwrap();
+    assert_eq!((f.width(), f.height()), (320, 240));
+
+    for (p, want) in [
+        ("/v1/recordings/pl.m3u8/thumbnail.jpg", 404),
+        ("/v1/recordings/tone.m4a/thumbnail.jpg", 404),
+        ("/v1/recordings/none.mp4/thumbnail.jpg", 404),
+        ("/v1/recordings/day/%2e%2e/cam.mp4/thumbnail.jpg", 400),
+        ("/v1/recordings/day//rg.mp4/thumbnail.jpg", 400),
+    ] {
+        let (st, _, body) = s.get(p, &[]);
+        assert_eq!(st, want, "{p}: {}", String::from_utf8_lossy(&body));
+    }
+    // the token is needed
+    let r = s
+        .agent
+        .get(format!("{}/v1/recordings/cam.mp4/thumbnail.jpg", s.base))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}

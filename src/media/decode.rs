@@ -113,6 +113,30 @@ impl Decoder {
             path: path.clone(),
             reason: e.to_string(),
         })?;
+        Self::with_input(path, input)
+    }
+
+    /// Opens the best video stream of an open file, with FFmpeg held to the demuxers named in
+    /// `formats` (FFmpeg's `format_whitelist`, e.g. `"mov,mp4,matroska"`) and the `file`
+    /// protocol: a file served from a storage root is read through the descriptor that was
+    /// opened confined to it, and bytes that claim to be a playlist or a concat list cannot make
+    /// FFmpeg open other paths. `label` names the file in errors.
+    pub fn open_file(file: &std::fs::File, label: &Path, formats: &str) -> Result<Self> {
+        use std::os::fd::AsRawFd;
+        init_ffmpeg();
+        let url = format!("/proc/self/fd/{}", file.as_raw_fd());
+        let mut opts = ff::Dictionary::new();
+        opts.set("format_whitelist", formats);
+        opts.set("protocol_whitelist", "file");
+        let input =
+            ff::format::input_with_dictionary(&url, opts).map_err(|e| DecodeError::Open {
+                path: label.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        Self::with_input(label.to_path_buf(), input)
+    }
+
+    fn with_input(path: PathBuf, input: ff::format::context::Input) -> Result<Self> {
         let st = input
             .streams()
             .best(ff::media::Type::Video)
@@ -174,6 +198,13 @@ impl Decoder {
             fps,
             rotation,
         })
+    }
+
+    /// The file's duration as its container declares it (`None`: not declared, e.g. a
+    /// recording still being written).
+    pub fn duration(&self) -> Option<Duration> {
+        let d = self.input.duration();
+        (d > 0).then(|| Duration::from_micros(d as u64))
     }
 
     /// The stream's width as declared by the container.

@@ -77,3 +77,80 @@ pub fn encode_jpeg(img: &I420Image, quality: u8) -> Result<Vec<u8>, JpegError> {
     }
     Ok(out)
 }
+
+/// A decoded frame made small: turned upright, scaled (bilinear) so that it is `width` pixels
+/// wide (its height by the frame's display aspect, even), as an I420 picture for
+/// [`encode_jpeg`] (a recording's thumbnail). A frame narrower than `width` keeps its size.
+///
+/// ```
+/// use cloudmixer::media::jpeg::shrink;
+/// use cloudmixer::model::frame::VideoFrame;
+/// let f = VideoFrame::solid_i420(1280, 720, [81, 90, 240]).unwrap();
+/// let small = shrink(&f, 320).unwrap();
+/// assert_eq!((small.width, small.height), (320, 180));
+/// assert_eq!(small.yuv_at(100, 100), [81, 90, 240]);
+/// ```
+pub fn shrink(frame: &crate::model::frame::VideoFrame, width: u32) -> Result<I420Image, JpegError> {
+    use crate::model::frame::PixelFormat;
+    use ffmpeg::format::Pixel;
+    crate::media::decode::init_ffmpeg();
+    let up;
+    let frame = match frame.upright() {
+        Some(f) => {
+            up = f;
+            &up
+        }
+        None => frame,
+    };
+    let err = |e: ffmpeg::Error| JpegError(e.to_string());
+    let (w, h) = (frame.width(), frame.height());
+    if w < 2 || h < 2 {
+        return Err(JpegError(format!("a {w}x{h} picture is too small")));
+    }
+    // display size: the sample aspect ratio widens or narrows the stored width
+    let (sn, sd) = frame.sar;
+    let disp_w = (w as u64 * sn.max(1) as u64 / sd.max(1) as u64).max(2);
+    let ow = (width.min(disp_w as u32).max(2)) & !1;
+    let oh = ((h as u64 * ow as u64 / disp_w).max(2) as u32) & !1;
+    let fmt = frame.format();
+    let pix = match fmt {
+        PixelFormat::I420 => Pixel::YUV420P,
+        PixelFormat::Nv12 => Pixel::NV12,
+        PixelFormat::Rgba => Pixel::RGBA,
+    };
+    let mut src = ffmpeg::frame::Video::new(pix, w, h);
+    for (i, p) in frame.planes().iter().enumerate() {
+        let (row, rows) = fmt.plane_size(i, w, h);
+        let stride = src.stride(i);
+        let dst = src.data_mut(i);
+        for r in 0..rows {
+            dst[r * stride..r * stride + row].copy_from_slice(p.row(r, row));
+        }
+    }
+    let mut sc = ffmpeg::software::scaling::Context::get(
+        pix,
+        w,
+        h,
+        Pixel::YUV420P,
+        ow,
+        oh,
+        ffmpeg::software::scaling::Flags::BILINEAR,
+    )
+    .map_err(err)?;
+    let mut dst = ffmpeg::frame::Video::empty();
+    sc.run(&src, &mut dst).map_err(err)?;
+    let mut img = I420Image::new(ow, oh);
+    let planes: [(&mut Vec<u8>, usize, usize); 3] = [
+        (&mut img.y, ow as usize, oh as usize),
+        (&mut img.u, ow as usize / 2, oh as usize / 2),
+        (&mut img.v, ow as usize / 2, oh as usize / 2),
+    ];
+    for (i, (out, pw, ph)) in planes.into_iter().enumerate() {
+        let stride = dst.stride(i);
+        let data = dst.data(i);
+        for r in 0..ph {
+            out[r * pw..(r + 1) * pw].copy_from_slice(&data[r * stride..r * stride + pw]);
+        }
+    }
+    Ok(img)
+}

@@ -9,7 +9,7 @@
 //! | `DELETE /v1/mixers/{id}` | `DestroyCloudMixer`: answers once the files are final, with each output's info |
 //! | `GET /v1/mixers`, `GET /v1/mixers/{id}` | state, outputs, stats |
 //! | `GET /v1/mixers/{id}/snapshot.jpg` | the latest composed picture (≤ 1 s old, one encode per second at most) |
-//! | `GET /v1/recordings`, `GET`/`DELETE /v1/recordings/{*path}` | the files under the storage root: list, download (ranges), delete ([`recordings`]) |
+//! | `GET /v1/recordings`, `GET`/`DELETE /v1/recordings/{*path}` | the files under the storage root: list, download (ranges), delete, `…/thumbnail.jpg` ([`recordings`], [`thumbnail`]) |
 //! | `GET /v1/events` | Server-Sent Events, one per vendor event with its `mixerID`; `Last-Event-ID` resumes |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /healthz`, `GET /readyz` | alive; taking rooms |
@@ -21,6 +21,7 @@
 
 mod metrics;
 pub mod recordings;
+pub mod thumbnail;
 pub mod webhook;
 
 use std::convert::Infallible;
@@ -95,6 +96,8 @@ struct App {
     token: Option<Arc<[u8]>>,
     /// What was read from recordings the service did not record.
     probes: recordings::ProbeCache,
+    /// Recordings' thumbnails.
+    thumbs: thumbnail::ThumbCache,
 }
 
 /// Checks the options (a token for a non-loopback address, the token's shape).
@@ -114,6 +117,7 @@ pub fn router(host: Host, token: Option<&str>) -> Router {
         host,
         token: token.map(|t| Arc::from(t.as_bytes())),
         probes: Default::default(),
+        thumbs: Default::default(),
     };
     let api = Router::new()
         .route("/v1/mixers", post(create).get(list))

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /v1/recordings?prefix=&from=&to=&mixerID=&page=&pageSize=` | the recording files, newest first, `{"total","page","pageSize","recordings":[…]}` |
 //! | `GET /v1/recordings/{*path}` | the file's bytes; `Range` (one range), `ETag`/`If-None-Match` |
+//! | `GET /v1/recordings/{*path}/thumbnail.jpg` | a frame from 10 % in, 320 px wide ([`super::thumbnail`]) |
 //! | `DELETE /v1/recordings/{*path}` | unlinks the file (and an HLS playlist's segments) |
 //!
 //! A recording is a regular file with a media extension ([`MEDIA_EXT`]); side files (upload
@@ -59,6 +60,10 @@ pub const MEDIA_EXT: &[(&str, &str)] = &[
     ("mp3", "audio/mpeg"),
     ("wav", "audio/wav"),
 ];
+
+/// The FFmpeg demuxers a recording is read with (probe, thumbnail): those of the containers
+/// the recorder writes, nothing that follows references to other files.
+pub(super) const FORMATS: &str = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,flv,mpegts,aac,mp3,wav";
 
 /// `pageSize` by default and at most.
 const PAGE_DEFAULT: usize = 50;
@@ -129,7 +134,7 @@ fn io_err(e: &std::io::Error) -> ApiError {
 }
 
 /// Opens the recording at `p` (checked, confined, a regular file with a media extension).
-fn open(root: &FsPath, p: &str) -> Result<(Dir, OsString, File), ApiError> {
+pub(super) fn open_recording(root: &FsPath, p: &str) -> Result<(Dir, OsString, File), ApiError> {
     let (dir, name) = check_path(p)?;
     if content_type(&name.to_string_lossy()).is_none() {
         return Err(not_found());
@@ -223,10 +228,7 @@ fn probe(f: &File, name: &str) -> Value {
     crate::media::decode::init_ffmpeg();
     let url = format!("/proc/self/fd/{}", f.as_raw_fd());
     let mut opts = ffmpeg_next::Dictionary::new();
-    opts.set(
-        "format_whitelist",
-        "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,flv,mpegts,aac,mp3,wav",
-    );
+    opts.set("format_whitelist", FORMATS);
     opts.set("protocol_whitelist", "file");
     let Ok(input) = ffmpeg_next::format::input_with_dictionary(&url, opts) else {
         return json!({});
@@ -329,7 +331,7 @@ pub(super) async fn list(
                         .get(&key)
                         .cloned();
                     let meta = hit.or_else(|| {
-                        let (_, _, file) = open(&root, &f.rel).ok()?;
+                        let (_, _, file) = open_recording(&root, &f.rel).ok()?;
                         let m = probe(&file, &f.rel);
                         let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
                         if c.len() > 10_000 {
@@ -458,9 +460,12 @@ pub(super) async fn download(
     Path(p): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(rec) = p.strip_suffix("/thumbnail.jpg") {
+        return super::thumbnail::get(app, rec.to_string()).await;
+    }
     let root = app.host.settings().storage.clone();
     let p2 = p.clone();
-    let opened = match blocking(move || open(&root, &p2)).await {
+    let opened = match blocking(move || open_recording(&root, &p2)).await {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -567,7 +572,7 @@ pub(super) async fn delete(State(app): State<App>, Path(p): Path<String>) -> Res
         }
     }
     let res = blocking(move || -> Result<Vec<String>, ApiError> {
-        let (d, name, f) = open(&root, &p)?;
+        let (d, name, f) = open_recording(&root, &p)?;
         // a playlist's own segments go with it: the names it lists that are segments of its
         // stem by the rule the listing hides them by (a hand-edited playlist naming another
         // recording does not get that one deleted)
