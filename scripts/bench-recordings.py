@@ -79,6 +79,7 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-rec-")
+    os.chmod(tmp, 0o755)  # nginx workers run as another user
     storage = os.path.join(tmp, "rec")
     os.makedirs(storage)
     auth = {"Authorization": "Bearer " + TOKEN}
@@ -124,7 +125,7 @@ def main():
         with open(conf, "w") as f:
             f.write(f"""daemon off; pid {tmp}/nginx.pid; error_log {tmp}/nginx.err;
 worker_processes 1; events {{ worker_connections 64; }}
-http {{ access_log off; sendfile on; tcp_nopush on;
+http {{ access_log off; sendfile on;
   client_body_temp_path {tmp}/cb; proxy_temp_path {tmp}/pt; fastcgi_temp_path {tmp}/ft;
   uwsgi_temp_path {tmp}/ut; scgi_temp_path {tmp}/st;
   server {{ listen 127.0.0.1:{nport}; root {storage}; }} }}
