@@ -459,8 +459,13 @@ async fn viewport(c: &Client, w: u32, h: u32) {
     }
 }
 
-/// A screenshot of the window without the transient message (if one is up).
+/// A screenshot of the window without the transient message (if one is up), to
+/// `target/console-gallery/` (and `docs/gallery/` with `CLOUDMIXER_GALLERY=1`, `docs`).
 async fn screenshot(c: &Client, name: &str) {
+    shot(c, name, true).await
+}
+
+async fn shot(c: &Client, name: &str, docs: bool) {
     c.execute(
         "document.getElementById('toast').hidden = true; window.scrollTo(0, 0)",
         vec![],
@@ -470,7 +475,7 @@ async fn screenshot(c: &Client, name: &str) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let png = c.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
-    for d in gallery_dirs() {
+    for d in gallery_dirs().into_iter().take(if docs { 2 } else { 1 }) {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join(name), &png).unwrap();
     }
@@ -714,6 +719,9 @@ async fn run(c: &Client, s: &Server, downloads: &Path) {
     )
     .await;
     screenshot(c, "console-live.png").await;
+    viewport(c, 390, 844).await;
+    shot(c, "console-phone-live.png", false).await;
+    viewport(c, 1280, 800).await;
 
     // stop it from the page (with the confirmation); the other one through the API
     click(c, r#".mixer[data-id="console1"] button.stop"#).await;

@@ -27,6 +27,9 @@
     timers: {},
     snapSeq: 0,
     recsLoading: false,
+    rows: new Map(), // recording path -> {tr, sig}: the rows on the page
+    polling: false,
+    pollAgain: false,
   };
 
   // ---- helpers -------------------------------------------------------------------------
@@ -159,6 +162,7 @@
     for (const c of S.cards.values()) c.root.remove();
     S.cards.clear();
     $('rec-body').replaceChildren();
+    S.rows.clear();
   }
 
   function signOut(msg) {
@@ -240,9 +244,12 @@
 
   // ---- live mixers ---------------------------------------------------------------------
 
+  // one poll at a time: a call while one is in flight asks for another right after it
   async function pollMixers() {
+    if (S.polling) { S.pollAgain = true; return; }
     clearTimeout(S.timers.mixers);
     if (!S.started) return;
+    S.polling = true;
     try {
       const r = await api('GET', '/v1/mixers');
       S.mixers = Array.isArray(r && r.mixers) ? r.mixers : [];
@@ -255,9 +262,13 @@
       renderMixers();
     } catch (e) {
       if (e.status !== 401) toast(e.message);
+    } finally {
+      S.polling = false;
     }
     if (S.started) {
-      const every = document.hidden ? 5000 : 1000;
+      const every = S.pollAgain ? 50 : document.hidden ? 5000 : 1000;
+      S.pollAgain = false;
+      clearTimeout(S.timers.mixers);
       S.timers.mixers = setTimeout(pollMixers, every);
     }
   }
@@ -529,7 +540,9 @@
       if (o.state === 1) return { cls: 'writing', text: 'recording' };
     }
     if (r.state === 'recording') return { cls: 'writing', text: 'recording' };
-    if (typeof r.state === 'string') return { cls: r.state.replace(/[^a-z]+/gi, '-'), text: r.state };
+    if (typeof r.state === 'string') {
+      return { cls: r.state.replace(/[^a-z]+/gi, '-'), text: r.state, progress: typeof r.progress === 'number' ? r.progress : undefined };
+    }
     return { cls: 'final', text: 'final' };
   }
 
@@ -605,7 +618,17 @@
     const list = filtered();
     const pages = Math.max(1, Math.ceil(list.length / PAGE_SIZE));
     if (S.page > pages) S.page = pages;
-    const rows = list.slice((S.page - 1) * PAGE_SIZE, S.page * PAGE_SIZE).map(recRow);
+    // rows whose data did not change are kept (their thumbnails are not fetched again, and a
+    // row being clicked is not replaced under the pointer)
+    const keep = new Map();
+    const rows = list.slice((S.page - 1) * PAGE_SIZE, S.page * PAGE_SIZE).map((r) => {
+      const sig = JSON.stringify([r, recState(r), recDuration(r)]);
+      const old = S.rows.get(r.path);
+      const tr = old && old.sig === sig ? old.tr : recRow(r);
+      keep.set(r.path, { tr, sig });
+      return tr;
+    });
+    S.rows = keep;
     $('rec-body').replaceChildren(...rows);
     $('recs-empty').hidden = rows.length > 0;
     $('recs').classList.toggle('is-empty', rows.length === 0);
