@@ -47,21 +47,26 @@ struct Server {
 
 impl Server {
     fn start(d: &Path) -> Server {
+        Server::start_with(d, true)
+    }
+
+    /// With the token, or without one (loopback, no auth).
+    fn start_with(d: &Path, token: bool) -> Server {
         let storage = d.join("rec");
-        let tf = d.join("token");
-        std::fs::write(&tf, format!("{TOKEN}\n")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cloudmixer"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--backend", "cpu"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudmixer"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--backend", "cpu"])
             .arg("--storage")
             .arg(&storage)
             .arg("--media-root")
             .arg(format!("{ROOT}/fixtures/clips"))
-            .arg("--token-file")
-            .arg(tf)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cloudmixer serve");
+            .stderr(Stdio::null());
+        if token {
+            let tf = d.join("token");
+            std::fs::write(&tf, format!("{TOKEN}\n")).unwrap();
+            cmd.arg("--token-file").arg(tf);
+        }
+        let mut child = cmd.spawn().expect("cloudmixer serve");
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -289,6 +294,17 @@ fn session_cookie_is_for_reads_only() {
     assert_eq!(st, 401);
 
     assert!(!seen.contains(TOKEN), "the token was echoed:\n{seen}");
+    drop(s);
+
+    // without a token (loopback): no session needed, none made; everything answers
+    let s = Server::start_with(&dir("open"), false);
+    let (st, h, b) = s.call("POST", "/v1/session", &[], None);
+    assert_eq!(st, 204, "{b}");
+    assert_eq!(header(&h, "set-cookie"), "", "{h:?}");
+    let (st, _, b) = s.call("GET", "/v1/mixers", &[], None);
+    assert_eq!(st, 200, "{b}");
+    let (st, _, _) = s.call("GET", "/", &[], None);
+    assert_eq!(st, 200);
 }
 
 // ---- the browser ----------------------------------------------------------------------------
