@@ -982,7 +982,36 @@ async fn run(c: &Client, s: &Server, downloads: &Path) {
     )
     .await;
     assert!(!file.exists(), "{} still on disk", file.display());
-    // nothing the page holds has the token but its own sessionStorage
+    // no URL the page asked for, and nothing in it, holds the token
     let html = c.source().await.unwrap();
     assert!(!html.contains(TOKEN));
+    let urls = c
+        .execute(
+            "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href]).join('\\n')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let urls = urls.as_str().unwrap();
+    assert!(urls.contains("/snapshot.jpg?n="), "{urls}");
+    assert!(!urls.contains(TOKEN), "{urls}");
+
+    // sign out: the form again, the token gone from the tab, the cookie no longer good
+    click(c, "#logout").await;
+    wait_js(
+        c,
+        "return !document.getElementById('login').hidden && sessionStorage.length === 0",
+        10,
+        "signed out",
+    )
+    .await;
+    let after = c
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               fetch('/v1/mixers').then(r => done(r.status), e => done(String(e)));"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(after, json!(401), "the cookie after signing out");
 }
