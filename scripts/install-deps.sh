@@ -8,8 +8,10 @@ PKGS=(mesa-vulkan-drivers libvulkan1 pkg-config clang libclang-dev
       libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
       libavfilter-dev libavdevice-dev ffmpeg fonts-dejavu-core fonts-droid-fallback)
 if [ "$WHAT" != "demo" ]; then
-  # the tests' real servers and tools: nginx-rtmp, the C examples under ASan/UBSan, promtool
-  PKGS+=(nginx-light libnginx-mod-rtmp gcc g++ libasan8 libubsan1 prometheus)
+  # the tests' real servers and tools: nginx-rtmp, the C examples under ASan/UBSan, promtool,
+  # and the browser the console's test drives (chromium through chromedriver, WebDriver)
+  PKGS+=(nginx-light libnginx-mod-rtmp gcc g++ libasan8 libubsan1 prometheus
+         chromium chromium-driver)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -13,12 +13,16 @@
 //! | `GET /v1/events` | Server-Sent Events, one per vendor event with its `mixerID`; `Last-Event-ID` resumes |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /healthz`, `GET /readyz` | alive; taking rooms |
+//! | `GET /`, `GET /console/{app.js,style.css}` | the management console ([`console`]; public, no data) |
+//! | `POST`/`DELETE /v1/session` | the console's session cookie (reads only): open, close |
 //!
 //! Errors are `{"code": <vendor code>, "error": "<field>: <what is wrong>"}` with status 400
 //! (bad request), 401 (no or wrong token), 404 (unknown mixer), 409 (already running), 413
 //! (body too large), 503 (no capacity, draining) or 500. With a token every route but
-//! `/healthz` needs `Authorization: Bearer <token>`.
+//! `/healthz` and the console's page needs `Authorization: Bearer <token>`; `GET` and `HEAD`
+//! also take the console's session cookie (`POST /v1/session`), nothing else does.
 
+pub mod console;
 mod metrics;
 pub mod recordings;
 pub mod thumbnail;
@@ -98,6 +102,8 @@ struct App {
     probes: recordings::ProbeCache,
     /// Recordings' thumbnails.
     thumbs: thumbnail::ThumbCache,
+    /// The console's session cookies (reads only).
+    sessions: console::Sessions,
 }
 
 /// Checks the options (a token for a non-loopback address, the token's shape).
@@ -118,6 +124,7 @@ pub fn router(host: Host, token: Option<&str>) -> Router {
         token: token.map(|t| Arc::from(t.as_bytes())),
         probes: Default::default(),
         thumbs: Default::default(),
+        sessions: Default::default(),
     };
     let api = Router::new()
         .route("/v1/mixers", post(create).get(list))
@@ -132,9 +139,14 @@ pub fn router(host: Host, token: Option<&str>) -> Router {
         .route("/v1/events", get(events))
         .route("/metrics", get(metrics_text))
         .route("/readyz", get(readyz))
+        .route(
+            "/v1/session",
+            post(console::open_session).delete(console::close_session),
+        )
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(console::routes())
         .merge(api)
         .fallback(|| async { error(StatusCode::NOT_FOUND, codes::PARAM_ERR, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -225,12 +237,20 @@ async fn auth(State(app): State<App>, req: Request, next: Next) -> Response {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::as_bytes);
-        if !given.is_some_and(|g| same(g, token)) {
-            let mut r = error(
-                StatusCode::UNAUTHORIZED,
-                codes::PARAM_ERR,
-                "missing or wrong token (Authorization: Bearer …)",
-            );
+        let bearer = given.is_some_and(|g| same(g, token));
+        // the console's session cookie: reads only (a forged cross-site POST/DELETE never acts)
+        let cookie = console::session_cookie(req.headers());
+        let session = !bearer
+            && console::cookie_allowed(req.method())
+            && cookie.is_some_and(|c| app.sessions.valid(c));
+        if !bearer && !session {
+            let msg =
+                if given.is_none() && cookie.is_some() && !console::cookie_allowed(req.method()) {
+                    "the session cookie is for reads only: send Authorization: Bearer …"
+                } else {
+                    "missing or wrong token (Authorization: Bearer …)"
+                };
+            let mut r = error(StatusCode::UNAUTHORIZED, codes::PARAM_ERR, msg);
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
             return r;
