@@ -780,6 +780,16 @@ async fn run(c: &Client, s: &Server, downloads: &Path) {
         "four recordings listed",
     )
     .await;
+    // its thumbnail: the server's 320-px frame, not the placeholder
+    let w = wait_js(
+        c,
+        r#"const i = document.querySelector('tr.rec[data-path="console1.mp4"] img.thumb');
+           return i && i.complete && i.naturalWidth > 0 ? [i.naturalWidth, i.naturalHeight] : null;"#,
+        15,
+        "console1.mp4's thumbnail loaded",
+    )
+    .await;
+    assert_eq!(w, json!([320, 180]), "thumbnail size");
     // the filter
     c.find(Locator::Id("f-mixer"))
         .await
