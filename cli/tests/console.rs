@@ -305,6 +305,47 @@ fn session_cookie_is_for_reads_only() {
     assert_eq!(st, 200, "{b}");
     let (st, _, _) = s.call("GET", "/", &[], None);
     assert_eq!(st, 200);
+    // ...but only from this machine's own pages: a rebound DNS name or another site's page is
+    // refused before anything happens (sent raw: the client library sets Host itself)
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let raw = |req: String| -> String {
+        use std::io::{Read, Write};
+        let mut t = std::net::TcpStream::connect(&addr).unwrap();
+        t.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        t.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = t.read_to_string(&mut out);
+        out
+    };
+    let body = r#"{"mixerID":"evil","mode":0}"#;
+    for (host, origin, want) in [
+        ("evil.example:80", None, "403"),
+        ("127.0.0.1.nip.io", None, "403"),
+        (addr.as_str(), Some("http://evil.example"), "403"),
+        (addr.as_str(), Some("null"), "403"),
+        ("localhost", None, "400"),
+        (
+            addr.as_str(),
+            Some(format!("http://{addr}").as_str()),
+            "400",
+        ),
+    ] {
+        let o = origin
+            .map(|o| format!("Origin: {o}\r\n"))
+            .unwrap_or_default();
+        let r = raw(format!(
+            "POST /v1/mixers HTTP/1.1\r\nHost: {host}\r\n{o}Content-Type: text/plain\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ));
+        let status = r.split(' ').nth(1).unwrap_or("");
+        assert_eq!(status, want, "Host {host} Origin {origin:?}: {r}");
+        if want == "403" {
+            assert!(r.contains("\"code\":5"), "{r}");
+        }
+    }
+    let (st, v) = s.api("GET", "/v1/mixers/evil", None);
+    assert_eq!(st, 404, "no mixer was made: {v}");
 }
 
 // ---- the browser ----------------------------------------------------------------------------

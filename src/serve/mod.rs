@@ -255,8 +255,45 @@ async fn auth(State(app): State<App>, req: Request, next: Next) -> Response {
                 .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
             return r;
         }
+    } else if let Err(msg) = local_only(req.headers()) {
+        return error(StatusCode::FORBIDDEN, codes::PARAM_ERR, msg);
     }
     next.run(req).await
+}
+
+/// Without a token the service listens on loopback only; what reaches it must also come from
+/// this machine's own pages: a `Host` that is an IP address or `localhost` (a DNS name bound to
+/// 127.0.0.1 by another site — DNS rebinding — is refused) and, when a browser names the
+/// page's `Origin`, the same host and port (a page of another origin cannot POST a create).
+fn local_only(h: &HeaderMap) -> Result<(), String> {
+    let host = h
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    let local = name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok();
+    if !local {
+        return Err(format!(
+            "Host: {host:?} is not this machine's address (without a token only requests to an \
+             IP address or localhost are taken)"
+        ));
+    }
+    if let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let o = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .unwrap_or(origin);
+        if !o.eq_ignore_ascii_case(host) {
+            return Err(format!(
+                "Origin: {origin:?} is another site's page (without a token only this service's \
+                 own console may call it from a browser)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The JSON body, or a 400 naming what is wrong with it.
