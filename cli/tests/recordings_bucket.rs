@@ -422,6 +422,28 @@ fn a_store_that_is_down_fails_only_its_part_and_a_restart_lists_the_bucket_again
     assert!(object.exists());
     let (code, _, body) = s.get("/v1/recordings/mine.mp4", &[]);
     assert_eq!((code, body.len()), (200, clip.len()));
+    // a local file with an upload journal: pending; not deleted while an uploader holds the
+    // journal, deleted with its journal once none does
+    let clip2 = s.storage.join("pend.mp4");
+    let journal = s.storage.join("pend.mp4.upload.json");
+    std::fs::write(&clip2, &clip).unwrap();
+    std::fs::write(&journal, b"{}").unwrap();
+    let (_, v) = s.json("GET", "/v1/recordings?prefix=pend", None);
+    assert_eq!(v["recordings"][0]["state"], "uploadPending", "{v}");
+    let held = std::fs::File::open(&journal).unwrap();
+    // SAFETY: flock on a descriptor this test owns
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&held), libc::LOCK_EX) },
+        0
+    );
+    let (code, v) = s.json("DELETE", "/v1/recordings/pend.mp4?where=local", None);
+    assert_eq!(code, 409, "{v}");
+    assert!(clip2.exists() && journal.exists());
+    drop(held);
+    let (code, v) = s.json("DELETE", "/v1/recordings/pend.mp4?where=local", None);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["deleted"], json!(["pend.mp4"]), "{v}");
+    assert!(!clip2.exists() && !journal.exists());
     s.assert_no_keys(&s3);
     drop(s);
 

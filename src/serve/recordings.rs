@@ -50,8 +50,11 @@
 //!
 //! **Delete.** `?where=local`, `bucket` or `all` (default). 409 while a room of this process
 //! still writes or uploads the file (a room's output in a state before `uploaded` /
-//! `uploadFailed` while the room runs), whatever `where` says; 404 when nothing was deleted
-//! and nothing failed; 502 when nothing was deleted and a bucket could not be asked. The
+//! `uploadFailed` while the room runs), whatever `where` says, and for a local delete while
+//! an uploader holds the file's journal (a resumed upload); a local file's upload journal
+//! (`<file>.upload.json`) is removed with it (its pending upload is dropped). 404 when
+//! nothing was deleted and nothing failed; 502 when nothing was deleted and a bucket could
+//! not be asked. The
 //! answer: `{"deleted": [local paths], "bucket": [{"bucket","endpoint","region","key"}]}`
 //! (`bucket` when the host knows a bucket) and `errors` when a bucket failed.
 //!
@@ -906,7 +909,29 @@ fn delete_local(root: &FsPath, p: &str) -> Result<Vec<String>, ApiError> {
             .collect();
     }
     drop(f);
+    // its upload journal goes with it (nothing is left to upload), unless an uploader holds
+    // it (a resumed upload running: it has the file open and would report it uploaded)
+    let mut jn = name.clone();
+    jn.push(JOURNAL_SUFFIX);
+    let journal = match d.stat(&jn) {
+        Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFREG => d.open_read(&jn).ok(),
+        _ => None,
+    };
+    if let Some(j) = &journal {
+        // SAFETY: flock on an open descriptor we own; released when `j` is dropped.
+        let locked = unsafe { libc::flock(j.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if !locked {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                codes::ALREADY_STARTED,
+                "path: an upload of it is running".into(),
+            ));
+        }
+    }
     d.unlink(&name).map_err(|e| io_err(&e))?;
+    if journal.is_some() {
+        let _ = d.unlink(&jn);
+    }
     let prefix = p.rsplit_once('/').map(|(a, _)| format!("{a}/"));
     let mut deleted = vec![p.to_string()];
     for s in side {
