@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const TOKEN: &str = "test-token-0123456789abcdef";
+/// A secret key the S3 server refuses (searched for in the answers like the right one).
+const WRONG_SECRET: &str = "wrong-secret-7f3a9c1e5b";
 
 fn dir(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -182,6 +184,7 @@ impl Server {
                 !text.contains(&s3.access_key),
                 "the access key in the {what}"
             );
+            assert!(!text.contains(WRONG_SECRET), "a secret key in the {what}");
         }
     }
 }
@@ -206,14 +209,19 @@ fn storage_config(s3: &S3Server, keep_local: bool) -> Value {
         "keepLocal": keep_local})
 }
 
-/// Records `path` for about 1.5 s in room `id` with `storageConfig` `st`, then waits until the
-/// listing says it is uploaded: that listing entry.
-fn record_and_upload(s: &Server, id: &str, path: &str, st: &Value) -> Value {
-    let body = json!({"mixerID": id, "inputs": {"Usr1.-1": "cam9_320x240_15.mp4"},
+/// The create body of room `id` recording `path` (160x120) with `storageConfig` `st`.
+fn room(id: &str, path: &str, st: &Value) -> Value {
+    json!({"mixerID": id, "inputs": {"Usr1.-1": "cam9_320x240_15.mp4"},
         "mode": 0, "storageConfig": st,
         "videoFileCfg": {"svrPathName": path, "vWidth": 160, "vHeight": 120, "vFps": 15,
         "layoutConfig": [{"type": 0, "left": 0, "top": 0, "width": 160, "height": 120,
-            "param": {"camid": "Usr1.-1"}}]}});
+            "param": {"camid": "Usr1.-1"}}]}})
+}
+
+/// Records `path` for about 1.5 s in room `id` with `storageConfig` `st`, then waits until the
+/// listing says it is uploaded: that listing entry.
+fn record_and_upload(s: &Server, id: &str, path: &str, st: &Value) -> Value {
+    let body = room(id, path, st);
     let (code, v) = s.json("POST", "/v1/mixers", Some(&body));
     assert_eq!(code, 201, "{v}");
     std::thread::sleep(Duration::from_millis(1500));
@@ -263,6 +271,39 @@ fn an_uploaded_recording_is_listed_served_and_deleted_in_the_bucket() {
         "{r}"
     );
     assert!(r["duration"].as_u64().unwrap() >= 500, "{r}");
+
+    // a room with a wrong secret: its upload fails (1107) and the file stays; the bucket is
+    // still listed with the key that works, and neither secret is in any answer
+    let mut bad = storage_config(&s3, true);
+    bad["secretKey"] = json!(WRONG_SECRET);
+    let body = room("bad1", "/day/bad1.mp4", &bad);
+    let (code, v) = s.json("POST", "/v1/mixers", Some(&body));
+    assert_eq!(code, 201, "{v}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, v) = s.json("DELETE", "/v1/mixers/bad1", None);
+    assert_eq!(code, 200, "{v}");
+    let end = Instant::now() + Duration::from_secs(60);
+    let failed = loop {
+        let (_, v) = s.json("GET", "/v1/recordings?mixerID=bad1", None);
+        if v["recordings"][0]["state"] == "uploadFailed" {
+            break v["recordings"][0].clone();
+        }
+        assert!(Instant::now() < end, "no upload failure in 60 s: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(failed["where"], "local", "{failed}");
+    assert_eq!(failed["errCode"], 1107, "{failed}");
+    assert!(!failed["errDesc"].as_str().unwrap().is_empty(), "{failed}");
+    let (_, v) = s.json("GET", "/v1/recordings?prefix=day/", None);
+    assert_eq!(v["total"], 2, "{v}");
+    assert!(v.get("errors").is_none(), "{v}");
+    assert_eq!(v["recordings"][1]["path"], "day/up1.mp4", "{v}");
+    assert_eq!(v["recordings"][1]["where"], "both", "{v}");
+    let (code, v) = s.json("DELETE", "/v1/recordings/day/bad1.mp4", None);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["deleted"], json!(["day/bad1.mp4"]), "{v}");
+    assert_eq!(v["bucket"], json!([]), "{v}");
+    assert!(v.get("errors").is_none(), "{v}");
 
     // the local copy goes, the object stays
     let (code, v) = s.json("DELETE", "/v1/recordings/day/up1.mp4?where=local", None);

@@ -802,11 +802,12 @@ impl Host {
     }
 
     /// The distinct upload targets this host knows, newest first: the `storageConfig` of each
-    /// room it created, and those given to [`Host::add_upload_target`]. Two targets are the
-    /// same bucket when vendor, endpoint, region and bucket are equal (the newest credentials
-    /// win). What the service lists, reads and deletes recordings in besides the storage root.
-    /// The secret key is in them (a client needs it); [`StorageSettings`]' `Debug` and
-    /// serialisation leave it out.
+    /// room it created, and those given to [`Host::add_upload_target`]. Targets differing only
+    /// in `keepLocal` are one; the same bucket with other credentials is another target (a
+    /// room created with a wrong key does not replace the one that works: the service tries
+    /// a bucket's credentials newest first). What the service lists, reads and deletes
+    /// recordings in besides the storage root. The secret key is in them (a client needs
+    /// it); [`StorageSettings`]' `Debug` and serialisation leave it out.
     pub fn upload_targets(&self) -> Vec<StorageSettings> {
         self.inner
             .targets
@@ -824,6 +825,8 @@ impl Host {
                 && a.endpoint == st.endpoint
                 && a.region == st.region
                 && a.bucket == st.bucket
+                && a.access_key == st.access_key
+                && a.secret_key == st.secret_key
         };
         let mut t = self.inner.targets.lock().unwrap_or_else(|e| e.into_inner());
         t.retain(|a| !same(a));
@@ -1366,6 +1369,42 @@ fn resolve_file(root: &Path, url: &str) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_targets_are_distinct_newest_first_and_bounded() {
+        let host = Host::new(HostSettings::new(std::env::temp_dir()));
+        let t = |bucket: &str, key: &str| StorageSettings {
+            vendor: 0,
+            region: "us-east-1".into(),
+            bucket: bucket.into(),
+            access_key: "ak".into(),
+            secret_key: key.into(),
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            keep_local: false,
+        };
+        host.add_upload_target(&t("one", "k1"));
+        host.add_upload_target(&t("two", "k2"));
+        // the same target again (keepLocal aside): one entry, now the newest
+        let mut again = t("one", "k1");
+        again.keep_local = true;
+        host.add_upload_target(&again);
+        // the same bucket with another key: a target of its own
+        host.add_upload_target(&t("one", "k3"));
+        let got = host.upload_targets();
+        assert_eq!(
+            got.iter()
+                .map(|t| (t.bucket.as_str(), t.secret_key.as_str()))
+                .collect::<Vec<_>>(),
+            [("one", "k3"), ("one", "k1"), ("two", "k2")]
+        );
+        for i in 0..40 {
+            host.add_upload_target(&t(&format!("b{i:03}"), "k"));
+        }
+        let got = host.upload_targets();
+        assert_eq!(got.len(), MAX_UPLOAD_TARGETS);
+        assert_eq!(got[0].bucket, "b039");
+        assert!(!format!("{host:?}").contains("k3"));
+    }
 
     #[test]
     fn inputs_outside_the_media_root_are_refused() {

@@ -15,10 +15,13 @@
 //! **Buckets.** The buckets are the upload targets the host knows
 //! ([`crate::host::Host::upload_targets`]): the `storageConfig` of every room this process
 //! created (the same target as the uploads it resumed from the journals under the root, which
-//! are resumed when a room with that target is created), deduplicated by vendor, endpoint,
-//! region and bucket, newest first. A process that has not created a room yet knows no bucket:
+//! are resumed when a room with that target is created), newest first. A bucket (vendor,
+//! endpoint, region, bucket) may come with several credentials: each request tries them
+//! newest first until one gets an answer, so a room created with a wrong key does not hide a
+//! bucket another key reads. A process that has not created a room yet knows no bucket:
 //! journals name the bucket but carry no credentials, so an embedder that wants a bucket
-//! listed from the start gives it to [`crate::host::Host::add_upload_target`]. Upload keys
+//! listed from the start gives it to [`crate::host::Host::add_upload_target`] (`cloudmixer
+//! serve --bucket-config FILE`). Upload keys
 //! are the output's path under the storage root (`svrPathName` without its leading `/`), and
 //! the bucket has no prefix of its own, so a file's path and its object's key are the same
 //! string: the listing merges the two by it. An object's key goes through the same path rule
@@ -26,7 +29,7 @@
 //!
 //! **Listing.** Each recording: `path`, `where` (`local`, `uploaded` or `both`; the `where`
 //! filter takes the same words), `size` and `modified` (of the local file when there is one,
-//! else of the object), `bucket` (the first target holding it), `state`, and what is known of
+//! else of the object), `bucket` (the first bucket holding it), `state`, and what is known of
 //! its contents. `state` is the room's view when a room of this process wrote it
 //! (`recording`, `final`, `failed`, `uploading` with `progress` 0–100, `uploaded`,
 //! `uploadFailed` with `errCode`/`errDesc`; with `mixerID`, `startTime`, `duration`), else
@@ -40,7 +43,7 @@
 //! `"errors": [{"bucket","endpoint","region","error"}]`.
 //!
 //! **Download.** The local file when there is one (`?where=local` only it); else the object
-//! of the first target that has it (`?where=bucket` only there), streamed from the store:
+//! of the first bucket that has it (`?where=bucket` only there), streamed from the store:
 //! `HEAD` gives size, `ETag` (the object's) and `Last-Modified`; `Range` is answered as for a
 //! local file (206 / 416 / whole) and passed to the store as a ranged `GET` (with `If-Match`
 //! on the object's ETag, so the bytes are those of the object the headers describe). The

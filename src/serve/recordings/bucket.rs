@@ -39,25 +39,61 @@ pub(super) fn error_entry(t: &StorageSettings, what: &str) -> Value {
     v
 }
 
-/// The objects of every target (keys under `prefix`'s folder), each target listed at once
-/// with its own time limit; a target that fails or does not answer in time is an `errors`
-/// entry, the others are still listed.
+/// The targets by bucket (vendor, endpoint, region, bucket), each with its credentials
+/// newest first: indexes into `targets`, buckets in the order of their newest target.
+fn groups(targets: &[StorageSettings]) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let same = |g: &Vec<usize>| {
+            let a = &targets[g[0]];
+            a.vendor == t.vendor
+                && a.endpoint == t.endpoint
+                && a.region == t.region
+                && a.bucket == t.bucket
+        };
+        match out.iter_mut().find(|g| same(g)) {
+            Some(g) => g.push(i),
+            None => out.push(vec![i]),
+        }
+    }
+    out
+}
+
+/// The objects of every bucket (keys under `prefix`'s folder), the buckets listed at once,
+/// each with its credentials newest first until one works, all within [`BUCKET_TIMEOUT`]; a
+/// bucket that no credential lists (or not in time) is an `errors` entry (the newest
+/// credential's error), the others are still listed.
 pub(super) async fn list(
     targets: &[StorageSettings],
     prefix: &str,
 ) -> (Vec<BucketObject>, Vec<Value>) {
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, t) in targets.iter().enumerate() {
-        let (t, prefix) = (t.clone(), prefix.to_string());
+    for (n, g) in groups(targets).into_iter().enumerate() {
+        let ts: Vec<(usize, StorageSettings)> =
+            g.iter().map(|&i| (i, targets[i].clone())).collect();
+        let prefix = prefix.to_string();
         tasks.spawn(async move {
-            let r = tokio::time::timeout(BUCKET_TIMEOUT, list_one(&t, &prefix)).await;
-            let r = r.unwrap_or_else(|_| {
-                Err(format!(
+            let mut first_err: Option<String> = None;
+            let tries = async {
+                for (i, t) in &ts {
+                    match list_one(t, &prefix).await {
+                        Ok(r) => return Some((*i, r)),
+                        Err(e) => {
+                            first_err.get_or_insert(e);
+                        }
+                    }
+                }
+                None
+            };
+            let r = match tokio::time::timeout(BUCKET_TIMEOUT, tries).await {
+                Ok(Some((i, r))) => Ok((i, r)),
+                Ok(None) => Err(first_err.unwrap_or_default()),
+                Err(_) => Err(format!(
                     "the listing took longer than {} s",
                     BUCKET_TIMEOUT.as_secs()
-                ))
-            });
-            (i, t, r)
+                )),
+            };
+            (n, ts[0].1.clone(), r)
         });
     }
     let mut done = Vec::new();
@@ -66,12 +102,12 @@ pub(super) async fn list(
             done.push(x);
         }
     }
-    // in the order of the targets (newest first): a key in several buckets is the first's
-    done.sort_by_key(|(i, _, _)| *i);
+    // in the order of the buckets (newest first): a key in several buckets is the first's
+    done.sort_by_key(|(n, _, _)| *n);
     let (mut objects, mut errors) = (Vec::new(), Vec::new());
-    for (i, t, r) in done {
+    for (_, t, r) in done {
         match r {
-            Ok((metas, truncated)) => {
+            Ok((i, (metas, truncated))) => {
                 if truncated {
                     errors.push(error_entry(
                         &t,
@@ -88,6 +124,7 @@ pub(super) async fn list(
                 }));
             }
             Err(e) => {
+                let e = scrub_keys(&e, &t);
                 tracing::warn!("recordings: bucket {:?}: {e}", t.bucket);
                 errors.push(error_entry(&t, &e));
             }
@@ -133,6 +170,25 @@ async fn head(t: &StorageSettings, key: &str) -> Result<Option<ObjectMeta>, Stri
     }
 }
 
+/// The object at `key` in one bucket, asked with its credentials newest first until one
+/// answers: the target that answered and what it said, or the newest credential's error.
+async fn head_in(
+    targets: &[StorageSettings],
+    group: &[usize],
+    key: &str,
+) -> Result<(usize, Option<ObjectMeta>), String> {
+    let mut first_err = None;
+    for &i in group {
+        match head(&targets[i], key).await {
+            Ok(m) => return Ok((i, m)),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_err.unwrap_or_default())
+}
+
 pub(super) fn bad_gateway(errors: Vec<Value>) -> Response {
     let msg = errors
         .iter()
@@ -152,7 +208,8 @@ pub(super) fn bad_gateway(errors: Vec<Value>) -> Response {
         .into_response()
 }
 
-/// `GET /v1/recordings/{key}` from the first target that has the object (newest first):
+/// `GET /v1/recordings/{key}` from the first bucket that has the object (newest first, each
+/// asked with the first of its credentials that answers):
 /// `Range`, `ETag`/`If-None-Match` as for a local file. 404 when no bucket has it, 502 when
 /// none has it and a bucket could not be asked.
 pub(super) async fn download(
@@ -162,14 +219,14 @@ pub(super) async fn download(
 ) -> Response {
     let mut errors = Vec::new();
     let mut found = None;
-    for t in targets {
-        match head(t, key).await {
-            Ok(Some(m)) => {
-                found = Some((t, m));
+    for g in groups(targets) {
+        match head_in(targets, &g, key).await {
+            Ok((i, Some(m))) => {
+                found = Some((&targets[i], m));
                 break;
             }
-            Ok(None) => {}
-            Err(e) => errors.push(error_entry(t, &e)),
+            Ok((_, None)) => {}
+            Err(e) => errors.push(error_entry(&targets[g[0]], &e)),
         }
     }
     let Some((t, meta)) = found else {
@@ -256,16 +313,17 @@ pub(super) async fn download(
         .unwrap_or_else(|_| not_found().into_response())
 }
 
-/// Deletes `key` in every target that has it: the `{"bucket", "endpoint", "key"}` of each
-/// object deleted, and the `errors` of the targets that could not be asked or refused.
+/// Deletes `key` in every bucket that has it (asked with the first of its credentials that
+/// answers): the `{"bucket", "endpoint", "region", "key"}` of each object deleted, and the
+/// `errors` of the buckets that could not be asked or refused.
 pub(super) async fn delete(targets: &[StorageSettings], key: &str) -> (Vec<Value>, Vec<Value>) {
     let (mut deleted, mut errors) = (Vec::new(), Vec::new());
-    for t in targets {
-        let meta = match head(t, key).await {
-            Ok(Some(m)) => m,
-            Ok(None) => continue,
+    for g in groups(targets) {
+        let (t, meta) = match head_in(targets, &g, key).await {
+            Ok((i, Some(m))) => (&targets[i], m),
+            Ok((_, None)) => continue,
             Err(e) => {
-                errors.push(error_entry(t, &e));
+                errors.push(error_entry(&targets[g[0]], &e));
                 continue;
             }
         };
