@@ -22,8 +22,8 @@ pub const BUCKET_TIMEOUT: Duration = Duration::from_secs(10);
 /// Objects listed per bucket, at most (the rest is named in `errors`).
 pub const MAX_OBJECTS: usize = 100_000;
 
-/// What names a bucket in an answer: `{"bucket", "endpoint"}` (no credentials: an endpoint
-/// with `user:password@` is refused when the room is created).
+/// What names a bucket in an answer: `{"bucket", "endpoint", "region"}` (no credentials: an
+/// endpoint with `user:password@` is refused when the room is created).
 pub(super) fn label(t: &StorageSettings) -> Value {
     let endpoint = match t.resolved_endpoint() {
         Ok(Some((url, _))) => json!(url),
