@@ -68,6 +68,37 @@ pub struct ServeArgs {
     /// the mixers never wait for it.
     #[arg(long, value_name = "URL")]
     webhook: Option<String>,
+    /// A JSON file holding a `storageConfig` (the vendor's fields: vendor, region, bucket,
+    /// accessKey, secretKey; endpoint) of a bucket earlier runs uploaded to: /v1/recordings
+    /// lists, serves and deletes its recordings from the start, before a mixer names it.
+    /// Repeatable. The keys never appear in an answer or a log.
+    #[arg(long, value_name = "FILE")]
+    bucket_config: Vec<PathBuf>,
+}
+
+/// A `--bucket-config` file: its `storageConfig`, checked (endpoint, bucket name).
+fn read_bucket_config(
+    p: &std::path::Path,
+) -> Result<cloudmixer::model::config::StorageSettings, String> {
+    let text =
+        std::fs::read_to_string(p).map_err(|e| format!("--bucket-config {}: {e}", p.display()))?;
+    // serde's message may quote a value (a key in the wrong field): only a missing field is
+    // named, else where the error is
+    let st: cloudmixer::model::config::StorageSettings =
+        serde_json::from_str(&text).map_err(|e| {
+            let msg = e.to_string();
+            let what = match msg.split_once(" at line") {
+                Some((m, _)) if m.starts_with("missing field") => m.to_string(),
+                _ => format!("line {}, column {}", e.line(), e.column()),
+            };
+            format!(
+                "--bucket-config {}: not a storageConfig: {what}",
+                p.display()
+            )
+        })?;
+    st.resolved_endpoint()
+        .map_err(|e| format!("--bucket-config {}: {e}", p.display()))?;
+    Ok(st)
 }
 
 /// After a drain, how long the last events may take to reach the webhook.
@@ -128,7 +159,18 @@ pub fn run(a: ServeArgs) -> ExitCode {
         Ok(k) => settings.mixer.journal_key = k,
         Err(e) => return usage(e),
     }
+    let mut buckets = Vec::new();
+    for p in &a.bucket_config {
+        match read_bucket_config(p) {
+            Ok(st) => buckets.push(st),
+            Err(e) => return usage(e),
+        }
+    }
     let host = Host::new(settings);
+    // the first given is the newest (listed first)
+    for st in buckets.iter().rev() {
+        host.add_upload_target(st);
+    }
     if let Some(p) = &a.events {
         let logged = cloudmixer::host::journal::open_events(p)
             .and_then(|f| cloudmixer::host::journal::log_events(&host, f));

@@ -46,7 +46,7 @@ use serde_json::Value;
 pub use events::HostEvent;
 pub use stats::{HostStats, RoomStats, ServiceStats};
 
-use crate::model::config::{ConfigError, MixerConfig};
+use crate::model::config::{ConfigError, MixerConfig, StorageSettings};
 use crate::model::events::{codes, MixerEvent, MixerState, OutputInfo};
 use crate::model::frame::I420Image;
 use crate::model::time::PaceMode;
@@ -553,7 +553,12 @@ struct Inner {
     /// Pending uploads resumed, once per bucket (endpoint, region, bucket) per host.
     #[cfg(feature = "upload")]
     resumed: Mutex<Vec<(String, journal::Resumer)>>,
+    /// The distinct upload targets (`storageConfig`) of the rooms created, newest first.
+    targets: Mutex<Vec<StorageSettings>>,
 }
+
+/// Upload targets a host remembers, at most (the oldest is forgotten).
+pub const MAX_UPLOAD_TARGETS: usize = 32;
 
 /// The process's rooms (see the [module docs](self)). Cheap to clone: clones share the rooms.
 #[derive(Clone)]
@@ -632,6 +637,7 @@ impl Host {
             capacity,
             #[cfg(feature = "upload")]
             resumed: Mutex::new(Vec::new()),
+            targets: Mutex::new(Vec::new()),
         });
         // the capacity model samples the process's CPU time once a second while the host lives
         let weak = Arc::downgrade(&inner);
@@ -760,6 +766,7 @@ impl Host {
             None => self.new_id(),
         };
         let config = req.config;
+        let target = config.storage.clone();
         let (video, audio) = self.resolve_inputs(&req.inputs)?;
         self.reserve(&id)?;
         #[cfg(feature = "upload")]
@@ -780,6 +787,10 @@ impl Host {
         match started {
             Ok(room) => {
                 rooms.insert(id.clone(), Slot::Room(room));
+                drop(rooms);
+                if let Some(t) = &target {
+                    self.add_upload_target(t);
+                }
                 Ok(id)
             }
             Err(e) => {
@@ -788,6 +799,39 @@ impl Host {
                 Err(e)
             }
         }
+    }
+
+    /// The distinct upload targets this host knows, newest first: the `storageConfig` of each
+    /// room it created, and those given to [`Host::add_upload_target`]. Targets differing only
+    /// in `keepLocal` are one; the same bucket with other credentials is another target (a
+    /// room created with a wrong key does not replace the one that works: the service tries
+    /// a bucket's credentials newest first). What the service lists, reads and deletes
+    /// recordings in besides the storage root. The secret key is in them (a client needs
+    /// it); [`StorageSettings`]' `Debug` and serialisation leave it out.
+    pub fn upload_targets(&self) -> Vec<StorageSettings> {
+        self.inner
+            .targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Remembers an upload target (see [`Host::upload_targets`]): a bucket recordings were
+    /// uploaded to before this process started (from the operator's configuration), or a
+    /// room's. At most [`MAX_UPLOAD_TARGETS`] are kept.
+    pub fn add_upload_target(&self, st: &StorageSettings) {
+        let same = |a: &StorageSettings| {
+            a.vendor == st.vendor
+                && a.endpoint == st.endpoint
+                && a.region == st.region
+                && a.bucket == st.bucket
+                && a.access_key == st.access_key
+                && a.secret_key == st.secret_key
+        };
+        let mut t = self.inner.targets.lock().unwrap_or_else(|e| e.into_inner());
+        t.retain(|a| !same(a));
+        t.insert(0, st.clone());
+        t.truncate(MAX_UPLOAD_TARGETS);
     }
 
     /// Uploads an earlier run left pending under the storage root for this bucket go along,
@@ -1325,6 +1369,42 @@ fn resolve_file(root: &Path, url: &str) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_targets_are_distinct_newest_first_and_bounded() {
+        let host = Host::new(HostSettings::new(std::env::temp_dir()));
+        let t = |bucket: &str, key: &str| StorageSettings {
+            vendor: 0,
+            region: "us-east-1".into(),
+            bucket: bucket.into(),
+            access_key: "ak".into(),
+            secret_key: key.into(),
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            keep_local: false,
+        };
+        host.add_upload_target(&t("one", "k1"));
+        host.add_upload_target(&t("two", "k2"));
+        // the same target again (keepLocal aside): one entry, now the newest
+        let mut again = t("one", "k1");
+        again.keep_local = true;
+        host.add_upload_target(&again);
+        // the same bucket with another key: a target of its own
+        host.add_upload_target(&t("one", "k3"));
+        let got = host.upload_targets();
+        assert_eq!(
+            got.iter()
+                .map(|t| (t.bucket.as_str(), t.secret_key.as_str()))
+                .collect::<Vec<_>>(),
+            [("one", "k3"), ("one", "k1"), ("two", "k2")]
+        );
+        for i in 0..40 {
+            host.add_upload_target(&t(&format!("b{i:03}"), "k"));
+        }
+        let got = host.upload_targets();
+        assert_eq!(got.len(), MAX_UPLOAD_TARGETS);
+        assert_eq!(got[0].bucket, "b039");
+        assert!(!format!("{host:?}").contains("k3"));
+    }
 
     #[test]
     fn inputs_outside_the_media_root_are_refused() {

@@ -94,6 +94,9 @@ pub use uploader::{write_pending, Uploader};
 // for the test kit's own S3 client
 #[cfg(all(feature = "upload", feature = "testkit"))]
 pub(crate) use uploader::install_tls_provider;
+// the service's recordings API lists, reads and deletes in the buckets with the same client
+#[cfg(all(feature = "upload", feature = "serve"))]
+pub(crate) use uploader::{describe_error, s3_client, scrub_keys};
 
 /// Vendor output state: uploading (with `progress`).
 pub const STATE_UPLOADING: u32 = 4;

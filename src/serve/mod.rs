@@ -9,7 +9,7 @@
 //! | `DELETE /v1/mixers/{id}` | `DestroyCloudMixer`: answers once the files are final, with each output's info |
 //! | `GET /v1/mixers`, `GET /v1/mixers/{id}` | state, outputs, stats |
 //! | `GET /v1/mixers/{id}/snapshot.jpg` | the latest composed picture (≤ 1 s old, one encode per second at most) |
-//! | `GET /v1/recordings`, `GET`/`DELETE /v1/recordings/{*path}` | the files under the storage root: list, download (ranges), delete, `…/thumbnail.jpg` ([`recordings`], [`thumbnail`]) |
+//! | `GET /v1/recordings`, `GET`/`DELETE /v1/recordings/{*path}` | the recordings under the storage root and in the buckets the rooms uploaded to: list (`where` local / uploaded / both, state, upload progress), download (ranges; an uploaded-only one streamed from the bucket), delete (`?where=local\|bucket\|all`), `…/thumbnail.jpg` ([`recordings`], [`thumbnail`]) |
 //! | `GET /v1/events` | Server-Sent Events, one per vendor event with its `mixerID`; `Last-Event-ID` resumes |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /healthz`, `GET /readyz` | alive; taking rooms |
@@ -18,9 +18,10 @@
 //!
 //! Errors are `{"code": <vendor code>, "error": "<field>: <what is wrong>"}` with status 400
 //! (bad request), 401 (no or wrong token), 404 (unknown mixer), 409 (already running), 413
-//! (body too large), 503 (no capacity, draining) or 500. With a token every route but
-//! `/healthz` and the console's page needs `Authorization: Bearer <token>`; `GET` and `HEAD`
-//! also take the console's session cookie (`POST /v1/session`), nothing else does.
+//! (body too large), 502 (a bucket could not be asked), 503 (no capacity, draining) or 500.
+//! With a token every route but `/healthz` and the console's page needs `Authorization: Bearer
+//! <token>`; `GET` and `HEAD` also take the console's session cookie (`POST /v1/session`),
+//! nothing else does.
 
 pub mod console;
 mod metrics;

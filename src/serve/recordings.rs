@@ -1,20 +1,74 @@
-//! The recordings under the service's storage root (`--storage`): list, download, delete.
+//! The recordings the service knows: the files under its storage root (`--storage`) and the
+//! objects in the buckets it uploaded to (`storageConfig`); list, download, delete.
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /v1/recordings?prefix=&from=&to=&mixerID=&page=&pageSize=` | the recording files, newest first, `{"total","page","pageSize","recordings":[…]}` |
-//! | `GET /v1/recordings/{*path}` | the file's bytes; `Range` (one range), `ETag`/`If-None-Match` |
+//! | `GET /v1/recordings?prefix=&from=&to=&mixerID=&where=&page=&pageSize=` | the recordings, newest first, `{"total","page","pageSize","recordings":[…]}` (+ `"errors"` of buckets that could not be listed) |
+//! | `GET /v1/recordings/{*path}?where=local\|bucket` | the recording's bytes, from the local file, else from a bucket; `Range` (one range), `ETag`/`If-None-Match` |
 //! | `GET /v1/recordings/{*path}/thumbnail.jpg` | a frame from 10 % in, 320 px wide ([`super::thumbnail`]) |
-//! | `DELETE /v1/recordings/{*path}` | unlinks the file (and an HLS playlist's segments) |
+//! | `DELETE /v1/recordings/{*path}?where=local\|bucket\|all` | deletes the local file (and an HLS playlist's segments) and/or the bucket objects (default `all`) |
 //!
 //! A recording is a regular file with a media extension ([`MEDIA_EXT`]); side files (upload
 //! journals, `*.tmp`) and an HLS playlist's segments (`stem_N.ts`, `stem_N.m4s`,
 //! `stem_init.mp4` next to `stem.m3u8`) are not listed. `from`/`to` are Unix milliseconds
 //! (`modified` is too), inclusive.
 //!
+//! **Buckets.** The buckets are the upload targets the host knows
+//! ([`crate::host::Host::upload_targets`]): the `storageConfig` of every room this process
+//! created (the same target as the uploads it resumed from the journals under the root, which
+//! are resumed when a room with that target is created), newest first. A bucket (vendor,
+//! endpoint, region, bucket) may come with several credentials: each request tries them
+//! newest first until one gets an answer, so a room created with a wrong key does not hide a
+//! bucket another key reads. A process that has not created a room yet knows no bucket:
+//! journals name the bucket but carry no credentials, so an embedder that wants a bucket
+//! listed from the start gives it to [`crate::host::Host::add_upload_target`] (`cloudmixer
+//! serve --bucket-config FILE`). Upload keys
+//! are the output's path under the storage root (`svrPathName` without its leading `/`), and
+//! the bucket has no prefix of its own, so a file's path and its object's key are the same
+//! string: the listing merges the two by it. An object's key goes through the same path rule
+//! as a local path (below): one the rule refuses is neither listed nor reachable.
+//!
+//! **Listing.** Each recording: `path`, `where` (`local`, `uploaded` or `both`; the `where`
+//! filter takes the same words), `size` and `modified` (of the local file when there is one,
+//! else of the object), `bucket` (the first bucket holding it), `state`, and what is known of
+//! its contents. `state` is the room's view when a room of this process wrote it
+//! (`recording`, `final`, `failed`, `uploading` with `progress` 0–100, `uploaded`,
+//! `uploadFailed` with `errCode`/`errDesc`; with `mixerID`, `startTime`, `duration`), else
+//! `uploadPending` (a local file with an upload journal next to it), `uploaded` (an object in
+//! a bucket) or `final`. `duration` (ms), `width`, `height` and `codecs` are read by FFmpeg
+//! from a local file that is not being written (cached by path, size and time); an object
+//! only in a bucket is not downloaded to be probed. Each bucket is listed at once with a
+//! limit of 10 s and at most 100 000 objects (only under
+//! `prefix`'s folder): a bucket that fails (store down, credentials refused, too slow) does
+//! not fail the answer: it has the local files and the other buckets' objects, and
+//! `"errors": [{"bucket","endpoint","region","error"}]`.
+//!
+//! **Download.** The local file when there is one (`?where=local` only it); else the object
+//! of the first bucket that has it (`?where=bucket` only there), streamed from the store:
+//! `HEAD` gives size, `ETag` (the object's) and `Last-Modified`; `Range` is answered as for a
+//! local file (206 / 416 / whole) and passed to the store as a ranged `GET` (with `If-Match`
+//! on the object's ETag, so the bytes are those of the object the headers describe). The
+//! header `x-recording-where` says `local` or `bucket`. No presigned URLs: a presigned URL
+//! carries the access key id, and no key leaves the service. 404 when nothing has it, 502
+//! when no bucket has it and one could not be asked.
+//!
+//! **Delete.** `?where=local`, `bucket` or `all` (default). 409 while a room of this process
+//! still writes or uploads the file (a room's output in a state before `uploaded` /
+//! `uploadFailed` while the room runs), whatever `where` says, and for a local delete while
+//! an uploader holds the file's journal (a resumed upload); a local file's upload journal
+//! (`<file>.upload.json`) is removed with it (its pending upload is dropped). 404 when
+//! nothing was deleted and nothing failed; 502 when nothing was deleted and a bucket could
+//! not be asked. The
+//! answer: `{"deleted": [local paths], "bucket": [{"bucket","endpoint","region","key"}]}`
+//! (`bucket` when the host knows a bucket) and `errors` when a bucket failed.
+//!
+//! **Secrets.** No answer, log line or error text carries a target's access key or secret
+//! key: errors are the uploader's descriptions with both keys replaced by `***`.
+//!
 //! **Confinement.** A path is `/`-separated plain names under the root: an empty, `.` or `..`
 //! component, a backslash, a NUL, a component over 255 bytes or a path over 4096 bytes is
-//! refused (400) before anything is opened. The file is reached with the storage module's
+//! refused (400) before anything is opened (percent-encoded forms are decoded first, then
+//! checked). The file is reached with the storage module's
 //! walk ([`crate::output::Storage::open_dir`], then [`crate::output::storage::Dir::open_read`]):
 //! each directory opened with `openat(…, O_DIRECTORY | O_NOFOLLOW)` from the root, the file
 //! with `O_NOFOLLOW` and checked to be a regular file, so a symlink anywhere below the root
@@ -26,7 +80,7 @@
 //! `Range` header that does not parse) is answered with the whole file (200). A file still
 //! being written is served as far as it is on disk when the request comes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -44,9 +98,42 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::{bad_request, blocking, error, ApiError, App};
-use crate::model::events::codes;
+use crate::model::config::StorageSettings;
+use crate::model::events::{codes, OutputInfo, OutputState};
 use crate::output::storage::Dir;
+use crate::output::upload::JOURNAL_SUFFIX;
 use crate::output::{MuxError, Storage};
+
+#[cfg(feature = "upload")]
+mod bucket;
+
+/// Without the `upload` feature there are no buckets (a `storageConfig` is refused at create,
+/// so the host knows no target).
+#[cfg(not(feature = "upload"))]
+mod bucket {
+    use axum::http::HeaderMap;
+    use axum::response::{IntoResponse, Response};
+    use serde_json::Value;
+
+    use super::{not_found, BucketObject};
+    use crate::model::config::StorageSettings;
+
+    pub(super) async fn list(_: &[StorageSettings], _: &str) -> (Vec<BucketObject>, Vec<Value>) {
+        (Vec::new(), Vec::new())
+    }
+
+    pub(super) async fn download(_: &[StorageSettings], _: &str, _: &HeaderMap) -> Response {
+        not_found().into_response()
+    }
+
+    pub(super) async fn delete(_: &[StorageSettings], _: &str) -> (Vec<Value>, Vec<Value>) {
+        (Vec::new(), Vec::new())
+    }
+
+    pub(super) fn bad_gateway(_: Vec<Value>) -> Response {
+        not_found().into_response()
+    }
+}
 
 /// The extensions of the containers the recorder writes, and their `Content-Type`.
 pub const MEDIA_EXT: &[(&str, &str)] = &[
@@ -144,15 +231,53 @@ pub(super) fn open_recording(root: &FsPath, p: &str) -> Result<(Dir, OsString, F
     Ok((d, name, f))
 }
 
-/// Files being written by a room of this service, and which room wrote which file.
-fn rooms_files(app: &App) -> HashMap<String, (String, bool)> {
+/// What a room of this service says about one of its files.
+struct RoomFile {
+    mixer_id: String,
+    /// The room has not ended (its mixer state is not NULL).
+    running: bool,
+    info: OutputInfo,
+}
+
+impl RoomFile {
+    /// The room still writes or uploads the file (or will upload it).
+    fn busy(&self) -> bool {
+        self.running
+            && !matches!(
+                self.info.state,
+                OutputState::Uploaded | OutputState::UploadFail | OutputState::Fail
+            )
+    }
+
+    fn state(&self) -> &'static str {
+        match self.info.state {
+            OutputState::Running => "recording",
+            OutputState::Null if self.running => "recording",
+            OutputState::Null | OutputState::Stopped => "final",
+            OutputState::Fail => "failed",
+            OutputState::Uploading => "uploading",
+            OutputState::Uploaded => "uploaded",
+            OutputState::UploadFail => "uploadFailed",
+        }
+    }
+}
+
+/// The files of the rooms of this service by path under the root (= object key).
+fn rooms_files(app: &App) -> HashMap<String, RoomFile> {
     let mut m = HashMap::new();
     for r in app.host.list() {
         let running = r.state != 0;
         for o in &r.outputs {
             let rel = o.svr_file_path_name.trim_start_matches('/').to_string();
             if !rel.is_empty() {
-                m.insert(rel, (r.mixer_id.clone(), running));
+                m.insert(
+                    rel,
+                    RoomFile {
+                        mixer_id: r.mixer_id.clone(),
+                        running,
+                        info: o.clone(),
+                    },
+                );
             }
         }
     }
@@ -164,6 +289,44 @@ struct Found {
     rel: String,
     size: u64,
     modified: i64,
+    /// An upload journal lies next to it.
+    pending: bool,
+}
+
+/// One object found in a bucket.
+pub(super) struct BucketObject {
+    /// Its key (the path under the storage root of the file it was uploaded from).
+    pub(super) key: String,
+    pub(super) size: u64,
+    /// Unix milliseconds.
+    pub(super) modified: i64,
+    /// Which of the host's upload targets holds it.
+    pub(super) target: usize,
+}
+
+/// One recording: the local file and/or the bucket object of one path.
+struct Entry {
+    rel: String,
+    local: Option<Found>,
+    object: Option<BucketObject>,
+}
+
+impl Entry {
+    fn modified(&self) -> i64 {
+        match (&self.local, &self.object) {
+            (Some(f), _) => f.modified,
+            (None, Some(o)) => o.modified,
+            (None, None) => 0,
+        }
+    }
+
+    fn place(&self) -> &'static str {
+        match (&self.local, &self.object) {
+            (Some(_), Some(_)) => "both",
+            (None, Some(_)) => "uploaded",
+            _ => "local",
+        }
+    }
 }
 
 /// The name is an HLS segment of a playlist in `names` (`stem_N.ts`, `stem_N.m4s`,
@@ -190,6 +353,10 @@ fn walk(d: &Dir, rel: &str, depth: usize, out: &mut Vec<Found>) {
         .iter()
         .filter_map(|n| n.to_str()?.strip_suffix(".m3u8").map(str::to_string))
         .collect();
+    let journals: HashSet<String> = names
+        .iter()
+        .filter_map(|n| n.to_str()?.strip_suffix(JOURNAL_SUFFIX).map(str::to_string))
+        .collect();
     for n in names {
         let Ok(Some(st)) = d.stat(&n) else { continue };
         let Some(name) = n.to_str() else { continue };
@@ -209,6 +376,7 @@ fn walk(d: &Dir, rel: &str, depth: usize, out: &mut Vec<Found>) {
                     rel: path,
                     size: st.st_size as u64,
                     modified: st.st_mtime * 1000 + st.st_mtime_nsec / 1_000_000,
+                    pending: journals.contains(name),
                 }),
             _ => {}
         }
@@ -256,6 +424,117 @@ fn query_err(field: &str, what: &str) -> Response {
     bad_request(format!("{field}: {what}")).into_response()
 }
 
+/// The objects that are recordings: keys the path rule takes, with a media extension, not an
+/// HLS segment of a playlist next to them (as for local files).
+fn bucket_recordings(objects: Vec<BucketObject>) -> Vec<BucketObject> {
+    let split = |k: &str| -> (String, String) {
+        match k.rsplit_once('/') {
+            Some((d, n)) => (d.to_string(), n.to_string()),
+            None => (String::new(), k.to_string()),
+        }
+    };
+    let mut playlists: HashMap<(usize, String), Vec<String>> = HashMap::new();
+    for o in &objects {
+        let (d, n) = split(&o.key);
+        if let Some(stem) = n.strip_suffix(".m3u8") {
+            playlists
+                .entry((o.target, d))
+                .or_default()
+                .push(stem.to_string());
+        }
+    }
+    objects
+        .into_iter()
+        .filter(|o| {
+            let (d, n) = split(&o.key);
+            check_path(&o.key).is_ok()
+                && content_type(&n).is_some()
+                && !playlists
+                    .get(&(o.target, d))
+                    .is_some_and(|p| is_segment(&n, p))
+        })
+        .collect()
+}
+
+/// A recording as listed (see the module docs); `meta` is what FFmpeg read from the file.
+fn describe(
+    e: &Entry,
+    rooms: &HashMap<String, RoomFile>,
+    targets: &[StorageSettings],
+    meta: Option<Value>,
+) -> Value {
+    let size = match (&e.local, &e.object) {
+        (Some(f), _) => f.size,
+        (None, Some(o)) => o.size,
+        (None, None) => 0,
+    };
+    let mut v = json!({"path": e.rel, "where": e.place(), "size": size,
+        "modified": e.modified()});
+    if let Some(t) = e.object.as_ref().and_then(|o| targets.get(o.target)) {
+        v["bucket"] = json!(t.bucket);
+    }
+    let pending = e.local.as_ref().is_some_and(|f| f.pending);
+    if let Some(Value::Object(m)) = meta {
+        for (k, x) in m {
+            v[k] = x;
+        }
+    }
+    match rooms.get(&e.rel) {
+        Some(r) => {
+            v["mixerID"] = json!(r.mixer_id);
+            let st = r.state();
+            v["state"] = json!(if st == "final" && pending {
+                "uploadPending"
+            } else {
+                st
+            });
+            if let Some(p) = r.info.progress.filter(|_| st == "uploading") {
+                v["progress"] = json!(p);
+            }
+            if r.info.err_code != 0 {
+                v["errCode"] = json!(r.info.err_code);
+                v["errDesc"] = json!(r.info.err_desc);
+            }
+            if r.info.start_time > 0 {
+                v["startTime"] = json!(r.info.start_time);
+            }
+            if r.info.duration > 0 && v.get("duration").is_none() {
+                v["duration"] = json!(r.info.duration);
+            }
+        }
+        None => {
+            v["state"] = json!(if pending {
+                "uploadPending"
+            } else if e.object.is_some() {
+                "uploaded"
+            } else {
+                "final"
+            });
+        }
+    }
+    v
+}
+
+/// What FFmpeg reads from the local file at `rel`, cached by (path, size, mtime).
+fn probe_cached(root: &FsPath, f: &Found, cache: &ProbeCache) -> Option<Value> {
+    let key = (f.rel.clone(), f.size, f.modified);
+    let hit = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .cloned();
+    hit.or_else(|| {
+        let (_, _, file) = open_recording(root, &f.rel).ok()?;
+        let m = probe(&file, &f.rel);
+        let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if c.len() > 10_000 {
+            c.clear();
+        }
+        c.insert(key, m.clone());
+        Some(m)
+    })
+}
+
 /// `GET /v1/recordings`.
 pub(super) async fn list(
     State(app): State<App>,
@@ -264,6 +543,7 @@ pub(super) async fn list(
     let mut prefix = String::new();
     let (mut from, mut to) = (i64::MIN, i64::MAX);
     let mut mixer: Option<String> = None;
+    let mut place: Option<&'static str> = None;
     let (mut page, mut page_size) = (1usize, PAGE_DEFAULT);
     for (k, v) in &q {
         match k.as_str() {
@@ -279,6 +559,12 @@ pub(super) async fn list(
                 }
             }
             "mixerID" => mixer = Some(v.clone()),
+            "where" => match v.as_str() {
+                "local" => place = Some("local"),
+                "uploaded" => place = Some("uploaded"),
+                "both" => place = Some("both"),
+                _ => return query_err("where", "expected local, uploaded or both"),
+            },
             "page" => match v.parse::<usize>() {
                 Ok(n) if n >= 1 => page = n,
                 _ => return query_err("page", "expected a page number from 1"),
@@ -296,64 +582,82 @@ pub(super) async fn list(
     let root = app.host.settings().storage.clone();
     let rooms = rooms_files(&app);
     let cache = app.probes.clone();
-    let res = blocking(move || {
-        let Ok(d) = Storage::new(&root).root_dir() else {
-            return json!({"total": 0, "page": page, "pageSize": page_size, "recordings": []});
-        };
+    let targets = app.host.upload_targets();
+    let root2 = root.clone();
+    let local = blocking(move || {
         let mut all = Vec::new();
-        walk(&d, "", 0, &mut all);
-        let mut all: Vec<Found> = all
-            .into_iter()
-            .filter(|f| f.rel.starts_with(&prefix))
-            .filter(|f| (from..=to).contains(&f.modified))
-            .filter(|f| match &mixer {
-                Some(m) => rooms.get(&f.rel).is_some_and(|(id, _)| id == m),
-                None => true,
+        if let Ok(d) = Storage::new(&root2).root_dir() {
+            walk(&d, "", 0, &mut all);
+        }
+        all
+    });
+    let (local, (objects, errors)) = tokio::join!(local, bucket::list(&targets, &prefix));
+    let local = match local {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let mut merged: HashMap<String, Entry> = HashMap::new();
+    for f in local {
+        merged.insert(
+            f.rel.clone(),
+            Entry {
+                rel: f.rel.clone(),
+                local: Some(f),
+                object: None,
+            },
+        );
+    }
+    // in target order: a key in several buckets is shown with the newest target's
+    for o in bucket_recordings(objects) {
+        let e = merged.entry(o.key.clone()).or_insert_with(|| Entry {
+            rel: o.key.clone(),
+            local: None,
+            object: None,
+        });
+        if e.object.is_none() {
+            e.object = Some(o);
+        }
+    }
+    let mut all: Vec<Entry> = merged
+        .into_values()
+        .filter(|e| e.rel.starts_with(&prefix))
+        .filter(|e| (from..=to).contains(&e.modified()))
+        .filter(|e| match &mixer {
+            Some(m) => rooms.get(&e.rel).is_some_and(|r| r.mixer_id == *m),
+            None => true,
+        })
+        .filter(|e| place.is_none_or(|p| e.place() == p))
+        .collect();
+    all.sort_by(|a, b| b.modified().cmp(&a.modified()).then(a.rel.cmp(&b.rel)));
+    let total = all.len();
+    let items: Vec<Entry> = all
+        .into_iter()
+        .skip((page - 1).saturating_mul(page_size))
+        .take(page_size)
+        .collect();
+    let res = blocking(move || {
+        items
+            .iter()
+            .map(|e| {
+                let busy = rooms.get(&e.rel).is_some_and(RoomFile::busy);
+                let meta = match &e.local {
+                    Some(f) if !busy => probe_cached(&root, f, &cache),
+                    _ => None,
+                };
+                describe(e, &rooms, &targets, meta)
             })
-            .collect();
-        all.sort_by(|a, b| b.modified.cmp(&a.modified).then(a.rel.cmp(&b.rel)));
-        let total = all.len();
-        let items: Vec<Value> = all
-            .into_iter()
-            .skip((page - 1).saturating_mul(page_size))
-            .take(page_size)
-            .map(|f| {
-                let mut v = json!({"path": f.rel, "where": "local", "size": f.size,
-                    "modified": f.modified});
-                if let Some((id, running)) = rooms.get(&f.rel) {
-                    v["mixerID"] = json!(id);
-                    v["state"] = json!(if *running { "recording" } else { "final" });
-                } else {
-                    let key = (f.rel.clone(), f.size, f.modified);
-                    let hit = cache
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get(&key)
-                        .cloned();
-                    let meta = hit.or_else(|| {
-                        let (_, _, file) = open_recording(&root, &f.rel).ok()?;
-                        let m = probe(&file, &f.rel);
-                        let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
-                        if c.len() > 10_000 {
-                            c.clear();
-                        }
-                        c.insert(key, m.clone());
-                        Some(m)
-                    });
-                    if let Some(Value::Object(m)) = meta {
-                        for (k, x) in m {
-                            v[k] = x;
-                        }
-                    }
-                }
-                v
-            })
-            .collect();
-        json!({"total": total, "page": page, "pageSize": page_size, "recordings": items})
+            .collect::<Vec<Value>>()
     })
     .await;
     match res {
-        Ok(v) => Json(v).into_response(),
+        Ok(items) => {
+            let mut v =
+                json!({"total": total, "page": page, "pageSize": page_size, "recordings": items});
+            if !errors.is_empty() {
+                v["errors"] = json!(errors);
+            }
+            Json(v).into_response()
+        }
         Err(r) => r,
     }
 }
@@ -454,29 +758,77 @@ fn stream(file: File, start: u64, len: u64) -> Body {
     Body::from_stream(FileBody(rx))
 }
 
+/// Whether `If-None-Match` names `etag` (or is `*`).
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|inm| {
+            inm.trim() == "*"
+                || inm
+                    .split(',')
+                    .any(|t| t.trim().trim_start_matches("W/") == etag.trim_start_matches("W/"))
+        })
+}
+
+/// `?where=` of a download or delete: `None` both places, or one of `words`.
+fn where_param(
+    q: &[(String, String)],
+    words: &[&'static str],
+) -> Result<Option<&'static str>, ApiError> {
+    let mut out = None;
+    for (k, v) in q {
+        if k == "where" {
+            match words.iter().find(|w| **w == v.as_str()) {
+                Some(w) => out = Some(*w),
+                None => return Err(bad_request(format!("where: expected {}", words.join(", ")))),
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `GET /v1/recordings/{*path}`.
 pub(super) async fn download(
     State(app): State<App>,
     Path(p): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(rec) = p.strip_suffix("/thumbnail.jpg") {
         return super::thumbnail::get(app, rec.to_string()).await;
     }
-    let root = app.host.settings().storage.clone();
-    let p2 = p.clone();
-    let opened = match blocking(move || open_recording(&root, &p2)).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let (_, name, file) = match opened {
-        Ok(x) => x,
+    let place = match where_param(&q, &["local", "bucket"]) {
+        Ok(w) => w,
         Err(r) => return r.into_response(),
     };
-    let md = match file.metadata() {
-        Ok(m) => m,
-        Err(e) => return io_err(&e).into_response(),
+    // the same rule for a key as for a local path, before anything is asked
+    if let Err(r) = check_path(&p) {
+        return r.into_response();
+    }
+    if place != Some("bucket") {
+        match download_local(&app, &p, &headers).await {
+            Err(r) if r.0 == StatusCode::NOT_FOUND && place.is_none() => {}
+            Ok(r) => return r,
+            Err(r) => return r.into_response(),
+        }
+    }
+    if content_type(p.rsplit('/').next().unwrap_or(&p)).is_none() {
+        return not_found().into_response();
+    }
+    bucket::download(&app.host.upload_targets(), &p, &headers).await
+}
+
+/// The local file at `p`: `Err` 404 when there is none (400 for a refused path).
+async fn download_local(app: &App, p: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let root = app.host.settings().storage.clone();
+    let p2 = p.to_string();
+    let opened = match blocking(move || open_recording(&root, &p2)).await {
+        Ok(r) => r,
+        Err(r) => return Ok(r),
     };
+    let (_, name, file) = opened?;
+    let md = file.metadata().map_err(|e| io_err(&e))?;
     let size = md.len();
     let etag = format!(
         "\"{:x}-{:x}-{:x}\"",
@@ -488,21 +840,13 @@ pub(super) async fn download(
     let mut resp = Response::builder()
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::ETAG, &etag)
-        .header(header::LAST_MODIFIED, http_date(md.mtime()));
-    let inm = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok());
-    if let Some(inm) = inm {
-        if inm.trim() == "*"
-            || inm
-                .split(',')
-                .any(|t| t.trim().trim_start_matches("W/") == etag)
-        {
-            return resp
-                .status(StatusCode::NOT_MODIFIED)
-                .body(Body::empty())
-                .unwrap_or_else(|_| not_found().into_response());
-        }
+        .header(header::LAST_MODIFIED, http_date(md.mtime()))
+        .header("x-recording-where", "local");
+    if if_none_match(headers, &etag) {
+        return Ok(resp
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .unwrap_or_else(|_| not_found().into_response()));
     }
     let r = range(
         headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
@@ -524,7 +868,7 @@ pub(super) async fn download(
             .header(header::CONTENT_LENGTH, size)
             .body(stream(file, 0, size)),
     };
-    built.unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, e))
+    Ok(built.unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, e)))
 }
 
 /// The plain names an HLS playlist refers to (its segments and init file), in its directory.
@@ -558,56 +902,118 @@ fn playlist_files(f: &File) -> Vec<OsString> {
     out
 }
 
-/// `DELETE /v1/recordings/{*path}`.
-pub(super) async fn delete(State(app): State<App>, Path(p): Path<String>) -> Response {
-    let root = app.host.settings().storage.clone();
-    let rooms = rooms_files(&app);
-    if let Some((id, true)) = rooms.get(p.as_str()) {
-        if check_path(&p).is_ok() {
-            return error(
+/// Unlinks the local recording at `p` (and a playlist's own segments): the paths deleted.
+fn delete_local(root: &FsPath, p: &str) -> Result<Vec<String>, ApiError> {
+    let (d, name, f) = open_recording(root, p)?;
+    // a playlist's own segments go with it: the names it lists that are segments of its
+    // stem by the rule the listing hides them by (a hand-edited playlist naming another
+    // recording does not get that one deleted)
+    let mut side = Vec::new();
+    if let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".m3u8")) {
+        let stems = [stem.to_string()];
+        side = playlist_files(&f)
+            .into_iter()
+            .filter(|s| s.to_str().is_some_and(|s| is_segment(s, &stems)))
+            .collect();
+    }
+    drop(f);
+    // its upload journal goes with it (nothing is left to upload), unless an uploader holds
+    // it (a resumed upload running: it has the file open and would report it uploaded)
+    let mut jn = name.clone();
+    jn.push(JOURNAL_SUFFIX);
+    let journal = match d.stat(&jn) {
+        Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFREG => d.open_read(&jn).ok(),
+        _ => None,
+    };
+    if let Some(j) = &journal {
+        // SAFETY: flock on an open descriptor we own; released when `j` is dropped.
+        let locked = unsafe { libc::flock(j.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if !locked {
+            return Err(ApiError(
                 StatusCode::CONFLICT,
                 codes::ALREADY_STARTED,
-                format!("path: mixer {id} is recording it"),
-            );
+                "path: an upload of it is running".into(),
+            ));
         }
     }
-    let res = blocking(move || -> Result<Vec<String>, ApiError> {
-        let (d, name, f) = open_recording(&root, &p)?;
-        // a playlist's own segments go with it: the names it lists that are segments of its
-        // stem by the rule the listing hides them by (a hand-edited playlist naming another
-        // recording does not get that one deleted)
-        let mut side = Vec::new();
-        if let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".m3u8")) {
-            let stems = [stem.to_string()];
-            side = playlist_files(&f)
-                .into_iter()
-                .filter(|s| s.to_str().is_some_and(|s| is_segment(s, &stems)))
-                .collect();
-        }
-        drop(f);
-        d.unlink(&name).map_err(|e| io_err(&e))?;
-        let prefix = p.rsplit_once('/').map(|(a, _)| format!("{a}/"));
-        let mut deleted = vec![p.clone()];
-        for s in side {
-            // only regular files (a symlink or anything else there is left alone)
-            let regular =
-                matches!(d.stat(&s), Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFREG);
-            if regular && d.unlink(&s).is_ok() {
-                deleted.push(format!(
-                    "{}{}",
-                    prefix.as_deref().unwrap_or(""),
-                    OsStr::new(&s).to_string_lossy()
-                ));
-            }
-        }
-        Ok(deleted)
-    })
-    .await;
-    match res {
-        Ok(Ok(deleted)) => Json(json!({"deleted": deleted})).into_response(),
-        Ok(Err(r)) => r.into_response(),
-        Err(r) => r,
+    d.unlink(&name).map_err(|e| io_err(&e))?;
+    if journal.is_some() {
+        let _ = d.unlink(&jn);
     }
+    let prefix = p.rsplit_once('/').map(|(a, _)| format!("{a}/"));
+    let mut deleted = vec![p.to_string()];
+    for s in side {
+        // only regular files (a symlink or anything else there is left alone)
+        let regular =
+            matches!(d.stat(&s), Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFREG);
+        if regular && d.unlink(&s).is_ok() {
+            deleted.push(format!(
+                "{}{}",
+                prefix.as_deref().unwrap_or(""),
+                OsStr::new(&s).to_string_lossy()
+            ));
+        }
+    }
+    Ok(deleted)
+}
+
+/// `DELETE /v1/recordings/{*path}`.
+pub(super) async fn delete(
+    State(app): State<App>,
+    Path(p): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    let place = match where_param(&q, &["local", "bucket", "all"]) {
+        Ok(w) => w.unwrap_or("all"),
+        Err(r) => return r.into_response(),
+    };
+    if let Err(r) = check_path(&p) {
+        return r.into_response();
+    }
+    let rooms = rooms_files(&app);
+    if let Some(r) = rooms.get(p.as_str()).filter(|r| r.busy()) {
+        let what = if r.info.state == OutputState::Running || r.state() == "recording" {
+            "recording"
+        } else {
+            "uploading"
+        };
+        return error(
+            StatusCode::CONFLICT,
+            codes::ALREADY_STARTED,
+            format!("path: mixer {} is {what} it", r.mixer_id),
+        );
+    }
+    let mut local = Vec::new();
+    if place != "bucket" {
+        let root = app.host.settings().storage.clone();
+        let p2 = p.clone();
+        match blocking(move || delete_local(&root, &p2)).await {
+            Ok(Ok(d)) => local = d,
+            Ok(Err(r)) if r.0 == StatusCode::NOT_FOUND => {}
+            Ok(Err(r)) => return r.into_response(),
+            Err(r) => return r,
+        }
+    }
+    let targets = app.host.upload_targets();
+    let (mut objects, mut errors) = (Vec::new(), Vec::new());
+    if place != "local" && content_type(p.rsplit('/').next().unwrap_or(&p)).is_some() {
+        (objects, errors) = bucket::delete(&targets, &p).await;
+    }
+    if local.is_empty() && objects.is_empty() {
+        return if errors.is_empty() {
+            not_found().into_response()
+        } else {
+            bucket::bad_gateway(errors)
+        };
+    }
+    let mut v = json!({"deleted": local});
+    if !targets.is_empty() {
+        v["bucket"] = json!(objects);
+    }
+    if !errors.is_empty() {
+        v["errors"] = json!(errors);
+    }
+    Json(v).into_response()
 }
 
 #[cfg(test)]
@@ -654,5 +1060,37 @@ mod tests {
         assert_eq!(content_type("a.MKV"), Some("video/x-matroska"));
         assert_eq!(content_type("a.mp4.upload.json"), None);
         assert_eq!(content_type("a.mp4.tmp"), None);
+    }
+
+    #[test]
+    fn bucket_keys_and_where() {
+        let o = |key: &str, target| BucketObject {
+            key: key.into(),
+            size: 1,
+            modified: 0,
+            target,
+        };
+        let kept: Vec<String> = bucket_recordings(vec![
+            o("day/rec.mp4", 0),
+            o("day/rec.mp4.upload.json", 0),
+            o("hls/p.m3u8", 0),
+            o("hls/p_0.ts", 0),
+            // a segment name with no playlist in its own bucket is a recording there
+            o("hls/p_1.ts", 1),
+            o("a//b.mp4", 0),
+            o("a/../b.mp4", 0),
+            o("a\\b.mp4", 0),
+        ])
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+        assert_eq!(kept, ["day/rec.mp4", "hls/p.m3u8", "hls/p_1.ts"]);
+        let q = |v: &str| vec![("where".to_string(), v.to_string())];
+        assert_eq!(
+            where_param(&q("bucket"), &["local", "bucket"]).ok(),
+            Some(Some("bucket"))
+        );
+        assert_eq!(where_param(&[], &["local", "bucket"]).ok(), Some(None));
+        assert!(where_param(&q("all"), &["local", "bucket"]).is_err());
     }
 }

@@ -209,6 +209,44 @@ struct Shared {
     keys: Mutex<HashSet<String>>,
 }
 
+/// The S3 client of `target` (checked endpoint and bucket, no retries of its own: callers
+/// decide), with the uploader's connect and read timeouts; `request_timeout` bounds a whole
+/// request (`None`: unbounded, for a download streamed to a slow client). Used by the
+/// uploader and by the service's recordings API (list, download, delete in the bucket).
+pub(crate) fn s3_client(
+    target: &UploadTarget,
+    request_timeout: Option<Duration>,
+) -> Result<AmazonS3, UploadError> {
+    let endpoint = target.resolved_endpoint()?;
+    install_tls_provider();
+    let mut client = ClientOptions::new()
+        .with_connect_timeout(CONNECT_TIMEOUT)
+        .with_read_timeout(READ_TIMEOUT);
+    client = match request_timeout {
+        Some(t) => client.with_timeout(t),
+        None => client.with_timeout_disabled(),
+    };
+    let mut b = AmazonS3Builder::new()
+        .with_bucket_name(target.bucket.trim())
+        .with_region(target.signing_region())
+        .with_access_key_id(&target.access_key)
+        .with_secret_access_key(&target.secret_key)
+        // our own retry loop counts attempts and keeps the parts already stored
+        .with_retry(RetryConfig {
+            max_retries: 0,
+            ..RetryConfig::default()
+        });
+    if let Some((url, virtual_hosted)) = endpoint {
+        client = client.with_allow_http(url.starts_with("http://"));
+        b = b
+            .with_endpoint(url)
+            .with_virtual_hosted_style_request(virtual_hosted);
+    }
+    b.with_client_options(client)
+        .build()
+        .map_err(|e| UploadError::Config(e.to_string()))
+}
+
 /// A bounded pool of upload workers (see the [module docs](super)).
 ///
 /// Dropping it stops accepting work and abandons what runs and what waits: running uploads
@@ -256,32 +294,7 @@ impl Uploader {
                 opts.part_size
             )));
         }
-        let endpoint = target.resolved_endpoint()?;
-        install_tls_provider();
-        let mut client = ClientOptions::new()
-            .with_connect_timeout(CONNECT_TIMEOUT)
-            .with_read_timeout(READ_TIMEOUT)
-            .with_timeout(REQUEST_TIMEOUT);
-        let mut b = AmazonS3Builder::new()
-            .with_bucket_name(target.bucket.trim())
-            .with_region(target.signing_region())
-            .with_access_key_id(&target.access_key)
-            .with_secret_access_key(&target.secret_key)
-            // our own retry loop counts attempts and keeps the parts already stored
-            .with_retry(RetryConfig {
-                max_retries: 0,
-                ..RetryConfig::default()
-            });
-        if let Some((url, virtual_hosted)) = endpoint {
-            client = client.with_allow_http(url.starts_with("http://"));
-            b = b
-                .with_endpoint(url)
-                .with_virtual_hosted_style_request(virtual_hosted);
-        }
-        let store = b
-            .with_client_options(client)
-            .build()
-            .map_err(|e| UploadError::Config(e.to_string()))?;
+        let store = s3_client(&target, Some(REQUEST_TIMEOUT))?;
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -1144,6 +1157,28 @@ fn classify(e: &object_store::Error, target: &UploadTarget) -> Failure {
         )),
         None => Failure::Retry(network_desc(&text)),
     }
+}
+
+/// What went wrong with a request to `target`, in words (the uploader's classification,
+/// without credentials: any `user:password@` of a URL is replaced, and the target's keys never
+/// appear), for the service's recordings API.
+pub(crate) fn describe_error(e: &object_store::Error, target: &UploadTarget) -> String {
+    let text = match classify(e, target) {
+        Failure::Fatal(s) | Failure::Retry(s) | Failure::Restart(s) => s,
+    };
+    let text = text.replace("the upload", "the request");
+    scrub_keys(&text, target)
+}
+
+/// `text` with the target's access key and secret key replaced by `***`.
+pub(crate) fn scrub_keys(text: &str, target: &UploadTarget) -> String {
+    let mut t = text.to_string();
+    for k in [&target.secret_key, &target.access_key] {
+        if !k.is_empty() {
+            t = t.replace(k.as_str(), "***");
+        }
+    }
+    t
 }
 
 /// The HTTP status an object_store error text names ("… status code: 503 …").
