@@ -1,7 +1,7 @@
 //! Pull feeds: one thread per URL input (`rtmp://`, `rtmps://`, `rtsp://`, `srt://`,
 //! `http(s)://` progressive or HLS) that opens the URL with FFmpeg, demuxes video and audio
-//! from that one connection, decodes them (the file decoders' [`open_video_stream`] /
-//! [`convert_frame`] and [`AudioStream`]) and pushes them with capture times on the mixer
+//! from that one connection, decodes them (the file decoders' parts: `open_video_stream` /
+//! `convert_frame` of `media::decode`, `media::audio_dec::AudioStream`) and pushes them with capture times on the mixer
 //! clock, reconnecting while the room runs.
 //!
 //! - **Protocols**: each scheme opens with its own `protocol_whitelist` (rtmp(s): `rtmp,rtmps,
