@@ -210,11 +210,14 @@ fn frames_and_duration(p: &Path) -> (u64, f64) {
     (n, d)
 }
 
-fn finish(mut c: Child) -> std::process::Output {
+/// Waits for `record` (at most 60 s); its stderr is kept beside its files.
+fn finish(d: &Path, mut c: Child) -> std::process::Output {
     let t0 = Instant::now();
     loop {
         if c.try_wait().unwrap().is_some() {
-            return c.wait_with_output().unwrap();
+            let out = c.wait_with_output().unwrap();
+            let _ = std::fs::write(d.join("record.stderr"), &out.stderr);
+            return out;
         }
         if t0.elapsed() > Duration::from_secs(60) {
             let _ = c.kill();
@@ -235,7 +238,7 @@ fn pulled_rtmp_keeps_flash_and_click_in_step() {
     let _publisher = publish(&url, &d.join("ffmpeg.log"));
     let t0 = Instant::now();
     // (the first second or so is the placeholder: the connect and FFmpeg's 1 s probe)
-    let out = finish(record_cmd(&d, &url, 8.0).spawn().unwrap());
+    let out = finish(&d, record_cmd(&d, &url, 8.0).spawn().unwrap());
     assert!(
         out.status.success(),
         "{}",
@@ -305,7 +308,7 @@ fn pulled_rtmp_survives_a_server_outage() {
     let _publisher = publish(&url, &d.join("ffmpeg2.log"));
     let restarted = live.elapsed().as_secs_f64();
     let mut rec = rec;
-    let out = finish(rec.0.take().unwrap());
+    let out = finish(&d, rec.0.take().unwrap());
     drop(server);
     assert!(
         out.status.success(),
@@ -538,4 +541,118 @@ fn a_stream_over_the_size_limit_is_refused_with_a_clear_error() {
     assert_eq!(inp["videoFrames"], 0, "{inp}");
     let (st, v, _) = s.req("DELETE", "/v1/mixers/m1", None);
     assert_eq!(st, 200, "{v}");
+}
+
+/// The publisher frozen (SIGSTOP) ~3 s after the input went live: nginx keeps the connection
+/// open with nothing on it, so the input turns `stalled` after 1 s, and the 5 s read deadline
+/// ends the connection (`reconnecting`, "no data") instead of hanging; once the publisher goes
+/// on (SIGCONT, ~8 s later: the reader runs up to the 1 s probe behind the server, so its read
+/// starts waiting up to a second after the freeze) the input is live again and the clip is back
+/// in the file.
+#[test]
+fn a_stalled_stream_is_reported_and_reconnected() {
+    let d = dir("stall");
+    let server = RtmpServer::start(&d.join("nginx"));
+    let url = server.url("cam");
+    let publisher = publish(&url, &d.join("ffmpeg.log"));
+    let pid = publisher.0.as_ref().unwrap().id() as i32;
+    let rec = Proc(Some(record_cmd(&d, &url, 20.0).spawn().unwrap()));
+    let live = wait_live(&d, Duration::from_secs(10));
+    std::thread::sleep((live + Duration::from_secs(3)).saturating_duration_since(Instant::now()));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    std::thread::sleep((live + Duration::from_secs(11)).saturating_duration_since(Instant::now()));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let mut rec = rec;
+    let out = finish(&d, rec.0.take().unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = input_states(&events(&d));
+    println!("states: {st:?}");
+    let names: Vec<&str> = st.iter().map(|s| s.0.as_str()).collect();
+    let i = names.iter().position(|s| *s == "stalled").expect("stalled");
+    assert_eq!(names[i - 1], "live", "{st:?}");
+    let j = i + names[i..]
+        .iter()
+        .position(|s| *s == "reconnecting")
+        .expect("reconnecting");
+    assert!(st[j].1.contains("no data"), "{st:?}");
+    assert!(names[j..].contains(&"live"), "{st:?}");
+    let p = d.join("out/pull.mp4");
+    let (frames, _) = frames_and_duration(&p);
+    assert!((frames as i64 - 20 * 30).abs() <= 1, "{frames} frames");
+    let ph = placeholder_frames(&p);
+    println!("placeholder runs (s): {:?}", runs_of(&ph));
+    assert!(
+        !ph[ph.len() - 30..].iter().any(|&x| x),
+        "{:?}",
+        runs_of(&ph)
+    );
+}
+
+/// An HLS playlist served over HTTP (Python's http.server on loopback; FFmpeg cut the clip
+/// into 2 s segments): the `hls` demuxer reads it through the http whitelist, and the file
+/// shows the clip with its flashes.
+#[test]
+fn an_hls_playlist_over_http_is_pulled() {
+    let d = dir("hls");
+    let www = d.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let o = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(clip())
+        .args([
+            "-c",
+            "copy",
+            "-f",
+            "hls",
+            "-hls_time",
+            "2",
+            "-hls_list_size",
+            "0",
+        ])
+        .arg(www.join("cam.m3u8"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let port = free_port();
+    let _http = Proc(Some(
+        Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .current_dir(&www)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server"),
+    ));
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "http.server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("http://127.0.0.1:{port}/cam.m3u8");
+    let out = finish(&d, record_cmd(&d, &url, 6.0).spawn().unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = d.join("out/pull.mp4");
+    let flashes = flash_times(&p);
+    let st = input_states(&events(&d));
+    println!("flashes {flashes:?}; states {st:?}");
+    assert!(flashes.len() >= 3, "flashes {flashes:?}; states {st:?}");
+    // paced in real time: one flash a second, as in the clip
+    for w in flashes.windows(2) {
+        assert!((w[1] - w[0] - 1.0).abs() < 0.1, "flashes {flashes:?}");
+    }
+    assert!(st.iter().any(|s| s.0 == "live"), "{st:?}");
 }

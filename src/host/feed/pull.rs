@@ -17,10 +17,13 @@
 //! - **Capture times**: live, so a stream's timestamps are mapped onto the mixer clock at the
 //!   first packet after each (re)connect: `capture = anchor + (ts − first_ts)`, `anchor` the
 //!   mixer clock then. Video and audio of one URL share the mapping, so they stay in sync as
-//!   they were sent. A timestamp that jumps (more than [`MAX_TS_JUMP`] forward or 0.5 s back:
-//!   a wrap the demuxer did not unwrap, a publisher that restarted) continues the timeline one
-//!   frame after the previous one; a mapping that drifted more than [`MAX_DRIFT`] from the
-//!   mixer clock (a stall that did not drop the connection, a burst) is re-anchored on it.
+//!   they were sent. Frames and chunks are pushed when their capture time is due: a stream that
+//!   comes faster than real time (a file over HTTP, an HLS playlist's first segments, what a
+//!   server or the probe buffered) is paced as a live one comes. A timestamp that jumps (more
+//!   than [`MAX_TS_JUMP`] forward or 0.5 s back: a wrap the demuxer did not unwrap, a publisher
+//!   that restarted) continues the timeline one frame after the previous one; a mapping that
+//!   drifted more than [`MAX_DRIFT`] from the mixer clock (a stall that did not drop the
+//!   connection, a smaller jump forward) is re-anchored on it.
 //! - **Reconnects**: on end of stream or an error, while the room runs, it reconnects after 1,
 //!   2, 4 … 30 s ([`PullSettings::max_backoff`]); the wait starts again at 1 s after the input
 //!   was live for [`PullSettings::live_reset`]. Meanwhile the mixer's `source_timeout` shows
@@ -493,9 +496,9 @@ fn connection<T: FeedTarget + ?Sized>(
             let _ = e;
             return Ended::Stop;
         }
-        Err(e) if watch.timed_out() => {
+        Err(_) if watch.timed_out() => {
             return Ended::Lost(format!(
-                "cannot open: no answer within {:.0} s ({e})",
+                "cannot open: no stream within {:.0} s",
                 (settings.io_timeout + settings.probe).as_secs_f64()
             ))
         }
@@ -562,16 +565,43 @@ impl<'a> Connection<'a> {
         settings: &'a PullSettings,
         label: &'a Path,
     ) -> Result<Self, String> {
-        let mut video = None;
-        let (mut width, mut height) = (0, 0);
-        if spec.video.is_some() {
-            if let Some(st) = ictx.streams().best(ff::media::Type::Video) {
+        let mut c = Connection {
+            spec,
+            settings,
+            label,
+            video: None,
+            audio: None,
+            timeline: Timeline::default(),
+            width: 0,
+            height: 0,
+            window: Window {
+                start: Instant::now(),
+                bytes: 0,
+                frames: 0,
+                decode: Duration::ZERO,
+            },
+        };
+        for kind in [ff::media::Type::Video, ff::media::Type::Audio] {
+            if let Some(st) = ictx.streams().best(kind) {
+                c.add_stream(&st)?;
+            }
+        }
+        Ok(c)
+    }
+
+    /// Sets up the decoder for stream `st` if it is the first video (or audio) stream and the
+    /// input wants it. A stream may appear after the open: a connection made before the
+    /// publisher (or during its stall) probes none, FLV then adds them as their packets come.
+    fn add_stream(&mut self, st: &ff::format::stream::Stream) -> Result<(), String> {
+        match st.parameters().medium() {
+            ff::media::Type::Video if self.video.is_none() && self.spec.video.is_some() => {
                 let (dec, fps, rotation) =
-                    open_video_stream(&st, label, ff::codec::threading::Type::Slice)
+                    open_video_stream(st, self.label, ff::codec::threading::Type::Slice)
                         .map_err(|e| e.to_string())?;
-                (width, height) = (dec.width(), dec.height());
-                check_size(width, height, settings)?;
-                video = Some(VideoIn {
+                let (w, h) = (dec.width(), dec.height());
+                check_size(w, h, self.settings)?;
+                (self.width, self.height) = (w, h);
+                self.video = Some(VideoIn {
                     index: st.index(),
                     time_base: st.time_base(),
                     dec,
@@ -582,41 +612,18 @@ impl<'a> Connection<'a> {
                     last: None,
                 });
             }
-        }
-        let mut audio = None;
-        if spec.audio.is_some() {
-            if let Some(st) = ictx.streams().best(ff::media::Type::Audio) {
+            ff::media::Type::Audio if self.audio.is_none() && self.spec.audio.is_some() => {
                 // timestamps from 0, not from the stream's start: video and audio share them
-                match AudioStream::open(st.parameters(), st.time_base(), 0, label) {
-                    Ok(a) => audio = Some((st.index(), st.time_base(), a)),
+                match AudioStream::open(st.parameters(), st.time_base(), 0, self.label) {
+                    Ok(a) => self.audio = Some((st.index(), st.time_base(), a)),
                     Err(e) => {
-                        tracing::warn!(url = %label.display(), error = %e, "audio not decoded")
+                        tracing::warn!(url = %self.label.display(), error = %e, "audio not decoded")
                     }
                 }
             }
+            _ => {}
         }
-        if video.is_none() && audio.is_none() {
-            return Err(match (&spec.video, &spec.audio) {
-                (Some(_), _) => "the stream has no video".to_string(),
-                _ => "the stream has no audio".to_string(),
-            });
-        }
-        Ok(Connection {
-            spec,
-            settings,
-            label,
-            video,
-            audio,
-            timeline: Timeline::default(),
-            width,
-            height,
-            window: Window {
-                start: Instant::now(),
-                bytes: 0,
-                frames: 0,
-                decode: Duration::ZERO,
-            },
-        })
+        Ok(())
     }
 
     fn pump<T: FeedTarget + ?Sized>(
@@ -626,6 +633,7 @@ impl<'a> Connection<'a> {
         watch: &Arc<Watch>,
     ) -> Ended {
         let input = watch.input.clone();
+        let opened = Instant::now();
         loop {
             let mut pkt = ff::Packet::empty();
             if watch.stopped() {
@@ -639,9 +647,9 @@ impl<'a> Connection<'a> {
                 Ok(()) => {}
                 Err(_) if watch.stopped() => return Ended::Stop,
                 Err(ff::Error::Eof) => return Ended::Lost("the stream ended".into()),
-                Err(e) if watch.timed_out() => {
+                Err(_) if watch.timed_out() => {
                     return Ended::Lost(format!(
-                        "no data for {:.0} s ({e})",
+                        "no data for {:.0} s",
                         self.settings.io_timeout.as_secs_f64()
                     ))
                 }
@@ -657,12 +665,33 @@ impl<'a> Connection<'a> {
             self.window.bytes += size;
             input.update(|s| s.bytes += size);
             let idx = pkt.stream();
-            let now = target.clock_now().as_secs_f64();
-            let is_video = self.video.as_ref().is_some_and(|v| v.index == idx);
-            let is_audio = self.audio.as_ref().is_some_and(|a| a.0 == idx);
+            let known = |c: &Self| {
+                (
+                    c.video.as_ref().is_some_and(|v| v.index == idx),
+                    c.audio.as_ref().is_some_and(|a| a.0 == idx),
+                )
+            };
+            if known(self) == (false, false) {
+                if let Some(st) = ictx.stream(idx) {
+                    if let Err(e) = self.add_stream(&st) {
+                        return Ended::Lost(e);
+                    }
+                }
+                if self.video.is_none()
+                    && self.audio.is_none()
+                    && opened.elapsed() > self.settings.io_timeout
+                {
+                    return Ended::Lost(match self.spec.video {
+                        Some(_) => "the stream has no video".into(),
+                        None => "the stream has no audio".into(),
+                    });
+                }
+            }
+            let (is_video, is_audio) = known(self);
             if !is_video && !is_audio {
                 continue;
             }
+            let now = target.clock_now().as_secs_f64();
             // the mapping is anchored at the first packet after a (re)connect
             if let Some(ts) = pkt.pts().or(pkt.dts()) {
                 let tb = if is_video {
@@ -675,9 +704,9 @@ impl<'a> Connection<'a> {
                 }
             }
             let res = if is_video {
-                self.video_packet(&pkt, target, &input)
+                self.video_packet(&pkt, target, watch)
             } else {
-                self.audio_packet(&pkt, target, &input)
+                self.audio_packet(&pkt, target, watch)
             };
             if let Err(e) = res {
                 return e;
@@ -729,8 +758,9 @@ impl<'a> Connection<'a> {
         &mut self,
         pkt: &ff::Packet,
         target: &T,
-        input: &PullInput,
+        watch: &Watch,
     ) -> Result<(), Ended> {
+        let input = &*watch.input;
         let Some(v) = self.video.as_mut() else {
             return Ok(());
         };
@@ -778,6 +808,7 @@ impl<'a> Connection<'a> {
             };
             self.window.frames += 1;
             self.window.decode += t0.elapsed();
+            pace(target, capture, watch)?;
             match target.push_video_at(camid, frame, capture) {
                 Ok(()) => input.update(|s| s.video_frames += 1),
                 Err(MixerError::Backlog(_)) => input.update(|s| s.lost_frames += 1),
@@ -791,8 +822,9 @@ impl<'a> Connection<'a> {
         &mut self,
         pkt: &ff::Packet,
         target: &T,
-        input: &PullInput,
+        watch: &Watch,
     ) -> Result<(), Ended> {
+        let input = &*watch.input;
         let Some((_, _, a)) = self.audio.as_mut() else {
             return Ok(());
         };
@@ -835,6 +867,7 @@ impl<'a> Connection<'a> {
                         continue;
                     }
                 };
+            pace(target, capture, watch)?;
             match target.push_audio(user, f) {
                 Ok(()) => input.update(|s| s.audio_chunks += 1),
                 Err(MixerError::Backlog(_)) => input.update(|s| s.lost_frames += 1),
@@ -842,6 +875,25 @@ impl<'a> Connection<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// Waits until `capture` is due on the target's clock: a stream that comes faster than real
+/// time (a file over HTTP, an HLS playlist's first segments, what a server buffered) is pushed
+/// in real time, as a live one comes, so its capture times are never ahead of the mixer.
+fn pace<T: FeedTarget + ?Sized>(target: &T, capture: Duration, watch: &Watch) -> Result<(), Ended> {
+    loop {
+        let now = target.clock_now();
+        let Some(wait) = capture.checked_sub(now) else {
+            return Ok(());
+        };
+        if wait <= Duration::from_millis(2) {
+            return Ok(());
+        }
+        if watch.stopped() {
+            return Err(Ended::Stop);
+        }
+        std::thread::sleep(wait.min(Duration::from_millis(50)));
     }
 }
 
