@@ -280,9 +280,9 @@ fn inputs(reg: &mut Registry, s: &HostStats) {
     };
     float(
         reg,
-        "cloudmixer_input_bitrate_bits_per_second",
-        "A URL input's bitrate over the last 2 s",
-        &|i| i.bitrate as f64,
+        "cloudmixer_input_received_bytes_per_second",
+        "A URL input's data rate over the last 2 s (its bitrate / 8)",
+        &|i| i.bitrate as f64 / 8.0,
     );
     float(
         reg,
