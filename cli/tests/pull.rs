@@ -748,3 +748,47 @@ fn a_progressive_http_stream_is_pulled_in_step() {
     println!("states {:?}", input_states(&events(&d)));
     assert_in_step(&d.join("out/pull.mp4"), 3);
 }
+
+/// `record` takes a URL only in real time with a duration: offline, or without `--duration`,
+/// it is a usage error (exit 2) naming the input, before anything is recorded; a scheme it does
+/// not take too.
+#[test]
+fn record_refuses_a_url_offline_or_without_a_duration() {
+    let d = dir("usage");
+    let cfg = config(&d);
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_cloudmixer"))
+            .args(["record", "--backend", "cpu", "--config"])
+            .arg(&cfg)
+            .arg("--storage")
+            .arg(d.join("out"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let url = "Usr1.-1=rtmp://u:secret@127.0.0.1:1/live/cam";
+    let (code, err) = run(&["--duration", "2", "--input", url]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--input Usr1.-1=rtmp://***@127.0.0.1:1/live/cam"),
+        "{err}"
+    );
+    assert!(err.contains("--realtime"), "{err}");
+    let (code, err) = run(&["--realtime", "--input", url]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--duration"), "{err}");
+    let (code, err) = run(&[
+        "--realtime",
+        "--duration",
+        "2",
+        "--input",
+        "Usr1.-1=ftp://h/a",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("ftp://"), "{err}");
+    assert!(!d.join("out/pull.mp4").exists());
+}
