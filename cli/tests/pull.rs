@@ -528,6 +528,8 @@ fn a_refused_url_leaves_the_mixer_running_and_a_bad_scheme_is_refused() {
     let (st, v, _) = s.req("DELETE", "/v1/mixers/m1", None);
     assert_eq!(st, 200, "{v}");
     assert!(t1.elapsed() < Duration::from_secs(5));
+    let (_, v, _) = s.req("GET", "/v1/mixers/m1", None);
+    assert_eq!(v["inputStates"][0]["state"], "stopped", "{v}");
     let p = d.join("rec/m1.mp4");
     let (frames, _) = frames_and_duration(&p);
     assert!(frames >= 15, "{frames} frames");

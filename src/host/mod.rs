@@ -517,6 +517,10 @@ impl Room {
             let m = m.clone();
             let mut info = self.info_of(&m);
             info.state = MixerState::Null as u8;
+            // the pulls end with the room (their threads see the stop flag set below)
+            for i in &mut info.input_states {
+                i.state = feed::pull::InputState::Stopped;
+            }
             *phase = Phase::Ended(Box::new(info));
             m
         };
