@@ -794,3 +794,34 @@ fn record_refuses_a_url_offline_or_without_a_duration() {
     assert!(err.contains("ftp://"), "{err}");
     assert!(!d.join("out/pull.mp4").exists());
 }
+
+/// A mode 1 mixer (one file per stream) pulling a URL: the camera's file gets the stream's
+/// frames (the per-stream recorder ignores capture times; the pull paces in real time).
+#[test]
+fn a_mode_1_mixer_records_a_pulled_stream_into_its_own_file() {
+    let d = dir("mode1");
+    let server = RtmpServer::start(&d.join("nginx"));
+    let url = server.url("cam");
+    let _publisher = publish(&url, &d.join("ffmpeg.log"));
+    let s = Serve::start(&d, &[]);
+    let body = json!({"mode": 1, "mixerID": "m1", "roomId": "42",
+        "videoFileCfg": {"svrPath": "/m1", "svrFileNameSuffix": ".mp4",
+            "subscribeVideos": ["_cr_all_"]},
+        "inputs": {"u1.0": url}});
+    let (st, v, _) = s.req("POST", "/v1/mixers", Some(&body));
+    assert_eq!(st, 201, "{v}");
+    std::thread::sleep(Duration::from_secs(4));
+    let (_, v, _) = s.req("GET", "/v1/mixers/m1", None);
+    println!("{}", v["inputStates"]);
+    assert_eq!(v["inputStates"][0]["state"], "live", "{v}");
+    let (st, v, _) = s.req("DELETE", "/v1/mixers/m1", None);
+    assert_eq!(st, 200, "{v}");
+    let files: Vec<PathBuf> = std::fs::read_dir(d.join("rec/m1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let (n, _) = frames_and_duration(&files[0]);
+    // ~2.5 s of a 15 fps stream after the connect and probe
+    assert!(n >= 20, "{}: {n} frames", files[0].display());
+}
