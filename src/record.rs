@@ -118,7 +118,9 @@ pub struct RecordOptions {
     pub config: MixerConfig,
     /// `(camid, file)` inputs. The audio of a file that has an audio stream is taken too, for
     /// the user named by the camid (the part before the first '.'), unless `audio` names
-    /// that user or an earlier input of the same user already has audio.
+    /// that user or an earlier input of the same user already has audio. A URL
+    /// (`rtmp://`, `rtsp://`, `srt://`, `http(s)://`…) is a live stream pulled by the host
+    /// ([`crate::host::feed::pull`]): only in real time, with a `duration`.
     pub inputs: Vec<(String, PathBuf)>,
     /// `(user, file)` audio-only inputs (a file without an audio stream is a usage error);
     /// one replaces the audio of the user's camera inputs.
@@ -676,7 +678,7 @@ pub fn record_until(
         (None, _) => None,
     };
     let res = if opts.config.per_stream.is_some() {
-        per_stream::record(opts, stop, progress)
+        check_url_inputs(&opts).and_then(|()| per_stream::record(opts, stop, progress))
     } else {
         let log = match &opts.events {
             Some(p) => Some(EventLog {
@@ -711,6 +713,47 @@ pub fn record_until(
     })
 }
 
+/// URL inputs are live streams: they need a real-time mode 0 recording of a given duration,
+/// and a URL the host takes (scheme, form).
+fn check_url_inputs(opts: &RecordOptions) -> Result<(), RecordError> {
+    use crate::host::feed::pull;
+    let flag = |id: &str| {
+        if id.contains('.') {
+            "--input"
+        } else {
+            "--audio"
+        }
+    };
+    for (id, p) in opts.inputs.iter().chain(&opts.audio) {
+        let url = p.to_string_lossy();
+        if !pull::is_url(&url) {
+            continue;
+        }
+        let shown = crate::output::upload::redact_url(&url);
+        pull::check_url(&url)
+            .map_err(|e| RecordError::Usage(format!("{} {id}={shown}: {e}", flag(id))))?;
+        if opts.config.per_stream.is_some() {
+            return Err(RecordError::Usage(format!(
+                "{} {id}={shown}: a mode 1 (per-stream) recording from the command line takes files only",
+                flag(id)
+            )));
+        }
+        if opts.settings.mode != PaceMode::Realtime {
+            return Err(RecordError::Usage(format!(
+                "{} {id}={shown}: a URL is a live stream: record it with --realtime",
+                flag(id)
+            )));
+        }
+        if opts.duration.is_none() {
+            return Err(RecordError::Usage(format!(
+                "{} {id}={shown}: a live stream has no length: give --duration",
+                flag(id)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Where a recording's events go: a JSON-lines file; `ids`: mode 1 gives every stream's files
 /// ids of the whole recording (from this counter) and keeps its own state changes.
 pub(crate) struct EventLog {
@@ -725,6 +768,7 @@ pub(crate) fn record_one(
     mut progress: impl FnMut(&Progress),
     log: Option<EventLog>,
 ) -> Result<RecordSummary, RecordError> {
+    check_url_inputs(&opts)?;
     let stopped = || stop.load(Ordering::Relaxed);
     let fps = opts.config.output.fps;
     let has_video = opts.config.has_video();
@@ -806,7 +850,14 @@ pub(crate) fn record_one(
             vec![],
         ),
         PaceMode::Realtime => {
-            let url = |(k, p): &(String, PathBuf)| (k.clone(), format!("file:{}", p.display()));
+            let url = |(k, p): &(String, PathBuf)| {
+                let s = p.to_string_lossy();
+                if crate::host::feed::pull::is_url(&s) {
+                    (k.clone(), s.into_owned())
+                } else {
+                    (k.clone(), format!("file:{}", p.display()))
+                }
+            };
             let inputs = video_sources.iter().chain(&audio_sources).map(url);
             (None, inputs.collect())
         }

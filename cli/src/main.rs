@@ -135,8 +135,11 @@ struct RecordArgs {
     config: PathBuf,
     /// A source: CAMID=FILE (repeatable). The file's audio, if it has any, is taken too, as the
     /// audio of the user named by the camid (the part before the first '.'; the first input
-    /// of a user with audio, unless --audio names the user).
-    #[arg(long = "input", value_name = "CAMID=FILE")]
+    /// of a user with audio, unless --audio names the user). Or CAMID=URL, a live stream
+    /// pulled with its audio (rtmp://, rtmps://, rtsp:// (?transport=udp for UDP), srt://,
+    /// http(s):// progressive or HLS), reconnecting when lost: only with --realtime and
+    /// --duration.
+    #[arg(long = "input", value_name = "CAMID=FILE|URL")]
     inputs: Vec<String>,
     /// An audio-only source: USER=FILE (any file with an audio stream; repeatable). Replaces
     /// the audio of that user's --input files.

@@ -54,6 +54,14 @@ pub struct ServeArgs {
     /// capacity estimate counts against it.
     #[arg(long, value_name = "CORES")]
     cores: Option<f64>,
+    /// The largest stream a URL input (rtmp, rtsp, srt, http(s)) may bring: WIDTHxHEIGHT; a
+    /// larger one is dropped with that error in the input's state (and tried again later).
+    #[arg(long, value_name = "WxH", default_value = "4096x4096")]
+    max_input_size: String,
+    /// The highest bitrate a URL input may bring, in kbit/s (measured over 2 s; default: no
+    /// limit).
+    #[arg(long, value_name = "KBPS")]
+    max_input_bitrate: Option<u64>,
     /// Append every event (the vendor's JSON with mixerID and seq) to this JSON-lines file.
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
@@ -151,6 +159,16 @@ pub fn run(a: ServeArgs) -> ExitCode {
         }
         settings.cores = Some(c);
     }
+    match a
+        .max_input_size
+        .split_once(['x', 'X'])
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .filter(|&(w, h)| w > 0 && h > 0)
+    {
+        Some((w, h)) => (settings.pull.max_width, settings.pull.max_height) = (w, h),
+        None => return usage("--max-input-size: expected WIDTHxHEIGHT, e.g. 1920x1080"),
+    }
+    settings.pull.max_bitrate = a.max_input_bitrate.map(|k| k.saturating_mul(1000));
     settings.mixer.backend = a.backend;
     if let Some(ms) = a.latency {
         settings.mixer.latency = Duration::from_millis(ms);

@@ -51,13 +51,15 @@ impl HostEvent {
         v
     }
 
-    /// The event's name (`stateChanged`, `outputInfoChanged`, `stats`, `error`).
+    /// The event's name (`stateChanged`, `outputInfoChanged`, `stats`, `error`,
+    /// `inputStateChanged`).
     pub fn name(&self) -> &'static str {
         match self.event {
             MixerEvent::StateChanged { .. } => "stateChanged",
             MixerEvent::OutputInfoChanged(_) => "outputInfoChanged",
             MixerEvent::Stats(_) => "stats",
             MixerEvent::Error { .. } => "error",
+            MixerEvent::InputStateChanged { .. } => "inputStateChanged",
         }
     }
 }

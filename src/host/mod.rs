@@ -3,7 +3,10 @@
 //!
 //! - [`Host`]: rooms by mixer id, created, updated, stopped, listed and read from the vendor's
 //!   JSON; one event stream of all of them ([`HostEvent`], each with its `mixerID`).
-//! - [`feed`]: what pushes media into a room with capture times (files today).
+//! - [`feed`]: what pushes media into a room with capture times: files, and URLs pulled live
+//!   ([`feed::pull`]: rtmp, rtsp, srt, http(s)/HLS, reconnecting with a back-off; each input's
+//!   state is in the room's info (`inputStates`), the host's stats and `inputStateChanged`
+//!   events).
 //! - [`stats`]: one snapshot of the process ([`HostStats`]).
 //!
 //! A room is a real-time [`Mixer`] (mode 0) or, for a mode 1 config (`"mode":1`, one file per
@@ -92,6 +95,8 @@ pub struct HostSettings {
     /// Cores the rooms may use (`None`: every core of the machine), e.g. a container's CPU
     /// quota.
     pub cores: Option<f64>,
+    /// How URL inputs are pulled: time-outs, back-off, size and bitrate limits.
+    pub pull: feed::pull::PullSettings,
 }
 
 impl HostSettings {
@@ -108,6 +113,7 @@ impl HostSettings {
             backlog: events::DEFAULT_BACKLOG,
             room_cost: capacity::DEFAULT_ROOM_COST,
             cores: None,
+            pull: feed::pull::PullSettings::default(),
         }
     }
 }
@@ -121,7 +127,9 @@ pub struct CreateRoom {
     pub config: Value,
     /// `(camid or user, URL)`: a camid (`Usr1.-1`) is that camera and, if the file has audio,
     /// its user's microphone; a user (`Usr1`) is only that user's audio. A URL is `file:PATH`
-    /// or a plain relative `PATH`, under the media root.
+    /// or a plain relative `PATH`, under the media root, or a stream to pull: `rtmp://`,
+    /// `rtmps://`, `rtsp://` (`?transport=udp` for RTP over UDP), `srt://`, `http(s)://`
+    /// (progressive or HLS), see [`feed::pull`].
     pub inputs: Vec<(String, String)>,
 }
 
@@ -240,8 +248,10 @@ pub struct RoomInfo {
     pub stats: MixerStats,
     /// Per-source input counters.
     pub sources: Vec<SourceStats>,
-    /// The inputs as given (camid or user → URL).
+    /// The inputs as given (camid or user → URL, credentials redacted).
     pub inputs: Vec<(String, String)>,
+    /// The state and counters of each URL input (pulled live), in the order given.
+    pub input_states: Vec<feed::pull::InputStats>,
     /// The encoder in use, e.g. `libx264`.
     pub encoder: String,
     /// The compositor in use.
@@ -259,6 +269,8 @@ struct Room {
     phase: Mutex<Phase>,
     created_at: i64,
     inputs: Vec<(String, String)>,
+    /// The URL inputs' shared states.
+    pulls: Vec<Arc<feed::pull::PullInput>>,
     /// Set to end the feeds.
     stop: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -444,6 +456,7 @@ impl Room {
                     stats: MixerStats::default(),
                     sources: Vec::new(),
                     inputs: self.inputs.clone(),
+                    input_states: self.pull_stats(),
                     encoder: String::new(),
                     backend: PER_STREAM_BACKEND.into(),
                     err_code: 0,
@@ -459,11 +472,16 @@ impl Room {
             stats: mixer.stats(),
             sources: mixer.source_stats(),
             inputs: self.inputs.clone(),
+            input_states: self.pull_stats(),
             encoder: mixer.encoder_name().to_string(),
             backend: mixer.backend_name().to_string(),
             err_code: 0,
             err_desc: String::new(),
         }
+    }
+
+    fn pull_stats(&self) -> Vec<feed::pull::InputStats> {
+        self.pulls.iter().map(|p| p.stats()).collect()
     }
 
     fn info(&self) -> RoomInfo {
@@ -499,6 +517,10 @@ impl Room {
             let m = m.clone();
             let mut info = self.info_of(&m);
             info.state = MixerState::Null as u8;
+            // the pulls end with the room (their threads see the stop flag set below)
+            for i in &mut info.input_states {
+                i.state = feed::pull::InputState::Stopped;
+            }
             *phase = Phase::Ended(Box::new(info));
             m
         };
@@ -767,7 +789,7 @@ impl Host {
         };
         let config = req.config;
         let target = config.storage.clone();
-        let (video, audio) = self.resolve_inputs(&req.inputs)?;
+        let (video, audio, pulls) = self.resolve_inputs(&req.inputs)?;
         self.reserve(&id)?;
         #[cfg(feature = "upload")]
         if let Some(st) = &config.storage {
@@ -778,7 +800,7 @@ impl Host {
         let started = self.start(
             &id,
             config,
-            (&video, &audio),
+            (&video, &audio, pulls),
             req.pictures,
             req.inputs,
             pace,
@@ -930,15 +952,19 @@ impl Host {
         }
     }
 
+    /// The file inputs (video by camid, audio by user) and the URLs to pull: a URL's camid
+    /// gets its video, and its user its audio unless an audio input or a file of the user's
+    /// brings it.
     #[allow(clippy::type_complexity)]
     fn resolve_inputs(
         &self,
         inputs: &[(String, String)],
-    ) -> Result<(Vec<(String, PathBuf)>, Vec<(String, PathBuf)>), HostError> {
+    ) -> Result<(Vec<Input>, Vec<Input>, Vec<feed::pull::PullSpec>), HostError> {
         let settings = &self.inner.settings;
         let root = settings.media_root.as_ref().unwrap_or(&settings.storage);
         let mut video = Vec::new();
         let mut audio = Vec::new();
+        let mut pulls: Vec<feed::pull::PullSpec> = Vec::new();
         for (key, url) in inputs {
             let field = format!("inputs.{key}");
             if key.is_empty() || key.len() > 128 || key.chars().any(char::is_control) {
@@ -946,6 +972,24 @@ impl Host {
                     field: "inputs".into(),
                     msg: format!("{key:?}: expected a camid (Usr1.-1) or a user ID"),
                 });
+            }
+            if feed::pull::is_url(url) {
+                feed::pull::check_url(url).map_err(|msg| HostError::BadField {
+                    field: field.clone(),
+                    msg,
+                })?;
+                let (v, a) = if key.contains('.') {
+                    (Some(key.clone()), None)
+                } else {
+                    (None, Some(key.clone()))
+                };
+                pulls.push(feed::pull::PullSpec {
+                    key: key.clone(),
+                    url: url.clone(),
+                    video: v,
+                    audio: a,
+                });
+                continue;
             }
             let path = if settings.trusted_inputs {
                 trusted_file(url)
@@ -962,16 +1006,26 @@ impl Host {
                 audio.push((key.clone(), path));
             }
         }
-        let taken: Vec<String> = audio.iter().map(|(u, _)| u.clone()).collect();
+        let mut taken: Vec<String> = audio.iter().map(|(u, _)| u.clone()).collect();
+        taken.extend(pulls.iter().filter_map(|p| p.audio.clone()));
         audio.extend(feed::file::audio_of_inputs(&video, &taken));
-        Ok((video, audio))
+        for p in &mut pulls {
+            if let Some(camid) = &p.video {
+                let user = crate::pipeline::user_of(camid).to_string();
+                if !audio.iter().any(|(u, _)| *u == user) && !taken.contains(&user) {
+                    taken.push(user.clone());
+                    p.audio = Some(user);
+                }
+            }
+        }
+        Ok((video, audio, pulls))
     }
 
     fn start(
         &self,
         id: &str,
         config: MixerConfig,
-        (video, audio): (&[Input], &[Input]),
+        (video, audio, pulls): (&[Input], &[Input], Vec<feed::pull::PullSpec>),
         pictures: Vec<(String, crate::model::frame::VideoFrame)>,
         given: Vec<(String, String)>,
         pace: PaceMode,
@@ -999,6 +1053,23 @@ impl Host {
         } else {
             &[]
         };
+        // a URL's video and audio are taken as the files' are
+        let pull_audio =
+            per_stream || self.inner.settings.mixer.audio || config.audio_file.is_some();
+        let pull_video = per_stream || config.has_video();
+        let pulls: Vec<feed::pull::PullSpec> = pulls
+            .into_iter()
+            .map(|mut p| {
+                if !pull_video {
+                    p.video = None;
+                }
+                if !pull_audio {
+                    p.audio = None;
+                }
+                p
+            })
+            .filter(|p| p.video.is_some() || p.audio.is_some())
+            .collect();
         let opened = match FileInputs::open(inputs, audio) {
             Ok(o) => o,
             Err(e) => {
@@ -1044,11 +1115,38 @@ impl Host {
             }
         }
         let stop = Arc::new(AtomicBool::new(false));
+        let pull_inputs: Vec<Arc<feed::pull::PullInput>> = pulls
+            .iter()
+            .map(|p| {
+                let (hub, rid, stop) = (Arc::downgrade(&self.inner), rid.clone(), stop.clone());
+                let on_change: feed::pull::OnChange = Arc::new(move |st| {
+                    // nothing after the room ended (its NULL is its last event)
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if let Some(h) = hub.upgrade() {
+                        h.hub.publish(
+                            &rid,
+                            MixerEvent::InputStateChanged {
+                                input: st.input.clone(),
+                                state: st.state.as_str().into(),
+                                error: st.error.clone(),
+                            },
+                        );
+                    }
+                });
+                feed::pull::PullInput::new(p, on_change)
+            })
+            .collect();
         let room = Arc::new(Room {
             id: rid.clone(),
             phase: Mutex::new(Phase::Live(engine.clone())),
             created_at: now_ms(),
-            inputs: given,
+            inputs: given
+                .into_iter()
+                .map(|(k, u)| (k, crate::output::upload::redact_url(&u)))
+                .collect(),
+            pulls: pull_inputs.clone(),
             stop: stop.clone(),
             threads: Mutex::new(Vec::new()),
             ended: Mutex::new(None),
@@ -1088,10 +1186,22 @@ impl Host {
                 .spawn(move || forward_events(&host, &rid, events, room, streams))
                 .map_err(MixerError::Io)?
         };
-        let mut threads = match engine {
+        let mut threads = Vec::new();
+        for (spec, input) in pulls.into_iter().zip(pull_inputs) {
+            let ps = self.inner.settings.pull.clone();
+            let t = match &engine {
+                Engine::Mix(m) => feed::pull::spawn(m.clone(), stop.clone(), spec, ps, input),
+                Engine::Streams(s) => feed::pull::spawn(s.clone(), stop.clone(), spec, ps, input),
+            };
+            match t {
+                Ok(t) => threads.push(t),
+                Err(e) => tracing::error!(error = %e, "pull thread did not start"),
+            }
+        }
+        threads.extend(match engine {
             Engine::Mix(m) => opened.spawn_realtime(m, stop),
             Engine::Streams(s) => opened.spawn_realtime(s, stop),
-        };
+        });
         threads.push(forward);
         *room.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
         Ok(room)
@@ -1340,7 +1450,8 @@ fn resolve_file(root: &Path, url: &str) -> Result<PathBuf, String> {
     let rel = url.strip_prefix("file:").unwrap_or(url);
     if let Some((scheme, _)) = rel.split_once("://") {
         return Err(format!(
-            "{scheme}:// inputs are not taken by this service yet: give a file under the media root"
+            "file:{scheme}://…: a file: input is a path under the media root (give a stream's URL \
+             without file:)"
         ));
     }
     let p = Path::new(rel);
@@ -1456,9 +1567,43 @@ mod tests {
             trusted_inputs: true,
             ..HostSettings::new(d.join("root"))
         });
-        let (video, _) = trusted.resolve_inputs(&inputs).unwrap();
+        let (video, _, _) = trusted.resolve_inputs(&inputs).unwrap();
         assert_eq!(video, [("Usr1.-1".to_string(), PathBuf::from(outside))]);
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn url_inputs_are_pulled_and_other_schemes_refused() {
+        let host = Host::new(HostSettings::new(std::env::temp_dir()));
+        let inputs = vec![
+            (
+                "Usr1.-1".to_string(),
+                "rtmp://127.0.0.1:1/live/a".to_string(),
+            ),
+            ("Usr2.-1".to_string(), "srt://127.0.0.1:2".to_string()),
+            ("Usr2".to_string(), "https://u:p@h/a.m3u8".to_string()),
+        ];
+        let (video, audio, pulls) = host.resolve_inputs(&inputs).unwrap();
+        assert!(video.is_empty() && audio.is_empty());
+        let got: Vec<_> = pulls
+            .iter()
+            .map(|p| (p.key.as_str(), p.video.as_deref(), p.audio.as_deref()))
+            .collect();
+        // Usr2's audio comes from its audio input, not from its camera's stream
+        assert_eq!(
+            got,
+            [
+                ("Usr1.-1", Some("Usr1.-1"), Some("Usr1")),
+                ("Usr2.-1", Some("Usr2.-1"), None),
+                ("Usr2", None, Some("Usr2")),
+            ]
+        );
+        for bad in ["ftp://h/a.mp4", "gopher://h", "rtmp://", "rtmp://h/a b"] {
+            let e = host
+                .resolve_inputs(&[("Usr1.-1".into(), bad.into())])
+                .unwrap_err();
+            assert!(e.to_string().starts_with("inputs.Usr1.-1: "), "{bad}: {e}");
+        }
     }
 
     #[test]

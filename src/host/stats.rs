@@ -1,5 +1,5 @@
 //! One snapshot of the process: per room its state, counters and per-source stats, bytes
-//! written, and the process's resident memory.
+//! written, its URL inputs' states and counters, and the process's resident memory.
 
 use std::sync::Arc;
 
@@ -29,6 +29,8 @@ pub struct RoomStats {
     pub live_down: u32,
     /// Its outputs by state (index = the vendor's output state 0–6).
     pub outputs_by_state: [u32; 7],
+    /// Its URL inputs (pulled live): state, error and counters.
+    pub inputs: Vec<super::feed::pull::InputStats>,
 }
 
 /// The process now ([`Host::stats`]).
@@ -121,6 +123,7 @@ pub(super) fn snapshot(host: &Host, rooms: &[Arc<Room>]) -> HostStats {
                 live_up,
                 live_down,
                 outputs_by_state,
+                inputs: info.input_states,
             }
         })
         .collect();

@@ -100,21 +100,29 @@ enum State {
 /// iteration may continue after them; read errors other than end of file, and many
 /// consecutive decode errors, end the iteration after the error.
 pub struct AudioFileDecoder {
-    path: PathBuf,
     ictx: ffmpeg::format::context::Input,
-    dec: codec::decoder::Audio,
     stream_index: usize,
+    packet: Packet,
+    /// The stream's decoder and conversion (shared with the live pull feed).
+    s: AudioStream,
+    state: State,
+    consecutive_errors: u32,
+}
+
+/// One audio stream's decoder and its conversion to interleaved `f32` chunks, fed packets by
+/// whoever demuxes (a file's [`AudioFileDecoder`], or a live input that demuxes video and audio
+/// from one connection).
+pub(crate) struct AudioStream {
+    path: PathBuf,
+    pub(crate) dec: codec::decoder::Audio,
     time_base: Rational,
     start_time: i64,
     out_rate: u32,
     out_channels: u16,
-    frame: frame::Audio,
-    packet: Packet,
+    pub(crate) frame: frame::Audio,
     resampler: Option<Resampler>,
     /// End of the previous chunk.
     next_pts: Duration,
-    state: State,
-    consecutive_errors: u32,
 }
 
 impl AudioFileDecoder {
@@ -153,6 +161,60 @@ impl AudioFileDecoder {
             }
         }
 
+        let s = AudioStream::open(params, time_base, start_time, path)?;
+        Ok(AudioFileDecoder {
+            ictx,
+            stream_index,
+            packet: Packet::empty(),
+            s,
+            state: State::Reading,
+            consecutive_errors: 0,
+        })
+    }
+
+    /// Whether `path` can be opened and has a decodable audio stream.
+    pub fn has_audio(path: &Path) -> bool {
+        Self::open(path).is_ok()
+    }
+
+    /// Sample rate of the yielded chunks: the native rate if within 8–48 kHz, else 48000.
+    pub fn sample_rate(&self) -> u32 {
+        self.s.out_rate
+    }
+
+    /// Channels of the yielded chunks: the native count for mono and stereo; sources
+    /// with more than two channels are downmixed to stereo (libswresample's default
+    /// downmix matrix, not just the first two channels).
+    pub fn channels(&self) -> u16 {
+        self.s.out_channels
+    }
+
+    fn decode_err(&self, reason: String) -> AudioDecodeError {
+        self.s.decode_err(reason)
+    }
+
+    /// Counts a decode error; gives up after too many in a row.
+    fn error(&mut self, reason: String) -> Option<Result<DecodedAudio, AudioDecodeError>> {
+        self.consecutive_errors += 1;
+        if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS {
+            self.state = State::Done;
+        }
+        Some(Err(self.decode_err(reason)))
+    }
+}
+
+impl AudioStream {
+    /// A decoder for a stream with these parameters; `path` names it in errors.
+    pub(crate) fn open(
+        params: codec::Parameters,
+        time_base: Rational,
+        start_time: i64,
+        path: &Path,
+    ) -> Result<Self, AudioDecodeError> {
+        let open_err = |reason: String| AudioDecodeError::Open {
+            path: path.to_path_buf(),
+            reason,
+        };
         let mut ctx = codec::context::Context::from_parameters(params)
             .map_err(|e| open_err(format!("codec parameters: {e}")))?;
         // SAFETY: valid, not yet opened codec context.
@@ -173,39 +235,17 @@ impl AudioFileDecoder {
         } else {
             MAX_NATIVE_RATE
         };
-        Ok(AudioFileDecoder {
+        Ok(AudioStream {
             path: path.to_path_buf(),
-            ictx,
             dec,
-            stream_index,
             time_base,
             start_time,
             out_rate,
             out_channels: channels.min(2),
             frame: frame::Audio::empty(),
-            packet: Packet::empty(),
             resampler: None,
             next_pts: Duration::ZERO,
-            state: State::Reading,
-            consecutive_errors: 0,
         })
-    }
-
-    /// Whether `path` can be opened and has a decodable audio stream.
-    pub fn has_audio(path: &Path) -> bool {
-        Self::open(path).is_ok()
-    }
-
-    /// Sample rate of the yielded chunks: the native rate if within 8–48 kHz, else 48000.
-    pub fn sample_rate(&self) -> u32 {
-        self.out_rate
-    }
-
-    /// Channels of the yielded chunks: the native count for mono and stereo; sources
-    /// with more than two channels are downmixed to stereo (libswresample's default
-    /// downmix matrix, not just the first two channels).
-    pub fn channels(&self) -> u16 {
-        self.out_channels
     }
 
     fn decode_err(&self, reason: String) -> AudioDecodeError {
@@ -247,7 +287,7 @@ impl AudioFileDecoder {
     }
 
     /// Converts the decoded frame in `self.frame`.
-    fn convert_frame(&mut self) -> Result<Option<DecodedAudio>, AudioDecodeError> {
+    pub(crate) fn convert_frame(&mut self) -> Result<Option<DecodedAudio>, AudioDecodeError> {
         let n = self.frame.samples();
         let fmt = self.frame.format();
         let channels = self.frame.channels();
@@ -307,20 +347,11 @@ impl AudioFileDecoder {
     }
 
     /// Drains what the resampler still buffers at end of stream.
-    fn flush_resampler(&mut self) -> Option<DecodedAudio> {
+    pub(crate) fn flush_resampler(&mut self) -> Option<DecodedAudio> {
         let mut rs = self.resampler.take()?;
         let samples = run_swr(&mut rs.ctx, std::ptr::null_mut(), 0, self.out_channels).ok()?;
         let pts = self.next_pts;
         self.chunk(samples, pts)
-    }
-
-    /// Counts a decode error; gives up after too many in a row.
-    fn error(&mut self, reason: String) -> Option<Result<DecodedAudio, AudioDecodeError>> {
-        self.consecutive_errors += 1;
-        if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS {
-            self.state = State::Done;
-        }
-        Some(Err(self.decode_err(reason)))
     }
 }
 
@@ -444,10 +475,10 @@ impl Iterator for AudioFileDecoder {
             if self.state == State::Done {
                 return None;
             }
-            match self.dec.receive_frame(&mut self.frame) {
+            match self.s.dec.receive_frame(&mut self.s.frame) {
                 Ok(()) => {
                     self.consecutive_errors = 0;
-                    match self.convert_frame() {
+                    match self.s.convert_frame() {
                         Ok(Some(chunk)) => return Some(Ok(chunk)),
                         Ok(None) => continue,
                         Err(e) => {
@@ -461,13 +492,13 @@ impl Iterator for AudioFileDecoder {
                 }
                 Err(ffmpeg::Error::Eof) => {
                     self.state = State::Done;
-                    return self.flush_resampler().map(Ok);
+                    return self.s.flush_resampler().map(Ok);
                 }
                 Err(e) if is_eagain(&e) => {
                     if self.state == State::Draining {
                         // Should not happen after EOF; avoid spinning.
                         self.state = State::Done;
-                        return self.flush_resampler().map(Ok);
+                        return self.s.flush_resampler().map(Ok);
                     }
                 }
                 Err(e) => return self.error(format!("decoding: {e}")),
@@ -481,14 +512,14 @@ impl Iterator for AudioFileDecoder {
                     if self.packet.stream() != self.stream_index {
                         continue;
                     }
-                    match self.dec.send_packet(&self.packet) {
+                    match self.s.dec.send_packet(&self.packet) {
                         Ok(()) => {}
                         Err(e) => return self.error(format!("decoding packet: {e}")),
                     }
                 }
                 Err(ffmpeg::Error::Eof) => {
                     self.state = State::Draining;
-                    if let Err(e) = self.dec.send_eof() {
+                    if let Err(e) = self.s.dec.send_eof() {
                         self.state = State::Done;
                         return Some(Err(self.decode_err(format!("flushing decoder: {e}"))));
                     }

@@ -148,39 +148,8 @@ impl Decoder {
         } else {
             st.start_time()
         };
-        let rate = st.avg_frame_rate();
-        let fps = if rate.denominator() != 0 && rate.numerator() > 0 {
-            rate.numerator() as f64 / rate.denominator() as f64
-        } else {
-            0.0
-        };
-        let rotation = rotation_of(&st);
-        let params = st.parameters();
-        let codec_id = params.id();
-        let mut ctx = ff::codec::context::Context::from_parameters(params).map_err(|e| {
-            DecodeError::Open {
-                path: path.clone(),
-                reason: e.to_string(),
-            }
-        })?;
-        if ff::decoder::find(codec_id).is_none() {
-            return Err(DecodeError::Unsupported {
-                path,
-                codec: format!("{codec_id:?}"),
-            });
-        }
-        ctx.set_threading(ff::codec::threading::Config {
-            kind: ff::codec::threading::Type::Frame,
-            count: 0,
-            ..Default::default()
-        });
-        let decoder = ctx
-            .decoder()
-            .video()
-            .map_err(|e| DecodeError::Unsupported {
-                path: path.clone(),
-                codec: format!("{codec_id:?} ({e})"),
-            })?;
+        let (decoder, fps, rotation) =
+            open_video_stream(&st, &path, ff::codec::threading::Type::Frame)?;
         Ok(Decoder {
             path,
             input,
@@ -366,6 +335,50 @@ impl Decoder {
     }
 }
 
+/// A decoder for video stream `st` (frame threads), its average frame rate (0 when unknown)
+/// and display rotation; `path` names it in errors. Shared by [`Decoder`] and the live pull
+/// feed (which demuxes video and audio from one connection, and decodes with slice threads:
+/// frame threads hold frames back).
+pub(crate) fn open_video_stream(
+    st: &ff::format::stream::Stream,
+    path: &Path,
+    threading: ff::codec::threading::Type,
+) -> Result<(ff::decoder::Video, f64, Rotation)> {
+    let rate = st.avg_frame_rate();
+    let fps = if rate.denominator() != 0 && rate.numerator() > 0 {
+        rate.numerator() as f64 / rate.denominator() as f64
+    } else {
+        0.0
+    };
+    let rotation = rotation_of(st);
+    let params = st.parameters();
+    let codec_id = params.id();
+    let mut ctx =
+        ff::codec::context::Context::from_parameters(params).map_err(|e| DecodeError::Open {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    if ff::decoder::find(codec_id).is_none() {
+        return Err(DecodeError::Unsupported {
+            path: path.to_path_buf(),
+            codec: format!("{codec_id:?}"),
+        });
+    }
+    ctx.set_threading(ff::codec::threading::Config {
+        kind: threading,
+        count: 0,
+        ..Default::default()
+    });
+    let decoder = ctx
+        .decoder()
+        .video()
+        .map_err(|e| DecodeError::Unsupported {
+            path: path.to_path_buf(),
+            codec: format!("{codec_id:?} ({e})"),
+        })?;
+    Ok((decoder, fps, rotation))
+}
+
 /// The rotation that displays a stream upright: its display matrix (as FFmpeg's players
 /// read it), else its `rotate` tag; `R0` when neither says, or the angle is not a multiple of
 /// 90°.
@@ -397,7 +410,7 @@ fn rotation_of(st: &ff::format::stream::Stream) -> Rotation {
 
 /// Turns a decoded FFmpeg frame into a [`VideoFrame`] (no pts), converting pixel formats other
 /// than I420, NV12 and RGBA with a cached swscale context.
-fn convert_frame(
+pub(crate) fn convert_frame(
     f: &ff::frame::Video,
     scaler: &mut Option<(ff::software::scaling::Context, (Pixel, u32, u32))>,
     path: &Path,

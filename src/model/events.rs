@@ -195,6 +195,16 @@ pub enum MixerEvent {
         /// Description.
         desc: String,
     },
+    /// A pulled input (URL) changed state (`{"event":"inputStateChanged",…}`, ours): the
+    /// host's pull feeds report it (see `host::feed::pull`).
+    InputStateChanged {
+        /// The input's camid (or user).
+        input: String,
+        /// `connecting`, `live`, `stalled` or `reconnecting`.
+        state: String,
+        /// Why it is not live (empty when it is), URL credentials redacted.
+        error: String,
+    },
 }
 
 impl MixerEvent {
@@ -239,6 +249,11 @@ impl MixerEvent {
             }
             MixerEvent::Stats(st) => json!({"event":"stats","stats":st}),
             MixerEvent::Error { code, desc } => json!({"event":"error","code":code,"desc":desc}),
+            MixerEvent::InputStateChanged {
+                input,
+                state,
+                error,
+            } => json!({"event":"inputStateChanged","input":input,"state":state,"error":error}),
         }
     }
 }

@@ -396,7 +396,9 @@ fn forward(
                     state: MixerState::Null,
                     ..
                 } => break,
-                MixerEvent::StateChanged { .. } | MixerEvent::Stats(_) => {}
+                MixerEvent::StateChanged { .. }
+                | MixerEvent::Stats(_)
+                | MixerEvent::InputStateChanged { .. } => {}
             }
         }
     })

@@ -175,6 +175,7 @@ pub(crate) fn render(s: &HostStats) -> String {
             fam,
         );
     }
+    inputs(&mut reg, s);
     let gauge = |reg: &mut Registry, name: &str, help: &str, v: i64| {
         let g = Gauge::<i64>::default();
         g.set(v);
@@ -239,6 +240,96 @@ pub(crate) fn render(s: &HostStats) -> String {
     // writing into a String cannot fail
     let _ = encode(&mut out, &reg);
     classic_text(&out)
+}
+
+const INPUT_STATES: [&str; 5] = ["connecting", "live", "stalled", "reconnecting", "stopped"];
+
+/// The URL inputs (pulled live) of every room: state (1 for the current one), bitrate, fps,
+/// decode time, reconnects, frames and lost frames.
+fn inputs(reg: &mut Registry, s: &HostStats) {
+    let all: Vec<(&str, &crate::host::feed::pull::InputStats)> = s
+        .rooms
+        .iter()
+        .flat_map(|r| r.inputs.iter().map(move |i| (r.mixer_id.as_str(), i)))
+        .collect();
+    let labels = |m: &str, i: &crate::host::feed::pull::InputStats| -> Labels {
+        vec![("mixer_id", m.to_string()), ("input", i.input.clone())]
+    };
+    let state = GaugeFamily::default();
+    for (m, i) in &all {
+        for st in INPUT_STATES {
+            let mut l = labels(m, i);
+            l.push(("state", st.to_string()));
+            state.get_or_create(&l).set((i.state.as_str() == st) as i64);
+        }
+    }
+    reg.register(
+        "cloudmixer_input_state",
+        "A URL input's state (1 for its current one)",
+        state,
+    );
+    let float = |reg: &mut Registry,
+                 name: &str,
+                 help: &str,
+                 f: &dyn Fn(&crate::host::feed::pull::InputStats) -> f64| {
+        let fam = FloatFamily::default();
+        for (m, i) in &all {
+            fam.get_or_create(&labels(m, i)).set(f(i));
+        }
+        reg.register(name, help, fam);
+    };
+    float(
+        reg,
+        "cloudmixer_input_received_bytes_per_second",
+        "A URL input's data rate over the last 2 s (its bitrate / 8)",
+        &|i| i.bitrate as f64 / 8.0,
+    );
+    float(
+        reg,
+        "cloudmixer_input_fps",
+        "A URL input's video frames per second over the last 2 s",
+        &|i| i.fps,
+    );
+    float(
+        reg,
+        "cloudmixer_input_decode_seconds",
+        "A URL input's mean decode time per video frame over the last 2 s",
+        &|i| i.decode_ms / 1000.0,
+    );
+    let count = |reg: &mut Registry,
+                 name: &str,
+                 help: &str,
+                 f: &dyn Fn(&crate::host::feed::pull::InputStats) -> u64| {
+        let fam = CounterFamily::default();
+        for (m, i) in &all {
+            fam.get_or_create(&labels(m, i)).inc_by(f(i));
+        }
+        reg.register(name, help, fam);
+    };
+    count(
+        reg,
+        "cloudmixer_input_reconnects",
+        "Connections of a URL input lost or refused",
+        &|i| i.reconnects,
+    );
+    count(
+        reg,
+        "cloudmixer_input_frames",
+        "Video frames a URL input decoded and pushed",
+        &|i| i.video_frames,
+    );
+    count(
+        reg,
+        "cloudmixer_input_lost_frames",
+        "Frames or audio chunks of a URL input not decoded or not taken by the mixer",
+        &|i| i.lost_frames,
+    );
+    count(
+        reg,
+        "cloudmixer_input_reanchors",
+        "Timestamp jumps, wraps or restarts of a URL input continued, and re-anchorings",
+        &|i| i.reanchors,
+    );
 }
 
 /// The Prometheus text format (0.0.4) of OpenMetrics text: a counter's `HELP`/`TYPE` name the

@@ -137,6 +137,12 @@ pub trait FeedTarget: Send + Sync {
     ) -> Result<(), MixerError>;
     /// An audio chunk of `user` (its capture time on the target's clock, if it has one).
     fn push_audio(&self, user: &str, frame: AudioFrame) -> Result<(), MixerError>;
+    /// The target's clock now (what live feeds anchor their capture times on); by default the
+    /// time since the process first asked.
+    fn clock_now(&self) -> Duration {
+        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        T0.get_or_init(Instant::now).elapsed()
+    }
 }
 
 impl FeedTarget for Mixer {
@@ -156,6 +162,10 @@ impl FeedTarget for Mixer {
     fn push_audio(&self, user: &str, frame: AudioFrame) -> Result<(), MixerError> {
         Mixer::push_audio(self, user, frame)
     }
+
+    fn clock_now(&self) -> Duration {
+        self.clock()
+    }
 }
 
 /// The first input with an audio stream of each user (the part of its camid before the first
@@ -164,6 +174,10 @@ pub fn audio_of_inputs(inputs: &[(String, PathBuf)], taken: &[String]) -> Vec<(S
     let mut out: Vec<(String, PathBuf)> = Vec::new();
     for (camid, path) in inputs {
         let user = crate::pipeline::user_of(camid);
+        // a URL's audio comes through its pull feed (opening it here would connect)
+        if super::pull::is_url(&path.to_string_lossy()) {
+            continue;
+        }
         if !taken.iter().any(|u| u == user)
             && !out.iter().any(|(u, _)| u == user)
             && AudioFileDecoder::has_audio(path)

@@ -3,10 +3,15 @@
 //! - [`file`](mod@file): decoder threads reading files (or anything FFmpeg's demuxers open),
 //!   paced in real time onto the mixer's tick grid, or handed to an offline run as they come.
 //!
-//! Network feeds (pull by URL, RTMP/SRT publish, WHIP) plug in here too: each pushes frames
+//! - [`pull`]: one thread per URL input (rtmp, rtsp, srt, http(s)/HLS) that reconnects with a
+//!   back-off and maps the stream's timestamps onto the mixer clock; its state and counters are
+//!   in the room's info, the host's stats and events.
+//!
+//! Other network feeds (RTMP/SRT publish, WHIP) plug in here too: each pushes frames
 //! with `Mixer::push_video_at` and audio with `AudioFrame::with_capture`, so A/V sync,
 //! placeholders and stats apply unchanged.
 
 pub mod file;
+pub mod pull;
 
 pub use file::{FeedError, FileClock, FileInputs};
