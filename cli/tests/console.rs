@@ -14,27 +14,20 @@
 //! Where chromium or chromedriver cannot start the test says why and passes, unless
 //! `CLOUDMIXER_REQUIRE_BROWSER=1` (CI sets it): then it fails.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-const TOKEN: &str = "console-test-token-0123456789abcdef";
+mod common;
+use common::{header, ROOT, TOKEN};
 
 fn dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("console")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(d.join("rec")).unwrap();
-    d
+    common::test_dir("console", name)
 }
 
 /// A running `cloudmixer serve` with a token, storage `d/rec`, killed when dropped.
@@ -52,48 +45,12 @@ impl Server {
 
     /// With the token, or without one (loopback, no auth).
     fn start_with(d: &Path, token: bool) -> Server {
-        let storage = d.join("rec");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudmixer"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--backend", "cpu"])
-            .arg("--storage")
-            .arg(&storage)
-            .arg("--media-root")
-            .arg(format!("{ROOT}/fixtures/clips"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if token {
-            let tf = d.join("token");
-            std::fs::write(&tf, format!("{TOKEN}\n")).unwrap();
-            cmd.arg("--token-file").arg(tf);
-        }
-        let mut child = cmd.spawn().expect("cloudmixer serve");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = out.read_line(&mut line);
-            let _ = tx.send(line);
-            let mut rest = String::new();
-            while out.read_line(&mut rest).is_ok_and(|n| n > 0) {
-                rest.clear();
-            }
-        });
-        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+        let (child, base) = common::spawn_serve(d, token, &[], Stdio::null());
         Server {
             child,
             base,
-            storage,
-            agent,
+            storage: d.join("rec"),
+            agent: common::agent(),
         }
     }
 
@@ -147,13 +104,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
-    h.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("")
 }
 
 /// The session cookie over HTTP: it authenticates reads (GET/HEAD) and nothing else; a wrong

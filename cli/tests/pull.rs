@@ -4,7 +4,6 @@
 //! video and audio, an outage of the server (placeholder, reconnect, a whole file), a URL that
 //! is refused and a scheme that is not taken.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,17 +11,13 @@ use std::time::{Duration, Instant};
 use cloudmixer::testkit::nginx::{free_port, RtmpServer};
 use serde_json::{json, Value};
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+mod common;
+use common::ROOT;
 /// Output rate of the test recordings (a flash is one 15 fps frame: two output frames).
 const FPS: f64 = 30.0;
 
 fn dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("pull")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::test_dir("pull", name)
 }
 
 fn clip() -> String {
@@ -393,44 +388,11 @@ struct Serve {
 
 impl Serve {
     fn start(d: &Path, extra: &[&str]) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cloudmixer"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--backend", "cpu"])
-            .args(extra)
-            .arg("--storage")
-            .arg(d.join("rec"))
-            .arg("--media-root")
-            .arg(format!("{ROOT}/fixtures/clips"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = out.read_line(&mut line);
-            let _ = tx.send(line);
-            let mut rest = String::new();
-            while out.read_line(&mut rest).is_ok_and(|n| n > 0) {
-                rest.clear();
-            }
-        });
-        let child = Proc(Some(child));
-        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+        let (child, base) = common::spawn_serve(d, false, extra, Stdio::null());
         Serve {
-            _child: child,
+            _child: Proc(Some(child)),
             base,
-            agent,
+            agent: common::agent(),
         }
     }
 

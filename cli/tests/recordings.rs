@@ -3,24 +3,18 @@
 //! room writes the file), and hostile paths sent raw over a `TcpStream` (the client library
 //! would normalise them), each refused without touching anything outside the storage root.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-const TOKEN: &str = "test-token-0123456789abcdef";
+mod common;
+use common::{header, ROOT, TOKEN};
 
 fn dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("recordings")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(d.join("rec")).unwrap();
-    d
+    common::test_dir("recordings", name)
 }
 
 /// A running `cloudmixer serve` (storage `d/rec`, with a token), killed when dropped.
@@ -34,50 +28,14 @@ struct Server {
 
 impl Server {
     fn start(d: &Path) -> Server {
-        let storage = d.join("rec");
-        let tf = d.join("token");
-        std::fs::write(&tf, format!("{TOKEN}\n")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cloudmixer"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--backend", "cpu"])
-            .arg("--storage")
-            .arg(&storage)
-            .arg("--media-root")
-            .arg(format!("{ROOT}/fixtures/clips"))
-            .arg("--token-file")
-            .arg(tf)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cloudmixer serve");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = out.read_line(&mut line);
-            let _ = tx.send(line);
-            let mut rest = String::new();
-            while out.read_line(&mut rest).is_ok_and(|n| n > 0) {
-                rest.clear();
-            }
-        });
-        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
+        let (child, base) = common::spawn_serve(d, true, &[], Stdio::null());
         let addr = base.trim_start_matches("http://").to_string();
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
         Server {
             child,
             base,
             addr,
-            storage,
-            agent,
+            storage: d.join("rec"),
+            agent: common::agent(),
         }
     }
 
@@ -149,13 +107,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
-    h.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("")
 }
 
 fn put(storage: &Path, rel: &str, clip: &str, age_s: u64) -> Vec<u8> {

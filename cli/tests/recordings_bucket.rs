@@ -7,27 +7,22 @@
 //! restarted service told the bucket (`--bucket-config`) lists it again, and no answer or log
 //! line carries the access key or the secret key.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use cloudmixer::testkit::s3::S3Server;
 use serde_json::{json, Value};
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-const TOKEN: &str = "test-token-0123456789abcdef";
+mod common;
+use common::{header, ROOT, TOKEN};
+
 /// A secret key the S3 server refuses (searched for in the answers like the right one).
 const WRONG_SECRET: &str = "wrong-secret-7f3a9c1e5b";
 
 fn dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("recordings_bucket")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(d.join("rec")).unwrap();
-    d
+    common::test_dir("recordings_bucket", name)
 }
 
 /// A running `cloudmixer serve` (storage `d/rec`, a token, its stderr in `d/serve.log`),
@@ -44,60 +39,24 @@ struct Server {
 
 impl Server {
     fn start(d: &Path, extra: &[&str]) -> Server {
-        let storage = d.join("rec");
-        let tf = d.join("token");
-        std::fs::write(&tf, format!("{TOKEN}\n")).unwrap();
         let log = d.join("serve.log");
         let err = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cloudmixer"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--backend", "cpu"])
-            .arg("--storage")
-            .arg(&storage)
-            .arg("--media-root")
-            .arg(format!("{ROOT}/fixtures/clips"))
-            .arg("--token-file")
-            .arg(tf)
-            .arg("--journal-key")
-            .arg(d.join("journal.key"))
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(err)
-            .spawn()
-            .expect("cloudmixer serve");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = out.read_line(&mut line);
-            let _ = tx.send(line);
-            let mut rest = String::new();
-            while out.read_line(&mut rest).is_ok_and(|n| n > 0) {
-                rest.clear();
-            }
-        });
-        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("no address: {line:?}"))
-            .to_string();
+        let key = d.join("journal.key");
+        let mut args = vec!["--journal-key", key.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let (child, base) = common::spawn_serve(d, true, &args, err.into());
         let addr = base.trim_start_matches("http://").to_string();
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
         Server {
             child,
             base,
             addr,
-            storage,
+            storage: d.join("rec"),
             log,
-            agent,
+            agent: common::agent(),
             seen: Default::default(),
         }
     }
@@ -194,13 +153,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
-    h.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("")
 }
 
 fn storage_config(s3: &S3Server, keep_local: bool) -> Value {

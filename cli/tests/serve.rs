@@ -11,17 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-// the repository root (fixtures/, scripts/): this crate is cli/
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-const TOKEN: &str = "test-token-0123456789abcdef";
+mod common;
+use common::{ROOT, TOKEN};
 
 fn dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("serve")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::test_dir("serve", name)
 }
 
 /// A running `cloudmixer serve`, killed when dropped (also when a test fails).
@@ -40,52 +34,12 @@ impl Server {
 
     /// A server with its storage (and token) under `d`, kept between servers of a test.
     fn start_in(d: &Path, extra: &[&str], token: bool) -> Server {
-        let storage = d.join("rec");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudmixer"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--backend", "cpu"])
-            .arg("--storage")
-            .arg(&storage)
-            .arg("--media-root")
-            .arg(format!("{ROOT}/fixtures/clips"))
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if token {
-            let tf = d.join("token");
-            std::fs::write(&tf, format!("{TOKEN}\n")).unwrap();
-            cmd.arg("--token-file").arg(tf);
-        }
-        let mut child = cmd.spawn().expect("cloudmixer serve");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = out.read_line(&mut line);
-            let _ = tx.send(line);
-            // keep reading so the server never blocks on a full pipe
-            let mut rest = String::new();
-            while out.read_line(&mut rest).is_ok_and(|n| n > 0) {
-                rest.clear();
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("serve did not say where it listens");
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+        let (child, base) = common::spawn_serve(d, token, extra, Stdio::piped());
         Server {
             child: Some(child),
             base,
-            storage,
-            agent,
+            storage: d.join("rec"),
+            agent: common::agent(),
             token: token.then(|| TOKEN.to_string()),
         }
     }
