@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -28,7 +29,7 @@ pub const AT_PERCENT: u32 = 10;
 const CACHE_MAX: usize = 2048;
 
 /// Encoded thumbnails by (path, size, mtime).
-pub(super) type ThumbCache = Arc<Mutex<HashMap<(String, u64, i64), Arc<Vec<u8>>>>>;
+pub(super) type ThumbCache = Arc<Mutex<HashMap<(String, u64, i64), Bytes>>>;
 
 fn no_picture(why: &str) -> ApiError {
     ApiError(
@@ -39,7 +40,7 @@ fn no_picture(why: &str) -> ApiError {
 }
 
 /// Decodes the frame at [`AT_PERCENT`] of the recording `rel` and encodes it.
-fn make(root: &std::path::Path, rel: &str, cache: &ThumbCache) -> Result<Arc<Vec<u8>>, ApiError> {
+fn make(root: &std::path::Path, rel: &str, cache: &ThumbCache) -> Result<Bytes, ApiError> {
     let (_, name, file) = open_recording(root, rel)?;
     let md = file.metadata().map_err(|_| no_picture("unreadable"))?;
     let key = {
@@ -82,7 +83,7 @@ fn make(root: &std::path::Path, rel: &str, cache: &ThumbCache) -> Result<Arc<Vec
                 e.to_string(),
             )
         })?;
-    let jpg = Arc::new(jpg);
+    let jpg = Bytes::from(jpg);
     if duration.is_some() {
         let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
         if c.len() >= CACHE_MAX {
@@ -103,7 +104,7 @@ pub(super) async fn get(app: App, rel: String) -> Response {
                 (header::CONTENT_TYPE, "image/jpeg"),
                 (header::CACHE_CONTROL, "private, max-age=60"),
             ],
-            jpg.as_ref().clone(),
+            jpg,
         )
             .into_response(),
         Ok(Err(e)) => e.into_response(),
