@@ -435,21 +435,7 @@ fn flash_times(p: &std::path::Path, fps: f64) -> Vec<f64> {
         .collect()
 }
 
-/// Onsets (s) of the clicks: the first sample of each run above 0.6 (the tone is at 0.2).
-fn click_times(x: &[f32]) -> Vec<f64> {
-    let mut out = Vec::new();
-    let mut last = f64::NEG_INFINITY;
-    for (i, v) in x.iter().enumerate() {
-        let t = i as f64 / 48_000.0;
-        if v.abs() > 0.6 && t - last > 0.5 {
-            out.push(t);
-            last = t;
-        } else if v.abs() > 0.6 {
-            last = t;
-        }
-    }
-    out
-}
+use cloudmixer::testkit::signal::click_times;
 
 /// Every flash has its click within one frame (15 fps) plus one AAC frame, and vice versa.
 /// Marks in the first 100 ms are left out: the mixer's output loses the first AAC frame's

@@ -173,21 +173,7 @@ fn flash_times(p: &Path) -> Vec<f64> {
     out
 }
 
-/// Onsets (s) of the clicks: the first sample of each run above 0.6 (the tone is at 0.2).
-fn click_times(x: &[f32]) -> Vec<f64> {
-    let mut out = Vec::new();
-    let mut last = f64::NEG_INFINITY;
-    for (i, v) in x.iter().enumerate() {
-        let t = i as f64 / 48_000.0;
-        if v.abs() > 0.6 && t - last > 0.5 {
-            out.push(t);
-        }
-        if v.abs() > 0.6 {
-            last = t;
-        }
-    }
-    out
-}
+use cloudmixer::testkit::signal::click_times;
 
 fn frames_and_duration(p: &Path) -> (u64, f64) {
     let o = Command::new("ffprobe")

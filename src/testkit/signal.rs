@@ -75,3 +75,20 @@ pub fn frame_lumas(file: &Path) -> Vec<u8> {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     o.stdout
 }
+
+/// Onsets (s) of the fixture clips' clicks in mono 48 kHz samples: the first sample of each
+/// run above 0.6 in magnitude (the clips' tone stays at 0.2), runs closer than 0.5 s merged.
+pub fn click_times(x: &[f32]) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut last = f64::NEG_INFINITY;
+    for (i, v) in x.iter().enumerate() {
+        if v.abs() > 0.6 {
+            let t = i as f64 / 48_000.0;
+            if t - last > 0.5 {
+                out.push(t);
+            }
+            last = t;
+        }
+    }
+    out
+}
