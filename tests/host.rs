@@ -244,3 +244,92 @@ fn an_offline_room_is_driven_by_its_caller() {
     assert_eq!(frames(&d.join("off.mp4")), 30);
     assert_eq!(h.get(&id).unwrap().stats.ticks, 30);
 }
+
+/// Publishers take cameras of a running room: an unknown mixer, a camera the room's inputs
+/// feed, a second publisher of a camera and a bad camid are refused; the publisher's frames
+/// reach the mixer; letting go makes the input `idle` (with an event) and a new publisher may
+/// take it again.
+#[test]
+fn publishers_take_cameras_of_a_running_room() {
+    use cloudmixer::host::feed::pull::InputState;
+    use cloudmixer::host::{ErrorKind, HostError};
+    use cloudmixer::model::frame::VideoFrame;
+    let d = dir("publish");
+    let h = host(&d);
+    let id = h
+        .create(CreateRoom {
+            mixer_id: Some("pub".into()),
+            config: json!({"mode":0,"videoFileCfg":{"svrPathName":"/pub.mp4","vWidth":160,
+                "vHeight":120,"vFps":15,"layoutConfig":[
+                {"type":0,"left":0,"top":0,"width":80,"height":120,"param":{"camid":"Usr1.-1"}},
+                {"type":0,"left":80,"top":0,"width":80,"height":120,"param":{"camid":"Usr2.-1"}}]}}),
+            inputs: vec![("Usr1.-1".into(), "cam1_640x480_15.mp4".into())],
+        })
+        .unwrap();
+    let (_, rx) = h.subscribe(None);
+    let e = h
+        .publish("nope", "Usr2.-1", "rtmp://127.0.0.1:1")
+        .unwrap_err();
+    assert!(matches!(e, HostError::NotFound(_)), "{e}");
+    let e = h.publish(&id, "Usr1.-1", "rtmp://127.0.0.1:1").unwrap_err();
+    assert_eq!(
+        (e.kind(), e.to_string().as_str()),
+        (
+            ErrorKind::Conflict,
+            "pub/Usr1.-1: the mixer's inputs feed this camera"
+        )
+    );
+    for bad in ["Usr2", "", "a/b.-1", "Usr2.-1\n"] {
+        let e = h.publish(&id, bad, "x").unwrap_err();
+        assert!(e.to_string().starts_with("camid: "), "{bad:?}: {e}");
+    }
+    let p = h
+        .publish(&id, "Usr2.-1", "rtmp://u:secret@127.0.0.1:5/live")
+        .unwrap();
+    assert_eq!(p.spec().video.as_deref(), Some("Usr2.-1"));
+    assert_eq!(p.spec().audio.as_deref(), Some("Usr2"));
+    let e = h.publish(&id, "Usr2.-1", "srt://127.0.0.1:6").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "pub/Usr2.-1: a publisher sends this camera already"
+    );
+    assert_eq!(e.code(), 906);
+    let st = h.get(&id).unwrap().input_states;
+    assert_eq!(st.len(), 1);
+    assert_eq!(
+        (st[0].input.as_str(), st[0].state),
+        ("Usr2.-1", InputState::Connecting)
+    );
+    assert!(!st[0].url.contains("secret"), "{}", st[0].url);
+    // a green frame through the publication reaches the mixer's source
+    let t = p.target();
+    let green = VideoFrame::solid_i420(64, 48, [150, 44, 21]).unwrap();
+    for _ in 0..5 {
+        t.push_video_at("Usr2.-1", green.clone(), t.clock_now())
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(70));
+    }
+    let m = h.mixer(&id).unwrap();
+    eventually("the published camera's frames counted", || {
+        m.source_stats()
+            .iter()
+            .any(|s| s.camid == "Usr2.-1" && s.received > 0)
+    });
+    drop(p);
+    assert_eq!(h.get(&id).unwrap().input_states[0].state, InputState::Idle);
+    let states: Vec<String> = rx
+        .try_iter()
+        .filter_map(|e| {
+            let v = e.to_json();
+            (v["event"] == "inputStateChanged").then(|| v["state"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(states, ["connecting", "idle"]);
+    // taken again by a new publisher
+    let p2 = h.publish(&id, "Usr2.-1", "whip://127.0.0.1:7").unwrap();
+    assert_eq!(p2.input().stats().state, InputState::Connecting);
+    drop(p2);
+    h.destroy(&id).unwrap();
+    let e = h.publish(&id, "Usr2.-1", "x").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+}

@@ -174,6 +174,10 @@ pub enum HostError {
     /// The room limit or the capacity is reached, or the host is draining (code 907).
     #[error("{0}")]
     NoCapacity(String),
+    /// A publish to a camera that a publisher or one of the room's inputs feeds already
+    /// (code 906).
+    #[error("{0}")]
+    InputBusy(String),
     /// The mixer refused or failed (its own code).
     #[error(transparent)]
     Mixer(#[from] MixerError),
@@ -202,7 +206,7 @@ impl HostError {
                 codes::PARAM_ERR
             }
             HostError::NotFound(_) => codes::PARAM_ERR,
-            HostError::AlreadyStarted(_) => codes::ALREADY_STARTED,
+            HostError::AlreadyStarted(_) | HostError::InputBusy(_) => codes::ALREADY_STARTED,
             HostError::NoCapacity(_) => codes::NO_CAPACITY,
             HostError::Mixer(e) => e.code(),
         }
@@ -215,7 +219,7 @@ impl HostError {
                 ErrorKind::BadRequest
             }
             HostError::NotFound(_) => ErrorKind::NotFound,
-            HostError::AlreadyStarted(_) => ErrorKind::Conflict,
+            HostError::AlreadyStarted(_) | HostError::InputBusy(_) => ErrorKind::Conflict,
             HostError::NoCapacity(_) => ErrorKind::Unavailable,
             HostError::Mixer(e) => match e {
                 MixerError::Config(_)
@@ -271,6 +275,14 @@ struct Room {
     inputs: Vec<(String, String)>,
     /// The URL inputs' shared states.
     pulls: Vec<Arc<feed::pull::PullInput>>,
+    /// The cameras publishers fed or feed ([`Host::publish`]), by camid.
+    published: Mutex<BTreeMap<String, Published>>,
+    /// The users whose audio comes from the room's files or URLs (a publisher of their camera
+    /// does not bring it).
+    audio_taken: Vec<String>,
+    /// Whether a URL's (or publisher's) video and audio are taken at all.
+    feed_video: bool,
+    feed_audio: bool,
     /// Set to end the feeds.
     stop: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -280,6 +292,77 @@ struct Room {
     ended_seq: AtomicU64,
     /// The latest snapshot's JPEG, by the picture it was made of.
     jpeg: Mutex<Option<CachedJpeg>>,
+}
+
+/// A camera a publisher took ([`Host::publish`]).
+struct Published {
+    input: Arc<feed::pull::PullInput>,
+    /// A publisher holds it now.
+    held: bool,
+    /// The user whose audio it brings.
+    audio: Option<String>,
+}
+
+/// A publisher's hold on one camera of a room ([`Host::publish`]): where its frames go, its
+/// input's state and counters, and the room's stop flag. Dropping it lets the camera go (the
+/// input turns `idle`; the mixer shows the placeholder after its `source_timeout`).
+pub struct Publication {
+    spec: feed::pull::PullSpec,
+    input: Arc<feed::pull::PullInput>,
+    stop: Arc<AtomicBool>,
+    target: Arc<dyn feed::file::FeedTarget>,
+    room: std::sync::Weak<Room>,
+}
+
+impl std::fmt::Debug for Publication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publication")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publication {
+    /// What it feeds: `video` = the camid (`None` when the room records no video), `audio` =
+    /// the user (`None` when the room's files or URLs, or another publisher, bring it).
+    pub fn spec(&self) -> &feed::pull::PullSpec {
+        &self.spec
+    }
+
+    /// The input's shared state and counters (in the room's `inputStates` and `/metrics`).
+    pub fn input(&self) -> &Arc<feed::pull::PullInput> {
+        &self.input
+    }
+
+    /// What to push frames and audio into (the room's mixer or per-stream recorder).
+    pub fn target(&self) -> Arc<dyn feed::file::FeedTarget> {
+        self.target.clone()
+    }
+
+    /// The room's stop flag: set once the room ends (the publisher should then hang up).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Whether the room ended.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Publication {
+    fn drop(&mut self) {
+        if let Some(room) = self.room.upgrade() {
+            let mut published = room.published.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(p) = published.get_mut(&self.spec.key) {
+                p.held = false;
+            }
+        }
+        if !self.stopped() {
+            self.input
+                .set_state(feed::pull::InputState::Idle, "the publisher left");
+        }
+    }
 }
 
 /// What records a room: a mixer (mode 0), or a per-stream recorder (mode 1).
@@ -481,7 +564,10 @@ impl Room {
     }
 
     fn pull_stats(&self) -> Vec<feed::pull::InputStats> {
-        self.pulls.iter().map(|p| p.stats()).collect()
+        let mut v: Vec<_> = self.pulls.iter().map(|p| p.stats()).collect();
+        let published = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        v.extend(published.values().map(|p| p.input.stats()));
+        v
     }
 
     fn info(&self) -> RoomInfo {
@@ -1117,26 +1203,12 @@ impl Host {
         let stop = Arc::new(AtomicBool::new(false));
         let pull_inputs: Vec<Arc<feed::pull::PullInput>> = pulls
             .iter()
-            .map(|p| {
-                let (hub, rid, stop) = (Arc::downgrade(&self.inner), rid.clone(), stop.clone());
-                let on_change: feed::pull::OnChange = Arc::new(move |st| {
-                    // nothing after the room ended (its NULL is its last event)
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    if let Some(h) = hub.upgrade() {
-                        h.hub.publish(
-                            &rid,
-                            MixerEvent::InputStateChanged {
-                                input: st.input.clone(),
-                                state: st.state.as_str().into(),
-                                error: st.error.clone(),
-                            },
-                        );
-                    }
-                });
-                feed::pull::PullInput::new(p, on_change)
-            })
+            .map(|p| feed::pull::PullInput::new(p, self.input_events(&rid, &stop)))
+            .collect();
+        let audio_taken = audio
+            .iter()
+            .map(|(u, _)| u.clone())
+            .chain(pulls.iter().filter_map(|p| p.audio.clone()))
             .collect();
         let room = Arc::new(Room {
             id: rid.clone(),
@@ -1147,6 +1219,10 @@ impl Host {
                 .map(|(k, u)| (k, crate::output::upload::redact_url(&u)))
                 .collect(),
             pulls: pull_inputs.clone(),
+            published: Mutex::default(),
+            audio_taken,
+            feed_video: pull_video,
+            feed_audio: pull_audio,
             stop: stop.clone(),
             threads: Mutex::new(Vec::new()),
             ended: Mutex::new(None),
@@ -1205,6 +1281,110 @@ impl Host {
         threads.push(forward);
         *room.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
         Ok(room)
+    }
+
+    /// The callback that publishes an input's state changes as `inputStateChanged` events of
+    /// room `rid` (none once the room's `stop` is set: its NULL is its last event).
+    fn input_events(&self, rid: &Arc<str>, stop: &Arc<AtomicBool>) -> feed::pull::OnChange {
+        let (hub, rid, stop) = (Arc::downgrade(&self.inner), rid.clone(), stop.clone());
+        Arc::new(move |st| {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if let Some(h) = hub.upgrade() {
+                h.hub.publish(
+                    &rid,
+                    MixerEvent::InputStateChanged {
+                        input: st.input.clone(),
+                        state: st.state.as_str().into(),
+                        error: st.error.clone(),
+                    },
+                );
+            }
+        })
+    }
+
+    /// Takes camera `camid` of room `mixer_id` for a publisher (RTMP/SRT publish, WHIP), which
+    /// then pushes into [`Publication::target`]: its video feeds the camera, its audio the
+    /// camera's user (unless the room's files or URLs bring that user's audio). `source`
+    /// describes the publisher in the room's info (e.g. `rtmp://127.0.0.1:50312`; credentials
+    /// are redacted). The input is `connecting` until the publisher's feed says `live`, and
+    /// `idle` once the [`Publication`] is dropped; a later publish takes it again.
+    ///
+    /// Refused before anything is decoded: an unknown mixer ([`HostError::NotFound`]), a room
+    /// that ended, a camid that is not one (`Usr1.-1`), a camera that a publisher holds or one
+    /// of the room's inputs feeds ([`HostError::InputBusy`]).
+    pub fn publish(
+        &self,
+        mixer_id: &str,
+        camid: &str,
+        source: &str,
+    ) -> Result<Publication, HostError> {
+        let room = self.room(mixer_id)?;
+        let Some(engine) = room.live() else {
+            return Err(room.ended_error());
+        };
+        if !camid.contains('.')
+            || camid.len() > 128
+            || camid.chars().any(|c| c.is_control() || c == '/')
+        {
+            return Err(HostError::BadField {
+                field: "camid".into(),
+                msg: format!("{camid:?}: expected a camid (user.camera, e.g. Usr1.-1)"),
+            });
+        }
+        if room.inputs.iter().any(|(k, _)| k == camid) {
+            return Err(HostError::InputBusy(format!(
+                "{mixer_id}/{camid}: the mixer's inputs feed this camera"
+            )));
+        }
+        let user = crate::model::audio::user_of(camid).to_string();
+        let mut published = room.published.lock().unwrap_or_else(|e| e.into_inner());
+        if published.get(camid).is_some_and(|p| p.held) {
+            return Err(HostError::InputBusy(format!(
+                "{mixer_id}/{camid}: a publisher sends this camera already"
+            )));
+        }
+        let audio_held = published
+            .values()
+            .any(|p| p.held && p.audio.as_deref() == Some(user.as_str()));
+        let spec = feed::pull::PullSpec {
+            key: camid.to_string(),
+            url: source.to_string(),
+            video: room.feed_video.then(|| camid.to_string()),
+            audio: (room.feed_audio && !audio_held && !room.audio_taken.contains(&user))
+                .then_some(user),
+        };
+        let input = match published.get(camid) {
+            Some(p) => p.input.clone(),
+            None => feed::pull::PullInput::new(&spec, self.input_events(&room.id, &room.stop)),
+        };
+        published.insert(
+            camid.to_string(),
+            Published {
+                input: input.clone(),
+                held: true,
+                audio: spec.audio.clone(),
+            },
+        );
+        drop(published);
+        input.set_url(source);
+        if input.stats().state == feed::pull::InputState::Connecting {
+            input.announce();
+        } else {
+            input.set_state(feed::pull::InputState::Connecting, "");
+        }
+        let target: Arc<dyn feed::file::FeedTarget> = match engine {
+            Engine::Mix(m) => m,
+            Engine::Streams(s) => s,
+        };
+        Ok(Publication {
+            spec,
+            input,
+            stop: room.stop.clone(),
+            target,
+            room: Arc::downgrade(&room),
+        })
     }
 
     fn room(&self, id: &str) -> Result<Arc<Room>, HostError> {

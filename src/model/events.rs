@@ -200,7 +200,8 @@ pub enum MixerEvent {
     InputStateChanged {
         /// The input's camid (or user).
         input: String,
-        /// `connecting`, `live`, `stalled` or `reconnecting`.
+        /// `connecting`, `live`, `stalled` or `reconnecting`; a published input (RTMP/SRT
+        /// publish, WHIP) also `idle` once its publisher left.
         state: String,
         /// Why it is not live (empty when it is), URL credentials redacted.
         error: String,

@@ -242,7 +242,14 @@ pub(crate) fn render(s: &HostStats) -> String {
     classic_text(&out)
 }
 
-const INPUT_STATES: [&str; 5] = ["connecting", "live", "stalled", "reconnecting", "stopped"];
+const INPUT_STATES: [&str; 6] = [
+    "connecting",
+    "live",
+    "stalled",
+    "reconnecting",
+    "stopped",
+    "idle",
+];
 
 /// The URL inputs (pulled live) of every room: state (1 for the current one), bitrate, fps,
 /// decode time, reconnects, frames and lost frames.

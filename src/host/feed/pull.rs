@@ -112,6 +112,9 @@ pub enum InputState {
     Reconnecting,
     /// The room ended (no more attempts).
     Stopped,
+    /// A published input (RTMP/SRT publish, WHIP) whose publisher left: a new publish to
+    /// the same camid takes it again.
+    Idle,
 }
 
 impl InputState {
@@ -123,6 +126,7 @@ impl InputState {
             InputState::Stalled => "stalled",
             InputState::Reconnecting => "reconnecting",
             InputState::Stopped => "stopped",
+            InputState::Idle => "idle",
         }
     }
 }
@@ -228,16 +232,17 @@ impl PullInput {
         self.lock().clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, InputStats> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, InputStats> {
         self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn update(&self, f: impl FnOnce(&mut InputStats)) {
+    /// Changes the counters (no event).
+    pub(crate) fn update(&self, f: impl FnOnce(&mut InputStats)) {
         f(&mut self.lock());
     }
 
     /// Sets the state (and error); reports a change.
-    fn set_state(&self, state: InputState, error: &str) {
+    pub(crate) fn set_state(&self, state: InputState, error: &str) {
         let changed = {
             let mut g = self.lock();
             if g.state == state && g.error == error {
@@ -257,6 +262,21 @@ impl PullInput {
 
     fn now_ms(&self) -> u64 {
         self.t0.elapsed().as_millis() as u64
+    }
+
+    /// Reports the current state through the callback (as a change).
+    pub(crate) fn announce(&self) {
+        (self.on_change)(&self.stats());
+    }
+
+    /// Notes that a packet came now (for stall detection).
+    pub(crate) fn touch(&self) {
+        self.last_packet_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Sets what the input is (a publisher's description of its source, redacted).
+    pub(crate) fn set_url(&self, url: &str) {
+        self.update(|s| s.url = crate::output::upload::redact_url(url));
     }
 }
 
@@ -444,7 +464,7 @@ fn run<T: FeedTarget + ?Sized>(
     });
     let mut backoff = Duration::from_secs(1);
     // the first state, reported as every later one
-    (input.on_change)(&input.stats());
+    input.announce();
     while !watch.stopped() {
         let t_open = Instant::now();
         let ended = connection(target, spec, settings, &watch);
@@ -897,7 +917,7 @@ fn pace<T: FeedTarget + ?Sized>(target: &T, capture: Duration, watch: &Watch) ->
     }
 }
 
-fn check_size(w: u32, h: u32, s: &PullSettings) -> Result<(), String> {
+pub(crate) fn check_size(w: u32, h: u32, s: &PullSettings) -> Result<(), String> {
     if w > s.max_width || h > s.max_height {
         return Err(format!(
             "the stream is {w}x{h}, over the limit of {}x{}",
@@ -907,8 +927,9 @@ fn check_size(w: u32, h: u32, s: &PullSettings) -> Result<(), String> {
     Ok(())
 }
 
+/// Which track a capture time is for ([`Timeline::capture`]).
 #[derive(Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     Video = 0,
     Audio = 1,
 }
@@ -916,22 +937,22 @@ enum Kind {
 /// The mapping of one connection's timestamps (seconds) onto the mixer clock (seconds):
 /// `capture = ts + offset`, shared by video and audio.
 #[derive(Debug, Default)]
-struct Timeline {
+pub(crate) struct Timeline {
     offset: Option<f64>,
     /// The last capture time given, per kind.
     last: [Option<f64>; 2],
     /// Discontinuities continued and re-anchorings since the stats last took them.
-    reanchors: u64,
+    pub(crate) reanchors: u64,
 }
 
 impl Timeline {
     /// Anchors the mapping at `ts` = `now`, unless it is anchored.
-    fn anchor(&mut self, ts: f64, now: f64) {
+    pub(crate) fn anchor(&mut self, ts: f64, now: f64) {
         self.offset.get_or_insert(now - ts);
     }
 
     /// The capture time of a frame or chunk at `ts` lasting `step`.
-    fn capture(&mut self, kind: Kind, ts: f64, now: f64, step: f64) -> Duration {
+    pub(crate) fn capture(&mut self, kind: Kind, ts: f64, now: f64, step: f64) -> Duration {
         let mut off = *self.offset.get_or_insert(now - ts);
         let mut c = ts + off;
         if let Some(last) = self.last[kind as usize] {
