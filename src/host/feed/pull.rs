@@ -508,6 +508,7 @@ fn connection<T: FeedTarget + ?Sized>(
     let (url, opts) = ffmpeg_target(&spec.url, settings);
     watch.arm(settings.io_timeout + settings.probe);
     let cb = watch.clone();
+    let t_open = Instant::now();
     let opened =
         ff::format::input_with_interrupt_and_dictionary(&url, move || cb.interrupted(), opts);
     let mut ictx = match opened {
@@ -527,6 +528,7 @@ fn connection<T: FeedTarget + ?Sized>(
     let input = &watch.input;
     match Connection::new(&ictx, spec, settings, &label) {
         Ok(mut c) => {
+            c.backdate = backdate(t_open.elapsed());
             // (the open read packets: it is live)
             input
                 .last_packet_ms
@@ -547,9 +549,23 @@ struct Connection<'a> {
     video: Option<VideoIn>,
     audio: Option<(usize, ff::Rational, AudioStream)>,
     timeline: Timeline,
+    /// How long before the first packet's read it came (see [`backdate`]).
+    backdate: f64,
     width: u32,
     height: u32,
     window: Window,
+}
+
+/// How much earlier than its read the first packet after an open came, for an open that took
+/// `open`: the open probed the stream (up to [`PullSettings::probe`]), and a live stream's
+/// first packet came at its start, the later ones in real time while it probed. Anchoring the
+/// first packet at its read instead would delay the whole stream by the probe: buffered
+/// packets are read at once, then paced to their capture times (about 1 s late on nginx-rtmp,
+/// measured by `scripts/bench-latency.py`). Kept under [`MAX_DRIFT`], beyond which a mapping
+/// is re-anchored. A stream that comes faster than real time (a file over HTTP) has its first
+/// frames this much in the past: late at the mixer for a moment, then paced.
+fn backdate(open: Duration) -> f64 {
+    open.as_secs_f64().min(MAX_DRIFT.as_secs_f64() * 0.9)
 }
 
 struct VideoIn {
@@ -592,6 +608,7 @@ impl<'a> Connection<'a> {
             video: None,
             audio: None,
             timeline: Timeline::default(),
+            backdate: 0.0,
             width: 0,
             height: 0,
             window: Window {
@@ -720,7 +737,7 @@ impl<'a> Connection<'a> {
                     self.audio.as_ref().map(|a| a.1)
                 };
                 if let Some(tb) = tb {
-                    self.timeline.anchor(secs(ts, tb), now);
+                    self.timeline.anchor(secs(ts, tb), now - self.backdate);
                 }
             }
             let res = if is_video {
