@@ -773,3 +773,62 @@ fn a_mode_1_mixer_records_a_pulled_stream_into_its_own_file() {
     // ~2.5 s of a 15 fps stream after the connect and probe
     assert!(n >= 20, "{}: {n} frames", files[0].display());
 }
+
+/// An MPEG-TS stream (over SRT) whose 33-bit timestamps wrap 2 s in: the recording goes on
+/// through the wrap with the clip's pictures and sound in step (no freeze, no placeholder, no
+/// gap), and the input stays live.
+#[test]
+fn mpegts_timestamps_that_wrap_continue_the_timeline() {
+    let d = dir("ts-wrap");
+    let port = free_port();
+    let url = format!("srt://127.0.0.1:{port}");
+    // 2^33 / 90 kHz = 95443.718 s: the stream's clock wraps 2 s after its start
+    let _listener = Proc(Some(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-re", "-stream_loop", "-1", "-i"])
+            .arg(clip())
+            .args(["-c", "copy", "-output_ts_offset", "95441.7", "-f", "mpegts"])
+            .arg(format!("{url}?mode=listener"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("ffmpeg.log")).unwrap())
+            .spawn()
+            .expect("ffmpeg"),
+    ));
+    let out = finish(&d, record_cmd(&d, &url, 9.0).spawn().unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let states = input_states(&events(&d));
+    println!("states {states:?}");
+    assert!(
+        states.iter().all(|(s, _)| s == "connecting" || s == "live"),
+        "the input was lost across the wrap: {states:?}"
+    );
+    let p = d.join("out/pull.mp4");
+    assert_in_step(&p, 5);
+    // from the first picture on, every frame shows the camera (the wrap froze nothing into a
+    // placeholder), and its flashes keep coming once a second to the end
+    let ph = placeholder_frames(&p);
+    let first = ph.iter().position(|&x| !x).expect("no camera picture");
+    assert!(
+        ph[first..].iter().all(|&x| !x),
+        "placeholder after the camera appeared: {:?}",
+        runs_of(&ph)
+    );
+    let flashes = flash_times(&p);
+    let (_, dur) = frames_and_duration(&p);
+    for w in flashes.windows(2) {
+        assert!(
+            (w[1] - w[0] - 1.0).abs() < 0.1,
+            "flashes not a second apart: {flashes:?}"
+        );
+    }
+    assert!(
+        dur - flashes.last().unwrap() < 1.6,
+        "flashes stop at {:?} of {dur:.2} s",
+        flashes.last()
+    );
+}

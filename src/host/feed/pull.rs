@@ -549,6 +549,8 @@ struct Connection<'a> {
     video: Option<VideoIn>,
     audio: Option<(usize, ff::Rational, AudioStream)>,
     timeline: Timeline,
+    /// The audio decoder's origin in seconds of the stream's time (see `add_stream`).
+    audio_origin: f64,
     /// How long before the first packet's read it came (see [`backdate`]).
     backdate: f64,
     width: u32,
@@ -590,6 +592,15 @@ struct Window {
     decode: Duration,
 }
 
+/// An audio decoder's origin, 10^6 s before the stream's time 0 (in its time base).
+fn audio_origin(tb: ff::Rational) -> i64 {
+    let (num, den) = (
+        i128::from(tb.numerator().max(1)),
+        i128::from(tb.denominator().max(1)),
+    );
+    i64::try_from(-(1_000_000 * den / num)).unwrap_or(i64::MIN / 2)
+}
+
 fn secs(ts: i64, tb: ff::Rational) -> f64 {
     ts as f64 * f64::from(tb.numerator()) / f64::from(tb.denominator().max(1))
 }
@@ -608,6 +619,7 @@ impl<'a> Connection<'a> {
             video: None,
             audio: None,
             timeline: Timeline::default(),
+            audio_origin: 0.0,
             backdate: 0.0,
             width: 0,
             height: 0,
@@ -650,9 +662,17 @@ impl<'a> Connection<'a> {
                 });
             }
             ff::media::Type::Audio if self.audio.is_none() && self.spec.audio.is_some() => {
-                // timestamps from 0, not from the stream's start: video and audio share them
-                match AudioStream::open(st.parameters(), st.time_base(), 0, self.label) {
-                    Ok(a) => self.audio = Some((st.index(), st.time_base(), a)),
+                // the decoder's positions count from an origin far before any timestamp (a
+                // live stream's may be negative: MPEG-TS ones before a 33-bit wrap, which
+                // FFmpeg unwraps downwards); `audio_packet` takes the origin off again, so
+                // video and audio share the stream's own timestamps
+                let tb = st.time_base();
+                let origin = audio_origin(tb);
+                match AudioStream::open(st.parameters(), tb, origin, self.label) {
+                    Ok(a) => {
+                        self.audio_origin = secs(origin, tb);
+                        self.audio = Some((st.index(), tb, a));
+                    }
                     Err(e) => {
                         tracing::warn!(url = %self.label.display(), error = %e, "audio not decoded")
                     }
@@ -892,9 +912,8 @@ impl<'a> Connection<'a> {
             let frames = chunk.samples.len() / usize::from(chunk.channels.max(1));
             let step = frames as f64 / f64::from(chunk.sample_rate.max(1));
             let now = target.clock_now().as_secs_f64();
-            let capture = self
-                .timeline
-                .capture(Kind::Audio, chunk.pts.as_secs_f64(), now, step);
+            let ts = chunk.pts.as_secs_f64() + self.audio_origin;
+            let capture = self.timeline.capture(Kind::Audio, ts, now, step);
             let f =
                 match AudioFrame::f32_interleaved(chunk.samples, chunk.sample_rate, chunk.channels)
                 {
