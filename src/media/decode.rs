@@ -149,7 +149,7 @@ impl Decoder {
             st.start_time()
         };
         let (decoder, fps, rotation) =
-            open_video_stream(&st, &path, ff::codec::threading::Type::Frame)?;
+            open_video_stream(&st, &path, ff::codec::threading::Type::Frame, 0)?;
         Ok(Decoder {
             path,
             input,
@@ -338,11 +338,13 @@ impl Decoder {
 /// A decoder for video stream `st` (frame threads), its average frame rate (0 when unknown)
 /// and display rotation; `path` names it in errors. Shared by [`Decoder`] and the live pull
 /// feed (which demuxes video and audio from one connection, and decodes with slice threads:
-/// frame threads hold frames back).
+/// frame threads hold frames back). `threads`: the decoder's threads (0: FFmpeg's choice, one
+/// per core).
 pub(crate) fn open_video_stream(
     st: &ff::format::stream::Stream,
     path: &Path,
     threading: ff::codec::threading::Type,
+    threads: usize,
 ) -> Result<(ff::decoder::Video, f64, Rotation)> {
     let rate = st.avg_frame_rate();
     let fps = if rate.denominator() != 0 && rate.numerator() > 0 {
@@ -366,7 +368,7 @@ pub(crate) fn open_video_stream(
     }
     ctx.set_threading(ff::codec::threading::Config {
         kind: threading,
-        count: 0,
+        count: threads,
         ..Default::default()
     });
     let decoder = ctx

@@ -58,6 +58,86 @@ pub const MAX_DRIFT: Duration = Duration::from_secs(1);
 /// The URL schemes taken as pull inputs.
 pub const SCHEMES: [&str; 6] = ["rtmp", "rtmps", "rtsp", "srt", "http", "https"];
 
+/// The decode slots network inputs share: at most this many of their video packets are
+/// decoded at once (by default one per core). Each input's video decoder runs 1 thread per 2 Mpx of
+/// picture (1 up to 1080p, at most 4), so 16 inputs use 16 reading threads that block on
+/// their sockets and at most a core's worth of decoding each, never 16 × cores decoder
+/// threads contending for the cores. Cheap to clone: clones share the slots.
+#[derive(Clone)]
+pub struct DecodeSlots {
+    inner: Arc<(Mutex<usize>, std::sync::Condvar)>,
+    total: usize,
+}
+
+impl DecodeSlots {
+    /// `n` slots (at least 1).
+    pub fn new(n: usize) -> DecodeSlots {
+        let n = n.max(1);
+        DecodeSlots {
+            inner: Arc::new((Mutex::new(n), std::sync::Condvar::new())),
+            total: n,
+        }
+    }
+
+    /// How many slots there are.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// How many are taken now.
+    pub fn busy(&self) -> usize {
+        self.total - *self.inner.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for a slot; it is given back when the guard drops.
+    pub fn acquire(&self) -> DecodeSlot<'_> {
+        let (m, cv) = &*self.inner;
+        let mut free = m.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = cv.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        DecodeSlot(self)
+    }
+}
+
+impl Default for DecodeSlots {
+    /// One slot per core.
+    fn default() -> Self {
+        DecodeSlots::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
+impl std::fmt::Debug for DecodeSlots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DecodeSlots({})", self.total)
+    }
+}
+
+impl PartialEq for DecodeSlots {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+/// A taken decode slot ([`DecodeSlots::acquire`]).
+pub struct DecodeSlot<'a>(&'a DecodeSlots);
+
+impl Drop for DecodeSlot<'_> {
+    fn drop(&mut self) {
+        let (m, cv) = &*self.0.inner;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        cv.notify_one();
+    }
+}
+
+/// A video decoder's threads for a `w` x `h` stream: 1 per 2 Mpx (1 up to 1080p), at most 4.
+pub fn decode_threads(w: u32, h: u32) -> usize {
+    (u64::from(w) * u64::from(h))
+        .div_ceil(2_100_000)
+        .clamp(1, 4) as usize
+}
+
 /// How pull inputs connect, wait and what they accept.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PullSettings {
@@ -78,6 +158,8 @@ pub struct PullSettings {
     pub max_backoff: Duration,
     /// Live this long: the next reconnect waits 1 s again.
     pub live_reset: Duration,
+    /// The decode slots every network input of the host shares.
+    pub decode_slots: DecodeSlots,
 }
 
 impl Default for PullSettings {
@@ -91,6 +173,7 @@ impl Default for PullSettings {
             stall_after: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
             live_reset: Duration::from_secs(10),
+            decode_slots: DecodeSlots::default(),
         }
     }
 }
@@ -644,8 +727,12 @@ impl<'a> Connection<'a> {
     fn add_stream(&mut self, st: &ff::format::stream::Stream) -> Result<(), String> {
         match st.parameters().medium() {
             ff::media::Type::Video if self.video.is_none() && self.spec.video.is_some() => {
+                let p = st.parameters();
+                // SAFETY: `p` is the stream's valid AVCodecParameters.
+                let (pw, ph) = unsafe { ((*p.as_ptr()).width, (*p.as_ptr()).height) };
+                let threads = decode_threads(pw.max(0) as u32, ph.max(0) as u32);
                 let (dec, fps, rotation) =
-                    open_video_stream(st, self.label, ff::codec::threading::Type::Slice)
+                    open_video_stream(st, self.label, ff::codec::threading::Type::Slice, threads)
                         .map_err(|e| e.to_string())?;
                 let (w, h) = (dec.width(), dec.height());
                 check_size(w, h, self.settings)?;
@@ -823,6 +910,8 @@ impl<'a> Connection<'a> {
         };
         let camid = self.spec.video.as_deref().unwrap_or_default();
         let t0 = Instant::now();
+        let slots = self.settings.decode_slots.clone();
+        let slot = slots.acquire();
         match v.dec.send_packet(pkt) {
             Ok(()) => {}
             Err(ff::Error::InvalidData) => {
@@ -831,7 +920,9 @@ impl<'a> Connection<'a> {
             }
             Err(e) => return Err(Ended::Lost(format!("decoding video: {e}"))),
         }
+        let mut slot = Some(slot);
         loop {
+            let slot_now = slot.take().unwrap_or_else(|| slots.acquire());
             match v.dec.receive_frame(&mut v.frame) {
                 Ok(()) => {}
                 Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => break,
@@ -863,6 +954,8 @@ impl<'a> Connection<'a> {
                     continue;
                 }
             };
+            // (not held while the frame waits for its time)
+            drop(slot_now);
             self.window.frames += 1;
             self.window.decode += t0.elapsed();
             pace(target, capture, watch)?;
@@ -1084,6 +1177,46 @@ mod tests {
         // a stall that kept the connection: re-anchored on the mixer clock
         let late = t.capture(Kind::Video, 0.04, 15.0, 0.04);
         assert_eq!(late, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn decode_slots_bound_the_decodes_at_once() {
+        let slots = DecodeSlots::new(2);
+        let peak = Arc::new(Mutex::new((0usize, 0usize)));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (slots, peak) = (slots.clone(), peak.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        let _s = slots.acquire();
+                        {
+                            let mut p = peak.lock().unwrap();
+                            p.0 += 1;
+                            p.1 = p.1.max(p.0);
+                        }
+                        std::thread::sleep(Duration::from_micros(300));
+                        peak.lock().unwrap().0 -= 1;
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(peak.lock().unwrap().1, 2);
+        assert_eq!(slots.busy(), 0);
+        assert_eq!(DecodeSlots::new(0).total(), 1);
+        assert_eq!(
+            [
+                (640, 480),
+                (1920, 1080),
+                (2560, 1440),
+                (3840, 2160),
+                (7680, 4320)
+            ]
+            .map(|(w, h)| decode_threads(w, h)),
+            [1, 1, 2, 4, 4]
+        );
     }
 
     #[test]
