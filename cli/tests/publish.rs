@@ -58,9 +58,13 @@ fn free_udp_port() -> u16 {
 /// FFmpeg publishing a `colour` 320x240 15 fps picture (x264, a key frame a second) and a
 /// `freq` Hz tone (AAC) in real time for at most 60 s, as `format` to `url`.
 fn publish(colour: &str, freq: u32, format: &str, url: &str, log: &Path) -> Proc {
-    let c = Command::new("timeout")
-        .args(["60", "ffmpeg", "-v", "error", "-re", "-f", "lavfi", "-i"])
-        .arg(format!("color={colour}:size=320x240:rate=15"))
+    publish_sized(colour, "320x240", freq, format, url, log)
+}
+
+fn publish_sized(colour: &str, size: &str, freq: u32, format: &str, url: &str, log: &Path) -> Proc {
+    let c = Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg(format!("color={colour}:size={size}:rate=15"))
         .args(["-re", "-f", "lavfi", "-i"])
         .arg(format!("sine=frequency={freq}:sample_rate=48000"))
         .args([
@@ -74,7 +78,7 @@ fn publish(colour: &str, freq: u32, format: &str, url: &str, log: &Path) -> Proc
         .args([
             "-g", "15", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
         ])
-        .args(["-f", format, url])
+        .args(["-t", "60", "-f", format, url])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
@@ -113,6 +117,34 @@ impl Serve {
         std::fs::read_dir(format!("/proc/{}/fd", self.child.pid()))
             .unwrap()
             .count()
+    }
+
+    /// The mixer's input `input` (Null while it has none).
+    fn input(&self, id: &str, input: &str) -> Value {
+        let (_, v) = self.req("GET", &format!("/v1/mixers/{id}"), None);
+        v["inputStates"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["input"] == input).cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Waits (`limit` at most) until `check` holds for input `input` of mixer `id`.
+    fn wait_input(
+        &self,
+        id: &str,
+        input: &str,
+        limit: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let v = self.input(id, input);
+            if check(&v) {
+                return v;
+            }
+            assert!(t0.elapsed() < limit, "{input}: {v}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// `input → state` of the mixer's inputs.
@@ -328,4 +360,86 @@ fn cameras_published_over_rtmp_and_srt_are_mixed_and_refusals_are_clean() {
     let last = &audio[audio.len().saturating_sub(96_000)..];
     let rms = (last.iter().map(|s| s * s).sum::<f32>() / last.len().max(1) as f32).sqrt();
     assert!(rms > 0.05, "the last 2 s of audio: rms {rms}");
+}
+
+/// A published stream over the size limit (`--max-input-size 160x120`, SRT 320x240) is dropped
+/// with that error in the input's state and its publisher hung up on; a publisher that leaves
+/// lets its camera go (`idle`, "the publisher left") and a later publish takes it again.
+#[test]
+fn an_oversized_publish_is_dropped_and_a_camera_left_is_taken_again() {
+    let d = common::test_dir("publish", "limits");
+    let (rtmp, srt) = (free_port(), free_udp_port());
+    let (rtmp_a, srt_a) = (format!("127.0.0.1:{rtmp}"), format!("127.0.0.1:{srt}"));
+    let err = std::fs::File::create(d.join("serve.stderr")).unwrap();
+    let (child, base) = common::spawn_serve(
+        &d,
+        false,
+        &[
+            "--rtmp-listen",
+            &rtmp_a,
+            "--srt-listen",
+            &srt_a,
+            "--max-input-size",
+            "160x120",
+        ],
+        Stdio::from(err),
+    );
+    let s = Serve {
+        child: Proc(Some(child)),
+        base,
+        agent: common::agent(),
+    };
+    let body = json!({"mixerID":"m2","mode":0,"videoFileCfg":{"svrPathName":"/m2.mp4",
+        "vWidth":320,"vHeight":120,"vFps":15,"layoutConfig":[
+        {"type":0,"left":0,"top":0,"width":160,"height":120,"param":{"camid":"Usr1.-1"}},
+        {"type":0,"left":160,"top":0,"width":160,"height":120,"param":{"camid":"Usr2.-1"}}]}});
+    let (st, v) = s.req("POST", "/v1/mixers", Some(&body));
+    assert_eq!(st, 201, "{v}");
+    let mut big = publish(
+        "red",
+        440,
+        "mpegts",
+        &format!("srt://{srt_a}?streamid=m2/Usr1.-1"),
+        &d.join("big.log"),
+    );
+    let url2 = format!("rtmp://{rtmp_a}/live/m2/Usr2.-1");
+    let small = publish_sized("blue", "160x120", 660, "flv", &url2, &d.join("small.log"));
+    let inp = s.wait_input("m2", "Usr1.-1", Duration::from_secs(15), |v| {
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("over the limit"))
+    });
+    println!("{inp}");
+    assert_eq!(inp["state"], "idle", "{inp}");
+    assert!(
+        inp["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the stream is 320x240, over the limit of 160x120"),
+        "{inp}"
+    );
+    assert_eq!(inp["videoFrames"], 0, "{inp}");
+    assert!(
+        big.wait_for(Duration::from_secs(10))
+            .is_some_and(|st| !st.success()),
+        "the oversized publisher was not hung up on"
+    );
+    s.wait_input("m2", "Usr2.-1", Duration::from_secs(15), |v| {
+        v["state"] == "live"
+    });
+    drop(small);
+    let inp = s.wait_input("m2", "Usr2.-1", Duration::from_secs(10), |v| {
+        v["state"] == "idle"
+    });
+    assert_eq!(inp["error"], "the publisher left", "{inp}");
+    let frames = inp["videoFrames"].as_u64().unwrap();
+    assert!(frames > 0, "{inp}");
+    // the camera is free again
+    let _again = publish_sized("blue", "160x120", 660, "flv", &url2, &d.join("again.log"));
+    let inp = s.wait_input("m2", "Usr2.-1", Duration::from_secs(15), |v| {
+        v["state"] == "live" && v["videoFrames"].as_u64().unwrap_or(0) > frames
+    });
+    println!("{inp}");
+    let (st, v) = s.req("DELETE", "/v1/mixers/m2", None);
+    assert_eq!(st, 200, "{v}");
 }
