@@ -364,7 +364,8 @@ fn cameras_published_over_rtmp_and_srt_are_mixed_and_refusals_are_clean() {
 
 /// A published stream over the size limit (`--max-input-size 160x120`, SRT 320x240) is dropped
 /// with that error in the input's state and its publisher hung up on; a publisher that leaves
-/// lets its camera go (`idle`, "the publisher left") and a later publish takes it again.
+/// lets its camera go (`idle`, "the publisher left") and a later publish takes it again; one
+/// that freezes is `stalled`, then hung up on.
 #[test]
 fn an_oversized_publish_is_dropped_and_a_camera_left_is_taken_again() {
     let d = common::test_dir("publish", "limits");
@@ -440,6 +441,41 @@ fn an_oversized_publish_is_dropped_and_a_camera_left_is_taken_again() {
         v["state"] == "live" && v["videoFrames"].as_u64().unwrap_or(0) > frames
     });
     println!("{inp}");
+    // a publisher that freezes (SIGSTOP) keeps its TCP connection: `stalled` after 1 s, hung
+    // up on after the 5 s read time-out
+    let frozen = publish_sized(
+        "green",
+        "160x120",
+        880,
+        "flv",
+        &rtmp_url1(&rtmp_a),
+        &d.join("frozen.log"),
+    );
+    s.wait_input("m2", "Usr1.-1", Duration::from_secs(15), |v| {
+        v["state"] == "live"
+    });
+    let signal = |sig: &str| {
+        let st = Command::new("kill")
+            .args([sig, &frozen.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    signal("-STOP");
+    let inp = s.wait_input("m2", "Usr1.-1", Duration::from_secs(5), |v| {
+        v["state"] == "stalled"
+    });
+    println!("{inp}");
+    let inp = s.wait_input("m2", "Usr1.-1", Duration::from_secs(10), |v| {
+        v["state"] == "idle"
+    });
+    println!("{inp}");
+    assert_eq!(inp["error"], "no data for 5 s", "{inp}");
+    signal("-CONT");
     let (st, v) = s.req("DELETE", "/v1/mixers/m2", None);
     assert_eq!(st, 200, "{v}");
+}
+
+fn rtmp_url1(addr: &str) -> String {
+    format!("rtmp://{addr}/live/m2/Usr1.-1")
 }

@@ -25,7 +25,8 @@
 //!   room's `inputStates`, `/metrics`, `inputStateChanged`).
 //! - **Back-pressure and ends**: a decoder that falls behind fills the pipe, which stops the
 //!   reading of the publisher's socket (TCP pushes back on an RTMP publisher; SRT, live, drops
-//!   late packets). A publisher that leaves, sends nothing for [`PullSettings::io_timeout`], or
+//!   late packets). A publisher that sends nothing for [`PullSettings::stall_after`] is
+//!   `stalled`. A publisher that leaves, sends nothing for [`PullSettings::io_timeout`], or
 //!   whose stream is dropped (over a limit, undecodable) is hung up on and its camera let go:
 //!   the input turns `idle` (with the error, if any) and the mixer shows the placeholder after
 //!   its `source_timeout`; a later publish takes the camera again. A room that ends hangs up
@@ -311,7 +312,16 @@ pub(crate) fn pump(
                     }
                 }
                 Read::Nothing => {
-                    if last.elapsed() > settings.io_timeout {
+                    let idle = last.elapsed();
+                    // (the decoder, blocked on the pipe, cannot tell; its next packet says
+                    // `live` again)
+                    if idle > settings.stall_after && input.lock().state == InputState::Live {
+                        input.set_state(
+                            InputState::Stalled,
+                            &format!("no data for {:.1} s", idle.as_secs_f64()),
+                        );
+                    }
+                    if idle > settings.io_timeout {
                         why = Some(format!(
                             "no data for {:.0} s",
                             settings.io_timeout.as_secs_f64()
