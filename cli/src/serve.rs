@@ -263,9 +263,14 @@ pub fn run(a: ServeArgs) -> ExitCode {
             }
             eprintln!("draining: no new mixers; stopping the running ones");
             let drain = tokio::task::spawn_blocking(move || {
-                // no new publishers; the ones publishing end with their mixers
-                publish.shutdown();
-                drainer.drain(grace)
+                // no new publishers; the ones publishing end with their mixers, and are hung
+                // up on before the process ends
+                publish.stop_accepting();
+                let r = drainer.drain(grace);
+                if !publish.shutdown(Duration::from_secs(5)) {
+                    eprintln!("publishers: not every connection closed after 5 s");
+                }
+                r
             });
             tokio::select! {
                 res = drain => {

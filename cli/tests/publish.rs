@@ -172,7 +172,7 @@ fn column_colours(p: &Path) -> Vec<[[u8; 3]; 3]> {
         .args(["-v", "error", "-i"])
         .arg(p)
         .args(["-map", "0:v:0", "-vf"])
-        .arg("crop=480:80:0:20,scale=3:1:flags=area,format=rgb24")
+        .arg("crop=480:80:0:20,format=rgb24,scale=3:1:flags=area")
         .args(["-f", "rawvideo", "-"])
         .output()
         .unwrap();
@@ -319,6 +319,7 @@ fn cameras_published_over_rtmp_and_srt_are_mixed_and_refusals_are_clean() {
     let (st, v) = s.req("DELETE", "/v1/mixers/room", None);
     assert_eq!(st, 200, "{v}");
     // the room's end hangs up on the publishers (each FFmpeg then fails to write)
+    let t_end = Instant::now();
     for (what, p) in [
         ("red", &mut red),
         ("blue", &mut blue),
@@ -327,6 +328,10 @@ fn cameras_published_over_rtmp_and_srt_are_mixed_and_refusals_are_clean() {
         let st = p.wait_for(Duration::from_secs(10));
         let st = st.unwrap_or_else(|| panic!("{what}: not hung up on"));
         assert!(!st.success(), "{what}: {st}");
+        println!(
+            "{what} publisher ended {:.1} s after the delete",
+            t_end.elapsed().as_secs_f64()
+        );
     }
     // the publishers' sockets, pipes and decoders are gone (the room's files are closed too)
     let t1 = Instant::now();
@@ -337,6 +342,7 @@ fn cameras_published_over_rtmp_and_srt_are_mixed_and_refusals_are_clean() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    println!("descriptors: {fds_before} before the publishers, {fds_after} after");
     assert!(
         fds_after <= fds_before,
         "{fds_after} descriptors open, {fds_before} before the publishers"
@@ -478,4 +484,105 @@ fn an_oversized_publish_is_dropped_and_a_camera_left_is_taken_again() {
 
 fn rtmp_url1(addr: &str) -> String {
     format!("rtmp://{addr}/live/m2/Usr1.-1")
+}
+
+/// SIGTERM with `--drain-timeout 2` while an RTMP and an SRT publisher are live: new
+/// publishers are refused at once, the two go on through the grace (their colours are in the
+/// last frames), then are hung up on before the service exits 0.
+#[test]
+fn a_drain_lets_publishers_run_through_the_grace_then_hangs_up() {
+    let d = common::test_dir("publish", "drain");
+    let (rtmp, srt) = (free_port(), free_udp_port());
+    let (rtmp_a, srt_a) = (format!("127.0.0.1:{rtmp}"), format!("127.0.0.1:{srt}"));
+    let err = std::fs::File::create(d.join("serve.stderr")).unwrap();
+    let (child, base) = common::spawn_serve(
+        &d,
+        false,
+        &[
+            "--rtmp-listen",
+            &rtmp_a,
+            "--srt-listen",
+            &srt_a,
+            "--drain-timeout",
+            "2",
+        ],
+        Stdio::from(err),
+    );
+    let mut s = Serve {
+        child: Proc(Some(child)),
+        base,
+        agent: common::agent(),
+    };
+    let body = json!({"mixerID":"m3","mode":0,"videoFileCfg":{"svrPathName":"/m3.mp4",
+        "vWidth":320,"vHeight":120,"vFps":15,"layoutConfig":[
+        {"type":0,"left":0,"top":0,"width":160,"height":120,"param":{"camid":"Usr1.-1"}},
+        {"type":0,"left":160,"top":0,"width":160,"height":120,"param":{"camid":"Usr2.-1"}}]}});
+    let (st, v) = s.req("POST", "/v1/mixers", Some(&body));
+    assert_eq!(st, 201, "{v}");
+    let mut red = publish_sized(
+        "red",
+        "160x120",
+        440,
+        "flv",
+        &format!("rtmp://{rtmp_a}/live/m3/Usr1.-1"),
+        &d.join("red.log"),
+    );
+    let mut blue = publish_sized(
+        "blue",
+        "160x120",
+        660,
+        "mpegts",
+        &format!("srt://{srt_a}?streamid=live/m3/Usr2.-1"),
+        &d.join("blue.log"),
+    );
+    for cam in ["Usr1.-1", "Usr2.-1"] {
+        s.wait_input("m3", cam, Duration::from_secs(15), |v| v["state"] == "live");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let st = Command::new("kill")
+        .args(["-TERM", &s.child.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t0 = Instant::now();
+    // a new publisher is refused
+    std::thread::sleep(Duration::from_millis(500));
+    let mut late = publish_sized(
+        "green",
+        "160x120",
+        880,
+        "flv",
+        &format!("rtmp://{rtmp_a}/live/m3/Usr3.-1"),
+        &d.join("late.log"),
+    );
+    let late_st = late.wait_for(Duration::from_secs(5));
+    assert!(late_st.is_some_and(|st| !st.success()), "{late_st:?}");
+    let st = s.child.wait_for(Duration::from_secs(20));
+    let grace = t0.elapsed();
+    assert!(st.is_some_and(|st| st.success()), "serve: {st:?}");
+    assert!(grace >= Duration::from_secs(2), "{grace:?}");
+    for (what, p) in [("rtmp", &mut red), ("srt", &mut blue)] {
+        let st = p.wait_for(Duration::from_secs(2));
+        assert!(
+            st.is_some_and(|st| !st.success()),
+            "the {what} publisher was not hung up on: {st:?}"
+        );
+    }
+    let o = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(d.join("rec/m3.mp4"))
+        .args(["-map", "0:v:0", "-vf"])
+        .arg("crop=320:80:0:20,format=rgb24,scale=2:1:flags=area")
+        .args(["-f", "rawvideo", "-"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let frames: Vec<&[u8]> = o.stdout.chunks_exact(6).collect();
+    assert!(frames.len() > 45, "{} frames", frames.len());
+    // the grace's last second still shows both publishers
+    let right = frames[frames.len() - 15..]
+        .iter()
+        .filter(|f| is([f[0], f[1], f[2]], "red") && is([f[3], f[4], f[5]], "blue"))
+        .count();
+    assert!(right >= 12, "{right} of the last 15 frames show both");
 }

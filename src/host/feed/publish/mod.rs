@@ -122,8 +122,7 @@ pub fn parse_streamid(sid: &str) -> Result<(String, String), String> {
     }
 }
 
-/// The publish listeners of one host; dropping it (or [`Listeners::shutdown`]) stops taking
-/// new publishers (the ones publishing go on until they leave or their room ends).
+/// The publish listeners of one host; dropping it stops them ([`Listener`]).
 #[derive(Default)]
 pub struct Listeners {
     list: Vec<Listener>,
@@ -151,15 +150,26 @@ impl Listeners {
         self.list.iter().map(|l| (l.proto, l.addr)).collect()
     }
 
-    /// Stops taking new publishers and waits for the listeners' threads.
-    pub fn shutdown(&mut self) {
-        for l in &mut self.list {
-            l.shutdown();
+    /// Stops taking new publishers (at once; the ones publishing go on).
+    pub fn stop_accepting(&self) {
+        for l in &self.list {
+            l.stop_accepting();
         }
+    }
+
+    /// Stops taking new publishers and waits (`limit` at most) for the listeners to end,
+    /// which they do once their publishers ended: true when they did.
+    pub fn shutdown(&mut self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        self.list
+            .iter_mut()
+            .all(|l| l.shutdown(until.saturating_duration_since(Instant::now())))
     }
 }
 
-/// One listener's accept thread; dropping it stops it.
+/// One listener's accept thread. Dropping it stops taking new publishers and waits (5 s at
+/// most) for the ones publishing to end (an SRT listener's socket carries its publishers'
+/// connections: it closes after the last one).
 pub struct Listener {
     proto: &'static str,
     addr: std::net::SocketAddr,
@@ -178,18 +188,32 @@ impl Listener {
         self.addr
     }
 
-    /// Stops taking new publishers and waits for the accept thread.
-    pub fn shutdown(&mut self) {
+    /// Stops taking new publishers (at once; the ones publishing go on).
+    pub fn stop_accepting(&self) {
         self.quit.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops taking new publishers and waits (`limit` at most) for the accept thread, which
+    /// ends once its publishers did: true when it ended.
+    pub fn shutdown(&mut self, limit: Duration) -> bool {
+        self.stop_accepting();
+        let until = Instant::now() + limit;
+        while self.thread.as_ref().is_some_and(|t| !t.is_finished()) {
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        true
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.shutdown();
+        self.shutdown(Duration::from_secs(5));
     }
 }
 

@@ -54,7 +54,9 @@ fn accept_loop(
     quit: Arc<AtomicBool>,
 ) {
     let count = Arc::new(AtomicUsize::new(0));
-    while !quit.load(Ordering::Relaxed) {
+    // the listener's socket carries its publishers' packets: after quit it stays open, taking
+    // no one, until they ended
+    while !quit.load(Ordering::Relaxed) || count.load(Ordering::Acquire) > 0 {
         let next =
             rt.block_on(async { tokio::time::timeout(POLL, incoming.incoming().next()).await });
         let req = match next {
@@ -63,6 +65,11 @@ fn accept_loop(
             Ok(Some(r)) => r,
         };
         let peer = req.remote();
+        if quit.load(Ordering::Relaxed) {
+            tracing::warn!(%peer, "SRT publisher refused: the service stops");
+            let _ = rt.block_on(req.reject(RejectReason::Server(ServerRejectReason::Down)));
+            continue;
+        }
         let Some(slot) = Slot::take(&count) else {
             tracing::warn!(%peer, "SRT publisher refused: too many publishers");
             let _ = rt.block_on(req.reject(RejectReason::Server(ServerRejectReason::Overload)));
@@ -143,5 +150,6 @@ fn stream(
     let _ = rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(1), socket.close_and_finish()).await
     });
+
     why
 }
