@@ -240,7 +240,7 @@ impl Drop for Slot {
 
 /// What a publisher's read gave.
 pub(crate) enum Read {
-    /// Bytes of the container (appended to the buffer).
+    /// Bytes of the container appended to the buffer (none: only control messages came).
     Data,
     /// Nothing within [`POLL`].
     Nothing,
@@ -326,16 +326,15 @@ pub(crate) fn pump(
         } else {
             buf.clear();
             match read(&mut buf) {
-                Read::Data => {
+                // (media, not control messages alone, keeps a publisher's hold)
+                Read::Data if !buf.is_empty() => {
                     last = Instant::now();
                     input.touch();
-                    if !buf.is_empty() {
-                        if let Err(e) = w.write_all(&buf) {
-                            why = Some(format!("the decoder is gone: {e}"));
-                        }
+                    if let Err(e) = w.write_all(&buf) {
+                        why = Some(format!("the decoder is gone: {e}"));
                     }
                 }
-                Read::Nothing => {
+                Read::Data | Read::Nothing => {
                     let idle = last.elapsed();
                     // (the decoder, blocked on the pipe, cannot tell; its next packet says
                     // `live` again)

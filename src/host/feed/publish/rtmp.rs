@@ -1,7 +1,7 @@
 //! The RTMP publish listener: a thread accepting TCP, a thread per connection that does the
 //! handshake and the server session (`rml_rtmp`), takes the camera named by the publish
 //! ([`super::parse_rtmp`], [`Host::publish`]) and hands the audio and video messages, as FLV,
-//! to the decoder ([`super::pump`]).
+//! to the decoder (`pump`, a pipe into FFmpeg).
 
 use std::io::{ErrorKind, Read as _, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,7 +1,8 @@
 //! The SRT publish listener (`srt-tokio`, on a small tokio runtime of its own): each caller's
 //! `streamid` ([`super::parse_streamid`]) is checked at the handshake, the camera taken with
 //! [`Host::publish`] (or the caller rejected: unknown mixer, busy camera, bad streamid), then
-//! a thread per publisher hands its MPEG-TS payload to the decoder ([`super::pump`]).
+//! a thread per publisher hands its MPEG-TS payload to the decoder (`pump`, a pipe into
+//! FFmpeg).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
