@@ -68,8 +68,9 @@ pub(crate) const POLL: Duration = Duration::from_millis(200);
 /// assert!(parse_path("room1/Usr1.-1", true).is_err());
 /// ```
 pub fn parse_path(path: &str, live: bool) -> Result<(String, String), String> {
-    let p = path.split('?').next().unwrap_or_default();
-    let p = p.strip_prefix('/').unwrap_or(p);
+    // (a query may hold a token: the errors, which are logged, name the path without it)
+    let path = path.split('?').next().unwrap_or_default();
+    let p = path.strip_prefix('/').unwrap_or(path);
     let rest = match p.strip_prefix("live/") {
         Some(r) => r,
         None if live => {
@@ -97,7 +98,8 @@ pub fn parse_rtmp(app: &str, key: &str) -> Result<(String, String), String> {
 
 /// The (mixerID, camid) of an SRT caller's `streamid`: `live/{mixerID}/{camid}`,
 /// `{mixerID}/{camid}`, or `#!::r={mixerID}/{camid},m=publish` (SRT's access-control syntax;
-/// a mode other than `publish` is refused).
+/// a mode other than `publish` is refused; the errors do not quote the other keys, which may
+/// hold a session token).
 pub fn parse_streamid(sid: &str) -> Result<(String, String), String> {
     let Some(acl) = sid.strip_prefix("#!::") else {
         return parse_path(sid, false);
@@ -108,7 +110,7 @@ pub fn parse_streamid(sid: &str) -> Result<(String, String), String> {
             Some(("r", v)) => resource = Some(v),
             Some(("m", m)) if m != "publish" => {
                 return Err(format!(
-                    "streamid {sid:?}: mode {m:?} is not taken (only m=publish)"
+                    "streamid: mode {m:?} is not taken (only m=publish)"
                 ))
             }
             _ => {}
@@ -116,9 +118,7 @@ pub fn parse_streamid(sid: &str) -> Result<(String, String), String> {
     }
     match resource {
         Some(r) => parse_path(r, false),
-        None => Err(format!(
-            "streamid {sid:?}: no r={{mixerID}}/{{camid}} resource"
-        )),
+        None => Err("streamid: no r={mixerID}/{camid} resource".to_string()),
     }
 }
 
@@ -382,6 +382,8 @@ mod tests {
         assert_eq!(ok(parse_rtmp("live", "room1/Usr1.-1")), want);
         assert_eq!(ok(parse_rtmp("live/", "room1/Usr1.-1?token=x")), want);
         assert!(parse_rtmp("app", "room1/Usr1.-1").is_err());
+        let e = parse_rtmp("live", "room1?token=secret").unwrap_err();
+        assert!(!e.contains("secret"), "{e}");
         assert!(parse_rtmp("live", "Usr1.-1").is_err());
         assert!(parse_rtmp("live/room1", "a/Usr1.-1").is_err());
         assert!(parse_rtmp("live/", "/Usr1.-1").is_err());
@@ -390,7 +392,8 @@ mod tests {
         assert_eq!(ok(parse_streamid("#!::r=room1/Usr1.-1,m=publish")), want);
         assert_eq!(ok(parse_streamid("#!::u=bob,r=live/room1/Usr1.-1")), want);
         assert!(parse_streamid("#!::r=room1/Usr1.-1,m=request").is_err());
-        assert!(parse_streamid("#!::m=publish").is_err());
+        let e = parse_streamid("#!::u=bob,s=secret,m=publish").unwrap_err();
+        assert!(!e.contains("secret"), "{e}");
         assert!(parse_streamid("").is_err());
         assert!(parse_streamid("room1").is_err());
         assert!(parse_streamid("room1/").is_err());

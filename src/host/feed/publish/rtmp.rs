@@ -174,8 +174,9 @@ fn connection(
                             .reject_request(request_id, "NetConnection.Connect.Rejected", "")
                             .map_err(|e| format!("session: {e}"))?;
                         let _ = flush(&mut sock, r);
+                        let app = app_name.split('?').next().unwrap_or_default();
                         return Err(format!(
-                            "application {app_name:?}: expected live/{{mixerID}}/{{camid}}"
+                            "application {app:?}: expected live/{{mixerID}}/{{camid}}"
                         ));
                     }
                     let r = session
