@@ -62,6 +62,18 @@ pub struct ServeArgs {
     /// limit).
     #[arg(long, value_name = "KBPS")]
     max_input_bitrate: Option<u64>,
+    /// Take RTMP publishers on this address (TCP, e.g. 127.0.0.1:1935; off unless given): a
+    /// publish to rtmp://HOST:PORT/live/{mixerID}/{camid} feeds camera camid of that running
+    /// mixer with its video and the camid's user (Usr1 for Usr1.-1) with its audio. Refused:
+    /// an unknown mixer, a camera the mixer's inputs or another publisher feed. No token is
+    /// asked of publishers: bind an address only they can reach.
+    #[arg(long, value_name = "ADDR")]
+    rtmp_listen: Option<SocketAddr>,
+    /// Take SRT publishers (MPEG-TS) on this address (UDP, e.g. 127.0.0.1:9000; off unless
+    /// given), addressed by the caller's streamid: live/{mixerID}/{camid}, {mixerID}/{camid}
+    /// or #!::r={mixerID}/{camid},m=publish; refused at the handshake as RTMP publishes are.
+    #[arg(long, value_name = "ADDR")]
+    srt_listen: Option<SocketAddr>,
     /// Append every event (the vendor's JSON with mixerID and seq) to this JSON-lines file.
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
@@ -205,6 +217,12 @@ pub fn run(a: ServeArgs) -> ExitCode {
         Some(Err(e)) => return usage(e),
         None => None,
     };
+    let mut publish =
+        match cloudmixer::host::feed::publish::Listeners::start(&host, a.rtmp_listen, a.srt_listen)
+        {
+            Ok(l) => l,
+            Err(e) => return usage(format!("--rtmp-listen / --srt-listen: {e}")),
+        };
     let grace = Duration::from_secs_f64(a.drain_timeout);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -225,6 +243,9 @@ pub fn run(a: ServeArgs) -> ExitCode {
         };
         let addr = listener.local_addr().unwrap_or(opts.listen);
         println!("listening on http://{addr}");
+        for (proto, a) in publish.addrs() {
+            println!("publishers on {proto}://{a}");
+        }
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let drainer = host.clone();
         tokio::spawn(async move {
@@ -241,7 +262,16 @@ pub fn run(a: ServeArgs) -> ExitCode {
                 _ = int.recv() => {}
             }
             eprintln!("draining: no new mixers; stopping the running ones");
-            let drain = tokio::task::spawn_blocking(move || drainer.drain(grace));
+            let drain = tokio::task::spawn_blocking(move || {
+                // no new publishers; the ones publishing end with their mixers, and are hung
+                // up on before the process ends
+                publish.stop_accepting();
+                let r = drainer.drain(grace);
+                if !publish.shutdown(Duration::from_secs(5)) {
+                    eprintln!("publishers: not every connection closed after 5 s");
+                }
+                r
+            });
             tokio::select! {
                 res = drain => {
                     for (id, r) in res.unwrap_or_default() {

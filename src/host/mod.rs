@@ -358,7 +358,8 @@ impl Drop for Publication {
                 p.held = false;
             }
         }
-        if !self.stopped() {
+        // (a feed that set `idle` with why it ended keeps that error)
+        if !self.stopped() && self.input.lock().state != feed::pull::InputState::Idle {
             self.input
                 .set_state(feed::pull::InputState::Idle, "the publisher left");
         }

@@ -7,11 +7,17 @@
 //!   back-off and maps the stream's timestamps onto the mixer clock; its state and counters are
 //!   in the room's info, the host's stats and events.
 //!
-//! Other network feeds (RTMP/SRT publish, WHIP) plug in here too: each pushes frames
+//! - [`publish`] (feature `serve`): RTMP and SRT listeners that publishers push to
+//!   (`rtmp://HOST:PORT/live/{mixerID}/{camid}`, SRT `streamid`), each stream taken through
+//!   `Host::publish` and decoded as a pulled one.
+//!
+//! Other network feeds (WHIP) plug in here too: each pushes frames
 //! with `Mixer::push_video_at` and audio with `AudioFrame::with_capture`, so A/V sync,
 //! placeholders and stats apply unchanged.
 
 pub mod file;
+#[cfg(feature = "serve")]
+pub mod publish;
 pub mod pull;
 
 pub use file::{FeedError, FileClock, FileInputs};

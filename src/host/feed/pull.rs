@@ -352,7 +352,8 @@ impl PullInput {
         (self.on_change)(&self.stats());
     }
 
-    /// Notes that a packet came now (for stall detection).
+    /// Notes that a packet came now (for stall detection; the publish listeners').
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
     pub(crate) fn touch(&self) {
         self.last_packet_ms.store(self.now_ms(), Ordering::Relaxed);
     }
@@ -550,7 +551,8 @@ fn run<T: FeedTarget + ?Sized>(
     input.announce();
     while !watch.stopped() {
         let t_open = Instant::now();
-        let ended = connection(target, spec, settings, &watch);
+        let (url, opts) = ffmpeg_target(&spec.url, settings);
+        let ended = connection(target, spec, settings, &watch, &url, opts);
         if let Ended::Lost(why) = ended {
             if watch.stopped() {
                 break;
@@ -579,21 +581,51 @@ fn run<T: FeedTarget + ?Sized>(
     input.set_state(InputState::Stopped, "");
 }
 
-/// One connection: open, demux, decode and push until it ends.
+/// One connection over `url`, without the reconnect loop: a publisher's stream that the
+/// publish listeners ([`super::publish`]) hand FFmpeg through a pipe (`pipe:FD`, `opts` its
+/// protocol whitelist and probe), decoded and pushed as a pulled one (capture times, pacing,
+/// limits, state and counters). `Ok(())` once the room stopped (or refused a frame),
+/// `Err(why)` when the stream ended, failed or was dropped (over a limit).
+#[cfg(feature = "serve")]
+pub(crate) fn feed_once<T: FeedTarget + ?Sized>(
+    target: &T,
+    stop: Arc<AtomicBool>,
+    spec: &PullSpec,
+    settings: &PullSettings,
+    input: Arc<PullInput>,
+    url: &str,
+    opts: ff::Dictionary<'static>,
+) -> Result<(), String> {
+    let watch = Arc::new(Watch {
+        stop,
+        deadline_ms: AtomicU64::new(0),
+        reading: AtomicBool::new(false),
+        stall_ms: settings.stall_after.as_millis() as u64,
+        input,
+    });
+    match connection(target, spec, settings, &watch, url, opts) {
+        Ended::Stop => Ok(()),
+        Ended::Lost(why) => Err(why),
+    }
+}
+
+/// One connection: open `url` (with `opts`: [`ffmpeg_target`]), demux, decode and push until
+/// it ends.
 fn connection<T: FeedTarget + ?Sized>(
     target: &T,
     spec: &PullSpec,
     settings: &PullSettings,
     watch: &Arc<Watch>,
+    url: &str,
+    opts: ff::Dictionary<'static>,
 ) -> Ended {
     init_ffmpeg();
     let label = PathBuf::from(crate::output::upload::redact_url(&spec.url));
-    let (url, opts) = ffmpeg_target(&spec.url, settings);
     watch.arm(settings.io_timeout + settings.probe);
     let cb = watch.clone();
     let t_open = Instant::now();
     let opened =
-        ff::format::input_with_interrupt_and_dictionary(&url, move || cb.interrupted(), opts);
+        ff::format::input_with_interrupt_and_dictionary(url, move || cb.interrupted(), opts);
     let mut ictx = match opened {
         Ok(i) => i,
         Err(e) if watch.stopped() => {
