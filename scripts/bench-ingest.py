@@ -14,6 +14,11 @@ For each protocol and rep, a fresh FFmpeg publisher sends fixtures/clips/cam4_12
 
 Protocols: rtmp (through nginx-rtmp, as the tests run it), srt (FFmpeg as the SRT listener,
 the reader calls), http (FFmpeg's HTTP server mode, progressive MPEG-TS). Loopback only.
+
+Publish protocols (the publisher connects to the reader): rtmp-publish (FFmpeg `-listen 1`
+as the RTMP server against `serve --rtmp-listen`: threads `cm-rtmp…` and `cm-pub…`) and
+srt-publish (FFmpeg's SRT listener against `serve --srt-listen`: threads `cm-srt…`,
+`cm-pub…` and the SRT runtime's `tokio-runtime-worker`).
 """
 import argparse
 import json
@@ -103,6 +108,76 @@ def stop(p):
             p.wait()
 
 
+PUB_BASE = ["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", CLIP, "-c", "copy"]
+
+
+def start_publisher(proto, port, path):
+    if proto == "rtmp-publish":
+        args = ["-f", "flv", f"rtmp://127.0.0.1:{port}/live/{path}"]
+    else:
+        args = ["-f", "mpegts", f"srt://127.0.0.1:{port}?streamid=live/{path}"]
+    return subprocess.Popen(PUB_BASE + args, stdin=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def ffmpeg_listener(proto, port, secs):
+    """FFmpeg as the server the publisher connects to, reading for SECS after it came."""
+    if proto == "rtmp-publish":
+        url = f"rtmp://127.0.0.1:{port}/live/cam/Usr1.-1"
+        args = ["-listen", "1", "-i", url]
+    else:
+        url = f"srt://127.0.0.1:{port}?mode=listener"
+        args = ["-i", url]
+    r = subprocess.Popen(["ffmpeg", "-v", "error"] + args + ["-t", str(secs), "-f", "null", "-"],
+                         stdin=subprocess.DEVNULL)
+    time.sleep(0.5)
+    pub = start_publisher(proto, port, "cam/Usr1.-1")
+    try:
+        _, _, ru = os.wait4(r.pid, 0)
+    finally:
+        stop(pub)
+    return ru.ru_utime + ru.ru_stime
+
+
+def cloudmixer_publish(binary, tmp, proto, port, secs):
+    storage = os.path.join(tmp, "rec")
+    os.makedirs(storage, exist_ok=True)
+    flag = "--rtmp-listen" if proto == "rtmp-publish" else "--srt-listen"
+    s = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:0", "--backend", "cpu",
+                          "--storage", storage, flag, f"127.0.0.1:{port}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    base = s.stdout.readline().strip().removeprefix("listening on ")
+    body = {"mixerID": "m1", "mode": 0, "inputs": {},
+            "videoFileCfg": {"svrPathName": "/m1.mp4", "vWidth": 160, "vHeight": 120, "vFps": 15,
+                             "layoutConfig": [{"type": 0, "left": 0, "top": 0, "width": 160,
+                                               "height": 120, "param": {"camid": "Usr1.-1"}}]}}
+    req = urllib.request.Request(base + "/v1/mixers", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=30).read()
+    pub = start_publisher(proto, port, "m1/Usr1.-1")
+    prefixes = ("cm-rtmp", "cm-pub") if proto == "rtmp-publish" else (
+        "cm-srt", "cm-pub", "tokio-runtime-w")
+    try:
+        t0 = time.time()
+        while time.time() - t0 < 15:
+            v = json.load(urllib.request.urlopen(base + "/v1/mixers/m1", timeout=10))
+            if any(i.get("state") == "live" for i in v.get("inputStates", [])):
+                break
+            time.sleep(0.1)
+        c0 = sum(thread_cpu(s.pid, p) for p in prefixes)
+        time.sleep(secs)
+        c1 = sum(thread_cpu(s.pid, p) for p in prefixes)
+        v = json.load(urllib.request.urlopen(base + "/v1/mixers/m1", timeout=10))
+        urllib.request.urlopen(urllib.request.Request(base + "/v1/mixers/m1", method="DELETE"),
+                               timeout=60).read()
+    finally:
+        stop(pub)
+        stop(s)
+        shutil.rmtree(storage, ignore_errors=True)
+    st = (v.get("inputStates") or [{}])[0]
+    return c1 - c0, st
+
+
 def ffmpeg_reader(url, secs):
     p = subprocess.Popen(["ffmpeg", "-v", "error", "-i", url, "-t", str(secs), "-f", "null", "-"],
                          stdin=subprocess.DEVNULL)
@@ -162,6 +237,15 @@ def main():
             try:
                 for _ in range(a.reps):
                     for who in ("ffmpeg", "cloudmixer"):
+                        if proto.endswith("-publish"):
+                            if who == "ffmpeg":
+                                ff.append(ffmpeg_listener(proto, port, a.secs) / a.secs)
+                            else:
+                                c, st = cloudmixer_publish(a.bin, tmp, proto, port, a.secs)
+                                cm.append(c / a.secs)
+                                fps.append(st.get("fps", 0))
+                            time.sleep(0.5)
+                            continue
                         pub, url = publisher(proto, port)
                         try:
                             if who == "ffmpeg":
