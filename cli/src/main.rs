@@ -655,6 +655,24 @@ fn run_other(cmd: Cmd) -> Result<(), UserError> {
     }
 }
 
+/// The library's `tracing` records on stderr, one line each (`warn` and above unless
+/// `CLOUDMIXER_LOG` says otherwise, e.g. `CLOUDMIXER_LOG=info` or
+/// `CLOUDMIXER_LOG=cloudmixer::host=debug`): why a pulled input was lost, why a publish was
+/// refused, an upload retried. A filter that does not parse falls back to `warn`.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("CLOUDMIXER_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     // `record` handles SIGTERM/SIGINT from the start (a signal during start-up still ends in
     // a finalised file or a clear error)
@@ -669,6 +687,7 @@ fn main() -> ExitCode {
     } else {
         None
     };
+    init_logging();
     let cli = Cli::parse();
     let cli = match cli.cmd {
         #[cfg(feature = "serve")]
