@@ -7,11 +7,16 @@
 //!   back-off and maps the stream's timestamps onto the mixer clock; its state and counters are
 //!   in the room's info, the host's stats and events.
 //!
-//! Other network feeds (RTMP/SRT publish, WHIP) plug in here too: each pushes frames
+//! - [`whip`] (feature `serve`): WebRTC publishers (WHIP, RFC 9725), one session thread each,
+//!   taking a camera of a running room with [`Host::publish`](crate::host::Host::publish).
+//!
+//! Other network feeds (RTMP/SRT publish) plug in here too: each pushes frames
 //! with `Mixer::push_video_at` and audio with `AudioFrame::with_capture`, so A/V sync,
 //! placeholders and stats apply unchanged.
 
 pub mod file;
 pub mod pull;
+#[cfg(feature = "serve")]
+pub mod whip;
 
 pub use file::{FeedError, FileClock, FileInputs};
