@@ -464,7 +464,7 @@ async fn browser(y4m: &Path, wav: &Path) -> Result<(Driver, Client), String> {
 const PAGE: &str = r#"<!doctype html><meta charset="utf-8"><title>whip</title>
 <script>
 window.whip = {state: "idle"};
-async function publish(url, token) {
+async function publish(url, token, codec) {
   try {
     whip.state = "media";
     const s = await navigator.mediaDevices.getUserMedia({
@@ -472,7 +472,16 @@ async function publish(url, token) {
       audio: {echoCancellation: false, noiseSuppression: false, autoGainControl: false}});
     const pc = new RTCPeerConnection();
     window.pc = pc;
-    for (const t of s.getTracks()) pc.addTransceiver(t, {direction: "sendonly"});
+    for (const t of s.getTracks()) {
+      const tr = pc.addTransceiver(t, {direction: "sendonly"});
+      if (t.kind !== "video") continue;
+      // only the codec under test (H.264: packetization-mode 1)
+      const want = RTCRtpSender.getCapabilities("video").codecs.filter(c =>
+        c.mimeType.toLowerCase() === "video/" + codec &&
+        (codec !== "h264" || /packetization-mode=1/.test(c.sdpFmtpLine || "")));
+      if (!want.length) { whip.state = "no " + codec + " encoder"; return; }
+      tr.setCodecPreferences(want);
+    }
     await pc.setLocalDescription(await pc.createOffer());
     whip.state = "gathering";
     await new Promise(done => {
@@ -487,6 +496,7 @@ async function publish(url, token) {
     const text = await r.text();
     if (r.status !== 201) { whip.state = "refused " + r.status + ": " + text; return; }
     whip.location = r.headers.get("Location");
+    whip.answer = text;
     await pc.setRemoteDescription({type: "answer", sdp: text});
     pc.addEventListener("connectionstatechange", () => whip.pc = pc.connectionState);
     whip.state = "answered";
@@ -518,7 +528,13 @@ fn serve_page() -> String {
 /// The clip the fake devices play (20 s, looped by chromium): a dark 320x240 picture that is
 /// white for 3 frames (100 ms) from every whole second, and a 1 kHz beep (0.9) for 50 ms from
 /// the same instants.
-fn make_clip(d: &Path) -> (PathBuf, PathBuf) {
+fn make_clip() -> (PathBuf, PathBuf) {
+    static CLIP: std::sync::Mutex<Option<(PathBuf, PathBuf)>> = std::sync::Mutex::new(None);
+    let mut made = CLIP.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = made.as_ref() {
+        return c.clone();
+    }
+    let d = test_dir("whip", "clip");
     let (y4m, wav) = (d.join("clip.y4m"), d.join("clip.wav"));
     let run = |args: &[&str], out: &Path| {
         let o = Command::new("ffmpeg")
@@ -554,6 +570,7 @@ fn make_clip(d: &Path) -> (PathBuf, PathBuf) {
         ],
         &wav,
     );
+    *made = Some((y4m.clone(), wav.clone()));
     (y4m, wav)
 }
 
@@ -590,14 +607,24 @@ fn flash_times(p: &Path) -> Vec<f64> {
     out
 }
 
-/// The browser publishes its fake camera and microphone by WHIP; the recording shows the
-/// camera (its flashes) with each flash's beep in step, and the placeholder (input `idle`)
+/// The browser publishes its fake camera (VP8) and microphone by WHIP; the recording shows
+/// the camera (its flashes) with each flash's beep in step, and the placeholder (input `idle`)
 /// after the page closes its peer connection.
 #[test]
-fn chromium_publishes_by_whip_in_sync() {
+fn chromium_publishes_vp8_by_whip_in_sync() {
+    browser_in_sync("vp8", "127.0.0.1:47200-47209");
+}
+
+/// As [`chromium_publishes_vp8_by_whip_in_sync`] with H.264 (packetization-mode 1).
+#[test]
+fn chromium_publishes_h264_by_whip_in_sync() {
+    browser_in_sync("h264", "127.0.0.1:47300-47309");
+}
+
+fn browser_in_sync(codec: &'static str, udp: &'static str) {
     let required = std::env::var("CLOUDMIXER_REQUIRE_BROWSER").as_deref() == Ok("1");
-    let d = test_dir("whip", "browser");
-    let (y4m, wav) = make_clip(&d);
+    let d = test_dir("whip", codec);
+    let (y4m, wav) = make_clip();
     // everything below runs in a thread of its own network namespace
     let res = std::thread::spawn(move || {
         let isolated = own_network();
@@ -606,7 +633,7 @@ fn chromium_publishes_by_whip_in_sync() {
             &d,
             &[
                 "--webrtc-udp",
-                "127.0.0.1:47200-47209",
+                udp,
                 "--whip-origin",
                 &page,
                 "--events",
@@ -629,7 +656,11 @@ fn chromium_publishes_by_whip_in_sync() {
         };
         let url = format!("{}/v1/whip/room1/Usr1.-1", s.base);
         let out = rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(120), publish(&c, &s, &page, &url)).await
+            tokio::time::timeout(
+                Duration::from_secs(120),
+                publish(&c, &s, &page, &url, codec),
+            )
+            .await
         });
         let _ =
             rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), c.close()).await });
@@ -637,6 +668,17 @@ fn chromium_publishes_by_whip_in_sync() {
         out.expect("the WHIP browser test took over 120 s");
         let (st, v) = s.json("DELETE", "/v1/mixers/room1", None);
         assert_eq!(st, 200, "{v}");
+        let ev: Vec<Value> = std::fs::read_to_string(d.join("ev.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let states: Vec<&str> = ev
+            .iter()
+            .filter(|e| e["event"] == "inputStateChanged")
+            .filter_map(|e| e["state"].as_str())
+            .collect();
+        assert_eq!(states, ["connecting", "live", "idle"], "{ev:?}");
         Some((d.join("rec/room1.mp4"), isolated))
     })
     .join();
@@ -650,7 +692,7 @@ fn chromium_publishes_by_whip_in_sync() {
             .into_iter()
             .filter(|&t| t > 0.1)
             .collect();
-    println!("flashes {flashes:?}\nbeeps   {clicks:?}");
+    println!("{codec}: flashes {flashes:?}\nbeeps   {clicks:?}");
     assert!(flashes.len() >= 15, "flashes {flashes:?}, beeps {clicks:?}");
     // each flash (the first output frame showing it) has its beep within 40 ms, plus the output
     // frame a picture may wait for its tick and the AAC priming the file loses (as pull.rs)
@@ -671,37 +713,58 @@ fn chromium_publishes_by_whip_in_sync() {
     let mean = offs.iter().sum::<f64>() / offs.len() as f64;
     let worst = offs.iter().fold(0f64, |m, d| m.max(d.abs()));
     println!(
-        "beep − flash over {} flashes: mean {:+.1} ms, worst {:.1} ms",
+        "{codec}: beep − flash over {} flashes: mean {:+.1} ms, worst {:.1} ms",
         offs.len(),
         mean * 1000.0,
         worst * 1000.0
     );
-    // the last second is the placeholder: no flash after the publisher left
+    // the camera's dark grey between the flashes, then the (black) placeholder once the
+    // publisher left: the last second
     let lumas = cloudmixer::testkit::signal::frame_lumas(&p);
+    let cam = lumas[lumas.len() / 2 - 10];
     let tail = &lumas[lumas.len().saturating_sub(FPS as usize)..];
-    assert!(tail.iter().all(|&y| y < 128), "tail lumas {tail:?}");
+    assert!(cam > 20 && cam < 128, "camera luma {cam}");
+    assert!(
+        tail.iter().all(|&y| y < cam / 2),
+        "camera luma {cam}, tail lumas {tail:?}"
+    );
 }
 
 /// The page publishes, the input goes live, ~20 s are recorded, then the page closes its peer
 /// connection and the input turns idle.
-async fn publish(c: &Client, s: &Serve, page: &str, url: &str) {
+async fn publish(c: &Client, s: &Serve, page: &str, url: &str, codec: &str) {
     c.goto(&format!("{page}/")).await.unwrap();
     c.execute(
-        "publish(arguments[0], arguments[1]); return true",
-        vec![json!(url), json!(TOKEN)],
+        "publish(arguments[0], arguments[1], arguments[2]); return true",
+        vec![json!(url), json!(TOKEN), json!(codec)],
     )
     .await
     .unwrap();
     let st = wait_js(
         c,
         "return whip.state === 'answered' ? whip.location : (whip.state.startsWith('refused') \
-         || whip.state.startsWith('error') ? whip.state : null)",
+         || whip.state.startsWith('error') || whip.state.startsWith('no ') ? whip.state : null)",
         30,
         "the WHIP answer",
     )
     .await;
     let loc = st.as_str().unwrap_or_default().to_string();
     assert!(loc.starts_with("/v1/whip/room1/Usr1.-1/"), "{st}");
+    let answer = c.execute("return whip.answer", vec![]).await.unwrap();
+    let rtpmap = answer
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("a=rtpmap:"))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    println!("answer's codecs: {rtpmap:?}");
+    assert!(
+        rtpmap
+            .iter()
+            .any(|l| l.to_ascii_lowercase().contains(&format!(" {codec}/90000"))),
+        "{codec} not in the answer: {rtpmap:?}"
+    );
     let t0 = Instant::now();
     loop {
         let i = s.input("room1");

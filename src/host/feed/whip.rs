@@ -428,12 +428,22 @@ struct SenderClock {
 
 impl SenderClock {
     fn wall(&mut self, d: &MediaData) -> f64 {
-        let rtp = d.time.as_seconds();
-        if let Some(si) = &d.last_sender_info {
-            return epoch_secs(si.ntp_time) + (rtp - si.rtp_time.as_seconds());
-        }
+        let sr = d
+            .last_sender_info
+            .as_ref()
+            .map(|si| (epoch_secs(si.ntp_time), si.rtp_time.as_seconds()));
         let since = Instant::now().saturating_duration_since(d.network_time);
         let arrival = epoch_secs(SystemTime::now()) - since.as_secs_f64();
+        self.at(d.time.as_seconds(), sr, arrival)
+    }
+
+    /// The wall time of RTP time `rtp` (s): by the latest sender report `sr` (its NTP and RTP
+    /// times, s) when there is one, else by the earliest arrival so far (this one at
+    /// `arrival`).
+    fn at(&mut self, rtp: f64, sr: Option<(f64, f64)>, arrival: f64) -> f64 {
+        if let Some((ntp, sr_rtp)) = sr {
+            return ntp + (rtp - sr_rtp);
+        }
         let off = self.early.map_or(arrival - rtp, |o| o.min(arrival - rtp));
         self.early = Some(off);
         rtp + off
@@ -467,7 +477,8 @@ struct Decode {
     no_picture: bool,
     last_ask: Option<Instant>,
     size: (u32, u32),
-    window: (Instant, u64, u64),
+    /// Stats window: start, bytes, pictures, decode time.
+    window: (Instant, u64, u64, Duration),
 }
 
 const LABEL: &str = "whip";
@@ -490,7 +501,7 @@ impl Decode {
             no_picture: true,
             last_ask: None,
             size: (0, 0),
-            window: (Instant::now(), 0, 0),
+            window: (Instant::now(), 0, 0, Duration::ZERO),
         }
     }
 
@@ -538,13 +549,19 @@ impl Decode {
             (self.window.1 as f64 * 8.0 / s) as u64,
             self.window.2 as f64 / s,
         );
+        let decode_ms = if self.window.2 > 0 {
+            self.window.3.as_secs_f64() * 1000.0 / self.window.2 as f64
+        } else {
+            0.0
+        };
         let reanchors = std::mem::take(&mut self.timeline.reanchors);
         self.input.update(|st| {
             st.bitrate = bitrate;
             st.fps = (fps * 100.0).round() / 100.0;
+            st.decode_ms = (decode_ms * 100.0).round() / 100.0;
             st.reanchors += reanchors;
         });
-        self.window = (Instant::now(), 0, 0);
+        self.window = (Instant::now(), 0, 0, Duration::ZERO);
     }
 
     fn now(&self) -> f64 {
@@ -586,6 +603,7 @@ impl Decode {
         let Some(v) = self.video.as_mut() else {
             return Ok(());
         };
+        let t0 = Instant::now();
         let pkt = ff::Packet::copy(&d.data);
         if v.dec.send_packet(&pkt).is_err() {
             self.want_keyframe = true;
@@ -622,6 +640,7 @@ impl Decode {
             }
             self.no_picture = false;
             self.window.2 += 1;
+            self.window.3 += t0.elapsed();
             match self.target.push_video_at(&camid, frame, capture) {
                 Ok(()) => self.input.update(|s| s.video_frames += 1),
                 Err(MixerError::Backlog(_)) => self.lost(),
@@ -712,6 +731,21 @@ fn open_opus() -> Result<AudioStream, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sender_reports_map_rtp_onto_the_wall_clock() {
+        let mut c = SenderClock::default();
+        // before a report: the earliest arrival anchors the RTP clock
+        assert_eq!(c.at(10.0, None, 1000.05), 1000.05);
+        assert!((c.at(10.02, None, 1000.09) - 1000.07).abs() < 1e-9);
+        // a packet that came faster moves the anchor earlier
+        assert!((c.at(10.04, None, 1000.08) - 1000.08).abs() < 1e-9);
+        assert!((c.at(10.06, None, 1000.2) - 1000.10).abs() < 1e-9);
+        // with a report: its NTP time at its RTP time, whatever the arrival
+        let sr = Some((2000.0, 10.0));
+        assert!((c.at(10.5, sr, 5.0) - 2000.5).abs() < 1e-9);
+        assert!((c.at(9.9, sr, 5.0) - 1999.9).abs() < 1e-9);
+    }
 
     #[test]
     fn udp_ranges_parse() {
