@@ -180,6 +180,16 @@ fn static_offer() -> String {
 /// to a hand-written offer.
 #[test]
 fn whip_refuses_checks_and_answers() {
+    // in a network namespace of its own: its UDP ports are free
+    let res = std::thread::spawn(|| {
+        own_network();
+        refusals_and_answers();
+    })
+    .join();
+    res.unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+fn refusals_and_answers() {
     let d = test_dir("whip", "answers");
     let origin = "http://127.0.0.1:9";
     let s = Serve::start(
@@ -268,7 +278,15 @@ fn whip_refuses_checks_and_answers() {
     assert_eq!(st, 401);
     let (st, _, t) = s.call("DELETE", &loc, &[], None, true);
     assert_eq!(st, 200, "{t}");
-    assert_eq!(s.input("r1")["state"], "idle");
+    let i = s.input("r1");
+    assert_eq!(
+        (i["state"].as_str(), i["error"].as_str()),
+        (
+            Some("idle"),
+            Some("the publisher ended the session (DELETE)")
+        ),
+        "{i}"
+    );
     let (st, _, _) = s.call("DELETE", &loc, &[], None, true);
     assert_eq!(st, 404);
     // the port range bounds the sessions: two ports, two sessions, the third is refused
@@ -789,7 +807,11 @@ async fn publish(c: &Client, s: &Serve, page: &str, url: &str, codec: &str) {
         assert!(t1.elapsed() < Duration::from_secs(15), "not idle: {i}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("idle {:.1} s after pc.close()", t1.elapsed().as_secs_f64());
+    println!(
+        "idle {:.1} s after pc.close(): {}",
+        t1.elapsed().as_secs_f64(),
+        s.input("room1")
+    );
     // the placeholder for a while (the mixer's source timeout, then a second of it)
     tokio::time::sleep(Duration::from_secs(3)).await;
 }

@@ -187,9 +187,15 @@ impl Whip {
     ) -> Result<(String, String), WhipError> {
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| WhipError::BadOffer(e.to_string()))?;
+        let s = &self.settings;
+        if s.ip.is_unspecified() && s.public_ip.is_none() {
+            return Err(WhipError::Internal(format!(
+                "{} is no address a peer can reach: a public IP is needed",
+                s.ip
+            )));
+        }
         // the camera first: a refusal costs no socket, ICE or DTLS
         let publication = host.publish(mixer_id, camid, source)?;
-        let s = &self.settings;
         let socket = (s.port_min..=s.port_max)
             .find_map(|p| UdpSocket::bind((s.ip, p)).ok())
             .ok_or(WhipError::Full(s.port_min, s.port_max))?;
@@ -206,7 +212,11 @@ impl Whip {
             .set_reordering_timeout_video(Some(s.jitter))
             .set_reordering_timeout_audio(Some(s.jitter))
             .build(Instant::now());
-        let mut candidates = vec![local];
+        // (an unspecified address is no candidate: the public one is, the CLI insists on it)
+        let mut candidates = Vec::new();
+        if !local.ip().is_unspecified() {
+            candidates.push(local);
+        }
         if let Some(ip) = s.public_ip {
             candidates.push(SocketAddr::new(ip, local.port()));
         }
@@ -229,8 +239,8 @@ impl Whip {
             .spawn(move || {
                 let why = run(rtc, socket, &publication, &st, &settings);
                 tracing::info!(input = %publication.spec().key, reason = %why, "WHIP session ended");
-                // the input turns idle, the camera is free again
-                drop(publication);
+                // the input turns idle (why in its error), the camera is free again
+                publication.end(&why);
                 dn.store(true, Ordering::Relaxed);
             })
             .map_err(|e| WhipError::Internal(format!("session thread: {e}")))?;
@@ -329,7 +339,7 @@ fn run(
     loop {
         if stop.load(Ordering::Relaxed) {
             rtc.disconnect();
-            return "ended by the publisher (DELETE)".into();
+            return "the publisher ended the session (DELETE)".into();
         }
         if publication.stopped() {
             rtc.disconnect();
@@ -350,7 +360,7 @@ fn run(
                         media.want_keyframe = true;
                     }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                        return "the peer disconnected (ICE)".into();
+                        return "the publisher disconnected".into();
                     }
                     Event::MediaAdded(m) if m.kind == MediaKind::Video => {
                         media.video_mid = Some(m.mid);
