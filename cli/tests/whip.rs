@@ -42,9 +42,13 @@ impl Drop for Serve {
 
 impl Serve {
     fn start(d: &Path, extra: &[&str]) -> Serve {
+        Serve::start_with(d, true, extra)
+    }
+
+    fn start_with(d: &Path, token: bool, extra: &[&str]) -> Serve {
         let (child, base) = spawn_serve(
             d,
-            true,
+            token,
             extra,
             Stdio::from(std::fs::File::create(d.join("serve.log")).unwrap()),
         );
@@ -313,6 +317,33 @@ fn refusals_and_answers() {
         assert!(t0.elapsed() < Duration::from_secs(25), "{st} {t}");
         std::thread::sleep(Duration::from_millis(500));
     }
+    // the room ends: its sessions end with it, both ports are free for another room's
+    let (st, v) = s.json("DELETE", "/v1/mixers/r2", None);
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s.json(
+        "POST",
+        "/v1/mixers",
+        Some(
+            &json!({"mixerID": "r3", "mode": 0, "videoFileCfg": {"svrPathName": "/r3.mp4",
+            "vWidth": 160, "vHeight": 120, "vFps": 15, "layoutConfig": []}}),
+        ),
+    );
+    assert_eq!(st, 201, "{v}");
+    let t0 = Instant::now();
+    for cam in ["Usr1.-1", "Usr2.-1"] {
+        loop {
+            let (st, _, t) = s.call("POST", &format!("/v1/whip/r3/{cam}"), &[], sdp, true);
+            if st == 201 {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(3), "{cam}: {st} {t}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    println!(
+        "both ports free {:.2} s after the room ended",
+        t0.elapsed().as_secs_f64()
+    );
     // CORS preflight: an allowed origin gets the headers, another none (and no token asked)
     let pre = [
         ("Origin", origin),
@@ -355,6 +386,26 @@ fn refusals_and_answers() {
     let (st, _, t) = s.call("POST", "/v1/whip/r1/Usr1.-1", &[], sdp, true);
     assert_eq!(st, 503, "{t}");
     assert!(t.contains("--webrtc-udp"), "{t}");
+    drop(s);
+    // without a token (loopback only) a page of an allowed origin may publish, another not
+    let d = test_dir("whip", "open");
+    let udp = "127.0.0.1:47110-47111";
+    let s = Serve::start_with(&d, false, &["--webrtc-udp", udp, "--whip-origin", origin]);
+    let (st, v) = s.json("POST", "/v1/mixers", Some(&room("r1", json!({}))));
+    assert_eq!(st, 201, "{v}");
+    let evil = [("Origin", "http://evil.example")];
+    let (st, h, t) = s.call("POST", "/v1/whip/r1/Usr1.-1", &evil, sdp, false);
+    assert_eq!(st, 403, "{t}");
+    assert!(!h.iter().any(|(k, _)| k.starts_with("access-control-")));
+    let (st, h, t) = s.call(
+        "POST",
+        "/v1/whip/r1/Usr1.-1",
+        &[("Origin", origin)],
+        sdp,
+        false,
+    );
+    assert_eq!(st, 201, "{t}");
+    assert_eq!(header(&h, "access-control-allow-origin"), origin);
 }
 
 // ---- the browser ----------------------------------------------------------------------------

@@ -284,7 +284,11 @@ async fn auth(State(app): State<App>, req: Request, next: Next) -> Response {
                 .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
             return r;
         }
-    } else if let Err(msg) = local_only(req.headers()) {
+    } else if let Err(msg) = local_only(
+        req.headers(),
+        // a WHIP publish from a page of an origin the operator allowed (--whip-origin)
+        whip::is_whip(req.uri().path()) && app.whip.allowed(req.headers()).is_some(),
+    ) {
         return error(StatusCode::FORBIDDEN, codes::PARAM_ERR, msg);
     }
     next.run(req).await
@@ -293,8 +297,9 @@ async fn auth(State(app): State<App>, req: Request, next: Next) -> Response {
 /// Without a token the service listens on loopback only; what reaches it must also come from
 /// this machine's own pages: a `Host` that is an IP address or `localhost` (a DNS name bound to
 /// 127.0.0.1 by another site — DNS rebinding — is refused) and, when a browser names the
-/// page's `Origin`, the same host and port (a page of another origin cannot POST a create).
-fn local_only(h: &HeaderMap) -> Result<(), String> {
+/// page's `Origin`, the same host and port (a page of another origin cannot POST a create),
+/// unless `origin_allowed` (a WHIP route called from a `--whip-origin` page).
+fn local_only(h: &HeaderMap, origin_allowed: bool) -> Result<(), String> {
     let host = h
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -309,6 +314,9 @@ fn local_only(h: &HeaderMap) -> Result<(), String> {
             "Host: {host:?} is not this machine's address (without a token only requests to an \
              IP address or localhost are taken)"
         ));
+    }
+    if origin_allowed {
+        return Ok(());
     }
     if let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         let o = origin

@@ -35,7 +35,8 @@ pub struct WhipOptions {
 }
 
 impl WhipOptions {
-    fn allowed(&self, h: &HeaderMap) -> Option<HeaderValue> {
+    /// The request's `Origin` when it is one of the allowed.
+    pub(super) fn allowed(&self, h: &HeaderMap) -> Option<HeaderValue> {
         let o = h.get(header::ORIGIN)?;
         let s = o.to_str().ok()?;
         self.origins

@@ -338,11 +338,11 @@ fn run(
     let mut buf = vec![0u8; 2048];
     loop {
         if stop.load(Ordering::Relaxed) {
-            rtc.disconnect();
+            hang_up(&mut rtc, &socket);
             return "the publisher ended the session (DELETE)".into();
         }
         if publication.stopped() {
-            rtc.disconnect();
+            hang_up(&mut rtc, &socket);
             return "the room ended".into();
         }
         let deadline = match rtc.poll_output() {
@@ -424,6 +424,21 @@ fn run(
         };
         if let Err(e) = res {
             return format!("WebRTC: {e}");
+        }
+    }
+}
+
+/// Closes the connection and sends what that says to the peer (DTLS close_notify), so that a
+/// browser learns at once that the session ended.
+fn hang_up(rtc: &mut Rtc, socket: &UdpSocket) {
+    rtc.disconnect();
+    for _ in 0..32 {
+        match rtc.poll_output() {
+            Ok(Output::Transmit(t)) => {
+                let _ = socket.send_to(&t.contents, t.destination);
+            }
+            Ok(Output::Event(_)) => {}
+            _ => return,
         }
     }
 }
