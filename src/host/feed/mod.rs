@@ -7,7 +7,7 @@
 //!   back-off and maps the stream's timestamps onto the mixer clock; its state and counters are
 //!   in the room's info, the host's stats and events.
 //!
-//! - [`whip`] (feature `serve`): WebRTC publishers (WHIP, RFC 9725), one session thread each,
+//! - `whip` (feature `serve`): WebRTC publishers (WHIP, RFC 9725), one session thread each,
 //!   taking a camera of a running room with [`Host::publish`](crate::host::Host::publish).
 //!
 //! Other network feeds (RTMP/SRT publish) plug in here too: each pushes frames

@@ -270,6 +270,7 @@ impl PullInput {
     }
 
     /// Notes that a packet came now (for stall detection).
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))] // (the WHIP sessions call it)
     pub(crate) fn touch(&self) {
         self.last_packet_ms.store(self.now_ms(), Ordering::Relaxed);
     }

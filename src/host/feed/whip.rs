@@ -14,7 +14,7 @@
 //!   its RTCP sender reports (NTP ↔ RTP), so camera and microphone of one browser land on one
 //!   clock and stay in sync; before a stream's first report its RTP clock is anchored at the
 //!   earliest arrival seen. That wall clock is then mapped onto the mixer clock by the pull
-//!   inputs' [`Timeline`] (anchored once, shared by video and audio, jumps continued).
+//!   inputs' `Timeline` (anchored once, shared by video and audio, jumps continued).
 //! - A keyframe is asked for (PLI) once connected, until the first picture decodes, and
 //!   whenever a frame is lost or does not decode; str0m answers losses with NACKs and holds
 //!   frames for reordering no longer than the mixer's latency.
