@@ -691,6 +691,9 @@ fn chromium_publishes_h264_by_whip_in_sync() {
 }
 
 fn browser_in_sync(codec: &'static str, udp: &'static str) {
+    // one browser at a time: two (with two services encoding) overload a small CI machine
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     let required = std::env::var("CLOUDMIXER_REQUIRE_BROWSER").as_deref() == Ok("1");
     let d = test_dir("whip", codec);
     let (y4m, wav) = make_clip();
@@ -715,7 +718,15 @@ fn browser_in_sync(codec: &'static str, udp: &'static str) {
             .enable_all()
             .build()
             .unwrap();
-        let (driver, c) = match rt.block_on(browser(&y4m, &wav)) {
+        // (a second try: under load chromium sometimes does not come up under chromedriver)
+        let started = match rt.block_on(browser(&y4m, &wav)) {
+            Err(why) => {
+                eprintln!("the browser did not start ({why}): trying again");
+                rt.block_on(browser(&y4m, &wav))
+            }
+            ok => ok,
+        };
+        let (driver, c) = match started {
             Ok(x) => x,
             Err(why) if required => panic!("CLOUDMIXER_REQUIRE_BROWSER=1 and no browser: {why}"),
             Err(why) => {
@@ -774,11 +785,15 @@ fn browser_in_sync(codec: &'static str, udp: &'static str) {
             .min_by(|a, b| a.abs().total_cmp(&b.abs()))
             .unwrap_or(f64::INFINITY);
         offs.push(d);
+    }
+    for (f, d) in flashes.iter().zip(&offs) {
         assert!(
             d.abs() <= tol,
             "flash at {f:.3} s: nearest beep {d:+.3} s away: flashes {flashes:?}, beeps {clicks:?}"
         );
     }
+    let ms: Vec<i64> = offs.iter().map(|d| (d * 1000.0).round() as i64).collect();
+    println!("{codec}: beep − flash per flash (ms): {ms:?}");
     let mean = offs.iter().sum::<f64>() / offs.len() as f64;
     let worst = offs.iter().fold(0f64, |m, d| m.max(d.abs()));
     println!(
