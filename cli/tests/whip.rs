@@ -759,10 +759,12 @@ fn browser_in_sync(codec: &'static str, udp: &'static str) {
             .filter_map(|e| e["state"].as_str())
             .collect();
         assert_eq!(states, ["connecting", "live", "idle"], "{ev:?}");
-        Some((d.join("rec/room1.mp4"), isolated))
+        let input_end = s.input("room1");
+        Some((d.join("rec/room1.mp4"), isolated, input_end))
     })
     .join();
-    let Some((p, isolated)) = res.unwrap_or_else(|e| std::panic::resume_unwind(e)) else {
+    let Some((p, isolated, input_end)) = res.unwrap_or_else(|e| std::panic::resume_unwind(e))
+    else {
         return;
     };
     println!("network namespace of its own: {isolated}");
@@ -786,14 +788,11 @@ fn browser_in_sync(codec: &'static str, udp: &'static str) {
             .unwrap_or(f64::INFINITY);
         offs.push(d);
     }
-    for (f, d) in flashes.iter().zip(&offs) {
-        assert!(
-            d.abs() <= tol,
-            "flash at {f:.3} s: nearest beep {d:+.3} s away: flashes {flashes:?}, beeps {clicks:?}"
-        );
-    }
     let ms: Vec<i64> = offs.iter().map(|d| (d * 1000.0).round() as i64).collect();
     println!("{codec}: beep − flash per flash (ms): {ms:?}");
+    // (the input's reanchors count sender reports that moved a stream's clock by over 20 ms:
+    // chromium's fake microphone falling behind on a loaded machine shows there)
+    println!("{codec}: input at the end: {input_end}");
     let mean = offs.iter().sum::<f64>() / offs.len() as f64;
     let worst = offs.iter().fold(0f64, |m, d| m.max(d.abs()));
     println!(
@@ -802,10 +801,19 @@ fn browser_in_sync(codec: &'static str, udp: &'static str) {
         mean * 1000.0,
         worst * 1000.0
     );
+    for (f, d) in flashes.iter().zip(&offs) {
+        assert!(
+            d.abs() <= tol,
+            "flash at {f:.3} s: nearest beep {d:+.3} s away: flashes {flashes:?}, beeps \
+             {clicks:?}; input {input_end}"
+        );
+    }
     // the camera's dark grey between the flashes, then the (black) placeholder once the
     // publisher left: the last second
     let lumas = cloudmixer::testkit::signal::frame_lumas(&p);
-    let cam = lumas[lumas.len() / 2 - 10];
+    let mut mid = lumas[lumas.len() / 3..lumas.len() * 2 / 3].to_vec();
+    mid.sort_unstable();
+    let cam = mid[mid.len() / 2];
     let tail = &lumas[lumas.len().saturating_sub(FPS as usize)..];
     assert!(cam > 20 && cam < 128, "camera luma {cam}");
     assert!(

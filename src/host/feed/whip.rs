@@ -449,7 +449,15 @@ struct SenderClock {
     /// Before the first sender report: wall − RTP seconds, the smallest seen (the packet that
     /// came fastest).
     early: Option<f64>,
+    /// The latest report's NTP and RTP times (s).
+    last_sr: Option<(f64, f64)>,
+    /// Reports that moved the mapping by more than [`SR_MOVE`] (counted as re-anchors): the
+    /// sender's capture clock and its RTP clock went apart, e.g. a microphone that fell behind.
+    moves: u64,
 }
+
+/// A sender report that moves a stream's RTP → wall mapping further than this is counted.
+const SR_MOVE: f64 = 0.020;
 
 impl SenderClock {
     fn wall(&mut self, d: &MediaData) -> f64 {
@@ -467,6 +475,11 @@ impl SenderClock {
     /// `arrival`).
     fn at(&mut self, rtp: f64, sr: Option<(f64, f64)>, arrival: f64) -> f64 {
         if let Some((ntp, sr_rtp)) = sr {
+            if let Some((n0, r0)) = self.last_sr.replace((ntp, sr_rtp)) {
+                if (ntp - (n0 + (sr_rtp - r0))).abs() > SR_MOVE {
+                    self.moves += 1;
+                }
+            }
             return ntp + (rtp - sr_rtp);
         }
         let off = self.early.map_or(arrival - rtp, |o| o.min(arrival - rtp));
@@ -579,7 +592,12 @@ impl Decode {
         } else {
             0.0
         };
-        let reanchors = std::mem::take(&mut self.timeline.reanchors);
+        let reanchors = std::mem::take(&mut self.timeline.reanchors)
+            + self
+                .clocks
+                .iter_mut()
+                .map(|c| std::mem::take(&mut c.moves))
+                .sum::<u64>();
         self.input.update(|st| {
             st.bitrate = bitrate;
             st.fps = (fps * 100.0).round() / 100.0;
@@ -770,6 +788,11 @@ mod tests {
         let sr = Some((2000.0, 10.0));
         assert!((c.at(10.5, sr, 5.0) - 2000.5).abs() < 1e-9);
         assert!((c.at(9.9, sr, 5.0) - 1999.9).abs() < 1e-9);
+        // a later report on the same line moves nothing; one 80 ms off is counted
+        assert!((c.at(15.5, Some((2005.0, 15.0)), 0.0) - 2005.5).abs() < 1e-9);
+        assert_eq!(c.moves, 0);
+        assert!((c.at(20.5, Some((2010.08, 20.0)), 0.0) - 2010.58).abs() < 1e-9);
+        assert_eq!(c.moves, 1);
     }
 
     #[test]
