@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cloudmixer::compose::Backend;
+use cloudmixer::host::feed::whip::{Whip, WhipSettings};
 use cloudmixer::host::{Host, HostSettings};
-use cloudmixer::serve::{check_options, ServeOptions};
+use cloudmixer::serve::{check_options, ServeOptions, WhipOptions};
 
 /// `serve --help`: signals and exit statuses (also in README.md).
 pub const SERVE_EXIT_HELP: &str = "\
@@ -94,6 +95,19 @@ pub struct ServeArgs {
     /// Repeatable. The keys never appear in an answer or a log.
     #[arg(long, value_name = "FILE")]
     bucket_config: Vec<PathBuf>,
+    /// Take WebRTC publishers by WHIP (POST /v1/whip/{mixerID}/{camid} with an SDP offer):
+    /// ICE-lite on this UDP address and port range, one port per session (the range bounds
+    /// the sessions at once), e.g. 127.0.0.1:40000-40100. Off unless given.
+    #[arg(long, value_name = "IP:PORT-PORT")]
+    webrtc_udp: Option<String>,
+    /// Also offer this address (same port) as a candidate: the public address of a NAT in
+    /// front of --webrtc-udp's.
+    #[arg(long, value_name = "IP", requires = "webrtc_udp")]
+    webrtc_public_ip: Option<std::net::IpAddr>,
+    /// An origin (scheme://host[:port]) whose pages may publish by WHIP from a browser (CORS).
+    /// Repeatable; other origins get no CORS headers.
+    #[arg(long, value_name = "ORIGIN")]
+    whip_origin: Vec<String>,
 }
 
 /// A `--bucket-config` file: its `storageConfig`, checked (endpoint, bucket name).
@@ -195,6 +209,44 @@ pub fn run(a: ServeArgs) -> ExitCode {
             Ok(st) => buckets.push(st),
             Err(e) => return usage(e),
         }
+    }
+    let whip = match a.webrtc_udp.as_deref().map(WhipSettings::parse_udp) {
+        None => None,
+        Some(Err(e)) => return usage(format!("--webrtc-udp {e}")),
+        Some(Ok(mut w)) => {
+            if w.ip.is_unspecified() && a.webrtc_public_ip.is_none() {
+                return usage(
+                    "--webrtc-udp: an unspecified address (0.0.0.0, ::) needs --webrtc-public-ip \
+                     (the address browsers reach)",
+                );
+            }
+            w.public_ip = a.webrtc_public_ip;
+            w.jitter = settings.mixer.latency;
+            w.pull = settings.pull.clone();
+            Some(w)
+        }
+    };
+    for o in &a.whip_origin {
+        let ok = ["http://", "https://"].iter().any(|p| {
+            o.strip_prefix(p)
+                .is_some_and(|r| !r.is_empty() && !r.contains(['/', ' ']))
+        });
+        if !ok && o != "*" {
+            return usage(format!(
+                "--whip-origin {o:?}: expected an origin, scheme://host[:port] (no path)"
+            ));
+        }
+    }
+    let whip = WhipOptions {
+        sessions: whip.map(Whip::new),
+        origins: a.whip_origin.clone(),
+    };
+    if let Some(w) = &whip.sessions {
+        let s = w.settings();
+        eprintln!(
+            "WHIP: ICE-lite on udp {}:{}-{}",
+            s.ip, s.port_min, s.port_max
+        );
     }
     let host = Host::new(settings);
     // the first given is the newest (listed first)
@@ -303,7 +355,8 @@ pub fn run(a: ServeArgs) -> ExitCode {
         let shutdown = async {
             let _ = done_rx.await;
         };
-        match cloudmixer::serve::serve(host, listener, opts.token.as_deref(), shutdown).await {
+        match cloudmixer::serve::serve(host, listener, opts.token.as_deref(), whip, shutdown).await
+        {
             Ok(()) => {
                 eprintln!("stopped");
                 ExitCode::SUCCESS

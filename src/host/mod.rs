@@ -312,6 +312,8 @@ pub struct Publication {
     stop: Arc<AtomicBool>,
     target: Arc<dyn feed::file::FeedTarget>,
     room: std::sync::Weak<Room>,
+    /// Why the publisher left (the idle input's error), if [`Publication::end`] said.
+    why: Option<String>,
 }
 
 impl std::fmt::Debug for Publication {
@@ -348,6 +350,12 @@ impl Publication {
     pub fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
+
+    /// Lets the camera go (as dropping it does) with `why` as the idle input's error, e.g.
+    /// "no media for 5 s" (a drop says "the publisher left").
+    pub fn end(mut self, why: &str) {
+        self.why = Some(why.to_string());
+    }
 }
 
 impl Drop for Publication {
@@ -359,9 +367,13 @@ impl Drop for Publication {
             }
         }
         // (a feed that set `idle` with why it ended keeps that error)
-        if !self.stopped() && self.input.lock().state != feed::pull::InputState::Idle {
-            self.input
-                .set_state(feed::pull::InputState::Idle, "the publisher left");
+        if !self.stopped() {
+            if let Some(why) = self.why.as_deref() {
+                self.input.set_state(feed::pull::InputState::Idle, why);
+            } else if self.input.lock().state != feed::pull::InputState::Idle {
+                self.input
+                    .set_state(feed::pull::InputState::Idle, "the publisher left");
+            }
         }
     }
 }
@@ -1385,6 +1397,7 @@ impl Host {
             stop: room.stop.clone(),
             target,
             room: Arc::downgrade(&room),
+            why: None,
         })
     }
 

@@ -15,6 +15,7 @@
 //! | `GET /healthz`, `GET /readyz` | alive; taking rooms |
 //! | `GET /`, `GET /console/{app.js,style.css}` | the management console ([`console`]; public, no data) |
 //! | `POST`/`DELETE /v1/session` | the console's session cookie (reads only): open, close |
+//! | `POST /v1/whip/{mixerID}/{camid}`, `DELETE …/{session}` | WebRTC publishers (WHIP, RFC 9725): an SDP offer → the answer; CORS for `--whip-origin` pages ([`whip`]) |
 //!
 //! Errors are `{"code": <vendor code>, "error": "<field>: <what is wrong>"}` with status 400
 //! (bad request), 401 (no or wrong token), 404 (unknown mixer), 409 (already running), 413
@@ -28,6 +29,9 @@ mod metrics;
 pub mod recordings;
 pub mod thumbnail;
 pub mod webhook;
+pub mod whip;
+
+pub use whip::WhipOptions;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -42,7 +46,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -105,6 +109,8 @@ struct App {
     thumbs: thumbnail::ThumbCache,
     /// The console's session cookies (reads only).
     sessions: console::Sessions,
+    /// WHIP ingest (sessions, allowed origins).
+    whip: Arc<WhipOptions>,
 }
 
 /// Checks the options (a token for a non-loopback address, the token's shape).
@@ -118,15 +124,25 @@ pub fn check_options(opts: &ServeOptions) -> Result<(), ServeError> {
     }
 }
 
-/// The service's routes on `host`.
-pub fn router(host: Host, token: Option<&str>) -> Router {
+/// The service's routes on `host` (WHIP as `whip` says).
+pub fn router(host: Host, token: Option<&str>, whip: WhipOptions) -> Router {
     let app = App {
         host,
         token: token.map(|t| Arc::from(t.as_bytes())),
         probes: Default::default(),
         thumbs: Default::default(),
         sessions: Default::default(),
+        whip: Arc::new(whip),
     };
+    // the preflight (OPTIONS) passes the token check, the CORS layer answers it
+    let whip = Router::new()
+        .route("/v1/whip/{mixer}/{camid}", post(whip::offer))
+        .route("/v1/whip/{mixer}/{camid}/{session}", delete(whip::end))
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), auth))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            whip::cors,
+        ));
     let api = Router::new()
         .route("/v1/mixers", post(create).get(list))
         .route("/v1/mixers/{id}", get(get_one).delete(destroy))
@@ -149,6 +165,7 @@ pub fn router(host: Host, token: Option<&str>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(console::routes())
         .merge(api)
+        .merge(whip)
         .fallback(|| async { error(StatusCode::NOT_FOUND, codes::PARAM_ERR, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(refuse_long_bodies))
@@ -180,16 +197,23 @@ async fn refuse_long_bodies(req: Request, next: Next) -> Response {
 }
 
 /// Serves `host` on `listener` until `shutdown` completes, then finishes the requests in
-/// flight (open event streams end).
+/// flight (open event streams end) and ends the WHIP sessions.
 pub async fn serve(
     host: Host,
     listener: tokio::net::TcpListener,
     token: Option<&str>,
+    whip: WhipOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    axum::serve(listener, router(host, token))
+    let sessions = whip.sessions.clone();
+    let app = router(host, token, whip).into_make_service_with_connect_info::<SocketAddr>();
+    let res = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    if let Some(s) = sessions {
+        let _ = tokio::task::spawn_blocking(move || s.end_all()).await;
+    }
+    res?;
     Ok(())
 }
 
@@ -231,6 +255,10 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn auth(State(app): State<App>, req: Request, next: Next) -> Response {
+    if req.method() == axum::http::Method::OPTIONS && whip::is_whip(req.uri().path()) {
+        // a WHIP preflight: the browser sends no credentials with it (answered by whip::cors)
+        return next.run(req).await;
+    }
     if let Some(token) = &app.token {
         let given = req
             .headers()
@@ -256,7 +284,11 @@ async fn auth(State(app): State<App>, req: Request, next: Next) -> Response {
                 .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
             return r;
         }
-    } else if let Err(msg) = local_only(req.headers()) {
+    } else if let Err(msg) = local_only(
+        req.headers(),
+        // a WHIP publish from a page of an origin the operator allowed (--whip-origin)
+        whip::is_whip(req.uri().path()) && app.whip.allowed(req.headers()).is_some(),
+    ) {
         return error(StatusCode::FORBIDDEN, codes::PARAM_ERR, msg);
     }
     next.run(req).await
@@ -265,8 +297,9 @@ async fn auth(State(app): State<App>, req: Request, next: Next) -> Response {
 /// Without a token the service listens on loopback only; what reaches it must also come from
 /// this machine's own pages: a `Host` that is an IP address or `localhost` (a DNS name bound to
 /// 127.0.0.1 by another site — DNS rebinding — is refused) and, when a browser names the
-/// page's `Origin`, the same host and port (a page of another origin cannot POST a create).
-fn local_only(h: &HeaderMap) -> Result<(), String> {
+/// page's `Origin`, the same host and port (a page of another origin cannot POST a create),
+/// unless `origin_allowed` (a WHIP route called from a `--whip-origin` page).
+fn local_only(h: &HeaderMap, origin_allowed: bool) -> Result<(), String> {
     let host = h
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -281,6 +314,9 @@ fn local_only(h: &HeaderMap) -> Result<(), String> {
             "Host: {host:?} is not this machine's address (without a token only requests to an \
              IP address or localhost are taken)"
         ));
+    }
+    if origin_allowed {
+        return Ok(());
     }
     if let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         let o = origin

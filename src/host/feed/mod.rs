@@ -11,7 +11,10 @@
 //!   (`rtmp://HOST:PORT/live/{mixerID}/{camid}`, SRT `streamid`), each stream taken through
 //!   `Host::publish` and decoded as a pulled one.
 //!
-//! Other network feeds (WHIP) plug in here too: each pushes frames
+//! - `whip` (feature `serve`): WebRTC publishers (WHIP, RFC 9725), one session thread each,
+//!   taking a camera of a running room with [`Host::publish`](crate::host::Host::publish).
+//!
+//! Each feed pushes frames
 //! with `Mixer::push_video_at` and audio with `AudioFrame::with_capture`, so A/V sync,
 //! placeholders and stats apply unchanged.
 
@@ -19,5 +22,7 @@ pub mod file;
 #[cfg(feature = "serve")]
 pub mod publish;
 pub mod pull;
+#[cfg(feature = "serve")]
+pub mod whip;
 
 pub use file::{FeedError, FileClock, FileInputs};

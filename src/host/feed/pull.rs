@@ -352,7 +352,8 @@ impl PullInput {
         (self.on_change)(&self.stats());
     }
 
-    /// Notes that a packet came now (for stall detection; the publish listeners').
+    /// Notes that a packet came now (for stall detection; the publish listeners' and the WHIP
+    /// sessions').
     #[cfg_attr(not(feature = "serve"), allow(dead_code))]
     pub(crate) fn touch(&self) {
         self.last_packet_ms.store(self.now_ms(), Ordering::Relaxed);
