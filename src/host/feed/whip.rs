@@ -647,6 +647,9 @@ impl Decode {
             return Ok(());
         };
         let t0 = Instant::now();
+        // decoded in the host's decode slots, as the pull and publish feeds do
+        let slots = self.pull.decode_slots.clone();
+        let _slot = slots.acquire();
         let pkt = ff::Packet::copy(&d.data);
         if v.dec.send_packet(&pkt).is_err() {
             self.want_keyframe = true;
