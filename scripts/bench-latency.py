@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
@@ -267,8 +268,21 @@ def main():
             procs.append(nginx(tmp, rtmp_port))
             inputs = {"Usr1.-1": f"rtmp://127.0.0.1:{rtmp_port}/live/cam"}
         else:
+            # the page comes from an http origin the service allows
+            class Page(BaseHTTPRequestHandler):
+                def do_GET(self):
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.end_headers()
+                    self.wfile.write(WHIP_PAGE.encode())
+
+                def log_message(self, *args):
+                    pass
+            httpd = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+            threading.Thread(target=httpd.serve_forever, daemon=True).start()
+            origin = f"http://127.0.0.1:{httpd.server_address[1]}"
             u = free_port(socket.SOCK_DGRAM)
-            args += ["--webrtc-udp", f"127.0.0.1:{u}-{u + 20}", "--whip-origin", "null"]
+            args += ["--webrtc-udp", f"127.0.0.1:{u}-{u + 20}", "--whip-origin", origin]
         s = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(
             os.path.join(tmp, "serve.log"), "w"), text=True)
         procs.append(s)
@@ -286,14 +300,11 @@ def main():
         elif a.via == "pull-rtmp":
             pub = FfmpegPublisher(f"rtmp://127.0.0.1:{rtmp_port}/live/cam", a.fps)
         else:
-            page = os.path.join(tmp, "whip.html")
-            with open(page, "w") as f:
-                f.write(WHIP_PAGE)
-            url = (f"file://{page}#whip={base}/v1/whip/lat/Usr1.-1&token={TOKEN}"
-                   f"&fps={a.fps}")
+            url = f"{origin}/#whip={base}/v1/whip/lat/Usr1.-1&token={TOKEN}&fps={a.fps}"
             procs.append(subprocess.Popen(
                 ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
                  "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+                 "--disable-features=WebRtcHideLocalIpsWithMdns",
                  f"--user-data-dir={tmp}/chrome", url],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         # from the input's first live state on
