@@ -66,10 +66,17 @@ pub struct ServeArgs {
     /// Take RTMP publishers on this address (TCP, e.g. 127.0.0.1:1935; off unless given): a
     /// publish to rtmp://HOST:PORT/live/{mixerID}/{camid} feeds camera camid of that running
     /// mixer with its video and the camid's user (Usr1 for Usr1.-1) with its audio. Refused:
-    /// an unknown mixer, a camera the mixer's inputs or another publisher feed. No token is
-    /// asked of publishers: bind an address only they can reach.
+    /// an unknown mixer, a camera the mixer's inputs or another publisher feed, and without
+    /// --publish-key-file any publisher that reaches the address is taken.
     #[arg(long, value_name = "ADDR")]
     rtmp_listen: Option<SocketAddr>,
+    /// A file holding the key RTMP and SRT publishers must give (16 to 256 printable
+    /// characters, none of ?&,=#/ or spaces; a trailing newline is ignored): RTMP
+    /// rtmp://HOST/live/{mixerID}/{camid}?key=KEY, SRT streamid
+    /// #!::r={mixerID}/{camid},m=publish,s=KEY (or live/{mixerID}/{camid}?key=KEY). A publish
+    /// without it, or with another, is refused. WHIP publishers give the API token.
+    #[arg(long, value_name = "FILE")]
+    publish_key_file: Option<PathBuf>,
     /// Take SRT publishers (MPEG-TS) on this address (UDP, e.g. 127.0.0.1:9000; off unless
     /// given), addressed by the caller's streamid: live/{mixerID}/{camid}, {mixerID}/{camid}
     /// or #!::r={mixerID}/{camid},m=publish; refused at the handshake as RTMP publishes are.
@@ -195,6 +202,18 @@ pub fn run(a: ServeArgs) -> ExitCode {
         None => return usage("--max-input-size: expected WIDTHxHEIGHT, e.g. 1920x1080"),
     }
     settings.pull.max_bitrate = a.max_input_bitrate.map(|k| k.saturating_mul(1000));
+    if let Some(p) = &a.publish_key_file {
+        let key = std::fs::read_to_string(p)
+            .map_err(|e| format!("--publish-key-file {}: {e}", p.display()))
+            .and_then(|k| {
+                cloudmixer::host::feed::pull::PublishKey::new(k.trim_end_matches(['\n', '\r']))
+                    .map_err(|e| format!("--publish-key-file {}: {e}", p.display()))
+            });
+        match key {
+            Ok(k) => settings.publish_key = Some(k),
+            Err(e) => return usage(e),
+        }
+    }
     settings.mixer.backend = a.backend;
     if let Some(ms) = a.latency {
         settings.mixer.latency = Duration::from_millis(ms);

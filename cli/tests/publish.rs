@@ -586,3 +586,109 @@ fn a_drain_lets_publishers_run_through_the_grace_then_hangs_up() {
         .count();
     assert!(right >= 12, "{right} of the last 15 frames show both");
 }
+
+/// With `--publish-key-file`, an RTMP or SRT publish without the key, or with another, is
+/// refused (the publisher exits with an error, nothing of it reaches the mixer), and one with
+/// the key is taken; the key appears in no answer and nowhere in the service's stderr.
+#[test]
+fn a_publish_key_is_asked_of_rtmp_and_srt_publishers() {
+    const KEY: &str = "pk-0123456789abcdef";
+    let d = common::test_dir("publish", "key");
+    let (rtmp, srt) = (free_port(), free_udp_port());
+    let (rtmp_a, srt_a) = (format!("127.0.0.1:{rtmp}"), format!("127.0.0.1:{srt}"));
+    let key_file = d.join("publish.key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    // a key file that is not a key is a usage error naming the flag
+    let bad = d.join("bad.key");
+    std::fs::write(&bad, "short").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_cloudmixer"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--storage"])
+        .arg(d.join("bad"))
+        .arg("--publish-key-file")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("--publish-key-file") && e.contains("16 to 256"),
+        "{e}"
+    );
+    let err_path = d.join("serve.stderr");
+    let (child, base) = common::spawn_serve(
+        &d,
+        false,
+        &[
+            "--rtmp-listen",
+            &rtmp_a,
+            "--srt-listen",
+            &srt_a,
+            "--publish-key-file",
+            key_file.to_str().unwrap(),
+        ],
+        Stdio::from(std::fs::File::create(&err_path).unwrap()),
+    );
+    let s = Serve {
+        child: Proc(Some(child)),
+        base,
+        agent: common::agent(),
+    };
+    let body = json!({"mixerID":"k1","mode":0,"videoFileCfg":{"svrPathName":"/k1.mp4",
+        "vWidth":320,"vHeight":120,"vFps":15,"layoutConfig":[
+        {"type":0,"left":0,"top":0,"width":160,"height":120,"param":{"camid":"Usr1.-1"}},
+        {"type":0,"left":160,"top":0,"width":160,"height":120,"param":{"camid":"Usr2.-1"}}]}});
+    let (st, v) = s.req("POST", "/v1/mixers", Some(&body));
+    assert_eq!(st, 201, "{v}");
+    let refused = [
+        ("flv", format!("rtmp://{rtmp_a}/live/k1/Usr1.-1")),
+        (
+            "flv",
+            format!("rtmp://{rtmp_a}/live/k1/Usr1.-1?key=pk-wrong-wrong-wrong"),
+        ),
+        ("mpegts", format!("srt://{srt_a}?streamid=live/k1/Usr2.-1")),
+        (
+            "mpegts",
+            format!("srt://{srt_a}?streamid=#!::r=k1/Usr2.-1,m=publish,s=pk-wrong-wrong-wrong"),
+        ),
+    ];
+    for (i, (fmt, url)) in refused.iter().enumerate() {
+        let mut p = publish("red", 440, fmt, url, &d.join(format!("refused{i}.log")));
+        assert!(
+            p.wait_for(Duration::from_secs(10))
+                .is_some_and(|st| !st.success()),
+            "{url}: not refused"
+        );
+    }
+    assert!(s.states("k1").is_empty(), "{:?}", s.states("k1"));
+    let _r = publish(
+        "blue",
+        440,
+        "flv",
+        &format!("rtmp://{rtmp_a}/live/k1/Usr1.-1?key={KEY}"),
+        &d.join("rtmp.log"),
+    );
+    let _s = publish(
+        "green",
+        660,
+        "mpegts",
+        &format!("srt://{srt_a}?streamid=#!::r=k1/Usr2.-1,m=publish,s={KEY}"),
+        &d.join("srt.log"),
+    );
+    for cam in ["Usr1.-1", "Usr2.-1"] {
+        s.wait_input("k1", cam, Duration::from_secs(15), |v| {
+            v["state"] == "live" && v["videoFrames"].as_u64().unwrap_or(0) > 0
+        });
+    }
+    let (_, info) = s.req("GET", "/v1/mixers/k1", None);
+    let (st, v) = s.req("DELETE", "/v1/mixers/k1", None);
+    assert_eq!(st, 200, "{v}");
+    drop(s);
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    assert!(
+        stderr.contains("wrong publish key") && stderr.contains("no publish key given"),
+        "the refusals are logged: {stderr}"
+    );
+    for text in [info.to_string(), v.to_string(), stderr] {
+        assert!(!text.contains(KEY), "the key leaked: {text}");
+    }
+}

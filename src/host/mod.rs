@@ -97,6 +97,9 @@ pub struct HostSettings {
     pub cores: Option<f64>,
     /// How URL inputs are pulled: time-outs, back-off, size and bitrate limits.
     pub pull: feed::pull::PullSettings,
+    /// The key RTMP and SRT publishers must give (`None`: none asked), see
+    /// [`feed::pull::PublishKey`].
+    pub publish_key: Option<feed::pull::PublishKey>,
 }
 
 impl HostSettings {
@@ -114,6 +117,7 @@ impl HostSettings {
             room_cost: capacity::DEFAULT_ROOM_COST,
             cores: None,
             pull: feed::pull::PullSettings::default(),
+            publish_key: None,
         }
     }
 }

@@ -131,6 +131,62 @@ impl Drop for DecodeSlot<'_> {
     }
 }
 
+/// The key a publisher must give to publish (RTMP: `?key=KEY` after the stream key, e.g.
+/// `rtmp://HOST/live/room1/Usr1.-1?key=KEY`; SRT: `s=KEY` in an access-control streamid,
+/// `#!::r=room1/Usr1.-1,m=publish,s=KEY`, or `?key=KEY` after a plain one). Compared in
+/// constant time; never printed (its `Debug` is `***`).
+///
+/// ```
+/// use cloudmixer::host::feed::pull::PublishKey;
+/// let k = PublishKey::new("s3cret-publish-key").unwrap();
+/// assert!(k.check(Some("s3cret-publish-key")).is_ok());
+/// assert!(k.check(Some("guess")).unwrap_err().contains("wrong"));
+/// assert!(k.check(None).unwrap_err().contains("no publish key"));
+/// assert_eq!(format!("{k:?}"), "PublishKey(***)");
+/// ```
+#[derive(Clone)]
+pub struct PublishKey(Arc<str>);
+
+impl PublishKey {
+    /// A key: 16 to 256 printable ASCII characters, none of `?&,=#/` or spaces.
+    pub fn new(key: &str) -> Result<PublishKey, String> {
+        if key.len() < 16
+            || key.len() > 256
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"?&,=#/".contains(&b))
+        {
+            return Err(
+                "a publish key is 16 to 256 printable characters without spaces or ?&,=#/".into(),
+            );
+        }
+        Ok(PublishKey(key.into()))
+    }
+
+    /// Whether `given` is the key (the error says which way it is not, never the key).
+    pub fn check(&self, given: Option<&str>) -> Result<(), String> {
+        let Some(g) = given else {
+            return Err("no publish key given (this service asks for one)".into());
+        };
+        let (a, b) = (self.0.as_bytes(), g.as_bytes());
+        let mut diff = u8::from(a.len() != b.len());
+        for (i, x) in a.iter().enumerate() {
+            diff |= x ^ b.get(i).copied().unwrap_or(0);
+        }
+        if diff == 0 {
+            Ok(())
+        } else {
+            Err("wrong publish key".into())
+        }
+    }
+}
+
+impl std::fmt::Debug for PublishKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PublishKey(***)")
+    }
+}
+
 /// A video decoder's threads for a `w` x `h` stream: 1 per 2 Mpx (1 up to 1080p), at most 4.
 pub fn decode_threads(w: u32, h: u32) -> usize {
     (u64::from(w) * u64::from(h))

@@ -90,6 +90,20 @@ pub fn parse_path(path: &str, live: bool) -> Result<(String, String), String> {
     }
 }
 
+/// The `key` parameter of a path's `?query` (`live/room1/Usr1.-1?key=K` → `K`).
+pub fn key_of_path(path: &str) -> Option<&str> {
+    let (_, q) = path.split_once('?')?;
+    q.split('&').find_map(|kv| kv.strip_prefix("key="))
+}
+
+/// The publish key of an SRT `streamid`: `s=` of an access-control one, else `?key=`.
+pub fn key_of_streamid(sid: &str) -> Option<&str> {
+    match sid.strip_prefix("#!::") {
+        Some(acl) => acl.split(',').find_map(|kv| kv.strip_prefix("s=")),
+        None => key_of_path(sid),
+    }
+}
+
 /// The (mixerID, camid) of an RTMP publish: the application and the stream key joined
 /// (`live/room1` + `Usr1.-1`, or `live` + `room1/Usr1.-1`).
 pub fn parse_rtmp(app: &str, key: &str) -> Result<(String, String), String> {
@@ -373,6 +387,20 @@ pub(crate) fn pump(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publish_keys_are_read_from_the_query_or_the_access_control_streamid() {
+        assert_eq!(key_of_path("live/r/Usr1.-1?a=1&key=K1"), Some("K1"));
+        assert_eq!(key_of_path("live/r/Usr1.-1"), None);
+        assert_eq!(key_of_streamid("#!::r=r/Usr1.-1,m=publish,s=K2"), Some("K2"));
+        assert_eq!(key_of_streamid("#!::r=r/Usr1.-1,m=publish"), None);
+        assert_eq!(key_of_streamid("live/r/Usr1.-1?key=K3"), Some("K3"));
+        // the path is parsed without its query either way
+        assert_eq!(
+            parse_rtmp("live/r", "Usr1.-1?key=K1").unwrap(),
+            ("r".to_string(), "Usr1.-1".to_string())
+        );
+    }
 
     #[test]
     fn paths_keys_and_streamids_name_a_mixer_and_camera() {

@@ -107,6 +107,10 @@ async fn take(host: &Host, req: ConnectionRequest) -> Result<(Publication, SrtSo
     let taken = super::parse_streamid(&sid)
         .map_err(|e| (ServerRejectReason::BadRequest, e))
         .and_then(|(m, c)| {
+            if let Some(k) = &host.settings().publish_key {
+                k.check(super::key_of_streamid(&sid))
+                    .map_err(|e| (ServerRejectReason::Unauthorized, format!("{m}/{c}: {e}")))?;
+            }
             host.publish(&m, &c, &format!("srt://{peer}")).map_err(|e| {
                 let reason = match e.kind() {
                     ErrorKind::NotFound => ServerRejectReason::Notfound,
