@@ -10,7 +10,8 @@ cameras in a grid (1280x720 at 15 fps). After a warm-up the script samples the m
 `live` all along, the service pushed at least 99 % of the frames the browser sent (its
 `framesSent`, capped at FPS), and no frame of it was lost in the service (`lostFrames`
 unchanged).
-Also: the service's CPU (cores, from /proc) and the mixer's late ticks. Per input the output
+Also: the service's CPU (cores, from /proc), the CPU of its WHIP session threads
+(`cm-whip-…`: str0m, depacketizing and decoding) and the mixer's late ticks. Per input the output
 lists (camid, fps the browser sent, fps the service decoded and pushed, frames lost in the
 service, kept); the browser posts its `framesSent` to the page's server once a second, so a
 browser that cannot encode N streams in real time on the same cores shows as `sent` < FPS.
@@ -101,6 +102,21 @@ def thread_cpu(pid):
         s = f.read()
     parts = s[s.rindex(")") + 2:].split()
     return (int(parts[11]) + int(parts[12])) / TICK
+
+
+def threads_cpu(pid, prefix):
+    """CPU seconds of the process's threads whose name starts with `prefix`."""
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/stat") as f:
+                st = f.read()
+        except FileNotFoundError:
+            continue
+        if st[st.index("(") + 1:st.rindex(")")].startswith(prefix):
+            parts = st[st.rindex(")") + 2:].split()
+            total += int(parts[11]) + int(parts[12])
+    return total / TICK
 
 
 def get(base, path):
@@ -195,6 +211,7 @@ def main():
         m0 = get(base, "/v1/mixers/bench")
         b0 = browser.get("stats")
         c0 = thread_cpu(s.pid)
+        w0 = threads_cpu(s.pid, "cm-whip")
         ok_all = {i["input"]: True for i in m0.get("inputStates", []) if i["state"] == "live"}
         t_end = time.time() + a.secs
         while time.time() < t_end:
@@ -205,6 +222,7 @@ def main():
         m1 = get(base, "/v1/mixers/bench")
         b1 = browser.get("stats")
         c1 = thread_cpu(s.pid)
+        w1 = threads_cpu(s.pid, "cm-whip")
         before = {i["input"]: i for i in m0.get("inputStates", [])}
         kept = 0
         rows_out = []
@@ -225,6 +243,7 @@ def main():
         late = m1["stats"].get("lateTicks", 0) - m0["stats"].get("lateTicks", 0)
         print(json.dumps({"publishers": a.n, "live_at_start": len(ok_all), "kept": kept,
                           "service_cores": round((c1 - c0) / a.secs, 3),
+                          "whip_session_cores": round((w1 - w0) / a.secs, 3),
                           "late_ticks": late, "size": a.size, "fps": a.fps,
                           "per_input": rows_out}, indent=None))
     finally:

@@ -701,6 +701,9 @@ fn connection<T: FeedTarget + ?Sized>(
     match Connection::new(&ictx, spec, settings, &label) {
         Ok(mut c) => {
             c.backdate = backdate(t_open.elapsed());
+            // (what came before the first packet, e.g. audio muxed ahead of the video, lies
+            // up to that much further back: not a drift)
+            c.timeline.slack = c.backdate;
             // (the open read packets: it is live)
             input
                 .last_packet_ms
@@ -1161,6 +1164,9 @@ pub(crate) struct Timeline {
     last: [Option<f64>; 2],
     /// Discontinuities continued and re-anchorings since the stats last took them.
     pub(crate) reanchors: u64,
+    /// How much further back than [`MAX_DRIFT`] a capture time may lie without a re-anchor
+    /// (the connection's back-dating, see `backdate`).
+    pub(crate) slack: f64,
 }
 
 impl Timeline {
@@ -1183,7 +1189,7 @@ impl Timeline {
             }
         }
         let drift = MAX_DRIFT.as_secs_f64();
-        if c < now - drift || c > now + drift {
+        if c < now - drift - self.slack || c > now + drift {
             off = now - ts;
             c = now;
             self.reanchors += 1;
@@ -1266,6 +1272,28 @@ mod tests {
         // a stall that kept the connection: re-anchored on the mixer clock
         let late = t.capture(Kind::Video, 0.04, 15.0, 0.04);
         assert_eq!(late, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn a_back_dated_anchor_keeps_what_came_before_the_first_packet() {
+        // anchored 0.9 s back (the open's probe); audio muxed 0.4 s ahead of the first video
+        // packet lies 1.3 s back: within the slack, so no re-anchor moves the video
+        let mut t = Timeline {
+            slack: 0.9,
+            ..Timeline::default()
+        };
+        t.anchor(10.0, 100.0 - 0.9);
+        let a = t.capture(Kind::Audio, 9.6, 100.0, 0.02);
+        let v = t.capture(Kind::Video, 10.0, 100.0, 0.04);
+        assert!((a.as_secs_f64() - 98.7).abs() < 1e-9, "{a:?}");
+        assert!((v.as_secs_f64() - 99.1).abs() < 1e-9, "{v:?}");
+        assert_eq!(t.reanchors, 0);
+        // without the slack the audio re-anchored the shared mapping 1.3 s later than the
+        // video already pushed: the first second's pictures came early against their sound
+        let mut t = Timeline::default();
+        t.anchor(10.0, 100.0 - 0.9);
+        t.capture(Kind::Audio, 9.6, 100.0, 0.02);
+        assert_eq!(t.reanchors, 1);
     }
 
     #[test]
