@@ -14,16 +14,17 @@
 //! Where chromium or chromedriver cannot start the test says why and passes, unless
 //! `CLOUDMIXER_REQUIRE_BROWSER=1` (CI sets it): then it fails.
 
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
 
+#[path = "common/browser.rs"]
+mod browser_kit;
 mod common;
+use browser_kit::{chromium, Driver};
 use common::{header, ROOT, TOKEN};
 
 fn dir(name: &str) -> PathBuf {
@@ -300,111 +301,23 @@ fn session_cookie_is_for_reads_only() {
 
 // ---- the browser ----------------------------------------------------------------------------
 
-/// A free port on 127.0.0.1 (bound, then released for the child to take).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    })
-}
-
-/// chromedriver in a process group of its own: dropping it kills the group (chromedriver and
-/// the browser it started), also when the test fails.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the process group of our own child (it leads it).
-        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts chromedriver and a headless chromium session, or says why not.
+/// A headless chromium for the console: a desktop-sized window, downloads into `downloads`.
 async fn browser(downloads: &Path) -> Result<(Driver, Client), String> {
-    let driver_bin = std::env::var_os("CHROMEDRIVER")
-        .map(PathBuf::from)
-        .or_else(|| which("chromedriver"))
-        .ok_or("no chromedriver on PATH (Debian: apt-get install chromium chromium-driver)")?;
-    let chrome = std::env::var_os("CHROME_BIN")
-        .map(PathBuf::from)
-        .or_else(|| which("chromium"))
-        .ok_or("no chromium on PATH (Debian: apt-get install chromium chromium-driver)")?;
-    let port = free_port();
-    let child = Command::new(&driver_bin)
-        .arg(format!("--port={port}"))
-        .arg("--allowed-ips=127.0.0.1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", driver_bin.display()))?;
-    let drv = Driver {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if t0.elapsed() > Duration::from_secs(15) {
-            return Err(format!(
-                "{} did not listen within 15 s",
-                driver_bin.display()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut args = vec![
-        "--headless=new",
+    let args = [
         "--window-size=1280,900",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
         "--mute-audio",
-        "--no-first-run",
         "--hide-scrollbars",
         "--force-device-scale-factor=1",
         "--lang=en-US",
-    ];
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        // chromium refuses to run as root with its sandbox
-        args.push("--no-sandbox");
-    }
-    let caps = json!({
-        "browserName": "chrome",
-        "goog:chromeOptions": {
-            "binary": chrome,
-            "args": args,
-            "prefs": {
-                "download.default_directory": downloads,
-                "download.prompt_for_download": false,
-                "download.directory_upgrade": true,
-                "safebrowsing.enabled": false
-            }
-        }
+    ]
+    .map(String::from);
+    let prefs = json!({
+        "download.default_directory": downloads,
+        "download.prompt_for_download": false,
+        "download.directory_upgrade": true,
+        "safebrowsing.enabled": false
     });
-    let Value::Object(caps) = caps else {
-        unreachable!()
-    };
-    let mut b = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
-    b.capabilities(caps);
-    let c = tokio::time::timeout(Duration::from_secs(60), b.connect(&drv.url))
-        .await
-        .map_err(|_| "no browser session within 60 s".to_string())?
-        .map_err(|e| format!("chromium did not start under chromedriver: {e}"))?;
-    Ok((drv, c))
+    chromium(&args, prefs).await
 }
 
 /// Runs `script` (a function body returning a value) every 200 ms until the value is neither

@@ -11,17 +11,19 @@
 //! Where chromium or chromedriver cannot start the browser test says why and passes, unless
 //! `CLOUDMIXER_REQUIRE_BROWSER=1` (CI sets it): then it fails.
 
+#[path = "common/browser.rs"]
+mod browser_kit;
 mod common;
+use browser_kit::{chromium, Driver};
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{agent, header, spawn_serve, test_dir, TOKEN};
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::Client;
 use serde_json::{json, Value};
 
 /// Output rate of the recordings.
@@ -429,78 +431,10 @@ fn own_network() -> bool {
     true
 }
 
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// chromedriver in a process group of its own: dropping it kills the group (chromedriver and
-/// the browser it started), also when the test fails.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the process group of our own child (it leads it).
-        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts chromedriver and a headless chromium whose fake camera and microphone play `y4m`
-/// and `wav`, or says why not.
+/// A headless chromium whose fake camera and microphone play `y4m` and `wav`.
 async fn browser(y4m: &Path, wav: &Path) -> Result<(Driver, Client), String> {
-    let driver_bin = std::env::var_os("CHROMEDRIVER")
-        .map(PathBuf::from)
-        .or_else(|| which("chromedriver"))
-        .ok_or("no chromedriver on PATH (Debian: apt-get install chromium chromium-driver)")?;
-    let chrome = std::env::var_os("CHROME_BIN")
-        .map(PathBuf::from)
-        .or_else(|| which("chromium"))
-        .ok_or("no chromium on PATH (Debian: apt-get install chromium chromium-driver)")?;
-    let port = free_port();
-    let child = Command::new(&driver_bin)
-        .arg(format!("--port={port}"))
-        .arg("--allowed-ips=127.0.0.1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", driver_bin.display()))?;
-    let drv = Driver {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if t0.elapsed() > Duration::from_secs(15) {
-            return Err(format!(
-                "{} did not listen within 15 s",
-                driver_bin.display()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut args = vec![
-        "--headless=new".to_string(),
-        "--disable-gpu".into(),
-        "--disable-dev-shm-usage".into(),
-        "--no-first-run".into(),
-        "--use-fake-device-for-media-stream".into(),
+    let args = [
+        "--use-fake-device-for-media-stream".to_string(),
         "--use-fake-ui-for-media-stream".into(),
         format!("--use-file-for-fake-video-capture={}", y4m.display()),
         format!("--use-file-for-fake-audio-capture={}", wav.display()),
@@ -508,24 +442,7 @@ async fn browser(y4m: &Path, wav: &Path) -> Result<(Driver, Client), String> {
         "--allow-loopback-in-peer-connection".into(),
         "--autoplay-policy=no-user-gesture-required".into(),
     ];
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        args.push("--no-sandbox".into());
-    }
-    let caps = json!({
-        "browserName": "chrome",
-        "goog:chromeOptions": {"binary": chrome, "args": args}
-    });
-    let Value::Object(caps) = caps else {
-        unreachable!()
-    };
-    let mut b = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
-    b.capabilities(caps);
-    let c = tokio::time::timeout(Duration::from_secs(60), b.connect(&drv.url))
-        .await
-        .map_err(|_| "no browser session within 60 s".to_string())?
-        .map_err(|e| format!("chromium did not start under chromedriver: {e}"))?;
-    Ok((drv, c))
+    chromium(&args, json!({})).await
 }
 
 /// The publishing page: getUserMedia → sendonly transceivers → the offer once ICE gathering

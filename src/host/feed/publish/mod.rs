@@ -392,7 +392,10 @@ mod tests {
     fn publish_keys_are_read_from_the_query_or_the_access_control_streamid() {
         assert_eq!(key_of_path("live/r/Usr1.-1?a=1&key=K1"), Some("K1"));
         assert_eq!(key_of_path("live/r/Usr1.-1"), None);
-        assert_eq!(key_of_streamid("#!::r=r/Usr1.-1,m=publish,s=K2"), Some("K2"));
+        assert_eq!(
+            key_of_streamid("#!::r=r/Usr1.-1,m=publish,s=K2"),
+            Some("K2")
+        );
         assert_eq!(key_of_streamid("#!::r=r/Usr1.-1,m=publish"), None);
         assert_eq!(key_of_streamid("live/r/Usr1.-1?key=K3"), Some("K3"));
         // the path is parsed without its query either way
