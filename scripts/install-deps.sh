@@ -9,9 +9,10 @@ PKGS=(mesa-vulkan-drivers libvulkan1 pkg-config clang libclang-dev
       libavfilter-dev libavdevice-dev ffmpeg fonts-dejavu-core fonts-droid-fallback)
 if [ "$WHAT" != "demo" ]; then
   # the tests' real servers and tools: nginx-rtmp, the C examples under ASan/UBSan, promtool,
-  # and the browser the console's test drives (chromium through chromedriver, WebDriver)
+  # the browser the console's and WHIP's tests drive (chromium through chromedriver, WebDriver),
+  # and `ip` (iproute2: the WHIP test brings up `lo` in the network namespace it makes)
   PKGS+=(nginx-light libnginx-mod-rtmp gcc g++ libasan8 libubsan1 prometheus
-         chromium chromium-driver)
+         chromium chromium-driver iproute2)
 fi
 missing=()
 for p in "${PKGS[@]}"; do
