@@ -7,7 +7,7 @@
 //!   back-off and maps the stream's timestamps onto the mixer clock; its state and counters are
 //!   in the room's info, the host's stats and events.
 //!
-//! - [`publish`] (feature `serve`): RTMP and SRT listeners that publishers push to
+//! - `publish` (feature `serve`): RTMP and SRT listeners that publishers push to
 //!   (`rtmp://HOST:PORT/live/{mixerID}/{camid}`, SRT `streamid`), each stream taken through
 //!   `Host::publish` and decoded as a pulled one.
 //!
