@@ -607,10 +607,19 @@ fn chromium_publishes_h264_by_whip_in_sync() {
     browser_in_sync("h264", "127.0.0.1:47300-47309");
 }
 
-fn browser_in_sync(codec: &'static str, udp: &'static str) {
-    // one browser at a time: two (with two services encoding) overload a small CI machine
+/// Runs `f` while no other browser test of this file runs: two browsers (with two services
+/// encoding) overload a small CI machine.
+fn static_browser_lock<R>(f: impl FnOnce() -> R) -> R {
     static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    f()
+}
+
+fn browser_in_sync(codec: &'static str, udp: &'static str) {
+    static_browser_lock(|| browser_in_sync_alone(codec, udp))
+}
+
+fn browser_in_sync_alone(codec: &'static str, udp: &'static str) {
     let required = std::env::var("CLOUDMIXER_REQUIRE_BROWSER").as_deref() == Ok("1");
     let d = test_dir("whip", codec);
     let (y4m, wav) = make_clip();
@@ -805,4 +814,84 @@ async fn publish(c: &Client, s: &Serve, page: &str, url: &str, codec: &str) {
     );
     // the placeholder for a while (the mixer's source timeout, then a second of it)
     tokio::time::sleep(Duration::from_secs(3)).await;
+}
+
+/// A browser stream above `--max-input-bitrate` is dropped: the session ends with the limit's
+/// error in the input's state (`idle`), and the room goes on.
+#[test]
+fn a_whip_stream_over_the_bitrate_limit_is_dropped() {
+    static_browser_lock(|| {
+        let required = std::env::var("CLOUDMIXER_REQUIRE_BROWSER").as_deref() == Ok("1");
+        let d = test_dir("whip", "bitrate");
+        let (y4m, wav) = make_clip();
+        let res = std::thread::spawn(move || {
+            own_network();
+            let page = serve_page();
+            let s = Serve::start(
+                &d,
+                &[
+                    "--webrtc-udp",
+                    "127.0.0.1:47400-47409",
+                    "--whip-origin",
+                    &page,
+                    "--max-input-bitrate",
+                    "20",
+                ],
+            );
+            let (st, v) = s.json("POST", "/v1/mixers", Some(&room("room1", json!({}))));
+            assert_eq!(st, 201, "{v}");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let (driver, c) = match rt.block_on(browser(&y4m, &wav)) {
+                Ok(x) => x,
+                Err(why) if required => {
+                    panic!("CLOUDMIXER_REQUIRE_BROWSER=1 and no browser: {why}")
+                }
+                Err(why) => {
+                    eprintln!("skipping: {why}");
+                    return None;
+                }
+            };
+            let url = format!("{}/v1/whip/room1/Usr1.-1", s.base);
+            let input = rt.block_on(async {
+                c.goto(&format!("{page}/")).await.unwrap();
+                c.execute(
+                    "publish(arguments[0], arguments[1], 'vp8'); return true",
+                    vec![json!(url), json!(TOKEN)],
+                )
+                .await
+                .unwrap();
+                let t0 = Instant::now();
+                loop {
+                    let i = s.input("room1");
+                    if i["state"] == "idle" {
+                        break i;
+                    }
+                    assert!(t0.elapsed() < Duration::from_secs(40), "not dropped: {i}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+            let _ = rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), c.close()).await });
+            drop(driver);
+            // the room goes on
+            let (st, v) = s.json("GET", "/v1/mixers/room1", None);
+            assert_eq!((st, v["state"].as_u64()), (200, Some(2)), "{v}");
+            Some(input)
+        })
+        .join();
+        let Some(input) = res.unwrap_or_else(|e| std::panic::resume_unwind(e)) else {
+            return;
+        };
+        println!("{input}");
+        assert!(
+            input["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("over the limit (20 kb/s)"),
+            "{input}"
+        );
+    });
 }

@@ -573,6 +573,19 @@ impl Decode {
             Codec::Opus => self.audio_data(&d),
             _ => Ok(()),
         };
+        // `--max-input-bitrate`, measured as the pull feeds measure it (over the window, from
+        // its first second on)
+        if let Some(max) = self.pull.max_bitrate {
+            let el = self.window.0.elapsed().as_secs_f64();
+            let rate = self.window.1 as f64 * 8.0 / el.max(1e-3);
+            if el >= 1.0 && rate > max as f64 * 1.05 {
+                return Err(format!(
+                    "the stream's bitrate ({:.0} kb/s) is over the limit ({} kb/s)",
+                    rate / 1000.0,
+                    max / 1000
+                ));
+            }
+        }
         self.roll_window();
         res
     }
