@@ -329,7 +329,23 @@ fn publishers_take_cameras_of_a_running_room() {
     let p2 = h.publish(&id, "Usr2.-1", "whip://127.0.0.1:7").unwrap();
     assert_eq!(p2.input().stats().state, InputState::Connecting);
     drop(p2);
-    h.destroy(&id).unwrap();
+    // a draining host takes no new publisher (the room still records through the grace)
+    let drainer = {
+        let h = h.clone();
+        std::thread::spawn(move || h.drain(Duration::from_secs(2)))
+    };
+    eventually("draining", || h.draining());
+    let e = h.publish(&id, "Usr2.-1", "x").unwrap_err();
+    assert_eq!(
+        (e.kind(), e.code(), e.to_string().as_str()),
+        (
+            ErrorKind::Unavailable,
+            907,
+            "pub/Usr2.-1: the service is draining: no new publishers"
+        )
+    );
+    assert_eq!(h.get(&id).unwrap().state, 2, "the room records on");
+    drainer.join().unwrap();
     let e = h.publish(&id, "Usr2.-1", "x").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
 }

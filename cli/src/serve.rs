@@ -12,9 +12,10 @@ use cloudmixer::serve::{check_options, ServeOptions, WhipOptions};
 
 /// `serve --help`: signals and exit statuses (also in README.md).
 pub const SERVE_EXIT_HELP: &str = "\
-Signals: the first SIGTERM or SIGINT stops taking mixers (/readyz answers 503), lets running
-mixers go on for up to --drain-timeout seconds (default 0), then stops each one with what was
-captured until then, finalises every file and exits 0. A second SIGTERM or SIGINT exits at once
+Signals: the first SIGTERM or SIGINT stops taking mixers (/readyz answers 503) and new
+publishers (RTMP, SRT, WHIP), lets running mixers and their publishers go on for up to
+--drain-timeout seconds (default 0), then stops each one with what was captured until then,
+hangs up on its publishers, finalises every file and exits 0. A second SIGTERM or SIGINT exits at once
 with status 128+signal (143, 130); the fragmented mp4 files written so far still play.
 
 Exit status: 0 after a drain, 2 bad usage (options, token file, address), 1 the server failed.";

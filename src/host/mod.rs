@@ -1330,7 +1330,8 @@ impl Host {
     ///
     /// Refused before anything is decoded: an unknown mixer ([`HostError::NotFound`]), a room
     /// that ended, a camid that is not one (`Usr1.-1`), a camera that a publisher holds or one
-    /// of the room's inputs feeds ([`HostError::InputBusy`]).
+    /// of the room's inputs feeds ([`HostError::InputBusy`]), and any publish once the host
+    /// drains ([`HostError::NoCapacity`]: publishers already in go on through the grace).
     pub fn publish(
         &self,
         mixer_id: &str,
@@ -1341,6 +1342,11 @@ impl Host {
         let Some(engine) = room.live() else {
             return Err(room.ended_error());
         };
+        if self.draining() {
+            return Err(HostError::NoCapacity(format!(
+                "{mixer_id}/{camid}: the service is draining: no new publishers"
+            )));
+        }
         if !camid.contains('.')
             || camid.len() > 128
             || camid.chars().any(|c| c.is_control() || c == '/')
