@@ -364,19 +364,16 @@ impl Publication {
 
 impl Drop for Publication {
     fn drop(&mut self) {
+        // `idle` before the camera is free: a publisher that takes it next sets `connecting`
+        // after this, never the other way round
+        if !self.stopped() {
+            let why = self.why.as_deref().unwrap_or("the publisher left");
+            self.input.set_state(feed::pull::InputState::Idle, why);
+        }
         if let Some(room) = self.room.upgrade() {
             let mut published = room.published.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(p) = published.get_mut(&self.spec.key) {
                 p.held = false;
-            }
-        }
-        // (a feed that set `idle` with why it ended keeps that error)
-        if !self.stopped() {
-            if let Some(why) = self.why.as_deref() {
-                self.input.set_state(feed::pull::InputState::Idle, why);
-            } else if self.input.lock().state != feed::pull::InputState::Idle {
-                self.input
-                    .set_state(feed::pull::InputState::Idle, "the publisher left");
             }
         }
     }

@@ -759,12 +759,65 @@ struct VideoIn {
     last: Option<f64>,
 }
 
-/// Counters over the current stats window.
-struct Window {
+/// Counters over the current stats window of a network input (pull, publish, WHIP): its
+/// bitrate, fps and decode time, and the bitrate limit.
+pub(crate) struct Window {
     start: Instant,
-    bytes: u64,
-    frames: u64,
-    decode: Duration,
+    /// Bytes received.
+    pub(crate) bytes: u64,
+    /// Video frames decoded.
+    pub(crate) frames: u64,
+    /// Time spent decoding (and converting) them.
+    pub(crate) decode: Duration,
+}
+
+impl Window {
+    pub(crate) fn new() -> Window {
+        Window {
+            start: Instant::now(),
+            bytes: 0,
+            frames: 0,
+            decode: Duration::ZERO,
+        }
+    }
+
+    /// The error of a stream above `max` bits/s, measured from the window's first second on.
+    pub(crate) fn over(&self, max: Option<u64>) -> Option<String> {
+        let max = max?;
+        let el = self.start.elapsed().as_secs_f64();
+        let rate = self.bytes as f64 * 8.0 / el.max(1e-3);
+        (el >= 1.0 && rate > max as f64 * 1.05).then(|| {
+            format!(
+                "the stream's bitrate ({:.0} kb/s) is over the limit ({} kb/s)",
+                rate / 1000.0,
+                max / 1000
+            )
+        })
+    }
+
+    /// Once the window is [`STATS_WINDOW`] long: its figures and `reanchors()` into `input`'s
+    /// stats, and a new window.
+    pub(crate) fn roll(&mut self, input: &PullInput, reanchors: impl FnOnce() -> u64) {
+        let el = self.start.elapsed();
+        if el < STATS_WINDOW {
+            return;
+        }
+        let s = el.as_secs_f64();
+        let (bitrate, fps) = ((self.bytes as f64 * 8.0 / s) as u64, self.frames as f64 / s);
+        let decode_ms = if self.frames > 0 {
+            self.decode.as_secs_f64() * 1000.0 / self.frames as f64
+        } else {
+            0.0
+        };
+        let reanchors = reanchors();
+        input.update(|st| {
+            st.bitrate = bitrate;
+            st.fps = (fps * 100.0).round() / 100.0;
+            st.decode_ms = (decode_ms * 100.0).round() / 100.0;
+            st.reanchors += reanchors;
+        });
+        *self = Window::new();
+    }
 }
 
 /// An audio decoder's origin, 10^6 s before the stream's time 0 (in its time base).
@@ -798,12 +851,7 @@ impl<'a> Connection<'a> {
             backdate: 0.0,
             width: 0,
             height: 0,
-            window: Window {
-                start: Instant::now(),
-                bytes: 0,
-                frames: 0,
-                decode: Duration::ZERO,
-            },
+            window: Window::new(),
         };
         for kind in [ff::media::Type::Video, ff::media::Type::Audio] {
             if let Some(st) = ictx.streams().best(kind) {
@@ -947,47 +995,13 @@ impl<'a> Connection<'a> {
             if let Err(e) = res {
                 return e;
             }
-            self.roll_window(&input);
-            if let Some(max) = self.settings.max_bitrate {
-                let el = self.window.start.elapsed().as_secs_f64();
-                if el >= 1.0 && self.window.bytes as f64 * 8.0 / el > max as f64 * 1.05 {
-                    return Ended::Lost(format!(
-                        "the stream's bitrate ({:.0} kb/s) is over the limit ({} kb/s)",
-                        self.window.bytes as f64 * 8.0 / el / 1000.0,
-                        max / 1000
-                    ));
-                }
+            let timeline = &mut self.timeline;
+            self.window
+                .roll(&input, || std::mem::take(&mut timeline.reanchors));
+            if let Some(e) = self.window.over(self.settings.max_bitrate) {
+                return Ended::Lost(e);
             }
         }
-    }
-
-    fn roll_window(&mut self, input: &PullInput) {
-        let el = self.window.start.elapsed();
-        if el < STATS_WINDOW {
-            return;
-        }
-        let s = el.as_secs_f64();
-        let w = &self.window;
-        let (bitrate, fps) = ((w.bytes as f64 * 8.0 / s) as u64, w.frames as f64 / s);
-        let decode_ms = if w.frames > 0 {
-            w.decode.as_secs_f64() * 1000.0 / w.frames as f64
-        } else {
-            0.0
-        };
-        let reanchors = self.timeline.reanchors;
-        input.update(|st| {
-            st.bitrate = bitrate;
-            st.fps = (fps * 100.0).round() / 100.0;
-            st.decode_ms = (decode_ms * 100.0).round() / 100.0;
-            st.reanchors += reanchors;
-        });
-        self.timeline.reanchors = 0;
-        self.window = Window {
-            start: Instant::now(),
-            bytes: 0,
-            frames: 0,
-            decode: Duration::ZERO,
-        };
     }
 
     fn video_packet<T: FeedTarget + ?Sized>(

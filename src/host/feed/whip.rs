@@ -40,7 +40,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use super::file::FeedTarget;
-use super::pull::{check_size, InputState, Kind, PullInput, PullSettings, Timeline};
+use super::pull::{check_size, InputState, Kind, PullInput, PullSettings, Timeline, Window};
 use crate::host::{Host, HostError, Publication};
 use crate::media::audio_dec::AudioStream;
 use crate::media::decode::{convert_frame, init_ffmpeg};
@@ -515,8 +515,8 @@ struct Decode {
     no_picture: bool,
     last_ask: Option<Instant>,
     size: (u32, u32),
-    /// Stats window: start, bytes, pictures, decode time.
-    window: (Instant, u64, u64, Duration),
+    /// The stats window (bitrate, fps, decode time, the bitrate limit).
+    window: Window,
 }
 
 const LABEL: &str = "whip";
@@ -539,7 +539,7 @@ impl Decode {
             no_picture: true,
             last_ask: None,
             size: (0, 0),
-            window: (Instant::now(), 0, 0, Duration::ZERO),
+            window: Window::new(),
         }
     }
 
@@ -566,58 +566,26 @@ impl Decode {
     fn data(&mut self, d: MediaData) -> Result<(), String> {
         let size = d.data.len() as u64;
         self.input.update(|s| s.bytes += size);
-        self.window.1 += size;
+        self.window.bytes += size;
         let codec = d.params.spec().codec;
         let res = match codec {
             Codec::H264 | Codec::Vp8 => self.video_data(codec, &d),
             Codec::Opus => self.audio_data(&d),
             _ => Ok(()),
         };
-        // `--max-input-bitrate`, measured as the pull feeds measure it (over the window, from
-        // its first second on)
-        if let Some(max) = self.pull.max_bitrate {
-            let el = self.window.0.elapsed().as_secs_f64();
-            let rate = self.window.1 as f64 * 8.0 / el.max(1e-3);
-            if el >= 1.0 && rate > max as f64 * 1.05 {
-                return Err(format!(
-                    "the stream's bitrate ({:.0} kb/s) is over the limit ({} kb/s)",
-                    rate / 1000.0,
-                    max / 1000
-                ));
-            }
+        // `--max-input-bitrate`, as the pull feeds apply it
+        if let Some(e) = self.window.over(self.pull.max_bitrate) {
+            return Err(e);
         }
-        self.roll_window();
-        res
-    }
-
-    fn roll_window(&mut self) {
-        let el = self.window.0.elapsed();
-        if el < super::pull::STATS_WINDOW {
-            return;
-        }
-        let s = el.as_secs_f64();
-        let (bitrate, fps) = (
-            (self.window.1 as f64 * 8.0 / s) as u64,
-            self.window.2 as f64 / s,
-        );
-        let decode_ms = if self.window.2 > 0 {
-            self.window.3.as_secs_f64() * 1000.0 / self.window.2 as f64
-        } else {
-            0.0
-        };
-        let reanchors = std::mem::take(&mut self.timeline.reanchors)
-            + self
-                .clocks
-                .iter_mut()
-                .map(|c| std::mem::take(&mut c.moves))
-                .sum::<u64>();
-        self.input.update(|st| {
-            st.bitrate = bitrate;
-            st.fps = (fps * 100.0).round() / 100.0;
-            st.decode_ms = (decode_ms * 100.0).round() / 100.0;
-            st.reanchors += reanchors;
+        let (timeline, clocks) = (&mut self.timeline, &mut self.clocks);
+        self.window.roll(&self.input, || {
+            std::mem::take(&mut timeline.reanchors)
+                + clocks
+                    .iter_mut()
+                    .map(|c| std::mem::take(&mut c.moves))
+                    .sum::<u64>()
         });
-        self.window = (Instant::now(), 0, 0, Duration::ZERO);
+        res
     }
 
     fn now(&self) -> f64 {
@@ -698,8 +666,8 @@ impl Decode {
                 self.input.update(|s| (s.width, s.height) = (w, h));
             }
             self.no_picture = false;
-            self.window.2 += 1;
-            self.window.3 += t0.elapsed();
+            self.window.frames += 1;
+            self.window.decode += t0.elapsed();
             match self.target.push_video_at(&camid, frame, capture) {
                 Ok(()) => self.input.update(|s| s.video_frames += 1),
                 Err(MixerError::Backlog(_)) => self.lost(),

@@ -104,6 +104,33 @@ pub fn key_of_streamid(sid: &str) -> Option<&str> {
     }
 }
 
+/// Why a publish was refused: the publish key, or the host ([`Host::publish`]).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refused {
+    /// Missing or wrong (never the key itself).
+    #[error("{0}")]
+    Key(String),
+    /// Unknown mixer, busy camera, bad camid, ended room, draining.
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
+}
+
+/// Takes camera `camid` of room `mixer` for a publisher that gave `key`: the host's publish
+/// key, when it asks for one, is checked first (an unauthenticated caller learns nothing of the
+/// rooms), then [`Host::publish`].
+pub(crate) fn take(
+    host: &Host,
+    mixer: &str,
+    camid: &str,
+    key: Option<&str>,
+    source: &str,
+) -> Result<Publication, Refused> {
+    if let Some(k) = &host.settings().publish_key {
+        k.check(key).map_err(Refused::Key)?;
+    }
+    Ok(host.publish(mixer, camid, source)?)
+}
+
 /// The (mixerID, camid) of an RTMP publish: the application and the stream key joined
 /// (`live/room1` + `Usr1.-1`, or `live` + `room1/Usr1.-1`).
 pub fn parse_rtmp(app: &str, key: &str) -> Result<(String, String), String> {
@@ -295,7 +322,7 @@ pub(crate) fn pump(
         Ok(p) => p,
         Err(e) => {
             let why = format!("cannot make a pipe: {e}");
-            input.set_state(InputState::Idle, &why);
+            publication.end(&why);
             return why;
         }
     };
@@ -321,7 +348,7 @@ pub(crate) fn pump(
         Ok(d) => d,
         Err(e) => {
             let why = format!("cannot start a decoder: {e}");
-            input.set_state(InputState::Idle, &why);
+            publication.end(&why);
             return why;
         }
     };
@@ -377,10 +404,7 @@ pub(crate) fn pump(
         Err(_) => why = "the decoder failed".into(),
         _ => {}
     }
-    if !publication.stopped() {
-        input.set_state(InputState::Idle, &why);
-    }
-    drop(publication);
+    publication.end(&why);
     why
 }
 

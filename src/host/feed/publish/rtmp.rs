@@ -190,13 +190,10 @@ fn connection(
                     stream_key,
                     ..
                 } => {
+                    let path = format!("{app_name}/{stream_key}");
                     let taken = super::parse_rtmp(&app_name, &stream_key).and_then(|(m, c)| {
-                        if let Some(k) = &host.settings().publish_key {
-                            let path = format!("{app_name}/{stream_key}");
-                            k.check(super::key_of_path(&path))
-                                .map_err(|e| format!("{m}/{c}: {e}"))?;
-                        }
-                        host.publish(&m, &c, &format!("rtmp://{peer}"))
+                        let source = format!("rtmp://{peer}");
+                        super::take(host, &m, &c, super::key_of_path(&path), &source)
                             .map_err(|e| format!("{m}/{c}: {e}"))
                     });
                     match taken {

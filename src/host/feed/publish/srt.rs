@@ -107,16 +107,16 @@ async fn take(host: &Host, req: ConnectionRequest) -> Result<(Publication, SrtSo
     let taken = super::parse_streamid(&sid)
         .map_err(|e| (ServerRejectReason::BadRequest, e))
         .and_then(|(m, c)| {
-            if let Some(k) = &host.settings().publish_key {
-                k.check(super::key_of_streamid(&sid))
-                    .map_err(|e| (ServerRejectReason::Unauthorized, format!("{m}/{c}: {e}")))?;
-            }
-            host.publish(&m, &c, &format!("srt://{peer}")).map_err(|e| {
-                let reason = match e.kind() {
-                    ErrorKind::NotFound => ServerRejectReason::Notfound,
-                    ErrorKind::Conflict => ServerRejectReason::Conflict,
-                    ErrorKind::BadRequest => ServerRejectReason::BadRequest,
-                    _ => ServerRejectReason::Unacceptable,
+            let source = format!("srt://{peer}");
+            super::take(host, &m, &c, super::key_of_streamid(&sid), &source).map_err(|e| {
+                let reason = match &e {
+                    super::Refused::Key(_) => ServerRejectReason::Unauthorized,
+                    super::Refused::Host(h) => match h.kind() {
+                        ErrorKind::NotFound => ServerRejectReason::Notfound,
+                        ErrorKind::Conflict => ServerRejectReason::Conflict,
+                        ErrorKind::BadRequest => ServerRejectReason::BadRequest,
+                        _ => ServerRejectReason::Unacceptable,
+                    },
                 };
                 (reason, format!("{m}/{c}: {e}"))
             })
