@@ -804,3 +804,45 @@ fn the_webhook_gets_every_event_in_order_and_a_refused_one_again() {
         .collect();
     assert_eq!(states, [1, 2, 4, 0], "{got:?}");
 }
+
+/// Threads of `pid` named `name` (from /proc).
+fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|c| c.trim() == name)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_events_reader_that_leaves_frees_its_thread_with_no_room_running() {
+    let s = Server::start("sse_leave", &[], true);
+    let pid = s.child.as_ref().unwrap().id();
+    let mut streams = Vec::new();
+    for _ in 0..5 {
+        let resp = s
+            .agent
+            .get(format!("{}/v1/events", s.base))
+            .header("Authorization", s.auth().unwrap())
+            .call()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        streams.push(resp);
+    }
+    let t0 = Instant::now();
+    while threads_named(pid, "cm-sse") < 5 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(threads_named(pid, "cm-sse"), 5, "one reader thread per stream");
+    drop(streams);
+    // No room runs, so no event comes: the readers must notice on their own.
+    let t0 = Instant::now();
+    while threads_named(pid, "cm-sse") > 0 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = threads_named(pid, "cm-sse");
+    assert_eq!(left, 0, "{left} reader threads outlived their clients by 10 s");
+    assert!(t0.elapsed() < Duration::from_secs(4), "took {:?}", t0.elapsed());
+}

@@ -505,9 +505,22 @@ async fn events(State(app): State<App>, headers: HeaderMap) -> Response {
     let bridge = std::thread::Builder::new()
         .name("cm-sse".into())
         .spawn(move || {
-            for e in missed.into_iter().chain(rx.iter()) {
+            for e in missed {
                 if tx.blocking_send(e).is_err() {
                     return;
+                }
+            }
+            // Wakes at least once a second so a client that left frees this thread even
+            // while no room sends an event.
+            loop {
+                match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(e) => {
+                        if tx.blocking_send(e).is_err() {
+                            return;
+                        }
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) if !tx.is_closed() => {}
+                    Err(_) => return,
                 }
             }
         });
