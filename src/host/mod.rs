@@ -718,7 +718,7 @@ fn mode1(id: &str) -> HostError {
 }
 
 /// Whether `id` is a valid mixer id.
-fn check_id(id: &str) -> Result<(), HostError> {
+pub(crate) fn check_id(id: &str) -> Result<(), HostError> {
     let ok = (1..=64).contains(&id.len())
         && id
             .bytes()

@@ -152,12 +152,20 @@ pub struct Segments {
     pub duration: Option<Duration>,
     /// Largest segment in bytes.
     pub size: Option<u64>,
+    /// Number the files (`rec_0001.mp4`) even with neither limit: one numbered file, or more
+    /// when another process continues the series (`serve --fleet` sets it: a room taken over
+    /// after its worker died goes on in the next number). Not a config key.
+    pub numbered: bool,
+    /// The number of the first file (0 or 1: a new series, `rec_1_0001.mp4` when `rec_0…`
+    /// exists). Above 1: the series of the target's name is continued at the first free
+    /// number from this one. Not a config key.
+    pub first: u32,
 }
 
 impl Segments {
-    /// Whether files are split at all.
+    /// Whether files are numbered (split by a limit, or [`Segments::numbered`]).
     pub fn enabled(&self) -> bool {
-        self.duration.is_some() || self.size.is_some()
+        self.duration.is_some() || self.size.is_some() || self.numbered
     }
 }
 
@@ -1184,7 +1192,11 @@ fn parse_segments(m: &Map<String, Value>, path: &str) -> Result<Segments> {
         None => None,
         Some(b) => Some(int_in(&join(path, "segmentSize"), b, 65_536, i64::MAX)? as u64),
     };
-    Ok(Segments { duration, size })
+    Ok(Segments {
+        duration,
+        size,
+        ..Segments::default()
+    })
 }
 
 /// `storageConfig { vendor, region, bucket, accessKey, secretKey }` + `endpoint`, `keepLocal`.

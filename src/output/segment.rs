@@ -117,18 +117,30 @@ impl Segmented {
             )?));
         }
         // a new series never mixes with an earlier one: `rec_1_0001.mp4`, … when any
-        // `rec_0…` exists (with overwrite the names are taken as they are)
+        // `rec_0…` exists (with overwrite the names are taken as they are); a continued one
+        // (`limits.first` > 1) goes on at the first free number of every file target
+        let continued = limits.first > 1;
+        let mut index = limits.first.max(1);
+        if continued && !overwrite {
+            for t in targets {
+                if let Target::File { path, .. } = t {
+                    index = index.max(storage.free_index(path, index)?);
+                }
+            }
+        }
         let targets: Vec<Target> = targets
             .iter()
             .map(|t| match t {
-                Target::File { path, container } if !overwrite => Ok(Target::File {
-                    path: storage.free_series(path)?,
-                    container: *container,
-                }),
+                Target::File { path, container } if !overwrite && !continued => {
+                    Ok(Target::File {
+                        path: storage.free_series(path)?,
+                        container: *container,
+                    })
+                }
                 other => Ok(other.clone()),
             })
             .collect::<Result<_, MuxError>>()?;
-        let first: Vec<Target> = targets.iter().map(|t| numbered(t, 1)).collect();
+        let first: Vec<Target> = targets.iter().map(|t| numbered(t, index)).collect();
         let current = Muxer::open(storage, &first, tracks, overwrite)?;
         let owned = tracks
             .iter()
@@ -146,7 +158,7 @@ impl Segmented {
                 tracks: owned,
                 overwrite,
                 limits,
-                index: 1,
+                index,
                 video,
                 newest_video: None,
                 start: 0.0,

@@ -554,6 +554,31 @@ impl Storage {
         })
     }
 
+    /// For a series continued by another process (a fleet's failover): the first index `≥
+    /// first` whose file `stem_NNNN.ext` (or a renamed `stem_NNNN_N.ext`) does not exist in
+    /// `rel`'s directory. Creates the directory, no file.
+    pub fn free_index(&self, rel: &Path, first: u32) -> Result<u32, MuxError> {
+        let (dir, name) = Self::split(rel)?;
+        let d = self.open_dir(&dir, true)?;
+        let (stem, _) = stem_ext(&name);
+        let listing = d.entries().map_err(|e| d.err(OsStr::new(""), &e))?;
+        for i in first.max(1)..first.max(1).saturating_add(10_000) {
+            let prefix = format!("{stem}_{i:04}");
+            let taken = listing.iter().any(|e| {
+                let b = e.as_bytes();
+                b.starts_with(prefix.as_bytes())
+                    && matches!(b.get(prefix.len()), Some(b'.') | Some(b'_') | None)
+            });
+            if !taken {
+                return Ok(i);
+            }
+        }
+        Err(MuxError::File {
+            path: d.path.join(&name).display().to_string(),
+            reason: "10 000 segments of this series exist already".into(),
+        })
+    }
+
     /// The path of `abs` relative to the root, when it lies under it (no symlink resolved).
     /// The root itself is the empty path; a `..` in what follows is refused when opened.
     pub fn rel_of(&self, abs: &Path) -> Option<PathBuf> {

@@ -27,8 +27,19 @@ const OUTPUT_STATES: [&str; 7] = [
     "upload_failed",
 ];
 
+/// A fleet worker's figures (`serve --fleet`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FleetFigures {
+    /// Connected to the fleet's NATS server.
+    pub connected: bool,
+    /// Rooms this worker owns.
+    pub owned: usize,
+    /// Rooms taken over from dead or draining workers.
+    pub takeovers: u64,
+}
+
 /// The text of one scrape.
-pub(crate) fn render(s: &HostStats) -> String {
+pub(crate) fn render(s: &HostStats, fleet: Option<FleetFigures>) -> String {
     let mut reg = Registry::default();
     let mixers = GaugeFamily::default();
     for (i, n) in s.rooms_by_state.iter().enumerate() {
@@ -234,6 +245,27 @@ pub(crate) fn render(s: &HostStats) -> String {
             "Resident memory of the process",
             Unit::Bytes,
             g,
+        );
+    }
+    if let Some(f) = fleet {
+        gauge(
+            &mut reg,
+            "cloudmixer_fleet_connected",
+            "1 while the worker is connected to the fleet's NATS server",
+            f.connected as i64,
+        );
+        gauge(
+            &mut reg,
+            "cloudmixer_fleet_rooms_owned",
+            "Rooms this worker holds the lease of",
+            f.owned as i64,
+        );
+        let c = Counter::<u64>::default();
+        c.inc_by(f.takeovers);
+        reg.register(
+            "cloudmixer_fleet_takeovers",
+            "Rooms this worker took over from a dead or draining worker",
+            c,
         );
     }
     let mut out = String::new();

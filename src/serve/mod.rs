@@ -25,6 +25,8 @@
 //! nothing else does.
 
 pub mod console;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 mod metrics;
 pub mod recordings;
 pub mod thumbnail;
@@ -111,6 +113,9 @@ struct App {
     sessions: console::Sessions,
     /// WHIP ingest (sessions, allowed origins).
     whip: Arc<WhipOptions>,
+    /// The fleet this worker belongs to (`serve --fleet`).
+    #[cfg(feature = "fleet")]
+    fleet: Option<fleet::Fleet>,
 }
 
 /// Checks the options (a token for a non-loopback address, the token's shape).
@@ -126,14 +131,23 @@ pub fn check_options(opts: &ServeOptions) -> Result<(), ServeError> {
 
 /// The service's routes on `host` (WHIP as `whip` says).
 pub fn router(host: Host, token: Option<&str>, whip: WhipOptions) -> Router {
-    let app = App {
+    routes(app_of(host, token, whip))
+}
+
+fn app_of(host: Host, token: Option<&str>, whip: WhipOptions) -> App {
+    App {
         host,
         token: token.map(|t| Arc::from(t.as_bytes())),
         probes: Default::default(),
         thumbs: Default::default(),
         sessions: Default::default(),
         whip: Arc::new(whip),
-    };
+        #[cfg(feature = "fleet")]
+        fleet: None,
+    }
+}
+
+fn routes(app: App) -> Router {
     // the preflight (OPTIONS) passes the token check, the CORS layer answers it
     let whip = Router::new()
         .route("/v1/whip/{mixer}/{camid}", post(whip::offer))
@@ -205,8 +219,32 @@ pub async fn serve(
     whip: WhipOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let sessions = whip.sessions.clone();
-    let app = router(host, token, whip).into_make_service_with_connect_info::<SocketAddr>();
+    serve_app(app_of(host, token, whip), listener, shutdown).await
+}
+
+/// As [`serve`], for a worker of a fleet: creates become jobs of the fleet's queue, a room's
+/// calls reach its owner, the list and the events are the fleet's ([`fleet`]).
+#[cfg(feature = "fleet")]
+pub async fn serve_in_fleet(
+    host: Host,
+    listener: tokio::net::TcpListener,
+    token: Option<&str>,
+    whip: WhipOptions,
+    fleet: fleet::Fleet,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let mut app = app_of(host, token, whip);
+    app.fleet = Some(fleet);
+    serve_app(app, listener, shutdown).await
+}
+
+async fn serve_app(
+    app: App,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let sessions = app.whip.sessions.clone();
+    let app = routes(app).into_make_service_with_connect_info::<SocketAddr>();
     let res = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
@@ -234,15 +272,34 @@ fn bad_request(msg: String) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, codes::PARAM_ERR, msg)
 }
 
-fn host_error(e: &HostError) -> Response {
-    let status = match e.kind() {
+/// The HTTP status of a host error.
+fn host_status(e: &HostError) -> StatusCode {
+    match e.kind() {
         ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    error(status, e.code(), e)
+    }
+}
+
+fn host_error(e: &HostError) -> Response {
+    error(host_status(e), e.code(), e)
+}
+
+#[cfg(feature = "fleet")]
+impl IntoResponse for fleet::Answer {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            [
+                (header::CONTENT_TYPE, self.content_type),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            self.body,
+        )
+            .into_response()
+    }
 }
 
 /// Byte strings equal, in time independent of where they differ.
@@ -391,6 +448,10 @@ async fn create(State(app): State<App>, body: axum::body::Bytes) -> Response {
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
+    #[cfg(feature = "fleet")]
+    if let Some(f) = &app.fleet {
+        return f.create(req).await.into_response();
+    }
     let host = app.host.clone();
     match blocking(move || host.create(req)).await {
         Ok(Ok(id)) => (StatusCode::CREATED, Json(json!({"mixerID": id}))).into_response(),
@@ -404,6 +465,10 @@ async fn update(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
+    #[cfg(feature = "fleet")]
+    if let Some(f) = &app.fleet {
+        return f.request(fleet::Op::Update, &id, body).await.into_response();
+    }
     let v = match body_json(&body) {
         Ok(v) => v,
         Err(r) => return r.into_response(),
@@ -415,6 +480,13 @@ async fn update(
 }
 
 async fn destroy(State(app): State<App>, Path(id): Path<String>) -> Response {
+    #[cfg(feature = "fleet")]
+    if let Some(f) = &app.fleet {
+        return f
+            .request(fleet::Op::Destroy, &id, Default::default())
+            .await
+            .into_response();
+    }
     let host = app.host.clone();
     let id2 = id.clone();
     match blocking(move || host.destroy(&id2)).await {
@@ -425,6 +497,13 @@ async fn destroy(State(app): State<App>, Path(id): Path<String>) -> Response {
 }
 
 async fn snapshot(State(app): State<App>, Path(id): Path<String>) -> Response {
+    #[cfg(feature = "fleet")]
+    if let Some(f) = &app.fleet {
+        return f
+            .request(fleet::Op::Snapshot, &id, Default::default())
+            .await
+            .into_response();
+    }
     let host = app.host.clone();
     match blocking(move || host.snapshot_jpeg(&id)).await {
         Ok(Ok(jpg)) => (
@@ -441,10 +520,21 @@ async fn snapshot(State(app): State<App>, Path(id): Path<String>) -> Response {
 }
 
 async fn list(State(app): State<App>) -> Response {
+    #[cfg(feature = "fleet")]
+    if let Some(f) = &app.fleet {
+        return f.list().await.into_response();
+    }
     Json(json!({"mixers": app.host.list()})).into_response()
 }
 
 async fn get_one(State(app): State<App>, Path(id): Path<String>) -> Response {
+    #[cfg(feature = "fleet")]
+    if let Some(f) = &app.fleet {
+        return f
+            .request(fleet::Op::Get, &id, Default::default())
+            .await
+            .into_response();
+    }
     match app.host.get(&id) {
         Ok(info) => Json(info).into_response(),
         Err(e) => host_error(&e),
@@ -463,7 +553,15 @@ async fn readyz(State(app): State<App>) -> Response {
 
 async fn metrics_text(State(app): State<App>) -> Response {
     let host = app.host.clone();
-    match blocking(move || metrics::render(&host.stats())).await {
+    #[cfg(feature = "fleet")]
+    let fleet = app.fleet.as_ref().map(|f| metrics::FleetFigures {
+        connected: f.connected(),
+        owned: f.owned(),
+        takeovers: f.takeovers(),
+    });
+    #[cfg(not(feature = "fleet"))]
+    let fleet = None;
+    match blocking(move || metrics::render(&host.stats(), fleet)).await {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -500,6 +598,25 @@ async fn events(State(app): State<App>, headers: HeaderMap) -> Response {
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
+    #[cfg(feature = "fleet")]
+    if let Some(f) = &app.fleet {
+        return match f.events(since).await {
+            Ok(s) => {
+                use futures_util::StreamExt;
+                let s = s.map(|(seq, name, data)| {
+                    Ok::<_, Infallible>(Event::default().id(seq.to_string()).event(name).data(data))
+                });
+                Sse::new(s)
+                    .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+                    .into_response()
+            }
+            Err(e) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::INTERNAL,
+                format!("the fleet's events: {e}"),
+            ),
+        };
+    }
     let (missed, rx) = app.host.subscribe(since);
     let (tx, out) = tokio::sync::mpsc::channel::<Arc<HostEvent>>(256);
     let bridge = std::thread::Builder::new()

@@ -1082,6 +1082,7 @@ fn mode1_segments_reach_each_streams_config() {
     let want = Segments {
         duration: Some(std::time::Duration::from_millis(2500)),
         size: Some(100_000),
+        ..Segments::default()
     };
     assert_eq!(c.output.segments, want);
     let ps = c.per_stream.as_ref().unwrap();
