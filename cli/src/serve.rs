@@ -126,10 +126,20 @@ pub struct ServeArgs {
     node_id: Option<String>,
     /// How long a room's lease outlives its owner's last renewal: a dead worker's rooms
     /// go on elsewhere after about this long.
-    #[arg(long, value_name = "SECONDS", default_value_t = 3.0, requires = "fleet")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3.0,
+        requires = "fleet"
+    )]
     lease_ttl: f64,
     /// How long a create waits for a worker with room for it before it is refused (503).
-    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, requires = "fleet")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60.0,
+        requires = "fleet"
+    )]
     queue_timeout: f64,
     /// On SIGTERM, move this worker's rooms to other workers of the fleet (each goes on in its
     /// next file) instead of stopping them.
@@ -139,12 +149,18 @@ pub struct ServeArgs {
 
 /// The default node id: host name and process id, in the characters a node id takes.
 fn default_node_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap_or_else(|_| "worker".into());
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "worker".into());
     let host: String = host
         .trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(40)
         .collect();
     format!("{host}-{}", std::process::id())

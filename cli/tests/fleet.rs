@@ -68,7 +68,10 @@ impl Nats {
         self.child = Some(child);
         let t0 = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "nats-server did not start");
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "nats-server did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -164,7 +167,10 @@ impl Worker {
             if let Some(st) = c.try_wait().unwrap() {
                 return st;
             }
-            assert!(t0.elapsed() < Duration::from_secs(60), "no exit after SIGTERM");
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "no exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -188,7 +194,11 @@ impl Drop for Worker {
     fn drop(&mut self) {
         self.kill9();
         if std::thread::panicking() {
-            eprintln!("--- {} stderr ---\n{}", self.node, self.stderr.lock().unwrap());
+            eprintln!(
+                "--- {} stderr ---\n{}",
+                self.node,
+                self.stderr.lock().unwrap()
+            );
         }
     }
 }
@@ -249,7 +259,12 @@ fn right_lumas(file: &Path) -> Vec<u8> {
     let o = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(file)
-        .args(["-map", "0:v:0", "-vf", "crop=40:40:100:40,scale=1:1,format=gray"])
+        .args([
+            "-map",
+            "0:v:0",
+            "-vf",
+            "crop=40:40:100:40,scale=1:1,format=gray",
+        ])
         .args(["-f", "rawvideo", "-"])
         .output()
         .unwrap();
@@ -416,7 +431,11 @@ fn twelve_rooms_three_workers_room_for_nine() {
     assert!(per_owner.values().all(|&n| n == 3), "{per_owner:?}");
 
     // an update and a get through a worker that does not own the room
-    let (uid, (uowner, _)) = started.iter().next().map(|(k, v)| (k.clone(), v.clone())).unwrap();
+    let (uid, (uowner, _)) = started
+        .iter()
+        .next()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
     let other = workers.iter().find(|w| w.node != uowner).unwrap();
     let ticks = |w: &Worker| {
         let (st, v) = w.req("GET", &format!("/v1/mixers/{uid}"), None);
@@ -431,7 +450,7 @@ fn twelve_rooms_three_workers_room_for_nine() {
     let (st, v) = other.req("POST", &format!("/v1/mixers/{uid}/content"), Some(&update));
     assert_eq!(st, 200, "{v}");
     let after = ticks(other);
-    let (st, v) = other.req("POST", &format!("/v1/mixers/nope/content"), Some(&update));
+    let (st, v) = other.req("POST", "/v1/mixers/nope/content", Some(&update));
     assert_eq!(st, 404, "{v}");
 
     // three rooms end (deleted through the worker after their owner) → the three waiting start
@@ -454,7 +473,10 @@ fn twelve_rooms_three_workers_room_for_nine() {
             .recv_timeout(Duration::from_secs(20))
             .expect("a waiting room did not start once rooms ended");
         assert_eq!(st, 201, "{id}: {v}");
-        started.insert(id, (v["owner"].as_str().unwrap().to_string(), Instant::now()));
+        started.insert(
+            id,
+            (v["owner"].as_str().unwrap().to_string(), Instant::now()),
+        );
     }
     eprintln!(
         "the waiting rooms started {:?} after rooms ended ({:?} after the creates)",
@@ -482,7 +504,10 @@ fn twelve_rooms_three_workers_room_for_nine() {
     eprintln!("most rooms at once per worker: {most:?} ({scrapes} scrapes)");
     assert!(scrapes > 30, "{scrapes} scrapes");
     assert!(most.iter().all(|&n| n <= 3), "over capacity: {most:?}");
-    assert!(most.iter().all(|&n| n == 3), "a worker never full: {most:?}");
+    assert!(
+        most.iter().all(|&n| n == 3),
+        "a worker never full: {most:?}"
+    );
     // the update: applied between the ticks taken before it and after its answer
     let lumas = right_lumas(&d.join("rec").join(format!("{uid}_0001.mp4")));
     // (the first frame may be the placeholder: composed before the camera's first frame)
@@ -525,7 +550,9 @@ fn a_killed_workers_rooms_continue_in_their_next_file_elsewhere() {
     let stop = Arc::new(AtomicBool::new(false));
     let seen = events(&w2.base, stop.clone());
     let start_w1: i64 = created.values().copied().min().unwrap();
-    std::thread::sleep(Duration::from_millis((start_w1 + 5000 - now_ms()).max(0) as u64));
+    std::thread::sleep(Duration::from_millis(
+        (start_w1 + 5000 - now_ms()).max(0) as u64
+    ));
     w1.kill9();
     let t_kill = now_ms();
     // each room runs again, owned by w2 or w3
@@ -561,16 +588,26 @@ fn a_killed_workers_rooms_continue_in_their_next_file_elsewhere() {
             .unwrap_or_else(|| panic!("no gap event for {id}"));
         assert_eq!(gap["reason"], "failover", "{gap}");
         let (start, end) = (gap["start"].as_i64().unwrap(), gap["end"].as_i64().unwrap());
-        assert!(start <= t_kill && start >= t_kill - 1500, "gap start {start}, kill {t_kill}");
+        assert!(
+            start <= t_kill && start >= t_kill - 1500,
+            "gap start {start}, kill {t_kill}"
+        );
         assert!(
             end - t_kill <= 5000,
             "{id} ran again {} ms after the kill",
             end - t_kill
         );
-        eprintln!("{id}: back {} ms after the kill on {}", end - t_kill, owners[id]);
+        eprintln!(
+            "{id}: back {} ms after the kill on {}",
+            end - t_kill,
+            owners[id]
+        );
         // the new owner's events carry the reason and its fence; w1's events came too
         let mine: Vec<&Value> = evs.iter().filter(|v| v["mixerID"] == id).collect();
-        assert!(mine.iter().any(|v| v["node"] == "w1"), "no event of w1 for {id}");
+        assert!(
+            mine.iter().any(|v| v["node"] == "w1"),
+            "no event of w1 for {id}"
+        );
         let running = mine
             .iter()
             .find(|v| v["event"] == "stateChanged" && v["state"] == 2 && v["node"] != "w1")
@@ -582,7 +619,10 @@ fn a_killed_workers_rooms_continue_in_their_next_file_elsewhere() {
             .find(|v| v["node"] == "w1")
             .and_then(|v| v["fence"].as_u64())
             .unwrap();
-        assert!(gap["fence"].as_u64().unwrap() > old_fence, "fencing token not raised");
+        assert!(
+            gap["fence"].as_u64().unwrap() > old_fence,
+            "fencing token not raised"
+        );
         // the dead worker's file: every frame until ≤ 0.5 s before the kill
         let first = d.join("rec").join(format!("{id}_0001.mp4"));
         let n1 = frames(&first);
@@ -595,7 +635,11 @@ fn a_killed_workers_rooms_continue_in_their_next_file_elsewhere() {
         let (out, t_stop) = &finals[id];
         assert_eq!(out["svrFilePathName"], format!("{id}_0002.mp4"), "{out}");
         let n2 = frames(&d.join("rec").join(format!("{id}_0002.mp4")));
-        assert_eq!(n2, (out["duration"].as_u64().unwrap() * 15 + 500) / 1000, "{out}");
+        assert_eq!(
+            n2,
+            (out["duration"].as_u64().unwrap() * 15 + 500) / 1000,
+            "{out}"
+        );
         let ran = (t_stop - end) as f64 / 1000.0;
         assert!(
             (n2 as f64 - ran * 15.0).abs() <= 8.0,
@@ -639,7 +683,11 @@ fn a_restarted_nats_server_leaves_running_rooms_alone() {
     // a call through the worker that does not own the room
     let other = if owners["n1"] == "w1" { &w2 } else { &w1 };
     let (st, v) = other.req("GET", "/v1/mixers/n1", None);
-    assert_eq!((st, v["owner"].as_str()), (200, Some(owners["n1"].as_str())), "{v}");
+    assert_eq!(
+        (st, v["owner"].as_str()),
+        (200, Some(owners["n1"].as_str())),
+        "{v}"
+    );
     for id in ["n1", "n2"] {
         let (st, v) = other.req("DELETE", &format!("/v1/mixers/{id}"), None);
         assert_eq!(st, 200, "{v}");
@@ -707,7 +755,12 @@ fn a_drain_with_handover_moves_the_rooms() {
 fn a_create_no_worker_can_take_is_refused_in_time() {
     let d = common::test_dir("fleet", "timeout");
     let nats = Nats::start(&d);
-    let w = Worker::start(&d, &nats, "w1", &["--max-rooms", "1", "--queue-timeout", "2"]);
+    let w = Worker::start(
+        &d,
+        &nats,
+        "w1",
+        &["--max-rooms", "1", "--queue-timeout", "2"],
+    );
     let (st, v) = w.req("POST", "/v1/mixers", Some(&room("t1")));
     assert_eq!(st, 201, "{v}");
     let t0 = Instant::now();
@@ -722,7 +775,10 @@ fn a_create_no_worker_can_take_is_refused_in_time() {
     let (st, v) = w.req("POST", "/v1/mixers", Some(&bad));
     assert_eq!((st, v["code"].as_i64()), (400, Some(5)), "{v}");
     assert!(
-        v["error"].as_str().unwrap().contains("videoFileCfg.layoutConfig[0].width"),
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("videoFileCfg.layoutConfig[0].width"),
         "{v}"
     );
     let (st, _) = w.req("DELETE", "/v1/mixers/t1", None);

@@ -835,7 +835,11 @@ fn an_events_reader_that_leaves_frees_its_thread_with_no_room_running() {
     while threads_named(pid, "cm-sse") < 5 && t0.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(threads_named(pid, "cm-sse"), 5, "one reader thread per stream");
+    assert_eq!(
+        threads_named(pid, "cm-sse"),
+        5,
+        "one reader thread per stream"
+    );
     drop(streams);
     // No room runs, so no event comes: the readers must notice on their own.
     let t0 = Instant::now();
@@ -843,6 +847,13 @@ fn an_events_reader_that_leaves_frees_its_thread_with_no_room_running() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let left = threads_named(pid, "cm-sse");
-    assert_eq!(left, 0, "{left} reader threads outlived their clients by 10 s");
-    assert!(t0.elapsed() < Duration::from_secs(4), "took {:?}", t0.elapsed());
+    assert_eq!(
+        left, 0,
+        "{left} reader threads outlived their clients by 10 s"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        t0.elapsed()
+    );
 }

@@ -131,12 +131,10 @@ impl Segmented {
         let targets: Vec<Target> = targets
             .iter()
             .map(|t| match t {
-                Target::File { path, container } if !overwrite && !continued => {
-                    Ok(Target::File {
-                        path: storage.free_series(path)?,
-                        container: *container,
-                    })
-                }
+                Target::File { path, container } if !overwrite && !continued => Ok(Target::File {
+                    path: storage.free_series(path)?,
+                    container: *container,
+                }),
                 other => Ok(other.clone()),
             })
             .collect::<Result<_, MuxError>>()?;

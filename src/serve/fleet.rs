@@ -105,7 +105,9 @@ pub enum FleetError {
         why: String,
     },
     /// A stream or bucket could not be made or opened.
-    #[error("fleet setup ({what}): {why} (JetStream must be enabled: nats-server -js, 2.10 or newer)")]
+    #[error(
+        "fleet setup ({what}): {why} (JetStream must be enabled: nats-server -js, 2.10 or newer)"
+    )]
     Setup {
         /// Which.
         what: &'static str,
@@ -287,6 +289,21 @@ fn setup(what: &'static str) -> impl Fn(String) -> FleetError {
 impl Fleet {
     /// Connects to the fleet's NATS server, makes (or opens) its streams and buckets, and
     /// starts taking jobs for `host`. Call from inside a tokio runtime.
+    ///
+    /// ```no_run
+    /// # async fn worker() -> Result<(), Box<dyn std::error::Error>> {
+    /// use cloudmixer::host::{Host, HostSettings};
+    /// use cloudmixer::serve::fleet::{Fleet, FleetOptions};
+    /// let host = Host::new(HostSettings::new("/srv/records"));
+    /// let opts = FleetOptions::new("nats://127.0.0.1:4222", "rec-1");
+    /// let fleet = Fleet::join(host.clone(), opts).await?;
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8780").await?;
+    /// let stop = std::future::pending::<()>(); // e.g. a signal
+    /// cloudmixer::serve::serve_in_fleet(host, listener, None, Default::default(), fleet, stop)
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn join(host: Host, opts: FleetOptions) -> Result<Fleet, FleetError> {
         let id_ok = (1..=64).contains(&opts.node_id.len())
             && opts
@@ -480,11 +497,7 @@ impl Fleet {
 
     /// One job: claim its record, take its lease, start the room.
     async fn take_job(&self, msg: jetstream::Message) {
-        let api = msg
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Cm-Api"))
-            .is_some();
+        let api = msg.headers.as_ref().and_then(|h| h.get("Cm-Api")).is_some();
         let parsed = serde_json::from_slice::<Value>(&msg.payload)
             .map_err(|e| format!("body: not valid JSON: {e}"))
             .and_then(|v| super::create_request(v).map_err(|e| e.2));
@@ -691,9 +704,17 @@ impl Fleet {
                 code,
                 error,
             });
-            let _ = self.inner.rooms.update(id.as_str(), to_bytes(&rec), rev).await;
+            let _ = self
+                .inner
+                .rooms
+                .update(id.as_str(), to_bytes(&rec), rev)
+                .await;
         } else {
-            let _ = self.inner.rooms.purge_with_ttl(id.as_str(), MARKER_TTL).await;
+            let _ = self
+                .inner
+                .rooms
+                .purge_with_ttl(id.as_str(), MARKER_TTL)
+                .await;
         }
     }
 
@@ -920,7 +941,12 @@ impl Fleet {
                 if let Some(r) = reason {
                     v["reason"] = Value::from(r);
                 }
-                if let Err(err) = f.inner.js.publish(subject.clone(), v.to_string().into()).await {
+                if let Err(err) = f
+                    .inner
+                    .js
+                    .publish(subject.clone(), v.to_string().into())
+                    .await
+                {
                     tracing::debug!("fleet: event: {err}");
                 }
                 if fence.is_none() {
@@ -1016,7 +1042,8 @@ impl Fleet {
             }
         }
         if let Ok(Some(e)) = self.inner.leases.entry(id).await {
-            let mine = serde_json::from_slice::<Lease>(&e.value).is_ok_and(|l| l.node == self.node());
+            let mine =
+                serde_json::from_slice::<Lease>(&e.value).is_ok_and(|l| l.node == self.node());
             if e.operation == kv::Operation::Put && mine {
                 let _ = self.inner.leases.purge(id).await;
             }
@@ -1179,11 +1206,14 @@ impl Fleet {
                             }
                             Phase::Queued if t0.elapsed() > timeout => {
                                 // give up: the record (compare-and-set) and the job go
-                                if rooms
-                                    .purge_expect_revision_with_ttl(id.as_str(), e.revision, MARKER_TTL)
-                                    .await
-                                    .is_ok()
-                                {
+                                let purged = rooms
+                                    .purge_expect_revision_with_ttl(
+                                        id.as_str(),
+                                        e.revision,
+                                        MARKER_TTL,
+                                    )
+                                    .await;
+                                if purged.is_ok() {
                                     let _ = self.inner.jobs.delete_message(seq).await;
                                     return Answer::error(
                                         StatusCode::SERVICE_UNAVAILABLE,
@@ -1385,16 +1415,17 @@ impl Fleet {
                     Err(e) => Answer::error(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, e),
                 }
             }
-            Op::Snapshot => match tokio::task::spawn_blocking(move || host.snapshot_jpeg(&id)).await
-            {
-                Ok(Ok(jpg)) => Answer {
-                    status: StatusCode::OK,
-                    content_type: "image/jpeg",
-                    body: Bytes::from(jpg.to_vec()),
-                },
-                Ok(Err(e)) => Answer::host(&e),
-                Err(e) => Answer::error(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, e),
-            },
+            Op::Snapshot => {
+                match tokio::task::spawn_blocking(move || host.snapshot_jpeg(&id)).await {
+                    Ok(Ok(jpg)) => Answer {
+                        status: StatusCode::OK,
+                        content_type: "image/jpeg",
+                        body: Bytes::from(jpg.to_vec()),
+                    },
+                    Ok(Err(e)) => Answer::host(&e),
+                    Err(e) => Answer::error(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, e),
+                }
+            }
         }
     }
 
@@ -1426,7 +1457,8 @@ impl Fleet {
             let Ok(r) = serde_json::from_slice::<Record>(&e.value) else {
                 continue;
             };
-            let mine = r.owner.as_deref() == Some(self.node()) && self.lock_owned().contains_key(&id);
+            let mine =
+                r.owner.as_deref() == Some(self.node()) && self.lock_owned().contains_key(&id);
             let v = match self.inner.host.get(&id) {
                 Ok(info) if mine => {
                     let mut v = serde_json::to_value(&info).unwrap_or(Value::Null);
@@ -1600,7 +1632,10 @@ mod tests {
 
     #[test]
     fn urls_lose_their_credentials() {
-        assert_eq!(redacted("nats://u:p@127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(
+            redacted("nats://u:p@127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
         assert_eq!(redacted("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
     }
 }

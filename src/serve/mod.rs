@@ -467,7 +467,10 @@ async fn update(
 ) -> Response {
     #[cfg(feature = "fleet")]
     if let Some(f) = &app.fleet {
-        return f.request(fleet::Op::Update, &id, body).await.into_response();
+        return f
+            .request(fleet::Op::Update, &id, body)
+            .await
+            .into_response();
     }
     let v = match body_json(&body) {
         Ok(v) => v,
