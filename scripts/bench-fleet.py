@@ -227,21 +227,27 @@ def main():
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--secs", type=float, default=20)
+    ap.add_argument("--parts", default="admission,failover,cost",
+                    help="which measures, comma-separated")
     a = ap.parse_args()
+    parts = a.parts.split(",")
     d = tempfile.mkdtemp(prefix="bench-fleet-")
     try:
-        f, p = admission(a.bin, os.path.join(d, "adm"), a.reps)
-        print(f"| create → RUNNING, 3 workers (fleet) | {pct(f, 50):.1f} ms | {pct(f, 99):.1f} ms |")
-        print(f"| create → RUNNING, plain serve | {pct(p, 50):.1f} ms | {pct(p, 99):.1f} ms |")
-        fo = failover(a.bin, os.path.join(d, "fo"), a.trials)
-        print(f"failover (kill -9 → RUNNING on the other worker), {len(fo)} trials: "
-              f"min {min(fo)} / median {statistics.median(fo):.0f} / max {max(fo)} ms; all: {fo}")
-        fl, pl, ifl, ipl = cost(a.bin, os.path.join(d, "cost"), a.secs, 3)
-        print(f"W1 room over {a.secs:.0f} s, CPU s: fleet {[round(x, 2) for x in fl]} "
-              f"plain {[round(x, 2) for x in pl]}; median ratio "
-              f"{statistics.median(fl) / statistics.median(pl):.3f}")
-        print(f"idle worker, cores: fleet {[round(x, 4) for x in ifl]} "
-              f"plain {[round(x, 4) for x in ipl]}")
+        if "admission" in parts:
+            f, p = admission(a.bin, os.path.join(d, "adm"), a.reps)
+            print(f"| create → RUNNING, 3 workers (fleet) | {pct(f, 50):.1f} ms | {pct(f, 99):.1f} ms |")
+            print(f"| create → RUNNING, plain serve | {pct(p, 50):.1f} ms | {pct(p, 99):.1f} ms |")
+        if "failover" in parts:
+            fo = failover(a.bin, os.path.join(d, "fo"), a.trials)
+            print(f"failover (kill -9 → RUNNING on the other worker), {len(fo)} trials: "
+                  f"min {min(fo)} / median {statistics.median(fo):.0f} / max {max(fo)} ms; all: {fo}")
+        if "cost" in parts:
+            fl, pl, ifl, ipl = cost(a.bin, os.path.join(d, "cost"), a.secs, 3)
+            print(f"W1 room over {a.secs:.0f} s, CPU s: fleet {[round(x, 2) for x in fl]} "
+                  f"plain {[round(x, 2) for x in pl]}; median ratio "
+                  f"{statistics.median(fl) / statistics.median(pl):.3f}")
+            print(f"idle worker, cores: fleet {[round(x, 4) for x in ifl]} "
+                  f"plain {[round(x, 4) for x in ipl]}")
     finally:
         shutil.rmtree(d, ignore_errors=True)
 

@@ -115,6 +115,59 @@ impl Drop for Nats {
     }
 }
 
+/// Publishes `payload` to `subject` with the NATS client protocol over a plain TCP connection
+/// (what any client does; JetStream stores it in the stream of that subject).
+fn nats_publish(nats: &Nats, subject: &str, payload: &[u8]) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", nats.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut info = [0u8; 4096];
+    let _ = c.read(&mut info).unwrap();
+    c.write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n")
+        .unwrap();
+    c.write_all(format!("PUB {subject} {}\r\n", payload.len()).as_bytes())
+        .unwrap();
+    c.write_all(payload).unwrap();
+    c.write_all(b"\r\nPING\r\n").unwrap();
+    // the server's PONG: everything before it was taken
+    let mut got = Vec::new();
+    let t0 = Instant::now();
+    while !String::from_utf8_lossy(&got).contains("PONG") {
+        assert!(t0.elapsed() < Duration::from_secs(5), "no PONG: {got:?}");
+        let mut b = [0u8; 512];
+        let n = c.read(&mut b).unwrap();
+        got.extend_from_slice(&b[..n]);
+    }
+    assert!(!String::from_utf8_lossy(&got).contains("-ERR"), "{got:?}");
+}
+
+/// `promtool check metrics` on `text` (it must pass; in CI promtool must be there).
+fn promtool_check(text: &str) {
+    if Command::new("promtool").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is missing in CI (scripts/install-deps.sh installs it)"
+        );
+        return;
+    }
+    let mut c = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// One `cloudmixer serve --fleet` worker.
 struct Worker {
     child: Option<Child>,
@@ -175,14 +228,27 @@ impl Worker {
         }
     }
 
-    /// `cloudmixer_mixers{state="running"}` of its /metrics.
-    fn running(&self) -> Option<u64> {
+    /// Its /metrics.
+    fn metrics(&self) -> Option<String> {
         let mut r = agent()
             .get(format!("{}/metrics", self.base))
             .header("Authorization", format!("Bearer {TOKEN}"))
             .call()
             .ok()?;
-        let text = r.body_mut().read_to_string().ok()?;
+        r.body_mut().read_to_string().ok()
+    }
+
+    /// The value of a line of its /metrics starting with `name`.
+    fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    }
+
+    /// `cloudmixer_mixers{state="running"}` of its /metrics.
+    fn running(&self) -> Option<u64> {
+        let text = self.metrics()?;
         text.lines()
             .find_map(|l| l.strip_prefix("cloudmixer_mixers{state=\"running\"} "))
             .and_then(|v| v.trim().parse::<f64>().ok())
@@ -452,6 +518,16 @@ fn twelve_rooms_three_workers_room_for_nine() {
     let after = ticks(other);
     let (st, v) = other.req("POST", "/v1/mixers/nope/content", Some(&update));
     assert_eq!(st, 404, "{v}");
+    // the snapshot, from the owner through the other worker
+    let mut r = agent()
+        .get(format!("{}/v1/mixers/{uid}/snapshot.jpg", other.base))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    let jpg = r.body_mut().read_to_vec().unwrap();
+    assert_eq!(&jpg[..2], &[0xff, 0xd8], "not a JPEG");
 
     // three rooms end (deleted through the worker after their owner) → the three waiting start
     let ending: Vec<String> = started
@@ -572,6 +648,13 @@ fn a_killed_workers_rooms_continue_in_their_next_file_elsewhere() {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(3));
+    let took: f64 = [&w2, &w3]
+        .iter()
+        .map(|w| w.metric("cloudmixer_fleet_takeovers_total"))
+        .sum();
+    assert_eq!(took, 3.0);
+    assert_eq!(w3.metric("cloudmixer_fleet_connected"), 1.0);
+    promtool_check(&w3.metrics().unwrap());
     let mut finals = HashMap::new();
     for id in ids {
         let (st, v) = w3.req("DELETE", &format!("/v1/mixers/{id}"), None);
@@ -783,6 +866,16 @@ fn a_create_no_worker_can_take_is_refused_in_time() {
     );
     let (st, _) = w.req("DELETE", "/v1/mixers/t1", None);
     assert_eq!(st, 200);
+    // a job published straight to the queue by a client (the create body, no API)
+    nats_publish(&nats, "cm.jobs", room("d1").to_string().as_bytes());
+    let t0 = Instant::now();
+    while fleet_list(&w).get("d1") != Some(&(2, Some("w1".to_string()))) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", fleet_list(&w));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (st, v) = w.req("DELETE", "/v1/mixers/d1", None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["outputs"][0]["state"], 2, "{v}");
     assert_fleet_empty(&w, &nats);
     let _ = ROOT;
 }

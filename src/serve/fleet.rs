@@ -196,6 +196,9 @@ struct Owned {
     /// Stopping on purpose (handover, fenced out): its end does not end the room's record.
     leaving: bool,
     requests: tokio::task::JoinHandle<()>,
+    /// The file numbers written into its record, per output id (written again only when one
+    /// changes: the outputs report their files every second).
+    files: Vec<(u32, String, u32)>,
 }
 
 /// The answer to an API call handled by the fleet.
@@ -645,6 +648,7 @@ impl Fleet {
                 reason: reason.map(|r| r.0),
                 leaving: false,
                 requests,
+                files: Vec::new(),
             },
         );
         let host = self.inner.host.clone();
@@ -1001,8 +1005,16 @@ impl Fleet {
 
     /// A new file number of an owned room goes into its record (fenced).
     async fn note_segment(&self, id: &str, out: u32, series: String, n: u32) {
-        let Some(fence) = self.lock_owned().get(id).map(|o| o.fence) else {
-            return;
+        let fence = {
+            let mut g = self.lock_owned();
+            let Some(o) = g.get_mut(id) else { return };
+            let known = (out, series.clone(), n);
+            if o.files.contains(&known) {
+                return;
+            }
+            o.files.retain(|f| f.0 != out);
+            o.files.push(known);
+            o.fence
         };
         self.modify(id, fence, |r| {
             r.segment = r.segment.max(n);
