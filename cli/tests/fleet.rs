@@ -870,7 +870,11 @@ fn a_create_no_worker_can_take_is_refused_in_time() {
     nats_publish(&nats, "cm.jobs", room("d1").to_string().as_bytes());
     let t0 = Instant::now();
     while fleet_list(&w).get("d1") != Some(&(2, Some("w1".to_string()))) {
-        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", fleet_list(&w));
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            fleet_list(&w)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let (st, v) = w.req("DELETE", "/v1/mixers/d1", None);
