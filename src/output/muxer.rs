@@ -40,6 +40,10 @@ use crate::model::config::{Container, Target};
 /// ≤ 0.5 s of what was captured (`cli/tests/crash.rs`); costs ≈ 1.4 % in file size against 0.25 s.
 pub const FRAGMENT_DURATION: Duration = Duration::from_millis(100);
 
+/// How far one track of an mp4 may run ahead of another before its packets are written
+/// without waiting (`max_interleave_delta`).
+pub const MAX_INTERLEAVE: Duration = Duration::from_millis(10);
+
 /// Which track a packet belongs to (the index of its [`TrackSpec`] among the writer's tracks).
 pub type TrackId = usize;
 
@@ -355,6 +359,10 @@ impl Muxer {
                     "frag_keyframe+empty_moov+default_base_moof+delay_moov",
                 );
                 opts.set("frag_duration", &FRAGMENT_DURATION.as_micros().to_string());
+                // a track may run ahead of the other by this much before its packets are
+                // written anyway: the audio of a live recording does not wait in memory for
+                // the video the encoder's lookahead holds (FFmpeg's default: 10 s)
+                opts.set("max_interleave_delta", &MAX_INTERLEAVE.as_micros().to_string());
             }
             ctx.write_header_with(opts)
                 .map_err(|e| MuxError::ff(&dest, e))?;
