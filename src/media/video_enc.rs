@@ -47,7 +47,7 @@ pub const LIVE_LOOKAHEAD: std::time::Duration = std::time::Duration::from_millis
 
 /// Live x264: CRF = vQP − this. The short lookahead's rate control spends slightly fewer bits
 /// than the offline one at the same CRF; this brings the default vQP to the offline quality.
-pub const LIVE_CRF_OFFSET: f32 = 1.8;
+pub const LIVE_CRF_OFFSET: f32 = 2.4;
 
 /// Frames the live x264 lookahead holds at `fps` ([`LIVE_LOOKAHEAD`]).
 pub fn live_lookahead_frames(fps: u32) -> u32 {
