@@ -627,7 +627,11 @@ mod tests {
         assert_eq!(live_lookahead_frames(15), 2);
         assert_eq!(live_lookahead_frames(30), 4);
         assert_eq!(live_lookahead_frames(1), 1);
-        assert_eq!(live as u32, live_lookahead_frames(15), "live delay {live} frames");
+        assert_eq!(
+            live as u32,
+            live_lookahead_frames(15),
+            "live delay {live} frames"
+        );
     }
 
     #[test]

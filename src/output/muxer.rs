@@ -362,7 +362,10 @@ impl Muxer {
                 // a track may run ahead of the other by this much before its packets are
                 // written anyway: the audio of a live recording does not wait in memory for
                 // the video the encoder's lookahead holds (FFmpeg's default: 10 s)
-                opts.set("max_interleave_delta", &MAX_INTERLEAVE.as_micros().to_string());
+                opts.set(
+                    "max_interleave_delta",
+                    &MAX_INTERLEAVE.as_micros().to_string(),
+                );
             }
             ctx.write_header_with(opts)
                 .map_err(|e| MuxError::ff(&dest, e))?;
