@@ -642,6 +642,11 @@ impl Mixer {
         Duration::from_micros(self.shared.now_us())
     }
 
+    /// Real time: media captured at `t` is composed (its audio mixed) at `t` + this; offline 0.
+    pub fn latency(&self) -> Duration {
+        self.shared.latency
+    }
+
     /// Hands over a decoded frame of source `camid` (any size, format, rate). Never blocks;
     /// the frame's planes are moved, not copied. Real time: the frame is captured now (see
     /// [`Mixer::push_video_at`]); offline: at the time of the next tick.

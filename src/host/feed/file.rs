@@ -143,6 +143,11 @@ pub trait FeedTarget: Send + Sync {
         static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
         T0.get_or_init(Instant::now).elapsed()
     }
+    /// How long after its capture a frame is composed ([`Mixer::latency`]), when the target
+    /// composes on its clock; `None` (the default): no such deadline.
+    fn latency(&self) -> Option<Duration> {
+        None
+    }
 }
 
 impl FeedTarget for Mixer {
@@ -165,6 +170,10 @@ impl FeedTarget for Mixer {
 
     fn clock_now(&self) -> Duration {
         self.clock()
+    }
+
+    fn latency(&self) -> Option<Duration> {
+        Some(Mixer::latency(self))
     }
 }
 

@@ -728,6 +728,9 @@ struct Connection<'a> {
     audio_origin: f64,
     /// How long before the first packet's read it came (see [`backdate`]).
     backdate: f64,
+    /// A video frame came in time for its tick since the open (until then late ones are
+    /// dropped).
+    caught_up: bool,
     width: u32,
     height: u32,
     window: Window,
@@ -849,6 +852,7 @@ impl<'a> Connection<'a> {
             timeline: Timeline::default(),
             audio_origin: 0.0,
             backdate: 0.0,
+            caught_up: false,
             width: 0,
             height: 0,
             window: Window::new(),
@@ -1049,6 +1053,17 @@ impl<'a> Connection<'a> {
             v.last = Some(t);
             let now = target.clock_now().as_secs_f64();
             let capture = self.timeline.capture(Kind::Video, t, now, step);
+            if !self.caught_up {
+                // catching up after an open: a frame whose tick has passed is dropped, as the
+                // mixer drops the audio that came after its block was mixed (shown a tick
+                // late, such a frame would be out of step with its sound)
+                match target.latency() {
+                    Some(lat) if capture.as_secs_f64() + lat.as_secs_f64() + step < now => {
+                        continue;
+                    }
+                    _ => self.caught_up = true,
+                }
+            }
             let frame = match convert_frame(&v.frame, &mut v.scaler, self.label) {
                 Ok(mut f) => {
                     f.rotation = v.rotation;
