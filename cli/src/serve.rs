@@ -414,7 +414,7 @@ pub fn run(a: ServeArgs) -> ExitCode {
             }
             eprintln!("draining: no new mixers; stopping the running ones");
             if let Some(f) = &drain_fleet {
-                let moved = f.drain(handover).await;
+                let moved = f.drain().await;
                 if handover {
                     eprintln!("fleet: {} mixers handed over to other workers", moved.len());
                 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{ROOT, TOKEN};
+use common::{frames, ROOT, TOKEN};
 use serde_json::{json, Value};
 
 fn now_ms() -> i64 {
@@ -331,22 +331,6 @@ fn room(id: &str) -> Value {
         "layoutConfig": [{"type": 0, "left": 0, "top": 0, "width": 160, "height": 120,
             "param": {"camid": "Usr1.-1"}}]},
         "inputs": {"Usr1.-1": "file:cam9_320x240_15.mp4"}})
-}
-
-fn frames(p: &Path) -> u64 {
-    let o = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-        .arg(p)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{}: {}",
-        p.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
 }
 
 /// Mean luma of the 40x40 square at (100, 40) of every frame.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 mod common;
-use common::{ROOT, TOKEN};
+use common::{frames, ROOT, TOKEN};
 
 fn dir(name: &str) -> PathBuf {
     common::test_dir("serve", name)
@@ -171,17 +171,6 @@ fn seed(svr: &str) -> Value {
 fn tiny(svr: &str) -> Value {
     json!({"mode":0,"videoFileCfg":{"svrPathName":svr,"vWidth":160,"vHeight":120,"vFps":15,
         "layoutConfig":[{"type":0,"left":0,"top":0,"width":160,"height":120,"param":{"camid":"Usr1.-1"}}]}})
-}
-
-fn frames(p: &Path) -> u64 {
-    let o = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-        .arg(p)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
 }
 
 /// Mean luma of the 8x8 square at (x, y) of every frame.

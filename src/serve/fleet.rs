@@ -1496,13 +1496,13 @@ impl Fleet {
 
     // ---- drain -------------------------------------------------------------------------
 
-    /// SIGTERM: no more jobs or takeovers. With `handover`, each room of this worker is
+    /// SIGTERM: no more jobs or takeovers. With [`FleetOptions::handover`], each room of this worker is
     /// marked moving, stopped (its files final) and its lease dropped so that another worker
     /// goes on with it at once; returns the rooms handed over. Without, nothing (the host's
     /// drain stops them, and their ends remove their records).
-    pub async fn drain(&self, handover: bool) -> Vec<String> {
+    pub async fn drain(&self) -> Vec<String> {
         self.inner.stopping.store(true, Ordering::Release);
-        if !handover {
+        if !self.inner.opts.handover {
             return Vec::new();
         }
         let ids: Vec<String> = self.lock_owned().keys().cloned().collect();

@@ -65,6 +65,23 @@ pub fn spawn_serve(d: &Path, token: bool, extra: &[&str], stderr: Stdio) -> (Chi
     (child, base)
 }
 
+/// Video frames of `p`, decoded and counted by ffprobe.
+pub fn frames(p: &Path) -> u64 {
+    let o = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(p)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}: {}",
+        p.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+}
+
 /// An HTTP agent that hands back every status (no error for 4xx/5xx), 60 s per request.
 pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
