@@ -196,6 +196,9 @@ pub struct RecordSummary {
     /// The mixer's counters at the end (real time: late ticks, dropped audio; see
     /// [`MixerStats`]).
     pub stats: MixerStats,
+    /// What each video input's decoder did: frames decoded, and those skipped or left
+    /// unconverted because no tick of the recording shows them.
+    pub decodes: Vec<crate::host::feed::DecodeStats>,
     /// Uploads left pending by an earlier run (journals under the storage root) that this run
     /// tried again.
     pub resumed_uploads: Vec<ResumedUpload>,
@@ -242,6 +245,17 @@ impl std::fmt::Display for RecordSummary {
             )?;
         } else {
             writeln!(f, "  audio:    none")?;
+        }
+        for d in &self.decodes {
+            writeln!(
+                f,
+                "  decoded:  {}: {} of {} frames ({} no tick shows were not decoded, {} not converted)",
+                d.camid,
+                d.decoded,
+                d.packets,
+                d.packets.saturating_sub(d.decoded),
+                d.unshown
+            )?;
         }
         if self.stopped_early {
             writeln!(
@@ -846,7 +860,11 @@ pub(crate) fn record_one(
     let video_sources = if has_video { &opts.inputs[..] } else { &[] };
     let (offline_inputs, room_inputs) = match mode {
         PaceMode::Offline => (
-            Some(FileInputs::open(video_sources, &audio_sources)?),
+            Some(FileInputs::open(
+                video_sources,
+                &audio_sources,
+                Some(opts.config.output.fps),
+            )?),
             vec![],
         ),
         PaceMode::Realtime => {
@@ -950,13 +968,16 @@ pub(crate) fn record_one(
     };
     let mut upd = updates.into_iter().peekable();
     let mut decoders = Vec::new();
+    let mut decode_counts = Vec::new();
     let run: Result<(), MixerError> = match offline_inputs {
         Some(FileInputs {
             video: inputs,
             audio,
             decoders: d,
+            counts,
         }) => {
             decoders = d;
+            decode_counts = counts;
             let iters: Vec<_> = inputs
                 .into_iter()
                 .map(|(c, rx)| (c, rx.into_iter()))
@@ -1032,6 +1053,15 @@ pub(crate) fn record_one(
         report(mixer.ticks(), false);
         std::thread::sleep(Duration::from_millis(20));
     }
+    // what the decoders did: offline here, in real time the room's file feeds
+    let decodes = if decode_counts.is_empty() {
+        host.get(&id).map(|i| i.decodes).unwrap_or_default()
+    } else {
+        decode_counts
+            .iter()
+            .map(|(c, n)| crate::host::feed::DecodeStats::of(c, n))
+            .collect()
+    };
     // the room has ended: its final outputs, or the failure that ended it
     let destroyed = host.destroy(&id);
     let stats = mixer.stats();
@@ -1113,6 +1143,7 @@ pub(crate) fn record_one(
         output: out,
         outputs,
         stats,
+        decodes,
         resumed_uploads: Vec::new(),
     })
 }

@@ -260,6 +260,9 @@ pub struct RoomInfo {
     pub inputs: Vec<(String, String)>,
     /// The state and counters of each URL input (pulled live), in the order given.
     pub input_states: Vec<feed::pull::InputStats>,
+    /// What each file input's video decoder did (frames decoded, skipped as shown by no
+    /// tick), in the order given.
+    pub decodes: Vec<feed::DecodeStats>,
     /// The encoder in use, e.g. `libx264`.
     pub encoder: String,
     /// The compositor in use.
@@ -279,6 +282,8 @@ struct Room {
     inputs: Vec<(String, String)>,
     /// The URL inputs' shared states.
     pulls: Vec<Arc<feed::pull::PullInput>>,
+    /// The file inputs' decoder counts.
+    decodes: Vec<(String, Arc<crate::media::decode::DecodeCounts>)>,
     /// The cameras publishers fed or feed ([`Host::publish`]), by camid.
     published: Mutex<BTreeMap<String, Published>>,
     /// The users whose audio comes from the room's files or URLs (a publisher of their camera
@@ -554,6 +559,7 @@ impl Room {
                     sources: Vec::new(),
                     inputs: self.inputs.clone(),
                     input_states: self.pull_stats(),
+                    decodes: self.decode_stats(),
                     encoder: String::new(),
                     backend: PER_STREAM_BACKEND.into(),
                     err_code: 0,
@@ -570,11 +576,19 @@ impl Room {
             sources: mixer.source_stats(),
             inputs: self.inputs.clone(),
             input_states: self.pull_stats(),
+            decodes: self.decode_stats(),
             encoder: mixer.encoder_name().to_string(),
             backend: mixer.backend_name().to_string(),
             err_code: 0,
             err_desc: String::new(),
         }
+    }
+
+    fn decode_stats(&self) -> Vec<feed::DecodeStats> {
+        self.decodes
+            .iter()
+            .map(|(c, n)| feed::DecodeStats::of(c, n))
+            .collect()
     }
 
     fn pull_stats(&self) -> Vec<feed::pull::InputStats> {
@@ -1170,7 +1184,10 @@ impl Host {
             })
             .filter(|p| p.video.is_some() || p.audio.is_some())
             .collect();
-        let opened = match FileInputs::open(inputs, audio) {
+        // a mixer shows its file inputs' frames on its ticks only; a per-stream recorder keeps
+        // them all
+        let shown_at = (!per_stream).then_some(config.output.fps);
+        let opened = match FileInputs::open(inputs, audio, shown_at) {
             Ok(o) => o,
             Err(e) => {
                 let e = HostError::from(e);
@@ -1233,6 +1250,7 @@ impl Host {
                 .map(|(k, u)| (k, crate::output::upload::redact_url(&u)))
                 .collect(),
             pulls: pull_inputs.clone(),
+            decodes: opened.counts.clone(),
             published: Mutex::default(),
             audio_taken,
             feed_video: pull_video,

@@ -4,8 +4,10 @@
 //! I420, NV12 and RGBA frames pass through with their strides; every other pixel format is
 //! converted with swscale (to RGBA when it carries alpha, else I420).
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use ff::format::Pixel;
@@ -13,6 +15,7 @@ use ffmpeg_next as ff;
 use thiserror::Error;
 
 use crate::model::frame::{ColorSpace, Matrix, PixelFormat, Plane, Range, Rotation, VideoFrame};
+use crate::model::time::{tick_time, ticks_before, PTS_SLACK};
 
 /// Why a file could not be decoded.
 #[derive(Debug, Error)]
@@ -99,6 +102,70 @@ pub struct Decoder {
     offset: f64,
     /// The stream's display rotation, given to every frame.
     rotation: Rotation,
+    /// The output rate whose ticks (from the stream's time 0) are the only ones that show
+    /// frames ([`Decoder::only_shown_at`]); `None`: every frame is returned.
+    shown_at: Option<u32>,
+    /// Packets of the stream demuxed ahead (only while `shown_at` is set): the next frame's
+    /// pts is known before a frame is decoded.
+    ahead: VecDeque<ff::Packet>,
+    /// The pts of the packets sent last (with `ahead`, the window in which the next pts in
+    /// presentation order is looked for).
+    sent: VecDeque<i64>,
+    /// Raw pts of frames no tick shows: not converted when the decoder returns them.
+    unshown: VecDeque<i64>,
+    counts: Arc<DecodeCounts>,
+}
+
+/// Packets demuxed ahead to find the next frame's pts in presentation order: H.264 and HEVC
+/// reorder at most 16 frames.
+const REORDER_WINDOW: usize = 16;
+
+/// What a [`Decoder`] did with its stream's packets ([`Decoder::counts`]): shared, so a feed
+/// can read it while its decoder thread runs.
+#[derive(Debug, Default)]
+pub struct DecodeCounts {
+    packets: AtomicU64,
+    skipped: AtomicU64,
+    decoded: AtomicU64,
+    unshown: AtomicU64,
+}
+
+impl DecodeCounts {
+    /// Packets sent to the decoder.
+    pub fn packets(&self) -> u64 {
+        self.packets.load(Ordering::Relaxed)
+    }
+    /// Packets sent with the order to skip them (their frame is shown by no tick), which the
+    /// decoder did skip where the frame is no reference for others.
+    pub fn skip_asked(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+    /// Frames the decoder returned (decoded).
+    pub fn decoded(&self) -> u64 {
+        self.decoded.load(Ordering::Relaxed)
+    }
+    /// Decoded frames no tick shows (reference frames), dropped without conversion.
+    pub fn unshown(&self) -> u64 {
+        self.unshown.load(Ordering::Relaxed)
+    }
+}
+
+/// Frame threads for a file decoder of a `w` x `h` stream at `fps` (0: unknown, taken as
+/// 30): one per 62.5 Mpx/s (one up to 1080p30; 4K30 four), at most 8. One thread decodes
+/// 1080p30 several times faster than real time; more threads only add hand-offs and memory
+/// when a room decodes several inputs at once.
+///
+/// ```
+/// use cloudmixer::media::decode::file_decode_threads;
+/// assert_eq!(file_decode_threads(1280, 720, 30.0), 1);
+/// assert_eq!(file_decode_threads(1920, 1080, 30.0), 1);
+/// assert_eq!(file_decode_threads(1920, 1080, 60.0), 2);
+/// assert_eq!(file_decode_threads(3840, 2160, 30.0), 4);
+/// ```
+pub fn file_decode_threads(w: u32, h: u32, fps: f64) -> usize {
+    let fps = if fps > 0.0 { fps } else { 30.0 };
+    let rate = f64::from(w) * f64::from(h) * fps;
+    ((rate / 62_500_000.0).ceil() as usize).clamp(1, 8)
 }
 
 impl Decoder {
@@ -148,8 +215,20 @@ impl Decoder {
         } else {
             st.start_time()
         };
+        // SAFETY: the parameters belong to a stream of `input`, alive for this call
+        let (w, h) = unsafe {
+            let p = st.parameters().as_ptr();
+            ((*p).width.max(0) as u32, (*p).height.max(0) as u32)
+        };
+        let rate = st.avg_frame_rate();
+        let guess = if rate.denominator() > 0 && rate.numerator() > 0 {
+            f64::from(rate.numerator()) / f64::from(rate.denominator())
+        } else {
+            0.0
+        };
+        let threads = file_decode_threads(w, h, guess);
         let (decoder, fps, rotation) =
-            open_video_stream(&st, &path, ff::codec::threading::Type::Frame, 0)?;
+            open_video_stream(&st, &path, ff::codec::threading::Type::Frame, threads)?;
         Ok(Decoder {
             path,
             input,
@@ -166,7 +245,110 @@ impl Decoder {
             offset: 0.0,
             fps,
             rotation,
+            shown_at: None,
+            ahead: VecDeque::new(),
+            sent: VecDeque::new(),
+            unshown: VecDeque::new(),
+            counts: Arc::default(),
         })
+    }
+
+    /// Returns only the frames a recording at `fps` shows, where the codec allows skipping
+    /// the others: a frame is shown when a tick (`n / fps` from the stream's time 0, as a
+    /// mixer places a file's time 0 on a tick) falls between its pts and the next frame's
+    /// (within [`PTS_SLACK`] either side). A frame no tick shows is not decoded when no other
+    /// frame refers to it (FFmpeg's `skip_frame` for non-reference frames: B-frames,
+    /// temporal layers), and not converted when it is a reference. Every frame is returned
+    /// where the next pts is unknown (the stream's end, a timestamp jump).
+    ///
+    /// ```
+    /// use cloudmixer::media::decode::Decoder;
+    /// let mut d = Decoder::open("fixtures/clips/cam4_1280x720_30.mp4").unwrap();
+    /// d.only_shown_at(15);
+    /// let mut n = 0;
+    /// while let Some(f) = d.next_frame().unwrap() {
+    ///     n += 1;
+    /// }
+    /// // a 30 fps file, of which a 15 fps recording shows every other frame
+    /// assert_eq!(n, 150);
+    /// ```
+    pub fn only_shown_at(&mut self, fps: u32) {
+        self.shown_at = (fps > 0).then_some(fps);
+    }
+
+    /// The decoder's counts so far (shared: they go on counting as it decodes).
+    pub fn counts(&self) -> Arc<DecodeCounts> {
+        self.counts.clone()
+    }
+
+    /// The next packet of the stream (demuxed ahead into the reorder window while only
+    /// shown frames are wanted).
+    fn next_packet(&mut self) -> Option<ff::Packet> {
+        let want = if self.shown_at.is_some() {
+            REORDER_WINDOW
+        } else {
+            0
+        };
+        while self.ahead.len() <= want {
+            match self
+                .input
+                .packets()
+                .find(|(st, _)| st.index() == self.stream)
+            {
+                Some((_, pkt)) => self.ahead.push_back(pkt),
+                None => break,
+            }
+        }
+        self.ahead.pop_front()
+    }
+
+    /// Whether a tick shows the frame of the packet with raw pts `pts` (judged on the
+    /// packets around it). True where that cannot be told.
+    fn shown(&self, pts: Option<i64>) -> bool {
+        let (Some(fps), Some(p)) = (self.shown_at, pts) else {
+            return true;
+        };
+        // the next frame in presentation order: the lowest pts above p in the window
+        let next = self
+            .ahead
+            .iter()
+            .filter_map(|k| k.pts())
+            .chain(self.sent.iter().copied())
+            .filter(|&q| q > p)
+            .min();
+        let Some(q) = next else {
+            return true;
+        };
+        let secs = |ts: i64| {
+            (ts - self.start_ts).max(0) as f64 * f64::from(self.time_base.numerator())
+                / f64::from(self.time_base.denominator().max(1))
+                + self.offset
+        };
+        let (ps, qs) = (secs(p), secs(q));
+        if !(qs > ps) || qs - ps > MAX_TS_JUMP.as_secs_f64() {
+            return true;
+        }
+        let (pd, qd) = (
+            Duration::from_secs_f64(ps.max(0.0)),
+            Duration::from_secs_f64(qs),
+        );
+        if matches!(self.skip_before, Some(t) if qd + PTS_SLACK <= t) {
+            // dropped before the seek target whatever it shows
+            return false;
+        }
+        // the first tick at or after p - slack: p shows there unless q is due by then
+        let first = ticks_before(fps, pd.saturating_sub(PTS_SLACK));
+        if self.offset != 0.0 {
+            // after a timestamp jump: judged in float time, erring towards decoding
+            return tick_time(fps, first) < qd + PTS_SLACK;
+        }
+        // tick < q, exactly: first / fps < (q - start) * num / den (a frame due on a tick is
+        // shown there, and a 30 fps frame falls exactly on every 15 fps tick)
+        let (num, den) = (
+            i128::from(self.time_base.numerator()),
+            i128::from(self.time_base.denominator().max(1)),
+        );
+        i128::from(first) * den < i128::from((q - self.start_ts).max(0)) * num * i128::from(fps)
     }
 
     /// The file's duration as its container declares it (`None`: not declared, e.g. a
@@ -201,6 +383,9 @@ impl Decoder {
             // not seekable (e.g. a still): decode from the start
         }
         self.decoder.flush();
+        self.ahead.clear();
+        self.sent.clear();
+        self.unshown.clear();
         self.last_pts = None;
         self.offset = 0.0;
         self.skip_before = Some(t);
@@ -261,6 +446,9 @@ impl Decoder {
             match self.decoder.receive_frame(&mut self.frame) {
                 Ok(()) => {
                     let pts = self.stamp();
+                    if self.take_unshown() {
+                        continue;
+                    }
                     if let Some(t) = self.skip_before {
                         if pts < t {
                             continue;
@@ -287,9 +475,28 @@ impl Decoder {
                 return Ok(None);
             }
             let mut fed = false;
-            while let Some((st, pkt)) = self.input.packets().next() {
-                if st.index() != self.stream {
-                    continue;
+            while let Some(pkt) = self.next_packet() {
+                let shown = self.shown(pkt.pts());
+                self.decoder.skip_frame(if shown {
+                    ff::Discard::Default
+                } else {
+                    ff::Discard::NonReference
+                });
+                if let Some(p) = pkt.pts() {
+                    self.sent.push_back(p);
+                    if self.sent.len() > REORDER_WINDOW {
+                        self.sent.pop_front();
+                    }
+                    if !shown {
+                        self.unshown.push_back(p);
+                        if self.unshown.len() > 4 * REORDER_WINDOW {
+                            self.unshown.pop_front();
+                        }
+                    }
+                }
+                self.counts.packets.fetch_add(1, Ordering::Relaxed);
+                if !shown {
+                    self.counts.skipped.fetch_add(1, Ordering::Relaxed);
                 }
                 match self.decoder.send_packet(&pkt) {
                     Ok(()) => {}
@@ -312,6 +519,9 @@ impl Decoder {
                     match self.decoder.receive_frame(&mut self.frame) {
                         Ok(()) => {
                             let pts = self.stamp();
+                            if self.take_unshown() {
+                                continue;
+                            }
                             if matches!(self.skip_before, Some(t) if pts < t) {
                                 continue;
                             }
@@ -325,6 +535,23 @@ impl Decoder {
                     }
                 }
             }
+        }
+    }
+
+    /// Counts the frame just received, and whether it is one no tick shows (then it is not
+    /// converted).
+    fn take_unshown(&mut self) -> bool {
+        self.counts.decoded.fetch_add(1, Ordering::Relaxed);
+        let Some(p) = self.frame.pts() else {
+            return false;
+        };
+        match self.unshown.iter().position(|&u| u == p) {
+            Some(i) => {
+                self.unshown.remove(i);
+                self.counts.unshown.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
         }
     }
 

@@ -261,6 +261,7 @@ pub(super) fn record(
                     encoder_max_us: a.encoder_max_us.max(s.stats.encoder_max_us),
                 }
             }),
+        decodes: Vec::new(),
         resumed_uploads: Vec::new(),
     })
 }

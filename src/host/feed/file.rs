@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver};
 
 use crate::media::audio_dec::{AudioDecodeError, AudioFileDecoder};
-use crate::media::decode::{DecodeError, Decoder};
+use crate::media::decode::{DecodeCounts, DecodeError, Decoder};
 use crate::model::audio::AudioFrame;
 use crate::model::frame::VideoFrame;
 use crate::model::time::{tick_time, ticks_before};
@@ -63,29 +63,69 @@ pub struct FileInputs {
     pub audio: Vec<(String, Receiver<AudioFrame>)>,
     /// The decoder threads.
     pub decoders: Vec<JoinHandle<()>>,
+    /// `(camid, counts)` of each video decoder, in the order given.
+    pub counts: Vec<(String, Arc<DecodeCounts>)>,
+}
+
+/// What a video input's decoder did ([`FileInputs::decode_stats`], a room's
+/// [`RoomInfo::decodes`](crate::host::RoomInfo::decodes)).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecodeStats {
+    /// The camid.
+    pub camid: String,
+    /// Packets sent to the decoder.
+    pub packets: u64,
+    /// Packets whose frame no tick shows, sent with the order to skip them (the decoder skips
+    /// those no other frame refers to).
+    pub skip_asked: u64,
+    /// Frames decoded.
+    pub decoded: u64,
+    /// Decoded frames no tick shows (references for others), dropped unconverted.
+    pub unshown: u64,
+}
+
+impl DecodeStats {
+    /// The counts of `camid`'s decoder now.
+    pub fn of(camid: &str, c: &DecodeCounts) -> DecodeStats {
+        DecodeStats {
+            camid: camid.to_string(),
+            packets: c.packets(),
+            skip_asked: c.skip_asked(),
+            decoded: c.decoded(),
+            unshown: c.unshown(),
+        }
+    }
 }
 
 impl FileInputs {
     /// Opens every input (one decoding thread each) and returns once all of them opened, or
     /// with the first that did not. `video` is `(camid, path)`, `audio` `(user, path)`.
+    /// `shown_at`: the rate of the mixer the frames go to, whose ticks (from each file's time
+    /// 0) are the only ones that show them: frames no tick shows are not decoded where the
+    /// codec allows, and not queued ([`Decoder::only_shown_at`]); `None` (a per-stream
+    /// recorder, which keeps every frame): all of them.
     ///
     /// ```no_run
     /// use cloudmixer::host::feed::FileInputs;
     /// let inputs = FileInputs::open(
     ///     &[("Usr1.-1".into(), "fixtures/clips/cam1_640x480_15.mp4".into())],
     ///     &[("Usr1".into(), "fixtures/clips/cam1_640x480_15.mp4".into())],
+    ///     Some(15),
     /// ).unwrap();
     /// assert_eq!(inputs.video.len(), 1);
     /// ```
     pub fn open(
         video: &[(String, PathBuf)],
         audio: &[(String, PathBuf)],
+        shown_at: Option<u32>,
     ) -> Result<FileInputs, FeedError> {
         let mut out = FileInputs::default();
         for (camid, path) in video {
-            let (rx, h) = spawn_video(camid, path)?;
+            let (rx, h, counts) = spawn_video(camid, path, shown_at)?;
             out.video.push((camid.clone(), rx));
             out.decoders.push(h);
+            out.counts.push((camid.clone(), counts));
         }
         for (user, path) in audio {
             let (rx, h) = spawn_audio(user, path)?;
@@ -93,6 +133,14 @@ impl FileInputs {
             out.decoders.push(h);
         }
         Ok(out)
+    }
+
+    /// What each video input's decoder did so far.
+    pub fn decode_stats(&self) -> Vec<DecodeStats> {
+        self.counts
+            .iter()
+            .map(|(c, n)| DecodeStats::of(c, n))
+            .collect()
     }
 
     /// Pushes every input into `mixer` in real time on threads of its own, each frame when its
@@ -282,19 +330,25 @@ pub fn push_audio<T: FeedTarget + ?Sized>(
     }
 }
 
+type VideoFeed = (Receiver<VideoFrame>, JoinHandle<()>, Arc<DecodeCounts>);
+
 fn spawn_video(
     camid: &str,
     path: &std::path::Path,
-) -> Result<(Receiver<VideoFrame>, JoinHandle<()>), FeedError> {
+    shown_at: Option<u32>,
+) -> Result<VideoFeed, FeedError> {
     let (tx, rx) = bounded::<VideoFrame>(INPUT_QUEUE);
-    let (open_tx, open_rx) = bounded::<Result<(), DecodeError>>(1);
+    let (open_tx, open_rx) = bounded::<Result<Arc<DecodeCounts>, DecodeError>>(1);
     let path = path.to_path_buf();
     let h = std::thread::Builder::new()
         .name(format!("cm-decode-{camid}"))
         .spawn(move || {
             let mut d = match Decoder::open(&path) {
-                Ok(d) => {
-                    let _ = open_tx.send(Ok(()));
+                Ok(mut d) => {
+                    if let Some(fps) = shown_at {
+                        d.only_shown_at(fps);
+                    }
+                    let _ = open_tx.send(Ok(d.counts()));
                     d
                 }
                 Err(e) => {
@@ -319,7 +373,7 @@ fn spawn_video(
         })
         .map_err(|e| FeedError::Thread(camid.to_string(), e.to_string()))?;
     match open_rx.recv() {
-        Ok(Ok(())) => Ok((rx, h)),
+        Ok(Ok(counts)) => Ok((rx, h, counts)),
         Ok(Err(source)) => Err(FeedError::Input {
             camid: camid.to_string(),
             source,

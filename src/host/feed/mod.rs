@@ -25,4 +25,4 @@ pub mod pull;
 #[cfg(feature = "serve")]
 pub mod whip;
 
-pub use file::{FeedError, FileClock, FileInputs};
+pub use file::{DecodeStats, FeedError, FileClock, FileInputs};
