@@ -314,10 +314,17 @@ fn pulled_rtmp_survives_a_server_outage() {
 /// frame (the tick that shows a frame comes up to a frame after its capture) and the AAC
 /// priming the file loses (21.3 ms), and no click after the first flash lacks its flash.
 fn assert_in_step(p: &Path, min_flashes: usize) {
-    let flashes = flash_times(p);
+    assert_in_step_after(p, min_flashes, 0.0)
+}
+
+/// As `assert_in_step`, for the flashes from `from` seconds on (a room that joined a stream
+/// already running starts with the picture of its first tick; the sound of the moment it
+/// joined may be cut).
+fn assert_in_step_after(p: &Path, min_flashes: usize, from: f64) {
+    let flashes: Vec<f64> = flash_times(p).into_iter().filter(|&f| f >= from).collect();
     let clicks: Vec<f64> = click_times(&cloudmixer::testkit::signal::decode_audio(p, 1))
         .into_iter()
-        .filter(|&t| t > 0.1)
+        .filter(|&t| t > 0.1 && t >= from - 0.2)
         .collect();
     println!("flashes {flashes:?}\nclicks  {clicks:?}");
     assert!(
@@ -338,8 +345,13 @@ fn assert_in_step(p: &Path, min_flashes: usize) {
             "flash at {f:.3} s: nearest click {d:+.3} s away: flashes {flashes:?}, clicks {clicks:?}"
         );
     }
-    // and no click without its flash once the video is there
-    for c in clicks.iter().filter(|&&c| c > flashes[0] - tol) {
+    // and no click without its flash once the video is there (and until it ends: the audio
+    // track may end a block after the last frame)
+    let (_, end) = frames_and_duration(p);
+    for c in clicks
+        .iter()
+        .filter(|&&c| c > flashes[0] - tol && c < end - tol)
+    {
         assert!(
             flashes.iter().any(|f| (c - f).abs() <= tol),
             "click at {c:.3} s without a flash: flashes {flashes:?}, clicks {clicks:?}"
@@ -831,4 +843,89 @@ fn mpegts_timestamps_that_wrap_continue_the_timeline() {
         "flashes stop at {:?} of {dur:.2} s",
         flashes.last()
     );
+}
+
+/// Two rooms of one service pulling the same SRT URL: FFmpeg's SRT listener takes one caller
+/// only, so both rooms getting the stream means one connection and one decode for both. Each
+/// room names the input its own way (its events and info say that name), each file has the
+/// clip's flashes and clicks in step on its own clock, and the first room's end leaves the
+/// second one's input live.
+#[test]
+fn two_rooms_pulling_one_url_share_its_connection_and_its_decode() {
+    let d = dir("shared");
+    let port = free_port();
+    let url = format!("srt://127.0.0.1:{port}");
+    let _listener = Proc(Some(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-re", "-stream_loop", "-1", "-i"])
+            .arg(clip())
+            .args(["-c", "copy", "-f", "mpegts"])
+            .arg(format!("{url}?mode=listener"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("ffmpeg.log")).unwrap())
+            .spawn()
+            .expect("ffmpeg"),
+    ));
+    let s = Serve::start(&d, &["--latency", "300"]);
+    let room = |id: &str, camid: &str| {
+        json!({"mixerID":id,"mode":0,"videoFileCfg":{"svrPathName":format!("/{id}.mp4"),
+        "vWidth":640,"vHeight":480,"vFps":30,"backgroundColor":"#FF00FF",
+        "layoutConfig":[{"type":0,"left":0,"top":0,"width":640,"height":480,
+        "param":{"camid":camid}}]},"inputs":{camid: url}})
+    };
+    let input = |id: &str| {
+        let (st, v, _) = s.req("GET", &format!("/v1/mixers/{id}"), None);
+        assert_eq!(st, 200, "{v}");
+        v["inputStates"][0].clone()
+    };
+    let wait_live = |id: &str| {
+        let t0 = Instant::now();
+        loop {
+            let i = input(id);
+            if i["state"] == "live" {
+                return i;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(20), "{id}: {i}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let (st, v, _) = s.req("POST", "/v1/mixers", Some(&room("m1", "Usr1.-1")));
+    assert_eq!(st, 201, "{v}");
+    wait_live("m1");
+    std::thread::sleep(Duration::from_secs(1));
+    let (st, v, _) = s.req("POST", "/v1/mixers", Some(&room("m2", "Usr2.-1")));
+    assert_eq!(st, 201, "{v}");
+    // live at once: it joined the connection that is live
+    let i2 = wait_live("m2");
+    assert_eq!(i2["input"], "Usr2.-1", "{i2}");
+    std::thread::sleep(Duration::from_secs(5));
+    let (i1, i2) = (input("m1"), input("m2"));
+    println!("m1 {i1}\nm2 {i2}");
+    assert_eq!(i1["input"], "Usr1.-1", "{i1}");
+    assert_eq!(i1["reconnects"], 0, "{i1}");
+    // one decode: the frames counted for the one stream are the frames of its ~7 s (15 fps),
+    // not twice that
+    let frames = i2["videoFrames"].as_u64().unwrap();
+    assert!(
+        (80..=130).contains(&frames),
+        "{frames} frames decoded: {i2}"
+    );
+    let (_, v, _) = s.req("GET", "/v1/mixers/m1", None);
+    println!("m1 stats {}", v["stats"]);
+    let (_, v, _) = s.req("GET", "/v1/mixers/m2", None);
+    println!("m2 stats {}", v["stats"]);
+    let (st, v, _) = s.req("DELETE", "/v1/mixers/m1", None);
+    assert_eq!(st, 200, "{v}");
+    std::thread::sleep(Duration::from_secs(2));
+    let i2 = input("m2");
+    assert_eq!(i2["state"], "live", "{i2}");
+    assert!(i2["videoFrames"].as_u64().unwrap() >= frames + 20, "{i2}");
+    let (_, v, _) = s.req("GET", "/v1/mixers/m2", None);
+    println!("m2 stats {}", v["stats"]);
+    let (st, v, _) = s.req("DELETE", "/v1/mixers/m2", None);
+    assert_eq!(st, 200, "{v}");
+    assert_in_step(&d.join("rec/m1.mp4"), 2);
+    // m2 joined a running stream: in step from its first half second on
+    assert_in_step_after(&d.join("rec/m2.mp4"), 5, 0.5);
 }

@@ -280,8 +280,11 @@ struct Room {
     phase: Mutex<Phase>,
     created_at: i64,
     inputs: Vec<(String, String)>,
-    /// The URL inputs' shared states.
-    pulls: Vec<Arc<feed::pull::PullInput>>,
+    /// The URL inputs' states, by the key this room gave each.
+    pulls: Vec<(String, Arc<feed::pull::PullInput>)>,
+    /// The pulled sources this room takes part in (shared with other rooms pulling the same
+    /// URL).
+    shared: Vec<Arc<feed::shared::SharedFeed>>,
     /// The file inputs' decoder counts.
     decodes: Vec<(String, Arc<crate::media::decode::DecodeCounts>)>,
     /// The cameras publishers fed or feed ([`Host::publish`]), by camid.
@@ -592,7 +595,14 @@ impl Room {
     }
 
     fn pull_stats(&self) -> Vec<feed::pull::InputStats> {
-        let mut v: Vec<_> = self.pulls.iter().map(|p| p.stats()).collect();
+        let mut v: Vec<_> = self
+            .pulls
+            .iter()
+            .map(|(key, p)| feed::pull::InputStats {
+                input: key.clone(),
+                ..p.stats()
+            })
+            .collect();
         let published = self.published.lock().unwrap_or_else(|e| e.into_inner());
         v.extend(published.values().map(|p| p.input.stats()));
         v
@@ -640,6 +650,11 @@ impl Room {
         };
         *self.jpeg.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.stop.store(true, Ordering::Relaxed);
+        let ended: Vec<JoinHandle<()>> = self.shared.iter().filter_map(|f| f.prune()).collect();
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(ended);
         // (the last reference may be a feed's, dropped on its own thread)
         drop(mixer);
         give_back_freed_memory();
@@ -648,7 +663,11 @@ impl Room {
     /// Ends the feeds and joins their threads (off the caller's thread).
     fn release_feeds(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        // a shared pull goes on for the rooms still in it; the last one to leave joins it
+        let ended: Vec<JoinHandle<()>> = self.shared.iter().filter_map(|f| f.prune()).collect();
+        let mut threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        threads.extend(ended);
         if !threads.is_empty() {
             let _ = std::thread::Builder::new()
                 .name("cm-feed-join".into())
@@ -691,6 +710,8 @@ struct Inner {
     resumed: Mutex<Vec<(String, journal::Resumer)>>,
     /// The distinct upload targets (`storageConfig`) of the rooms created, newest first.
     targets: Mutex<Vec<StorageSettings>>,
+    /// The pulled sources running, each shared by the rooms that pull its URL.
+    shared: Mutex<Vec<std::sync::Weak<feed::shared::SharedFeed>>>,
 }
 
 /// Upload targets a host remembers, at most (the oldest is forgotten).
@@ -774,6 +795,7 @@ impl Host {
             #[cfg(feature = "upload")]
             resumed: Mutex::new(Vec::new()),
             targets: Mutex::new(Vec::new()),
+            shared: Mutex::new(Vec::new()),
         });
         // the capacity model samples the process's CPU time once a second while the host lives
         let weak = Arc::downgrade(&inner);
@@ -1232,9 +1254,18 @@ impl Host {
             }
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let pull_inputs: Vec<Arc<feed::pull::PullInput>> = pulls
+        // a URL another room of this host pulls already is decoded once for both: the room
+        // joins that feed (a new one is started otherwise)
+        let shared: Vec<(Arc<feed::shared::SharedFeed>, bool)> =
+            pulls.iter().map(|p| self.shared_feed(p)).collect();
+        let on_changes: Vec<feed::pull::OnChange> = pulls
             .iter()
-            .map(|p| feed::pull::PullInput::new(p, self.input_events(&rid, &stop)))
+            .map(|p| self.input_events_as(&rid, &stop, Some(p.key.clone())))
+            .collect();
+        let pull_inputs: Vec<(String, Arc<feed::pull::PullInput>)> = pulls
+            .iter()
+            .zip(&shared)
+            .map(|(p, (f, _))| (p.key.clone(), f.input()))
             .collect();
         let audio_taken = audio
             .iter()
@@ -1249,7 +1280,8 @@ impl Host {
                 .into_iter()
                 .map(|(k, u)| (k, crate::output::upload::redact_url(&u)))
                 .collect(),
-            pulls: pull_inputs.clone(),
+            pulls: pull_inputs,
+            shared: shared.iter().map(|(f, _)| f.clone()).collect(),
             decodes: opened.counts.clone(),
             published: Mutex::default(),
             audio_taken,
@@ -1295,15 +1327,26 @@ impl Host {
                 .map_err(MixerError::Io)?
         };
         let mut threads = Vec::new();
-        for (spec, input) in pulls.into_iter().zip(pull_inputs) {
-            let ps = self.inner.settings.pull.clone();
-            let t = match &engine {
-                Engine::Mix(m) => feed::pull::spawn(m.clone(), stop.clone(), spec, ps, input),
-                Engine::Streams(s) => feed::pull::spawn(s.clone(), stop.clone(), spec, ps, input),
+        for ((spec, (feed, new)), on_change) in pulls.into_iter().zip(shared).zip(on_changes) {
+            let target: Arc<dyn feed::file::FeedTarget> = match &engine {
+                Engine::Mix(m) => m.clone(),
+                Engine::Streams(s) => s.clone(),
             };
-            match t {
-                Ok(t) => threads.push(t),
-                Err(e) => tracing::error!(error = %e, "pull thread did not start"),
+            feed.join(
+                target,
+                spec.video.clone(),
+                spec.audio.clone(),
+                stop.clone(),
+                on_change,
+                !new,
+            );
+            if new {
+                let ps = self.inner.settings.pull.clone();
+                let (f, s, i) = (feed.clone(), feed.stop_flag(), feed.input());
+                match feed::pull::spawn(f, s, spec, ps, i) {
+                    Ok(t) => feed.set_thread(t),
+                    Err(e) => tracing::error!(error = %e, "pull thread did not start"),
+                }
             }
         }
         threads.extend(match engine {
@@ -1317,7 +1360,37 @@ impl Host {
 
     /// The callback that publishes an input's state changes as `inputStateChanged` events of
     /// room `rid` (none once the room's `stop` is set: its NULL is its last event).
+    /// The running feed of `spec`'s URL that decodes what it needs, or a new one (`true`: its
+    /// pull thread is to be started).
+    fn shared_feed(&self, spec: &feed::pull::PullSpec) -> (Arc<feed::shared::SharedFeed>, bool) {
+        let mut feeds = self.inner.shared.lock().unwrap_or_else(|e| e.into_inner());
+        feeds.retain(|f| f.strong_count() > 0);
+        let found = feeds
+            .iter()
+            .filter_map(|f| f.upgrade())
+            .find(|f| f.serves(&spec.url, spec.video.is_some(), spec.audio.is_some()));
+        match found {
+            Some(f) => (f, false),
+            None => {
+                let f = feed::shared::SharedFeed::new(spec);
+                feeds.push(Arc::downgrade(&f));
+                (f, true)
+            }
+        }
+    }
+
     fn input_events(&self, rid: &Arc<str>, stop: &Arc<AtomicBool>) -> feed::pull::OnChange {
+        self.input_events_as(rid, stop, None)
+    }
+
+    /// As `input_events`, naming the input `key` (a shared pull's state is reported to each
+    /// room under the name that room gave it) instead of the state's own.
+    fn input_events_as(
+        &self,
+        rid: &Arc<str>,
+        stop: &Arc<AtomicBool>,
+        key: Option<String>,
+    ) -> feed::pull::OnChange {
         let (hub, rid, stop) = (Arc::downgrade(&self.inner), rid.clone(), stop.clone());
         Arc::new(move |st| {
             if stop.load(Ordering::Relaxed) {
@@ -1327,7 +1400,7 @@ impl Host {
                 h.hub.publish(
                     &rid,
                     MixerEvent::InputStateChanged {
-                        input: st.input.clone(),
+                        input: key.clone().unwrap_or_else(|| st.input.clone()),
                         state: st.state.as_str().into(),
                         error: st.error.clone(),
                     },

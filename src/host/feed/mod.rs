@@ -22,6 +22,7 @@ pub mod file;
 #[cfg(feature = "serve")]
 pub mod publish;
 pub mod pull;
+pub mod shared;
 #[cfg(feature = "serve")]
 pub mod whip;
 

@@ -1,0 +1,283 @@
+//! One pulled source for several rooms: a URL that rooms of one host pull at the same time is
+//! connected to and decoded once, and each decoded frame goes to every room that shows it.
+//!
+//! [`SharedFeed`] is the [`FeedTarget`] the pull thread pushes into. It keeps a clock of its
+//! own; each member (a room's mixer or per-stream recorder) joins with the offset of its clock
+//! from it, so a frame captured at `c` on the feed's clock is pushed at `c + offset` on the
+//! member's, with the member's own camid and user. Frames are shared, not copied (their planes
+//! are reference-counted). A member leaves when its room's stop flag is set or it refuses a
+//! push; once the last one has left the pull thread is told to stop.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::file::{FeedTarget, FileClock};
+use super::pull::{InputStats, OnChange, PullInput, PullSpec};
+use crate::model::audio::AudioFrame;
+use crate::model::frame::VideoFrame;
+use crate::pipeline::MixerError;
+
+struct Member {
+    id: u64,
+    target: Arc<dyn FeedTarget>,
+    /// The member's camid for the source's video (`None`: it takes no video from it).
+    video: Option<String>,
+    /// The member's user for the source's audio.
+    audio: Option<String>,
+    /// The member's clock minus the feed's, in nanoseconds.
+    offset_ns: i128,
+    /// The member's room ended (its feeds' stop flag).
+    stop: Arc<AtomicBool>,
+    /// Where the input's state changes go for this member's room.
+    on_change: OnChange,
+}
+
+/// A pulled source shared by the rooms that show it (see the [module docs](self)).
+pub struct SharedFeed {
+    url: String,
+    spec: PullSpec,
+    t0: Instant,
+    members: Mutex<Vec<Member>>,
+    /// The pull thread's stop flag: set once no member is left.
+    stop: Arc<AtomicBool>,
+    /// The input's state and counters (one per source, shown by every member's room).
+    input: Mutex<Option<Arc<PullInput>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// Frames pushed (decoded once, whatever the number of members).
+    frames: AtomicU64,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for SharedFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedFeed")
+            .field("url", &crate::output::upload::redact_url(&self.url))
+            .field("members", &self.lock().len())
+            .finish()
+    }
+}
+
+impl SharedFeed {
+    /// A feed of `spec`'s URL (decoding what `spec` asks for: video, audio) with no member
+    /// yet, its input state reported to every member's callback.
+    pub fn new(spec: &PullSpec) -> Arc<SharedFeed> {
+        let feed = Arc::new(SharedFeed {
+            url: spec.url.clone(),
+            spec: spec.clone(),
+            t0: Instant::now(),
+            members: Mutex::default(),
+            stop: Arc::default(),
+            input: Mutex::default(),
+            thread: Mutex::default(),
+            frames: AtomicU64::new(0),
+            next_id: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&feed);
+        let on_change: OnChange = Arc::new(move |st: &InputStats| {
+            if let Some(f) = weak.upgrade() {
+                let calls: Vec<OnChange> = f.lock().iter().map(|m| m.on_change.clone()).collect();
+                calls.iter().for_each(|c| c(st));
+            }
+        });
+        *feed.input.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(PullInput::new(spec, on_change));
+        feed
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Member>> {
+        self.members.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The URL pulled.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The spec the pull thread was started with (the first member's names).
+    pub fn spec(&self) -> &PullSpec {
+        &self.spec
+    }
+
+    /// The input's shared state (for every member's room info).
+    pub fn input(&self) -> Arc<PullInput> {
+        self.input
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .expect("set at creation")
+    }
+
+    /// The pull thread's stop flag.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Keeps the pull thread's handle (handed to the last member to leave).
+    pub fn set_thread(&self, t: JoinHandle<()>) {
+        *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+    }
+
+    /// Whether the feed decodes what a room asking for `video` / `audio` of its URL needs,
+    /// and still runs.
+    pub fn serves(&self, url: &str, video: bool, audio: bool) -> bool {
+        self.url == url
+            && !self.stop.load(Ordering::Acquire)
+            && (!video || self.spec.video.is_some())
+            && (!audio || self.spec.audio.is_some())
+    }
+
+    /// Adds `target` (a room's engine) as a member taking the video as `video` and the audio
+    /// as `audio`, until `stop` is set. A member joining a running feed (`announce`) is told
+    /// the input's current state at once; the first hears it when the pull thread starts.
+    pub fn join(
+        &self,
+        target: Arc<dyn FeedTarget>,
+        video: Option<String>,
+        audio: Option<String>,
+        stop: Arc<AtomicBool>,
+        on_change: OnChange,
+        announce: bool,
+    ) {
+        let offset_ns = target.clock_now().as_nanos() as i128 - self.now().as_nanos() as i128;
+        let st = self.input().stats();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().push(Member {
+            id,
+            target,
+            video,
+            audio,
+            offset_ns,
+            stop,
+            on_change: on_change.clone(),
+        });
+        if announce {
+            on_change(&st);
+        }
+    }
+
+    /// Drops the members whose rooms ended; once none is left the pull thread is told to
+    /// stop and its handle is returned (to be joined off the caller's thread).
+    pub fn prune(&self) -> Option<JoinHandle<()>> {
+        let empty = {
+            let mut m = self.lock();
+            m.retain(|m| !m.stop.load(Ordering::Acquire));
+            m.is_empty()
+        };
+        if !empty {
+            return None;
+        }
+        self.stop.store(true, Ordering::Release);
+        self.thread.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Frames decoded and pushed so far (once each, whatever the number of members).
+    pub fn frames(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    fn now(&self) -> Duration {
+        self.t0.elapsed()
+    }
+
+    /// Pushes to every member (`push(target, camid, user, capture on its clock)`), dropping
+    /// those that ended or refused; `Err` once none is left (a member's full queue comes back
+    /// as its `Backlog`, the others still fed). What was captured before a member's clock
+    /// began goes to it at its time 0 when `before_start` (a picture to show from its first
+    /// tick), else not at all (sound from before the room).
+    fn each(
+        &self,
+        capture: Duration,
+        before_start: bool,
+        mut push: impl FnMut(
+            &dyn FeedTarget,
+            Option<&str>,
+            Option<&str>,
+            Duration,
+        ) -> Result<(), MixerError>,
+    ) -> Result<(), MixerError> {
+        type Snap = (
+            u64,
+            Arc<dyn FeedTarget>,
+            Option<String>,
+            Option<String>,
+            i128,
+        );
+        let members: Vec<Snap> = {
+            let mut m = self.lock();
+            m.retain(|m| !m.stop.load(Ordering::Acquire));
+            m.iter()
+                .map(|m| {
+                    let (v, a) = (m.video.clone(), m.audio.clone());
+                    (m.id, m.target.clone(), v, a, m.offset_ns)
+                })
+                .collect()
+        };
+        if members.is_empty() {
+            self.stop.store(true, Ordering::Release);
+            return Err(MixerError::WrongMode(
+                "every room of this shared input ended",
+            ));
+        }
+        let mut refused = Vec::new();
+        let mut backlog = None;
+        for (id, target, video, audio, off) in members {
+            let at = capture.as_nanos() as i128 + off;
+            if at < 0 && !before_start {
+                // captured before the member's room began: not its sound
+                continue;
+            }
+            let at = Duration::from_nanos(at.clamp(0, u64::MAX as i128) as u64);
+            match push(&*target, video.as_deref(), audio.as_deref(), at) {
+                Ok(()) => {}
+                Err(e @ MixerError::Backlog(_)) => backlog = Some(e),
+                Err(_) => refused.push(id),
+            }
+        }
+        if !refused.is_empty() {
+            self.lock().retain(|m| !refused.contains(&m.id));
+        }
+        match backlog {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FeedTarget for SharedFeed {
+    fn file_clock(&self) -> FileClock {
+        FileClock::starting_now()
+    }
+
+    fn push_video_at(
+        &self,
+        _camid: &str,
+        frame: VideoFrame,
+        capture: Duration,
+    ) -> Result<(), MixerError> {
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        self.each(capture, true, |target, camid, _, at| match camid {
+            Some(camid) => target.push_video_at(camid, frame.clone(), at),
+            None => Ok(()),
+        })
+    }
+
+    fn push_audio(&self, _user: &str, frame: AudioFrame) -> Result<(), MixerError> {
+        let capture = frame.capture().unwrap_or_default();
+        self.each(capture, false, |target, _, user, at| match user {
+            Some(user) => target.push_audio(user, frame.clone().with_capture(at)),
+            None => Ok(()),
+        })
+    }
+
+    fn clock_now(&self) -> Duration {
+        self.now()
+    }
+
+    fn latency(&self) -> Option<Duration> {
+        let targets: Vec<Arc<dyn FeedTarget>> =
+            self.lock().iter().map(|m| m.target.clone()).collect();
+        targets.iter().filter_map(|t| t.latency()).min()
+    }
+}
