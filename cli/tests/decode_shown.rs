@@ -35,8 +35,8 @@ fn slot_of(i: u64) -> u64 {
 /// What tick `k` of a `fps` recording shows: the latest frame due at or before it.
 fn shown_at_tick(k: u64, fps: u64) -> u64 {
     (0..FRAMES)
-        .filter(|&i| slot_of(i) * fps <= k * FPS)
-        .last()
+        .rev()
+        .find(|&i| slot_of(i) * fps <= k * FPS)
         .unwrap()
 }
 

@@ -325,7 +325,7 @@ impl Decoder {
                 + self.offset
         };
         let (ps, qs) = (secs(p), secs(q));
-        if !(qs > ps) || qs - ps > MAX_TS_JUMP.as_secs_f64() {
+        if qs <= ps || qs - ps > MAX_TS_JUMP.as_secs_f64() {
             return true;
         }
         let (pd, qd) = (
