@@ -14,6 +14,7 @@ use ff::format::Pixel;
 use ffmpeg_next as ff;
 use thiserror::Error;
 
+use crate::model::buffer::PlaneData;
 use crate::model::frame::{ColorSpace, Matrix, PixelFormat, Plane, Range, Rotation, VideoFrame};
 use crate::model::time::{tick_time, ticks_before, PTS_SLACK};
 
@@ -806,20 +807,62 @@ fn planes_of(
     w: u32,
     h: u32,
 ) -> std::result::Result<VideoFrame, crate::model::frame::FrameError> {
+    // the frame's buffers are shared, not copied: a new reference to them (FFmpeg reuses a
+    // buffer only once no reference is left) is let go of when the last plane is dropped
+    let held = FrameRef::of(f);
     let planes = (0..fmt.plane_count())
         .map(|i| {
             let (row, rows) = fmt.plane_size(i, w, h);
             let stride = f.stride(i);
             let data = f.data(i);
-            // copy only what the frame's rows cover (the buffer may be padded)
+            // only what the frame's rows cover (the buffer may be padded)
             let need = (stride * (rows - 1) + row).min(data.len());
-            Plane {
-                data: data[..need].to_vec().into(),
-                stride,
-            }
+            let data = match &held {
+                Some(r) => {
+                    let r = r.clone();
+                    // SAFETY: `data` lies in a buffer that the reference `r` holds; FFmpeg does
+                    // not write into a buffer while a reference to it is held
+                    unsafe { PlaneData::from_raw(data.as_ptr(), need, move || drop(r)) }
+                }
+                None => data[..need].to_vec().into(),
+            };
+            Plane { data, stride }
         })
         .collect();
     VideoFrame::new(fmt, w, h, planes)
+}
+
+/// A reference to a decoded frame's buffers (`av_frame_ref`), released when dropped.
+struct FrameRef(*mut ff::ffi::AVFrame);
+
+// SAFETY: the AVFrame is only freed (once, on drop) and never read or written through this
+// handle; its buffers' reference counts are atomic.
+unsafe impl Send for FrameRef {}
+// SAFETY: as above, nothing is reached through a shared reference.
+unsafe impl Sync for FrameRef {}
+
+impl FrameRef {
+    /// A new reference to `f`'s buffers; `None` when they are not reference-counted (then
+    /// they are copied) or the reference cannot be made.
+    fn of(f: &ff::frame::Video) -> Option<Arc<FrameRef>> {
+        // SAFETY: `f` is a valid frame; av_frame_clone makes a new frame referencing the same
+        // buffers (or returns null)
+        unsafe {
+            let src = f.as_ptr();
+            if (*src).buf[0].is_null() {
+                return None;
+            }
+            let r = ff::ffi::av_frame_clone(src);
+            (!r.is_null()).then(|| Arc::new(FrameRef(r)))
+        }
+    }
+}
+
+impl Drop for FrameRef {
+    fn drop(&mut self) {
+        // SAFETY: made by av_frame_clone, freed once here
+        unsafe { ff::ffi::av_frame_free(&mut self.0) }
+    }
 }
 
 /// Decodes the first frame at or after `t` (the last frame if `t` is past the end; the only
