@@ -120,15 +120,43 @@ impl FileInputs {
         audio: &[(String, PathBuf)],
         shown_at: Option<u32>,
     ) -> Result<FileInputs, FeedError> {
-        let mut out = FileInputs::default();
+        // every input opens on its own thread at once (a file's open probes its streams);
+        // then each is waited for, in order
+        let mut videos = Vec::new();
         for (camid, path) in video {
-            let (rx, h, counts) = spawn_video(camid, path, shown_at)?;
+            videos.push((camid, spawn_video(camid, path, shown_at)?));
+        }
+        let mut audios = Vec::new();
+        for (user, path) in audio {
+            audios.push((user, spawn_audio(user, path)?));
+        }
+        let mut out = FileInputs::default();
+        for (camid, (rx, h, opened)) in videos {
+            let counts = match opened.recv() {
+                Ok(Ok(counts)) => counts,
+                Ok(Err(source)) => {
+                    return Err(FeedError::Input {
+                        camid: camid.clone(),
+                        source,
+                    })
+                }
+                Err(_) => return Err(FeedError::Thread(camid.clone(), "died".into())),
+            };
             out.video.push((camid.clone(), rx));
             out.decoders.push(h);
             out.counts.push((camid.clone(), counts));
         }
-        for (user, path) in audio {
-            let (rx, h) = spawn_audio(user, path)?;
+        for (user, (rx, h, opened)) in audios {
+            match opened.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(source)) => {
+                    return Err(FeedError::AudioInput {
+                        user: user.clone(),
+                        source,
+                    })
+                }
+                Err(_) => return Err(FeedError::Thread(user.clone(), "died".into())),
+            }
             out.audio.push((user.clone(), rx));
             out.decoders.push(h);
         }
@@ -330,7 +358,18 @@ pub fn push_audio<T: FeedTarget + ?Sized>(
     }
 }
 
-type VideoFeed = (Receiver<VideoFrame>, JoinHandle<()>, Arc<DecodeCounts>);
+/// A video input's frames, its thread and (once it opened its file) its decoder's counts.
+type VideoFeed = (
+    Receiver<VideoFrame>,
+    JoinHandle<()>,
+    Receiver<Result<Arc<DecodeCounts>, DecodeError>>,
+);
+/// An audio input's chunks, its thread and whether it opened its file.
+type AudioFeed = (
+    Receiver<AudioFrame>,
+    JoinHandle<()>,
+    Receiver<Result<(), AudioDecodeError>>,
+);
 
 fn spawn_video(
     camid: &str,
@@ -372,20 +411,10 @@ fn spawn_video(
             }
         })
         .map_err(|e| FeedError::Thread(camid.to_string(), e.to_string()))?;
-    match open_rx.recv() {
-        Ok(Ok(counts)) => Ok((rx, h, counts)),
-        Ok(Err(source)) => Err(FeedError::Input {
-            camid: camid.to_string(),
-            source,
-        }),
-        Err(_) => Err(FeedError::Thread(camid.to_string(), "died".into())),
-    }
+    Ok((rx, h, open_rx))
 }
 
-fn spawn_audio(
-    user: &str,
-    path: &std::path::Path,
-) -> Result<(Receiver<AudioFrame>, JoinHandle<()>), FeedError> {
+fn spawn_audio(user: &str, path: &std::path::Path) -> Result<AudioFeed, FeedError> {
     let (tx, rx) = bounded::<AudioFrame>(AUDIO_INPUT_QUEUE);
     let (open_tx, open_rx) = bounded::<Result<(), AudioDecodeError>>(1);
     let path = path.to_path_buf();
@@ -426,12 +455,5 @@ fn spawn_audio(
             }
         })
         .map_err(|e| FeedError::Thread(user.to_string(), e.to_string()))?;
-    match open_rx.recv() {
-        Ok(Ok(())) => Ok((rx, h)),
-        Ok(Err(source)) => Err(FeedError::AudioInput {
-            user: user.to_string(),
-            source,
-        }),
-        Err(_) => Err(FeedError::Thread(user.to_string(), "died".into())),
-    }
+    Ok((rx, h, open_rx))
 }
