@@ -650,25 +650,29 @@ fn an_hls_playlist_over_http_is_pulled() {
     assert!(st.iter().any(|s| s.0 == "live"), "{st:?}");
 }
 
+/// FFmpeg as an SRT listener on a free loopback port, sending the clip as MPEG-TS in real time
+/// (looped) to the one caller it takes: the process and the URL to call.
+fn srt_listener(d: &Path) -> (Proc, String) {
+    let url = format!("srt://127.0.0.1:{}", free_port());
+    let c = Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-stream_loop", "-1", "-i"])
+        .arg(clip())
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(format!("{url}?mode=listener"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(d.join("ffmpeg.log")).unwrap())
+        .spawn()
+        .expect("ffmpeg");
+    (Proc(Some(c)), url)
+}
+
 /// FFmpeg as an SRT listener sending MPEG-TS (the clip in real time), pulled by an `srt://`
 /// caller: the clip's flashes and clicks in step, as over RTMP.
 #[test]
 fn an_srt_stream_is_pulled_in_step() {
     let d = dir("srt");
-    let port = free_port();
-    let url = format!("srt://127.0.0.1:{port}");
-    let _listener = Proc(Some(
-        Command::new("ffmpeg")
-            .args(["-v", "error", "-re", "-stream_loop", "-1", "-i"])
-            .arg(clip())
-            .args(["-c", "copy", "-f", "mpegts"])
-            .arg(format!("{url}?mode=listener"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("ffmpeg.log")).unwrap())
-            .spawn()
-            .expect("ffmpeg"),
-    ));
+    let (_listener, url) = srt_listener(&d);
     // (the caller retries with the back-off until the listener is up)
     let out = finish(&d, record_cmd(&d, &url, 8.0).spawn().unwrap());
     assert!(
@@ -853,20 +857,7 @@ fn mpegts_timestamps_that_wrap_continue_the_timeline() {
 #[test]
 fn two_rooms_pulling_one_url_share_its_connection_and_its_decode() {
     let d = dir("shared");
-    let port = free_port();
-    let url = format!("srt://127.0.0.1:{port}");
-    let _listener = Proc(Some(
-        Command::new("ffmpeg")
-            .args(["-v", "error", "-re", "-stream_loop", "-1", "-i"])
-            .arg(clip())
-            .args(["-c", "copy", "-f", "mpegts"])
-            .arg(format!("{url}?mode=listener"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("ffmpeg.log")).unwrap())
-            .spawn()
-            .expect("ffmpeg"),
-    ));
+    let (_listener, url) = srt_listener(&d);
     let s = Serve::start(&d, &["--latency", "300"]);
     let room = |id: &str, camid: &str| {
         json!({"mixerID":id,"mode":0,"videoFileCfg":{"svrPathName":format!("/{id}.mp4"),

@@ -270,8 +270,9 @@ impl Decoder {
     /// while let Some(f) = d.next_frame().unwrap() {
     ///     n += 1;
     /// }
-    /// // a 30 fps file, of which a 15 fps recording shows every other frame
-    /// assert_eq!(n, 150);
+    /// // a 30 fps file (300 frames), of which a 15 fps recording shows every other frame,
+    /// // and its last frame (whose next pts is unknown, so it counts as shown)
+    /// assert_eq!(n, 151);
     /// ```
     pub fn only_shown_at(&mut self, fps: u32) {
         self.shown_at = (fps > 0).then_some(fps);
