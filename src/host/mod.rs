@@ -1256,8 +1256,8 @@ impl Host {
         let stop = Arc::new(AtomicBool::new(false));
         // a URL another room of this host pulls already is decoded once for both: the room
         // joins that feed (a new one is started otherwise)
-        let shared: Vec<(Arc<feed::shared::SharedFeed>, bool)> =
-            pulls.iter().map(|p| self.shared_feed(p)).collect();
+        let shared: Vec<(Arc<feed::shared::SharedFeed>, u64, bool)> =
+            pulls.iter().map(|p| self.shared_feed(p, &stop)).collect();
         let on_changes: Vec<feed::pull::OnChange> = pulls
             .iter()
             .map(|p| self.input_events_as(&rid, &stop, Some(p.key.clone())))
@@ -1265,7 +1265,7 @@ impl Host {
         let pull_inputs: Vec<(String, Arc<feed::pull::PullInput>)> = pulls
             .iter()
             .zip(&shared)
-            .map(|(p, (f, _))| (p.key.clone(), f.input()))
+            .map(|(p, (f, _, _))| (p.key.clone(), f.input()))
             .collect();
         let audio_taken = audio
             .iter()
@@ -1281,7 +1281,7 @@ impl Host {
                 .map(|(k, u)| (k, crate::output::upload::redact_url(&u)))
                 .collect(),
             pulls: pull_inputs,
-            shared: shared.iter().map(|(f, _)| f.clone()).collect(),
+            shared: shared.iter().map(|(f, _, _)| f.clone()).collect(),
             decodes: opened.counts.clone(),
             published: Mutex::default(),
             audio_taken,
@@ -1307,6 +1307,7 @@ impl Host {
             }
             Engine::Streams(s) => (s.read().events(), Arc::downgrade(s), true),
         };
+        let this_room = room.clone();
         let forward = {
             let (host, room) = (self.inner.clone(), Arc::downgrade(&room));
             let mut events = events.into_iter().peekable();
@@ -1321,22 +1322,29 @@ impl Host {
                     )
                 });
             }
-            std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("cm-room-{id}"))
-                .spawn(move || forward_events(&host, &rid, events, room, streams))
-                .map_err(MixerError::Io)?
+                .spawn(move || forward_events(&host, &rid, events, room, streams));
+            match spawned {
+                Ok(t) => t,
+                Err(e) => {
+                    // the places taken in shared feeds are given back
+                    this_room.release_feeds();
+                    return Err(MixerError::Io(e).into());
+                }
+            }
         };
         let mut threads = Vec::new();
-        for ((spec, (feed, new)), on_change) in pulls.into_iter().zip(shared).zip(on_changes) {
+        for ((spec, (feed, id, new)), on_change) in pulls.into_iter().zip(shared).zip(on_changes) {
             let target: Arc<dyn feed::file::FeedTarget> = match &engine {
                 Engine::Mix(m) => m.clone(),
                 Engine::Streams(s) => s.clone(),
             };
             feed.join(
+                id,
                 target,
                 spec.video.clone(),
                 spec.audio.clone(),
-                stop.clone(),
                 on_change,
                 !new,
             );
@@ -1360,23 +1368,27 @@ impl Host {
 
     /// The callback that publishes an input's state changes as `inputStateChanged` events of
     /// room `rid` (none once the room's `stop` is set: its NULL is its last event).
-    /// The running feed of `spec`'s URL that decodes what it needs, or a new one (`true`: its
-    /// pull thread is to be started).
-    fn shared_feed(&self, spec: &feed::pull::PullSpec) -> (Arc<feed::shared::SharedFeed>, bool) {
+    /// A place for a room (ended by `stop`) in the running feed of `spec`'s URL that decodes
+    /// what it needs, or in a new one (`true`: its pull thread is to be started): the feed and
+    /// the member's id ([`SharedFeed::reserve`](feed::shared::SharedFeed::reserve)).
+    fn shared_feed(
+        &self,
+        spec: &feed::pull::PullSpec,
+        stop: &Arc<AtomicBool>,
+    ) -> (Arc<feed::shared::SharedFeed>, u64, bool) {
         let mut feeds = self.inner.shared.lock().unwrap_or_else(|e| e.into_inner());
         feeds.retain(|f| f.strong_count() > 0);
-        let found = feeds
-            .iter()
-            .filter_map(|f| f.upgrade())
-            .find(|f| f.serves(&spec.url, spec.video.is_some(), spec.audio.is_some()));
-        match found {
-            Some(f) => (f, false),
-            None => {
-                let f = feed::shared::SharedFeed::new(spec);
-                feeds.push(Arc::downgrade(&f));
-                (f, true)
+        for f in feeds.iter().filter_map(|f| f.upgrade()) {
+            if f.serves(&spec.url, spec.video.is_some(), spec.audio.is_some()) {
+                if let Some(id) = f.reserve(stop.clone()) {
+                    return (f, id, false);
+                }
             }
         }
+        let f = feed::shared::SharedFeed::new(spec);
+        let id = f.reserve(stop.clone()).expect("a new feed has not ended");
+        feeds.push(Arc::downgrade(&f));
+        (f, id, true)
     }
 
     fn input_events(&self, rid: &Arc<str>, stop: &Arc<AtomicBool>) -> feed::pull::OnChange {

@@ -21,7 +21,8 @@ use crate::pipeline::MixerError;
 
 struct Member {
     id: u64,
-    target: Arc<dyn FeedTarget>,
+    /// `None` while the member is reserved but its room not yet ready ([`SharedFeed::reserve`]).
+    target: Option<Arc<dyn FeedTarget>>,
     /// The member's camid for the source's video (`None`: it takes no video from it).
     video: Option<String>,
     /// The member's user for the source's audio.
@@ -31,7 +32,7 @@ struct Member {
     /// The member's room ended (its feeds' stop flag).
     stop: Arc<AtomicBool>,
     /// Where the input's state changes go for this member's room.
-    on_change: OnChange,
+    on_change: Option<OnChange>,
 }
 
 /// A pulled source shared by the rooms that show it (see the [module docs](self)).
@@ -77,7 +78,11 @@ impl SharedFeed {
         let weak = Arc::downgrade(&feed);
         let on_change: OnChange = Arc::new(move |st: &InputStats| {
             if let Some(f) = weak.upgrade() {
-                let calls: Vec<OnChange> = f.lock().iter().map(|m| m.on_change.clone()).collect();
+                let calls: Vec<OnChange> = f
+                    .lock()
+                    .iter()
+                    .filter_map(|m| m.on_change.clone())
+                    .collect();
                 calls.iter().for_each(|c| c(st));
             }
         });
@@ -128,31 +133,58 @@ impl SharedFeed {
             && (!audio || self.spec.audio.is_some())
     }
 
-    /// Adds `target` (a room's engine) as a member taking the video as `video` and the audio
-    /// as `audio`, until `stop` is set. A member joining a running feed (`announce`) is told
-    /// the input's current state at once; the first hears it when the pull thread starts.
+    /// Takes a place in the feed for a room (ended when `stop` is set), so the feed cannot end
+    /// before the room [`joins`](SharedFeed::join): the member's id, or `None` when the feed
+    /// has ended already (the room then starts a feed of its own).
+    pub fn reserve(&self, stop: Arc<AtomicBool>) -> Option<u64> {
+        let mut m = self.lock();
+        // (under the members' lock: `prune` decides the end under it too)
+        if self.stop.load(Ordering::Acquire) {
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        m.push(Member {
+            id,
+            target: None,
+            video: None,
+            audio: None,
+            offset_ns: 0,
+            stop,
+            on_change: None,
+        });
+        Some(id)
+    }
+
+    /// Makes member `id` ([`SharedFeed::reserve`]) take the video as `video` and the audio as
+    /// `audio` into `target` (a room's engine). A member joining a running feed (`announce`)
+    /// is told the input's current state at once; the first hears it when the pull thread
+    /// starts. Nothing happens when the member has left meanwhile (its room ended).
     pub fn join(
         &self,
+        id: u64,
         target: Arc<dyn FeedTarget>,
         video: Option<String>,
         audio: Option<String>,
-        stop: Arc<AtomicBool>,
         on_change: OnChange,
         announce: bool,
     ) {
         let offset_ns = target.clock_now().as_nanos() as i128 - self.now().as_nanos() as i128;
         let st = self.input().stats();
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock().push(Member {
-            id,
-            target,
-            video,
-            audio,
-            offset_ns,
-            stop,
-            on_change: on_change.clone(),
-        });
-        if announce {
+        let joined = {
+            let mut m = self.lock();
+            match m.iter_mut().find(|m| m.id == id) {
+                Some(m) => {
+                    m.target = Some(target);
+                    m.video = video;
+                    m.audio = audio;
+                    m.offset_ns = offset_ns;
+                    m.on_change = Some(on_change.clone());
+                    true
+                }
+                None => false,
+            }
+        };
+        if joined && announce {
             on_change(&st);
         }
     }
@@ -160,15 +192,14 @@ impl SharedFeed {
     /// Drops the members whose rooms ended; once none is left the pull thread is told to
     /// stop and its handle is returned (to be joined off the caller's thread).
     pub fn prune(&self) -> Option<JoinHandle<()>> {
-        let empty = {
+        {
             let mut m = self.lock();
             m.retain(|m| !m.stop.load(Ordering::Acquire));
-            m.is_empty()
-        };
-        if !empty {
-            return None;
+            if !m.is_empty() {
+                return None;
+            }
+            self.stop.store(true, Ordering::Release);
         }
-        self.stop.store(true, Ordering::Release);
         self.thread.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
@@ -207,19 +238,20 @@ impl SharedFeed {
         let members: Vec<Snap> = {
             let mut m = self.lock();
             m.retain(|m| !m.stop.load(Ordering::Acquire));
+            if m.is_empty() {
+                self.stop.store(true, Ordering::Release);
+                return Err(MixerError::WrongMode(
+                    "every room of this shared input ended",
+                ));
+            }
+            // (a member still being set up takes nothing yet)
             m.iter()
-                .map(|m| {
-                    let (v, a) = (m.video.clone(), m.audio.clone());
-                    (m.id, m.target.clone(), v, a, m.offset_ns)
+                .filter_map(|m| {
+                    let t = m.target.clone()?;
+                    Some((m.id, t, m.video.clone(), m.audio.clone(), m.offset_ns))
                 })
                 .collect()
         };
-        if members.is_empty() {
-            self.stop.store(true, Ordering::Release);
-            return Err(MixerError::WrongMode(
-                "every room of this shared input ended",
-            ));
-        }
         let mut refused = Vec::new();
         let mut backlog = None;
         for (id, target, video, audio, off) in members {
@@ -276,8 +308,174 @@ impl FeedTarget for SharedFeed {
     }
 
     fn latency(&self) -> Option<Duration> {
-        let targets: Vec<Arc<dyn FeedTarget>> =
-            self.lock().iter().map(|m| m.target.clone()).collect();
+        let targets: Vec<Arc<dyn FeedTarget>> = self
+            .lock()
+            .iter()
+            .filter_map(|m| m.target.clone())
+            .collect();
         targets.iter().filter_map(|t| t.latency()).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A target that records what it is given, on a clock `ahead` of the feed's.
+    struct Sink {
+        t0: Instant,
+        video: Mutex<Vec<(String, Duration)>>,
+        audio: Mutex<Vec<(String, Duration)>>,
+    }
+
+    impl Sink {
+        fn new(ahead: Duration) -> Arc<Sink> {
+            Arc::new(Sink {
+                t0: Instant::now() - ahead,
+                video: Mutex::default(),
+                audio: Mutex::default(),
+            })
+        }
+    }
+
+    impl FeedTarget for Sink {
+        fn file_clock(&self) -> FileClock {
+            FileClock::starting_now()
+        }
+        fn push_video_at(&self, c: &str, _: VideoFrame, at: Duration) -> Result<(), MixerError> {
+            self.video.lock().unwrap().push((c.to_string(), at));
+            Ok(())
+        }
+        fn push_audio(&self, u: &str, f: AudioFrame) -> Result<(), MixerError> {
+            self.audio
+                .lock()
+                .unwrap()
+                .push((u.to_string(), f.capture().unwrap()));
+            Ok(())
+        }
+        fn clock_now(&self) -> Duration {
+            self.t0.elapsed()
+        }
+    }
+
+    fn spec() -> PullSpec {
+        PullSpec {
+            key: "a.-1".into(),
+            url: "srt://127.0.0.1:9".into(),
+            video: Some("a.-1".into()),
+            audio: Some("a".into()),
+        }
+    }
+
+    fn frame() -> VideoFrame {
+        VideoFrame::solid_i420(16, 16, [16, 128, 128]).unwrap()
+    }
+
+    fn chunk(at: Duration) -> AudioFrame {
+        AudioFrame::f32_interleaved(vec![0.0; 480], 48_000, 1)
+            .unwrap()
+            .with_capture(at)
+    }
+
+    #[test]
+    fn each_member_gets_the_media_on_its_own_clock_under_its_own_names() {
+        let feed = SharedFeed::new(&spec());
+        let (s1, s2) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        // m1's clock started 5 s before the feed's
+        let m1 = Sink::new(Duration::from_secs(5));
+        let id1 = feed.reserve(s1.clone()).unwrap();
+        feed.join(
+            id1,
+            m1.clone(),
+            Some("a.-1".into()),
+            Some("a".into()),
+            Arc::new(|_| {}),
+            false,
+        );
+        // media captured now, on the feed's clock; m2's clock starts 20 ms later
+        let before = feed.clock_now();
+        std::thread::sleep(Duration::from_millis(20));
+        let m2 = Sink::new(Duration::ZERO);
+        let id2 = feed.reserve(s2.clone()).unwrap();
+        feed.join(
+            id2,
+            m2.clone(),
+            Some("b.-1".into()),
+            Some("b".into()),
+            Arc::new(|_| {}),
+            true,
+        );
+        feed.push_video_at("ignored", frame(), before).unwrap();
+        feed.push_audio("ignored", chunk(before)).unwrap();
+        let v1 = m1.video.lock().unwrap().clone();
+        assert_eq!(v1.len(), 1);
+        assert_eq!(v1[0].0, "a.-1");
+        let want = before + Duration::from_secs(5);
+        assert!(
+            v1[0].1.abs_diff(want) < Duration::from_millis(5),
+            "{v1:?} {want:?}"
+        );
+        let a1 = m1.audio.lock().unwrap().clone();
+        assert_eq!(a1[0].0, "a");
+        assert!(a1[0].1.abs_diff(want) < Duration::from_millis(5), "{a1:?}");
+        // m2: the picture at its time 0 (captured before it began), not the sound
+        let v2 = m2.video.lock().unwrap().clone();
+        assert_eq!(v2, vec![("b.-1".to_string(), Duration::ZERO)]);
+        assert!(m2.audio.lock().unwrap().is_empty());
+        // and what comes after its start, at its own time
+        let later = feed.clock_now();
+        feed.push_audio("ignored", chunk(later)).unwrap();
+        let a2 = m2.audio.lock().unwrap().clone();
+        assert_eq!(a2.len(), 1);
+        assert_eq!(a2[0].0, "b");
+        assert!(a2[0].1 < Duration::from_millis(50), "{a2:?}");
+        assert_eq!(feed.frames(), 1);
+    }
+
+    #[test]
+    fn a_reserved_place_keeps_the_feed_and_the_last_to_leave_ends_it() {
+        let feed = SharedFeed::new(&spec());
+        let (s1, s2) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let id1 = feed.reserve(s1.clone()).unwrap();
+        let _id2 = feed.reserve(s2.clone()).unwrap();
+        feed.join(
+            id1,
+            Sink::new(Duration::ZERO),
+            Some("a.-1".into()),
+            None,
+            Arc::new(|_| {}),
+            false,
+        );
+        s1.store(true, Ordering::Release);
+        assert!(feed.prune().is_none());
+        // the second room has not joined yet: its place keeps the feed running
+        assert!(!feed.stop_flag().load(Ordering::Acquire));
+        assert!(feed.serves(&spec().url, true, true));
+        // nothing to push to yet, but the feed goes on
+        assert!(feed.push_video_at("x", frame(), Duration::ZERO).is_ok());
+        s2.store(true, Ordering::Release);
+        feed.prune();
+        assert!(feed.stop_flag().load(Ordering::Acquire));
+        // an ended feed takes no one: a room coming now starts its own
+        assert!(feed.reserve(Arc::default()).is_none());
+        assert!(!feed.serves(&spec().url, true, true));
+        assert!(feed.push_video_at("x", frame(), Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn a_feed_serves_only_what_it_decodes() {
+        let feed = SharedFeed::new(&PullSpec {
+            audio: None,
+            ..spec()
+        });
+        assert!(feed.serves("srt://127.0.0.1:9", true, false));
+        assert!(!feed.serves("srt://127.0.0.1:9", true, true));
+        assert!(!feed.serves("srt://127.0.0.1:10", true, false));
     }
 }
