@@ -170,33 +170,6 @@ fn nats_publish(nats: &Nats, subject: &str, payload: &[u8]) {
     assert!(!String::from_utf8_lossy(&got).contains("-ERR"), "{got:?}");
 }
 
-/// `promtool check metrics` on `text` (it must pass; in CI promtool must be there).
-fn promtool_check(text: &str) {
-    if Command::new("promtool").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "promtool is missing in CI (scripts/install-deps.sh installs it)"
-        );
-        return;
-    }
-    let mut c = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let o = c.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "promtool: {}{}\n{text}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 /// One `cloudmixer serve --fleet` worker.
 struct Worker {
     child: Option<Child>,
@@ -667,7 +640,7 @@ fn a_killed_workers_rooms_continue_in_their_next_file_elsewhere() {
         .sum();
     assert_eq!(took, 3.0);
     assert_eq!(w3.metric("cloudmixer_fleet_connected"), 1.0);
-    promtool_check(&w3.metrics().unwrap());
+    common::promtool_check(&w3.metrics().unwrap());
     let mut finals = HashMap::new();
     for id in ids {
         let (st, v) = w3.req("DELETE", &format!("/v1/mixers/{id}"), None);

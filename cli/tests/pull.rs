@@ -460,28 +460,7 @@ fn a_refused_url_leaves_the_mixer_running_and_a_bad_scheme_is_refused() {
     assert!(
         metrics.contains("cloudmixer_input_reconnects_total{mixer_id=\"m1\",input=\"Usr1.-1\"}")
     );
-    if Command::new("promtool").arg("--version").output().is_ok() {
-        let mut c = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        c.stdin
-            .take()
-            .unwrap()
-            .write_all(metrics.as_bytes())
-            .unwrap();
-        let o = c.wait_with_output().unwrap();
-        assert!(
-            o.status.success(),
-            "promtool: {}{}\n{metrics}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
+    common::promtool_check(&metrics);
     // the mixer keeps recording the placeholder; a delete ends it (and the pull) at once
     std::thread::sleep(Duration::from_millis(1500));
     let t1 = Instant::now();

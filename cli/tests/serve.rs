@@ -597,30 +597,7 @@ fn metrics_are_valid_prometheus_text() {
     let more = value("cloudmixer_capacity_rooms");
     assert!((0.0..=3.0).contains(&more), "{more}");
     assert!(value("cloudmixer_room_cost_cores") > 0.0);
-    let promtool = Command::new("promtool").arg("--version").output();
-    if promtool.is_ok() {
-        let mut c = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-        let o = c.wait_with_output().unwrap();
-        assert!(
-            o.status.success(),
-            "promtool: {}{}\n{text}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    } else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "promtool is missing in CI (scripts/install-deps.sh installs it)"
-        );
-    }
+    common::promtool_check(&text);
     assert_eq!(s.req("DELETE", "/v1/mixers/mx", None).0, 200);
 }
 

@@ -15,6 +15,9 @@ use cloudmixer::output::Storage;
 use cloudmixer::testkit::s3::{free_port, S3Server};
 use serde_json::{json, Value};
 
+mod common;
+use common::frames;
+
 // the repository root (fixtures/, scripts/): this crate is cli/
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// The binary under test (`CLOUDMIXER_TEST_BIN` runs these attacks against another build).
@@ -114,26 +117,6 @@ fn read_events(p: &Path) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
-}
-
-fn frames(p: &Path) -> u64 {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-        .arg(p)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        p.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // a playlist lists its stream twice (program and stream)
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn storage_cfg(s: &S3Server) -> Value {

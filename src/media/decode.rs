@@ -221,13 +221,7 @@ impl Decoder {
             let p = st.parameters().as_ptr();
             ((*p).width.max(0) as u32, (*p).height.max(0) as u32)
         };
-        let rate = st.avg_frame_rate();
-        let guess = if rate.denominator() > 0 && rate.numerator() > 0 {
-            f64::from(rate.numerator()) / f64::from(rate.denominator())
-        } else {
-            0.0
-        };
-        let threads = file_decode_threads(w, h, guess);
+        let threads = file_decode_threads(w, h, avg_fps(&st));
         let (decoder, fps, rotation) =
             open_video_stream(&st, &path, ff::codec::threading::Type::Frame, threads)?;
         Ok(Decoder {
@@ -575,12 +569,7 @@ pub(crate) fn open_video_stream(
     threading: ff::codec::threading::Type,
     threads: usize,
 ) -> Result<(ff::decoder::Video, f64, Rotation)> {
-    let rate = st.avg_frame_rate();
-    let fps = if rate.denominator() != 0 && rate.numerator() > 0 {
-        rate.numerator() as f64 / rate.denominator() as f64
-    } else {
-        0.0
-    };
+    let fps = avg_fps(st);
     let rotation = rotation_of(st);
     let params = st.parameters();
     let codec_id = params.id();
@@ -608,6 +597,16 @@ pub(crate) fn open_video_stream(
             codec: format!("{codec_id:?} ({e})"),
         })?;
     Ok((decoder, fps, rotation))
+}
+
+/// A stream's average frame rate (0 when unknown).
+fn avg_fps(st: &ff::format::stream::Stream) -> f64 {
+    let rate = st.avg_frame_rate();
+    if rate.denominator() != 0 && rate.numerator() > 0 {
+        f64::from(rate.numerator()) / f64::from(rate.denominator())
+    } else {
+        0.0
+    }
 }
 
 /// The rotation that displays a stream upright: its display matrix (as FFmpeg's players
@@ -810,7 +809,7 @@ fn planes_of(
 ) -> std::result::Result<VideoFrame, crate::model::frame::FrameError> {
     // the frame's buffers are shared, not copied: a new reference to them (FFmpeg reuses a
     // buffer only once no reference is left) is let go of when the last plane is dropped
-    let held = FrameRef::of(f);
+    let held = FrameRef::of(f).map(PlaneData::from_arc);
     let planes = (0..fmt.plane_count())
         .map(|i| {
             let (row, rows) = fmt.plane_size(i, w, h);
@@ -819,12 +818,9 @@ fn planes_of(
             // only what the frame's rows cover (the buffer may be padded)
             let need = (stride * (rows - 1) + row).min(data.len());
             let data = match &held {
-                Some(r) => {
-                    let r = r.clone();
-                    // SAFETY: `data` lies in a buffer that the reference `r` holds; FFmpeg does
-                    // not write into a buffer while a reference to it is held
-                    unsafe { PlaneData::from_raw(data.as_ptr(), need, move || drop(r)) }
-                }
+                // SAFETY: `data` lies in a buffer that the reference that `held` owns; FFmpeg
+                // does not write into a buffer while a reference to it is held
+                Some(owner) => unsafe { owner.sharing(data.as_ptr(), need) },
                 None => data[..need].to_vec().into(),
             };
             Plane { data, stride }
@@ -856,6 +852,13 @@ impl FrameRef {
             let r = ff::ffi::av_frame_clone(src);
             (!r.is_null()).then(|| Arc::new(FrameRef(r)))
         }
+    }
+}
+
+impl AsRef<[u8]> for FrameRef {
+    /// Nothing: the planes point into the buffers it holds ([`PlaneData::sharing`]).
+    fn as_ref(&self) -> &[u8] {
+        &[]
     }
 }
 

@@ -1016,12 +1016,19 @@ impl Fleet {
             o.files.push(known);
             o.fence
         };
-        self.modify(id, fence, |r| {
-            r.segment = r.segment.max(n);
-            r.series.retain(|(i, _)| *i != out);
-            r.series.push((out, series.clone()));
-        })
-        .await;
+        let written = self
+            .modify(id, fence, |r| {
+                r.segment = r.segment.max(n);
+                r.series.retain(|(i, _)| *i != out);
+                r.series.push((out, series.clone()));
+            })
+            .await;
+        if !written {
+            // not in the record: the next report of this file writes it again
+            if let Some(o) = self.lock_owned().get_mut(id) {
+                o.files.retain(|f| f.0 != out);
+            }
+        }
     }
 
     /// An owned room ended (destroyed, or stopped by itself): its record goes, then its lease

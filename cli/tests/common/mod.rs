@@ -65,7 +65,7 @@ pub fn spawn_serve(d: &Path, token: bool, extra: &[&str], stderr: Stdio) -> (Chi
     (child, base)
 }
 
-/// Video frames of `p`, decoded and counted by ffprobe.
+/// Video frames of `p` (a file or a playlist), decoded and counted by ffprobe.
 pub fn frames(p: &Path) -> u64 {
     let o = Command::new("ffprobe")
         .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
@@ -79,7 +79,11 @@ pub fn frames(p: &Path) -> u64 {
         p.display(),
         String::from_utf8_lossy(&o.stderr)
     );
-    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+    // (a playlist lists its stream twice: program and stream)
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{}: no frame count", p.display()))
 }
 
 /// An HTTP agent that hands back every status (no error for 4xx/5xx), 60 s per request.
@@ -97,4 +101,31 @@ pub fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
         .unwrap_or("")
+}
+
+/// `promtool check metrics` on `text` (it must pass; in CI promtool must be there).
+pub fn promtool_check(text: &str) {
+    if Command::new("promtool").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is missing in CI (scripts/install-deps.sh installs it)"
+        );
+        return;
+    }
+    let mut c = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -37,24 +37,22 @@ struct Member {
 
 /// A pulled source shared by the rooms that show it (see the [module docs](self)).
 pub struct SharedFeed {
-    url: String,
+    /// What the pull thread decodes (the first member's names).
     spec: PullSpec,
     t0: Instant,
     members: Mutex<Vec<Member>>,
     /// The pull thread's stop flag: set once no member is left.
     stop: Arc<AtomicBool>,
     /// The input's state and counters (one per source, shown by every member's room).
-    input: Mutex<Option<Arc<PullInput>>>,
+    input: Arc<PullInput>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    /// Frames pushed (decoded once, whatever the number of members).
-    frames: AtomicU64,
     next_id: AtomicU64,
 }
 
 impl std::fmt::Debug for SharedFeed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedFeed")
-            .field("url", &crate::output::upload::redact_url(&self.url))
+            .field("url", &crate::output::upload::redact_url(&self.spec.url))
             .field("members", &self.lock().len())
             .finish()
     }
@@ -64,54 +62,37 @@ impl SharedFeed {
     /// A feed of `spec`'s URL (decoding what `spec` asks for: video, audio) with no member
     /// yet, its input state reported to every member's callback.
     pub fn new(spec: &PullSpec) -> Arc<SharedFeed> {
-        let feed = Arc::new(SharedFeed {
-            url: spec.url.clone(),
-            spec: spec.clone(),
-            t0: Instant::now(),
-            members: Mutex::default(),
-            stop: Arc::default(),
-            input: Mutex::default(),
-            thread: Mutex::default(),
-            frames: AtomicU64::new(0),
-            next_id: AtomicU64::new(0),
-        });
-        let weak = Arc::downgrade(&feed);
-        let on_change: OnChange = Arc::new(move |st: &InputStats| {
-            if let Some(f) = weak.upgrade() {
-                let calls: Vec<OnChange> = f
-                    .lock()
-                    .iter()
-                    .filter_map(|m| m.on_change.clone())
-                    .collect();
-                calls.iter().for_each(|c| c(st));
+        Arc::new_cyclic(|weak: &std::sync::Weak<SharedFeed>| {
+            let weak = weak.clone();
+            let on_change: OnChange = Arc::new(move |st: &InputStats| {
+                if let Some(f) = weak.upgrade() {
+                    let calls: Vec<OnChange> = f
+                        .lock()
+                        .iter()
+                        .filter_map(|m| m.on_change.clone())
+                        .collect();
+                    calls.iter().for_each(|c| c(st));
+                }
+            });
+            SharedFeed {
+                spec: spec.clone(),
+                t0: Instant::now(),
+                members: Mutex::default(),
+                stop: Arc::default(),
+                input: PullInput::new(spec, on_change),
+                thread: Mutex::default(),
+                next_id: AtomicU64::new(0),
             }
-        });
-        *feed.input.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(PullInput::new(spec, on_change));
-        feed
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Member>> {
         self.members.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The URL pulled.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The spec the pull thread was started with (the first member's names).
-    pub fn spec(&self) -> &PullSpec {
-        &self.spec
-    }
-
     /// The input's shared state (for every member's room info).
     pub fn input(&self) -> Arc<PullInput> {
-        self.input
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .expect("set at creation")
+        self.input.clone()
     }
 
     /// The pull thread's stop flag.
@@ -127,7 +108,7 @@ impl SharedFeed {
     /// Whether the feed decodes what a room asking for `video` / `audio` of its URL needs,
     /// and still runs.
     pub fn serves(&self, url: &str, video: bool, audio: bool) -> bool {
-        self.url == url
+        self.spec.url == url
             && !self.stop.load(Ordering::Acquire)
             && (!video || self.spec.video.is_some())
             && (!audio || self.spec.audio.is_some())
@@ -203,11 +184,6 @@ impl SharedFeed {
         self.thread.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    /// Frames decoded and pushed so far (once each, whatever the number of members).
-    pub fn frames(&self) -> u64 {
-        self.frames.load(Ordering::Relaxed)
-    }
-
     fn now(&self) -> Duration {
         self.t0.elapsed()
     }
@@ -228,48 +204,39 @@ impl SharedFeed {
             Duration,
         ) -> Result<(), MixerError>,
     ) -> Result<(), MixerError> {
-        type Snap = (
-            u64,
-            Arc<dyn FeedTarget>,
-            Option<String>,
-            Option<String>,
-            i128,
-        );
-        let members: Vec<Snap> = {
-            let mut m = self.lock();
-            m.retain(|m| !m.stop.load(Ordering::Acquire));
-            if m.is_empty() {
-                self.stop.store(true, Ordering::Release);
-                return Err(MixerError::WrongMode(
-                    "every room of this shared input ended",
-                ));
-            }
-            // (a member still being set up takes nothing yet)
-            m.iter()
-                .filter_map(|m| {
-                    let t = m.target.clone()?;
-                    Some((m.id, t, m.video.clone(), m.audio.clone(), m.offset_ns))
-                })
-                .collect()
-        };
-        let mut refused = Vec::new();
+        // under the members' lock (the pushes never block: a full queue refuses), so nothing
+        // is copied per frame and `prune` decides the end against what is pushed
+        let mut m = self.lock();
+        m.retain(|m| !m.stop.load(Ordering::Acquire));
+        if m.is_empty() {
+            self.stop.store(true, Ordering::Release);
+            return Err(MixerError::WrongMode(
+                "every room of this shared input ended",
+            ));
+        }
         let mut backlog = None;
-        for (id, target, video, audio, off) in members {
-            let at = capture.as_nanos() as i128 + off;
+        m.retain(|m| {
+            // (a member still being set up takes nothing yet)
+            let Some(target) = &m.target else {
+                return true;
+            };
+            let at = capture.as_nanos() as i128 + m.offset_ns;
             if at < 0 && !before_start {
                 // captured before the member's room began: not its sound
-                continue;
+                return true;
             }
             let at = Duration::from_nanos(at.clamp(0, u64::MAX as i128) as u64);
-            match push(&*target, video.as_deref(), audio.as_deref(), at) {
-                Ok(()) => {}
-                Err(e @ MixerError::Backlog(_)) => backlog = Some(e),
-                Err(_) => refused.push(id),
+            match push(&**target, m.video.as_deref(), m.audio.as_deref(), at) {
+                Ok(()) => true,
+                Err(e @ MixerError::Backlog(_)) => {
+                    backlog = Some(e);
+                    true
+                }
+                // refused: its room stopped
+                Err(_) => false,
             }
-        }
-        if !refused.is_empty() {
-            self.lock().retain(|m| !refused.contains(&m.id));
-        }
+        });
+        drop(m);
         match backlog {
             Some(e) => Err(e),
             None => Ok(()),
@@ -288,7 +255,6 @@ impl FeedTarget for SharedFeed {
         frame: VideoFrame,
         capture: Duration,
     ) -> Result<(), MixerError> {
-        self.frames.fetch_add(1, Ordering::Relaxed);
         self.each(capture, true, |target, camid, _, at| match camid {
             Some(camid) => target.push_video_at(camid, frame.clone(), at),
             None => Ok(()),
@@ -308,12 +274,10 @@ impl FeedTarget for SharedFeed {
     }
 
     fn latency(&self) -> Option<Duration> {
-        let targets: Vec<Arc<dyn FeedTarget>> = self
-            .lock()
+        self.lock()
             .iter()
-            .filter_map(|m| m.target.clone())
-            .collect();
-        targets.iter().filter_map(|t| t.latency()).min()
+            .filter_map(|m| m.target.as_ref()?.latency())
+            .min()
     }
 }
 
@@ -432,7 +396,6 @@ mod tests {
         assert_eq!(a2.len(), 1);
         assert_eq!(a2[0].0, "b");
         assert!(a2[0].1 < Duration::from_millis(50), "{a2:?}");
-        assert_eq!(feed.frames(), 1);
     }
 
     #[test]
