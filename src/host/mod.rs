@@ -411,6 +411,19 @@ impl Streams {
         self.rec.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The recorder for a feed's push, which must not wait: while it is being destroyed (the
+    /// write lock held for seconds) the push is refused, so a feed shared with other rooms is
+    /// not held up.
+    fn feeding(&self) -> Result<std::sync::RwLockReadGuard<'_, StreamRecorder>, MixerError> {
+        match self.rec.try_read() {
+            Ok(g) => Ok(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => Ok(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                Err(MixerError::WrongMode("the recorder is stopping"))
+            }
+        }
+    }
+
     fn state(&self) -> MixerState {
         match self.state.load(Ordering::Acquire) {
             1 => MixerState::Starting,
@@ -459,7 +472,7 @@ impl feed::file::FeedTarget for Streams {
         frame: crate::model::frame::VideoFrame,
         _capture: Duration,
     ) -> Result<(), MixerError> {
-        self.read().push_video(camid, frame)
+        self.feeding()?.push_video(camid, frame)
     }
 
     fn push_audio(
@@ -469,7 +482,7 @@ impl feed::file::FeedTarget for Streams {
     ) -> Result<(), MixerError> {
         // (capture times are on each stream's own clock: none given, the chunks follow each
         // other as they come)
-        self.read().push_audio(user, frame.without_capture())
+        self.feeding()?.push_audio(user, frame.without_capture())
     }
 }
 
